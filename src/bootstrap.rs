@@ -1,0 +1,312 @@
+//! Start-up: `init()`, telling a child from a parent, spawning children, and the handshake.
+//!
+//! A child is this same program, re-executed from `/proc/self/exe` with the environment
+//! variable [`ENV`] naming two inherited descriptors (its socket to the parent and the shared
+//! progress page) and the parent's pid. On Linux a start-up hook in `.init_array` notices the
+//! variable before `main` runs — which is what makes pools work inside `#[test]` functions,
+//! whose `main` belongs to libtest — and [`init`] does the same for platforms without one.
+//!
+//! Children are forked by one long-lived "spawner" thread: `PR_SET_PDEATHSIG` fires when the
+//! *thread* that forked a child exits, so forking from short-lived user threads would kill
+//! children early. The signal is armed before `exec`, and the child checks that its parent is
+//! still the one that started it, closing the race where the parent dies first.
+
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd, RawFd};
+use std::sync::OnceLock;
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use crate::error::{Error, Result};
+use crate::sys;
+use crate::sys::page::SharedPage;
+use crate::wire::message::{Hello, Ready, Refuse, Role, kind};
+use crate::wire::{Channel, codec};
+
+/// The environment variable that marks a child: `"<socket fd>,<page fd>,<parent pid>"`.
+pub(crate) const ENV: &str = "MULTIPROC_WORKER";
+/// Exit status of a child that refused the handshake (different executable).
+const EXIT_REFUSED: i32 = 71;
+/// How long a child waits for the parent's greeting.
+const HELLO_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Makes this program usable with `multiproc`. Call it first in `main`.
+///
+/// In the parent it returns at once. In a child started by this crate it serves its parent and
+/// exits: it never returns there. On Linux a start-up hook has usually done this already, before
+/// `main` ran, so the call costs one environment look-up.
+///
+/// Call it before starting any thread: a child removes its marker from the environment, which
+/// is only sound while the process is single-threaded.
+///
+/// # Examples
+/// ```
+/// fn main() {
+///     multiproc::init();
+///     // ... use Process and Pool ...
+/// }
+/// ```
+pub fn init() {
+    if let Some(marker) = take_marker() {
+        run_child(&marker);
+    }
+}
+
+fn take_marker() -> Option<String> {
+    let marker = std::env::var(ENV).ok()?;
+    // SAFETY: called before `main` (from the start-up hook) or as the first line of `main`, as
+    // `init` documents: no other thread is reading the environment. The marker must not leak to
+    // programs this child starts.
+    unsafe { std::env::remove_var(ENV) };
+    Some(marker)
+}
+
+/// The start-up hook: runs before `main` in every program that links this crate.
+#[cfg(target_os = "linux")]
+#[used]
+#[unsafe(link_section = ".init_array")]
+static CHILD_HOOK: extern "C" fn() = child_hook;
+
+#[cfg(target_os = "linux")]
+extern "C" fn child_hook() {
+    init();
+}
+
+fn run_child(marker: &str) -> ! {
+    let code = match child_main(marker) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("multiproc: child process could not start: {e}");
+            crate::worker::EXIT_PROTOCOL
+        }
+    };
+    std::process::exit(code)
+}
+
+fn child_main(marker: &str) -> Result<i32> {
+    let fields: Vec<i64> = marker
+        .split(',')
+        .map(|f| f.parse::<i64>())
+        .collect::<std::result::Result<_, _>>()
+        .map_err(|_| Error::Spawn(format!("malformed {ENV} marker {marker:?}")))?;
+    let [sock, page, parent] = fields[..] else {
+        return Err(Error::Spawn(format!("malformed {ENV} marker {marker:?}")));
+    };
+    sys::proc::die_with_parent(parent as u32)?;
+    // SAFETY: the parent's spawner kept exactly these two descriptors open across `exec` for us;
+    // nothing else in this fresh process knows or owns them.
+    let (sock, page) = unsafe { (sys::fd::adopt(sock as RawFd), sys::fd::adopt(page as RawFd)) };
+    // Programs this child runs must not inherit them.
+    sys::fd::set_cloexec(sock.as_fd(), true)?;
+    sys::fd::set_cloexec(page.as_fd(), true)?;
+    let page = SharedPage::map(page)?;
+    let mut ch = Channel::new(sock, false)?;
+
+    let hello = ch.recv(Some(Instant::now() + HELLO_TIMEOUT))?;
+    if hello.kind != kind::HELLO {
+        return Err(Error::Protocol(format!(
+            "expected a greeting, got kind {}",
+            hello.kind
+        )));
+    }
+    let hello: Hello = codec::decode(hello.payload())?;
+    if hello.identity != identity()? {
+        let reason = "the child is not the same executable as the parent (was the binary rebuilt \
+                      or replaced while running?)"
+            .to_string();
+        ch.send(kind::REFUSE, &codec::encode(&Refuse { reason })?)?;
+        return Ok(EXIT_REFUSED);
+    }
+    let _ = CURRENT.set(CurrentProcess {
+        name: hello.name,
+        pid: sys::proc::getpid(),
+        is_worker: true,
+    });
+    crate::task::capture_panics();
+    ch.send(
+        kind::READY,
+        &codec::encode(&Ready {
+            pid: sys::proc::getpid(),
+        })?,
+    )?;
+    Ok(crate::worker::serve(ch, page, hello.role))
+}
+
+/// This executable's identity, sent in the greeting and checked by the child.
+fn identity() -> Result<[u64; 6]> {
+    static ID: OnceLock<[u64; 6]> = OnceLock::new();
+    if let Some(id) = ID.get() {
+        return Ok(*id);
+    }
+    let exe = sys::proc::exe_identity()?;
+    let id = [
+        exe[0],
+        exe[1],
+        exe[2],
+        exe[3],
+        exe[4],
+        crate::task::layout_probe(),
+    ];
+    Ok(*ID.get_or_init(|| id))
+}
+
+/// The parent's end of a freshly started child.
+#[derive(Debug)]
+pub(crate) struct ChildLink {
+    pub(crate) pid: u32,
+    pub(crate) channel: Channel,
+    pub(crate) page: SharedPage,
+    /// Readable once the child has exited.
+    pub(crate) pidfd: OwnedFd,
+}
+
+struct SpawnRequest {
+    env: String,
+    keep: [RawFd; 2],
+    reply: mpsc::SyncSender<std::io::Result<u32>>,
+}
+
+fn spawner() -> Result<&'static mpsc::Sender<SpawnRequest>> {
+    static SPAWNER: OnceLock<mpsc::Sender<SpawnRequest>> = OnceLock::new();
+    if let Some(tx) = SPAWNER.get() {
+        return Ok(tx);
+    }
+    let (tx, rx) = mpsc::channel::<SpawnRequest>();
+    let tx = SPAWNER.get_or_init(|| tx);
+    // Another thread may have won the race to install its sender; then `rx` is orphaned and
+    // this thread's spawner exits at once. Only the winner's receiver gets requests.
+    std::thread::Builder::new()
+        .name("multiproc-spawner".into())
+        .spawn(move || {
+            for req in rx {
+                // SAFETY: the requester blocks on `reply` until we answer, keeping both
+                // descriptors open for the whole call.
+                let keep = unsafe { req.keep.map(|fd| BorrowedFd::borrow_raw(fd)) };
+                let result = sys::proc::spawn_self(sys::proc::SpawnSpec {
+                    env: vec![(ENV, req.env)],
+                    keep: keep.to_vec(),
+                    args: vec!["__multiproc_child__", "--exact"],
+                });
+                let _ = req.reply.send(result);
+            }
+        })?;
+    Ok(tx)
+}
+
+/// Starts a child, greets it, and returns the parent's end. The child's `READY` (or `REFUSE`)
+/// is the first frame that will arrive on the channel.
+pub(crate) fn spawn_child(name: &str, role: Role, nonblocking: bool) -> Result<ChildLink> {
+    #[cfg(target_os = "linux")]
+    std::hint::black_box(&CHILD_HOOK);
+    let (ours, theirs) = sys::fd::socketpair()?;
+    let page = SharedPage::create()?;
+    let (reply, answer) = mpsc::sync_channel(1);
+    let env = format!(
+        "{},{},{}",
+        sys::proc::raw(&theirs),
+        sys::proc::raw(&page.as_fd()),
+        sys::proc::getpid()
+    );
+    spawner()?
+        .send(SpawnRequest {
+            env,
+            keep: [sys::proc::raw(&theirs), sys::proc::raw(&page.as_fd())],
+            reply,
+        })
+        .map_err(|_| Error::Spawn("the spawner thread is gone".into()))?;
+    let pid = answer
+        .recv()
+        .map_err(|_| Error::Spawn("the spawner thread is gone".into()))?
+        .map_err(|e| Error::Spawn(e.to_string()))?;
+    drop(theirs);
+    let pidfd = sys::proc::pidfd(pid)?;
+    let mut channel = Channel::new(ours, nonblocking)?;
+    let hello = Hello {
+        identity: identity()?,
+        name: name.to_string(),
+        role,
+    };
+    channel.push(kind::HELLO, &codec::encode(&hello)?)?;
+    // A greeting is far smaller than a socket buffer, so this completes even when non-blocking.
+    channel.flush()?;
+    Ok(ChildLink {
+        pid,
+        channel,
+        page,
+        pidfd,
+    })
+}
+
+/// Interprets the child's answer to the greeting.
+pub(crate) fn check_ready(frame: &crate::wire::Frame) -> Result<u32> {
+    match frame.kind {
+        kind::READY => Ok(codec::decode::<Ready>(frame.payload())?.pid),
+        kind::REFUSE => Err(Error::Spawn(
+            codec::decode::<Refuse>(frame.payload())?.reason,
+        )),
+        other => Err(Error::Protocol(format!("expected READY, got kind {other}"))),
+    }
+}
+
+/// Waits for the child's answer to the greeting (blocking channels).
+pub(crate) fn await_ready(link: &mut ChildLink, deadline: Instant) -> Result<u32> {
+    match link.channel.recv(Some(deadline)) {
+        Ok(frame) => check_ready(&frame),
+        Err(Error::Disconnected) => Err(Error::Spawn(
+            "the child exited during start-up (see its stderr)".into(),
+        )),
+        Err(e) => Err(e),
+    }
+}
+
+/// Who the current process is.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CurrentProcess {
+    name: String,
+    pid: u32,
+    is_worker: bool,
+}
+
+impl CurrentProcess {
+    /// `"MainProcess"` in the parent; the `Process` name or `"PoolWorker-N"` in a child.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+    /// The OS process id.
+    pub fn pid(&self) -> u32 {
+        self.pid
+    }
+    /// Whether this process was started by `multiproc` (a `Process` or a pool worker).
+    pub fn is_worker(&self) -> bool {
+        self.is_worker
+    }
+}
+
+static CURRENT: OnceLock<CurrentProcess> = OnceLock::new();
+
+/// Describes the current process, like Python's `multiprocessing.current_process()`.
+///
+/// # Examples
+/// ```
+/// multiproc::init();
+/// let me = multiproc::current_process();
+/// assert_eq!(me.name(), "MainProcess");
+/// assert!(!me.is_worker());
+/// assert_eq!(me.pid(), std::process::id());
+/// ```
+pub fn current_process() -> CurrentProcess {
+    CURRENT.get().cloned().unwrap_or_else(|| CurrentProcess {
+        name: "MainProcess".into(),
+        pid: sys::proc::getpid(),
+        is_worker: false,
+    })
+}
+
+/// The number of CPUs this process may use, like `os.cpu_count()` (respecting affinity masks).
+///
+/// # Examples
+/// ```
+/// assert!(multiproc::cpu_count() >= 1);
+/// ```
+pub fn cpu_count() -> usize {
+    sys::proc::cpu_count()
+}

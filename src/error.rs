@@ -1,0 +1,120 @@
+//! The crate's one error type.
+
+use std::time::Duration;
+
+/// How a worker process ended.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Death {
+    /// A signal ended it; the name is the conventional one (`"SIGKILL"`).
+    Signal {
+        /// Signal number.
+        number: i32,
+        /// Conventional name, such as `"SIGKILL"`.
+        name: String,
+    },
+    /// It exited with this status.
+    Exit(i32),
+    /// It closed its connection and could not be reaped (should not happen).
+    Unknown,
+}
+
+impl std::fmt::Display for Death {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Death::Signal { name, .. } => f.write_str(name),
+            Death::Exit(code) => write!(f, "exit status {code}"),
+            Death::Unknown => f.write_str("unknown cause"),
+        }
+    }
+}
+
+impl From<crate::sys::proc::Exit> for Death {
+    fn from(e: crate::sys::proc::Exit) -> Self {
+        match e {
+            crate::sys::proc::Exit::Code(c) => Death::Exit(c),
+            crate::sys::proc::Exit::Signal(s) => Death::Signal {
+                number: s,
+                name: crate::sys::proc::signal_name(s),
+            },
+        }
+    }
+}
+
+/// Everything that can go wrong. Errors are values: the library never panics on bad input,
+/// a dead peer or an OS failure.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The task panicked in the child. The worker survives and serves the next task.
+    #[error("task panicked{}: {message}", location.as_deref().map(|l| format!(" at {l}")).unwrap_or_default())]
+    TaskPanicked {
+        /// The panic message.
+        message: String,
+        /// `file:line:column` of the panic, when known.
+        location: Option<String>,
+        /// The child's backtrace, when `RUST_BACKTRACE` asked for one.
+        backtrace: Option<String>,
+    },
+    /// The process running the task died before answering (killed, crashed, or exited).
+    #[error("worker died ({cause}) while running task {}, pid {pid}", task.map(|t| t.to_string()).unwrap_or_else(|| "?".into()))]
+    WorkerDied {
+        /// Process id of the worker.
+        pid: u32,
+        /// The signal or exit status.
+        cause: Death,
+        /// Index of the task within its call (`map` position; 0 for `apply`).
+        task: Option<usize>,
+    },
+    /// The task ran longer than the pool's `task_timeout`; its worker was killed and replaced.
+    #[error("task {task} timed out after {after:?} (worker pid {pid} was killed)")]
+    TaskTimeout {
+        /// Index of the task within its call.
+        task: usize,
+        /// The configured limit.
+        after: Duration,
+        /// The worker that was killed.
+        pid: u32,
+    },
+    /// A bounded wait (`get_timeout`, `join_timeout`, …) ran out before the result was there.
+    /// Nothing is lost: the call can be repeated.
+    #[error("timed out waiting")]
+    Timeout,
+    /// The pool was closed: it accepts no more work.
+    #[error("the pool is closed")]
+    PoolClosed,
+    /// `join()` was called on a pool that was neither closed nor terminated.
+    #[error("join() needs close() or terminate() first")]
+    PoolStillRunning,
+    /// The pool was terminated before this task could finish.
+    #[error("the pool was terminated")]
+    PoolTerminated,
+    /// The pool's initializer failed in a worker, so the pool cannot serve tasks.
+    #[error("the pool initializer failed: {0}")]
+    InitializerFailed(Box<Error>),
+    /// A value could not be encoded.
+    #[error("could not encode a value: {0}")]
+    Encode(String),
+    /// Bytes could not be decoded into the expected type.
+    #[error("could not decode a value: {0}")]
+    Decode(String),
+    /// The peer broke the protocol: a malformed or oversized frame.
+    #[error("protocol error: {0}")]
+    Protocol(String),
+    /// The child could not be started or refused the handshake (for instance, it is not the
+    /// same executable as the parent).
+    #[error("could not start the child process: {0}")]
+    Spawn(String),
+    /// The other end of a channel is gone.
+    #[error("the other end disconnected")]
+    Disconnected,
+    /// The result was already taken out by an earlier `get`.
+    #[error("the result was already taken")]
+    ResultTaken,
+    /// An operating-system call failed.
+    #[error("I/O error: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// `Result` with [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;

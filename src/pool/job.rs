@@ -1,0 +1,158 @@
+//! What the supervisor moves around: chunks of encoded items, and the sinks their outcomes go to.
+//!
+//! The supervisor is type-erased: it sees bytes. Each call (`map`, `apply_async`, `imap`, …)
+//! creates a [`Sink`] that knows the result type, decodes outcomes as they arrive, and wakes
+//! whoever waits for them.
+
+use std::sync::Arc;
+
+use serde::Serialize;
+
+use crate::error::{Error, Result};
+use crate::wire::codec;
+use crate::wire::message::Failure;
+
+/// Receives the outcomes of one call's items.
+pub(crate) trait Sink: Send + Sync {
+    /// `bytes` holds `count` encoded outcomes (`Result<R, Failure>`) of items `first ..`.
+    fn deliver(&self, first: usize, count: usize, bytes: &[u8]);
+    /// Item `index` failed without an outcome from the child.
+    fn fail(&self, index: usize, error: Error);
+    /// Whether nobody wants the outcomes any more (an `imap` iterator was dropped): pending items
+    /// of such a call are not run.
+    fn abandoned(&self) -> bool {
+        false
+    }
+}
+
+/// Decodes `count` outcomes from `bytes`, calling `each(index, outcome)` in order. If the bytes
+/// are malformed, the items that could not be decoded get a decode error.
+pub(crate) fn decode_outcomes<R: serde::de::DeserializeOwned>(
+    first: usize,
+    count: usize,
+    mut bytes: &[u8],
+    mut each: impl FnMut(usize, Result<R>),
+) {
+    for i in 0..count {
+        match codec::decode_front::<std::result::Result<R, Failure>>(&mut bytes) {
+            Ok(outcome) => each(first + i, outcome.map_err(Error::from)),
+            Err(e) => {
+                for j in i..count {
+                    each(first + j, Err(Error::Decode(e.to_string())));
+                }
+                return;
+            }
+        }
+    }
+}
+
+/// A run of encoded items bound for one worker.
+pub(crate) struct Chunk {
+    pub(crate) sink: Arc<dyn Sink>,
+    /// Trampoline offset (see `task.rs`).
+    pub(crate) entry: i64,
+    /// Index, within its call, of the first item.
+    pub(crate) first: usize,
+    /// The items' encodings back to back.
+    pub(crate) payload: Vec<u8>,
+    /// Where each item starts in `payload`.
+    pub(crate) offsets: Vec<u32>,
+    /// How many times this chunk was handed back after its worker died.
+    pub(crate) retries: u8,
+}
+
+impl Chunk {
+    pub(crate) fn len(&self) -> usize {
+        self.offsets.len()
+    }
+
+    /// Items `range` of this chunk as a chunk of their own.
+    pub(crate) fn slice(&self, range: std::ops::Range<usize>) -> Chunk {
+        let start = self.offsets[range.start] as usize;
+        let end = if range.end == self.len() {
+            self.payload.len()
+        } else {
+            self.offsets[range.end] as usize
+        };
+        Chunk {
+            sink: self.sink.clone(),
+            entry: self.entry,
+            first: self.first + range.start,
+            payload: self.payload[start..end].to_vec(),
+            offsets: self.offsets[range]
+                .iter()
+                .map(|o| o - start as u32)
+                .collect(),
+            retries: self.retries + 1,
+        }
+    }
+}
+
+/// Builds chunks by encoding items one after another.
+pub(crate) struct ChunkBuilder {
+    sink: Arc<dyn Sink>,
+    entry: i64,
+    chunksize: usize,
+    next_index: usize,
+    current: Option<Chunk>,
+}
+
+impl ChunkBuilder {
+    pub(crate) fn new(sink: Arc<dyn Sink>, entry: i64, chunksize: usize) -> Self {
+        Self {
+            sink,
+            entry,
+            chunksize: chunksize.max(1),
+            next_index: 0,
+            current: None,
+        }
+    }
+
+    /// Number of items added so far.
+    pub(crate) fn count(&self) -> usize {
+        self.next_index
+    }
+
+    /// Encodes one item; returns a chunk when one is full. An item that cannot be encoded fails
+    /// at once (its index is used up, so results keep their positions).
+    pub(crate) fn push<T: Serialize>(&mut self, item: &T) -> Option<Chunk> {
+        let index = self.next_index;
+        self.next_index += 1;
+        let chunk = self.current.get_or_insert_with(|| Chunk {
+            sink: self.sink.clone(),
+            entry: self.entry,
+            first: index,
+            payload: Vec::new(),
+            offsets: Vec::new(),
+            retries: 0,
+        });
+        let at = chunk.payload.len();
+        if let Err(e) = codec::encode_into(item, &mut chunk.payload) {
+            chunk.payload.truncate(at);
+            // Close the current chunk so that indices stay contiguous within chunks.
+            let done = self.current.take().filter(|c| c.len() > 0);
+            self.sink.fail(index, e);
+            return done;
+        }
+        if at > u32::MAX as usize {
+            chunk.payload.truncate(at);
+            let done = self.current.take().filter(|c| c.len() > 0);
+            self.sink.fail(
+                index,
+                Error::Encode("a chunk's items exceed 4 GiB; use a smaller chunksize".into()),
+            );
+            return done;
+        }
+        chunk.offsets.push(at as u32);
+        if chunk.len() >= self.chunksize {
+            self.current.take()
+        } else {
+            None
+        }
+    }
+
+    /// The last, partly filled chunk.
+    pub(crate) fn finish(&mut self) -> Option<Chunk> {
+        self.current.take().filter(|c| c.len() > 0)
+    }
+}

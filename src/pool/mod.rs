@@ -1,0 +1,590 @@
+//! `Pool`: a fixed set of worker processes that run tasks, like Python's `multiprocessing.Pool`.
+//!
+//! The handle is cheap to share between threads (`&Pool` is enough for every call). Work goes
+//! through an inbox to the supervisor thread (`supervisor.rs`), which owns the workers; results
+//! come back through per-call sinks (`result.rs`, `imap.rs`). Items are encoded on the calling
+//! thread, chunked, and sent as one frame per chunk; workers answer a chunk with one frame.
+
+mod imap;
+mod job;
+mod result;
+mod supervisor;
+
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+pub use imap::IMap;
+pub use result::AsyncResult;
+
+use crate::error::{Error, Result};
+use crate::sys::fd::Waker;
+use crate::task::{self, StarFn};
+use crate::wire::codec;
+use job::{Chunk, ChunkBuilder, Sink};
+use result::{CallbackQueue, Collect, Slot, lock};
+use supervisor::{Config, Inbox, InitTask, PoolState, Shared, Supervisor};
+
+/// How a pool starts its workers.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum StartMethod {
+    /// Re-execute this program (`/proc/self/exe`) and hand it a socket: the child starts clean,
+    /// with no copy of the parent's threads or locks. The default, as on macOS and Windows in
+    /// Python.
+    #[default]
+    Spawn,
+}
+
+/// Configures a [`Pool`]. Every setting has a default; `build()` starts the pool.
+///
+/// # Examples
+/// ```
+/// use std::time::Duration;
+/// fn setup(greeting: String) { let _ = greeting; }
+/// fn square(x: u64) -> u64 { x * x }
+///
+/// multiproc::init();
+/// let pool = multiproc::Pool::builder()
+///     .processes(2)
+///     .initializer(setup, "hello".to_string())
+///     .max_tasks_per_child(100)
+///     .task_timeout(Duration::from_secs(30))
+///     .build()?;
+/// assert_eq!(pool.map(square, 0..4u64)?, vec![0, 1, 4, 9]);
+/// # Ok::<(), multiproc::Error>(())
+/// ```
+#[must_use = "a builder does nothing until build() is called"]
+pub struct PoolBuilder {
+    processes: Option<usize>,
+    init: Option<Result<InitTask>>,
+    max_tasks_per_child: Option<usize>,
+    task_timeout: Option<Duration>,
+    start_method: StartMethod,
+}
+
+impl std::fmt::Debug for PoolBuilder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PoolBuilder")
+            .field("processes", &self.processes)
+            .field("initializer", &self.init.is_some())
+            .field("max_tasks_per_child", &self.max_tasks_per_child)
+            .field("task_timeout", &self.task_timeout)
+            .field("start_method", &self.start_method)
+            .finish()
+    }
+}
+
+impl PoolBuilder {
+    /// Number of worker processes. Default: [`cpu_count()`](crate::cpu_count).
+    pub fn processes(mut self, n: usize) -> Self {
+        self.processes = Some(n);
+        self
+    }
+
+    /// A function each new worker runs once, with `arg`, before its first task (including
+    /// workers that replace dead or recycled ones). Default: none.
+    ///
+    /// If it panics, the pool cannot serve tasks: every task fails with
+    /// [`Error::InitializerFailed`] (Python instead respawns failing workers forever).
+    pub fn initializer<F, A>(mut self, f: F, arg: A) -> Self
+    where
+        F: Fn(A) + Copy + Send + Sync + 'static,
+        A: Serialize + DeserializeOwned,
+    {
+        let entry = task::entry_for::<F, A, ()>(f);
+        self.init = Some(codec::encode(&arg).map(|payload| InitTask { entry, payload }));
+        self
+    }
+
+    /// Replace a worker after it has completed this many tasks (a chunk of a `map` counts as
+    /// one task, as in Python). Default: workers live as long as the pool.
+    pub fn max_tasks_per_child(mut self, n: usize) -> Self {
+        self.max_tasks_per_child = Some(n.max(1));
+        self
+    }
+
+    /// Kill a worker whose current task has run longer than `limit`; the task fails with
+    /// [`Error::TaskTimeout`] and a new worker takes over. Default: no limit. The limit is
+    /// enforced within about a quarter of itself (at most 100 ms late).
+    pub fn task_timeout(mut self, limit: Duration) -> Self {
+        self.task_timeout = Some(limit);
+        self
+    }
+
+    /// How workers are started. Default: [`StartMethod::Spawn`].
+    pub fn start_method(mut self, method: StartMethod) -> Self {
+        self.start_method = method;
+        self
+    }
+
+    /// Starts the pool. Workers are started in the background; tasks submitted before they are
+    /// ready wait in the queue.
+    ///
+    /// # Errors
+    /// The initializer's argument could not be encoded, or the supervisor thread could not
+    /// start. A worker that cannot be started shows up as [`Error::Spawn`] on the tasks.
+    pub fn build(self) -> Result<Pool> {
+        let processes = self.processes.unwrap_or_else(crate::cpu_count).max(1);
+        let init = self.init.transpose()?;
+        let shared = Arc::new(Shared {
+            inbox: Mutex::new(Inbox {
+                chunks: VecDeque::new(),
+                state: PoolState::Running,
+                broken: None,
+            }),
+            waker: Waker::new()?,
+        });
+        let supervisor = Supervisor::new(
+            shared.clone(),
+            Config {
+                processes,
+                init,
+                max_tasks_per_child: self.max_tasks_per_child,
+                task_timeout: self.task_timeout,
+            },
+        );
+        let handle = std::thread::Builder::new()
+            .name("multiproc-supervisor".into())
+            .spawn(move || supervisor.run())?;
+        Ok(Pool {
+            shared,
+            supervisor: Mutex::new(Some(handle)),
+            callbacks: CallbackQueue::new(),
+            processes,
+        })
+    }
+}
+
+/// A pool of worker processes, like Python's `multiprocessing.Pool`.
+///
+/// Tasks are `fn` items or closures that capture nothing (data goes in the argument), with
+/// `serde` arguments and results. A task that panics fails alone; a worker that dies — killed,
+/// crashed, out of memory — fails only the task it was running, and a new worker takes its
+/// place. Nothing ever waits forever.
+///
+/// Dropping the pool terminates it, like leaving Python's `with Pool() as p:` block: workers
+/// are killed and unfinished tasks fail with [`Error::PoolTerminated`]. For a graceful end,
+/// call [`close`](Self::close) then [`join`](Self::join).
+///
+/// # Examples
+/// ```
+/// fn square(x: u64) -> u64 { x * x }
+///
+/// multiproc::init();
+/// let pool = multiproc::Pool::new(2)?;
+/// assert_eq!(pool.map(square, 0..5u64)?, vec![0, 1, 4, 9, 16]);
+/// assert_eq!(pool.apply(square, 12)?, 144);
+/// let firsts: Vec<u64> = pool.imap(square, 0u64..).take(3).collect::<Result<_, _>>()?;
+/// assert_eq!(firsts, vec![0, 1, 4]);
+/// # Ok::<(), multiproc::Error>(())
+/// ```
+pub struct Pool {
+    shared: Arc<Shared>,
+    supervisor: Mutex<Option<JoinHandle<()>>>,
+    callbacks: Arc<CallbackQueue>,
+    processes: usize,
+}
+
+impl std::fmt::Debug for Pool {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Pool")
+            .field("processes", &self.processes)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Python's default chunk size for `map`: about four chunks per worker.
+fn auto_chunksize(len: usize, processes: usize) -> usize {
+    let per = processes * 4;
+    (len / per + usize::from(len % per != 0)).max(1)
+}
+
+impl Pool {
+    /// A pool of `n` worker processes with default settings.
+    ///
+    /// # Errors
+    /// As [`PoolBuilder::build`].
+    pub fn new(n: usize) -> Result<Pool> {
+        Self::builder().processes(n).build()
+    }
+
+    /// A builder for a configured pool.
+    pub fn builder() -> PoolBuilder {
+        PoolBuilder {
+            processes: None,
+            init: None,
+            max_tasks_per_child: None,
+            task_timeout: None,
+            start_method: StartMethod::Spawn,
+        }
+    }
+
+    /// Number of worker processes.
+    pub fn processes(&self) -> usize {
+        self.processes
+    }
+
+    /// Queues chunks; if the pool refuses them, their items fail with the reason.
+    pub(crate) fn submit_or_fail(&self, chunks: Vec<Chunk>) {
+        if let Err((refusal, chunks)) = self.shared.submit(chunks) {
+            for c in &chunks {
+                for i in 0..c.len() {
+                    c.sink.fail(c.first + i, refusal.to_error());
+                }
+            }
+        }
+    }
+
+    // ----- apply -----
+
+    /// Runs `f(arg)` in a worker and waits for the result, like Python's `apply`.
+    ///
+    /// # Errors
+    /// The task panicked ([`Error::TaskPanicked`]), its worker died ([`Error::WorkerDied`]), it
+    /// timed out, the pool is closed or terminated, or a value could not be encoded or decoded.
+    ///
+    /// # Examples
+    /// ```
+    /// fn greet(name: String) -> String { format!("hello {name}") }
+    /// multiproc::init();
+    /// let pool = multiproc::Pool::new(1)?;
+    /// assert_eq!(pool.apply(greet, "ada".to_string())?, "hello ada");
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
+    pub fn apply<F, T, R>(&self, f: F, arg: T) -> Result<R>
+    where
+        F: Fn(T) -> R + Copy + Send + Sync + 'static,
+        T: Serialize + DeserializeOwned,
+        R: Serialize + DeserializeOwned + Send + 'static,
+    {
+        self.apply_async(f, arg).get()
+    }
+
+    /// Runs `f(arg)` in a worker and returns at once, like Python's `apply_async`. Attach
+    /// callbacks with [`AsyncResult::on_success`] and [`AsyncResult::on_error`].
+    ///
+    /// Errors (a closed pool, an argument that cannot be encoded) are reported by the result.
+    pub fn apply_async<F, T, R>(&self, f: F, arg: T) -> AsyncResult<R>
+    where
+        F: Fn(T) -> R + Copy + Send + Sync + 'static,
+        T: Serialize + DeserializeOwned,
+        R: Serialize + DeserializeOwned + Send + 'static,
+    {
+        let entry = task::entry_for(f);
+        self.submit_collect(entry, std::iter::once(arg), 1, result::single)
+    }
+
+    fn submit_collect<T, R, Out>(
+        &self,
+        entry: i64,
+        items: impl Iterator<Item = T>,
+        chunksize: usize,
+        finish: fn(Vec<Result<R>>) -> Result<Out>,
+    ) -> AsyncResult<Out>
+    where
+        T: Serialize,
+        R: DeserializeOwned + Send + 'static,
+        Out: Send + 'static,
+    {
+        let slot = Slot::new(self.callbacks.clone());
+        let sink = Collect::new(slot.clone(), finish);
+        let mut builder = ChunkBuilder::new(sink.clone() as Arc<dyn Sink>, entry, chunksize);
+        let mut chunks = Vec::new();
+        for item in items {
+            chunks.extend(builder.push(&item));
+            // Hand full chunks over as they are made, so workers start while we encode.
+            if chunks.len() >= 4 {
+                self.submit_or_fail(std::mem::take(&mut chunks));
+            }
+        }
+        chunks.extend(builder.finish());
+        self.submit_or_fail(chunks);
+        sink.set_expected(builder.count());
+        AsyncResult::new(slot)
+    }
+
+    // ----- map -----
+
+    /// Applies `f` to every item in workers and returns the results in order, like Python's
+    /// `map`. The input is read whole first; chunks are sized automatically (about four per
+    /// worker, as Python does).
+    ///
+    /// # Errors
+    /// The error of the first item (by position) that failed; use [`imap`](Self::imap) to get
+    /// every item's own result.
+    pub fn map<F, T, R>(&self, f: F, items: impl IntoIterator<Item = T>) -> Result<Vec<R>>
+    where
+        F: Fn(T) -> R + Copy + Send + Sync + 'static,
+        T: Serialize + DeserializeOwned,
+        R: Serialize + DeserializeOwned + Send + 'static,
+    {
+        self.map_async(f, items).get()
+    }
+
+    /// [`map`](Self::map) with an explicit chunk size.
+    pub fn map_chunked<F, T, R>(
+        &self,
+        f: F,
+        items: impl IntoIterator<Item = T>,
+        chunksize: usize,
+    ) -> Result<Vec<R>>
+    where
+        F: Fn(T) -> R + Copy + Send + Sync + 'static,
+        T: Serialize + DeserializeOwned,
+        R: Serialize + DeserializeOwned + Send + 'static,
+    {
+        self.map_async_chunked(f, items, chunksize).get()
+    }
+
+    /// Like [`map`](Self::map) but returns at once with an [`AsyncResult`] of the whole list,
+    /// like Python's `map_async`.
+    pub fn map_async<F, T, R>(
+        &self,
+        f: F,
+        items: impl IntoIterator<Item = T>,
+    ) -> AsyncResult<Vec<R>>
+    where
+        F: Fn(T) -> R + Copy + Send + Sync + 'static,
+        T: Serialize + DeserializeOwned,
+        R: Serialize + DeserializeOwned + Send + 'static,
+    {
+        let items: Vec<T> = items.into_iter().collect();
+        let chunksize = auto_chunksize(items.len(), self.processes);
+        self.map_async_chunked(f, items, chunksize)
+    }
+
+    /// [`map_async`](Self::map_async) with an explicit chunk size.
+    pub fn map_async_chunked<F, T, R>(
+        &self,
+        f: F,
+        items: impl IntoIterator<Item = T>,
+        chunksize: usize,
+    ) -> AsyncResult<Vec<R>>
+    where
+        F: Fn(T) -> R + Copy + Send + Sync + 'static,
+        T: Serialize + DeserializeOwned,
+        R: Serialize + DeserializeOwned + Send + 'static,
+    {
+        let entry = task::entry_for(f);
+        self.submit_collect(
+            entry,
+            items.into_iter(),
+            chunksize,
+            result::all_or_first_error,
+        )
+    }
+
+    // ----- starmap -----
+
+    /// Like [`map`](Self::map) for a function of several arguments, each item a tuple of them,
+    /// like Python's `starmap`.
+    ///
+    /// # Examples
+    /// ```
+    /// fn multiply(a: i64, b: i64) -> i64 { a * b }
+    /// multiproc::init();
+    /// let pool = multiproc::Pool::new(2)?;
+    /// assert_eq!(pool.starmap(multiply, vec![(1, 2), (3, 4)])?, vec![2, 12]);
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    /// As [`map`](Self::map).
+    pub fn starmap<F, Args>(
+        &self,
+        f: F,
+        items: impl IntoIterator<Item = Args>,
+    ) -> Result<Vec<F::Output>>
+    where
+        F: StarFn<Args>,
+        Args: Serialize + DeserializeOwned,
+        F::Output: Serialize + DeserializeOwned + Send + 'static,
+    {
+        self.starmap_async(f, items).get()
+    }
+
+    /// [`starmap`](Self::starmap) with an explicit chunk size.
+    pub fn starmap_chunked<F, Args>(
+        &self,
+        f: F,
+        items: impl IntoIterator<Item = Args>,
+        chunksize: usize,
+    ) -> Result<Vec<F::Output>>
+    where
+        F: StarFn<Args>,
+        Args: Serialize + DeserializeOwned,
+        F::Output: Serialize + DeserializeOwned + Send + 'static,
+    {
+        self.starmap_async_chunked(f, items, chunksize).get()
+    }
+
+    /// Like [`starmap`](Self::starmap) but returns at once, like Python's `starmap_async`.
+    pub fn starmap_async<F, Args>(
+        &self,
+        f: F,
+        items: impl IntoIterator<Item = Args>,
+    ) -> AsyncResult<Vec<F::Output>>
+    where
+        F: StarFn<Args>,
+        Args: Serialize + DeserializeOwned,
+        F::Output: Serialize + DeserializeOwned + Send + 'static,
+    {
+        let items: Vec<Args> = items.into_iter().collect();
+        let chunksize = auto_chunksize(items.len(), self.processes);
+        self.starmap_async_chunked(f, items, chunksize)
+    }
+
+    /// [`starmap_async`](Self::starmap_async) with an explicit chunk size.
+    pub fn starmap_async_chunked<F, Args>(
+        &self,
+        f: F,
+        items: impl IntoIterator<Item = Args>,
+        chunksize: usize,
+    ) -> AsyncResult<Vec<F::Output>>
+    where
+        F: StarFn<Args>,
+        Args: Serialize + DeserializeOwned,
+        F::Output: Serialize + DeserializeOwned + Send + 'static,
+    {
+        let entry = task::star_entry_for(f);
+        self.submit_collect(
+            entry,
+            items.into_iter(),
+            chunksize,
+            result::all_or_first_error,
+        )
+    }
+
+    // ----- imap -----
+
+    /// A lazy iterator of `f(item)` results, in input order, like Python's `imap` — but the
+    /// input is pulled lazily, with a bounded number of items in flight, so an endless
+    /// iterator works. Each result is that item's own `Result`.
+    ///
+    /// The chunk size is 1 unless the input knows its exact length (then it is sized as for
+    /// `map`); see [`imap_chunked`](Self::imap_chunked).
+    pub fn imap<F, I, R>(&self, f: F, items: I) -> IMap<'_, I::IntoIter, R>
+    where
+        F: Fn(I::Item) -> R + Copy + Send + Sync + 'static,
+        I: IntoIterator,
+        I::Item: Serialize + DeserializeOwned,
+        R: Serialize + DeserializeOwned + Send + 'static,
+    {
+        let items = items.into_iter();
+        let chunksize = self.lazy_chunksize(&items);
+        IMap::new(self, items, task::entry_for(f), chunksize, true)
+    }
+
+    /// [`imap`](Self::imap) with an explicit chunk size.
+    pub fn imap_chunked<F, I, R>(
+        &self,
+        f: F,
+        items: I,
+        chunksize: usize,
+    ) -> IMap<'_, I::IntoIter, R>
+    where
+        F: Fn(I::Item) -> R + Copy + Send + Sync + 'static,
+        I: IntoIterator,
+        I::Item: Serialize + DeserializeOwned,
+        R: Serialize + DeserializeOwned + Send + 'static,
+    {
+        IMap::new(
+            self,
+            items.into_iter(),
+            task::entry_for(f),
+            chunksize.max(1),
+            true,
+        )
+    }
+
+    /// Like [`imap`](Self::imap), but results come in the order they finish, like Python's
+    /// `imap_unordered`.
+    pub fn imap_unordered<F, I, R>(&self, f: F, items: I) -> IMap<'_, I::IntoIter, R>
+    where
+        F: Fn(I::Item) -> R + Copy + Send + Sync + 'static,
+        I: IntoIterator,
+        I::Item: Serialize + DeserializeOwned,
+        R: Serialize + DeserializeOwned + Send + 'static,
+    {
+        let items = items.into_iter();
+        let chunksize = self.lazy_chunksize(&items);
+        IMap::new(self, items, task::entry_for(f), chunksize, false)
+    }
+
+    /// [`imap_unordered`](Self::imap_unordered) with an explicit chunk size.
+    pub fn imap_unordered_chunked<F, I, R>(
+        &self,
+        f: F,
+        items: I,
+        chunksize: usize,
+    ) -> IMap<'_, I::IntoIter, R>
+    where
+        F: Fn(I::Item) -> R + Copy + Send + Sync + 'static,
+        I: IntoIterator,
+        I::Item: Serialize + DeserializeOwned,
+        R: Serialize + DeserializeOwned + Send + 'static,
+    {
+        IMap::new(
+            self,
+            items.into_iter(),
+            task::entry_for(f),
+            chunksize.max(1),
+            false,
+        )
+    }
+
+    fn lazy_chunksize(&self, items: &impl Iterator) -> usize {
+        match items.size_hint() {
+            (lo, Some(hi)) if lo == hi => auto_chunksize(lo, self.processes),
+            _ => 1,
+        }
+    }
+
+    // ----- lifetime -----
+
+    /// Stops accepting tasks; queued and running ones complete. Like Python's `close`.
+    pub fn close(&self) {
+        let _ = self.shared.set_state(PoolState::Closed);
+    }
+
+    /// Stops now: workers are killed, unfinished tasks fail with [`Error::PoolTerminated`].
+    /// Like Python's `terminate`. Returns once the workers are gone.
+    pub fn terminate(&self) {
+        let _ = self.shared.set_state(PoolState::Terminating);
+        self.wait_supervisor();
+    }
+
+    /// Waits for the workers to exit and for callbacks to finish. Call [`close`](Self::close)
+    /// or [`terminate`](Self::terminate) first.
+    ///
+    /// # Errors
+    /// [`Error::PoolStillRunning`] if neither was called (Python raises `ValueError`).
+    pub fn join(&self) -> Result<()> {
+        if lock(&self.shared.inbox).state == PoolState::Running {
+            return Err(Error::PoolStillRunning);
+        }
+        self.wait_supervisor();
+        Ok(())
+    }
+
+    fn wait_supervisor(&self) {
+        let handle = lock(&self.supervisor).take();
+        if let Some(handle) = handle {
+            let _ = handle.join();
+        }
+        self.callbacks.shutdown();
+    }
+}
+
+impl Drop for Pool {
+    /// Terminates the pool: kills the workers and waits for them, like leaving Python's
+    /// `with Pool() as p:` block.
+    fn drop(&mut self) {
+        self.terminate();
+    }
+}

@@ -1,0 +1,393 @@
+//! `AsyncResult`, the sinks that fill it, and the thread that runs callbacks.
+//!
+//! A result becomes *ready* only after its callbacks have run, as in Python: `get()` never
+//! returns before the callback that was attached in time has seen the value. Callbacks run on
+//! one thread per pool, in the order results completed, never on the caller's thread.
+
+use std::sync::mpsc;
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use serde::de::DeserializeOwned;
+
+use super::job::{Sink, decode_outcomes};
+use crate::error::{Error, Result};
+
+type Job = Box<dyn FnOnce() + Send>;
+
+/// Runs callbacks, in submission order, on a thread of its own (started on first use).
+pub(crate) struct CallbackQueue {
+    inner: Mutex<CallbackThread>,
+}
+
+#[derive(Default)]
+struct CallbackThread {
+    tx: Option<mpsc::Sender<Job>>,
+    handle: Option<JoinHandle<()>>,
+    shut: bool,
+}
+
+impl CallbackQueue {
+    pub(crate) fn new() -> Arc<Self> {
+        Arc::new(Self {
+            inner: Mutex::new(CallbackThread::default()),
+        })
+    }
+
+    fn run(&self, job: Job) {
+        let mut inner = lock(&self.inner);
+        if inner.shut {
+            drop(inner);
+            // The pool was joined: run late callbacks on a thread of their own.
+            if let Err(e) = std::thread::Builder::new()
+                .name("multiproc-callback".into())
+                .spawn(job)
+            {
+                eprintln!("multiproc: could not start a callback thread: {e}");
+            }
+            return;
+        }
+        if inner.tx.is_none() {
+            let (tx, rx) = mpsc::channel::<Job>();
+            match std::thread::Builder::new()
+                .name("multiproc-callbacks".into())
+                .spawn(move || {
+                    for job in rx {
+                        job();
+                    }
+                }) {
+                Ok(handle) => {
+                    inner.tx = Some(tx);
+                    inner.handle = Some(handle);
+                }
+                Err(e) => {
+                    eprintln!("multiproc: could not start the callback thread: {e}");
+                    return;
+                }
+            }
+        }
+        if let Some(tx) = &inner.tx {
+            // The receiver lives until `shutdown`, which also clears `tx`.
+            let _ = tx.send(job);
+        }
+    }
+
+    /// Runs what is queued, then stops the thread. Later callbacks get threads of their own.
+    pub(crate) fn shutdown(&self) {
+        let handle = {
+            let mut inner = lock(&self.inner);
+            inner.shut = true;
+            inner.tx = None;
+            inner.handle.take()
+        };
+        if let Some(handle) = handle {
+            if handle.thread().id() != std::thread::current().id() {
+                let _ = handle.join();
+            }
+        }
+    }
+}
+
+/// Locks a mutex, ignoring poisoning: the data behind our mutexes stays consistent even if a
+/// user callback panicked while a guard was held (callbacks never run under our locks).
+pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+type OnOk<T> = Box<dyn FnOnce(&T) + Send>;
+type OnErr = Box<dyn FnOnce(&Error) + Send>;
+
+struct SlotState<T> {
+    value: Option<Result<T>>,
+    ready: bool,
+    succeeded: Option<bool>,
+    on_ok: Option<OnOk<T>>,
+    on_err: Option<OnErr>,
+}
+
+/// Where one call's final value lands.
+pub(crate) struct Slot<T> {
+    state: Mutex<SlotState<T>>,
+    cond: Condvar,
+    callbacks: Arc<CallbackQueue>,
+}
+
+impl<T: Send + 'static> Slot<T> {
+    pub(crate) fn new(callbacks: Arc<CallbackQueue>) -> Arc<Self> {
+        Arc::new(Self {
+            state: Mutex::new(SlotState {
+                value: None,
+                ready: false,
+                succeeded: None,
+                on_ok: None,
+                on_err: None,
+            }),
+            cond: Condvar::new(),
+            callbacks,
+        })
+    }
+
+    /// Stores the final value; runs callbacks (on the callback thread) before marking it ready.
+    pub(crate) fn complete(self: &Arc<Self>, value: Result<T>) {
+        let mut st = lock(&self.state);
+        if st.succeeded.is_some() {
+            return;
+        }
+        st.succeeded = Some(value.is_ok());
+        st.value = Some(value);
+        if st.on_ok.is_some() || st.on_err.is_some() {
+            drop(st);
+            let me = self.clone();
+            self.callbacks.run(Box::new(move || me.run_callbacks()));
+        } else {
+            st.ready = true;
+            drop(st);
+            self.cond.notify_all();
+        }
+    }
+
+    fn run_callbacks(&self) {
+        let (value, on_ok, on_err) = {
+            let mut st = lock(&self.state);
+            (st.value.take(), st.on_ok.take(), st.on_err.take())
+        };
+        if let Some(value) = &value {
+            // A panicking callback must not take the callback thread (and later callbacks) down.
+            let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| match value {
+                Ok(v) => {
+                    if let Some(cb) = on_ok {
+                        cb(v)
+                    }
+                }
+                Err(e) => {
+                    if let Some(cb) = on_err {
+                        cb(e)
+                    }
+                }
+            }));
+        }
+        let mut st = lock(&self.state);
+        st.value = value;
+        st.ready = true;
+        drop(st);
+        self.cond.notify_all();
+    }
+
+    fn wait_ready(&self, deadline: Option<Instant>) -> Option<MutexGuard<'_, SlotState<T>>> {
+        let mut st = lock(&self.state);
+        while !st.ready {
+            match deadline {
+                None => st = self.cond.wait(st).unwrap_or_else(|p| p.into_inner()),
+                Some(d) => {
+                    let left = d.checked_duration_since(Instant::now())?;
+                    st = self
+                        .cond
+                        .wait_timeout(st, left)
+                        .unwrap_or_else(|p| p.into_inner())
+                        .0;
+                }
+            }
+        }
+        Some(st)
+    }
+
+    fn take(&self, deadline: Option<Instant>) -> Result<T> {
+        let mut st = self.wait_ready(deadline).ok_or(Error::Timeout)?;
+        st.value.take().unwrap_or(Err(Error::ResultTaken))
+    }
+}
+
+/// The result of an asynchronous call, like Python's `AsyncResult`.
+///
+/// `get` hands the value out once; later calls return [`Error::ResultTaken`].
+/// Dropping an `AsyncResult` does not cancel the call: the task still runs and its callbacks
+/// still fire.
+///
+/// # Examples
+/// ```
+/// fn square(x: u64) -> u64 { x * x }
+/// multiproc::init();
+/// let pool = multiproc::Pool::new(2)?;
+/// let result = pool.apply_async(square, 7);
+/// assert_eq!(result.get()?, 49);
+/// # Ok::<(), multiproc::Error>(())
+/// ```
+pub struct AsyncResult<T> {
+    slot: Arc<Slot<T>>,
+}
+
+impl<T> std::fmt::Debug for AsyncResult<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AsyncResult").finish_non_exhaustive()
+    }
+}
+
+impl<T: Send + 'static> AsyncResult<T> {
+    pub(crate) fn new(slot: Arc<Slot<T>>) -> Self {
+        Self { slot }
+    }
+
+    /// Waits for the value and returns it.
+    ///
+    /// # Errors
+    /// The task's error: it panicked, its worker died, it timed out, the pool was terminated…
+    pub fn get(self) -> Result<T> {
+        self.slot.take(None)
+    }
+
+    /// Waits at most `timeout` for the value.
+    ///
+    /// # Errors
+    /// [`Error::Timeout`] if it is not ready in time (nothing is lost: ask again), otherwise as
+    /// [`get`](Self::get).
+    pub fn get_timeout(&self, timeout: Duration) -> Result<T> {
+        self.slot.take(Some(Instant::now() + timeout))
+    }
+
+    /// Waits until the result is ready.
+    pub fn wait(&self) {
+        let _ = self.slot.wait_ready(None);
+    }
+
+    /// Waits at most `timeout`; returns whether the result is ready.
+    pub fn wait_timeout(&self, timeout: Duration) -> bool {
+        self.slot
+            .wait_ready(Some(Instant::now() + timeout))
+            .is_some()
+    }
+
+    /// Whether the call has completed (and its callbacks have run).
+    pub fn ready(&self) -> bool {
+        lock(&self.slot.state).ready
+    }
+
+    /// Whether the call completed without error; `None` while it is not ready (Python raises
+    /// `ValueError` there).
+    pub fn successful(&self) -> Option<bool> {
+        let st = lock(&self.slot.state);
+        if st.ready { st.succeeded } else { None }
+    }
+
+    /// Runs `callback` with the value when the call succeeds, on the pool's callback thread.
+    /// Attach it right after submitting: callbacks run in the order results complete.
+    pub fn on_success(self, callback: impl FnOnce(&T) + Send + 'static) -> Self {
+        self.attach(Some(Box::new(callback)), None);
+        self
+    }
+
+    /// Runs `callback` with the error when the call fails, on the pool's callback thread.
+    pub fn on_error(self, callback: impl FnOnce(&Error) + Send + 'static) -> Self {
+        self.attach(None, Some(Box::new(callback)));
+        self
+    }
+
+    fn attach(&self, on_ok: Option<OnOk<T>>, on_err: Option<OnErr>) {
+        let mut st = lock(&self.slot.state);
+        if on_ok.is_some() {
+            st.on_ok = on_ok;
+        }
+        if on_err.is_some() {
+            st.on_err = on_err;
+        }
+        if st.ready && st.value.is_some() {
+            // Already complete: run the new callback now, off this thread, and hold `ready`
+            // back until it has run.
+            st.ready = false;
+            drop(st);
+            let me = self.slot.clone();
+            self.slot
+                .callbacks
+                .run(Box::new(move || me.run_callbacks()));
+        }
+    }
+}
+
+/// Collects every item's outcome of a call, then finishes the slot.
+pub(crate) struct Collect<R, Out> {
+    state: Mutex<CollectState<R>>,
+    slot: Arc<Slot<Out>>,
+    finish: fn(Vec<Result<R>>) -> Result<Out>,
+}
+
+struct CollectState<R> {
+    items: Vec<Option<Result<R>>>,
+    received: usize,
+    expected: Option<usize>,
+    done: bool,
+}
+
+impl<R: DeserializeOwned + Send + 'static, Out: Send + 'static> Collect<R, Out> {
+    pub(crate) fn new(
+        slot: Arc<Slot<Out>>,
+        finish: fn(Vec<Result<R>>) -> Result<Out>,
+    ) -> Arc<Self> {
+        Arc::new(Self {
+            state: Mutex::new(CollectState {
+                items: Vec::new(),
+                received: 0,
+                expected: None,
+                done: false,
+            }),
+            slot,
+            finish,
+        })
+    }
+
+    /// Declares how many items the call has; completes it if they are all in.
+    pub(crate) fn set_expected(&self, n: usize) {
+        let mut st = lock(&self.state);
+        st.expected = Some(n);
+        self.maybe_finish(st);
+    }
+
+    fn put(st: &mut CollectState<R>, index: usize, value: Result<R>) {
+        if st.items.len() <= index {
+            st.items.resize_with(index + 1, || None);
+        }
+        if st.items[index].is_none() {
+            st.received += 1;
+        }
+        st.items[index] = Some(value);
+    }
+
+    fn maybe_finish(&self, mut st: MutexGuard<'_, CollectState<R>>) {
+        if st.done || st.expected != Some(st.received) {
+            return;
+        }
+        st.done = true;
+        let items: Vec<Result<R>> = std::mem::take(&mut st.items)
+            .into_iter()
+            .map(|v| v.unwrap_or(Err(Error::Protocol("missing item outcome".into()))))
+            .collect();
+        drop(st);
+        self.slot.complete((self.finish)(items));
+    }
+}
+
+impl<R: DeserializeOwned + Send + 'static, Out: Send + 'static> Sink for Collect<R, Out> {
+    fn deliver(&self, first: usize, count: usize, bytes: &[u8]) {
+        let mut st = lock(&self.state);
+        decode_outcomes::<R>(first, count, bytes, |i, v| Self::put(&mut st, i, v));
+        self.maybe_finish(st);
+    }
+
+    fn fail(&self, index: usize, error: Error) {
+        let mut st = lock(&self.state);
+        Self::put(&mut st, index, Err(error));
+        self.maybe_finish(st);
+    }
+}
+
+/// `map`'s finish: every value in order, or the error of the first item that failed.
+pub(crate) fn all_or_first_error<R>(items: Vec<Result<R>>) -> Result<Vec<R>> {
+    items.into_iter().collect()
+}
+
+/// `apply`'s finish: the single item.
+pub(crate) fn single<R>(items: Vec<Result<R>>) -> Result<R> {
+    items
+        .into_iter()
+        .next()
+        .unwrap_or(Err(Error::Protocol("no outcome for the task".into())))
+}

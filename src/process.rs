@@ -1,0 +1,350 @@
+//! `Process`: run one function in a child process, like Python's `multiprocessing.Process` —
+//! except that `join()` hands back what the function returned.
+
+use std::os::fd::{AsFd, BorrowedFd};
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::bootstrap::{self, ChildLink};
+use crate::error::{Death, Error, Result};
+use crate::sys;
+use crate::wire::codec;
+use crate::wire::message::{Failure, ResultsHeader, Role, TaskHeader, kind};
+
+/// How long `start()` waits for the child to finish starting up.
+const START_TIMEOUT: Duration = Duration::from_secs(30);
+
+enum State<R> {
+    Created,
+    Started {
+        link: ChildLink,
+        outcome: Option<Result<R>>,
+        exit: Option<sys::proc::Exit>,
+    },
+}
+
+/// A function running in a child process of its own.
+///
+/// # Drop
+/// Dropping a started `Process` leaves the child running (it is reaped in the background, and
+/// still dies with this program); a [`daemon`](Self::daemon) process is killed instead.
+///
+/// # Examples
+/// ```
+/// fn cube(x: i64) -> i64 { x * x * x }
+///
+/// multiproc::init();
+/// let mut p = multiproc::Process::new(cube, 3).name("cuber");
+/// p.start()?;
+/// assert_eq!(p.join()?, 27);
+/// assert_eq!(p.exitcode(), Some(0));
+/// # Ok::<(), multiproc::Error>(())
+/// ```
+pub struct Process<R> {
+    name: String,
+    daemon: bool,
+    entry: i64,
+    payload: Result<Vec<u8>>,
+    local: fn(&[u8]) -> Result<R>,
+    state: State<R>,
+}
+
+impl<R> std::fmt::Debug for Process<R> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let pid = match &self.state {
+            State::Started { link, .. } => Some(link.pid),
+            State::Created => None,
+        };
+        f.debug_struct("Process")
+            .field("name", &self.name)
+            .field("daemon", &self.daemon)
+            .field("pid", &pid)
+            .finish_non_exhaustive()
+    }
+}
+
+fn next_name() -> String {
+    static COUNTER: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(1);
+    format!(
+        "Process-{}",
+        COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+    )
+}
+
+fn run_local<F, T, R>(payload: &[u8]) -> Result<R>
+where
+    F: Fn(T) -> R + Copy + Send + Sync + 'static,
+    T: DeserializeOwned,
+{
+    let arg: T = codec::decode(payload)?;
+    Ok(crate::task::call_here::<F, T, R>(arg))
+}
+
+impl<R: Serialize + DeserializeOwned + Send + 'static> Process<R> {
+    /// A process that will run `f(arg)`. Nothing starts until [`start`](Self::start).
+    /// `f` is a `fn` item or a closure that captures nothing.
+    pub fn new<F, T>(f: F, arg: T) -> Self
+    where
+        F: Fn(T) -> R + Copy + Send + Sync + 'static,
+        T: Serialize + DeserializeOwned,
+    {
+        Self {
+            name: next_name(),
+            daemon: false,
+            entry: crate::task::entry_for(f),
+            payload: codec::encode(&arg),
+            local: run_local::<F, T, R>,
+            state: State::Created,
+        }
+    }
+
+    /// Sets the name the child sees in [`current_process()`](crate::current_process).
+    /// Default: `"Process-N"`.
+    pub fn name(mut self, name: impl Into<String>) -> Self {
+        self.name = name.into();
+        self
+    }
+
+    /// Marks the process as a daemon: it is killed when its `Process` is dropped (and, like
+    /// every child, when this program exits). Default: `false`.
+    pub fn daemon(mut self, daemon: bool) -> Self {
+        self.daemon = daemon;
+        self
+    }
+
+    /// The process's name.
+    pub fn get_name(&self) -> &str {
+        &self.name
+    }
+
+    /// Whether the process is a daemon.
+    pub fn is_daemon(&self) -> bool {
+        self.daemon
+    }
+
+    /// Runs the function here, in the calling process, like Python's `run()`.
+    ///
+    /// # Errors
+    /// The argument could not be encoded or decoded.
+    pub fn run(&self) -> Result<R> {
+        match &self.payload {
+            Ok(bytes) => (self.local)(bytes),
+            Err(e) => Err(Error::Encode(e.to_string())),
+        }
+    }
+
+    /// Starts the child and hands it the function and its argument.
+    ///
+    /// # Errors
+    /// The process was already started, the argument cannot be encoded, or the child could not
+    /// be started ([`Error::Spawn`]).
+    pub fn start(&mut self) -> Result<()> {
+        if !matches!(self.state, State::Created) {
+            return Err(Error::Spawn("the process was already started".into()));
+        }
+        let payload = match &self.payload {
+            Ok(p) => p,
+            Err(e) => return Err(Error::Encode(e.to_string())),
+        };
+        let mut link = bootstrap::spawn_child(&self.name, Role::Process, false)?;
+        let header = TaskHeader {
+            seq: 0,
+            entry: self.entry,
+            count: 1,
+        };
+        link.channel.push_with(kind::TASK, Vec::new(), |out| {
+            header.write(out);
+            out.extend_from_slice(payload);
+            Ok(())
+        })?;
+        link.channel.flush()?;
+        let ready = bootstrap::await_ready(&mut link, Instant::now() + START_TIMEOUT);
+        self.state = State::Started {
+            link,
+            outcome: None,
+            exit: None,
+        };
+        if let Err(e) = ready {
+            let _ = self.kill();
+            let _ = self.join_timeout(Duration::from_secs(5));
+            return Err(e);
+        }
+        Ok(())
+    }
+
+    /// Waits for the child to finish and returns the function's value.
+    ///
+    /// # Errors
+    /// The function panicked ([`Error::TaskPanicked`]); the child died before answering
+    /// ([`Error::WorkerDied`], with the signal or exit status); the process was never started;
+    /// or the value was already returned by an earlier join.
+    pub fn join(&mut self) -> Result<R> {
+        self.wait(None)
+    }
+
+    /// Like [`join`](Self::join), waiting at most `timeout`.
+    ///
+    /// # Errors
+    /// [`Error::Timeout`] if the child is still running (it is left running; join again later),
+    /// otherwise as [`join`](Self::join).
+    pub fn join_timeout(&mut self, timeout: Duration) -> Result<R> {
+        self.wait(Some(Instant::now() + timeout))
+    }
+
+    fn wait(&mut self, deadline: Option<Instant>) -> Result<R> {
+        let State::Started {
+            link,
+            outcome,
+            exit,
+        } = &mut self.state
+        else {
+            return Err(Error::Spawn("the process was never started".into()));
+        };
+        if exit.is_none() {
+            if outcome.is_none() {
+                // Read the answer first: the child cannot exit until a large one is read.
+                match link.channel.recv(deadline) {
+                    Ok(frame) => *outcome = Some(decode_answer(&frame)),
+                    Err(Error::Disconnected) => {}
+                    Err(e) => return Err(e),
+                }
+            }
+            let left = deadline.map(|d| d.saturating_duration_since(Instant::now()));
+            if !sys::fd::wait_readable(link.pidfd.as_fd(), left)? {
+                return Err(Error::Timeout);
+            }
+            *exit = Some(sys::proc::reap(link.pid)?);
+        }
+        let pid = link.pid;
+        let died = exit.map(Death::from).unwrap_or(Death::Unknown);
+        match outcome.take() {
+            Some(value) => {
+                // Leave a marker so a second join reports that the value was handed out.
+                *outcome = Some(Err(Error::ResultTaken));
+                value
+            }
+            None => {
+                *outcome = Some(Err(Error::ResultTaken));
+                Err(Error::WorkerDied {
+                    pid,
+                    cause: died,
+                    task: Some(0),
+                })
+            }
+        }
+    }
+
+    /// Whether the child has been started and has not exited.
+    pub fn is_alive(&mut self) -> bool {
+        match &mut self.state {
+            State::Created => false,
+            State::Started { exit: Some(_), .. } => false,
+            State::Started { link, exit, .. } => match sys::proc::try_reap(link.pid) {
+                Ok(None) => true,
+                Ok(Some(e)) => {
+                    *exit = Some(e);
+                    false
+                }
+                Err(_) => false,
+            },
+        }
+    }
+
+    /// The child's process id, once started.
+    pub fn pid(&self) -> Option<u32> {
+        match &self.state {
+            State::Started { link, .. } => Some(link.pid),
+            State::Created => None,
+        }
+    }
+
+    /// The exit code once the child has exited, as Python reports it: 0 for success, 1 if the
+    /// function panicked, `-N` if signal `N` ended it. `None` while running or before start.
+    pub fn exitcode(&mut self) -> Option<i32> {
+        self.is_alive();
+        match &self.state {
+            State::Started {
+                exit: Some(sys::proc::Exit::Code(c)),
+                ..
+            } => Some(*c),
+            State::Started {
+                exit: Some(sys::proc::Exit::Signal(s)),
+                ..
+            } => Some(-s),
+            _ => None,
+        }
+    }
+
+    /// Asks the child to stop with `SIGTERM`, like Python's `terminate()`.
+    ///
+    /// # Errors
+    /// The signal could not be sent.
+    pub fn terminate(&mut self) -> Result<()> {
+        self.signal(false)
+    }
+
+    /// Stops the child with `SIGKILL`, like Python's `kill()`.
+    ///
+    /// # Errors
+    /// The signal could not be sent.
+    pub fn kill(&mut self) -> Result<()> {
+        self.signal(true)
+    }
+
+    fn signal(&mut self, hard: bool) -> Result<()> {
+        match &self.state {
+            State::Started {
+                link, exit: None, ..
+            } => Ok(sys::proc::signal(link.pid, hard)?),
+            _ => Ok(()),
+        }
+    }
+
+    /// A descriptor that becomes readable when the child exits, for use with `poll`/`select`
+    /// (Python's `sentinel`). `None` before start.
+    pub fn sentinel(&self) -> Option<BorrowedFd<'_>> {
+        match &self.state {
+            State::Started { link, .. } => Some(link.pidfd.as_fd()),
+            State::Created => None,
+        }
+    }
+}
+
+fn decode_answer<R: DeserializeOwned>(frame: &crate::wire::Frame) -> Result<R> {
+    if frame.kind != kind::RESULTS {
+        return Err(Error::Protocol(format!(
+            "expected a result, got frame kind {}",
+            frame.kind
+        )));
+    }
+    let mut body = frame.payload();
+    let header = ResultsHeader::read(&mut body)?;
+    if header.count != 1 {
+        return Err(Error::Protocol(
+            "a process answered with several results".into(),
+        ));
+    }
+    codec::decode::<std::result::Result<R, Failure>>(body)?.map_err(Error::from)
+}
+
+impl<R> Drop for Process<R> {
+    fn drop(&mut self) {
+        if let State::Started {
+            link, exit: None, ..
+        } = &self.state
+        {
+            let pid = link.pid;
+            if self.daemon {
+                let _ = sys::proc::signal(pid, true);
+            }
+            // Reap in the background so that the child never lingers as a zombie.
+            let _ = std::thread::Builder::new()
+                .name("multiproc-reaper".into())
+                .spawn(move || {
+                    let _ = sys::proc::reap(pid);
+                });
+        }
+    }
+}

@@ -1,0 +1,239 @@
+//! Sockets, file-descriptor passing, readiness polling and wake-ups.
+
+use std::io;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd, RawFd};
+use std::time::Duration;
+
+use rustix::event::{PollFd, PollFlags};
+use rustix::io::{Errno, FdFlags};
+use rustix::net::{
+    AddressFamily, RecvAncillaryBuffer, RecvAncillaryMessage, RecvFlags, SendAncillaryBuffer,
+    SendAncillaryMessage, SendFlags, SocketFlags, SocketType,
+};
+
+/// Most descriptors a single `sendmsg` carries; larger sets are split by the caller.
+pub(crate) const MAX_FDS_PER_MSG: usize = 64;
+
+/// A connected pair of Unix stream sockets, both close-on-exec.
+pub(crate) fn socketpair() -> io::Result<(OwnedFd, OwnedFd)> {
+    let pair = rustix::net::socketpair(
+        AddressFamily::UNIX,
+        SocketType::STREAM,
+        SocketFlags::CLOEXEC,
+        None,
+    )?;
+    Ok(pair)
+}
+
+/// Switches a descriptor between blocking and non-blocking mode.
+pub(crate) fn set_nonblocking(fd: BorrowedFd<'_>, on: bool) -> io::Result<()> {
+    let flags = rustix::fs::fcntl_getfl(fd)?;
+    let flags = if on {
+        flags | rustix::fs::OFlags::NONBLOCK
+    } else {
+        flags - rustix::fs::OFlags::NONBLOCK
+    };
+    rustix::fs::fcntl_setfl(fd, flags)?;
+    Ok(())
+}
+
+/// Sets or clears close-on-exec.
+pub(crate) fn set_cloexec(fd: BorrowedFd<'_>, on: bool) -> io::Result<()> {
+    let flags = if on {
+        FdFlags::CLOEXEC
+    } else {
+        FdFlags::empty()
+    };
+    rustix::io::fcntl_setfd(fd, flags)?;
+    Ok(())
+}
+
+/// Sends bytes, with `fds` attached to the first byte. Never raises SIGPIPE: a closed peer is
+/// `BrokenPipe`. Returns how many bytes went out (possibly fewer than `bytes.len()`).
+pub(crate) fn send(
+    sock: BorrowedFd<'_>,
+    bytes: &[u8],
+    fds: &[BorrowedFd<'_>],
+    nonblocking: bool,
+) -> io::Result<usize> {
+    let mut flags = SendFlags::NOSIGNAL;
+    if nonblocking {
+        flags |= SendFlags::DONTWAIT;
+    }
+    let iov = [io::IoSlice::new(bytes)];
+    loop {
+        let sent = if fds.is_empty() {
+            rustix::net::send(sock, bytes, flags)
+        } else {
+            let mut space = [std::mem::MaybeUninit::<u8>::uninit();
+                rustix::cmsg_space!(ScmRights(MAX_FDS_PER_MSG))];
+            let mut control = SendAncillaryBuffer::new(&mut space);
+            if !control.push(SendAncillaryMessage::ScmRights(fds)) {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidInput,
+                    "too many file descriptors in one message",
+                ));
+            }
+            rustix::net::sendmsg(sock, &iov, &mut control, flags)
+        };
+        match sent {
+            Err(Errno::INTR) => continue,
+            other => return Ok(other?),
+        }
+    }
+}
+
+/// Receives bytes into `buf`, appending any descriptors that came with them to `fds`.
+/// `Ok(0)` means the peer closed its end.
+pub(crate) fn recv(
+    sock: BorrowedFd<'_>,
+    buf: &mut [u8],
+    fds: &mut Vec<OwnedFd>,
+    nonblocking: bool,
+) -> io::Result<usize> {
+    let mut flags = RecvFlags::CMSG_CLOEXEC;
+    if nonblocking {
+        flags |= RecvFlags::DONTWAIT;
+    }
+    let mut space =
+        [std::mem::MaybeUninit::<u8>::uninit(); rustix::cmsg_space!(ScmRights(MAX_FDS_PER_MSG))];
+    loop {
+        let mut control = RecvAncillaryBuffer::new(&mut space);
+        let mut iov = [io::IoSliceMut::new(buf)];
+        match rustix::net::recvmsg(sock, &mut iov, &mut control, flags) {
+            Err(Errno::INTR) => continue,
+            Err(e) => return Err(e.into()),
+            Ok(msg) => {
+                for message in control.drain() {
+                    if let RecvAncillaryMessage::ScmRights(received) = message {
+                        fds.extend(received);
+                    }
+                }
+                return Ok(msg.bytes);
+            }
+        }
+    }
+}
+
+/// What `poll` should wait for on one descriptor, and what it saw.
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct Interest {
+    pub(crate) read: bool,
+    pub(crate) write: bool,
+}
+
+/// What `poll` reported for one descriptor.
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct Ready {
+    pub(crate) read: bool,
+    pub(crate) write: bool,
+    /// Hang-up or error: the peer is gone (there may still be bytes to read).
+    pub(crate) hangup: bool,
+}
+
+/// Waits until one of `fds` is ready or `timeout` passes (`None` waits forever).
+/// Retries on `EINTR`. Returns one `Ready` per entry.
+pub(crate) fn poll(
+    fds: &[(BorrowedFd<'_>, Interest)],
+    timeout: Option<Duration>,
+    out: &mut Vec<Ready>,
+) -> io::Result<()> {
+    let mut pollfds: Vec<PollFd<'_>> = fds
+        .iter()
+        .map(|(fd, want)| {
+            let mut flags = PollFlags::empty();
+            if want.read {
+                flags |= PollFlags::IN;
+            }
+            if want.write {
+                flags |= PollFlags::OUT;
+            }
+            PollFd::new(fd, flags)
+        })
+        .collect();
+    let timeout = timeout.map(|d| rustix::time::Timespec {
+        tv_sec: d.as_secs().min(i64::MAX as u64) as i64,
+        tv_nsec: i64::from(d.subsec_nanos()),
+    });
+    loop {
+        match rustix::event::poll(&mut pollfds, timeout.as_ref()) {
+            Err(Errno::INTR) => continue,
+            Err(e) => return Err(e.into()),
+            Ok(_) => break,
+        }
+    }
+    out.clear();
+    out.extend(pollfds.iter().map(|p| {
+        let r = p.revents();
+        Ready {
+            read: r.contains(PollFlags::IN),
+            write: r.contains(PollFlags::OUT),
+            hangup: r.intersects(PollFlags::HUP | PollFlags::ERR | PollFlags::NVAL),
+        }
+    }));
+    Ok(())
+}
+
+/// Waits until `fd` is readable (or hung up), up to `timeout`. Returns whether it is.
+pub(crate) fn wait_readable(fd: BorrowedFd<'_>, timeout: Option<Duration>) -> io::Result<bool> {
+    let mut out = Vec::with_capacity(1);
+    poll(
+        &[(
+            fd,
+            Interest {
+                read: true,
+                write: false,
+            },
+        )],
+        timeout,
+        &mut out,
+    )?;
+    Ok(out[0].read || out[0].hangup)
+}
+
+/// A counter-based wake-up: any thread may `notify`; a poller sees it readable.
+#[derive(Debug)]
+pub(crate) struct Waker {
+    fd: OwnedFd,
+}
+
+impl Waker {
+    pub(crate) fn new() -> io::Result<Self> {
+        let fd = rustix::event::eventfd(
+            0,
+            rustix::event::EventfdFlags::CLOEXEC | rustix::event::EventfdFlags::NONBLOCK,
+        )?;
+        Ok(Self { fd })
+    }
+
+    pub(crate) fn notify(&self) -> io::Result<()> {
+        match rustix::io::write(&self.fd, &1u64.to_ne_bytes()) {
+            // The counter is saturated: a wake-up is already pending, which is all we need.
+            Ok(_) | Err(Errno::AGAIN) => Ok(()),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Clears pending wake-ups.
+    pub(crate) fn drain(&self) -> io::Result<()> {
+        let mut buf = [0u8; 8];
+        match rustix::io::read(&self.fd, &mut buf) {
+            Ok(_) | Err(Errno::AGAIN) => Ok(()),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    pub(crate) fn as_fd(&self) -> BorrowedFd<'_> {
+        self.fd.as_fd()
+    }
+}
+
+/// Duplicates a raw descriptor number this process was handed at start-up into an owned one.
+///
+/// # Safety
+/// `raw` must be an open descriptor that nothing else in the process owns.
+pub(crate) unsafe fn adopt(raw: RawFd) -> OwnedFd {
+    use std::os::fd::FromRawFd;
+    // SAFETY: the caller guarantees `raw` is open and unowned.
+    unsafe { OwnedFd::from_raw_fd(raw) }
+}

@@ -1,0 +1,10 @@
+//! The thin layer over the operating system.
+//!
+//! Everything that makes a system call lives below this module, behind small functions that
+//! speak in std types (`OwnedFd`, `Duration`, `u32` pids). The rest of the crate never names
+//! rustix or a raw syscall, so porting to another Unix means touching only these files.
+//! Linux is the complete platform today (pidfd, memfd, `PR_SET_PDEATHSIG`).
+
+pub(crate) mod fd;
+pub(crate) mod page;
+pub(crate) mod proc;

@@ -1,0 +1,193 @@
+//! Processes: re-executing ourselves, reaping, signalling, and knowing who we are.
+
+use std::io;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
+use std::os::unix::process::CommandExt;
+use std::process::{Command, Stdio};
+
+use rustix::io::Errno;
+use rustix::process::{Pid, PidfdFlags, Signal, WaitOptions};
+
+/// How a process ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Exit {
+    /// It called `exit(code)`.
+    Code(i32),
+    /// A signal ended it.
+    Signal(i32),
+}
+
+pub(crate) fn getpid() -> u32 {
+    rustix::process::getpid().as_raw_nonzero().get() as u32
+}
+
+pub(crate) fn getppid() -> Option<u32> {
+    rustix::process::getppid().map(|p| p.as_raw_nonzero().get() as u32)
+}
+
+fn pid(raw: u32) -> io::Result<Pid> {
+    i32::try_from(raw)
+        .ok()
+        .and_then(Pid::from_raw)
+        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "invalid pid"))
+}
+
+/// What a re-executed copy of this program needs: environment entries and descriptors that must
+/// survive `exec` (they keep their numbers).
+pub(crate) struct SpawnSpec<'a> {
+    pub(crate) env: Vec<(&'static str, String)>,
+    pub(crate) keep: Vec<BorrowedFd<'a>>,
+    /// Arguments after `argv[0]`; chosen so that a program which does not hand control to us
+    /// (a libtest harness whose start-up hook did not run, say) does nothing harmful.
+    pub(crate) args: Vec<&'static str>,
+}
+
+/// Starts `/proc/self/exe` again. The child gets `SIGKILL` when the spawning thread goes away,
+/// and refuses to start if its parent is already gone. stdin is `/dev/null`; stdout and
+/// stderr are the parent's.
+pub(crate) fn spawn_self(spec: SpawnSpec<'_>) -> io::Result<u32> {
+    let parent = getpid();
+    let keep: Vec<RawFd> = spec.keep.iter().map(|fd| fd.as_raw_fd()).collect();
+    let mut cmd = Command::new("/proc/self/exe");
+    if let Some(arg0) = std::env::args_os().next() {
+        cmd.arg0(arg0);
+    }
+    cmd.args(&spec.args).stdin(Stdio::null());
+    for (key, value) in &spec.env {
+        cmd.env(key, value);
+    }
+    let hook = move || {
+        rustix::process::set_parent_process_death_signal(Some(Signal::KILL))?;
+        // The parent may have died before the line above took effect: then nobody would
+        // ever send us the signal, so refuse to start.
+        let ppid = rustix::process::getppid().map(|p| p.as_raw_nonzero().get() as u32);
+        if ppid != Some(parent) {
+            return Err(io::Error::other("parent exited during spawn"));
+        }
+        for &raw in &keep {
+            // SAFETY: `raw` is one of the descriptors the caller borrowed for this call,
+            // open in the parent and therefore in this forked copy.
+            let fd = unsafe { BorrowedFd::borrow_raw(raw) };
+            rustix::io::fcntl_setfd(fd, rustix::io::FdFlags::empty())?;
+        }
+        Ok(())
+    };
+    // SAFETY: the hook runs between fork and exec, so it may only make async-signal-safe
+    // calls: it makes raw syscalls through rustix (prctl, getppid, fcntl) and allocates nothing.
+    unsafe {
+        cmd.pre_exec(hook);
+    }
+    let child = cmd.spawn()?;
+    // Reaping is ours (through the pid or pidfd); std's handle is not needed past this point,
+    // and dropping it neither waits nor kills.
+    Ok(child.id())
+}
+
+/// A descriptor that becomes readable when the process exits.
+pub(crate) fn pidfd(raw: u32) -> io::Result<OwnedFd> {
+    Ok(rustix::process::pidfd_open(pid(raw)?, PidfdFlags::empty())?)
+}
+
+fn decode_status(status: rustix::process::WaitStatus) -> Exit {
+    if let Some(sig) = status.terminating_signal() {
+        Exit::Signal(sig)
+    } else {
+        Exit::Code(status.exit_status().unwrap_or(0))
+    }
+}
+
+/// Reaps a child if it has exited; `None` if it is still running.
+pub(crate) fn try_reap(raw: u32) -> io::Result<Option<Exit>> {
+    loop {
+        match rustix::process::waitpid(Some(pid(raw)?), WaitOptions::NOHANG) {
+            Err(Errno::INTR) => continue,
+            Err(e) => return Err(e.into()),
+            Ok(None) => return Ok(None),
+            Ok(Some((_, status))) => return Ok(Some(decode_status(status))),
+        }
+    }
+}
+
+/// Waits for a child to exit and reaps it.
+pub(crate) fn reap(raw: u32) -> io::Result<Exit> {
+    loop {
+        match rustix::process::waitpid(Some(pid(raw)?), WaitOptions::empty()) {
+            Err(Errno::INTR) => continue,
+            Err(e) => return Err(e.into()),
+            Ok(Some((_, status))) => return Ok(decode_status(status)),
+            Ok(None) => continue,
+        }
+    }
+}
+
+/// Sends `SIGTERM` (`hard == false`) or `SIGKILL`. A process that is already gone is not an
+/// error.
+pub(crate) fn signal(raw: u32, hard: bool) -> io::Result<()> {
+    let sig = if hard { Signal::KILL } else { Signal::TERM };
+    match rustix::process::kill_process(pid(raw)?, sig) {
+        Ok(()) | Err(Errno::SRCH) => Ok(()),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Arms `SIGKILL` for this process when its parent goes, and checks the parent is still the
+/// one that started us (it may have died before the signal was armed).
+pub(crate) fn die_with_parent(expected_parent: u32) -> io::Result<()> {
+    rustix::process::set_parent_process_death_signal(Some(Signal::KILL))?;
+    if getppid() != Some(expected_parent) {
+        return Err(io::Error::other("the parent process has already exited"));
+    }
+    Ok(())
+}
+
+/// The conventional name of a signal number (`"SIGKILL"`), or `"signal N"`.
+pub(crate) fn signal_name(sig: i32) -> String {
+    let name = match sig {
+        1 => "SIGHUP",
+        2 => "SIGINT",
+        3 => "SIGQUIT",
+        4 => "SIGILL",
+        5 => "SIGTRAP",
+        6 => "SIGABRT",
+        7 => "SIGBUS",
+        8 => "SIGFPE",
+        9 => "SIGKILL",
+        10 => "SIGUSR1",
+        11 => "SIGSEGV",
+        12 => "SIGUSR2",
+        13 => "SIGPIPE",
+        14 => "SIGALRM",
+        15 => "SIGTERM",
+        24 => "SIGXCPU",
+        25 => "SIGXFSZ",
+        31 => "SIGSYS",
+        _ => return format!("signal {sig}"),
+    };
+    name.to_string()
+}
+
+/// Identifies the executable this process runs: device, inode, size and modification time of
+/// `/proc/self/exe`. Two processes with the same fingerprint run the same file, so code
+/// offsets taken in one are valid in the other.
+pub(crate) fn exe_identity() -> io::Result<[u64; 5]> {
+    let st = rustix::fs::stat("/proc/self/exe")?;
+    Ok([
+        st.st_dev,
+        st.st_ino,
+        st.st_size as u64,
+        st.st_mtime as u64,
+        st.st_mtime_nsec as u64,
+    ])
+}
+
+/// The number of CPUs this process may run on.
+pub(crate) fn cpu_count() -> usize {
+    std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1)
+}
+
+/// Raw number of a descriptor, for handing to a child in its environment.
+pub(crate) fn raw(fd: &impl AsFd) -> RawFd {
+    fd.as_fd().as_raw_fd()
+}

@@ -1,0 +1,315 @@
+//! How a function crosses the process boundary.
+//!
+//! Parent and child run the same executable (the handshake checks it), so a function's address
+//! relative to a fixed anchor in the binary is the same in both, whatever ASLR did. For every
+//! task type the parent instantiates a *trampoline* — a monomorphised function that decodes one
+//! argument, calls the task, and encodes its outcome — and sends the trampoline's offset from
+//! [`anchor`]. The child adds its own anchor's address and calls it.
+//!
+//! The task itself is never sent: it must be a zero-sized type (a `fn` item or a closure that
+//! captures nothing), so the child can conjure it out of no bytes. A capturing closure fails to
+//! compile, which is Rust's version of Python's "Can't pickle local object":
+//!
+//! ```compile_fail
+//! multiproc::init();
+//! let offset = 10u64;
+//! let pool = multiproc::Pool::new(2).unwrap();
+//! // error: the closure captures `offset`, so it is not zero-sized.
+//! let _ = pool.map(move |x: u64| x + offset, 0..4u64);
+//! ```
+
+use std::any::Any;
+use std::cell::RefCell;
+use std::panic::{AssertUnwindSafe, catch_unwind};
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::wire::codec;
+use crate::wire::message::Failure;
+
+/// A trampoline: decodes one argument from the front of `input`, runs the task, appends the
+/// encoded `Result<R, Failure>` to `out`.
+pub(crate) type Entry = fn(input: &mut &[u8], out: &mut Vec<u8>) -> Ran;
+
+/// What happened to one item in a trampoline.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Ran {
+    /// The task returned and its value was encoded.
+    Ok,
+    /// The task panicked or its value could not be encoded; a failure was encoded instead.
+    Failed,
+    /// The argument could not be decoded: the rest of the input cannot be trusted.
+    BadInput,
+}
+
+/// The fixed point trampoline offsets are measured from.
+#[inline(never)]
+fn anchor(input: &mut &[u8], _out: &mut Vec<u8>) -> Ran {
+    // A body that cannot be merged with any other function's.
+    if std::hint::black_box(input.len()) == usize::MAX - 7 {
+        Ran::Failed
+    } else {
+        Ran::BadInput
+    }
+}
+
+/// Offset of `entry` from the anchor, as sent to the child.
+pub(crate) fn offset_of(entry: Entry) -> i64 {
+    (entry as usize as i64).wrapping_sub(anchor as Entry as usize as i64)
+}
+
+/// A number that differs between two builds with a different layout: the anchor's distance
+/// from another function, mixed into the handshake's executable identity.
+pub(crate) fn layout_probe() -> u64 {
+    (anchor as Entry as usize as u64).wrapping_sub(offset_of as fn(Entry) -> i64 as usize as u64)
+}
+
+/// Turns an offset received from the parent back into a trampoline.
+///
+/// # Safety
+/// `offset` must come from [`offset_of`] in a process running the same executable (the
+/// handshake's identity check establishes this for every channel that carries tasks).
+pub(crate) unsafe fn entry_at(offset: i64) -> Entry {
+    let addr = (anchor as Entry as usize as i64).wrapping_add(offset) as usize;
+    // SAFETY: by the caller's guarantee `addr` is the address of an `Entry` function in this very
+    // binary, at the same offset from `anchor` as in the parent.
+    unsafe { std::mem::transmute::<usize, Entry>(addr) }
+}
+
+/// Produces the value of a zero-sized function type.
+fn conjure<F: Copy>() -> F {
+    const {
+        assert!(
+            std::mem::size_of::<F>() == 0,
+            "multiproc tasks must be fn items or closures that capture nothing: pass data as the argument"
+        )
+    };
+    // SAFETY: `F` is zero-sized (checked at compile time above), so reading it touches no
+    // memory; it is inhabited because the parent held a value of it to name this type.
+    unsafe { std::ptr::NonNull::<F>::dangling().as_ptr().read() }
+}
+
+/// Checks at compile time that `F` can cross the boundary, and returns its trampoline offset.
+pub(crate) fn entry_for<F, T, R>(_f: F) -> i64
+where
+    F: Fn(T) -> R + Copy + Send + Sync + 'static,
+    T: DeserializeOwned,
+    R: Serialize,
+{
+    let _ = conjure::<F>;
+    offset_of(trampoline::<F, T, R>)
+}
+
+/// Same as [`entry_for`] for functions of several arguments, called with a tuple.
+pub(crate) fn star_entry_for<F, Args>(_f: F) -> i64
+where
+    F: StarFn<Args>,
+    Args: DeserializeOwned,
+    F::Output: Serialize,
+{
+    let _ = conjure::<F>;
+    offset_of(star_trampoline::<F, Args>)
+}
+
+/// Calls a task in this process (what `Process::run` does).
+pub(crate) fn call_here<F, T, R>(arg: T) -> R
+where
+    F: Fn(T) -> R + Copy + Send + Sync + 'static,
+{
+    conjure::<F>()(arg)
+}
+
+fn trampoline<F, T, R>(input: &mut &[u8], out: &mut Vec<u8>) -> Ran
+where
+    F: Fn(T) -> R + Copy + Send + Sync + 'static,
+    T: DeserializeOwned,
+    R: Serialize,
+{
+    run_one(input, out, |arg: T| conjure::<F>()(arg))
+}
+
+fn star_trampoline<F, Args>(input: &mut &[u8], out: &mut Vec<u8>) -> Ran
+where
+    F: StarFn<Args>,
+    Args: DeserializeOwned,
+    F::Output: Serialize,
+{
+    run_one(input, out, |args: Args| conjure::<F>().call_star(args))
+}
+
+fn run_one<T: DeserializeOwned, R: Serialize>(
+    input: &mut &[u8],
+    out: &mut Vec<u8>,
+    call: impl FnOnce(T) -> R,
+) -> Ran {
+    let arg: T = match codec::decode_front(input) {
+        Ok(arg) => arg,
+        Err(e) => {
+            push_failure(out, Failure::Decode(e.to_string()));
+            return Ran::BadInput;
+        }
+    };
+    match catch_unwind(AssertUnwindSafe(|| call(arg))) {
+        Ok(value) => {
+            let at = out.len();
+            match codec::encode_into(&Ok::<&R, Failure>(&value), out) {
+                Ok(()) => Ran::Ok,
+                Err(e) => {
+                    out.truncate(at);
+                    push_failure(out, Failure::Encode(e.to_string()));
+                    Ran::Failed
+                }
+            }
+        }
+        Err(payload) => {
+            push_failure(out, failure_from_panic(payload));
+            Ran::Failed
+        }
+    }
+}
+
+/// Appends a failed outcome for one item.
+pub(crate) fn push_failure(out: &mut Vec<u8>, failure: Failure) {
+    let at = out.len();
+    if codec::encode_into(&Err::<(), Failure>(failure), out).is_err() {
+        // Encoding a plain enum of strings into a Vec cannot fail; keep the stream aligned anyway.
+        out.truncate(at);
+    }
+}
+
+thread_local! {
+    /// Where and how the last panic on this thread happened, recorded by the worker's hook.
+    static LAST_PANIC: RefCell<Option<(Option<String>, Option<String>)>> = const { RefCell::new(None) };
+}
+
+/// Installs a panic hook that records the location and backtrace of a panic for the task error,
+/// instead of printing them: in a worker, the panic is reported to the caller.
+pub(crate) fn capture_panics() {
+    std::panic::set_hook(Box::new(|info| {
+        let location = info.location().map(|l| l.to_string());
+        let bt = std::backtrace::Backtrace::capture();
+        let backtrace =
+            (bt.status() == std::backtrace::BacktraceStatus::Captured).then(|| bt.to_string());
+        LAST_PANIC.with(|p| *p.borrow_mut() = Some((location, backtrace)));
+    }));
+}
+
+/// Builds the failure for a caught panic.
+pub(crate) fn failure_from_panic(payload: Box<dyn Any + Send>) -> Failure {
+    let message = if let Some(s) = payload.downcast_ref::<&str>() {
+        (*s).to_string()
+    } else if let Some(s) = payload.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "panic with a non-string payload".to_string()
+    };
+    let (location, backtrace) = LAST_PANIC
+        .with(|p| p.borrow_mut().take())
+        .unwrap_or_default();
+    Failure::Panic {
+        message,
+        location,
+        backtrace,
+    }
+}
+
+/// A function of several arguments, called with them packed in a tuple: what `starmap` runs.
+///
+/// Implemented for every `Fn(A, B, …) -> R` of 1 to 12 arguments that is `Copy + Send + Sync +
+/// 'static` (a `fn` item or a closure that captures nothing).
+pub trait StarFn<Args>: Copy + Send + Sync + 'static {
+    /// What the function returns.
+    type Output;
+    /// Calls the function with the tuple's fields as arguments.
+    fn call_star(self, args: Args) -> Self::Output;
+}
+
+macro_rules! star_fn {
+    ($($arg:ident),+) => {
+        impl<Func, Ret, $($arg),+> StarFn<($($arg,)+)> for Func
+        where
+            Func: Fn($($arg),+) -> Ret + Copy + Send + Sync + 'static,
+        {
+            type Output = Ret;
+            #[allow(non_snake_case)]
+            fn call_star(self, ($($arg,)+): ($($arg,)+)) -> Ret {
+                self($($arg),+)
+            }
+        }
+    };
+}
+
+star_fn!(A);
+star_fn!(A, B);
+star_fn!(A, B, C);
+star_fn!(A, B, C, D);
+star_fn!(A, B, C, D, E);
+star_fn!(A, B, C, D, E, G);
+star_fn!(A, B, C, D, E, G, H);
+star_fn!(A, B, C, D, E, G, H, I);
+star_fn!(A, B, C, D, E, G, H, I, J);
+star_fn!(A, B, C, D, E, G, H, I, J, K);
+star_fn!(A, B, C, D, E, G, H, I, J, K, L);
+star_fn!(A, B, C, D, E, G, H, I, J, K, L, M);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn square(x: u64) -> u64 {
+        x * x
+    }
+
+    #[test]
+    fn an_offset_resolves_to_the_same_trampoline() {
+        let off = entry_for(square);
+        // SAFETY: the offset was just computed in this very process.
+        let entry = unsafe { entry_at(off) };
+        let mut input = Vec::new();
+        codec::encode_into(&7u64, &mut input).unwrap();
+        let mut out = Vec::new();
+        assert_eq!(entry(&mut &input[..], &mut out), Ran::Ok);
+        let got: Result<u64, Failure> = codec::decode(&out).unwrap();
+        assert_eq!(got.unwrap(), 49);
+    }
+
+    #[test]
+    fn a_panic_becomes_a_failure_with_message() {
+        fn boom(x: u32) -> u32 {
+            if x > 1 {
+                panic!("too big: {x}");
+            }
+            x
+        }
+        let off = entry_for(boom);
+        // SAFETY: computed in this process.
+        let entry2 = unsafe { entry_at(off) };
+        let mut input = Vec::new();
+        codec::encode_into(&5u32, &mut input).unwrap();
+        let mut out = Vec::new();
+        assert_eq!(entry2(&mut &input[..], &mut out), Ran::Failed);
+        let got: Result<u32, Failure> = codec::decode(&out).unwrap();
+        match got {
+            Err(Failure::Panic { message, .. }) => assert_eq!(message, "too big: 5"),
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+
+    #[test]
+    fn star_functions_take_tuples() {
+        fn mul(a: i64, b: i64) -> i64 {
+            a * b
+        }
+        assert_eq!(mul.call_star((6, 7)), 42);
+        let off = star_entry_for::<_, (i64, i64)>(mul);
+        // SAFETY: computed in this process.
+        let entry = unsafe { entry_at(off) };
+        let mut input = Vec::new();
+        codec::encode_into(&(3i64, 4i64), &mut input).unwrap();
+        let mut out = Vec::new();
+        assert_eq!(entry(&mut &input[..], &mut out), Ran::Ok);
+        let got: Result<i64, Failure> = codec::decode(&out).unwrap();
+        assert_eq!(got.unwrap(), 12);
+    }
+}

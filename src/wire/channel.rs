@@ -1,0 +1,417 @@
+//! A framed, buffered Unix stream socket that can carry descriptors.
+//!
+//! The same type serves both sides. Workers use it in blocking mode: one `read` pulls in as many
+//! frames as the kernel has, and replies are batched in `out` until the worker would block.
+//! The pool's supervisor uses it in non-blocking mode under `poll`, so that it never blocks on a
+//! slow or dead worker.
+
+use std::collections::VecDeque;
+use std::io;
+use std::ops::Range;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::time::Instant;
+
+use super::{HEADER, MAX_FRAME};
+use crate::error::{Error, Result};
+use crate::sys;
+
+/// One received frame. The payload is a range of an owned buffer, so large frames are handed
+/// over without a copy.
+#[derive(Debug)]
+pub(crate) struct Frame {
+    pub(crate) kind: u8,
+    buf: Vec<u8>,
+    range: Range<usize>,
+    /// Descriptors that came with the frame (for handles that carry them, such as queues).
+    #[cfg_attr(not(test), allow(dead_code))]
+    pub(crate) fds: Vec<OwnedFd>,
+}
+
+impl Frame {
+    pub(crate) fn payload(&self) -> &[u8] {
+        &self.buf[self.range.clone()]
+    }
+}
+
+/// Frames larger than this are read straight into their own buffer and handed over whole.
+const BIG_FRAME: usize = 256 * 1024;
+const READ_CHUNK: usize = 64 * 1024;
+
+#[derive(Debug)]
+pub(crate) struct Channel {
+    sock: OwnedFd,
+    nonblocking: bool,
+    inbuf: Vec<u8>,
+    start: usize,
+    in_fds: VecDeque<OwnedFd>,
+    out: Vec<u8>,
+    out_pos: usize,
+    /// Descriptors to attach at absolute offsets of `out`.
+    out_fds: VecDeque<(usize, Vec<OwnedFd>)>,
+    eof: bool,
+}
+
+impl Channel {
+    pub(crate) fn new(sock: OwnedFd, nonblocking: bool) -> io::Result<Self> {
+        sys::fd::set_nonblocking(sock.as_fd(), nonblocking)?;
+        Ok(Self {
+            sock,
+            nonblocking,
+            inbuf: Vec::with_capacity(READ_CHUNK),
+            start: 0,
+            in_fds: VecDeque::new(),
+            out: Vec::new(),
+            out_pos: 0,
+            out_fds: VecDeque::new(),
+            eof: false,
+        })
+    }
+
+    pub(crate) fn as_fd(&self) -> BorrowedFd<'_> {
+        self.sock.as_fd()
+    }
+
+    /// Whether the peer has closed its end (and every byte it sent has been read).
+    pub(crate) fn at_eof(&self) -> bool {
+        self.eof
+    }
+
+    // ----- writing -----
+
+    /// Appends a frame whose payload `write` produces. If `write` fails, nothing is appended.
+    pub(crate) fn push_with(
+        &mut self,
+        kind: u8,
+        fds: Vec<OwnedFd>,
+        write: impl FnOnce(&mut Vec<u8>) -> Result<()>,
+    ) -> Result<()> {
+        if fds.len() > sys::fd::MAX_FDS_PER_MSG {
+            return Err(Error::Protocol(format!(
+                "{} descriptors in one message (at most {})",
+                fds.len(),
+                sys::fd::MAX_FDS_PER_MSG
+            )));
+        }
+        let at = self.begin_frame();
+        if let Err(e) = write(&mut self.out) {
+            self.out.truncate(at);
+            return Err(e);
+        }
+        let nfds = fds.len() as u8;
+        if !fds.is_empty() {
+            self.out_fds.push_back((at, fds));
+        }
+        self.end_frame(at, kind, nfds)
+    }
+
+    /// Starts a frame in the output buffer and returns where it starts; the payload is then
+    /// appended to [`out_buf`](Self::out_buf) and the frame closed with
+    /// [`end_frame`](Self::end_frame).
+    pub(crate) fn begin_frame(&mut self) -> usize {
+        let at = self.out.len();
+        self.out.extend_from_slice(&[0; HEADER]);
+        at
+    }
+
+    /// Closes the frame begun at `at`: writes its header. An oversized frame is dropped.
+    pub(crate) fn end_frame(&mut self, at: usize, kind: u8, nfds: u8) -> Result<()> {
+        let len = self.out.len() - at - HEADER;
+        if len > MAX_FRAME {
+            self.out.truncate(at);
+            if matches!(self.out_fds.back(), Some((fd_at, _)) if *fd_at == at) {
+                self.out_fds.pop_back();
+            }
+            return Err(Error::Encode(format!(
+                "message of {len} bytes exceeds the {MAX_FRAME}-byte frame limit"
+            )));
+        }
+        let header = &mut self.out[at..at + HEADER];
+        header[..4].copy_from_slice(&(len as u32).to_le_bytes());
+        header[4] = kind;
+        header[5] = nfds;
+        Ok(())
+    }
+
+    /// Appends a frame with a ready-made payload.
+    pub(crate) fn push(&mut self, kind: u8, payload: &[u8]) -> Result<()> {
+        self.push_with(kind, Vec::new(), |out| {
+            out.extend_from_slice(payload);
+            Ok(())
+        })
+    }
+
+    /// Bytes queued and not yet written.
+    pub(crate) fn pending_out(&self) -> usize {
+        self.out.len() - self.out_pos
+    }
+
+    /// Direct access to the output buffer, for writers that patch a frame in place.
+    pub(crate) fn out_buf(&mut self) -> &mut Vec<u8> {
+        &mut self.out
+    }
+
+    /// Writes queued bytes. In blocking mode, writes them all; in non-blocking mode, writes what
+    /// the socket takes and returns whether everything went.
+    pub(crate) fn flush(&mut self) -> io::Result<bool> {
+        while self.out_pos < self.out.len() {
+            let fds_here = matches!(self.out_fds.front(), Some((at, _)) if *at == self.out_pos);
+            let end = match self.out_fds.iter().find(|(at, _)| *at > self.out_pos) {
+                Some((at, _)) => *at,
+                None => self.out.len(),
+            };
+            let bytes = &self.out[self.out_pos..end];
+            let sent = if fds_here {
+                let (_, fds) = &self.out_fds[0];
+                let borrowed: Vec<BorrowedFd<'_>> = fds.iter().map(|f| f.as_fd()).collect();
+                sys::fd::send(self.sock.as_fd(), bytes, &borrowed, self.nonblocking)
+            } else {
+                sys::fd::send(self.sock.as_fd(), bytes, &[], self.nonblocking)
+            };
+            match sent {
+                Ok(n) => {
+                    if fds_here && n > 0 {
+                        // The descriptors went with the first byte; ours can close now.
+                        self.out_fds.pop_front();
+                    }
+                    self.out_pos += n;
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(false),
+                Err(e) => return Err(e),
+            }
+        }
+        self.out.clear();
+        self.out_pos = 0;
+        Ok(true)
+    }
+
+    /// Queues a frame and writes everything (blocking mode).
+    pub(crate) fn send(&mut self, kind: u8, payload: &[u8]) -> Result<()> {
+        self.push(kind, payload)?;
+        self.flush()?;
+        Ok(())
+    }
+
+    // ----- reading -----
+
+    /// Reads once from the socket. Returns the number of bytes read; `Ok(0)` at end of stream.
+    /// In non-blocking mode, `Ok(None)` means nothing was available.
+    pub(crate) fn fill(&mut self) -> io::Result<Option<usize>> {
+        if self.start > 0 && self.start == self.inbuf.len() {
+            self.inbuf.clear();
+            self.start = 0;
+        }
+        // Make room for the rest of a large frame in one go, so it is read straight into the
+        // buffer that will carry it.
+        let mut want = READ_CHUNK;
+        if let Some(len) = self.partial_frame_len() {
+            let have = self.inbuf.len() - self.start;
+            want = want.max(HEADER + len - have.min(HEADER + len));
+            if self.start > 0 && HEADER + len > BIG_FRAME {
+                self.inbuf.drain(..self.start);
+                self.start = 0;
+            }
+        }
+        let old = self.inbuf.len();
+        self.inbuf.resize(old + want, 0);
+        let mut fds = Vec::new();
+        let got = sys::fd::recv(
+            self.sock.as_fd(),
+            &mut self.inbuf[old..],
+            &mut fds,
+            self.nonblocking,
+        );
+        self.in_fds.extend(fds);
+        match got {
+            Ok(n) => {
+                self.inbuf.truncate(old + n);
+                if n == 0 {
+                    self.eof = true;
+                }
+                Ok(Some(n))
+            }
+            Err(e) => {
+                self.inbuf.truncate(old);
+                if e.kind() == io::ErrorKind::WouldBlock {
+                    Ok(None)
+                } else if e.kind() == io::ErrorKind::ConnectionReset {
+                    self.eof = true;
+                    Ok(Some(0))
+                } else {
+                    Err(e)
+                }
+            }
+        }
+    }
+
+    /// Length of the frame at the read position, if its header has arrived.
+    fn partial_frame_len(&self) -> Option<usize> {
+        let rest = &self.inbuf[self.start..];
+        (rest.len() >= HEADER)
+            .then(|| u32::from_le_bytes([rest[0], rest[1], rest[2], rest[3]]) as usize)
+    }
+
+    /// Whether a whole frame is buffered.
+    pub(crate) fn has_frame(&self) -> bool {
+        match self.partial_frame_len() {
+            Some(len) => self.inbuf.len() - self.start >= HEADER + len,
+            None => false,
+        }
+    }
+
+    /// Takes the next whole frame from the buffer, if there is one. A malformed header is an
+    /// error; the channel is useless afterwards.
+    pub(crate) fn next_frame(&mut self) -> Result<Option<Frame>> {
+        let Some(len) = self.partial_frame_len() else {
+            return Ok(None);
+        };
+        let header = &self.inbuf[self.start..self.start + HEADER];
+        let (kind, nfds, reserved) = (header[4], header[5] as usize, [header[6], header[7]]);
+        if len > MAX_FRAME {
+            return Err(Error::Protocol(format!(
+                "frame of {len} bytes exceeds the {MAX_FRAME}-byte limit"
+            )));
+        }
+        if reserved != [0, 0] {
+            return Err(Error::Protocol("malformed frame header".into()));
+        }
+        if self.inbuf.len() - self.start < HEADER + len {
+            return Ok(None);
+        }
+        if self.in_fds.len() < nfds {
+            return Err(Error::Protocol(format!(
+                "frame announces {nfds} descriptors but {} arrived",
+                self.in_fds.len()
+            )));
+        }
+        let fds = self.in_fds.drain(..nfds).collect();
+        let body = self.start + HEADER..self.start + HEADER + len;
+        let frame = if len >= BIG_FRAME && self.start == 0 && body.end == self.inbuf.len() {
+            let buf = std::mem::replace(&mut self.inbuf, Vec::with_capacity(READ_CHUNK));
+            self.start = 0;
+            Frame {
+                kind,
+                buf,
+                range: body,
+                fds,
+            }
+        } else {
+            let buf = self.inbuf[body.clone()].to_vec();
+            self.start = body.end;
+            Frame {
+                kind,
+                range: 0..buf.len(),
+                buf,
+                fds,
+            }
+        };
+        Ok(Some(frame))
+    }
+
+    /// Receives the next frame, blocking until `deadline` (forever if `None`).
+    /// End of stream is [`Error::Disconnected`]; a deadline passing is [`Error::Timeout`].
+    pub(crate) fn recv(&mut self, deadline: Option<Instant>) -> Result<Frame> {
+        loop {
+            if let Some(frame) = self.next_frame()? {
+                return Ok(frame);
+            }
+            if self.eof {
+                return Err(Error::Disconnected);
+            }
+            if let Some(deadline) = deadline {
+                let left = deadline.saturating_duration_since(Instant::now());
+                if !sys::fd::wait_readable(self.sock.as_fd(), Some(left))? {
+                    return Err(Error::Timeout);
+                }
+            } else if self.nonblocking {
+                sys::fd::wait_readable(self.sock.as_fd(), None)?;
+            }
+            self.fill()?;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pair() -> (Channel, Channel) {
+        let (a, b) = sys::fd::socketpair().unwrap();
+        (
+            Channel::new(a, false).unwrap(),
+            Channel::new(b, false).unwrap(),
+        )
+    }
+
+    #[test]
+    fn frames_arrive_whole_and_in_order() {
+        let (mut a, mut b) = pair();
+        for i in 0..50u8 {
+            a.push(i, &vec![i; i as usize * 100]).unwrap();
+        }
+        a.flush().unwrap();
+        for i in 0..50u8 {
+            let f = b.recv(None).unwrap();
+            assert_eq!(f.kind, i);
+            assert_eq!(f.payload(), &vec![i; i as usize * 100][..]);
+        }
+    }
+
+    #[test]
+    fn a_big_frame_crosses_intact() {
+        let (a, mut b) = pair();
+        let payload: Vec<u8> = (0..3_000_000u32).map(|i| i as u8).collect();
+        let expect = payload.clone();
+        let t = std::thread::spawn(move || {
+            let mut a = a;
+            a.send(7, &payload).unwrap();
+        });
+        let f = b.recv(None).unwrap();
+        assert_eq!(f.kind, 7);
+        assert!(f.payload() == &expect[..]);
+        t.join().unwrap();
+    }
+
+    #[test]
+    fn descriptors_travel_with_their_frame() {
+        let (mut a, mut b) = pair();
+        let (x, y) = sys::fd::socketpair().unwrap();
+        a.push(1, b"no fds").unwrap();
+        a.push_with(2, vec![x], |out| {
+            out.extend_from_slice(b"one fd");
+            Ok(())
+        })
+        .unwrap();
+        a.flush().unwrap();
+        assert!(b.recv(None).unwrap().fds.is_empty());
+        let f = b.recv(None).unwrap();
+        assert_eq!(f.fds.len(), 1);
+        // The received descriptor is the same socket: talk through it.
+        let mut far = Channel::new(f.fds.into_iter().next().unwrap(), false).unwrap();
+        let mut near = Channel::new(y, false).unwrap();
+        far.send(9, b"hi").unwrap();
+        assert_eq!(near.recv(None).unwrap().payload(), b"hi");
+    }
+
+    #[test]
+    fn malformed_and_oversized_headers_are_errors() {
+        let (a, mut b) = pair();
+        let mut bad = [0u8; HEADER];
+        bad[..4].copy_from_slice(&u32::MAX.to_le_bytes());
+        sys::fd::send(a.as_fd(), &bad, &[], false).unwrap();
+        assert!(matches!(b.recv(None), Err(Error::Protocol(_))));
+
+        let (a, mut b) = pair();
+        let bad = [1, 0, 0, 0, 3, 0, 9, 9, 0];
+        sys::fd::send(a.as_fd(), &bad, &[], false).unwrap();
+        assert!(matches!(b.recv(None), Err(Error::Protocol(_))));
+    }
+
+    #[test]
+    fn closed_peer_is_disconnected_and_deadline_is_timeout() {
+        let (a, mut b) = pair();
+        let deadline = Instant::now() + std::time::Duration::from_millis(20);
+        assert!(matches!(b.recv(Some(deadline)), Err(Error::Timeout)));
+        drop(a);
+        assert!(matches!(b.recv(None), Err(Error::Disconnected)));
+    }
+}

@@ -1,0 +1,18 @@
+//! Everything that touches the bytes on a socket: framing, the codec, descriptor passing.
+//!
+//! A frame is an 8-byte header — payload length (`u32`, little-endian), a kind byte, the number
+//! of file descriptors that travel with it, two zero bytes — then the payload. Descriptors ride
+//! as `SCM_RIGHTS` on the header's first byte, so they arrive before the frame can be parsed.
+//! Frames larger than [`MAX_FRAME`] or with unknown header bits are errors for that channel.
+
+pub(crate) mod channel;
+pub(crate) mod codec;
+pub(crate) mod message;
+
+pub(crate) use channel::{Channel, Frame};
+
+/// Largest payload a frame may carry (1 GiB). Anything larger is refused as malformed.
+pub(crate) const MAX_FRAME: usize = 1 << 30;
+
+/// Bytes in a frame header.
+pub(crate) const HEADER: usize = 8;

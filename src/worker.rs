@@ -1,0 +1,175 @@
+//! The child's side: serve batches of items until told to stop or the parent goes away.
+//!
+//! Replies are batched: outcomes accumulate in the channel's output buffer and are written when
+//! the worker has nothing buffered to do next, when a batch's reply grows large, or when about a
+//! millisecond has passed since the last write — so tiny tasks cost one write per batch, and the
+//! result of a slow task leaves as soon as it is done.
+//!
+//! Before each item the worker bumps a counter in a page shared with the parent. When a worker
+//! dies, that counter tells the supervisor exactly which item it was running (that item failed)
+//! and which it never reached (those run elsewhere). It is also how task timeouts are measured.
+
+use std::time::{Duration, Instant};
+
+use crate::sys::page::SharedPage;
+use crate::task::{self, Ran};
+use crate::wire::message::{Failure, ResultsHeader, Role, TaskHeader, kind};
+use crate::wire::{Channel, HEADER};
+
+/// Slot of the shared page that counts items started.
+pub(crate) const STARTED_SLOT: usize = 0;
+
+/// Exit status of a child whose parent broke the protocol or vanished.
+pub(crate) const EXIT_PROTOCOL: i32 = 70;
+/// Exit status of a `Process` child whose function panicked (as Python's 1 for an exception).
+pub(crate) const EXIT_TASK_FAILED: i32 = 1;
+
+const FLUSH_AFTER: Duration = Duration::from_millis(1);
+const REPLY_LIMIT: usize = 16 << 20;
+
+struct Replies {
+    /// Start of the open `RESULTS` frame in the channel's output buffer.
+    at: usize,
+    header: ResultsHeader,
+    last_flush: Instant,
+    /// Items between clock checks: grows while items are fast, drops to 1 when they are slow.
+    stride: u32,
+    until_check: u32,
+}
+
+impl Replies {
+    fn open(ch: &mut Channel, seq: u64, first: u32) -> Self {
+        let at = ch.begin_frame();
+        ch.out_buf().extend_from_slice(&[0; ResultsHeader::LEN]);
+        Self {
+            at,
+            header: ResultsHeader {
+                seq,
+                first,
+                count: 0,
+            },
+            last_flush: Instant::now(),
+            stride: 1,
+            until_check: 1,
+        }
+    }
+
+    fn close(&mut self, ch: &mut Channel) -> crate::Result<()> {
+        if self.header.count == 0 {
+            // Nothing since the last write: drop the empty frame.
+            ch.out_buf().truncate(self.at);
+            return Ok(());
+        }
+        let at = self.at + HEADER;
+        self.header
+            .write_at(&mut ch.out_buf()[at..at + ResultsHeader::LEN]);
+        ch.end_frame(self.at, kind::RESULTS, 0)
+    }
+
+    /// Called after each item; writes what is ready when it is time.
+    fn item_done(&mut self, ch: &mut Channel) -> crate::Result<()> {
+        self.header.count += 1;
+        self.until_check -= 1;
+        let big = ch.out_buf().len() - self.at > REPLY_LIMIT;
+        if self.until_check > 0 && !big {
+            return Ok(());
+        }
+        let now = Instant::now();
+        let waited = now - self.last_flush;
+        if waited >= FLUSH_AFTER || big {
+            self.close(ch)?;
+            ch.flush()?;
+            let next = self.header.first + self.header.count;
+            let stride = self.stride;
+            *self = Self::open(ch, self.header.seq, next);
+            self.stride = stride;
+            self.last_flush = now;
+        }
+        // Fast items: look at the clock less often; slow ones: after each.
+        self.stride = if waited < FLUSH_AFTER / 16 {
+            (self.stride * 2).min(64)
+        } else {
+            1
+        };
+        self.until_check = self.stride;
+        Ok(())
+    }
+}
+
+/// Runs one `TASK` frame's items. Returns whether every item succeeded.
+fn run_batch(
+    ch: &mut Channel,
+    page: &SharedPage,
+    started: &mut u64,
+    payload: &[u8],
+) -> crate::Result<bool> {
+    let mut input = payload;
+    let header = TaskHeader::read(&mut input)?;
+    // SAFETY: the parent computed `entry` with `task::offset_of` in the same executable; the
+    // handshake checked the executable identity before any task was accepted.
+    let entry = unsafe { task::entry_at(header.entry) };
+    let mut replies = Replies::open(ch, header.seq, 0);
+    let mut all_ok = true;
+    let mut i = 0;
+    while i < header.count {
+        *started += 1;
+        page.slot(STARTED_SLOT)
+            .store(*started, std::sync::atomic::Ordering::Relaxed);
+        let ran = entry(&mut input, ch.out_buf());
+        all_ok &= ran == Ran::Ok;
+        replies.item_done(ch)?;
+        i += 1;
+        if ran == Ran::BadInput {
+            // Nothing after an undecodable item can be trusted: fail the rest of the batch.
+            while i < header.count {
+                *started += 1;
+                page.slot(STARTED_SLOT)
+                    .store(*started, std::sync::atomic::Ordering::Relaxed);
+                task::push_failure(
+                    ch.out_buf(),
+                    Failure::Decode("an earlier item of the batch could not be decoded".into()),
+                );
+                replies.item_done(ch)?;
+                i += 1;
+            }
+        }
+    }
+    replies.close(ch)?;
+    Ok(all_ok)
+}
+
+/// Serves the parent until it says `EXIT` (status 0), disconnects, or breaks the protocol.
+/// Returns the exit status.
+pub(crate) fn serve(mut ch: Channel, page: SharedPage, role: Role) -> i32 {
+    let mut started = 0u64;
+    loop {
+        if !ch.has_frame() && ch.pending_out() > 0 && ch.flush().is_err() {
+            return EXIT_PROTOCOL;
+        }
+        let frame = match ch.recv(None) {
+            Ok(frame) => frame,
+            // The parent is gone or spoke garbage: there is nobody to report to.
+            Err(_) => return EXIT_PROTOCOL,
+        };
+        match frame.kind {
+            kind::TASK => match run_batch(&mut ch, &page, &mut started, frame.payload()) {
+                Ok(all_ok) if role == Role::Process => {
+                    return match ch.flush() {
+                        Ok(_) if all_ok => 0,
+                        Ok(_) => EXIT_TASK_FAILED,
+                        Err(_) => EXIT_PROTOCOL,
+                    };
+                }
+                Ok(_) => {}
+                Err(_) => return EXIT_PROTOCOL,
+            },
+            kind::EXIT => {
+                return match ch.flush() {
+                    Ok(_) => 0,
+                    Err(_) => EXIT_PROTOCOL,
+                };
+            }
+            _ => return EXIT_PROTOCOL,
+        }
+    }
+}

@@ -1,0 +1,148 @@
+//! The everyday pool API: apply, map, starmap, imap, async results, chunking, close and join.
+
+mod common;
+use common::{SECS, within};
+use multiproc::{Error, Pool};
+use std::time::Duration;
+
+fn square(x: u64) -> u64 {
+    x * x
+}
+
+fn multiply(a: i64, b: i64) -> i64 {
+    a * b
+}
+
+fn describe(name: String, tag: String) -> (String, String, Vec<i32>) {
+    (name.to_uppercase(), tag, vec![1, 2, 3])
+}
+
+fn whoami(_: ()) -> (u32, String, bool) {
+    let me = multiproc::current_process();
+    (me.pid(), me.name().to_string(), me.is_worker())
+}
+
+#[test]
+fn apply_runs_in_another_process() {
+    within(SECS(30), || {
+        let pool = Pool::new(2).unwrap();
+        assert_eq!(pool.apply(square, 12).unwrap(), 144);
+        let (pid, name, worker) = pool.apply(whoami, ()).unwrap();
+        assert_ne!(pid, std::process::id());
+        assert!(name.starts_with("PoolWorker-"), "{name}");
+        assert!(worker);
+    });
+}
+
+#[test]
+fn map_keeps_order_with_any_chunksize() {
+    within(SECS(30), || {
+        let pool = Pool::new(2).unwrap();
+        let expect: Vec<u64> = (0..1000u64).map(square).collect();
+        assert_eq!(pool.map(square, 0..1000u64).unwrap(), expect);
+        for chunksize in [1, 3, 7, 1000, 5000] {
+            assert_eq!(pool.map_chunked(square, 0..1000u64, chunksize).unwrap(), expect);
+        }
+        assert_eq!(pool.map(square, Vec::<u64>::new()).unwrap(), Vec::<u64>::new());
+    });
+}
+
+#[test]
+fn starmap_and_strings() {
+    within(SECS(30), || {
+        let pool = Pool::new(2).unwrap();
+        let pairs: Vec<(i64, i64)> = (0..20).map(|i| (i, i + 1)).collect();
+        let want: Vec<i64> = pairs.iter().map(|&(a, b)| a * b).collect();
+        assert_eq!(pool.starmap(multiply, pairs.clone()).unwrap(), want);
+        assert_eq!(pool.starmap_async(multiply, pairs).get().unwrap(), want);
+        let out = pool
+            .starmap(describe, vec![("ada".to_string(), "x".to_string())])
+            .unwrap();
+        assert_eq!(out[0], ("ADA".to_string(), "x".to_string(), vec![1, 2, 3]));
+    });
+}
+
+#[test]
+fn async_results_report_readiness() {
+    within(SECS(30), || {
+        let pool = Pool::new(2).unwrap();
+        let r = pool.map_async(square, 0..100u64);
+        r.wait();
+        assert!(r.ready());
+        assert_eq!(r.successful(), Some(true));
+        assert_eq!(r.get_timeout(SECS(5)).unwrap()[10], 100);
+        // The value is handed out once.
+        assert!(matches!(r.get_timeout(SECS(1)), Err(Error::ResultTaken)));
+    });
+}
+
+#[test]
+fn imap_yields_in_order_and_unordered_yields_everything() {
+    within(SECS(30), || {
+        let pool = Pool::new(2).unwrap();
+        let got: Vec<u64> = pool.imap(square, 0..500u64).map(Result::unwrap).collect();
+        assert_eq!(got, (0..500u64).map(square).collect::<Vec<_>>());
+        let mut got: Vec<u64> = pool
+            .imap_unordered_chunked(square, 0..500u64, 16)
+            .map(Result::unwrap)
+            .collect();
+        got.sort_unstable();
+        assert_eq!(got, (0..500u64).map(square).collect::<Vec<_>>());
+    });
+}
+
+#[test]
+fn endless_imap_with_take_works() {
+    within(SECS(30), || {
+        let pool = Pool::new(2).unwrap();
+        let got: Vec<u64> = pool
+            .imap(square, 0u64..)
+            .take(2000)
+            .map(Result::unwrap)
+            .collect();
+        assert_eq!(got.len(), 2000);
+        assert_eq!(got[1999], 1999 * 1999);
+        let got: Vec<u64> = pool
+            .imap_unordered_chunked(square, 0u64.., 8)
+            .take(100)
+            .map(Result::unwrap)
+            .collect();
+        assert_eq!(got.len(), 100);
+    });
+}
+
+#[test]
+fn closed_pool_refuses_work_and_join_waits() {
+    within(SECS(30), || {
+        let pool = Pool::new(2).unwrap();
+        assert!(matches!(pool.join(), Err(Error::PoolStillRunning)));
+        let pending = pool.map_async(square, 0..100u64);
+        pool.close();
+        assert!(matches!(pool.apply(square, 1), Err(Error::PoolClosed)));
+        assert!(matches!(pool.map(square, 0..3u64), Err(Error::PoolClosed)));
+        pool.join().unwrap();
+        // Work queued before close() still completed.
+        assert_eq!(pending.get().unwrap().len(), 100);
+        assert_eq!(pending_len(&pool), 2);
+    });
+}
+
+fn pending_len(pool: &Pool) -> usize {
+    pool.processes()
+}
+
+#[test]
+fn get_timeout_times_out_without_losing_the_value() {
+    fn nap(ms: u64) -> u64 {
+        std::thread::sleep(Duration::from_millis(ms));
+        ms
+    }
+    within(SECS(30), || {
+        let pool = Pool::new(1).unwrap();
+        let r = pool.apply_async(nap, 300);
+        assert!(matches!(r.get_timeout(Duration::from_millis(20)), Err(Error::Timeout)));
+        assert!(!r.wait_timeout(Duration::from_millis(1)));
+        assert_eq!(r.successful(), None);
+        assert_eq!(r.get().unwrap(), 300);
+    });
+}
