@@ -11,7 +11,7 @@ use crate::bootstrap::{self, ChildLink};
 use crate::error::{Death, Error, Result};
 use crate::sys;
 use crate::wire::codec;
-use crate::wire::message::{Failure, ResultsHeader, Role, TaskHeader, kind};
+use crate::wire::message::{ResultsHeader, Role, TaskHeader, kind};
 
 /// How long `start()` waits for the child to finish starting up.
 const START_TIMEOUT: Duration = Duration::from_secs(30);
@@ -94,7 +94,7 @@ impl<R: Serialize + DeserializeOwned + Send + 'static> Process<R> {
             name: next_name(),
             daemon: false,
             entry: crate::task::entry_for(f),
-            payload: codec::encode(&arg),
+            payload: codec::encode(&arg).map_err(Error::from),
             local: run_local::<F, T, R>,
             state: State::Created,
         }
@@ -326,7 +326,7 @@ fn decode_answer<R: DeserializeOwned>(frame: &crate::wire::Frame) -> Result<R> {
             "a process answered with several results".into(),
         ));
     }
-    codec::decode::<std::result::Result<R, Failure>>(body)?.map_err(Error::from)
+    codec::decode_outcome::<R>(&mut body)?.map_err(Error::from)
 }
 
 impl<R> Drop for Process<R> {

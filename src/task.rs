@@ -29,7 +29,7 @@ use crate::wire::codec;
 use crate::wire::message::Failure;
 
 /// A trampoline: decodes one argument from the front of `input`, runs the task, appends the
-/// encoded `Result<R, Failure>` to `out`.
+/// encoded outcome (see `codec::encode_ok`) to `out`.
 pub(crate) type Entry = fn(input: &mut &[u8], out: &mut Vec<u8>) -> Ran;
 
 /// What happened to one item in a trampoline.
@@ -153,7 +153,7 @@ fn run_one<T: DeserializeOwned, R: Serialize>(
     match catch_unwind(AssertUnwindSafe(|| call(arg))) {
         Ok(value) => {
             let at = out.len();
-            match codec::encode_into(&Ok::<&R, Failure>(&value), out) {
+            match codec::encode_ok(&value, out) {
                 Ok(()) => Ran::Ok,
                 Err(e) => {
                     out.truncate(at);
@@ -171,11 +171,7 @@ fn run_one<T: DeserializeOwned, R: Serialize>(
 
 /// Appends a failed outcome for one item.
 pub(crate) fn push_failure(out: &mut Vec<u8>, failure: Failure) {
-    let at = out.len();
-    if codec::encode_into(&Err::<(), Failure>(failure), out).is_err() {
-        // Encoding a plain enum of strings into a Vec cannot fail; keep the stream aligned anyway.
-        out.truncate(at);
-    }
+    codec::encode_failure(&failure, out);
 }
 
 thread_local! {
@@ -270,7 +266,7 @@ mod tests {
         codec::encode_into(&7u64, &mut input).unwrap();
         let mut out = Vec::new();
         assert_eq!(entry(&mut &input[..], &mut out), Ran::Ok);
-        let got: Result<u64, Failure> = codec::decode(&out).unwrap();
+        let got = codec::decode_outcome::<u64>(&mut &out[..]).unwrap();
         assert_eq!(got.unwrap(), 49);
     }
 
@@ -289,7 +285,7 @@ mod tests {
         codec::encode_into(&5u32, &mut input).unwrap();
         let mut out = Vec::new();
         assert_eq!(entry2(&mut &input[..], &mut out), Ran::Failed);
-        let got: Result<u32, Failure> = codec::decode(&out).unwrap();
+        let got = codec::decode_outcome::<u32>(&mut &out[..]).unwrap();
         match got {
             Err(Failure::Panic { message, .. }) => assert_eq!(message, "too big: 5"),
             other => panic!("unexpected {other:?}"),
@@ -309,7 +305,7 @@ mod tests {
         codec::encode_into(&(3i64, 4i64), &mut input).unwrap();
         let mut out = Vec::new();
         assert_eq!(entry(&mut &input[..], &mut out), Ran::Ok);
-        let got: Result<i64, Failure> = codec::decode(&out).unwrap();
+        let got = codec::decode_outcome::<i64>(&mut &out[..]).unwrap();
         assert_eq!(got.unwrap(), 12);
     }
 }

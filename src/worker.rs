@@ -32,6 +32,7 @@ struct Replies {
     at: usize,
     header: ResultsHeader,
     last_flush: Instant,
+    last_check: Instant,
     /// Items between clock checks: grows while items are fast, drops to 1 when they are slow.
     stride: u32,
     until_check: u32,
@@ -49,6 +50,7 @@ impl Replies {
                 count: 0,
             },
             last_flush: Instant::now(),
+            last_check: Instant::now(),
             stride: 1,
             until_check: 1,
         }
@@ -75,23 +77,26 @@ impl Replies {
             return Ok(());
         }
         let now = Instant::now();
-        let waited = now - self.last_flush;
-        if waited >= FLUSH_AFTER || big {
+        // Fast items: look at the clock less often; slow ones: after each.
+        let since_check = now - self.last_check;
+        self.stride = if since_check < FLUSH_AFTER / 64 {
+            (self.stride * 2).min(64)
+        } else if since_check > FLUSH_AFTER / 4 {
+            (self.stride / 4).max(1)
+        } else {
+            self.stride
+        };
+        self.until_check = self.stride;
+        self.last_check = now;
+        if now - self.last_flush >= FLUSH_AFTER || big {
             self.close(ch)?;
             ch.flush()?;
             let next = self.header.first + self.header.count;
-            let stride = self.stride;
+            let (stride, until_check) = (self.stride, self.until_check);
             *self = Self::open(ch, self.header.seq, next);
-            self.stride = stride;
+            (self.stride, self.until_check) = (stride, until_check);
             self.last_flush = now;
         }
-        // Fast items: look at the clock less often; slow ones: after each.
-        self.stride = if waited < FLUSH_AFTER / 16 {
-            (self.stride * 2).min(64)
-        } else {
-            1
-        };
-        self.until_check = self.stride;
         Ok(())
     }
 }

@@ -10,11 +10,10 @@ use serde::Serialize;
 
 use crate::error::{Error, Result};
 use crate::wire::codec;
-use crate::wire::message::Failure;
 
 /// Receives the outcomes of one call's items.
 pub(crate) trait Sink: Send + Sync {
-    /// `bytes` holds `count` encoded outcomes (`Result<R, Failure>`) of items `first ..`.
+    /// `bytes` holds `count` encoded outcomes (`codec::encode_ok`) of items `first ..`.
     fn deliver(&self, first: usize, count: usize, bytes: &[u8]);
     /// Item `index` failed without an outcome from the child.
     fn fail(&self, index: usize, error: Error);
@@ -34,7 +33,7 @@ pub(crate) fn decode_outcomes<R: serde::de::DeserializeOwned>(
     mut each: impl FnMut(usize, Result<R>),
 ) {
     for i in 0..count {
-        match codec::decode_front::<std::result::Result<R, Failure>>(&mut bytes) {
+        match codec::decode_outcome::<R>(&mut bytes) {
             Ok(outcome) => each(first + i, outcome.map_err(Error::from)),
             Err(e) => {
                 for j in i..count {
@@ -128,6 +127,7 @@ impl ChunkBuilder {
         });
         let at = chunk.payload.len();
         if let Err(e) = codec::encode_into(item, &mut chunk.payload) {
+            let e = Error::from(e);
             chunk.payload.truncate(at);
             // Close the current chunk so that indices stay contiguous within chunks.
             let done = self.current.take().filter(|c| c.len() > 0);

@@ -97,7 +97,11 @@ impl PoolBuilder {
         A: Serialize + DeserializeOwned,
     {
         let entry = task::entry_for::<F, A, ()>(f);
-        self.init = Some(codec::encode(&arg).map(|payload| InitTask { entry, payload }));
+        self.init = Some(
+            codec::encode(&arg)
+                .map(|payload| InitTask { entry, payload })
+                .map_err(Error::from),
+        );
         self
     }
 
@@ -284,7 +288,7 @@ impl Pool {
         entry: i64,
         items: impl Iterator<Item = T>,
         chunksize: usize,
-        finish: fn(Vec<Result<R>>) -> Result<Out>,
+        finish: fn(result::Outcomes<R>) -> Result<Out>,
     ) -> AsyncResult<Out>
     where
         T: Serialize,
@@ -295,11 +299,17 @@ impl Pool {
         let sink = Collect::new(slot.clone(), finish);
         let mut builder = ChunkBuilder::new(sink.clone() as Arc<dyn Sink>, entry, chunksize);
         let mut chunks = Vec::new();
+        let mut queued_items = 0;
         for item in items {
-            chunks.extend(builder.push(&item));
-            // Hand full chunks over as they are made, so workers start while we encode.
-            if chunks.len() >= 4 {
-                self.submit_or_fail(std::mem::take(&mut chunks));
+            if let Some(chunk) = builder.push(&item) {
+                queued_items += chunk.len();
+                chunks.push(chunk);
+                // Hand chunks over as they are made, so workers start while we encode; tiny
+                // chunks go in batches, to keep the inbox lock and wake-ups off the hot path.
+                if queued_items >= 1024 || chunks.len() >= 256 {
+                    self.submit_or_fail(std::mem::take(&mut chunks));
+                    queued_items = 0;
+                }
             }
         }
         chunks.extend(builder.finish());

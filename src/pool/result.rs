@@ -304,27 +304,57 @@ impl<T: Send + 'static> AsyncResult<T> {
 }
 
 /// Collects every item's outcome of a call, then finishes the slot.
+///
+/// Values are kept in runs of consecutive items, as they arrive (one run per delivered batch),
+/// and errors apart from them; they are put in order once, at the end. An item costs the size
+/// of its value, not of a `Result<R, Error>`.
 pub(crate) struct Collect<R, Out> {
     state: Mutex<CollectState<R>>,
     slot: Arc<Slot<Out>>,
-    finish: fn(Vec<Result<R>>) -> Result<Out>,
+    finish: fn(Outcomes<R>) -> Result<Out>,
+}
+
+/// Every outcome of a call: the values in runs, and the errors by index.
+pub(crate) struct Outcomes<R> {
+    runs: Vec<(usize, Vec<R>)>,
+    errors: Vec<(usize, Error)>,
+    total: usize,
+}
+
+impl<R> Outcomes<R> {
+    /// The values in item order, or the error of the first item that failed.
+    pub(crate) fn into_ordered(mut self) -> Result<Vec<R>> {
+        if let Some(i) = (0..self.errors.len()).min_by_key(|&i| self.errors[i].0) {
+            return Err(self.errors.swap_remove(i).1);
+        }
+        self.runs.sort_unstable_by_key(|(first, _)| *first);
+        let mut out = Vec::with_capacity(self.total);
+        for (first, run) in self.runs {
+            if first != out.len() {
+                return Err(Error::Protocol("an item's outcome is missing".into()));
+            }
+            out.extend(run);
+        }
+        Ok(out)
+    }
 }
 
 struct CollectState<R> {
-    items: Vec<Option<Result<R>>>,
+    outcomes: Outcomes<R>,
     received: usize,
     expected: Option<usize>,
     done: bool,
 }
 
 impl<R: DeserializeOwned + Send + 'static, Out: Send + 'static> Collect<R, Out> {
-    pub(crate) fn new(
-        slot: Arc<Slot<Out>>,
-        finish: fn(Vec<Result<R>>) -> Result<Out>,
-    ) -> Arc<Self> {
+    pub(crate) fn new(slot: Arc<Slot<Out>>, finish: fn(Outcomes<R>) -> Result<Out>) -> Arc<Self> {
         Arc::new(Self {
             state: Mutex::new(CollectState {
-                items: Vec::new(),
+                outcomes: Outcomes {
+                    runs: Vec::new(),
+                    errors: Vec::new(),
+                    total: 0,
+                },
                 received: 0,
                 expected: None,
                 done: false,
@@ -341,53 +371,68 @@ impl<R: DeserializeOwned + Send + 'static, Out: Send + 'static> Collect<R, Out> 
         self.maybe_finish(st);
     }
 
-    fn put(st: &mut CollectState<R>, index: usize, value: Result<R>) {
-        if st.items.len() <= index {
-            st.items.resize_with(index + 1, || None);
-        }
-        if st.items[index].is_none() {
-            st.received += 1;
-        }
-        st.items[index] = Some(value);
-    }
-
     fn maybe_finish(&self, mut st: MutexGuard<'_, CollectState<R>>) {
         if st.done || st.expected != Some(st.received) {
             return;
         }
         st.done = true;
-        let items: Vec<Result<R>> = std::mem::take(&mut st.items)
-            .into_iter()
-            .map(|v| v.unwrap_or(Err(Error::Protocol("missing item outcome".into()))))
-            .collect();
+        let outcomes = std::mem::replace(
+            &mut st.outcomes,
+            Outcomes {
+                runs: Vec::new(),
+                errors: Vec::new(),
+                total: 0,
+            },
+        );
         drop(st);
-        self.slot.complete((self.finish)(items));
+        self.slot.complete((self.finish)(outcomes));
     }
 }
 
 impl<R: DeserializeOwned + Send + 'static, Out: Send + 'static> Sink for Collect<R, Out> {
     fn deliver(&self, first: usize, count: usize, bytes: &[u8]) {
+        let mut run: (usize, Vec<R>) = (first, Vec::with_capacity(count));
+        let mut errors = Vec::new();
+        let mut runs = Vec::new();
+        decode_outcomes::<R>(first, count, bytes, |i, v| match v {
+            Ok(v) => run.1.push(v),
+            Err(e) => {
+                errors.push((i, e));
+                let done = std::mem::replace(&mut run, (i + 1, Vec::new()));
+                if !done.1.is_empty() {
+                    runs.push(done);
+                }
+            }
+        });
+        if !run.1.is_empty() {
+            runs.push(run);
+        }
         let mut st = lock(&self.state);
-        decode_outcomes::<R>(first, count, bytes, |i, v| Self::put(&mut st, i, v));
+        st.received += count;
+        st.outcomes.total += count;
+        st.outcomes.runs.extend(runs);
+        st.outcomes.errors.extend(errors);
         self.maybe_finish(st);
     }
 
     fn fail(&self, index: usize, error: Error) {
         let mut st = lock(&self.state);
-        Self::put(&mut st, index, Err(error));
+        st.received += 1;
+        st.outcomes.total += 1;
+        st.outcomes.errors.push((index, error));
         self.maybe_finish(st);
     }
 }
 
 /// `map`'s finish: every value in order, or the error of the first item that failed.
-pub(crate) fn all_or_first_error<R>(items: Vec<Result<R>>) -> Result<Vec<R>> {
-    items.into_iter().collect()
+pub(crate) fn all_or_first_error<R>(outcomes: Outcomes<R>) -> Result<Vec<R>> {
+    outcomes.into_ordered()
 }
 
 /// `apply`'s finish: the single item.
-pub(crate) fn single<R>(items: Vec<Result<R>>) -> Result<R> {
-    items
-        .into_iter()
-        .next()
-        .unwrap_or(Err(Error::Protocol("no outcome for the task".into())))
+pub(crate) fn single<R>(outcomes: Outcomes<R>) -> Result<R> {
+    outcomes
+        .into_ordered()?
+        .pop()
+        .ok_or_else(|| Error::Protocol("no outcome for the task".into()))
 }

@@ -145,7 +145,7 @@ struct InitSink {
 
 impl Sink for InitSink {
     fn deliver(&self, _first: usize, _count: usize, bytes: &[u8]) {
-        let failure = match codec::decode::<std::result::Result<(), Failure>>(bytes) {
+        let failure = match codec::decode_outcome::<()>(&mut &bytes[..]) {
             Ok(Ok(())) => None,
             Ok(Err(f)) => Some(f),
             Err(e) => Some(Failure::Decode(e.to_string())),
@@ -388,8 +388,10 @@ impl Supervisor {
                 .iter()
                 .enumerate()
                 .filter(|(_, w)| {
+                    // A task never runs before its worker's initializer has succeeded.
                     !w.retiring
                         && !w.gone
+                        && !w.running_init()
                         && w.killed.is_none()
                         && w.inflight.len() < depth
                         && max.is_none_or(|m| w.tasks_assigned < m)

@@ -41,8 +41,11 @@ const READ_CHUNK: usize = 64 * 1024;
 pub(crate) struct Channel {
     sock: OwnedFd,
     nonblocking: bool,
+    /// Received bytes live in `inbuf[start..end]`; the rest of `inbuf` is spare room that was
+    /// zeroed once, so reads never pay for initialising memory again.
     inbuf: Vec<u8>,
     start: usize,
+    end: usize,
     in_fds: VecDeque<OwnedFd>,
     out: Vec<u8>,
     out_pos: usize,
@@ -57,8 +60,9 @@ impl Channel {
         Ok(Self {
             sock,
             nonblocking,
-            inbuf: Vec::with_capacity(READ_CHUNK),
+            inbuf: Vec::new(),
             start: 0,
+            end: 0,
             in_fds: VecDeque::new(),
             out: Vec::new(),
             out_pos: 0,
@@ -196,56 +200,58 @@ impl Channel {
     /// Reads once from the socket. Returns the number of bytes read; `Ok(0)` at end of stream.
     /// In non-blocking mode, `Ok(None)` means nothing was available.
     pub(crate) fn fill(&mut self) -> io::Result<Option<usize>> {
-        if self.start > 0 && self.start == self.inbuf.len() {
-            self.inbuf.clear();
+        if self.start == self.end {
             self.start = 0;
+            self.end = 0;
         }
         // Make room for the rest of a large frame in one go, so it is read straight into the
-        // buffer that will carry it.
+        // buffer that will carry it (and handed over without a copy).
         let mut want = READ_CHUNK;
+        let mut cap = usize::MAX;
         if let Some(len) = self.partial_frame_len() {
-            let have = self.inbuf.len() - self.start;
-            want = want.max(HEADER + len - have.min(HEADER + len));
-            if self.start > 0 && HEADER + len > BIG_FRAME {
-                self.inbuf.drain(..self.start);
-                self.start = 0;
+            let missing = (HEADER + len).saturating_sub(self.end - self.start);
+            if HEADER + len > BIG_FRAME {
+                want = missing.max(1);
+                cap = want;
             }
         }
-        let old = self.inbuf.len();
-        self.inbuf.resize(old + want, 0);
+        if self.inbuf.len() - self.end < want && self.start > 0 {
+            self.inbuf.copy_within(self.start..self.end, 0);
+            self.end -= self.start;
+            self.start = 0;
+        }
+        if self.inbuf.len() - self.end < want {
+            self.inbuf.resize(self.end + want, 0);
+        }
+        let room = (self.inbuf.len() - self.end).min(cap);
         let mut fds = Vec::new();
         let got = sys::fd::recv(
             self.sock.as_fd(),
-            &mut self.inbuf[old..],
+            &mut self.inbuf[self.end..self.end + room],
             &mut fds,
             self.nonblocking,
         );
         self.in_fds.extend(fds);
         match got {
             Ok(n) => {
-                self.inbuf.truncate(old + n);
+                self.end += n;
                 if n == 0 {
                     self.eof = true;
                 }
                 Ok(Some(n))
             }
-            Err(e) => {
-                self.inbuf.truncate(old);
-                if e.kind() == io::ErrorKind::WouldBlock {
-                    Ok(None)
-                } else if e.kind() == io::ErrorKind::ConnectionReset {
-                    self.eof = true;
-                    Ok(Some(0))
-                } else {
-                    Err(e)
-                }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(None),
+            Err(e) if e.kind() == io::ErrorKind::ConnectionReset => {
+                self.eof = true;
+                Ok(Some(0))
             }
+            Err(e) => Err(e),
         }
     }
 
     /// Length of the frame at the read position, if its header has arrived.
     fn partial_frame_len(&self) -> Option<usize> {
-        let rest = &self.inbuf[self.start..];
+        let rest = &self.inbuf[self.start..self.end];
         (rest.len() >= HEADER)
             .then(|| u32::from_le_bytes([rest[0], rest[1], rest[2], rest[3]]) as usize)
     }
@@ -253,7 +259,7 @@ impl Channel {
     /// Whether a whole frame is buffered.
     pub(crate) fn has_frame(&self) -> bool {
         match self.partial_frame_len() {
-            Some(len) => self.inbuf.len() - self.start >= HEADER + len,
+            Some(len) => self.end - self.start >= HEADER + len,
             None => false,
         }
     }
@@ -274,7 +280,7 @@ impl Channel {
         if reserved != [0, 0] {
             return Err(Error::Protocol("malformed frame header".into()));
         }
-        if self.inbuf.len() - self.start < HEADER + len {
+        if self.end - self.start < HEADER + len {
             return Ok(None);
         }
         if self.in_fds.len() < nfds {
@@ -285,9 +291,10 @@ impl Channel {
         }
         let fds = self.in_fds.drain(..nfds).collect();
         let body = self.start + HEADER..self.start + HEADER + len;
-        let frame = if len >= BIG_FRAME && self.start == 0 && body.end == self.inbuf.len() {
-            let buf = std::mem::replace(&mut self.inbuf, Vec::with_capacity(READ_CHUNK));
+        let frame = if len >= BIG_FRAME && self.start == 0 && body.end == self.end {
+            let buf = std::mem::take(&mut self.inbuf);
             self.start = 0;
+            self.end = 0;
             Frame {
                 kind,
                 buf,

@@ -1,0 +1,206 @@
+//! Workers that die, panic, overrun, or speak garbage: the pool reports it on that task only,
+//! replaces the worker, finishes everything else, and never hangs.
+
+mod common;
+use common::{SECS, within};
+use multiproc::{Death, Error, Pool};
+use std::time::{Duration, Instant};
+
+fn kill_self() {
+    rustix::process::kill_process(rustix::process::getpid(), rustix::process::Signal::KILL)
+        .unwrap();
+    std::thread::sleep(SECS(60));
+}
+
+fn killed_at_13(x: u64) -> u64 {
+    if x == 13 {
+        kill_self();
+    }
+    x * 2
+}
+
+fn pid_of(_: u64) -> u32 {
+    std::process::id()
+}
+
+fn assert_killed_13(results: &[Result<u64, Error>]) {
+    for (i, r) in results.iter().enumerate() {
+        if i == 13 {
+            match r {
+                Err(Error::WorkerDied {
+                    cause: Death::Signal { name, .. },
+                    task,
+                    pid,
+                }) => {
+                    assert_eq!(name, "SIGKILL");
+                    assert_eq!(*task, Some(13));
+                    assert_ne!(*pid, std::process::id());
+                }
+                other => panic!("item 13: expected WorkerDied(SIGKILL), got {other:?}"),
+            }
+        } else {
+            assert_eq!(r.as_ref().unwrap(), &(i as u64 * 2), "item {i}");
+        }
+    }
+}
+
+#[test]
+fn sigkill_mid_map_fails_one_task_and_keeps_the_rest() {
+    within(SECS(60), || {
+        let pool = Pool::new(2).unwrap();
+        // Every chunking: one item per chunk, small chunks, and one chunk holding everything.
+        for chunksize in [1, 4, 50] {
+            let results: Vec<_> = pool.imap_chunked(killed_at_13, 0..50u64, chunksize).collect();
+            assert_eq!(results.len(), 50);
+            assert_killed_13(&results);
+        }
+        // map reports the failure instead of hanging (CPython's Pool hangs here forever).
+        match pool.map(killed_at_13, 0..50u64) {
+            Err(Error::WorkerDied { task, .. }) => assert_eq!(task, Some(13)),
+            other => panic!("expected WorkerDied, got {other:?}"),
+        }
+        // The pool still has its workers and works.
+        assert_eq!(pool.map(killed_at_13, 0..10u64).unwrap()[9], 18);
+    });
+}
+
+#[test]
+fn a_worker_killed_from_outside_is_replaced() {
+    fn slow_pid(ms: u64) -> u32 {
+        std::thread::sleep(Duration::from_millis(ms));
+        std::process::id()
+    }
+    within(SECS(30), || {
+        let pool = Pool::new(1).unwrap();
+        let victim = pool.apply(pid_of, 0).unwrap();
+        let r = pool.apply_async(slow_pid, 20_000);
+        std::thread::sleep(Duration::from_millis(200));
+        rustix::process::kill_process(
+            rustix::process::Pid::from_raw(victim as i32).unwrap(),
+            rustix::process::Signal::KILL,
+        )
+        .unwrap();
+        match r.get() {
+            Err(Error::WorkerDied { pid, cause, .. }) => {
+                assert_eq!(pid, victim);
+                assert_eq!(cause.to_string(), "SIGKILL");
+            }
+            other => panic!("expected WorkerDied, got {other:?}"),
+        }
+        let next = pool.apply(pid_of, 0).unwrap();
+        assert_ne!(next, victim);
+    });
+}
+
+#[test]
+fn exit_and_abort_are_reported_with_their_cause() {
+    fn exit_3(_: u64) -> u64 {
+        std::process::exit(3)
+    }
+    fn abort(_: u64) -> u64 {
+        std::process::abort()
+    }
+    within(SECS(30), || {
+        let pool = Pool::new(2).unwrap();
+        match pool.apply(exit_3, 0) {
+            Err(Error::WorkerDied { cause, .. }) => assert_eq!(cause, Death::Exit(3)),
+            other => panic!("{other:?}"),
+        }
+        match pool.apply(abort, 0) {
+            Err(Error::WorkerDied { cause, .. }) => assert_eq!(cause.to_string(), "SIGABRT"),
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(pool.apply(pid_of, 0).is_ok(), true);
+    });
+}
+
+#[test]
+fn a_panic_fails_its_task_only_and_the_worker_survives() {
+    fn fragile(x: u64) -> u64 {
+        if x % 10 == 3 {
+            panic!("bad input {x}");
+        }
+        x
+    }
+    within(SECS(30), || {
+        let pool = Pool::new(1).unwrap();
+        let before = pool.apply(pid_of, 0).unwrap();
+        let results: Vec<_> = pool.imap_chunked(fragile, 0..30u64, 7).collect();
+        for (i, r) in results.iter().enumerate() {
+            if i % 10 == 3 {
+                match r {
+                    Err(Error::TaskPanicked {
+                        message, location, ..
+                    }) => {
+                        assert_eq!(message, &format!("bad input {i}"));
+                        assert!(location.as_deref().unwrap().contains("pool_crash.rs"));
+                    }
+                    other => panic!("{other:?}"),
+                }
+            } else {
+                assert_eq!(*r.as_ref().unwrap(), i as u64);
+            }
+        }
+        // Same worker: a panic does not cost a process.
+        assert_eq!(pool.apply(pid_of, 0).unwrap(), before);
+        let err = pool.apply(fragile, 3).unwrap_err();
+        assert!(err.to_string().contains("bad input 3"), "{err}");
+    });
+}
+
+#[test]
+fn task_timeout_kills_the_overrunning_worker_and_respawns() {
+    fn sleepy(ms: u64) -> u64 {
+        std::thread::sleep(Duration::from_millis(ms));
+        ms
+    }
+    within(SECS(30), || {
+        let pool = Pool::builder()
+            .processes(2)
+            .task_timeout(Duration::from_millis(300))
+            .build()
+            .unwrap();
+        let t = Instant::now();
+        let results: Vec<_> = pool.imap(sleepy, vec![10, 60_000, 20, 30]).collect();
+        assert!(t.elapsed() < SECS(5), "took {:?}", t.elapsed());
+        match &results[1] {
+            Err(Error::TaskTimeout { task, after, .. }) => {
+                assert_eq!(*task, 1);
+                assert_eq!(*after, Duration::from_millis(300));
+            }
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(*results[0].as_ref().unwrap(), 10);
+        assert_eq!(*results[2].as_ref().unwrap(), 20);
+        assert_eq!(*results[3].as_ref().unwrap(), 30);
+        // Fast tasks are untouched by the limit, and the pool is whole again.
+        assert_eq!(pool.map(sleepy, vec![1; 8]).unwrap().len(), 8);
+    });
+}
+
+#[test]
+fn a_garbage_frame_from_a_worker_fails_that_task_only() {
+    /// Writes an oversized frame header onto every socket this worker holds (its channel to
+    /// the parent among them), then waits to be killed.
+    fn scribble(_: u64) -> u64 {
+        for entry in std::fs::read_dir("/proc/self/fd").unwrap().flatten() {
+            let target = std::fs::read_link(entry.path()).unwrap_or_default();
+            let fd: i32 = entry.file_name().to_string_lossy().parse().unwrap();
+            if target.to_string_lossy().starts_with("socket:") {
+                // SAFETY: `fd` is open (listed in /proc/self/fd) and only borrowed for the call.
+                let fd = unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) };
+                let _ = rustix::io::write(fd, &[0xff; 16]);
+            }
+        }
+        std::thread::sleep(SECS(60));
+        0
+    }
+    within(SECS(30), || {
+        let pool = Pool::new(1).unwrap();
+        match pool.apply(scribble, 0) {
+            Err(Error::Protocol(m)) => assert!(m.contains("exceeds"), "{m}"),
+            other => panic!("expected a protocol error, got {other:?}"),
+        }
+        assert_eq!(pool.map(killed_at_13, 0..5u64).unwrap(), vec![0, 2, 4, 6, 8]);
+    });
+}

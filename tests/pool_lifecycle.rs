@@ -1,0 +1,235 @@
+//! Worker lifecycle: recycling, initializers, terminate, drop, and callbacks.
+
+mod common;
+use common::{SECS, children_of, eventually, exists, state, within};
+use multiproc::{Error, Pool};
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+fn pid_of(_: u64) -> u32 {
+    std::process::id()
+}
+
+fn nap(ms: u64) -> u32 {
+    std::thread::sleep(Duration::from_millis(ms));
+    std::process::id()
+}
+
+#[test]
+fn max_tasks_per_child_recycles_workers() {
+    within(SECS(60), || {
+        let pool = Pool::builder()
+            .processes(1)
+            .max_tasks_per_child(2)
+            .build()
+            .unwrap();
+        let pids: Vec<u32> = (0..6).map(|i| pool.apply(pid_of, i).unwrap()).collect();
+        // Each worker serves exactly two tasks, then a new one takes over.
+        assert_eq!(pids[0], pids[1]);
+        assert_eq!(pids[2], pids[3]);
+        assert_eq!(pids[4], pids[5]);
+        let distinct: HashSet<_> = pids.iter().collect();
+        assert_eq!(distinct.len(), 3, "{pids:?}");
+        // Chunks count as tasks, as in Python: a map still completes.
+        assert_eq!(pool.map_chunked(pid_of, 0..20u64, 2).unwrap().len(), 20);
+    });
+}
+
+static GREETING: OnceLock<(String, u32)> = OnceLock::new();
+
+fn setup(greeting: String) {
+    GREETING.set((greeting, std::process::id())).unwrap();
+}
+
+fn greeted(_: u64) -> Option<(String, u32, u32)> {
+    GREETING
+        .get()
+        .map(|(g, init_pid)| (g.clone(), *init_pid, std::process::id()))
+}
+
+#[test]
+fn the_initializer_runs_once_in_every_worker() {
+    within(SECS(60), || {
+        let pool = Pool::builder()
+            .processes(2)
+            .max_tasks_per_child(1)
+            .initializer(setup, "hello".to_string())
+            .build()
+            .unwrap();
+        let results = pool.map_chunked(greeted, 0..8u64, 1).unwrap();
+        let mut workers = HashSet::new();
+        for r in results {
+            let (greeting, init_pid, pid) = r.expect("initializer did not run in this worker");
+            assert_eq!(greeting, "hello");
+            assert_eq!(init_pid, pid);
+            workers.insert(pid);
+        }
+        // With one task per child, eight tasks needed eight workers, each initialised.
+        assert_eq!(workers.len(), 8);
+    });
+}
+
+fn bad_setup(_: ()) {
+    panic!("cannot set up");
+}
+
+#[test]
+fn a_failing_initializer_fails_tasks_instead_of_looping() {
+    within(SECS(30), || {
+        let pool = Pool::builder()
+            .processes(2)
+            .initializer(bad_setup, ())
+            .build()
+            .unwrap();
+        match pool.apply(pid_of, 0) {
+            Err(Error::InitializerFailed(inner)) => {
+                assert!(inner.to_string().contains("cannot set up"), "{inner}")
+            }
+            other => panic!("expected InitializerFailed, got {other:?}"),
+        }
+        assert!(matches!(pool.map(pid_of, 0..4u64), Err(Error::InitializerFailed(_))));
+    });
+}
+
+#[test]
+fn terminate_while_tasks_run_fails_them_promptly() {
+    within(SECS(30), || {
+        let pool = Pool::new(2).unwrap();
+        let running: Vec<_> = (0..6).map(|_| pool.apply_async(nap, 30_000)).collect();
+        std::thread::sleep(Duration::from_millis(300));
+        let t = Instant::now();
+        pool.terminate();
+        assert!(t.elapsed() < SECS(3), "terminate took {:?}", t.elapsed());
+        for r in running {
+            assert!(matches!(r.get(), Err(Error::PoolTerminated)));
+        }
+        assert!(matches!(pool.apply(pid_of, 0), Err(Error::PoolTerminated)));
+        pool.join().unwrap();
+    });
+}
+
+#[test]
+fn dropping_a_busy_pool_is_quick_and_leaves_no_process() {
+    within(SECS(30), || {
+        let pool = Pool::new(2).unwrap();
+        // Learn the worker pids: two tasks that overlap land on different workers.
+        let a = pool.apply_async(nap, 300);
+        let b = pool.apply_async(nap, 300);
+        let workers: HashSet<u32> = [a.get().unwrap(), b.get().unwrap()].into();
+        assert_eq!(workers.len(), 2);
+        let _busy: Vec<_> = (0..4).map(|_| pool.apply_async(nap, 30_000)).collect();
+        std::thread::sleep(Duration::from_millis(200));
+        let t = Instant::now();
+        drop(pool);
+        assert!(t.elapsed() < SECS(2), "drop took {:?}", t.elapsed());
+        let me = std::process::id();
+        for pid in workers {
+            // Reaped, not a zombie, and no longer our child.
+            assert!(!exists(pid), "worker {pid} still exists ({:?})", state(pid));
+            assert!(!children_of(me).contains(&pid));
+        }
+    });
+}
+
+#[test]
+fn close_then_join_lets_workers_exit_cleanly() {
+    within(SECS(30), || {
+        let pool = Pool::new(2).unwrap();
+        let a = pool.apply_async(nap, 100);
+        let b = pool.apply_async(nap, 100);
+        let workers = [a.get().unwrap(), b.get().unwrap()];
+        pool.close();
+        pool.join().unwrap();
+        for pid in workers {
+            assert!(eventually(SECS(2), || !exists(pid)), "worker {pid} left behind");
+        }
+    });
+}
+
+fn fragile(x: u64) -> u64 {
+    if x == 7 {
+        panic!("seven");
+    }
+    x * 10
+}
+
+#[test]
+fn callbacks_run_once_each_off_the_callers_thread_in_completion_order() {
+    within(SECS(30), || {
+        let pool = Pool::new(2).unwrap();
+        let caller = std::thread::current().id();
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let errors = Arc::new(Mutex::new(Vec::new()));
+        let results: Vec<_> = (0..20u64)
+            .map(|i| {
+                let seen = seen.clone();
+                let errors = errors.clone();
+                pool.apply_async(fragile, i)
+                    .on_success(move |v: &u64| {
+                        seen.lock()
+                            .unwrap()
+                            .push((*v, std::thread::current().id()))
+                    })
+                    .on_error(move |e: &Error| {
+                        errors
+                            .lock()
+                            .unwrap()
+                            .push((e.to_string(), std::thread::current().id()))
+                    })
+            })
+            .collect();
+        // get() returns only after the result's callback has run.
+        for (i, r) in results.into_iter().enumerate() {
+            let v = r.get();
+            if i == 7 {
+                assert!(v.is_err());
+            } else {
+                assert_eq!(v.unwrap(), i as u64 * 10);
+                assert!(seen.lock().unwrap().iter().any(|(x, _)| *x == i as u64 * 10));
+            }
+        }
+        pool.close();
+        pool.join().unwrap();
+        let seen = seen.lock().unwrap();
+        assert_eq!(seen.len(), 19);
+        let values: HashSet<u64> = seen.iter().map(|(v, _)| *v).collect();
+        assert_eq!(values.len(), 19, "a callback ran twice");
+        assert!(seen.iter().all(|(_, t)| *t != caller));
+        let errors = errors.lock().unwrap();
+        assert_eq!(errors.len(), 1);
+        assert!(errors[0].0.contains("seven"));
+        assert_ne!(errors[0].1, caller);
+    });
+}
+
+#[test]
+fn map_async_callback_gets_the_whole_list() {
+    within(SECS(30), || {
+        let pool = Pool::new(2).unwrap();
+        let total = Arc::new(Mutex::new(None));
+        let t2 = total.clone();
+        let r = pool
+            .map_async(pid_of, 0..10u64)
+            .on_success(move |list: &Vec<u32>| *t2.lock().unwrap() = Some(list.len()));
+        assert_eq!(r.get().unwrap().len(), 10);
+        assert_eq!(*total.lock().unwrap(), Some(10));
+    });
+}
+
+#[test]
+fn imap_memory_stays_bounded_on_an_endless_input() {
+    within(SECS(60), || {
+        let pool = Pool::new(2).unwrap();
+        let pulled = Arc::new(Mutex::new(0u64));
+        let p2 = pulled.clone();
+        let input = (0u64..).inspect(move |_| *p2.lock().unwrap() += 1);
+        let mut it = pool.imap(pid_of, input);
+        for _ in 0..10 {
+            it.next().unwrap().unwrap();
+        }
+        // Only a bounded window was read ahead, not the endless input.
+        let read = *pulled.lock().unwrap();
+        assert!(read < 1000, "read {read} items ahead");
+    });
+}

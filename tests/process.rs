@@ -1,0 +1,192 @@
+//! `Process`: start, join with a value, names, exit codes, signals, daemons, sentinels, and
+//! dying with the parent.
+
+mod common;
+use common::{SECS, eventually, exists, state, within};
+use multiproc::{Death, Error, Process};
+use std::time::{Duration, Instant};
+
+fn cube(x: i64) -> i64 {
+    x * x * x
+}
+
+fn identity(_: ()) -> (u32, String, bool) {
+    let me = multiproc::current_process();
+    (me.pid(), me.name().to_string(), me.is_worker())
+}
+
+fn sleep_ms(ms: u64) -> u64 {
+    std::thread::sleep(Duration::from_millis(ms));
+    ms
+}
+
+fn explode(msg: String) -> u8 {
+    panic!("{msg}");
+}
+
+#[test]
+fn join_returns_the_value_and_exit_code_is_zero() {
+    within(SECS(30), || {
+        let mut p = Process::new(cube, 3);
+        assert_eq!(p.pid(), None);
+        assert_eq!(p.exitcode(), None);
+        p.start().unwrap();
+        assert!(p.pid().is_some());
+        assert_eq!(p.join().unwrap(), 27);
+        assert_eq!(p.exitcode(), Some(0));
+        assert!(!p.is_alive());
+        // The value was handed out once.
+        assert!(matches!(p.join(), Err(Error::ResultTaken)));
+    });
+}
+
+#[test]
+fn the_child_knows_its_name_and_run_stays_here() {
+    within(SECS(30), || {
+        let mut p = Process::new(identity, ()).name("worker-x");
+        assert_eq!(p.get_name(), "worker-x");
+        // run(): in this very process.
+        let (pid, name, worker) = p.run().unwrap();
+        assert_eq!(pid, std::process::id());
+        assert_eq!(name, "MainProcess");
+        assert!(!worker);
+        p.start().unwrap();
+        let (pid, name, worker) = p.join().unwrap();
+        assert_eq!(Some(pid), p.pid());
+        assert_ne!(pid, std::process::id());
+        assert_eq!(name, "worker-x");
+        assert!(worker);
+        assert!(matches!(p.start(), Err(Error::Spawn(_))));
+    });
+}
+
+#[test]
+fn a_panic_comes_back_with_message_and_location() {
+    within(SECS(30), || {
+        let mut p = Process::new(explode, "kaboom".to_string());
+        p.start().unwrap();
+        match p.join() {
+            Err(Error::TaskPanicked {
+                message, location, ..
+            }) => {
+                assert_eq!(message, "kaboom");
+                assert!(location.unwrap().contains("process.rs"));
+            }
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(p.exitcode(), Some(1));
+    });
+}
+
+#[test]
+fn join_timeout_and_is_alive() {
+    within(SECS(30), || {
+        let mut p = Process::new(sleep_ms, 400);
+        p.start().unwrap();
+        assert!(p.is_alive());
+        assert!(matches!(
+            p.join_timeout(Duration::from_millis(50)),
+            Err(Error::Timeout)
+        ));
+        assert!(p.is_alive());
+        assert_eq!(p.join_timeout(SECS(10)).unwrap(), 400);
+        assert!(!p.is_alive());
+    });
+}
+
+#[test]
+fn terminate_and_kill_report_signals() {
+    within(SECS(30), || {
+        let mut p = Process::new(sleep_ms, 30_000);
+        p.start().unwrap();
+        p.terminate().unwrap();
+        match p.join() {
+            Err(Error::WorkerDied { cause, .. }) => assert_eq!(cause.to_string(), "SIGTERM"),
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(p.exitcode(), Some(-15));
+
+        let mut p = Process::new(sleep_ms, 30_000);
+        p.start().unwrap();
+        p.kill().unwrap();
+        match p.join() {
+            Err(Error::WorkerDied {
+                cause: Death::Signal { number, .. },
+                ..
+            }) => assert_eq!(number, 9),
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(p.exitcode(), Some(-9));
+    });
+}
+
+#[test]
+fn the_sentinel_becomes_readable_at_exit() {
+    within(SECS(30), || {
+        let mut p = Process::new(sleep_ms, 200);
+        p.start().unwrap();
+        let fd = p.sentinel().unwrap();
+        let mut fds = [rustix::event::PollFd::new(&fd, rustix::event::PollFlags::IN)];
+        let t = Instant::now();
+        let zero = rustix::event::Timespec {
+            tv_sec: 0,
+            tv_nsec: 0,
+        };
+        assert_eq!(rustix::event::poll(&mut fds, Some(&zero)).unwrap(), 0);
+        let ten = rustix::event::Timespec {
+            tv_sec: 10,
+            tv_nsec: 0,
+        };
+        assert_eq!(rustix::event::poll(&mut fds, Some(&ten)).unwrap(), 1);
+        assert!(t.elapsed() >= Duration::from_millis(150));
+        assert_eq!(p.join().unwrap(), 200);
+    });
+}
+
+#[test]
+fn a_dropped_daemon_is_killed_and_reaped() {
+    within(SECS(30), || {
+        let mut p = Process::new(sleep_ms, 30_000).daemon(true);
+        assert!(p.is_daemon());
+        p.start().unwrap();
+        let pid = p.pid().unwrap();
+        drop(p);
+        assert!(eventually(SECS(5), || !exists(pid)), "daemon {pid}: {:?}", state(pid));
+    });
+}
+
+/// Starts a grandchild that sleeps, reports its pid, then sleeps itself.
+fn parent_of_sleeper(_: ()) -> u32 {
+    let mut g = Process::new(sleep_ms, 60_000);
+    g.start().unwrap();
+    let pid = g.pid().unwrap();
+    std::fs::write(
+        std::env::temp_dir().join(format!("multiproc-grandchild-{}", std::process::id())),
+        pid.to_string(),
+    )
+    .unwrap();
+    std::thread::sleep(SECS(60));
+    pid
+}
+
+#[test]
+fn children_die_with_their_parent_even_on_sigkill() {
+    within(SECS(30), || {
+        let mut p = Process::new(parent_of_sleeper, ());
+        p.start().unwrap();
+        let middle = p.pid().unwrap();
+        let file = std::env::temp_dir().join(format!("multiproc-grandchild-{middle}"));
+        assert!(eventually(SECS(10), || file.exists()));
+        let grandchild: u32 = std::fs::read_to_string(&file).unwrap().parse().unwrap();
+        let _ = std::fs::remove_file(&file);
+        assert!(exists(grandchild));
+        p.kill().unwrap();
+        assert!(matches!(p.join(), Err(Error::WorkerDied { .. })));
+        // PR_SET_PDEATHSIG: the grandchild is killed too (it may linger as a zombie of init).
+        assert!(
+            eventually(SECS(5), || !exists(grandchild) || state(grandchild) == Some('Z')),
+            "grandchild {grandchild} survived its parent: {:?}",
+            state(grandchild)
+        );
+    });
+}
