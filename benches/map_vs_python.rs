@@ -33,7 +33,10 @@ if __name__ == "__main__":
 
 fn main() -> Result<(), multiproc::Error> {
     multiproc::init();
-    let n: u64 = std::env::var("N").ok().and_then(|s| s.parse().ok()).unwrap_or(1_000_000);
+    let n: u64 = std::env::var("N")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(1_000_000);
     let reps = 7;
     let pool = Pool::new(2)?;
     pool.map(square, 0..1000u64)?;
@@ -45,13 +48,26 @@ fn main() -> Result<(), multiproc::Error> {
         assert_eq!(out.len() as u64, n);
     }
     let ours = median(times).as_secs_f64();
-    println!("multiproc map x*x over {n} u64 (auto chunks, 2 workers): {:.2} ms = {:.2} M tasks/s", ours * 1e3, n as f64 / ours / 1e6);
+    println!(
+        "multiproc map x*x over {n} u64 (auto chunks, 2 workers): {:.2} ms = {:.2} M tasks/s",
+        ours * 1e3,
+        n as f64 / ours / 1e6
+    );
 
-    let py = Command::new("python3").args(["-c", PY, &n.to_string(), &reps.to_string()]).output();
+    let py = Command::new("python3")
+        .args(["-c", PY, &n.to_string(), &reps.to_string()])
+        .output();
     match py {
         Ok(out) if out.status.success() => {
-            let theirs: f64 = String::from_utf8_lossy(&out.stdout).trim().parse().unwrap_or(f64::NAN);
-            println!("CPython Pool.map (fork, 2 workers):                    {:.2} ms = {:.2} M tasks/s", theirs * 1e3, n as f64 / theirs / 1e6);
+            let theirs: f64 = String::from_utf8_lossy(&out.stdout)
+                .trim()
+                .parse()
+                .unwrap_or(f64::NAN);
+            println!(
+                "CPython Pool.map (fork, 2 workers):                    {:.2} ms = {:.2} M tasks/s",
+                theirs * 1e3,
+                n as f64 / theirs / 1e6
+            );
             println!("ratio: multiproc is {:.1}x CPython", theirs / ours);
         }
         _ => println!("python3 not available: no comparison"),

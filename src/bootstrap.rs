@@ -40,10 +40,9 @@ const HELLO_TIMEOUT: Duration = Duration::from_secs(60);
 ///
 /// # Examples
 /// ```
-/// fn main() {
-///     multiproc::init();
-///     // ... use Process and Pool ...
-/// }
+/// // The first line of `main`:
+/// multiproc::init();
+/// // ... then use Process and Pool.
 /// ```
 pub fn init() {
     if let Some(marker) = take_marker() {
@@ -195,6 +194,16 @@ fn spawner() -> Result<&'static mpsc::Sender<SpawnRequest>> {
 /// Starts a child, greets it, and returns the parent's end. The child's `READY` (or `REFUSE`)
 /// is the first frame that will arrive on the channel.
 pub(crate) fn spawn_child(name: &str, role: Role, nonblocking: bool) -> Result<ChildLink> {
+    spawn_child_as(name, role, nonblocking, identity()?)
+}
+
+/// [`spawn_child`], claiming `identity` in the greeting (tests claim a wrong one).
+fn spawn_child_as(
+    name: &str,
+    role: Role,
+    nonblocking: bool,
+    identity: [u64; 6],
+) -> Result<ChildLink> {
     #[cfg(target_os = "linux")]
     std::hint::black_box(&CHILD_HOOK);
     let (ours, theirs) = sys::fd::socketpair()?;
@@ -221,7 +230,7 @@ pub(crate) fn spawn_child(name: &str, role: Role, nonblocking: bool) -> Result<C
     let pidfd = sys::proc::pidfd(pid)?;
     let mut channel = Channel::new(ours, nonblocking)?;
     let hello = Hello {
-        identity: identity()?,
+        identity,
         name: name.to_string(),
         role,
     };
@@ -309,4 +318,31 @@ pub fn current_process() -> CurrentProcess {
 /// ```
 pub fn cpu_count() -> usize {
     sys::proc::cpu_count()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_child_refuses_a_parent_with_another_executable() {
+        let mut wrong = identity().unwrap();
+        wrong[1] ^= 1;
+        let mut link = spawn_child_as("impostor", Role::Process, false, wrong).unwrap();
+        match await_ready(&mut link, Instant::now() + Duration::from_secs(30)) {
+            Err(Error::Spawn(reason)) => assert!(reason.contains("not the same executable")),
+            other => panic!("expected a refusal, got {other:?}"),
+        }
+        let exit = sys::proc::reap(link.pid).unwrap();
+        assert_eq!(exit, sys::proc::Exit::Code(EXIT_REFUSED));
+    }
+
+    #[test]
+    fn a_child_greets_back_with_its_pid() {
+        let mut link = spawn_child("greeter", Role::PoolWorker, false).unwrap();
+        let pid = await_ready(&mut link, Instant::now() + Duration::from_secs(30)).unwrap();
+        assert_eq!(pid, link.pid);
+        link.channel.send(kind::EXIT, &[]).unwrap();
+        assert_eq!(sys::proc::reap(link.pid).unwrap(), sys::proc::Exit::Code(0));
+    }
 }

@@ -59,7 +59,26 @@
 //!
 //! Tasks are `fn` items or closures that capture nothing: data travels in the argument, encoded
 //! with serde. A capturing closure is a compile-time error — Python's "Can't pickle local
-//! object", caught before the program runs.
+//! object", caught before the program runs:
+//!
+//! ```compile_fail
+//! multiproc::init();
+//! let pool = multiproc::Pool::new(2).unwrap();
+//! let offset = 10u64;
+//! // error: multiproc tasks must be fn items or closures that capture nothing
+//! let _ = pool.map(move |x: u64| x + offset, 0..4u64);
+//! ```
+//!
+//! Pass the data in the argument instead:
+//!
+//! ```
+//! multiproc::init();
+//! let pool = multiproc::Pool::new(2)?;
+//! let offset = 10u64;
+//! let shifted = pool.map(|(x, off): (u64, u64)| x + off, (0..4u64).map(|x| (x, offset)))?;
+//! assert_eq!(shifted, vec![10, 11, 12, 13]);
+//! # Ok::<(), multiproc::Error>(())
+//! ```
 //!
 //! ## Differences from Python's `multiprocessing`
 //!
@@ -91,3 +110,8 @@ pub use error::{Death, Error, Result};
 pub use pool::{AsyncResult, IMap, Pool, PoolBuilder, StartMethod};
 pub use process::Process;
 pub use task::StarFn;
+
+/// The README's Rust examples, compiled and run as doctests so that the front door never lies.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;

@@ -19,7 +19,7 @@ const START_TIMEOUT: Duration = Duration::from_secs(30);
 enum State<R> {
     Created,
     Started {
-        link: ChildLink,
+        link: Box<ChildLink>,
         outcome: Option<Result<R>>,
         exit: Option<sys::proc::Exit>,
     },
@@ -162,7 +162,7 @@ impl<R: Serialize + DeserializeOwned + Send + 'static> Process<R> {
         link.channel.flush()?;
         let ready = bootstrap::await_ready(&mut link, Instant::now() + START_TIMEOUT);
         self.state = State::Started {
-            link,
+            link: Box::new(link),
             outcome: None,
             exit: None,
         };

@@ -8,15 +8,7 @@
 //!
 //! The task itself is never sent: it must be a zero-sized type (a `fn` item or a closure that
 //! captures nothing), so the child can conjure it out of no bytes. A capturing closure fails to
-//! compile, which is Rust's version of Python's "Can't pickle local object":
-//!
-//! ```compile_fail
-//! multiproc::init();
-//! let offset = 10u64;
-//! let pool = multiproc::Pool::new(2).unwrap();
-//! // error: the closure captures `offset`, so it is not zero-sized.
-//! let _ = pool.map(move |x: u64| x + offset, 0..4u64);
-//! ```
+//! compile (see the crate docs), which is Rust's version of Python's "Can't pickle local object".
 
 use std::any::Any;
 use std::cell::RefCell;

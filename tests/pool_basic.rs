@@ -41,9 +41,15 @@ fn map_keeps_order_with_any_chunksize() {
         let expect: Vec<u64> = (0..1000u64).map(square).collect();
         assert_eq!(pool.map(square, 0..1000u64).unwrap(), expect);
         for chunksize in [1, 3, 7, 1000, 5000] {
-            assert_eq!(pool.map_chunked(square, 0..1000u64, chunksize).unwrap(), expect);
+            assert_eq!(
+                pool.map_chunked(square, 0..1000u64, chunksize).unwrap(),
+                expect
+            );
         }
-        assert_eq!(pool.map(square, Vec::<u64>::new()).unwrap(), Vec::<u64>::new());
+        assert_eq!(
+            pool.map(square, Vec::<u64>::new()).unwrap(),
+            Vec::<u64>::new()
+        );
     });
 }
 
@@ -140,7 +146,10 @@ fn get_timeout_times_out_without_losing_the_value() {
     within(SECS(30), || {
         let pool = Pool::new(1).unwrap();
         let r = pool.apply_async(nap, 300);
-        assert!(matches!(r.get_timeout(Duration::from_millis(20)), Err(Error::Timeout)));
+        assert!(matches!(
+            r.get_timeout(Duration::from_millis(20)),
+            Err(Error::Timeout)
+        ));
         assert!(!r.wait_timeout(Duration::from_millis(1)));
         assert_eq!(r.successful(), None);
         assert_eq!(r.get().unwrap(), 300);

@@ -88,7 +88,10 @@ fn a_failing_initializer_fails_tasks_instead_of_looping() {
             }
             other => panic!("expected InitializerFailed, got {other:?}"),
         }
-        assert!(matches!(pool.map(pid_of, 0..4u64), Err(Error::InitializerFailed(_))));
+        assert!(matches!(
+            pool.map(pid_of, 0..4u64),
+            Err(Error::InitializerFailed(_))
+        ));
     });
 }
 
@@ -142,7 +145,10 @@ fn close_then_join_lets_workers_exit_cleanly() {
         pool.close();
         pool.join().unwrap();
         for pid in workers {
-            assert!(eventually(SECS(2), || !exists(pid)), "worker {pid} left behind");
+            assert!(
+                eventually(SECS(2), || !exists(pid)),
+                "worker {pid} left behind"
+            );
         }
     });
 }
@@ -167,9 +173,7 @@ fn callbacks_run_once_each_off_the_callers_thread_in_completion_order() {
                 let errors = errors.clone();
                 pool.apply_async(fragile, i)
                     .on_success(move |v: &u64| {
-                        seen.lock()
-                            .unwrap()
-                            .push((*v, std::thread::current().id()))
+                        seen.lock().unwrap().push((*v, std::thread::current().id()))
                     })
                     .on_error(move |e: &Error| {
                         errors
@@ -186,7 +190,12 @@ fn callbacks_run_once_each_off_the_callers_thread_in_completion_order() {
                 assert!(v.is_err());
             } else {
                 assert_eq!(v.unwrap(), i as u64 * 10);
-                assert!(seen.lock().unwrap().iter().any(|(x, _)| *x == i as u64 * 10));
+                assert!(
+                    seen.lock()
+                        .unwrap()
+                        .iter()
+                        .any(|(x, _)| *x == i as u64 * 10)
+                );
             }
         }
         pool.close();
@@ -231,5 +240,46 @@ fn imap_memory_stays_bounded_on_an_endless_input() {
         // Only a bounded window was read ahead, not the endless input.
         let read = *pulled.lock().unwrap();
         assert!(read < 1000, "read {read} items ahead");
+    });
+}
+
+/// Builds a pool, writes its workers' pids to a file named after this process, then waits.
+fn pool_owner(_: ()) -> u32 {
+    let pool = Pool::new(2).unwrap();
+    let a = pool.apply_async(nap, 300);
+    let b = pool.apply_async(nap, 300);
+    let pids = format!("{} {}", a.get().unwrap(), b.get().unwrap());
+    let file = std::env::temp_dir().join(format!("multiproc-pool-owner-{}", std::process::id()));
+    // Written aside, then renamed: the reader never sees half a file.
+    std::fs::write(file.with_extension("tmp"), pids).unwrap();
+    std::fs::rename(file.with_extension("tmp"), file).unwrap();
+    std::thread::sleep(SECS(60));
+    0
+}
+
+#[test]
+fn pool_workers_die_when_their_parent_is_sigkilled() {
+    within(SECS(30), || {
+        let mut owner = multiproc::Process::new(pool_owner, ());
+        owner.start().unwrap();
+        let file =
+            std::env::temp_dir().join(format!("multiproc-pool-owner-{}", owner.pid().unwrap()));
+        assert!(eventually(SECS(10), || file.exists()));
+        let workers: Vec<u32> = std::fs::read_to_string(&file)
+            .unwrap()
+            .split_whitespace()
+            .map(|p| p.parse().unwrap())
+            .collect();
+        let _ = std::fs::remove_file(&file);
+        assert_eq!(workers.len(), 2);
+        owner.kill().unwrap();
+        assert!(owner.join().is_err());
+        for pid in workers {
+            assert!(
+                eventually(SECS(5), || !exists(pid) || state(pid) == Some('Z')),
+                "worker {pid} outlived its SIGKILLed parent: {:?}",
+                state(pid)
+            );
+        }
     });
 }

@@ -126,7 +126,10 @@ fn the_sentinel_becomes_readable_at_exit() {
         let mut p = Process::new(sleep_ms, 200);
         p.start().unwrap();
         let fd = p.sentinel().unwrap();
-        let mut fds = [rustix::event::PollFd::new(&fd, rustix::event::PollFlags::IN)];
+        let mut fds = [rustix::event::PollFd::new(
+            &fd,
+            rustix::event::PollFlags::IN,
+        )];
         let t = Instant::now();
         let zero = rustix::event::Timespec {
             tv_sec: 0,
@@ -151,7 +154,11 @@ fn a_dropped_daemon_is_killed_and_reaped() {
         p.start().unwrap();
         let pid = p.pid().unwrap();
         drop(p);
-        assert!(eventually(SECS(5), || !exists(pid)), "daemon {pid}: {:?}", state(pid));
+        assert!(
+            eventually(SECS(5), || !exists(pid)),
+            "daemon {pid}: {:?}",
+            state(pid)
+        );
     });
 }
 
@@ -160,11 +167,10 @@ fn parent_of_sleeper(_: ()) -> u32 {
     let mut g = Process::new(sleep_ms, 60_000);
     g.start().unwrap();
     let pid = g.pid().unwrap();
-    std::fs::write(
-        std::env::temp_dir().join(format!("multiproc-grandchild-{}", std::process::id())),
-        pid.to_string(),
-    )
-    .unwrap();
+    let file = std::env::temp_dir().join(format!("multiproc-grandchild-{}", std::process::id()));
+    // Written aside, then renamed: the reader never sees half a file.
+    std::fs::write(file.with_extension("tmp"), pid.to_string()).unwrap();
+    std::fs::rename(file.with_extension("tmp"), file).unwrap();
     std::thread::sleep(SECS(60));
     pid
 }
@@ -184,9 +190,41 @@ fn children_die_with_their_parent_even_on_sigkill() {
         assert!(matches!(p.join(), Err(Error::WorkerDied { .. })));
         // PR_SET_PDEATHSIG: the grandchild is killed too (it may linger as a zombie of init).
         assert!(
-            eventually(SECS(5), || !exists(grandchild) || state(grandchild) == Some('Z')),
+            eventually(SECS(5), || !exists(grandchild)
+                || state(grandchild) == Some('Z')),
             "grandchild {grandchild} survived its parent: {:?}",
             state(grandchild)
         );
+    });
+}
+
+fn shout(word: String) -> usize {
+    println!("child says {word}");
+    eprintln!("child warns {word}");
+    word.len()
+}
+
+/// Not run on its own: `children_print_where_the_parent_prints` runs it in a separate copy of
+/// this test binary whose stdout and stderr are captured.
+#[test]
+#[ignore]
+fn inner_child_prints() {
+    let mut p = Process::new(shout, "hello".to_string());
+    p.start().unwrap();
+    assert_eq!(p.join().unwrap(), 5);
+}
+
+#[test]
+fn children_print_where_the_parent_prints() {
+    within(SECS(60), || {
+        let out = std::process::Command::new(std::env::current_exe().unwrap())
+            .args(["--exact", "inner_child_prints", "--ignored", "--nocapture"])
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{stdout}\n{stderr}");
+        assert!(stdout.contains("child says hello"), "stdout: {stdout}");
+        assert!(stderr.contains("child warns hello"), "stderr: {stderr}");
     });
 }

@@ -362,7 +362,7 @@ impl Supervisor {
             };
             let seq = self.next_seq;
             self.next_seq += 1;
-            send_chunk(&mut w, seq, chunk, true).map_err(|(e, _)| e)?;
+            send_chunk(&mut w, seq, chunk, true)?;
         }
         self.workers.push(w);
         Ok(())
@@ -406,12 +406,7 @@ impl Supervisor {
             self.next_seq += 1;
             let w = &mut self.workers[i];
             w.tasks_assigned += 1;
-            if let Err(e) = send_chunk(w, seq, chunk, false) {
-                // Only an oversized chunk fails here: its items cannot be sent at all.
-                if let Some(chunk) = e.1 {
-                    let msg = e.0.to_string();
-                    fail_chunk(&chunk, 0..chunk.len(), || Error::Encode(msg.clone()));
-                }
+            if send_chunk(w, seq, chunk, false).is_err() {
                 w.tasks_assigned -= 1;
             }
         }
@@ -664,13 +659,9 @@ fn fail_chunk(chunk: &Chunk, range: std::ops::Range<usize>, error: impl Fn() -> 
     }
 }
 
-/// Queues a chunk on a worker's channel. On failure, returns the chunk (if it was not queued).
-fn send_chunk(
-    w: &mut Worker,
-    seq: u64,
-    chunk: Chunk,
-    is_init: bool,
-) -> std::result::Result<(), (Error, Option<Chunk>)> {
+/// Queues a chunk on a worker's channel. A chunk too large for one frame cannot be sent at
+/// all: its items fail with the encode error, which is also returned.
+fn send_chunk(w: &mut Worker, seq: u64, chunk: Chunk, is_init: bool) -> Result<()> {
     let header = TaskHeader {
         seq,
         entry: chunk.entry,
@@ -693,7 +684,11 @@ fn send_chunk(
             });
             Ok(())
         }
-        Err(e) => Err((e, Some(chunk))),
+        Err(e) => {
+            let msg = e.to_string();
+            fail_chunk(&chunk, 0..chunk.len(), || Error::Encode(msg.clone()));
+            Err(e)
+        }
     }
 }
 

@@ -129,7 +129,9 @@ pub(crate) fn decode_outcome<R: DeserializeOwned>(
     match tag {
         OUTCOME_OK => decode_front(input).map(Ok),
         OUTCOME_FAILED => decode_front(input).map(Err),
-        other => Err(CodecError::decoding(format_args!("bad outcome tag {other}"))),
+        other => Err(CodecError::decoding(format_args!(
+            "bad outcome tag {other}"
+        ))),
     }
 }
 
@@ -185,4 +187,3 @@ mod tests {
         assert!(decode_outcome::<u8>(&mut input).is_err());
     }
 }
-
