@@ -182,7 +182,6 @@ struct Worker {
     /// When the worker last finished a chunk (to measure chunk service time).
     last_done: Instant,
     killed: Option<KillReason>,
-    gone: bool,
 }
 
 impl Worker {
@@ -250,7 +249,7 @@ impl Supervisor {
             }
             if let Some(broken) = self.broken.clone() {
                 for chunk in self.pending.drain(..) {
-                    fail_chunk(&chunk, 0..chunk.len(), || broken.to_error());
+                    fail_chunk(&chunk, 0..chunk.len(), |_| broken.to_error());
                 }
             }
             self.maintain_workers();
@@ -298,10 +297,7 @@ impl Supervisor {
     // ----- workers -----
 
     fn live_workers(&self) -> usize {
-        self.workers
-            .iter()
-            .filter(|w| !w.retiring && !w.gone)
-            .count()
+        self.workers.iter().filter(|w| !w.retiring).count()
     }
 
     fn maintain_workers(&mut self) {
@@ -348,7 +344,6 @@ impl Supervisor {
             progress: (0, Instant::now()),
             last_done: Instant::now(),
             killed: None,
-            gone: false,
         };
         if let Some(init) = &self.cfg.init {
             // The initializer is the worker's first batch; tasks may queue behind it at once.
@@ -390,7 +385,6 @@ impl Supervisor {
                 .filter(|(_, w)| {
                     // A task never runs before its worker's initializer has succeeded.
                     !w.retiring
-                        && !w.gone
                         && !w.running_init()
                         && w.killed.is_none()
                         && w.inflight.len() < depth
@@ -414,7 +408,7 @@ impl Supervisor {
 
     fn flush_writes(&mut self) {
         for w in &mut self.workers {
-            if w.link.channel.pending_out() > 0 && !w.gone {
+            if w.link.channel.pending_out() > 0 {
                 // A failed write means the worker is dying; its pidfd will tell us.
                 let _ = w.link.channel.flush();
             }
@@ -582,10 +576,10 @@ impl Supervisor {
                 if fl.chunk.retries >= MAX_RETRIES {
                     let pid = w.link.pid;
                     let cause = exit.clone();
-                    fail_chunk(&fl.chunk, range, || Error::WorkerDied {
+                    fail_chunk(&fl.chunk, range, |task| Error::WorkerDied {
                         pid,
                         cause: cause.clone(),
-                        task: None,
+                        task: Some(task),
                     });
                 } else {
                     requeue.push(fl.chunk.slice(range));
@@ -638,7 +632,7 @@ impl Supervisor {
         for w in self.workers.drain(..) {
             let _ = sys::proc::reap(w.link.pid);
             for fl in w.inflight.iter().filter(|f| !f.is_init) {
-                fail_chunk(&fl.chunk, fl.reported..fl.chunk.len(), || {
+                fail_chunk(&fl.chunk, fl.reported..fl.chunk.len(), |_| {
                     Error::PoolTerminated
                 });
             }
@@ -647,15 +641,15 @@ impl Supervisor {
         self.pending.extend(inbox.chunks.drain(..));
         drop(inbox);
         for chunk in self.pending.drain(..) {
-            fail_chunk(&chunk, 0..chunk.len(), || Error::PoolTerminated);
+            fail_chunk(&chunk, 0..chunk.len(), |_| Error::PoolTerminated);
         }
     }
 }
 
 /// Fails items `range` of a chunk.
-fn fail_chunk(chunk: &Chunk, range: std::ops::Range<usize>, error: impl Fn() -> Error) {
+fn fail_chunk(chunk: &Chunk, range: std::ops::Range<usize>, error: impl Fn(usize) -> Error) {
     for i in range {
-        chunk.sink.fail(chunk.first + i, error());
+        chunk.sink.fail(chunk.first + i, error(chunk.first + i));
     }
 }
 
@@ -686,7 +680,7 @@ fn send_chunk(w: &mut Worker, seq: u64, chunk: Chunk, is_init: bool) -> Result<(
         }
         Err(e) => {
             let msg = e.to_string();
-            fail_chunk(&chunk, 0..chunk.len(), || Error::Encode(msg.clone()));
+            fail_chunk(&chunk, 0..chunk.len(), |_| Error::Encode(msg.clone()));
             Err(e)
         }
     }
