@@ -155,3 +155,54 @@ fn get_timeout_times_out_without_losing_the_value() {
         assert_eq!(r.get().unwrap(), 300);
     });
 }
+
+#[allow(clippy::too_many_arguments)]
+fn twelve(
+    a: u8,
+    b: u16,
+    c: u32,
+    d: u64,
+    e: i8,
+    f: i16,
+    g: i32,
+    h: i64,
+    i: f32,
+    j: f64,
+    k: bool,
+    l: String,
+) -> String {
+    format!("{a} {b} {c} {d} {e} {f} {g} {h} {i} {j} {k} {l}")
+}
+
+fn three(a: u64, b: u64, c: u64) -> u64 {
+    a * 100 + b * 10 + c
+}
+
+#[test]
+fn starmap_takes_functions_of_up_to_twelve_arguments() {
+    within(SECS(30), || {
+        let pool = Pool::new(2).unwrap();
+        assert_eq!(
+            pool.starmap(three, vec![(1, 2, 3), (4, 5, 6)]).unwrap(),
+            vec![123, 456]
+        );
+        let args = (
+            1u8,
+            2u16,
+            3u32,
+            4u64,
+            -5i8,
+            -6i16,
+            -7i32,
+            -8i64,
+            0.5f32,
+            0.25f64,
+            true,
+            "z".to_string(),
+        );
+        let out = pool
+            .starmap_chunked(twelve, vec![args.clone(), args], 1)
+            .unwrap();
+        assert_eq!(out, vec!["1 2 3 4 -5 -6 -7 -8 0.5 0.25 true z"; 2]);
+    });
+}
