@@ -70,6 +70,8 @@ pub struct IMap<'p, I: Iterator, R> {
     builder: ChunkBuilder,
     stream: Arc<Stream<R>>,
     window: usize,
+    /// Items handed to the pool (a partly filled chunk is not handed over yet).
+    submitted: usize,
     yielded: usize,
 }
 
@@ -104,29 +106,41 @@ where
             cond: Condvar::new(),
             abandoned: AtomicBool::new(false),
         });
-        let window = (chunksize * pool.processes() * 2).max(256);
+        // Enough in flight to keep every worker a few chunks deep (the supervisor's queue
+        // covers the round trips), yet bounded whatever the input's length.
+        let window = (chunksize * pool.processes() * 8).max(1024);
         Self {
             pool,
             input: input.fuse(),
             builder: ChunkBuilder::new(stream.clone(), entry, chunksize),
             stream,
             window,
+            submitted: 0,
             yielded: 0,
         }
     }
 
-    /// Encodes and submits input until `window` items are in flight or the input ends.
+    /// Encodes and submits input until `window` items are in flight or the input ends. A partly
+    /// filled chunk is kept back (so chunks stay full) unless the input has ended or the
+    /// consumer has nothing else to wait for.
     fn top_up(&mut self) {
         let mut chunks = Vec::new();
+        let mut ended = false;
         while self.builder.count() - self.yielded < self.window {
             match self.input.next() {
                 Some(item) => chunks.extend(self.builder.push(&item)),
-                None => break,
+                None => {
+                    ended = true;
+                    break;
+                }
             }
         }
-        // A partly filled chunk goes too: the consumer may be waiting for its items.
-        chunks.extend(self.builder.finish());
+        let submitted_after = self.submitted + chunks.iter().map(|c| c.len()).sum::<usize>();
+        if ended || submitted_after <= self.yielded {
+            chunks.extend(self.builder.finish());
+        }
         if !chunks.is_empty() {
+            self.submitted += chunks.iter().map(|c| c.len()).sum::<usize>();
             self.pool.submit_or_fail(chunks);
         }
     }
