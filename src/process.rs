@@ -190,7 +190,7 @@ impl<R: Serialize + DeserializeOwned + Send + 'static> Process<R> {
     /// [`Error::Timeout`] if the child is still running (it is left running; join again later),
     /// otherwise as [`join`](Self::join).
     pub fn join_timeout(&mut self, timeout: Duration) -> Result<R> {
-        self.wait(Some(Instant::now() + timeout))
+        self.wait(Instant::now().checked_add(timeout))
     }
 
     fn wait(&mut self, deadline: Option<Instant>) -> Result<R> {
@@ -202,15 +202,17 @@ impl<R: Serialize + DeserializeOwned + Send + 'static> Process<R> {
         else {
             return Err(Error::Spawn("the process was never started".into()));
         };
-        if exit.is_none() {
-            if outcome.is_none() {
-                // Read the answer first: the child cannot exit until a large one is read.
-                match link.channel.recv(deadline) {
-                    Ok(frame) => *outcome = Some(decode_answer(&frame)),
-                    Err(Error::Disconnected) => {}
-                    Err(e) => return Err(e),
-                }
+        if outcome.is_none() && !link.channel.at_eof() {
+            // Read the answer first: the child cannot exit until a large one is read. Once the
+            // child has exited its answer is still in the socket, so `is_alive()` or
+            // `exitcode()` before `join()` loses nothing.
+            match link.channel.recv(deadline) {
+                Ok(frame) => *outcome = Some(decode_answer(&frame)),
+                Err(Error::Disconnected) => {}
+                Err(e) => return Err(e),
             }
+        }
+        if exit.is_none() {
             let left = deadline.map(|d| d.saturating_duration_since(Instant::now()));
             if !sys::fd::wait_readable(link.pidfd.as_fd(), left)? {
                 return Err(Error::Timeout);

@@ -135,26 +135,33 @@ fn run_one<T: DeserializeOwned, R: Serialize>(
     out: &mut Vec<u8>,
     call: impl FnOnce(T) -> R,
 ) -> Ran {
-    let arg: T = match codec::decode_front(input) {
-        Ok(arg) => arg,
-        Err(e) => {
+    // The argument's `Deserialize` and the value's `Serialize` are user code too: a panic in
+    // either fails this item, like a panic in the task.
+    let arg: T = match catch_unwind(AssertUnwindSafe(|| codec::decode_front(input))) {
+        Ok(Ok(arg)) => arg,
+        Ok(Err(e)) => {
             push_failure(out, Failure::Decode(e.to_string()));
             return Ran::BadInput;
         }
+        Err(payload) => {
+            push_failure(out, failure_from_panic(payload));
+            return Ran::BadInput;
+        }
     };
-    match catch_unwind(AssertUnwindSafe(|| call(arg))) {
-        Ok(value) => {
-            let at = out.len();
-            match codec::encode_ok(&value, out) {
-                Ok(()) => Ran::Ok,
-                Err(e) => {
-                    out.truncate(at);
-                    push_failure(out, Failure::Encode(e.to_string()));
-                    Ran::Failed
-                }
-            }
+    let at = out.len();
+    let ran = catch_unwind(AssertUnwindSafe(|| {
+        let value = call(arg);
+        codec::encode_ok(&value, out)
+    }));
+    match ran {
+        Ok(Ok(())) => Ran::Ok,
+        Ok(Err(e)) => {
+            out.truncate(at);
+            push_failure(out, Failure::Encode(e.to_string()));
+            Ran::Failed
         }
         Err(payload) => {
+            out.truncate(at);
             push_failure(out, failure_from_panic(payload));
             Ran::Failed
         }
@@ -185,13 +192,7 @@ pub(crate) fn capture_panics() {
 
 /// Builds the failure for a caught panic.
 pub(crate) fn failure_from_panic(payload: Box<dyn Any + Send>) -> Failure {
-    let message = if let Some(s) = payload.downcast_ref::<&str>() {
-        (*s).to_string()
-    } else if let Some(s) = payload.downcast_ref::<String>() {
-        s.clone()
-    } else {
-        "panic with a non-string payload".to_string()
-    };
+    let message = panic_message(&*payload);
     let (location, backtrace) = LAST_PANIC
         .with(|p| p.borrow_mut().take())
         .unwrap_or_default();
@@ -199,6 +200,17 @@ pub(crate) fn failure_from_panic(payload: Box<dyn Any + Send>) -> Failure {
         message,
         location,
         backtrace,
+    }
+}
+
+/// The message of a panic payload.
+pub(crate) fn panic_message(payload: &(dyn Any + Send)) -> String {
+    if let Some(s) = payload.downcast_ref::<&str>() {
+        (*s).to_string()
+    } else if let Some(s) = payload.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "panic with a non-string payload".to_string()
     }
 }
 

@@ -42,8 +42,13 @@ impl<R> Stream<R> {
 
 impl<R: DeserializeOwned + Send + 'static> Sink for Stream<R> {
     fn deliver(&self, first: usize, count: usize, bytes: &[u8]) {
+        // Decode first, publish after: a panicking `Deserialize` leaves nothing half-delivered.
+        let mut decoded = Vec::with_capacity(count);
+        decode_outcomes::<R>(first, count, bytes, |i, v| decoded.push((i, v)));
         let mut arrived = lock(&self.arrived);
-        decode_outcomes::<R>(first, count, bytes, |i, v| self.push(&mut arrived, i, v));
+        for (i, v) in decoded {
+            self.push(&mut arrived, i, v);
+        }
         drop(arrived);
         self.cond.notify_all();
     }

@@ -65,8 +65,8 @@ impl Chunk {
         self.offsets.len()
     }
 
-    /// Items `range` of this chunk as a chunk of their own.
-    pub(crate) fn slice(&self, range: std::ops::Range<usize>) -> Chunk {
+    /// Items `range` of this chunk as a chunk of their own, with `charge` more retries counted.
+    pub(crate) fn slice(&self, range: std::ops::Range<usize>, charge: u8) -> Chunk {
         let start = self.offsets[range.start] as usize;
         let end = if range.end == self.len() {
             self.payload.len()
@@ -82,7 +82,7 @@ impl Chunk {
                 .iter()
                 .map(|o| o - start as u32)
                 .collect(),
-            retries: self.retries + 1,
+            retries: self.retries.saturating_add(charge),
         }
     }
 }

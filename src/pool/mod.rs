@@ -477,7 +477,7 @@ impl Pool {
     /// iterator works. Each result is that item's own `Result`.
     ///
     /// The chunk size is 1 unless the input knows its exact length (then it is sized as for
-    /// `map`); see [`imap_chunked`](Self::imap_chunked).
+    /// `map`, at most 64); see [`imap_chunked`](Self::imap_chunked).
     pub fn imap<F, I, R>(&self, f: F, items: I) -> IMap<'_, I::IntoIter, R>
     where
         F: Fn(I::Item) -> R + Copy + Send + Sync + 'static,
@@ -550,7 +550,8 @@ impl Pool {
 
     fn lazy_chunksize(&self, items: &impl Iterator) -> usize {
         match items.size_hint() {
-            (lo, Some(hi)) if lo == hi => auto_chunksize(lo, self.processes),
+            // Capped, so that even a long input is pulled a window at a time, not whole.
+            (lo, Some(hi)) if lo == hi => auto_chunksize(lo, self.processes).min(64),
             _ => 1,
         }
     }
@@ -583,10 +584,12 @@ impl Pool {
     }
 
     fn wait_supervisor(&self) {
-        let handle = lock(&self.supervisor).take();
-        if let Some(handle) = handle {
+        // Held while joining, so that a second, concurrent join() waits for the first.
+        let mut supervisor = lock(&self.supervisor);
+        if let Some(handle) = supervisor.take() {
             let _ = handle.join();
         }
+        drop(supervisor);
         self.callbacks.shutdown();
     }
 }

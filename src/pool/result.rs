@@ -40,11 +40,20 @@ impl CallbackQueue {
         if inner.shut {
             drop(inner);
             // The pool was joined: run late callbacks on a thread of their own.
-            if let Err(e) = std::thread::Builder::new()
+            // If no thread can be had, run it here rather than never.
+            let job = std::sync::Arc::new(Mutex::new(Some(job)));
+            let theirs = job.clone();
+            let spawned = std::thread::Builder::new()
                 .name("multiproc-callback".into())
-                .spawn(job)
-            {
-                eprintln!("multiproc: could not start a callback thread: {e}");
+                .spawn(move || {
+                    if let Some(job) = lock(&theirs).take() {
+                        job()
+                    }
+                });
+            if spawned.is_err() {
+                if let Some(job) = lock(&job).take() {
+                    job()
+                }
             }
             return;
         }
@@ -61,8 +70,10 @@ impl CallbackQueue {
                     inner.tx = Some(tx);
                     inner.handle = Some(handle);
                 }
-                Err(e) => {
-                    eprintln!("multiproc: could not start the callback thread: {e}");
+                Err(_) => {
+                    // No thread to be had: run the callback here rather than never.
+                    drop(inner);
+                    job();
                     return;
                 }
             }
@@ -148,30 +159,37 @@ impl<T: Send + 'static> Slot<T> {
     }
 
     fn run_callbacks(&self) {
-        let (value, on_ok, on_err) = {
+        loop {
+            let (value, on_ok, on_err) = {
+                let mut st = lock(&self.state);
+                (st.value.take(), st.on_ok.take(), st.on_err.take())
+            };
+            if let Some(value) = &value {
+                // A panicking callback must not take the callback thread (and later callbacks)
+                // down.
+                let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| match value {
+                    Ok(v) => {
+                        if let Some(cb) = on_ok {
+                            cb(v)
+                        }
+                    }
+                    Err(e) => {
+                        if let Some(cb) = on_err {
+                            cb(e)
+                        }
+                    }
+                }));
+            }
             let mut st = lock(&self.state);
-            (st.value.take(), st.on_ok.take(), st.on_err.take())
-        };
-        if let Some(value) = &value {
-            // A panicking callback must not take the callback thread (and later callbacks) down.
-            let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| match value {
-                Ok(v) => {
-                    if let Some(cb) = on_ok {
-                        cb(v)
-                    }
-                }
-                Err(e) => {
-                    if let Some(cb) = on_err {
-                        cb(e)
-                    }
-                }
-            }));
+            st.value = value;
+            // A callback attached while these ran is run now, before the result is ready.
+            if st.on_ok.is_none() && st.on_err.is_none() {
+                st.ready = true;
+                drop(st);
+                self.cond.notify_all();
+                return;
+            }
         }
-        let mut st = lock(&self.state);
-        st.value = value;
-        st.ready = true;
-        drop(st);
-        self.cond.notify_all();
     }
 
     fn wait_ready(&self, deadline: Option<Instant>) -> Option<MutexGuard<'_, SlotState<T>>> {
@@ -242,7 +260,7 @@ impl<T: Send + 'static> AsyncResult<T> {
     /// [`Error::Timeout`] if it is not ready in time (nothing is lost: ask again), otherwise as
     /// [`get`](Self::get).
     pub fn get_timeout(&self, timeout: Duration) -> Result<T> {
-        self.slot.take(Some(Instant::now() + timeout))
+        self.slot.take(Instant::now().checked_add(timeout))
     }
 
     /// Waits until the result is ready.
@@ -253,7 +271,7 @@ impl<T: Send + 'static> AsyncResult<T> {
     /// Waits at most `timeout`; returns whether the result is ready.
     pub fn wait_timeout(&self, timeout: Duration) -> bool {
         self.slot
-            .wait_ready(Some(Instant::now() + timeout))
+            .wait_ready(Instant::now().checked_add(timeout))
             .is_some()
     }
 

@@ -138,9 +138,11 @@ impl Shared {
     }
 }
 
-/// Records the initializer's outcome in each worker.
+/// Records the initializer's outcomes: the first failure (never overwritten by another worker's
+/// success), and whether any worker's initializer succeeded since the last look.
 struct InitSink {
     failure: Mutex<Option<Failure>>,
+    succeeded: std::sync::atomic::AtomicBool,
 }
 
 impl Sink for InitSink {
@@ -150,7 +152,12 @@ impl Sink for InitSink {
             Ok(Err(f)) => Some(f),
             Err(e) => Some(Failure::Decode(e.to_string())),
         };
-        *lock(&self.failure) = failure;
+        match failure {
+            Some(f) => {
+                lock(&self.failure).get_or_insert(f);
+            }
+            None => self.succeeded.store(true, Ordering::Relaxed),
+        }
     }
     fn fail(&self, _index: usize, _error: Error) {}
 }
@@ -234,12 +241,23 @@ impl Supervisor {
             next_spawn: Instant::now(),
             init_sink: Arc::new(InitSink {
                 failure: Mutex::new(None),
+                succeeded: std::sync::atomic::AtomicBool::new(false),
             }),
         }
     }
 
-    /// The supervisor thread's body.
+    /// The supervisor thread's body. Should it ever panic, the pool is terminated — every
+    /// waiter gets an answer and every worker is reaped — rather than left without a supervisor.
     pub(crate) fn run(mut self) {
+        let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.serve()));
+        if outcome.is_err() {
+            eprintln!("multiproc: the pool supervisor failed; terminating the pool");
+            lock(&self.shared.inbox).state = PoolState::Terminating;
+            let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.terminate()));
+        }
+    }
+
+    fn serve(&mut self) {
         let mut ready = Vec::new();
         loop {
             self.take_inbox();
@@ -310,11 +328,7 @@ impl Supervisor {
                 }
             }
         }
-        if self.broken.is_some() || self.state == PoolState::Terminating {
-            return;
-        }
-        // After close(), replace workers only while there is work left for them.
-        if self.state == PoolState::Closed && self.pending.is_empty() {
+        if !self.wants_workers() {
             return;
         }
         while self.live_workers() < self.cfg.processes && Instant::now() >= self.next_spawn {
@@ -329,6 +343,14 @@ impl Supervisor {
             }
             self.spawn_failures = 0;
         }
+    }
+
+    /// Whether missing workers should be started: not when broken or terminating, and after
+    /// close() only while there is work left for them.
+    fn wants_workers(&self) -> bool {
+        self.broken.is_none()
+            && self.state != PoolState::Terminating
+            && !(self.state == PoolState::Closed && self.pending.is_empty())
     }
 
     fn spawn_worker(&mut self) -> Result<()> {
@@ -423,7 +445,7 @@ impl Supervisor {
                 consider((limit / 4).clamp(Duration::from_millis(1), Duration::from_millis(100)));
             }
         }
-        if self.live_workers() < self.cfg.processes && self.broken.is_none() {
+        if self.wants_workers() && self.live_workers() < self.cfg.processes {
             consider(self.next_spawn.saturating_duration_since(Instant::now()));
         }
         timeout
@@ -485,6 +507,9 @@ impl Supervisor {
         // Handshake refusals and initializer failures are noticed while reading.
         if let Some(reason) = refused {
             self.set_broken(Broken::Spawn(reason));
+        }
+        if self.init_sink.succeeded.swap(false, Ordering::Relaxed) {
+            self.init_deaths = 0;
         }
         let init_failure = lock(&self.init_sink.failure).take();
         if let Some(f) = init_failure {
@@ -572,8 +597,11 @@ impl Supervisor {
                 }
                 None => ranges.push(fl.reported..n),
             }
+            // A death that blamed an item made progress; only a death that blamed nothing
+            // (the worker died between items, or before starting) counts against the rest.
+            let charge = u8::from(running.is_none());
             for range in ranges.into_iter().filter(|r| !r.is_empty()) {
-                if fl.chunk.retries >= MAX_RETRIES {
+                if fl.chunk.retries + charge > MAX_RETRIES {
                     let pid = w.link.pid;
                     let cause = exit.clone();
                     fail_chunk(&fl.chunk, range, |task| Error::WorkerDied {
@@ -582,7 +610,7 @@ impl Supervisor {
                         task: Some(task),
                     });
                 } else {
-                    requeue.push(fl.chunk.slice(range));
+                    requeue.push(fl.chunk.slice(range, charge));
                 }
             }
         }
@@ -740,10 +768,21 @@ fn apply_frame(w: &mut Worker, frame: Frame, chunk_time: &mut Option<Duration>) 
             if front.reported + count > front.chunk.len() {
                 return Err(Error::Protocol("more results than items".into()));
             }
-            front
-                .chunk
-                .sink
-                .deliver(front.chunk.first + front.reported, count, body);
+            let (sink, first) = (&front.chunk.sink, front.chunk.first + front.reported);
+            // Decoding runs the user's `Deserialize`, which may panic: that fails these items,
+            // never the supervisor.
+            let delivered = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                sink.deliver(first, count, body)
+            }));
+            if let Err(panic) = delivered {
+                let message = crate::task::panic_message(&*panic);
+                for i in first..first + count {
+                    sink.fail(
+                        i,
+                        Error::Decode(format!("decoding the result panicked: {message}")),
+                    );
+                }
+            }
             front.reported += count;
             if front.reported == front.chunk.len() {
                 let done = w.inflight.pop_front();

@@ -62,7 +62,8 @@ pub(crate) fn spawn_self(spec: SpawnSpec<'_>) -> io::Result<u32> {
         // ever send us the signal, so refuse to start.
         let ppid = rustix::process::getppid().map(|p| p.as_raw_nonzero().get() as u32);
         if ppid != Some(parent) {
-            return Err(io::Error::other("parent exited during spawn"));
+            // No allocation between fork and exec: a plain errno.
+            return Err(io::Error::from_raw_os_error(Errno::SRCH.raw_os_error()));
         }
         for &raw in &keep {
             // SAFETY: `raw` is one of the descriptors the caller borrowed for this call,

@@ -1,0 +1,255 @@
+//! Regression tests, one per bug found in review: each failed before its fix.
+
+mod common;
+use common::{SECS, within};
+use multiproc::{Pool, Process};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+fn cube(x: i64) -> i64 {
+    x * x * x
+}
+
+fn sleep_ms(ms: u64) -> u64 {
+    std::thread::sleep(Duration::from_millis(ms));
+    ms
+}
+
+fn abort_below_4(x: u64) -> u64 {
+    if x < 4 {
+        std::process::abort();
+    }
+    x
+}
+
+fn fail(x: u64) -> u64 {
+    if x < u64::MAX {
+        panic!("no");
+    }
+    x
+}
+
+fn cpu_time() -> Duration {
+    let s = std::fs::read_to_string("/proc/self/stat").unwrap();
+    let f: Vec<&str> = s.rsplit_once(')').unwrap().1.split_whitespace().collect();
+    let ticks: u64 = f[11].parse::<u64>().unwrap() + f[12].parse::<u64>().unwrap();
+    Duration::from_millis(ticks * 10)
+}
+
+#[test]
+fn exitcode_before_join_keeps_the_value() {
+    within(SECS(30), || {
+        let mut p = Process::new(cube, 3);
+        p.start().unwrap();
+        std::thread::sleep(Duration::from_millis(500));
+        assert_eq!(p.exitcode(), Some(0));
+        let r = p.join();
+        assert_eq!(r.unwrap(), 27);
+    });
+}
+
+#[test]
+fn items_never_reached_are_not_failed_by_other_items_deaths() {
+    within(SECS(60), || {
+        let pool = Pool::new(2).unwrap();
+        let results: Vec<_> = pool.imap_chunked(abort_below_4, 0..10u64, 10).collect();
+        for (i, r) in results.iter().enumerate() {
+            eprintln!("{i}: {r:?}");
+        }
+        for (i, r) in results.iter().enumerate().skip(4) {
+            assert_eq!(
+                r.as_ref().ok(),
+                Some(&(i as u64)),
+                "item {i} never ran yet failed"
+            );
+        }
+    });
+}
+
+#[test]
+fn supervisor_does_not_spin_after_close() {
+    within(SECS(60), || {
+        let pool = Pool::builder()
+            .processes(2)
+            .max_tasks_per_child(1)
+            .build()
+            .unwrap();
+        // warm up: both workers started
+        let r = pool.map_async_chunked(sleep_ms, vec![1000u64, 3000], 1);
+        std::thread::sleep(Duration::from_millis(300));
+        pool.close();
+        let c0 = cpu_time();
+        let t0 = Instant::now();
+        r.get().unwrap();
+        pool.join().unwrap();
+        let cpu = cpu_time() - c0;
+        eprintln!("wall {:?} parent cpu {:?}", t0.elapsed(), cpu);
+        assert!(
+            cpu < Duration::from_millis(500),
+            "supervisor burned {cpu:?} of CPU while waiting"
+        );
+    });
+}
+
+#[derive(Debug, serde::Serialize)]
+struct Bomb(u32);
+impl<'de> serde::Deserialize<'de> for Bomb {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let v = u32::deserialize(d)?;
+        if v == 13 && !multiproc::current_process().is_worker() {
+            panic!("bomb");
+        }
+        Ok(Bomb(v))
+    }
+}
+fn bomb(x: u32) -> Bomb {
+    Bomb(x)
+}
+
+#[test]
+fn a_panicking_result_deserialize_fails_that_task_only() {
+    let pool = Pool::new(2).unwrap();
+    within(SECS(30), move || {
+        let r = pool.apply_async(bomb, 13);
+        let r2 = pool.apply_async(bomb, 1);
+        match r.get_timeout(SECS(5)) {
+            Err(multiproc::Error::Decode(m)) => assert!(m.contains("bomb"), "{m}"),
+            other => panic!("expected a decode error, got {:?}", other.map(|_| ())),
+        }
+        assert!(r2.get_timeout(SECS(5)).is_ok());
+        assert!(
+            pool.apply_async(bomb, 2).get_timeout(SECS(5)).is_ok(),
+            "the pool died"
+        );
+    });
+}
+
+#[test]
+fn get_timeout_accepts_duration_max() {
+    within(SECS(30), || {
+        let pool = Pool::new(1).unwrap();
+        let r = pool.apply_async(cube, 2);
+        assert_eq!(r.get_timeout(Duration::MAX).unwrap(), 8);
+    });
+}
+
+#[test]
+fn a_callback_attached_while_callbacks_run_still_runs() {
+    within(SECS(120), || {
+        let pool = Pool::new(2).unwrap();
+        let fired = Arc::new(AtomicUsize::new(0));
+        let n = 600;
+        let mut rs = Vec::new();
+        for i in 0..n {
+            let f = fired.clone();
+            let r = pool.apply_async(fail, i as u64).on_success(|_| {});
+            // give completion a chance to land between the two attaches
+            for _ in 0..(i % 200) * 50 {
+                std::hint::spin_loop();
+            }
+            let r = r.on_error(move |_| {
+                f.fetch_add(1, Ordering::SeqCst);
+            });
+            rs.push(r);
+            if rs.len() > 8 {
+                rs.remove(0).wait();
+            }
+        }
+        for r in rs {
+            r.wait();
+        }
+        assert_eq!(fired.load(Ordering::SeqCst), n, "error callbacks lost");
+    });
+}
+
+#[test]
+fn a_concurrent_join_waits_too() {
+    within(SECS(30), || {
+        let pool = Arc::new(Pool::new(1).unwrap());
+        let r = pool.apply_async(sleep_ms, 1500);
+        pool.close();
+        let p2 = pool.clone();
+        let t = std::thread::spawn(move || p2.join().unwrap());
+        std::thread::sleep(Duration::from_millis(100));
+        let t0 = Instant::now();
+        pool.join().unwrap();
+        let waited = t0.elapsed();
+        eprintln!("second join waited {waited:?}; ready={}", r.ready());
+        t.join().unwrap();
+        assert!(
+            waited > Duration::from_millis(1000),
+            "join returned while the pool was running"
+        );
+    });
+}
+
+#[derive(Debug, serde::Deserialize)]
+struct BadSer(u32);
+impl serde::Serialize for BadSer {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        if self.0 == 13 {
+            panic!("cannot serialize 13");
+        }
+        self.0.serialize(s)
+    }
+}
+fn badser(x: u32) -> BadSer {
+    BadSer(x)
+}
+
+#[test]
+fn a_panicking_result_serialize_is_a_task_panic() {
+    within(SECS(30), || {
+        let pool = Pool::new(1).unwrap();
+        let r = pool.apply(badser, 13);
+        eprintln!("{r:?}");
+        assert!(
+            matches!(r, Err(multiproc::Error::TaskPanicked { .. })),
+            "{r:?}"
+        );
+    });
+}
+
+static INITED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+fn init_fails_in_worker_1(_: ()) {
+    if multiproc::current_process().name() == "PoolWorker-1" {
+        panic!("init failed in worker 1");
+    }
+    INITED.store(true, Ordering::SeqCst);
+}
+fn was_inited(_: u32) -> (String, bool) {
+    std::thread::sleep(Duration::from_millis(5));
+    (
+        multiproc::current_process().name().to_string(),
+        INITED.load(Ordering::SeqCst),
+    )
+}
+
+#[test]
+fn one_workers_failed_initializer_breaks_the_pool() {
+    within(SECS(60), || {
+        for _ in 0..5 {
+            let pool = Pool::builder()
+                .processes(8)
+                .initializer(init_fails_in_worker_1, ())
+                .build()
+                .unwrap();
+            // Tasks may complete on healthy workers before the failure is seen, but no task
+            // ever runs in the worker whose initializer failed...
+            match pool.map_chunked(was_inited, 0..40u32, 1) {
+                Ok(v) => assert!(v.iter().all(|(_, ok)| *ok), "a task ran uninitialised"),
+                Err(e) => assert!(matches!(e, multiproc::Error::InitializerFailed(_)), "{e:?}"),
+            }
+            // ...and once it is seen, the pool refuses work.
+            let refused = (0..200).any(|_| {
+                std::thread::sleep(Duration::from_millis(10));
+                matches!(
+                    pool.apply(was_inited, 0),
+                    Err(multiproc::Error::InitializerFailed(_))
+                )
+            });
+            assert!(refused, "the failed initializer was never reported");
+        }
+    });
+}
