@@ -156,6 +156,40 @@ pub(crate) struct ChildLink {
     pub(crate) page: SharedPage,
     /// Readable once the child has exited.
     pub(crate) pidfd: OwnedFd,
+    /// Whether the child was reaped (or handed to someone who will reap it).
+    reaped: bool,
+}
+
+impl ChildLink {
+    /// Waits for the child to exit and reaps it.
+    pub(crate) fn reap(&mut self) -> std::io::Result<sys::proc::Exit> {
+        let exit = sys::proc::reap(self.pid)?;
+        self.reaped = true;
+        Ok(exit)
+    }
+
+    /// Reaps the child if it has exited.
+    pub(crate) fn try_reap(&mut self) -> std::io::Result<Option<sys::proc::Exit>> {
+        let exit = sys::proc::try_reap(self.pid)?;
+        self.reaped |= exit.is_some();
+        Ok(exit)
+    }
+
+    /// Hands the duty of reaping to the caller; returns the pid.
+    pub(crate) fn detach(&mut self) -> u32 {
+        self.reaped = true;
+        self.pid
+    }
+}
+
+impl Drop for ChildLink {
+    /// A child nobody reaped is killed and reaped: no process or zombie outlives its link.
+    fn drop(&mut self) {
+        if !self.reaped {
+            let _ = sys::proc::signal(self.pid, true);
+            let _ = sys::proc::reap(self.pid);
+        }
+    }
 }
 
 struct SpawnRequest {
@@ -227,22 +261,34 @@ fn spawn_child_as(
         .map_err(|_| Error::Spawn("the spawner thread is gone".into()))?
         .map_err(|e| Error::Spawn(e.to_string()))?;
     drop(theirs);
-    let pidfd = sys::proc::pidfd(pid)?;
-    let mut channel = Channel::new(ours, nonblocking)?;
-    let hello = Hello {
-        identity,
-        name: name.to_string(),
-        role,
+    let greet = || -> Result<(OwnedFd, Channel)> {
+        let pidfd = sys::proc::pidfd(pid)?;
+        let mut channel = Channel::new(ours, nonblocking)?;
+        let hello = Hello {
+            identity,
+            name: name.to_string(),
+            role,
+        };
+        channel.push(kind::HELLO, &codec::encode(&hello)?)?;
+        // A greeting is far smaller than a socket buffer: this completes even when non-blocking.
+        channel.flush()?;
+        Ok((pidfd, channel))
     };
-    channel.push(kind::HELLO, &codec::encode(&hello)?)?;
-    // A greeting is far smaller than a socket buffer, so this completes even when non-blocking.
-    channel.flush()?;
-    Ok(ChildLink {
-        pid,
-        channel,
-        page,
-        pidfd,
-    })
+    match greet() {
+        Ok((pidfd, channel)) => Ok(ChildLink {
+            pid,
+            channel,
+            page,
+            pidfd,
+            reaped: false,
+        }),
+        Err(e) => {
+            // Started but unusable: it must not linger, not even as a zombie.
+            let _ = sys::proc::signal(pid, true);
+            let _ = sys::proc::reap(pid);
+            Err(e)
+        }
+    }
 }
 
 /// Interprets the child's answer to the greeting.
@@ -333,7 +379,7 @@ mod tests {
             Err(Error::Spawn(reason)) => assert!(reason.contains("not the same executable")),
             other => panic!("expected a refusal, got {other:?}"),
         }
-        let exit = sys::proc::reap(link.pid).unwrap();
+        let exit = link.reap().unwrap();
         assert_eq!(exit, sys::proc::Exit::Code(EXIT_REFUSED));
     }
 
@@ -343,6 +389,6 @@ mod tests {
         let pid = await_ready(&mut link, Instant::now() + Duration::from_secs(30)).unwrap();
         assert_eq!(pid, link.pid);
         link.channel.send(kind::EXIT, &[]).unwrap();
-        assert_eq!(sys::proc::reap(link.pid).unwrap(), sys::proc::Exit::Code(0));
+        assert_eq!(link.reap().unwrap(), sys::proc::Exit::Code(0));
     }
 }

@@ -217,7 +217,7 @@ impl<R: Serialize + DeserializeOwned + Send + 'static> Process<R> {
             if !sys::fd::wait_readable(link.pidfd.as_fd(), left)? {
                 return Err(Error::Timeout);
             }
-            *exit = Some(sys::proc::reap(link.pid)?);
+            *exit = Some(link.reap()?);
         }
         let pid = link.pid;
         let died = exit.map(Death::from).unwrap_or(Death::Unknown);
@@ -243,7 +243,7 @@ impl<R: Serialize + DeserializeOwned + Send + 'static> Process<R> {
         match &mut self.state {
             State::Created => false,
             State::Started { exit: Some(_), .. } => false,
-            State::Started { link, exit, .. } => match sys::proc::try_reap(link.pid) {
+            State::Started { link, exit, .. } => match link.try_reap() {
                 Ok(None) => true,
                 Ok(Some(e)) => {
                     *exit = Some(e);
@@ -335,9 +335,9 @@ impl<R> Drop for Process<R> {
     fn drop(&mut self) {
         if let State::Started {
             link, exit: None, ..
-        } = &self.state
+        } = &mut self.state
         {
-            let pid = link.pid;
+            let pid = link.detach();
             if self.daemon {
                 let _ = sys::proc::signal(pid, true);
             }

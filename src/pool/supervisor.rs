@@ -545,7 +545,7 @@ impl Supervisor {
     fn bury(&mut self, i: usize) {
         let mut w = self.workers.swap_remove(i);
         let _ = read_available(&mut w, &mut self.chunk_time);
-        let exit = reap(&w);
+        let exit = reap(&mut w);
         let blame = |task: usize| -> Error {
             match &w.killed {
                 Some(KillReason::Timeout(after)) => Error::TaskTimeout {
@@ -638,7 +638,7 @@ impl Supervisor {
                 }
             }
         }
-        for w in &self.workers {
+        for w in &mut self.workers {
             let left = deadline.saturating_duration_since(Instant::now());
             let exited =
                 sys::fd::wait_readable(std::os::fd::AsFd::as_fd(&w.link.pidfd), Some(left))
@@ -646,7 +646,7 @@ impl Supervisor {
             if !exited {
                 let _ = sys::proc::signal(w.link.pid, true);
             }
-            let _ = sys::proc::reap(w.link.pid);
+            let _ = w.link.reap();
         }
         self.workers.clear();
     }
@@ -657,8 +657,8 @@ impl Supervisor {
             let _ = read_available(w, &mut self.chunk_time);
             let _ = sys::proc::signal(w.link.pid, true);
         }
-        for w in self.workers.drain(..) {
-            let _ = sys::proc::reap(w.link.pid);
+        for mut w in self.workers.drain(..) {
+            let _ = w.link.reap();
             for fl in w.inflight.iter().filter(|f| !f.is_init) {
                 fail_chunk(&fl.chunk, fl.reported..fl.chunk.len(), |_| {
                     Error::PoolTerminated
@@ -722,13 +722,13 @@ fn kill(w: &mut Worker, why: KillReason) {
 }
 
 /// Waits for a worker that has exited (or is about to) and reaps it.
-fn reap(w: &Worker) -> Death {
+fn reap(w: &mut Worker) -> Death {
     let pidfd = std::os::fd::AsFd::as_fd(&w.link.pidfd);
     // The socket closing usually means the process is exiting; give it a moment, then insist.
     if !sys::fd::wait_readable(pidfd, Some(Duration::from_secs(2))).unwrap_or(false) {
         let _ = sys::proc::signal(w.link.pid, true);
     }
-    match sys::proc::reap(w.link.pid) {
+    match w.link.reap() {
         Ok(exit) => exit.into(),
         Err(_) => Death::Unknown,
     }
