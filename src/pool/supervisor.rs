@@ -173,7 +173,9 @@ struct InFlight {
 /// Why we killed a worker ourselves.
 #[derive(Clone, Debug)]
 enum KillReason {
-    Timeout(Duration),
+    /// The limit, and the progress counter when we decided to kill: the item then running is
+    /// the one that overran, even if the worker moved on before the signal landed.
+    Timeout(Duration, u64),
     Protocol(String),
 }
 
@@ -189,6 +191,8 @@ struct Worker {
     /// When the worker last finished a chunk (to measure chunk service time).
     last_done: Instant,
     killed: Option<KillReason>,
+    /// Whether the child answered the greeting.
+    ready: bool,
 }
 
 impl Worker {
@@ -341,7 +345,6 @@ impl Supervisor {
                 }
                 break;
             }
-            self.spawn_failures = 0;
         }
     }
 
@@ -366,6 +369,7 @@ impl Supervisor {
             progress: (0, Instant::now()),
             last_done: Instant::now(),
             killed: None,
+            ready: false,
         };
         if let Some(init) = &self.cfg.init {
             // The initializer is the worker's first batch; tasks may queue behind it at once.
@@ -489,7 +493,13 @@ impl Supervisor {
             let sock = ready[1 + 2 * i];
             let pid = ready[2 + 2 * i];
             if sock.read || sock.hangup {
-                if let Err(e) = read_available(w, &mut self.chunk_time) {
+                let was_ready = w.ready;
+                let read = read_available(w, &mut self.chunk_time);
+                if w.ready && !was_ready {
+                    // A child greeted back: starting workers works.
+                    self.spawn_failures = 0;
+                }
+                if let Err(e) = read {
                     if let Error::Spawn(reason) = &e {
                         // The child refused the handshake: no child of ours ever will.
                         refused = Some(reason.clone());
@@ -535,7 +545,7 @@ impl Supervisor {
                 && w.killed.is_none()
                 && now - w.progress.1 >= limit
             {
-                kill(w, KillReason::Timeout(limit));
+                kill(w, KillReason::Timeout(limit, s));
             }
         }
     }
@@ -546,9 +556,20 @@ impl Supervisor {
         let mut w = self.workers.swap_remove(i);
         let _ = read_available(&mut w, &mut self.chunk_time);
         let exit = reap(&mut w);
+        if !w.ready && w.killed.is_none() {
+            // Died during start-up: back off as for a failed spawn, and give up eventually.
+            self.spawn_failures += 1;
+            self.next_spawn =
+                Instant::now() + Duration::from_millis(50 << self.spawn_failures.min(5));
+            if self.live_workers() == 0 && self.spawn_failures >= MAX_SPAWN_FAILURES {
+                self.set_broken(Broken::Spawn(format!(
+                    "workers keep dying during start-up (last: {exit})"
+                )));
+            }
+        }
         let blame = |task: usize| -> Error {
             match &w.killed {
-                Some(KillReason::Timeout(after)) => Error::TaskTimeout {
+                Some(KillReason::Timeout(after, _)) => Error::TaskTimeout {
                     task,
                     after: *after,
                     pid: w.link.pid,
@@ -561,13 +582,19 @@ impl Supervisor {
                 },
             }
         };
-        let mut started_left = w.started().saturating_sub(w.done_items);
+        // The item to blame is the last one started (by the progress counter), or, for a
+        // timeout, the one that was running when we decided to kill.
+        let blamed = match &w.killed {
+            Some(KillReason::Timeout(_, at)) => *at,
+            _ => w.started(),
+        };
+        let mut base = w.done_items;
         let mut requeue = Vec::new();
         for fl in &w.inflight {
             let n = fl.chunk.len();
-            let started = (started_left.min(n as u64)) as usize;
-            started_left -= started as u64;
-            let running = (started_left == 0 && started > fl.reported).then(|| started - 1);
+            let running = (blamed > base + fl.reported as u64 && blamed <= base + n as u64)
+                .then(|| (blamed - 1 - base) as usize);
+            base += n as u64;
             if fl.is_init {
                 if running.is_some() {
                     self.init_deaths += 1;
@@ -599,7 +626,8 @@ impl Supervisor {
             }
             // A death that blamed an item made progress; only a death that blamed nothing
             // (the worker died between items, or before starting) counts against the rest.
-            let charge = u8::from(running.is_none());
+            // A child that died before greeting back ran nothing: that is a failed start.
+            let charge = u8::from(running.is_none() && w.ready);
             for range in ranges.into_iter().filter(|r| !r.is_empty()) {
                 if fl.chunk.retries + charge > MAX_RETRIES {
                     let pid = w.link.pid;
@@ -751,6 +779,7 @@ fn apply_frame(w: &mut Worker, frame: Frame, chunk_time: &mut Option<Duration>) 
     match frame.kind {
         kind::READY | kind::REFUSE => {
             bootstrap::check_ready(&frame)?;
+            w.ready = true;
             Ok(())
         }
         kind::RESULTS => {
