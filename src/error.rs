@@ -111,6 +111,28 @@ pub enum Error {
     /// The result was already taken out by an earlier `get`.
     #[error("the result was already taken")]
     ResultTaken,
+    /// The thread that held a lock died while holding it (its process was killed, say). The
+    /// lock is free again and usable; the data it protected may be half-updated.
+    #[error(
+        "the holder of the lock (thread {thread}) died while holding it; the lock is free again"
+    )]
+    OwnerDied {
+        /// Thread id of the dead holder.
+        thread: u32,
+    },
+    /// This thread already holds the (non-re-entrant) lock it tried to take: waiting would
+    /// never end.
+    #[error("this thread already holds the lock")]
+    Deadlock,
+    /// A bounded semaphore was released more often than it was acquired.
+    #[error("semaphore released too many times")]
+    ReleasedTooManyTimes,
+    /// The barrier was aborted, reset, timed out, or lost a party.
+    #[error("the barrier is broken")]
+    BrokenBarrier,
+    /// An argument was out of range.
+    #[error("invalid argument: {0}")]
+    InvalidArgument(String),
     /// An operating-system call failed.
     #[error("I/O error: {0}")]
     Io(#[from] std::io::Error),

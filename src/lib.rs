@@ -100,6 +100,8 @@ mod bootstrap;
 mod error;
 mod pool;
 mod process;
+mod shared;
+mod sync;
 mod sys;
 mod task;
 mod wire;
@@ -109,6 +111,14 @@ pub use bootstrap::{CurrentProcess, cpu_count, current_process, init};
 pub use error::{Death, Error, Result};
 pub use pool::{AsyncResult, IMap, Pool, PoolBuilder, StartMethod};
 pub use process::Process;
+pub use shared::array::{Array, ArrayGuard, RawArray};
+pub use shared::element::Element;
+pub use shared::value::{RawValue, Value, ValueGuard};
+pub use sync::barrier::Barrier;
+pub use sync::condition::{Condition, ConditionGuard};
+pub use sync::event::Event;
+pub use sync::lock::{Lock, LockGuard, RLock, RLockGuard};
+pub use sync::semaphore::{BoundedSemaphore, Semaphore, SemaphoreGuard};
 pub use task::StarFn;
 
 /// The README's Rust examples, compiled and run as doctests so that the front door never lies.

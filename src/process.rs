@@ -11,6 +11,7 @@ use crate::bootstrap::{self, ChildLink};
 use crate::error::{Death, Error, Result};
 use crate::sys;
 use crate::wire::codec;
+use crate::wire::fds::{self, FdSet};
 use crate::wire::message::{ResultsHeader, Role, TaskHeader, kind};
 
 /// How long `start()` waits for the child to finish starting up.
@@ -47,6 +48,8 @@ pub struct Process<R> {
     daemon: bool,
     entry: i64,
     payload: Result<Vec<u8>>,
+    /// Descriptors of the handles inside the argument.
+    fds: FdSet,
     local: fn(&[u8]) -> Result<R>,
     state: State<R>,
 }
@@ -90,11 +93,14 @@ impl<R: Serialize + DeserializeOwned + Send + 'static> Process<R> {
         F: Fn(T) -> R + Copy + Send + Sync + 'static,
         T: Serialize + DeserializeOwned,
     {
+        let mut fds = FdSet::default();
+        let payload = fds::collect(&mut fds, || codec::encode(&arg)).map_err(Error::from);
         Self {
             name: next_name(),
             daemon: false,
             entry: crate::task::entry_for(f),
-            payload: codec::encode(&arg).map_err(Error::from),
+            payload,
+            fds,
             local: run_local::<F, T, R>,
             state: State::Created,
         }
@@ -130,7 +136,10 @@ impl<R: Serialize + DeserializeOwned + Send + 'static> Process<R> {
     /// The argument could not be encoded or decoded.
     pub fn run(&self) -> Result<R> {
         match &self.payload {
-            Ok(bytes) => (self.local)(bytes),
+            Ok(bytes) => {
+                let fds = self.fds.duplicate()?;
+                fds::receive(fds, || (self.local)(bytes))
+            }
             Err(e) => Err(Error::Encode(e.to_string())),
         }
     }
@@ -154,7 +163,8 @@ impl<R: Serialize + DeserializeOwned + Send + 'static> Process<R> {
             entry: self.entry,
             count: 1,
         };
-        link.channel.push_with(kind::TASK, Vec::new(), |out| {
+        let fds = self.fds.duplicate()?;
+        link.channel.push_with(kind::TASK, fds, |out| {
             header.write(out);
             out.extend_from_slice(payload);
             Ok(())

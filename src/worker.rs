@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 
 use crate::sys::page::SharedPage;
 use crate::task::{self, Ran};
+use crate::wire::fds;
 use crate::wire::message::{Failure, ResultsHeader, Role, TaskHeader, kind};
 use crate::wire::{Channel, HEADER};
 
@@ -151,13 +152,15 @@ pub(crate) fn serve(mut ch: Channel, page: SharedPage, role: Role) -> i32 {
         if !ch.has_frame() && ch.pending_out() > 0 && ch.flush().is_err() {
             return EXIT_PROTOCOL;
         }
-        let frame = match ch.recv(None) {
+        let mut frame = match ch.recv(None) {
             Ok(frame) => frame,
             // The parent is gone or spoke garbage: there is nobody to report to.
             Err(_) => return EXIT_PROTOCOL,
         };
         match frame.kind {
-            kind::TASK => match run_batch(&mut ch, &page, &mut started, frame.payload()) {
+            kind::TASK => match fds::receive(std::mem::take(&mut frame.fds), || {
+                run_batch(&mut ch, &page, &mut started, frame.payload())
+            }) {
                 Ok(all_ok) if role == Role::Process => {
                     return match ch.flush() {
                         Ok(_) if all_ok => 0,

@@ -9,7 +9,9 @@ use std::sync::Arc;
 use serde::Serialize;
 
 use crate::error::{Error, Result};
+use crate::sys;
 use crate::wire::codec;
+use crate::wire::fds::{self, FdSet};
 
 /// Receives the outcomes of one call's items.
 pub(crate) trait Sink: Send + Sync {
@@ -58,6 +60,8 @@ pub(crate) struct Chunk {
     pub(crate) offsets: Vec<u32>,
     /// How many times this chunk was handed back after its worker died.
     pub(crate) retries: u8,
+    /// Descriptors of the handles inside the items (sent with every copy of the chunk).
+    pub(crate) fds: Arc<FdSet>,
 }
 
 impl Chunk {
@@ -83,6 +87,7 @@ impl Chunk {
                 .map(|o| o - start as u32)
                 .collect(),
             retries: self.retries.saturating_add(charge),
+            fds: self.fds.clone(),
         }
     }
 }
@@ -94,6 +99,8 @@ pub(crate) struct ChunkBuilder {
     chunksize: usize,
     next_index: usize,
     current: Option<Chunk>,
+    /// Descriptors of the current chunk's items.
+    fds: FdSet,
 }
 
 impl ChunkBuilder {
@@ -104,6 +111,7 @@ impl ChunkBuilder {
             chunksize: chunksize.max(1),
             next_index: 0,
             current: None,
+            fds: FdSet::default(),
         }
     }
 
@@ -124,19 +132,23 @@ impl ChunkBuilder {
             payload: Vec::new(),
             offsets: Vec::new(),
             retries: 0,
+            fds: Arc::default(),
         });
         let at = chunk.payload.len();
-        if let Err(e) = codec::encode_into(item, &mut chunk.payload) {
+        let encoded = fds::collect(&mut self.fds, || {
+            codec::encode_into(item, &mut chunk.payload)
+        });
+        if let Err(e) = encoded {
             let e = Error::from(e);
             chunk.payload.truncate(at);
             // Close the current chunk so that indices stay contiguous within chunks.
-            let done = self.current.take().filter(|c| c.len() > 0);
+            let done = self.take_current();
             self.sink.fail(index, e);
             return done;
         }
         if at > u32::MAX as usize {
             chunk.payload.truncate(at);
-            let done = self.current.take().filter(|c| c.len() > 0);
+            let done = self.take_current();
             self.sink.fail(
                 index,
                 Error::Encode("a chunk's items exceed 4 GiB; use a smaller chunksize".into()),
@@ -144,8 +156,9 @@ impl ChunkBuilder {
             return done;
         }
         chunk.offsets.push(at as u32);
-        if chunk.len() >= self.chunksize {
-            self.current.take()
+        // A chunk travels as one message: keep its handles within what one send can carry.
+        if chunk.len() >= self.chunksize || self.fds.len() >= sys::fd::MAX_FDS_PER_MSG / 2 {
+            self.take_current()
         } else {
             None
         }
@@ -153,6 +166,15 @@ impl ChunkBuilder {
 
     /// The last, partly filled chunk.
     pub(crate) fn finish(&mut self) -> Option<Chunk> {
-        self.current.take().filter(|c| c.len() > 0)
+        self.take_current()
+    }
+
+    /// Closes the current chunk (if it has items), handing it the descriptors gathered so far.
+    fn take_current(&mut self) -> Option<Chunk> {
+        let mut chunk = self.current.take().filter(|c| c.len() > 0)?;
+        if !self.fds.is_empty() {
+            chunk.fds = Arc::new(std::mem::take(&mut self.fds));
+        }
+        Some(chunk)
     }
 }

@@ -25,6 +25,7 @@ use crate::error::{Error, Result};
 use crate::sys::fd::Waker;
 use crate::task::{self, StarFn};
 use crate::wire::codec;
+use crate::wire::fds::{self, FdSet};
 use job::{Chunk, ChunkBuilder, Sink};
 use result::{CallbackQueue, Collect, Slot, lock};
 use supervisor::{Config, Inbox, InitTask, PoolState, Shared, Supervisor};
@@ -97,9 +98,14 @@ impl PoolBuilder {
         A: Serialize + DeserializeOwned,
     {
         let entry = task::entry_for::<F, A, ()>(f);
+        let mut fds = FdSet::default();
         self.init = Some(
-            codec::encode(&arg)
-                .map(|payload| InitTask { entry, payload })
+            fds::collect(&mut fds, || codec::encode(&arg))
+                .map(|payload| InitTask {
+                    entry,
+                    payload,
+                    fds: Arc::new(fds),
+                })
                 .map_err(Error::from),
         );
         self

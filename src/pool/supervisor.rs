@@ -20,6 +20,7 @@ use crate::bootstrap::{self, ChildLink};
 use crate::error::{Death, Error, Result};
 use crate::sys;
 use crate::sys::fd::{Interest, Ready, Waker};
+use crate::wire::fds::FdSet;
 use crate::wire::message::{Failure, ResultsHeader, Role, TaskHeader, kind};
 use crate::wire::{Frame, codec};
 use crate::worker::STARTED_SLOT;
@@ -49,6 +50,7 @@ pub(crate) struct Config {
 pub(crate) struct InitTask {
     pub(crate) entry: i64,
     pub(crate) payload: Vec<u8>,
+    pub(crate) fds: Arc<FdSet>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -380,6 +382,7 @@ impl Supervisor {
                 payload: init.payload.clone(),
                 offsets: vec![0],
                 retries: 0,
+                fds: init.fds.clone(),
             };
             let seq = self.next_seq;
             self.next_seq += 1;
@@ -717,7 +720,17 @@ fn send_chunk(w: &mut Worker, seq: u64, chunk: Chunk, is_init: bool) -> Result<(
         entry: chunk.entry,
         count: chunk.len() as u32,
     };
-    let pushed = w.link.channel.push_with(kind::TASK, Vec::new(), |out| {
+    let fds = match chunk.fds.duplicate() {
+        Ok(fds) => fds,
+        Err(e) => {
+            let msg = format!("could not duplicate the descriptors of handles: {e}");
+            fail_chunk(&chunk, 0..chunk.len(), |_| {
+                Error::Io(std::io::Error::other(msg.clone()))
+            });
+            return Err(e.into());
+        }
+    };
+    let pushed = w.link.channel.push_with(kind::TASK, fds, |out| {
         out.reserve(TaskHeader::LEN + chunk.payload.len());
         header.write(out);
         out.extend_from_slice(&chunk.payload);

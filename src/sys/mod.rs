@@ -6,5 +6,7 @@
 //! Linux is the complete platform today (pidfd, memfd, `PR_SET_PDEATHSIG`).
 
 pub(crate) mod fd;
+pub(crate) mod futex;
 pub(crate) mod page;
 pub(crate) mod proc;
+pub(crate) mod shm;

@@ -192,3 +192,47 @@ pub(crate) fn cpu_count() -> usize {
 pub(crate) fn raw(fd: &impl AsFd) -> RawFd {
     fd.as_fd().as_raw_fd()
 }
+
+/// This thread's identity, unique on this machine for as long as the thread lives and for a
+/// long time after: its thread id in the low 32 bits, the low 32 bits of its start time (clock
+/// ticks since boot) in the high ones, so that a recycled thread id is not mistaken for it.
+/// Never 0.
+pub(crate) fn thread_identity() -> u64 {
+    thread_local! {
+        static ID: u64 = {
+            let tid = rustix::thread::gettid().as_raw_nonzero().get() as u32;
+            let start = std::fs::read_to_string("/proc/thread-self/stat")
+                .ok()
+                .and_then(|s| stat_fields(&s).map(|(_, start)| start))
+                .unwrap_or(0);
+            u64::from(tid) | (u64::from(start) << 32)
+        };
+    }
+    ID.with(|id| *id)
+}
+
+/// Whether the thread named by a [`thread_identity`] is still running. A thread that is gone,
+/// a zombie, or whose id now belongs to a thread started at another time is not.
+pub(crate) fn identity_alive(identity: u64) -> bool {
+    let tid = identity as u32;
+    match std::fs::read_to_string(format!("/proc/{tid}/stat")) {
+        Ok(s) => match stat_fields(&s) {
+            Some((state, start)) => {
+                !matches!(state, 'Z' | 'X' | 'x') && start == (identity >> 32) as u32
+            }
+            None => true,
+        },
+        Err(e) => e.kind() != io::ErrorKind::NotFound,
+    }
+}
+
+/// State letter and low 32 bits of the start time from a `/proc/<id>/stat` line.
+fn stat_fields(stat: &str) -> Option<(char, u32)> {
+    // The command name (field 2) is in parentheses and may contain anything; fields resume
+    // after the last ')'. State is field 3, start time field 22.
+    let rest = &stat[stat.rfind(')')? + 1..];
+    let mut fields = rest.split_ascii_whitespace();
+    let state = fields.next()?.chars().next()?;
+    let start: u64 = fields.nth(18)?.parse().ok()?;
+    Some((state, start as u32))
+}

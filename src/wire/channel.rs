@@ -23,7 +23,6 @@ pub(crate) struct Frame {
     buf: Vec<u8>,
     range: Range<usize>,
     /// Descriptors that came with the frame (for handles that carry them, such as queues).
-    #[cfg_attr(not(test), allow(dead_code))]
     pub(crate) fds: Vec<OwnedFd>,
 }
 

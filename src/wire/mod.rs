@@ -7,6 +7,7 @@
 
 pub(crate) mod channel;
 pub(crate) mod codec;
+pub(crate) mod fds;
 pub(crate) mod message;
 
 pub(crate) use channel::{Channel, Frame};

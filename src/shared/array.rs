@@ -1,0 +1,459 @@
+//! `Array<T>` and `RawArray<T>`: a fixed-length array of plain-old-data in shared memory.
+//!
+//! The segment holds a re-entrant lock, the length and element type, then the elements, each
+//! an atomic of its width (see `element.rs`). `Array` takes the lock for every whole-array
+//! operation and gives a guard for longer work; `RawArray` is the same memory without the
+//! lock (Python's `RawArray`), for data partitioned by index or guarded by something else.
+//! `Value` is an array of one element (`value.rs`).
+
+use std::marker::PhantomData;
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering::SeqCst};
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+use super::element::Element;
+use super::segment::{Kind, Segment, SharedCell};
+use crate::error::{Error, Result};
+use crate::sync::lock::{LockCell, acquire_recursive, release_recursive};
+use crate::sync::parking;
+
+/// Elements start at this alignment after the cell.
+const DATA_ALIGN: usize = 64;
+
+#[derive(Debug, Default)]
+#[repr(C)]
+pub(crate) struct ArrayCell {
+    lock: LockCell,
+    len: AtomicU64,
+    tag: AtomicU32,
+    _pad: AtomicU32,
+}
+
+// SAFETY: repr(C) atomics and a `LockCell`; zero is a valid (empty, unlocked) state.
+unsafe impl SharedCell for ArrayCell {}
+
+/// The shared memory of an array of `T`, lock or no lock.
+pub(crate) struct Cells<T: Element> {
+    seg: Segment,
+    data: *const T::Atomic,
+    len: usize,
+    _t: PhantomData<T>,
+}
+
+// SAFETY: `data` points into `seg`'s mapping, which `Cells` keeps alive; elements are atomics
+// (Send + Sync), so sharing the pointer between threads is as safe as sharing `&[T::Atomic]`.
+unsafe impl<T: Element> Send for Cells<T> {}
+// SAFETY: as above.
+unsafe impl<T: Element> Sync for Cells<T> {}
+
+impl<T: Element> Clone for Cells<T> {
+    fn clone(&self) -> Self {
+        Self {
+            seg: self.seg.clone(),
+            data: self.data,
+            len: self.len,
+            _t: PhantomData,
+        }
+    }
+}
+
+impl<T: Element> std::fmt::Debug for Cells<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Cells").field("len", &self.len).finish()
+    }
+}
+
+impl<T: Element> Cells<T> {
+    pub(crate) fn new(kind: Kind, len: usize) -> Result<Self> {
+        let bytes = len
+            .checked_mul(std::mem::size_of::<T::Atomic>())
+            .and_then(|b| b.checked_add(DATA_ALIGN))
+            .ok_or_else(|| {
+                Error::InvalidArgument(format!("an array of {len} elements is too large"))
+            })?;
+        let seg = Segment::new::<ArrayCell>(kind, bytes)?;
+        let cell: &ArrayCell = seg.cell();
+        cell.len.store(len as u64, SeqCst);
+        cell.tag.store(T::TAG, SeqCst);
+        Self::from_segment(seg).map_err(|e| Error::Io(std::io::Error::other(e)))
+    }
+
+    /// Locates the elements of a segment created (here or elsewhere) for an array of `T`.
+    fn from_segment(seg: Segment) -> std::result::Result<Self, String> {
+        let cell: &ArrayCell = seg.cell();
+        let tag = cell.tag.load(SeqCst);
+        if tag != T::TAG {
+            return Err(format!(
+                "the received array holds elements of another type (tag {tag:#x}, expected {:#x})",
+                T::TAG
+            ));
+        }
+        let len = usize::try_from(cell.len.load(SeqCst)).map_err(|_| "bad array length")?;
+        let (tail, tail_len) = seg.tail::<ArrayCell>();
+        let skip = tail.align_offset(DATA_ALIGN);
+        let need = len
+            .checked_mul(std::mem::size_of::<T::Atomic>())
+            .and_then(|b| b.checked_add(skip));
+        if need.is_none_or(|n| n > tail_len) {
+            return Err(format!(
+                "the received array of {len} elements does not fit its memory"
+            ));
+        }
+        // SAFETY: `skip <= DATA_ALIGN` bytes into the tail, which was just checked to hold
+        // `skip + len` elements.
+        let data = unsafe { tail.add(skip) }.cast::<T::Atomic>().cast_const();
+        Ok(Self {
+            seg,
+            data,
+            len,
+            _t: PhantomData,
+        })
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.len
+    }
+
+    pub(crate) fn lock_cell(&self) -> &LockCell {
+        &self.seg.cell::<ArrayCell>().lock
+    }
+
+    /// The elements as atomics.
+    pub(crate) fn slots(&self) -> &[T::Atomic] {
+        // SAFETY: `data` points at `len` atomics inside the mapping that `self.seg` keeps
+        // alive (checked in `from_segment`); atomics may be shared freely.
+        unsafe { std::slice::from_raw_parts(self.data, self.len) }
+    }
+
+    pub(crate) fn get(&self, i: usize) -> T {
+        T::load(&self.slots()[i])
+    }
+
+    pub(crate) fn set(&self, i: usize, v: T) {
+        T::store(&self.slots()[i], v)
+    }
+
+    pub(crate) fn to_vec(&self) -> Vec<T> {
+        self.slots().iter().map(T::load).collect()
+    }
+
+    /// Takes the array's lock (re-entrant) until `deadline`.
+    pub(crate) fn lock_until(&self, deadline: Option<Instant>) -> Result<()> {
+        acquire_recursive(self.lock_cell(), deadline)
+    }
+
+    pub(crate) fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        self.seg.serialize(s)
+    }
+
+    pub(crate) fn deserialize<'de, D: Deserializer<'de>>(
+        d: D,
+        kind: Kind,
+    ) -> std::result::Result<Self, D::Error> {
+        let seg = Segment::deserialize(d)?;
+        seg.check::<ArrayCell>(kind)
+            .map_err(serde::de::Error::custom)?;
+        Self::from_segment(seg).map_err(serde::de::Error::custom)
+    }
+}
+
+/// A fixed-length array in shared memory with a lock, like `multiprocessing.Array`.
+///
+/// Clones and copies sent to other processes all see the same elements. Single reads and
+/// writes ([`get`](Self::get), [`set`](Self::set)) and whole copies take the lock for their
+/// duration; [`lock`](Self::lock) holds it across several steps and, for number types, gives
+/// the elements as a slice.
+///
+/// # Examples
+/// ```
+/// # multiproc::init();
+/// let arr = multiproc::Array::new(&[11, 22, 33])?;
+/// arr.set(1, 100)?;
+/// {
+///     let mut guard = arr.lock()?;
+///     guard[0] += 1; // number types deref to a slice under the lock
+/// }
+/// assert_eq!(arr.to_vec()?, vec![12, 100, 33]);
+/// # Ok::<(), multiproc::Error>(())
+/// ```
+#[derive(Clone, Debug)]
+pub struct Array<T: Element> {
+    cells: Cells<T>,
+}
+
+/// An array in shared memory without a lock, like `multiprocessing.RawArray`: every element
+/// read and write is atomic on its own, nothing more.
+///
+/// # Examples
+/// ```
+/// # multiproc::init();
+/// let arr = multiproc::RawArray::<f64>::zeroed(4)?;
+/// arr.set(3, 1.5);
+/// assert_eq!(arr.to_vec(), vec![0.0, 0.0, 0.0, 1.5]);
+/// # Ok::<(), multiproc::Error>(())
+/// ```
+#[derive(Clone, Debug)]
+pub struct RawArray<T: Element> {
+    cells: Cells<T>,
+}
+
+macro_rules! serde_via_cells {
+    ($handle:ident, $kind:expr) => {
+        impl<T: Element> Serialize for $handle<T> {
+            fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+                self.cells.serialize(s)
+            }
+        }
+
+        impl<'de, T: Element> Deserialize<'de> for $handle<T> {
+            fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+                Ok(Self {
+                    cells: Cells::deserialize(d, $kind)?,
+                })
+            }
+        }
+    };
+}
+pub(crate) use serde_via_cells;
+
+serde_via_cells!(Array, Kind::Array);
+serde_via_cells!(RawArray, Kind::Array);
+
+impl<T: Element> Array<T> {
+    /// An array holding a copy of `init`.
+    ///
+    /// # Errors
+    /// The shared memory could not be created ([`Error::Io`]).
+    pub fn new(init: &[T]) -> Result<Self> {
+        let cells = Cells::new(Kind::Array, init.len())?;
+        for (i, v) in init.iter().enumerate() {
+            cells.set(i, *v);
+        }
+        Ok(Self { cells })
+    }
+
+    /// An array of `len` zeroes (`false`, `'\0'`).
+    ///
+    /// # Errors
+    /// As [`new`](Self::new).
+    pub fn zeroed(len: usize) -> Result<Self> {
+        Ok(Self {
+            cells: Cells::new(Kind::Array, len)?,
+        })
+    }
+
+    /// Number of elements.
+    pub fn len(&self) -> usize {
+        self.cells.len()
+    }
+
+    /// Whether the array has no elements.
+    pub fn is_empty(&self) -> bool {
+        self.cells.len() == 0
+    }
+
+    /// Takes the lock and gives access to the elements until the guard drops.
+    ///
+    /// # Errors
+    /// [`Error::OwnerDied`]: a process died holding the lock; it is free again, the elements
+    /// may be half-updated.
+    pub fn lock(&self) -> Result<ArrayGuard<'_, T>> {
+        self.cells.lock_until(None)?;
+        Ok(ArrayGuard::new(&self.cells))
+    }
+
+    /// Like [`lock`](Self::lock), waiting at most `timeout`.
+    ///
+    /// # Errors
+    /// [`Error::Timeout`], or as [`lock`](Self::lock).
+    pub fn lock_timeout(&self, timeout: Duration) -> Result<ArrayGuard<'_, T>> {
+        self.cells.lock_until(parking::deadline(timeout))?;
+        Ok(ArrayGuard::new(&self.cells))
+    }
+
+    /// Element `i`, read under the lock.
+    ///
+    /// # Errors
+    /// As [`lock`](Self::lock).
+    ///
+    /// # Panics
+    /// If `i >= len()`.
+    pub fn get(&self, i: usize) -> Result<T> {
+        Ok(self.lock()?.get(i))
+    }
+
+    /// Sets element `i` under the lock.
+    ///
+    /// # Errors
+    /// As [`lock`](Self::lock).
+    ///
+    /// # Panics
+    /// If `i >= len()`.
+    pub fn set(&self, i: usize, value: T) -> Result<()> {
+        self.lock()?.set(i, value);
+        Ok(())
+    }
+
+    /// A copy of all elements, taken under the lock.
+    ///
+    /// # Errors
+    /// As [`lock`](Self::lock).
+    pub fn to_vec(&self) -> Result<Vec<T>> {
+        Ok(self.lock()?.to_vec())
+    }
+
+    /// The same memory without the lock.
+    pub fn raw(&self) -> RawArray<T> {
+        RawArray {
+            cells: self.cells.clone(),
+        }
+    }
+}
+
+impl<T: Element> RawArray<T> {
+    /// An array holding a copy of `init`.
+    ///
+    /// # Errors
+    /// The shared memory could not be created ([`Error::Io`]).
+    pub fn new(init: &[T]) -> Result<Self> {
+        Ok(Array::new(init)?.raw())
+    }
+
+    /// An array of `len` zeroes.
+    ///
+    /// # Errors
+    /// As [`new`](Self::new).
+    pub fn zeroed(len: usize) -> Result<Self> {
+        Ok(Array::zeroed(len)?.raw())
+    }
+
+    /// Number of elements.
+    pub fn len(&self) -> usize {
+        self.cells.len()
+    }
+
+    /// Whether the array has no elements.
+    pub fn is_empty(&self) -> bool {
+        self.cells.len() == 0
+    }
+
+    /// Element `i`.
+    ///
+    /// # Panics
+    /// If `i >= len()`.
+    pub fn get(&self, i: usize) -> T {
+        self.cells.get(i)
+    }
+
+    /// Sets element `i`.
+    ///
+    /// # Panics
+    /// If `i >= len()`.
+    pub fn set(&self, i: usize, value: T) {
+        self.cells.set(i, value)
+    }
+
+    /// A copy of all elements (each read atomically; the whole is not a snapshot).
+    pub fn to_vec(&self) -> Vec<T> {
+        self.cells.to_vec()
+    }
+}
+
+/// The lock of an [`Array`] (or [`Value`](crate::Value)), held; the elements are this
+/// thread's to read and write until it drops. For number types it dereferences to a slice.
+#[must_use = "the lock is released as soon as the guard is dropped"]
+pub struct ArrayGuard<'a, T: Element> {
+    cells: &'a Cells<T>,
+    _not_send: PhantomData<*const ()>,
+}
+
+impl<T: Element> std::fmt::Debug for ArrayGuard<'_, T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_list().entries(self.to_vec()).finish()
+    }
+}
+
+impl<T: Element> Drop for ArrayGuard<'_, T> {
+    fn drop(&mut self) {
+        release_recursive(self.cells.lock_cell());
+    }
+}
+
+impl<'a, T: Element> ArrayGuard<'a, T> {
+    pub(crate) fn new(cells: &'a Cells<T>) -> Self {
+        Self {
+            cells,
+            _not_send: PhantomData,
+        }
+    }
+
+    /// Number of elements.
+    pub fn len(&self) -> usize {
+        self.cells.len()
+    }
+
+    /// Whether there are no elements.
+    pub fn is_empty(&self) -> bool {
+        self.cells.len() == 0
+    }
+
+    /// Element `i`.
+    ///
+    /// # Panics
+    /// If `i >= len()`.
+    pub fn get(&self, i: usize) -> T {
+        self.cells.get(i)
+    }
+
+    /// Sets element `i`.
+    ///
+    /// # Panics
+    /// If `i >= len()`.
+    pub fn set(&mut self, i: usize, value: T) {
+        self.cells.set(i, value)
+    }
+
+    /// A copy of the elements.
+    pub fn to_vec(&self) -> Vec<T> {
+        self.cells.to_vec()
+    }
+
+    /// Overwrites the elements with `src`.
+    ///
+    /// # Panics
+    /// If `src.len() != len()`.
+    pub fn copy_from_slice(&mut self, src: &[T]) {
+        assert_eq!(src.len(), self.len(), "copy_from_slice: length mismatch");
+        for (slot, v) in self.cells.slots().iter().zip(src) {
+            T::store(slot, *v);
+        }
+    }
+}
+
+impl<T: Element + bytemuck::Pod> std::ops::Deref for ArrayGuard<'_, T> {
+    type Target = [T];
+
+    fn deref(&self) -> &[T] {
+        const {
+            assert!(std::mem::size_of::<T::Atomic>() == std::mem::size_of::<T>());
+            assert!(std::mem::align_of::<T::Atomic>() >= std::mem::align_of::<T>());
+        }
+        let slots = self.cells.slots();
+        // SAFETY: `T::Atomic` has the size and alignment of `T` (an atomic of T's width), `T`
+        // is Pod (every bit pattern valid), and the array's lock is held by this thread, so the
+        // processes that respect the lock do not write while this borrow lives.
+        unsafe { std::slice::from_raw_parts(slots.as_ptr().cast::<T>(), slots.len()) }
+    }
+}
+
+impl<T: Element + bytemuck::Pod> std::ops::DerefMut for ArrayGuard<'_, T> {
+    fn deref_mut(&mut self) -> &mut [T] {
+        let slots = self.cells.slots();
+        // SAFETY: as in `deref`; `&mut self` makes this the only borrow in this process, and
+        // the lock keeps the other processes out.
+        unsafe {
+            std::slice::from_raw_parts_mut(slots.as_ptr().cast::<T>().cast_mut(), slots.len())
+        }
+    }
+}

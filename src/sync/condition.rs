@@ -1,0 +1,185 @@
+//! `Condition`: a condition variable with its own re-entrant lock, across processes.
+//!
+//! Waiting reads the notification count, releases the lock completely (whatever its depth),
+//! sleeps until the count moves, and takes the lock back at the same depth. A notification
+//! bumps the count, so a waiter that has released the lock but not yet gone to sleep still
+//! sees it: no notification sent after a wait began is lost. Like every condition variable,
+//! a wait may also return without a notification for this waiter; [`wait_for`] re-checks.
+//!
+//! [`wait_for`]: ConditionGuard::wait_for
+
+use std::marker::PhantomData;
+use std::sync::atomic::Ordering::SeqCst;
+use std::time::{Duration, Instant};
+
+use crate::error::{Error, Result};
+use crate::shared::segment::{Kind, Segment, SharedCell, segment_handle};
+use crate::sync::lock::{LockCell, Taken, acquire_recursive, release_recursive};
+use crate::sync::parking::{self, Parking};
+
+#[derive(Debug, Default)]
+#[repr(C)]
+pub(crate) struct CondCell {
+    lock: LockCell,
+    notified: Parking,
+}
+
+// SAFETY: repr(C) of two `SharedCell`s.
+unsafe impl SharedCell for CondCell {}
+
+/// A condition variable shared between processes, like `multiprocessing.Condition` (with its
+/// default re-entrant lock).
+///
+/// # Examples
+/// ```
+/// # multiproc::init();
+/// use std::time::Duration;
+/// let cond = multiproc::Condition::new()?;
+/// let mut guard = cond.acquire()?;
+/// // Nobody notifies: the wait times out, holding the lock again afterwards.
+/// assert!(!guard.wait_timeout(Duration::from_millis(5))?);
+/// guard.notify_all();
+/// # Ok::<(), multiproc::Error>(())
+/// ```
+#[derive(Clone, Debug)]
+pub struct Condition {
+    seg: Segment,
+}
+
+segment_handle!(Condition, Kind::Condition, CondCell);
+
+/// Holds a [`Condition`]'s lock; waits and notifies through it. Releases on drop.
+#[must_use = "the lock is released as soon as the guard is dropped"]
+#[derive(Debug)]
+pub struct ConditionGuard<'a> {
+    cell: &'a CondCell,
+    _not_send: PhantomData<*const ()>,
+}
+
+impl Drop for ConditionGuard<'_> {
+    fn drop(&mut self) {
+        release_recursive(&self.cell.lock);
+    }
+}
+
+impl Condition {
+    /// A new condition with its own lock.
+    ///
+    /// # Errors
+    /// The shared memory could not be created ([`Error::Io`]).
+    pub fn new() -> Result<Self> {
+        Ok(Self {
+            seg: Segment::new::<CondCell>(Kind::Condition, 0)?,
+        })
+    }
+
+    fn guard(&self) -> ConditionGuard<'_> {
+        ConditionGuard {
+            cell: self.seg.cell(),
+            _not_send: PhantomData,
+        }
+    }
+
+    /// Takes the condition's lock (re-entrant).
+    ///
+    /// # Errors
+    /// [`Error::OwnerDied`]: its holder died; the lock is free again.
+    pub fn acquire(&self) -> Result<ConditionGuard<'_>> {
+        acquire_recursive(&self.seg.cell::<CondCell>().lock, None)?;
+        Ok(self.guard())
+    }
+
+    /// Like [`acquire`](Self::acquire), waiting at most `timeout`.
+    ///
+    /// # Errors
+    /// [`Error::Timeout`], or as [`acquire`](Self::acquire).
+    pub fn acquire_timeout(&self, timeout: Duration) -> Result<ConditionGuard<'_>> {
+        acquire_recursive(
+            &self.seg.cell::<CondCell>().lock,
+            parking::deadline(timeout),
+        )?;
+        Ok(self.guard())
+    }
+}
+
+impl ConditionGuard<'_> {
+    /// Releases the lock, waits for a notification, and takes the lock back.
+    ///
+    /// # Errors
+    /// [`Error::OwnerDied`] if, while this thread waited, another holder of the lock died;
+    /// the lock is held again when this returns, whatever the outcome.
+    pub fn wait(&mut self) -> Result<()> {
+        self.wait_until(None).map(|_| ())
+    }
+
+    /// Like [`wait`](Self::wait), for at most `timeout`; returns `false` if it timed out.
+    ///
+    /// # Errors
+    /// As [`wait`](Self::wait).
+    pub fn wait_timeout(&mut self, timeout: Duration) -> Result<bool> {
+        self.wait_until(parking::deadline(timeout))
+    }
+
+    /// Waits until `predicate()` holds (checked with the lock held, first before waiting).
+    ///
+    /// # Errors
+    /// As [`wait`](Self::wait).
+    pub fn wait_for(&mut self, mut predicate: impl FnMut() -> bool) -> Result<()> {
+        while !predicate() {
+            self.wait()?;
+        }
+        Ok(())
+    }
+
+    /// Like [`wait_for`](Self::wait_for), for at most `timeout`; returns the predicate's last
+    /// value.
+    ///
+    /// # Errors
+    /// As [`wait`](Self::wait).
+    pub fn wait_for_timeout(
+        &mut self,
+        timeout: Duration,
+        mut predicate: impl FnMut() -> bool,
+    ) -> Result<bool> {
+        let deadline = parking::deadline(timeout);
+        loop {
+            if predicate() {
+                return Ok(true);
+            }
+            if !self.wait_until(deadline)? {
+                return Ok(predicate());
+            }
+        }
+    }
+
+    fn wait_until(&mut self, deadline: Option<Instant>) -> Result<bool> {
+        let lock = &self.cell.lock;
+        let seen = self.cell.notified.seq();
+        let depth = lock.depth().swap(0, SeqCst);
+        lock.give();
+        let notified = self.cell.notified.wait_for_wake(seen, deadline);
+        let mut owner_died = None;
+        loop {
+            match lock.take(None) {
+                Some(Taken::Yes) => break,
+                Some(Taken::OwnerDied(tid)) => owner_died = Some(tid),
+                None => {}
+            }
+        }
+        lock.depth().store(depth, SeqCst);
+        match owner_died {
+            Some(thread) => Err(Error::OwnerDied { thread }),
+            None => Ok(notified),
+        }
+    }
+
+    /// Wakes one waiter.
+    pub fn notify(&self) {
+        self.cell.notified.wake_one();
+    }
+
+    /// Wakes every waiter.
+    pub fn notify_all(&self) {
+        self.cell.notified.wake_all();
+    }
+}

@@ -1,0 +1,92 @@
+//! `Event`: a flag that processes can wait for.
+
+use std::sync::atomic::{AtomicU32, Ordering::SeqCst};
+use std::time::Duration;
+
+use crate::error::Result;
+use crate::shared::segment::{Kind, Segment, SharedCell, segment_handle};
+use crate::sync::parking::{self, Parking};
+
+#[derive(Debug, Default)]
+#[repr(C)]
+pub(crate) struct EventCell {
+    flag: AtomicU32,
+    _pad: AtomicU32,
+    parking: Parking,
+}
+
+// SAFETY: repr(C) atomics and a `Parking`; zero is "not set".
+unsafe impl SharedCell for EventCell {}
+
+/// A flag shared between processes, like `multiprocessing.Event`: `wait` blocks until some
+/// process calls `set`.
+///
+/// # Examples
+/// ```
+/// # multiproc::init();
+/// use std::time::Duration;
+/// let ev = multiproc::Event::new()?;
+/// assert!(!ev.wait_timeout(Duration::from_millis(1)));
+/// ev.set();
+/// ev.wait();
+/// assert!(ev.is_set());
+/// # Ok::<(), multiproc::Error>(())
+/// ```
+#[derive(Clone, Debug)]
+pub struct Event {
+    seg: Segment,
+}
+
+segment_handle!(Event, Kind::Event, EventCell);
+
+impl Event {
+    /// A new event, not set.
+    ///
+    /// # Errors
+    /// The shared memory could not be created ([`Error::Io`](crate::Error::Io)).
+    pub fn new() -> Result<Self> {
+        Ok(Self {
+            seg: Segment::new::<EventCell>(Kind::Event, 0)?,
+        })
+    }
+
+    fn cell(&self) -> &EventCell {
+        self.seg.cell()
+    }
+
+    /// Sets the flag and wakes every waiter.
+    pub fn set(&self) {
+        let cell = self.cell();
+        cell.flag.store(1, SeqCst);
+        cell.parking.wake_all();
+    }
+
+    /// Clears the flag.
+    pub fn clear(&self) {
+        self.cell().flag.store(0, SeqCst);
+    }
+
+    /// Whether the flag is set.
+    pub fn is_set(&self) -> bool {
+        self.cell().flag.load(SeqCst) != 0
+    }
+
+    /// Waits until the flag is set.
+    pub fn wait(&self) {
+        self.wait_until(None);
+    }
+
+    /// Waits at most `timeout` for the flag; returns whether it is set (Python's `wait(t)`).
+    pub fn wait_timeout(&self, timeout: Duration) -> bool {
+        self.wait_until(parking::deadline(timeout))
+    }
+
+    fn wait_until(&self, deadline: Option<std::time::Instant>) -> bool {
+        let cell = self.cell();
+        self.is_set()
+            || cell
+                .parking
+                .wait(deadline, |_| self.is_set().then_some(()))
+                .is_some()
+    }
+}

@@ -1,0 +1,121 @@
+//! Shared memory: mappings of memfds (no name anywhere, gone with the last descriptor or
+//! mapping) and of POSIX shared-memory objects (a name under `/dev/shm`).
+
+use std::io;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::ptr::NonNull;
+
+use rustix::fs::Mode;
+use rustix::mm::{MapFlags, ProtFlags};
+use rustix::shm::OFlags;
+
+/// A read-write, shared mapping of a whole memory object.
+#[derive(Debug)]
+pub(crate) struct Mapping {
+    ptr: NonNull<u8>,
+    len: usize,
+    fd: OwnedFd,
+}
+
+// SAFETY: the mapping is plain memory owned by this value; what is stored in it, and how it is
+// accessed, is the business of the types built on top (atomics, or accessors marked unsafe).
+unsafe impl Send for Mapping {}
+// SAFETY: as above; `Mapping` itself hands out only raw pointers.
+unsafe impl Sync for Mapping {}
+
+impl Mapping {
+    /// A new zero-filled memory object of `len` bytes with no name (a memfd).
+    pub(crate) fn anonymous(label: &str, len: usize) -> io::Result<Self> {
+        let fd = rustix::fs::memfd_create(label, rustix::fs::MemfdFlags::CLOEXEC)?;
+        rustix::fs::ftruncate(&fd, len as u64)?;
+        Self::map(fd)
+    }
+
+    /// Creates the POSIX shared-memory object `name` (`/dev/shm/<name>`) of `len` bytes; fails
+    /// if it exists.
+    pub(crate) fn create_named(name: &str, len: usize) -> io::Result<Self> {
+        let fd = rustix::shm::open(
+            shm_path(name)?.as_str(),
+            OFlags::CREATE | OFlags::EXCL | OFlags::RDWR,
+            Mode::RUSR | Mode::WUSR,
+        )?;
+        if let Err(e) = rustix::fs::ftruncate(&fd, len as u64) {
+            let _ = unlink_named(name);
+            return Err(e.into());
+        }
+        Self::map(fd).inspect_err(|_| {
+            let _ = unlink_named(name);
+        })
+    }
+
+    /// Opens the existing POSIX shared-memory object `name`.
+    pub(crate) fn open_named(name: &str) -> io::Result<Self> {
+        let fd = rustix::shm::open(shm_path(name)?.as_str(), OFlags::RDWR, Mode::empty())?;
+        Self::map(fd)
+    }
+
+    /// Maps the whole object behind `fd` (received from another process, say).
+    pub(crate) fn map(fd: OwnedFd) -> io::Result<Self> {
+        let len = rustix::fs::fstat(&fd)?.st_size as usize;
+        if len == 0 {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                "shared memory object is empty",
+            ));
+        }
+        // SAFETY: a fresh mapping (null hint) of `len` bytes of a descriptor we own; it does
+        // not alias any Rust object. It is unmapped in `Drop`.
+        let ptr = unsafe {
+            rustix::mm::mmap(
+                std::ptr::null_mut(),
+                len,
+                ProtFlags::READ | ProtFlags::WRITE,
+                MapFlags::SHARED,
+                &fd,
+                0,
+            )?
+        };
+        let ptr =
+            NonNull::new(ptr.cast::<u8>()).ok_or_else(|| io::Error::other("mmap returned null"))?;
+        Ok(Self { ptr, len, fd })
+    }
+
+    /// Start of the mapping (page-aligned).
+    pub(crate) fn as_ptr(&self) -> *mut u8 {
+        self.ptr.as_ptr()
+    }
+
+    /// Length in bytes.
+    pub(crate) fn len(&self) -> usize {
+        self.len
+    }
+
+    pub(crate) fn as_fd(&self) -> BorrowedFd<'_> {
+        self.fd.as_fd()
+    }
+}
+
+impl Drop for Mapping {
+    fn drop(&mut self) {
+        // SAFETY: `ptr`/`len` came from one mmap in `map`; the types built on a mapping tie every
+        // reference into it to a borrow of the mapping, so none outlives this.
+        let _ = unsafe { rustix::mm::munmap(self.ptr.as_ptr().cast(), self.len) };
+    }
+}
+
+/// Removes the name of a POSIX shared-memory object. Existing mappings stay valid.
+pub(crate) fn unlink_named(name: &str) -> io::Result<()> {
+    Ok(rustix::shm::unlink(shm_path(name)?.as_str())?)
+}
+
+/// `name` as `shm_open` wants it: one leading slash, no other slash, not empty.
+fn shm_path(name: &str) -> io::Result<String> {
+    let bare = name.strip_prefix('/').unwrap_or(name);
+    if bare.is_empty() || bare.contains('/') || bare.contains('\0') || bare.len() > 250 {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("invalid shared memory name {name:?}: one path component, at most 250 bytes"),
+        ));
+    }
+    Ok(format!("/{bare}"))
+}
