@@ -133,6 +133,12 @@ pub enum Error {
     /// An argument was out of range.
     #[error("invalid argument: {0}")]
     InvalidArgument(String),
+    /// A bounded queue had no room (for `try_put`, or until `put_timeout` ran out).
+    #[error("the queue is full")]
+    Full,
+    /// The handle was closed with `close()`.
+    #[error("the handle is closed")]
+    Closed,
     /// An operating-system call failed.
     #[error("I/O error: {0}")]
     Io(#[from] std::io::Error),

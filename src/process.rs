@@ -133,7 +133,9 @@ impl<R: Serialize + DeserializeOwned + Send + 'static> Process<R> {
     /// Runs the function here, in the calling process, like Python's `run()`.
     ///
     /// # Errors
-    /// The argument could not be encoded or decoded.
+    /// The argument could not be encoded or decoded. Once the process has started, handles in
+    /// the argument (queues, locks, pipe ends) belong to the child and can no longer be decoded
+    /// here.
     pub fn run(&self) -> Result<R> {
         match &self.payload {
             Ok(bytes) => {
@@ -163,7 +165,13 @@ impl<R: Serialize + DeserializeOwned + Send + 'static> Process<R> {
             entry: self.entry,
             count: 1,
         };
-        let fds = self.fds.duplicate()?;
+        // The child holds the handles in the argument from now on; this process keeps no copy
+        // of their descriptors (a pipe end kept here would hide the child's exit from the
+        // other end).
+        if let Some(child) = sys::proc::process_identity(link.pid) {
+            self.fds.hand_to(child);
+        }
+        let fds = std::mem::take(&mut self.fds).into_fds();
         link.channel.push_with(kind::TASK, fds, |out| {
             header.write(out);
             out.extend_from_slice(payload);

@@ -116,12 +116,23 @@ impl<'de> Deserialize<'de> for Segment {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let index = u32::deserialize(d)?;
         let fd = fds::take(index).map_err(serde::de::Error::custom)?;
-        let map = Mapping::map(fd)
-            .map_err(|e| serde::de::Error::custom(format!("could not map a handle: {e}")))?;
+        Segment::from_fd(fd).map_err(serde::de::Error::custom)
+    }
+}
+
+impl Segment {
+    /// Maps a segment received from another process (check its kind before use).
+    pub(crate) fn from_fd(fd: std::os::fd::OwnedFd) -> Result<Self, String> {
+        let map = Mapping::map(fd).map_err(|e| format!("could not map a handle: {e}"))?;
         if map.len() < CELL_OFFSET {
-            return Err(serde::de::Error::custom("a received handle is too small"));
+            return Err("a received handle is too small".into());
         }
         Ok(Self { map: Arc::new(map) })
+    }
+
+    /// The segment's descriptor.
+    pub(crate) fn as_fd(&self) -> std::os::fd::BorrowedFd<'_> {
+        self.map.as_fd()
     }
 }
 

@@ -25,6 +25,18 @@ pub(crate) fn socketpair() -> io::Result<(OwnedFd, OwnedFd)> {
     Ok(pair)
 }
 
+/// A connected pair of Unix sequenced-packet sockets (each send is one whole message),
+/// non-blocking and close-on-exec.
+pub(crate) fn seqpacket_pair() -> io::Result<(OwnedFd, OwnedFd)> {
+    let pair = rustix::net::socketpair(
+        AddressFamily::UNIX,
+        SocketType::SEQPACKET,
+        SocketFlags::CLOEXEC | SocketFlags::NONBLOCK,
+        None,
+    )?;
+    Ok(pair)
+}
+
 /// Switches a descriptor between blocking and non-blocking mode.
 pub(crate) fn set_nonblocking(fd: BorrowedFd<'_>, on: bool) -> io::Result<()> {
     let flags = rustix::fs::fcntl_getfl(fd)?;
@@ -111,6 +123,18 @@ pub(crate) fn recv(
                 }
                 return Ok(msg.bytes);
             }
+        }
+    }
+}
+
+/// Copies the start of the next message without taking it (and without its descriptors),
+/// never blocking. `WouldBlock` if there is none.
+pub(crate) fn peek(sock: BorrowedFd<'_>, buf: &mut [u8]) -> io::Result<usize> {
+    loop {
+        match rustix::net::recv(sock, &mut *buf, RecvFlags::PEEK | RecvFlags::DONTWAIT) {
+            Err(Errno::INTR) => continue,
+            Err(e) => return Err(e.into()),
+            Ok((n, _)) => return Ok(n),
         }
     }
 }

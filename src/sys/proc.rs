@@ -211,6 +211,20 @@ pub(crate) fn thread_identity() -> u64 {
     ID.with(|id| *id)
 }
 
+/// The identity of process `pid` (its id and start time, as [`thread_identity`] is for a
+/// thread; a process's identity is that of its main thread), if it exists.
+pub(crate) fn process_identity(pid: u32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let (_, start) = stat_fields(&stat)?;
+    Some(u64::from(pid) | (u64::from(start) << 32))
+}
+
+/// This process's identity (see [`process_identity`]).
+pub(crate) fn own_process_identity() -> u64 {
+    static ID: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+    *ID.get_or_init(|| process_identity(getpid()).unwrap_or(u64::from(getpid())))
+}
+
 /// Whether the thread named by a [`thread_identity`] is still running. A thread that is gone,
 /// a zombie, or whose id now belongs to a thread started at another time is not.
 pub(crate) fn identity_alive(identity: u64) -> bool {

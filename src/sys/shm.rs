@@ -119,3 +119,95 @@ fn shm_path(name: &str) -> io::Result<String> {
     }
     Ok(format!("/{bare}"))
 }
+
+/// Bytes in a sealed memfd: nobody, not even the process that wrote them, can change them
+/// any more, so they can be read as a plain slice.
+#[derive(Debug)]
+pub(crate) struct SealedBytes {
+    ptr: NonNull<u8>,
+    len: usize,
+    _fd: OwnedFd,
+}
+
+// SAFETY: an immutable mapping; `&[u8]` views of it may be shared between threads.
+unsafe impl Send for SealedBytes {}
+// SAFETY: as above.
+unsafe impl Sync for SealedBytes {}
+
+impl SealedBytes {
+    /// Writes `bytes` into a new memfd and seals it against any change.
+    pub(crate) fn seal(bytes: &[u8]) -> io::Result<OwnedFd> {
+        use rustix::fs::{MemfdFlags, SealFlags};
+        let fd = rustix::fs::memfd_create(
+            "multiproc-item",
+            MemfdFlags::CLOEXEC | MemfdFlags::ALLOW_SEALING,
+        )?;
+        rustix::fs::ftruncate(&fd, bytes.len() as u64)?;
+        let mut done = 0;
+        while done < bytes.len() {
+            match rustix::io::pwrite(&fd, &bytes[done..], done as u64) {
+                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                Ok(n) => done += n,
+                Err(rustix::io::Errno::INTR) => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        rustix::fs::fcntl_add_seals(
+            &fd,
+            SealFlags::WRITE | SealFlags::GROW | SealFlags::SHRINK | SealFlags::SEAL,
+        )?;
+        Ok(fd)
+    }
+
+    /// Maps a memfd received from another process, after checking that it is sealed.
+    pub(crate) fn open(fd: OwnedFd) -> io::Result<Self> {
+        use rustix::fs::SealFlags;
+        let seals = rustix::fs::fcntl_get_seals(&fd)?;
+        let needed = SealFlags::WRITE | SealFlags::GROW | SealFlags::SHRINK;
+        if !seals.contains(needed) {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                "a received item's memory is not sealed",
+            ));
+        }
+        let len = rustix::fs::fstat(&fd)?.st_size as usize;
+        if len == 0 {
+            return Ok(Self {
+                ptr: NonNull::dangling(),
+                len: 0,
+                _fd: fd,
+            });
+        }
+        // SAFETY: a fresh read-only mapping (null hint) of `len` bytes of a descriptor we own;
+        // it aliases no Rust object and is unmapped in `Drop`.
+        let ptr = unsafe {
+            rustix::mm::mmap(
+                std::ptr::null_mut(),
+                len,
+                ProtFlags::READ,
+                MapFlags::PRIVATE,
+                &fd,
+                0,
+            )?
+        };
+        let ptr =
+            NonNull::new(ptr.cast::<u8>()).ok_or_else(|| io::Error::other("mmap returned null"))?;
+        Ok(Self { ptr, len, _fd: fd })
+    }
+
+    pub(crate) fn as_slice(&self) -> &[u8] {
+        // SAFETY: `len` readable bytes at `ptr` (or an empty slice at a dangling, aligned
+        // pointer), alive as long as `self`; the memfd is sealed, so no process can change
+        // them while the slice lives.
+        unsafe { std::slice::from_raw_parts(self.ptr.as_ptr(), self.len) }
+    }
+}
+
+impl Drop for SealedBytes {
+    fn drop(&mut self) {
+        if self.len > 0 {
+            // SAFETY: the mapping from `open`; no slice of it outlives `self`.
+            let _ = unsafe { rustix::mm::munmap(self.ptr.as_ptr().cast(), self.len) };
+        }
+    }
+}

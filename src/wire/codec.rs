@@ -15,10 +15,18 @@ use serde::de::DeserializeOwned;
 use crate::error::Error;
 use crate::wire::message::Failure;
 
+/// Largest size a decoded container may claim. bincode checks each claimed length against it
+/// before allocating, so garbage bytes that announce an enormous string or vector give a
+/// decode error instead of a failed (aborting) allocation.
+const LIMIT: usize = 1 << 32;
+
 const CONFIG: bincode::config::Configuration<
     bincode::config::LittleEndian,
     bincode::config::Fixint,
-> = bincode::config::standard().with_fixed_int_encoding();
+    bincode::config::Limit<LIMIT>,
+> = bincode::config::standard()
+    .with_fixed_int_encoding()
+    .with_limit::<LIMIT>();
 
 /// Appends the encoding of `value` to `out`.
 #[inline]

@@ -18,11 +18,30 @@ use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
 
 use crate::sys;
 
+/// What a handle keeps alive while a message that carries it is in flight. A queue uses it to
+/// count the message as a holder, so that readers are not told "every writer is gone" while
+/// a handle is on its way to a new process. Dropping the pin ends that.
+pub(crate) trait Pin: Send + Sync {
+    /// The message is going to process `identity` (see `sys::proc::process_identity`), which
+    /// holds the handle from now until it exits.
+    fn hand_to(&self, identity: u64);
+}
+
 /// Descriptors gathered while encoding one message.
-#[derive(Debug, Default)]
+#[derive(Default)]
 pub(crate) struct FdSet {
     sources: Vec<RawFd>,
     fds: Vec<OwnedFd>,
+    pins: Vec<Box<dyn Pin>>,
+}
+
+impl std::fmt::Debug for FdSet {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FdSet")
+            .field("fds", &self.fds)
+            .field("pins", &self.pins.len())
+            .finish()
+    }
 }
 
 impl FdSet {
@@ -39,9 +58,16 @@ impl FdSet {
         self.fds.iter().map(|fd| fd.try_clone()).collect()
     }
 
-    /// The descriptors, in index order.
+    /// The descriptors, in index order (the pins are dropped).
     pub(crate) fn into_fds(self) -> Vec<OwnedFd> {
         self.fds
+    }
+
+    /// Tells the pins that the message goes to process `identity`.
+    pub(crate) fn hand_to(&self, identity: u64) {
+        for pin in &self.pins {
+            pin.hand_to(identity);
+        }
     }
 }
 
@@ -68,6 +94,15 @@ pub(crate) fn collect<R>(set: &mut FdSet, encode: impl FnOnce() -> R) -> R {
 /// No message is being encoded on this thread, the descriptor could not be duplicated, or the
 /// message already carries as many descriptors as one send can.
 pub(crate) fn attach(fd: BorrowedFd<'_>) -> Result<u32, String> {
+    attach_pinned(fd, || None)
+}
+
+/// Like [`attach`]; the first time `fd` joins the message, `pin()` may give a [`Pin`] that
+/// the message keeps until it is dropped.
+pub(crate) fn attach_pinned(
+    fd: BorrowedFd<'_>,
+    pin: impl FnOnce() -> Option<Box<dyn Pin>>,
+) -> Result<u32, String> {
     OUTGOING.with(|o| {
         let mut o = o.borrow_mut();
         let set = o.as_mut().ok_or_else(|| NO_CONTEXT.to_string())?;
@@ -86,6 +121,7 @@ pub(crate) fn attach(fd: BorrowedFd<'_>) -> Result<u32, String> {
             .map_err(|e| format!("could not duplicate a handle's descriptor: {e}"))?;
         set.sources.push(raw);
         set.fds.push(dup);
+        set.pins.extend(pin());
         Ok((set.fds.len() - 1) as u32)
     })
 }

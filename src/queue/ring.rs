@@ -1,0 +1,658 @@
+//! The shared part of a queue: a ring of encoded items in shared memory, a side socket for
+//! items that carry descriptors or are too big for the ring, and the table of processes that
+//! hold the queue.
+//!
+//! Items are records in the ring: an 8-byte header (length, kind) and the payload, padded to
+//! 8 bytes; a record never wraps (a `WRAP` header sends the reader back to the start). Every
+//! change happens under the queue's lock (a `LockCell`, so a process that dies inside is
+//! noticed), and is a memcpy and a few stores: no system call on the way unless someone sleeps.
+//!
+//! An item that carries descriptors, or would take more than a quarter of the ring, goes in a
+//! sealed memfd sent over a `SOCK_SEQPACKET` pair shared by all holders; its ring record holds
+//! only a nonce. Sending and reading the socket under the ring's lock keeps the two in the same
+//! order, and the nonce catches the one way they can drift apart: a process killed between the
+//! two steps.
+//!
+//! Holders: each process holding handles has a seat with a count. A reader that finds the
+//! queue empty and no other live holder (counting handles in flight inside messages, see
+//! `wire::fds::Pin`) knows no item can ever arrive, and says so instead of waiting forever.
+
+use std::os::fd::{AsFd, OwnedFd};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering::SeqCst};
+use std::time::Instant;
+
+use crate::shared::segment::{Kind, Segment, SharedCell};
+use crate::sync::lock::{LockCell, Taken};
+use crate::sync::parking::Parking;
+use crate::sys;
+use crate::sys::proc::identity_alive;
+use crate::sys::shm::SealedBytes;
+use crate::wire::fds::FdSet;
+
+/// Processes whose handles are counted; beyond that, "every writer is gone" is never claimed.
+const SEATS: usize = 64;
+/// Default size of the ring.
+pub(crate) const DEFAULT_RING: usize = 4 << 20;
+/// Smallest ring accepted.
+pub(crate) const MIN_RING: usize = 4096;
+
+const HEADER: usize = 8;
+const INLINE: u32 = 1;
+const SIDE: u32 = 2;
+const WRAP: u32 = 3;
+
+#[derive(Debug, Default)]
+#[repr(C)]
+struct Seat {
+    process: AtomicU64,
+    count: AtomicU32,
+    _pad: AtomicU32,
+}
+
+#[derive(Debug)]
+#[repr(C)]
+pub(crate) struct QueueCell {
+    lock: LockCell,
+    /// Bytes consumed and produced since creation; the ring position is these modulo `ring`.
+    head: AtomicU64,
+    tail: AtomicU64,
+    items: AtomicU64,
+    /// Most items at once; 0 for no limit.
+    maxsize: AtomicU64,
+    ring: AtomicU64,
+    /// Items put and not yet marked done (`JoinableQueue`).
+    unfinished: AtomicU64,
+    /// Handles that found no seat; while any exist, disconnection is never reported.
+    untracked: AtomicU64,
+    not_empty: Parking,
+    not_full: Parking,
+    all_done: Parking,
+    seats: [Seat; SEATS],
+}
+
+// SAFETY: repr(C) atomics, `SharedCell`s and arrays of repr(C) atomics; zero is an empty,
+// unlocked queue with a ring of 0 bytes (set at creation).
+unsafe impl SharedCell for QueueCell {}
+
+/// Why a record could not be added.
+pub(crate) enum PushError {
+    /// No room now (items, ring bytes or side socket).
+    Full,
+    Io(std::io::Error),
+}
+
+/// An item taken off the queue, not yet decoded.
+pub(crate) enum Popped {
+    /// The payload was copied into the caller's buffer.
+    Inline,
+    /// The payload is in sealed memory, with the item's own descriptors.
+    Side(SealedBytes, Vec<OwnedFd>),
+}
+
+/// Why nothing was taken.
+pub(crate) enum PopError {
+    /// The queue is empty (and the deadline, if any, passed).
+    Empty,
+    /// The queue is empty and no other holder is left to put anything.
+    Disconnected,
+    /// The shared state is corrupt (a process wrote garbage into it).
+    Corrupt(String),
+}
+
+/// A queue's shared memory and side socket, mapped in this process.
+pub(crate) struct Ring {
+    seg: Segment,
+    ring: *mut u8,
+    len: usize,
+    side_tx: OwnedFd,
+    side_rx: OwnedFd,
+}
+
+// SAFETY: `ring` points into `seg`'s mapping, kept alive by `seg`; the ring's bytes are only
+// touched under the queue's cross-process lock, which also orders threads of this process.
+unsafe impl Send for Ring {}
+// SAFETY: as above.
+unsafe impl Sync for Ring {}
+
+/// Holds the queue's lock; releases it on drop.
+struct Inside<'a>(&'a QueueCell);
+
+impl Drop for Inside<'_> {
+    fn drop(&mut self) {
+        self.0.lock.give();
+    }
+}
+
+fn padded(len: usize) -> usize {
+    (len + 7) & !7
+}
+
+impl Ring {
+    pub(crate) fn create(maxsize: usize, ring: usize) -> std::io::Result<Self> {
+        let ring = padded(ring.max(MIN_RING));
+        let seg = Segment::new::<QueueCell>(Kind::Queue, ring + 64)?;
+        let cell: &QueueCell = seg.cell();
+        cell.maxsize.store(maxsize as u64, SeqCst);
+        cell.ring.store(ring as u64, SeqCst);
+        let (side_tx, side_rx) = sys::fd::seqpacket_pair()?;
+        Self::from_parts(seg, side_tx, side_rx).map_err(std::io::Error::other)
+    }
+
+    /// Assembles a ring from a segment (kind already checked) and the side socket's ends.
+    pub(crate) fn from_parts(
+        seg: Segment,
+        side_tx: OwnedFd,
+        side_rx: OwnedFd,
+    ) -> Result<Self, String> {
+        let cell: &QueueCell = seg.cell();
+        let len = usize::try_from(cell.ring.load(SeqCst)).map_err(|_| "bad ring size")?;
+        let (tail, tail_len) = seg.tail::<QueueCell>();
+        let skip = tail.align_offset(64);
+        if len < MIN_RING || len % 8 != 0 || skip.saturating_add(len) > tail_len {
+            return Err(format!(
+                "a received queue's ring of {len} bytes does not fit its memory"
+            ));
+        }
+        // SAFETY: `skip + len <= tail_len`, checked just above.
+        let ring = unsafe { tail.add(skip) };
+        Ok(Self {
+            seg,
+            ring,
+            len,
+            side_tx,
+            side_rx,
+        })
+    }
+
+    pub(crate) fn segment(&self) -> &Segment {
+        &self.seg
+    }
+
+    pub(crate) fn side_fds(&self) -> (std::os::fd::BorrowedFd<'_>, std::os::fd::BorrowedFd<'_>) {
+        (self.side_tx.as_fd(), self.side_rx.as_fd())
+    }
+
+    fn cell(&self) -> &QueueCell {
+        self.seg.cell()
+    }
+
+    /// Takes the lock. If a process died holding it, the item count may be off: recount.
+    fn enter(&self) -> Inside<'_> {
+        let cell = self.cell();
+        let mut died = false;
+        loop {
+            match cell.lock.take(None) {
+                Some(Taken::Yes) => {
+                    if died {
+                        self.recount();
+                    }
+                    return Inside(cell);
+                }
+                Some(Taken::OwnerDied(_)) => died = true,
+                None => {}
+            }
+        }
+    }
+
+    /// Recounts the items between head and tail (the lock is held).
+    fn recount(&self) {
+        let cell = self.cell();
+        let (mut at, tail) = (cell.head.load(SeqCst), cell.tail.load(SeqCst));
+        let mut n = 0;
+        while at < tail {
+            let Ok((len, kind)) = self.header_at(at) else {
+                break;
+            };
+            if kind == WRAP {
+                at += (self.len - (at as usize % self.len)) as u64;
+            } else {
+                at += (HEADER + padded(len)) as u64;
+                n += 1;
+            }
+        }
+        cell.items.store(n, SeqCst);
+    }
+
+    /// Reads the record header at stream position `at` (the lock is held).
+    fn header_at(&self, at: u64) -> Result<(usize, u32), String> {
+        let pos = at as usize % self.len;
+        let mut raw = [0u8; HEADER];
+        // SAFETY: `pos` is 8-aligned (every record is padded to 8) and `pos + 8 <= len` (the
+        // ring is a multiple of 8), so the header lies inside the ring; the lock keeps
+        // cooperating processes from writing it meanwhile.
+        unsafe { std::ptr::copy_nonoverlapping(self.ring.add(pos), raw.as_mut_ptr(), HEADER) };
+        let len = u32::from_le_bytes([raw[0], raw[1], raw[2], raw[3]]) as usize;
+        let kind = u32::from_le_bytes([raw[4], raw[5], raw[6], raw[7]]);
+        let fits = match kind {
+            WRAP => true,
+            INLINE | SIDE => HEADER + padded(len) <= self.len - pos,
+            _ => false,
+        };
+        if !fits {
+            return Err(format!(
+                "corrupt queue record at {at}: kind {kind}, {len} bytes"
+            ));
+        }
+        Ok((len, kind))
+    }
+
+    /// Writes `bytes` at ring position `pos` (the lock is held, the room was checked).
+    fn write_at(&self, pos: usize, bytes: &[u8]) {
+        debug_assert!(pos + bytes.len() <= self.len);
+        // SAFETY: the caller checked `pos + bytes.len() <= len`; the lock excludes every other
+        // cooperating writer and reader of these bytes.
+        unsafe { std::ptr::copy_nonoverlapping(bytes.as_ptr(), self.ring.add(pos), bytes.len()) };
+    }
+
+    /// Where a record of `rec` bytes goes: the bytes to skip to the ring's start first, or
+    /// `None` without room.
+    fn room(&self, rec: usize) -> Option<usize> {
+        let cell = self.cell();
+        let maxsize = cell.maxsize.load(SeqCst);
+        if maxsize != 0 && cell.items.load(SeqCst) >= maxsize {
+            return None;
+        }
+        let (head, tail) = (cell.head.load(SeqCst), cell.tail.load(SeqCst));
+        let free = self.len - (tail - head) as usize;
+        let to_end = self.len - tail as usize % self.len;
+        if rec <= to_end {
+            (rec <= free).then_some(0)
+        } else {
+            (to_end + rec <= free).then_some(to_end)
+        }
+    }
+
+    /// Whether a payload of `len` bytes may go in the ring (else it goes aside).
+    pub(crate) fn fits_inline(&self, len: usize) -> bool {
+        HEADER + padded(len) <= self.len / 4
+    }
+
+    /// Adds one record: `payload` inline, or (with `side`) a memfd and the item's descriptors
+    /// over the side socket. Waits for room until `deadline`.
+    pub(crate) fn push(
+        &self,
+        payload: &[u8],
+        side: Option<(&OwnedFd, &FdSet)>,
+        deadline: Option<Instant>,
+    ) -> Result<(), PushError> {
+        let cell = self.cell();
+        let pushed = |stale: bool| -> Option<Result<(), PushError>> {
+            let _ = stale;
+            let nonce;
+            let body: &[u8] = match side {
+                Some(_) => {
+                    nonce = next_nonce().to_le_bytes();
+                    &nonce
+                }
+                None => payload,
+            };
+            let rec = HEADER + padded(body.len());
+            let _inside = self.enter();
+            let skip = self.room(rec)?;
+            if let Some((memfd, fds)) = side {
+                let dups = match fds.duplicate() {
+                    Ok(d) => d,
+                    Err(e) => return Some(Err(PushError::Io(e))),
+                };
+                let mut all = vec![memfd.as_fd()];
+                all.extend(dups.iter().map(|f| f.as_fd()));
+                match sys::fd::send(self.side_tx.as_fd(), body, &all, true) {
+                    Ok(_) => {}
+                    Err(e) if is_full(&e) => return None,
+                    Err(e) => return Some(Err(PushError::Io(e))),
+                }
+            }
+            let mut tail = cell.tail.load(SeqCst);
+            if skip > 0 {
+                self.write_at(tail as usize % self.len, &header(0, WRAP));
+                tail += skip as u64;
+            }
+            let pos = tail as usize % self.len;
+            self.write_at(
+                pos,
+                &header(body.len(), if side.is_some() { SIDE } else { INLINE }),
+            );
+            self.write_at(pos + HEADER, body);
+            cell.tail.store(tail + rec as u64, SeqCst);
+            cell.items.fetch_add(1, SeqCst);
+            cell.unfinished.fetch_add(1, SeqCst);
+            Some(Ok(()))
+        };
+        let outcome = match pushed(false) {
+            Some(r) => r,
+            None => cell
+                .not_full
+                .wait(deadline, pushed)
+                .unwrap_or(Err(PushError::Full)),
+        };
+        if outcome.is_ok() {
+            cell.not_empty.wake_one();
+        }
+        outcome
+    }
+
+    /// Takes the oldest record, copying an inline payload into `buf`. Waits until `deadline`;
+    /// `me` is this process's identity, to tell whether anyone else could still put.
+    pub(crate) fn pop(
+        &self,
+        buf: &mut Vec<u8>,
+        deadline: Option<Instant>,
+        me: u64,
+    ) -> Result<Popped, PopError> {
+        let cell = self.cell();
+        let mut take = |stale: bool| -> Option<Result<Popped, PopError>> {
+            if cell.head.load(SeqCst) == cell.tail.load(SeqCst) {
+                if (stale || self.alone()) && self.writers_gone(me) {
+                    return Some(Err(PopError::Disconnected));
+                }
+                return None;
+            }
+            let _inside = self.enter();
+            self.take_record(buf).transpose()
+        };
+        let popped = match take(false) {
+            Some(r) => r,
+            None if deadline.is_some_and(|d| d <= Instant::now()) => {
+                if self.writers_gone(me) {
+                    Err(PopError::Disconnected)
+                } else {
+                    Err(PopError::Empty)
+                }
+            }
+            None => cell
+                .not_empty
+                .wait(deadline, take)
+                .unwrap_or(Err(PopError::Empty)),
+        };
+        if popped.is_ok() {
+            cell.not_full.wake_one();
+        }
+        popped
+    }
+
+    /// Takes the record at the head, if any (the lock is held).
+    fn take_record(&self, buf: &mut Vec<u8>) -> Result<Option<Popped>, PopError> {
+        let cell = self.cell();
+        loop {
+            let (head, tail) = (cell.head.load(SeqCst), cell.tail.load(SeqCst));
+            if head == tail {
+                return Ok(None);
+            }
+            let (len, kind) = self.header_at(head).map_err(PopError::Corrupt)?;
+            let pos = head as usize % self.len;
+            if kind == WRAP {
+                cell.head.store(head + (self.len - pos) as u64, SeqCst);
+                continue;
+            }
+            buf.clear();
+            buf.reserve(len);
+            // SAFETY: `header_at` checked that the payload lies inside the ring; `buf` has room
+            // for `len` bytes, which are initialised by the copy before `set_len`.
+            unsafe {
+                std::ptr::copy_nonoverlapping(self.ring.add(pos + HEADER), buf.as_mut_ptr(), len);
+                buf.set_len(len);
+            }
+            cell.head
+                .store(head + (HEADER + padded(len)) as u64, SeqCst);
+            cell.items.fetch_sub(1, SeqCst);
+            if kind == INLINE {
+                return Ok(Some(Popped::Inline));
+            }
+            match self.take_side(buf) {
+                Ok(Some(popped)) => return Ok(Some(popped)),
+                // Its message went with a reader that died holding the lock: the item is lost
+                // with that reader; go on with the next.
+                Ok(None) => {}
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// Receives the side message whose nonce is in `buf` (the lock is held). `None` if that
+    /// message is gone.
+    fn take_side(&self, buf: &[u8]) -> Result<Option<Popped>, PopError> {
+        let want: [u8; 8] = buf
+            .try_into()
+            .map_err(|_| PopError::Corrupt("bad side record".into()))?;
+        loop {
+            let mut nonce = [0u8; 8];
+            match sys::fd::peek(self.side_rx.as_fd(), &mut nonce) {
+                Ok(8) => {}
+                Ok(_) => return Err(PopError::Corrupt("bad side message".into())),
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return Ok(None),
+                Err(e) => return Err(PopError::Corrupt(format!("side socket: {e}"))),
+            }
+            if nonce != want && self.nonce_ahead(nonce) {
+                return Ok(None);
+            }
+            let mut fds = Vec::new();
+            sys::fd::recv(self.side_rx.as_fd(), &mut nonce, &mut fds, true)
+                .map_err(|e| PopError::Corrupt(format!("side socket: {e}")))?;
+            if nonce != want {
+                continue; // left by a writer that died before adding its record
+            }
+            if fds.is_empty() {
+                return Err(PopError::Corrupt("side message without its memory".into()));
+            }
+            let memfd = fds.remove(0);
+            let bytes = SealedBytes::open(memfd).map_err(|e| PopError::Corrupt(e.to_string()))?;
+            return Ok(Some(Popped::Side(bytes, fds)));
+        }
+    }
+
+    /// Whether a side record further on carries `nonce` (the lock is held).
+    fn nonce_ahead(&self, nonce: [u8; 8]) -> bool {
+        let cell = self.cell();
+        let (mut at, tail) = (cell.head.load(SeqCst), cell.tail.load(SeqCst));
+        while at < tail {
+            let Ok((len, kind)) = self.header_at(at) else {
+                return false;
+            };
+            let pos = at as usize % self.len;
+            if kind == WRAP {
+                at += (self.len - pos) as u64;
+                continue;
+            }
+            if kind == SIDE && len == 8 {
+                let mut seen = [0u8; 8];
+                // SAFETY: `header_at` checked that the 8-byte payload is inside the ring.
+                unsafe {
+                    std::ptr::copy_nonoverlapping(self.ring.add(pos + HEADER), seen.as_mut_ptr(), 8)
+                };
+                if seen == nonce {
+                    return true;
+                }
+            }
+            at += (HEADER + padded(len)) as u64;
+        }
+        false
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.cell().items.load(SeqCst) as usize
+    }
+
+    pub(crate) fn maxsize(&self) -> usize {
+        self.cell().maxsize.load(SeqCst) as usize
+    }
+
+    /// Marks one item done; `false` if none was outstanding.
+    pub(crate) fn task_done(&self) -> bool {
+        let cell = self.cell();
+        match cell
+            .unfinished
+            .fetch_update(SeqCst, SeqCst, |n| n.checked_sub(1))
+        {
+            Ok(1) => {
+                cell.all_done.wake_all();
+                true
+            }
+            Ok(_) => true,
+            Err(_) => false,
+        }
+    }
+
+    /// Waits until every item put has been marked done; `false` if the deadline passed.
+    pub(crate) fn join(&self, deadline: Option<Instant>) -> bool {
+        let cell = self.cell();
+        let done = || (cell.unfinished.load(SeqCst) == 0).then_some(());
+        done().is_some() || cell.all_done.wait(deadline, |_| done()).is_some()
+    }
+
+    /// Counts one more handle in process `identity`.
+    pub(crate) fn hold(&self, identity: u64) {
+        let cell = self.cell();
+        let _inside = self.enter();
+        let seat = cell
+            .seats
+            .iter()
+            .find(|s| s.process.load(SeqCst) == identity)
+            .or_else(|| cell.seats.iter().find(|s| s.process.load(SeqCst) == 0))
+            .or_else(|| {
+                cell.seats
+                    .iter()
+                    .find(|s| !identity_alive(s.process.load(SeqCst)))
+            });
+        match seat {
+            Some(seat) => {
+                if seat.process.load(SeqCst) != identity {
+                    seat.count.store(0, SeqCst);
+                    seat.process.store(identity, SeqCst);
+                }
+                seat.count.fetch_add(1, SeqCst);
+            }
+            None => {
+                cell.untracked.fetch_add(1, SeqCst);
+            }
+        }
+    }
+
+    /// Counts one handle less in process `identity`.
+    pub(crate) fn release(&self, identity: u64) {
+        let cell = self.cell();
+        let gone = {
+            let _inside = self.enter();
+            match cell
+                .seats
+                .iter()
+                .find(|s| s.process.load(SeqCst) == identity)
+            {
+                Some(seat) => {
+                    if seat.count.fetch_sub(1, SeqCst) <= 1 {
+                        seat.count.store(0, SeqCst);
+                        seat.process.store(0, SeqCst);
+                    }
+                }
+                None => {
+                    let _ = cell
+                        .untracked
+                        .fetch_update(SeqCst, SeqCst, |n| n.checked_sub(1));
+                }
+            }
+            self.alone()
+        };
+        // A reader blocked on an empty queue may now be alone: let it look.
+        if gone {
+            cell.not_empty.wake_all();
+        }
+    }
+
+    /// Whether at most one process holds the queue (a cheap first test for `writers_gone`).
+    fn alone(&self) -> bool {
+        let cell = self.cell();
+        cell.untracked.load(SeqCst) == 0
+            && cell
+                .seats
+                .iter()
+                .filter(|s| s.count.load(SeqCst) > 0)
+                .count()
+                <= 1
+    }
+
+    /// Whether nobody but the one handle of process `me` that is reading could still put: no
+    /// other live process holds the queue, and `me` holds it once.
+    pub(crate) fn writers_gone(&self, me: u64) -> bool {
+        let cell = self.cell();
+        if cell.untracked.load(SeqCst) > 0 {
+            return false;
+        }
+        cell.seats.iter().all(|s| {
+            let (process, count) = (s.process.load(SeqCst), s.count.load(SeqCst));
+            if process == 0 || count == 0 {
+                true
+            } else if process == me {
+                count <= 1
+            } else {
+                !identity_alive(process)
+            }
+        })
+    }
+}
+
+fn header(len: usize, kind: u32) -> [u8; HEADER] {
+    let mut h = [0u8; HEADER];
+    h[..4].copy_from_slice(&(len as u32).to_le_bytes());
+    h[4..].copy_from_slice(&kind.to_le_bytes());
+    h
+}
+
+fn is_full(e: &std::io::Error) -> bool {
+    e.kind() == std::io::ErrorKind::WouldBlock || e.raw_os_error() == Some(105 /* ENOBUFS */)
+}
+
+/// A number no other side message of any process carries: this process's identity mixed with
+/// a counter.
+fn next_nonce() -> u64 {
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    let n = NEXT.fetch_add(1, SeqCst);
+    sys::proc::own_process_identity().rotate_left(24) ^ n.wrapping_mul(0x9E37_79B9_7F4A_7C15)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn corrupt(ring: &Ring, bytes: &[u8]) {
+        let _inside = ring.enter();
+        ring.write_at(0, bytes);
+        let cell = ring.cell();
+        cell.tail.store(bytes.len().max(HEADER) as u64, SeqCst);
+        cell.items.store(1, SeqCst);
+    }
+
+    #[test]
+    fn a_corrupt_record_is_an_error_not_a_crash() {
+        let me = sys::proc::own_process_identity();
+        let mut buf = Vec::new();
+        for garbage in [
+            header(1 << 30, INLINE).to_vec(), // longer than the ring
+            header(4, 77).to_vec(),           // unknown kind
+            [header(8, SIDE).as_slice(), &[1; 8]].concat(), // side record with no message
+        ] {
+            let ring = Ring::create(0, MIN_RING).unwrap();
+            ring.hold(me);
+            corrupt(&ring, &garbage);
+            match ring.pop(&mut buf, Some(Instant::now()), me) {
+                // A side record whose message is missing counts as an item lost with a dead
+                // reader: the queue is then empty.
+                Err(PopError::Corrupt(_) | PopError::Empty | PopError::Disconnected) => {}
+                Ok(_) => panic!("garbage {garbage:?} was taken as an item"),
+            }
+        }
+    }
+
+    #[test]
+    fn records_wrap_around_the_ring() {
+        let me = sys::proc::own_process_identity();
+        let ring = Ring::create(0, MIN_RING).unwrap();
+        ring.hold(me);
+        let mut buf = Vec::new();
+        for round in 0..200u32 {
+            let item = vec![round as u8; (round as usize * 7) % 900];
+            ring.push(&item, None, None).ok().unwrap();
+            assert!(matches!(ring.pop(&mut buf, None, me), Ok(Popped::Inline)));
+            assert_eq!(buf, item);
+        }
+        assert_eq!(ring.len(), 0);
+    }
+}

@@ -1,0 +1,262 @@
+//! Queues across processes: order, no loss or duplication with many producers and consumers,
+//! bounded waiting, big items, handles inside items, disconnection, joinable queues.
+
+mod common;
+use common::{SECS, within};
+use multiproc::{Error, JoinableQueue, Pool, Process, PutError, Queue, SimpleQueue, Value};
+use rand::Rng;
+use std::collections::HashSet;
+use std::time::{Duration, Instant};
+
+fn produce((q, producer, n): (Queue<(u32, u32)>, u32, u32)) -> u32 {
+    for i in 0..n {
+        q.put((producer, i)).unwrap();
+    }
+    n
+}
+
+fn consume((q, n): (Queue<(u32, u32)>, u32)) -> Vec<(u32, u32)> {
+    (0..n).map(|_| q.get_timeout(SECS(30)).unwrap()).collect()
+}
+
+#[test]
+fn many_producers_and_consumers_lose_and_duplicate_nothing() {
+    within(SECS(120), || {
+        let mut rng = rand::rng();
+        for round in 0..6 {
+            let producers = rng.random_range(1..4u32);
+            let consumers = rng.random_range(1..4u32);
+            let per_producer = rng.random_range(1..3000u32);
+            let ring = if round % 2 == 0 { 4096 } else { 1 << 20 };
+            let q = Queue::with_ring_bytes(rng.random_range(0..50), ring).unwrap();
+            let total = producers * per_producer;
+            let mut shares = vec![total / consumers; consumers as usize];
+            shares[0] += total % consumers;
+            let mut cons: Vec<_> = shares
+                .iter()
+                .map(|&n| Process::new(consume, (q.clone(), n)))
+                .collect();
+            let mut prods: Vec<_> = (0..producers)
+                .map(|p| Process::new(produce, (q.clone(), p, per_producer)))
+                .collect();
+            for c in &mut cons {
+                c.start().unwrap();
+            }
+            for p in &mut prods {
+                p.start().unwrap();
+            }
+            for p in &mut prods {
+                assert_eq!(p.join().unwrap(), per_producer);
+            }
+            let mut seen = HashSet::new();
+            for c in &mut cons {
+                let got = c.join().unwrap();
+                // FIFO per producer, as seen by each consumer.
+                let mut last = vec![None; producers as usize];
+                for &(p, i) in &got {
+                    assert!(last[p as usize] < Some(i), "order broken for producer {p}");
+                    last[p as usize] = Some(i);
+                    assert!(seen.insert((p, i)), "duplicate {p}/{i}");
+                }
+            }
+            assert_eq!(seen.len() as u32, total, "round {round}: lost items");
+            assert!(q.empty());
+        }
+    });
+}
+
+#[test]
+fn a_bounded_queue_blocks_times_out_and_gives_the_item_back() {
+    within(SECS(30), || {
+        let q = Queue::bounded(2).unwrap();
+        q.put(1u32).unwrap();
+        q.try_put(2).unwrap();
+        assert!(q.full());
+        match q.try_put(3) {
+            Err(PutError::Full(3)) => {}
+            other => panic!("expected Full(3), got {other:?}"),
+        }
+        let t = Instant::now();
+        match q.put_timeout(4, Duration::from_millis(100)) {
+            Err(e @ PutError::Full(_)) => assert_eq!(e.into_inner(), 4),
+            other => panic!("expected Full, got {other:?}"),
+        }
+        assert!(t.elapsed() >= Duration::from_millis(90));
+        // A consumer in another process makes room; the blocked put goes through.
+        let mut p = Process::new(
+            |q: Queue<u32>| {
+                std::thread::sleep(Duration::from_millis(100));
+                q.get().unwrap()
+            },
+            q.clone(),
+        );
+        p.start().unwrap();
+        q.put(5).unwrap();
+        assert_eq!(p.join().unwrap(), 1);
+        assert_eq!(q.get().unwrap(), 2);
+        assert_eq!(q.get().unwrap(), 5);
+        // Alone with the queue, this process gets a clear answer instead of a wait...
+        assert!(matches!(q.get(), Err(Error::Disconnected)));
+        // ...and with another handle open, a timeout.
+        let _other = q.clone();
+        assert!(matches!(
+            q.get_timeout(Duration::from_millis(20)),
+            Err(Error::Timeout)
+        ));
+        assert_eq!(q.try_get().unwrap(), None);
+    });
+}
+
+#[test]
+fn big_items_and_items_with_handles_travel() {
+    within(SECS(60), || {
+        let q: Queue<Vec<u8>> = Queue::with_ring_bytes(0, 64 * 1024).unwrap();
+        let big: Vec<u8> = (0..5_000_000u32).map(|i| (i % 251) as u8).collect();
+        let mut p = Process::new(
+            |q: Queue<Vec<u8>>| {
+                let item = q.get().unwrap();
+                q.put(item.iter().rev().copied().collect()).unwrap();
+                item.len()
+            },
+            q.clone(),
+        );
+        p.start().unwrap();
+        q.put(big.clone()).unwrap();
+        assert_eq!(p.join().unwrap(), big.len());
+        let back = q.get_timeout(SECS(10)).unwrap();
+        assert!(back.iter().rev().eq(big.iter()));
+
+        // A Value inside a queue item: the child adds to it.
+        let q2: Queue<Value<i64>> = Queue::new().unwrap();
+        let v = Value::new(1i64).unwrap();
+        q2.put(v.clone()).unwrap();
+        let mut p = Process::new(
+            |q: Queue<Value<i64>>| {
+                let v = q.get().unwrap();
+                *v.lock().unwrap() += 41;
+            },
+            q2.clone(),
+        );
+        p.start().unwrap();
+        p.join().unwrap();
+        assert_eq!(v.get().unwrap(), 42);
+    });
+}
+
+#[test]
+fn readers_are_told_when_every_writer_is_gone() {
+    within(SECS(30), || {
+        let q: Queue<u32> = Queue::new().unwrap();
+        let mut p = Process::new(
+            |q: Queue<u32>| {
+                std::thread::sleep(Duration::from_millis(200));
+                for i in 0..3 {
+                    q.put(i).unwrap();
+                }
+            },
+            q.clone(),
+        );
+        p.start().unwrap();
+        // The child holds the queue while it lives: these wait, then see its items.
+        let got: Vec<u32> = (0..3).map(|_| q.get().unwrap()).collect();
+        assert_eq!(got, [0, 1, 2]);
+        // Then it exits: nobody else can put, so get answers instead of hanging.
+        let t = Instant::now();
+        assert!(matches!(q.get(), Err(Error::Disconnected)));
+        assert!(t.elapsed() < SECS(5));
+        p.join().unwrap();
+
+        // A clone held in this process keeps the queue open; closing it disconnects.
+        let other = q.clone();
+        assert!(matches!(
+            q.get_timeout(Duration::from_millis(60)),
+            Err(Error::Timeout)
+        ));
+        other.close();
+        assert!(matches!(q.get(), Err(Error::Disconnected)));
+        assert!(matches!(other.get(), Err(Error::Closed)));
+        assert!(matches!(other.put(1), Err(PutError::Closed(1))));
+    });
+}
+
+fn killed_reader(q: Queue<u32>) {
+    let _ = q.get();
+}
+
+#[test]
+fn a_reader_killed_while_waiting_does_not_break_the_queue() {
+    within(SECS(30), || {
+        let q: Queue<u32> = Queue::new().unwrap();
+        let mut p = Process::new(killed_reader, q.clone());
+        p.start().unwrap();
+        std::thread::sleep(Duration::from_millis(100));
+        p.kill().unwrap();
+        let _ = p.join_timeout(SECS(5));
+        q.put(9).unwrap();
+        assert_eq!(q.get_timeout(SECS(5)).unwrap(), 9);
+    });
+}
+
+fn drain_into((inp, out): (Queue<Option<u32>>, Queue<u32>)) {
+    while let Some(x) = inp.get().unwrap() {
+        out.put(x * 10).unwrap();
+    }
+}
+
+#[test]
+fn pool_initializer_receives_queues() {
+    within(SECS(60), || {
+        let inp = Queue::new().unwrap();
+        let out = Queue::new().unwrap();
+        let pool = Pool::builder()
+            .processes(2)
+            .initializer(drain_into, (inp.clone(), out.clone()))
+            .build()
+            .unwrap();
+        for i in 0..100 {
+            inp.put(Some(i)).unwrap();
+        }
+        let mut got: Vec<u32> = (0..100)
+            .map(|_| out.get_timeout(SECS(20)).unwrap())
+            .collect();
+        got.sort_unstable();
+        assert_eq!(got, (0..100).map(|i| i * 10).collect::<Vec<_>>());
+        pool.terminate();
+    });
+}
+
+#[test]
+fn joinable_queue_join_waits_for_task_done() {
+    within(SECS(30), || {
+        let q = JoinableQueue::new().unwrap();
+        for i in 0..20u32 {
+            q.put(i).unwrap();
+        }
+        assert!(!q.join_timeout(Duration::from_millis(20)));
+        let mut p = Process::new(
+            |q: JoinableQueue<u32>| {
+                for _ in 0..20 {
+                    q.get().unwrap();
+                    std::thread::sleep(Duration::from_millis(2));
+                    q.task_done().unwrap();
+                }
+            },
+            q.clone(),
+        );
+        p.start().unwrap();
+        q.join();
+        assert!(q.empty());
+        p.join().unwrap();
+        assert!(matches!(q.task_done(), Err(Error::InvalidArgument(_))));
+    });
+}
+
+#[test]
+fn simple_queue_round_trip() {
+    let q = SimpleQueue::new().unwrap();
+    q.put("a".to_string()).unwrap();
+    q.put("b".to_string()).unwrap();
+    assert_eq!(q.get().unwrap(), "a");
+    assert_eq!(q.get().unwrap(), "b");
+    assert!(q.empty());
+}
