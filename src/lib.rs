@@ -98,6 +98,7 @@
 
 mod bootstrap;
 mod error;
+mod pipe;
 mod pool;
 mod process;
 mod queue;
@@ -110,6 +111,7 @@ mod worker;
 
 pub use bootstrap::{CurrentProcess, cpu_count, current_process, init};
 pub use error::{Death, Error, Result};
+pub use pipe::{Connection, Pipe};
 pub use pool::{AsyncResult, IMap, Pool, PoolBuilder, StartMethod};
 pub use process::Process;
 pub use queue::{JoinableQueue, PutError, Queue, SimpleQueue};

@@ -255,6 +255,11 @@ impl Channel {
             .then(|| u32::from_le_bytes([rest[0], rest[1], rest[2], rest[3]]) as usize)
     }
 
+    /// Whether any received bytes or descriptors wait in the buffer.
+    pub(crate) fn has_buffered_input(&self) -> bool {
+        self.end > self.start || !self.in_fds.is_empty()
+    }
+
     /// Whether a whole frame is buffered.
     pub(crate) fn has_frame(&self) -> bool {
         match self.partial_frame_len() {
