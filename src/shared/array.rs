@@ -15,7 +15,7 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use super::element::Element;
 use super::segment::{Kind, Segment, SharedCell};
 use crate::error::{Error, Result};
-use crate::sync::lock::{LockCell, acquire_recursive, release_recursive};
+use crate::sync::lock::{LockCell, acquire_recursive, release_recursive, try_acquire_recursive};
 use crate::sync::parking;
 
 /// Elements start at this alignment after the cell.
@@ -270,6 +270,14 @@ impl<T: Element> Array<T> {
     pub fn lock_timeout(&self, timeout: Duration) -> Result<ArrayGuard<'_, T>> {
         self.cells.lock_until(parking::deadline(timeout))?;
         Ok(ArrayGuard::new(&self.cells))
+    }
+
+    /// Takes the lock if it is free (or already this thread's); `Ok(None)` if it is held.
+    ///
+    /// # Errors
+    /// As [`lock`](Self::lock).
+    pub fn try_lock(&self) -> Result<Option<ArrayGuard<'_, T>>> {
+        Ok(try_acquire_recursive(self.cells.lock_cell())?.then(|| ArrayGuard::new(&self.cells)))
     }
 
     /// Element `i`, read under the lock.

@@ -8,6 +8,7 @@ use super::array::{ArrayGuard, Cells, serde_via_cells};
 use super::element::Element;
 use super::segment::Kind;
 use crate::error::Result;
+use crate::sync::lock::try_acquire_recursive;
 use crate::sync::parking;
 
 /// A value in shared memory with a lock, like `multiprocessing.Value`.
@@ -95,6 +96,18 @@ impl<T: Element> Value<T> {
         Ok(ValueGuard {
             inner: ArrayGuard::new(&self.cells),
         })
+    }
+
+    /// Takes the lock if it is free (or already this thread's); `Ok(None)` if it is held.
+    ///
+    /// # Errors
+    /// As [`get`](Self::get).
+    pub fn try_lock(&self) -> Result<Option<ValueGuard<'_, T>>> {
+        Ok(
+            try_acquire_recursive(self.cells.lock_cell())?.then(|| ValueGuard {
+                inner: ArrayGuard::new(&self.cells),
+            }),
+        )
     }
 
     /// The same memory without the lock.

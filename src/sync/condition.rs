@@ -14,7 +14,9 @@ use std::time::{Duration, Instant};
 
 use crate::error::{Error, Result};
 use crate::shared::segment::{Kind, Segment, SharedCell, segment_handle};
-use crate::sync::lock::{LockCell, Taken, acquire_recursive, release_recursive};
+use crate::sync::lock::{
+    LockCell, Taken, acquire_recursive, release_recursive, try_acquire_recursive,
+};
 use crate::sync::parking::{self, Parking};
 
 #[derive(Debug, Default)]
@@ -87,6 +89,18 @@ impl Condition {
     pub fn acquire(&self) -> Result<ConditionGuard<'_>> {
         acquire_recursive(&self.seg.cell::<CondCell>().lock, None)?;
         Ok(self.guard())
+    }
+
+    /// Takes the condition's lock if it is free (or already this thread's); `Ok(None)` if
+    /// another thread holds it.
+    ///
+    /// # Errors
+    /// [`Error::OwnerDied`], as for [`acquire`](Self::acquire).
+    pub fn try_acquire(&self) -> Result<Option<ConditionGuard<'_>>> {
+        match try_acquire_recursive(&self.seg.cell::<CondCell>().lock)? {
+            true => Ok(Some(self.guard())),
+            false => Ok(None),
+        }
     }
 
     /// Like [`acquire`](Self::acquire), waiting at most `timeout`.

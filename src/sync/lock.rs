@@ -275,6 +275,22 @@ pub(crate) fn acquire_recursive(cell: &LockCell, deadline: Option<Instant>) -> R
     Ok(())
 }
 
+/// Takes a re-entrant lock if it is free or this thread's; whether it did.
+pub(crate) fn try_acquire_recursive(cell: &LockCell) -> Result<bool> {
+    if cell.held_by_me() {
+        cell.depth().fetch_add(1, SeqCst);
+        return Ok(true);
+    }
+    match cell.take_now() {
+        None => Ok(false),
+        some => {
+            taken(some)?;
+            cell.depth().store(1, SeqCst);
+            Ok(true)
+        }
+    }
+}
+
 impl RLock {
     /// A new, unlocked re-entrant lock.
     ///
@@ -316,18 +332,6 @@ impl RLock {
     /// # Errors
     /// [`Error::OwnerDied`], as for [`acquire`](Self::acquire).
     pub fn try_acquire(&self) -> Result<Option<RLockGuard<'_>>> {
-        let cell: &LockCell = self.seg.cell();
-        if cell.held_by_me() {
-            cell.depth().fetch_add(1, SeqCst);
-            return Ok(Some(self.guard()));
-        }
-        match cell.take_now() {
-            None => Ok(None),
-            some => {
-                taken(some)?;
-                cell.depth().store(1, SeqCst);
-                Ok(Some(self.guard()))
-            }
-        }
+        Ok(try_acquire_recursive(self.seg.cell())?.then(|| self.guard()))
     }
 }
