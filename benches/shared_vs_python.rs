@@ -98,11 +98,19 @@ fn main() -> Result<(), multiproc::Error> {
         .unwrap_or(200_000);
     let reps = 5;
     queue_seconds(1000)?;
-    let q_ours = median((0..reps).map(|_| queue_seconds(n)).collect::<Result<_, _>>()?);
+    let q_ours = median(
+        (0..reps)
+            .map(|_| queue_seconds(n))
+            .collect::<Result<_, _>>()?,
+    );
     let arr = Array::<u8>::zeroed(ARRAY_BYTES)?;
     let src: Vec<u8> = (0..ARRAY_BYTES).map(|i| i as u8).collect();
     array_seconds(&arr, &src)?;
-    let a_ours = median((0..5).map(|_| array_seconds(&arr, &src)).collect::<Result<_, _>>()?);
+    let a_ours = median(
+        (0..5)
+            .map(|_| array_seconds(&arr, &src))
+            .collect::<Result<_, _>>()?,
+    );
 
     println!(
         "multiproc Queue, {n} u64 items, one process to another: {:.1} ms = {:.0} k items/s",

@@ -17,7 +17,10 @@ fn an_event_wakes_a_waiting_process() {
         let (go, done) = (Event::new().unwrap(), Event::new().unwrap());
         let mut p = Process::new(wait_then_set, (go.clone(), done.clone()));
         p.start().unwrap();
-        assert!(!done.wait_timeout(Duration::from_millis(100)), "the child waits for go");
+        assert!(
+            !done.wait_timeout(Duration::from_millis(100)),
+            "the child waits for go"
+        );
         go.set();
         assert!(done.wait_timeout(SECS(10)));
         assert!(p.join().unwrap());
@@ -30,9 +33,7 @@ fn an_event_wakes_a_waiting_process() {
 /// value it saw.
 fn wait_for_count((cond, count, target): (Condition, Value<u32>, u32)) -> u32 {
     let mut guard = cond.acquire().unwrap();
-    guard
-        .wait_for(|| count.raw().get() >= target)
-        .unwrap();
+    guard.wait_for(|| count.raw().get() >= target).unwrap();
     count.raw().get()
 }
 
@@ -66,7 +67,11 @@ fn condition_wait_timeout_returns_with_the_lock_held() {
     let t = Instant::now();
     assert!(!guard.wait_timeout(Duration::from_millis(50)).unwrap());
     assert!(t.elapsed() >= Duration::from_millis(45));
-    assert!(!guard.wait_for_timeout(Duration::from_millis(20), || false).unwrap());
+    assert!(
+        !guard
+            .wait_for_timeout(Duration::from_millis(20), || false)
+            .unwrap()
+    );
 }
 
 fn meet((barrier, rounds): (Barrier, u32)) -> Vec<u32> {
