@@ -60,21 +60,12 @@ impl LockCell {
         self.parking.wait(deadline, |stale| {
             let holder = self.owner.load(SeqCst);
             if holder == 0 {
-                return self.try_take(me).then_some(Taken::Yes);
+                self.try_take(me).then_some(Taken::Yes)
+            } else if stale {
+                self.clear_dead(holder, me)
+            } else {
+                None
             }
-            if stale
-                && !identity_alive(holder)
-                && self
-                    .owner
-                    .compare_exchange(holder, me, SeqCst, SeqCst)
-                    .is_ok()
-            {
-                // The dead holder's recursion depth means nothing now.
-                self.depth.store(0, SeqCst);
-                self.give();
-                return Some(Taken::OwnerDied(holder as u32));
-            }
-            None
         })
     }
 
@@ -84,19 +75,26 @@ impl LockCell {
         if self.try_take(me) {
             return Some(Taken::Yes);
         }
-        let holder = self.owner.load(SeqCst);
-        if holder != 0
-            && !identity_alive(holder)
-            && self
+        match self.owner.load(SeqCst) {
+            0 => None,
+            holder => self.clear_dead(holder, me),
+        }
+    }
+
+    /// If `holder` is dead, frees the lock (once, whoever sees it first) and reports it.
+    fn clear_dead(&self, holder: u64, me: u64) -> Option<Taken> {
+        if identity_alive(holder)
+            || self
                 .owner
                 .compare_exchange(holder, me, SeqCst, SeqCst)
-                .is_ok()
+                .is_err()
         {
-            self.depth.store(0, SeqCst);
-            self.give();
-            return Some(Taken::OwnerDied(holder as u32));
+            return None;
         }
-        None
+        // The dead holder's recursion depth means nothing now.
+        self.depth.store(0, SeqCst);
+        self.give();
+        Some(Taken::OwnerDied(holder as u32))
     }
 
     /// Releases the lock (the caller holds it).
