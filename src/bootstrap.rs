@@ -127,6 +127,10 @@ fn child_main(marker: &str) -> Result<i32> {
             pid: sys::proc::getpid(),
         })?,
     )?;
+    if hello.role == Role::Tracker {
+        drop(page);
+        return Ok(crate::shared::memory::tracker::serve(ch));
+    }
     Ok(crate::worker::serve(ch, page, hello.role))
 }
 

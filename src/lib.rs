@@ -80,6 +80,66 @@
 //! # Ok::<(), multiproc::Error>(())
 //! ```
 //!
+//! ## Queues and pipes
+//!
+//! Handles — queues, pipe ends, locks, shared values — travel inside arguments, with their
+//! file descriptors: pass them to a [`Process`], a pool task or a pool initializer.
+//!
+//! ```
+//! use multiproc::{Process, Queue};
+//!
+//! fn producer(q: Queue<Option<u32>>) {
+//!     for i in 0..5 {
+//!         q.put(Some(i * i)).unwrap();
+//!     }
+//!     q.put(None).unwrap(); // the sentinel
+//! }
+//!
+//! multiproc::init();
+//! let q = Queue::new()?;
+//! let mut p = Process::new(producer, q.clone());
+//! p.start()?;
+//! let mut got = Vec::new();
+//! while let Some(x) = q.get()? {
+//!     got.push(x);
+//! }
+//! p.join()?;
+//! assert_eq!(got, [0, 1, 4, 9, 16]);
+//! # Ok::<(), multiproc::Error>(())
+//! ```
+//!
+//! [`Pipe`] gives two connected [`Connection`]s; when the other end closes or its process
+//! dies, `recv` returns [`Error::Disconnected`] at once.
+//!
+//! ## Shared state
+//!
+//! [`Value`] and [`Array`] hold plain numbers in shared memory, with a lock; [`Lock`],
+//! [`RLock`], [`Semaphore`], [`BoundedSemaphore`], [`Condition`], [`Event`] and [`Barrier`]
+//! work across processes. A lock whose holder died is reported as [`Error::OwnerDied`] to the
+//! next taker and is usable afterwards.
+//!
+//! ```
+//! use multiproc::{Process, Value};
+//!
+//! fn add(counter: Value<i64>) {
+//!     for _ in 0..100 {
+//!         *counter.lock().unwrap() += 1; // read-modify-write under the lock
+//!     }
+//! }
+//!
+//! multiproc::init();
+//! let counter = Value::new(0i64)?;
+//! let mut ps: Vec<_> = (0..3).map(|_| Process::new(add, counter.clone())).collect();
+//! for p in &mut ps {
+//!     p.start()?;
+//! }
+//! for p in &mut ps {
+//!     p.join()?;
+//! }
+//! assert_eq!(counter.get()?, 300);
+//! # Ok::<(), multiproc::Error>(())
+//! ```
+//!
 //! ## Differences from Python's `multiprocessing`
 //!
 //! - **A dead worker never hangs the pool.** CPython's `Pool` waits forever when a worker is
@@ -93,11 +153,20 @@
 //! - **A failing initializer** fails the pool's tasks with [`Error::InitializerFailed`] instead
 //!   of respawning workers forever.
 //! - Children always die with their parent (`PR_SET_PDEATHSIG`), even if it is `SIGKILL`ed.
+//! - **Queues have no feeder thread**: when `put` returns, the item is in shared memory, visible
+//!   to every process, and survives the producer's exit. A reader whose queue is empty and has
+//!   no other handle anywhere gets [`Error::Disconnected`] instead of waiting forever.
+//! - **Locks notice dead holders** ([`Error::OwnerDied`]); a barrier is broken by a party that
+//!   died; re-taking a [`Lock`] on the thread that holds it is [`Error::Deadlock`], not a hang.
+//! - Shared memory has no name unless you ask for one, so nothing can be left in `/dev/shm`.
 //! - The start method is spawn (re-execute the binary); the child checks it runs the same
 //!   executable as its parent before accepting any task.
 
 mod bootstrap;
 mod error;
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub mod fuzzing;
 mod pipe;
 mod pool;
 mod process;
@@ -117,6 +186,7 @@ pub use process::Process;
 pub use queue::{JoinableQueue, PutError, Queue, SimpleQueue};
 pub use shared::array::{Array, ArrayGuard, RawArray};
 pub use shared::element::Element;
+pub use shared::memory::SharedMemory;
 pub use shared::value::{RawValue, Value, ValueGuard};
 pub use sync::barrier::Barrier;
 pub use sync::condition::{Condition, ConditionGuard};

@@ -363,3 +363,21 @@ fn consumers_killed_mid_get_leave_a_consistent_queue() {
         assert_eq!(q.get().unwrap().0, u32::MAX);
     });
 }
+
+fn read_alone(q: Queue<u32>) -> String {
+    format!("{:?}", q.get_timeout(SECS(10)))
+}
+
+/// Regression: a process that received the queue at start counted itself twice, so a reader
+/// there was never told that every writer was gone.
+#[test]
+fn a_child_reader_is_told_when_every_writer_is_gone() {
+    within(SECS(30), || {
+        let q = Queue::<u32>::new().unwrap();
+        let mut p = Process::new(read_alone, q); // this process keeps no handle
+        p.start().unwrap();
+        let t = Instant::now();
+        assert_eq!(p.join().unwrap(), "Err(Disconnected)");
+        assert!(t.elapsed() < SECS(5));
+    });
+}

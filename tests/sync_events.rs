@@ -2,7 +2,7 @@
 
 mod common;
 use common::{SECS, within};
-use multiproc::{Barrier, Condition, Error, Event, Process, Value};
+use multiproc::{Barrier, Condition, Error, Event, Process, RawValue};
 use std::time::{Duration, Instant};
 
 fn wait_then_set((go, done): (Event, Event)) -> bool {
@@ -31,17 +31,17 @@ fn an_event_wakes_a_waiting_process() {
 
 /// Waits (under the condition) until the shared counter reaches `target`, then reports the
 /// value it saw.
-fn wait_for_count((cond, count, target): (Condition, Value<u32>, u32)) -> u32 {
+fn wait_for_count((cond, count, target): (Condition, RawValue<u32>, u32)) -> u32 {
     let mut guard = cond.acquire().unwrap();
-    guard.wait_for(|| count.raw().get() >= target).unwrap();
-    count.raw().get()
+    guard.wait_for(|| count.get() >= target).unwrap();
+    count.get()
 }
 
 #[test]
 fn condition_waiters_in_other_processes_see_notifications() {
     within(SECS(30), || {
         let cond = Condition::new().unwrap();
-        let count = Value::new(0u32).unwrap();
+        let count = RawValue::new(0u32).unwrap();
         let mut waiters: Vec<_> = (1..=3)
             .map(|t| Process::new(wait_for_count, (cond.clone(), count.clone(), t * 10)))
             .collect();
@@ -51,7 +51,7 @@ fn condition_waiters_in_other_processes_see_notifications() {
         for _ in 0..30 {
             std::thread::sleep(Duration::from_millis(2));
             let guard = cond.acquire().unwrap();
-            count.raw().set(count.raw().get() + 1);
+            count.set(count.get() + 1);
             guard.notify_all();
         }
         for (i, w) in waiters.iter_mut().enumerate() {

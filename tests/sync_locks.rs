@@ -176,3 +176,21 @@ fn bounded_semaphore_refuses_a_release_past_its_initial_value() {
     assert_eq!(sem.get_value(), 2);
     assert!(matches!(sem.release(), Err(Error::ReleasedTooManyTimes)));
 }
+
+/// Regression: the value's lock was re-entrant, so two guards on one thread gave two `&mut`
+/// to the same memory.
+#[test]
+fn a_value_or_array_guard_is_the_only_way_in_while_it_lives() {
+    let v = Value::new(1i64).unwrap();
+    let mut g = v.lock().unwrap();
+    assert!(matches!(v.lock(), Err(Error::Deadlock)));
+    assert!(matches!(v.try_lock(), Err(Error::Deadlock)));
+    assert!(matches!(v.get(), Err(Error::Deadlock)));
+    *g += 1;
+    drop(g);
+    assert_eq!(v.get().unwrap(), 2);
+    let a = multiproc::Array::new(&[1u8, 2, 3]).unwrap();
+    let _g = a.lock().unwrap();
+    assert!(matches!(a.lock(), Err(Error::Deadlock)));
+    assert!(matches!(a.set(0, 9), Err(Error::Deadlock)));
+}

@@ -350,7 +350,7 @@ impl QueuePin {
 impl Pin for QueuePin {
     fn hand_to(&self, identity: u64) {
         // Counted for the receiver until it exits: its own handles come and go on top.
-        self.shared.ring.hold(identity);
+        self.shared.ring.pin(identity);
     }
 }
 

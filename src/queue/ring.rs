@@ -45,8 +45,17 @@ const WRAP: u32 = 3;
 #[repr(C)]
 struct Seat {
     process: AtomicU64,
+    /// Handles open in the process.
     count: AtomicU32,
-    _pad: AtomicU32,
+    /// 1 if a handle was handed to the process when it started: it counts as a holder until
+    /// it exits, whatever its own handles do (its own reads ignore this).
+    pinned: AtomicU32,
+}
+
+impl Seat {
+    fn held(&self) -> bool {
+        self.count.load(SeqCst) > 0 || self.pinned.load(SeqCst) != 0
+    }
 }
 
 #[derive(Debug)]
@@ -501,8 +510,31 @@ impl Ring {
 
     /// Counts one more handle in process `identity`.
     pub(crate) fn hold(&self, identity: u64) {
-        let cell = self.cell();
         let _inside = self.enter();
+        match self.seat_for(identity) {
+            Some(seat) => {
+                seat.count.fetch_add(1, SeqCst);
+            }
+            None => {
+                self.cell().untracked.fetch_add(1, SeqCst);
+            }
+        }
+    }
+
+    /// Counts process `identity` as a holder until it exits.
+    pub(crate) fn pin(&self, identity: u64) {
+        let _inside = self.enter();
+        match self.seat_for(identity) {
+            Some(seat) => seat.pinned.store(1, SeqCst),
+            None => {
+                self.cell().untracked.fetch_add(1, SeqCst);
+            }
+        }
+    }
+
+    /// The seat of process `identity`, claimed if it has none (the lock is held).
+    fn seat_for(&self, identity: u64) -> Option<&Seat> {
+        let cell = self.cell();
         let seat = cell
             .seats
             .iter()
@@ -513,18 +545,14 @@ impl Ring {
                     .iter()
                     .find(|s| !identity_alive(s.process.load(SeqCst)))
             });
-        match seat {
-            Some(seat) => {
-                if seat.process.load(SeqCst) != identity {
-                    seat.count.store(0, SeqCst);
-                    seat.process.store(identity, SeqCst);
-                }
-                seat.count.fetch_add(1, SeqCst);
-            }
-            None => {
-                cell.untracked.fetch_add(1, SeqCst);
-            }
+        if let Some(seat) = seat
+            && seat.process.load(SeqCst) != identity
+        {
+            seat.count.store(0, SeqCst);
+            seat.pinned.store(0, SeqCst);
+            seat.process.store(identity, SeqCst);
         }
+        seat
     }
 
     /// Counts one handle less in process `identity`.
@@ -540,7 +568,9 @@ impl Ring {
                 Some(seat) => {
                     if seat.count.fetch_sub(1, SeqCst) <= 1 {
                         seat.count.store(0, SeqCst);
-                        seat.process.store(0, SeqCst);
+                        if seat.pinned.load(SeqCst) == 0 {
+                            seat.process.store(0, SeqCst);
+                        }
                     }
                 }
                 None => {
@@ -560,13 +590,7 @@ impl Ring {
     /// Whether at most one process holds the queue (a cheap first test for `writers_gone`).
     fn alone(&self) -> bool {
         let cell = self.cell();
-        cell.untracked.load(SeqCst) == 0
-            && cell
-                .seats
-                .iter()
-                .filter(|s| s.count.load(SeqCst) > 0)
-                .count()
-                <= 1
+        cell.untracked.load(SeqCst) == 0 && cell.seats.iter().filter(|s| s.held()).count() <= 1
     }
 
     /// Whether nobody but the one handle of process `me` that is reading could still put: no
@@ -577,13 +601,12 @@ impl Ring {
             return false;
         }
         cell.seats.iter().all(|s| {
-            let (process, count) = (s.process.load(SeqCst), s.count.load(SeqCst));
-            if process == 0 || count == 0 {
-                true
-            } else if process == me {
-                count <= 1
+            let process = s.process.load(SeqCst);
+            if process == me {
+                // The reading handle is one of this process's own.
+                s.count.load(SeqCst) <= 1
             } else {
-                !identity_alive(process)
+                process == 0 || !s.held() || !identity_alive(process)
             }
         })
     }

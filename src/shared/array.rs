@@ -1,10 +1,15 @@
 //! `Array<T>` and `RawArray<T>`: a fixed-length array of plain-old-data in shared memory.
 //!
-//! The segment holds a re-entrant lock, the length and element type, then the elements, each
-//! an atomic of its width (see `element.rs`). `Array` takes the lock for every whole-array
-//! operation and gives a guard for longer work; `RawArray` is the same memory without the
-//! lock (Python's `RawArray`), for data partitioned by index or guarded by something else.
-//! `Value` is an array of one element (`value.rs`).
+//! The segment holds a lock, the length and element type, then the elements, each an atomic
+//! of its width (see `element.rs`). `Array` takes the lock for every whole-array operation and
+//! gives a guard for longer work; `RawArray` has no lock (Python's `RawArray`), for data
+//! partitioned by index or guarded by something else. `Value` is an array of one element
+//! (`value.rs`).
+//!
+//! A guard hands out `&mut [T]`, so it must be the only way into the elements while it lives:
+//! the lock is not re-entrant (a second `lock()` on the same thread is [`Error::Deadlock`],
+//! where Python's default `RLock` would allow it), and a locked array is never viewed as a
+//! `RawArray` (their segments have different kinds, so one cannot be decoded as the other).
 
 use std::marker::PhantomData;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering::SeqCst};
@@ -15,7 +20,7 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use super::element::Element;
 use super::segment::{Kind, Segment, SharedCell};
 use crate::error::{Error, Result};
-use crate::sync::lock::{LockCell, acquire_recursive, release_recursive, try_acquire_recursive};
+use crate::sync::lock::{LockCell, Taken, taken};
 use crate::sync::parking;
 
 /// Elements start at this alignment after the cell.
@@ -138,9 +143,26 @@ impl<T: Element> Cells<T> {
         self.slots().iter().map(T::load).collect()
     }
 
-    /// Takes the array's lock (re-entrant) until `deadline`.
+    /// Takes the array's lock until `deadline`.
     pub(crate) fn lock_until(&self, deadline: Option<Instant>) -> Result<()> {
-        acquire_recursive(self.lock_cell(), deadline)
+        let cell = self.lock_cell();
+        if cell.held_by_me() {
+            return Err(Error::Deadlock);
+        }
+        taken(cell.take(deadline))
+    }
+
+    /// Takes the array's lock if it is free; whether it did.
+    pub(crate) fn try_lock(&self) -> Result<bool> {
+        let cell = self.lock_cell();
+        if cell.held_by_me() {
+            return Err(Error::Deadlock);
+        }
+        match cell.take_now() {
+            None => Ok(false),
+            Some(Taken::Yes) => Ok(true),
+            died => taken(died).map(|()| false),
+        }
     }
 
     pub(crate) fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
@@ -218,7 +240,7 @@ macro_rules! serde_via_cells {
 pub(crate) use serde_via_cells;
 
 serde_via_cells!(Array, Kind::Array);
-serde_via_cells!(RawArray, Kind::Array);
+serde_via_cells!(RawArray, Kind::RawArray);
 
 impl<T: Element> Array<T> {
     /// An array holding a copy of `init`.
@@ -277,7 +299,7 @@ impl<T: Element> Array<T> {
     /// # Errors
     /// As [`lock`](Self::lock).
     pub fn try_lock(&self) -> Result<Option<ArrayGuard<'_, T>>> {
-        Ok(try_acquire_recursive(self.cells.lock_cell())?.then(|| ArrayGuard::new(&self.cells)))
+        Ok(self.cells.try_lock()?.then(|| ArrayGuard::new(&self.cells)))
     }
 
     /// Element `i`, read under the lock.
@@ -310,13 +332,6 @@ impl<T: Element> Array<T> {
     pub fn to_vec(&self) -> Result<Vec<T>> {
         Ok(self.lock()?.to_vec())
     }
-
-    /// The same memory without the lock.
-    pub fn raw(&self) -> RawArray<T> {
-        RawArray {
-            cells: self.cells.clone(),
-        }
-    }
 }
 
 impl<T: Element> RawArray<T> {
@@ -325,7 +340,11 @@ impl<T: Element> RawArray<T> {
     /// # Errors
     /// The shared memory could not be created ([`Error::Io`]).
     pub fn new(init: &[T]) -> Result<Self> {
-        Ok(Array::new(init)?.raw())
+        let cells = Cells::new(Kind::RawArray, init.len())?;
+        for (i, v) in init.iter().enumerate() {
+            cells.set(i, *v);
+        }
+        Ok(Self { cells })
     }
 
     /// An array of `len` zeroes.
@@ -333,7 +352,9 @@ impl<T: Element> RawArray<T> {
     /// # Errors
     /// As [`new`](Self::new).
     pub fn zeroed(len: usize) -> Result<Self> {
-        Ok(Array::zeroed(len)?.raw())
+        Ok(Self {
+            cells: Cells::new(Kind::RawArray, len)?,
+        })
     }
 
     /// Number of elements.
@@ -384,7 +405,7 @@ impl<T: Element> std::fmt::Debug for ArrayGuard<'_, T> {
 
 impl<T: Element> Drop for ArrayGuard<'_, T> {
     fn drop(&mut self) {
-        release_recursive(self.cells.lock_cell());
+        self.cells.lock_cell().give();
     }
 }
 
@@ -448,9 +469,10 @@ impl<T: Element + bytemuck::Pod> std::ops::Deref for ArrayGuard<'_, T> {
             assert!(std::mem::align_of::<T::Atomic>() >= std::mem::align_of::<T>());
         }
         let slots = self.cells.slots();
-        // SAFETY: `T::Atomic` has the size and alignment of `T` (an atomic of T's width), `T`
-        // is Pod (every bit pattern valid), and the array's lock is held by this thread, so the
-        // processes that respect the lock do not write while this borrow lives.
+        // SAFETY: `T::Atomic` has the size and alignment of `T` (checked above), `T` is Pod
+        // (every bit pattern valid), and this thread holds the array's lock, which is not
+        // re-entrant: no other guard, `get`/`set` or copy of this array runs meanwhile, and no
+        // `RawArray` can view a locked array's memory.
         unsafe { std::slice::from_raw_parts(slots.as_ptr().cast::<T>(), slots.len()) }
     }
 }
@@ -458,8 +480,8 @@ impl<T: Element + bytemuck::Pod> std::ops::Deref for ArrayGuard<'_, T> {
 impl<T: Element + bytemuck::Pod> std::ops::DerefMut for ArrayGuard<'_, T> {
     fn deref_mut(&mut self) -> &mut [T] {
         let slots = self.cells.slots();
-        // SAFETY: as in `deref`; `&mut self` makes this the only borrow in this process, and
-        // the lock keeps the other processes out.
+        // SAFETY: as in `deref`; `&mut self` makes this the only borrow through the one guard
+        // that exists, and the lock keeps every other access out.
         unsafe {
             std::slice::from_raw_parts_mut(slots.as_ptr().cast::<T>().cast_mut(), slots.len())
         }

@@ -3,5 +3,6 @@
 
 pub(crate) mod array;
 pub(crate) mod element;
+pub(crate) mod memory;
 pub(crate) mod segment;
 pub(crate) mod value;

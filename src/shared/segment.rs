@@ -33,7 +33,8 @@ pub(crate) enum Kind {
     Value,
     Array,
     Queue,
-    Memory,
+    RawValue,
+    RawArray,
 }
 
 /// Types that may live in a segment and be read while other processes write them: made only of

@@ -8,13 +8,14 @@ use super::array::{ArrayGuard, Cells, serde_via_cells};
 use super::element::Element;
 use super::segment::Kind;
 use crate::error::Result;
-use crate::sync::lock::try_acquire_recursive;
 use crate::sync::parking;
 
 /// A value in shared memory with a lock, like `multiprocessing.Value`.
 ///
 /// [`get`](Self::get) and [`set`](Self::set) are each atomic; a read-modify-write needs the
-/// lock: `*value.lock()? += 10`.
+/// lock: `*value.lock()? += 10`. The lock is not re-entrant: while a guard lives, `get`, `set`
+/// and `lock` on the same thread return [`Error::Deadlock`](crate::Error::Deadlock) (use the
+/// guard).
 ///
 /// # Examples
 /// ```
@@ -45,7 +46,7 @@ pub struct RawValue<T: Element> {
 }
 
 serde_via_cells!(Value, Kind::Value);
-serde_via_cells!(RawValue, Kind::Value);
+serde_via_cells!(RawValue, Kind::RawValue);
 
 impl<T: Element> Value<T> {
     /// A shared value, initially `value`.
@@ -103,18 +104,9 @@ impl<T: Element> Value<T> {
     /// # Errors
     /// As [`get`](Self::get).
     pub fn try_lock(&self) -> Result<Option<ValueGuard<'_, T>>> {
-        Ok(
-            try_acquire_recursive(self.cells.lock_cell())?.then(|| ValueGuard {
-                inner: ArrayGuard::new(&self.cells),
-            }),
-        )
-    }
-
-    /// The same memory without the lock.
-    pub fn raw(&self) -> RawValue<T> {
-        RawValue {
-            cells: self.cells.clone(),
-        }
+        Ok(self.cells.try_lock()?.then(|| ValueGuard {
+            inner: ArrayGuard::new(&self.cells),
+        }))
     }
 }
 
@@ -124,7 +116,9 @@ impl<T: Element> RawValue<T> {
     /// # Errors
     /// The shared memory could not be created ([`Error::Io`](crate::Error::Io)).
     pub fn new(value: T) -> Result<Self> {
-        Ok(Value::new(value)?.raw())
+        let cells = Cells::new(Kind::RawValue, 1)?;
+        cells.set(0, value);
+        Ok(Self { cells })
     }
 
     /// The value (an atomic read).
@@ -168,5 +162,32 @@ impl<T: Element + bytemuck::Pod> std::ops::Deref for ValueGuard<'_, T> {
 impl<T: Element + bytemuck::Pod> std::ops::DerefMut for ValueGuard<'_, T> {
     fn deref_mut(&mut self) -> &mut T {
         &mut self.inner[0]
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::wire::codec;
+    use crate::wire::fds::{self, FdSet};
+
+    /// Encodes `value` as a message would, and decodes it as a `U`.
+    fn retype<T: Serialize, U: serde::de::DeserializeOwned>(value: &T) -> crate::Result<U> {
+        let mut set = FdSet::default();
+        let bytes = fds::collect(&mut set, || codec::encode(value))?;
+        Ok(fds::receive(set.into_fds(), || codec::decode(&bytes))?)
+    }
+
+    #[test]
+    fn a_locked_value_cannot_be_received_as_a_raw_one_or_another_type() {
+        let v = Value::new(5u32).unwrap();
+        assert!(
+            retype::<_, RawValue<u32>>(&v).is_err(),
+            "would bypass the lock"
+        );
+        assert!(retype::<_, Value<u64>>(&v).is_err(), "another element type");
+        assert!(retype::<_, crate::Array<u32>>(&v).is_err(), "another kind");
+        let back: Value<u32> = retype(&v).unwrap();
+        assert_eq!(back.get().unwrap(), 5);
     }
 }

@@ -10,3 +10,4 @@ pub(crate) mod futex;
 pub(crate) mod page;
 pub(crate) mod proc;
 pub(crate) mod shm;
+pub(crate) mod tracker;

@@ -22,6 +22,9 @@ pub(crate) mod kind {
     pub(crate) const REFUSE: u8 = 17;
     /// Outcomes of a batch's items: [`super::ResultsHeader`] then the outcomes.
     pub(crate) const RESULTS: u8 = 18;
+    /// To and from a shared-memory tracker (`Role::Tracker`): a codec-encoded
+    /// `shared::memory::tracker::Message`.
+    pub(crate) const TRACKER: u8 = 32;
 }
 
 /// What a child is for.
@@ -31,6 +34,8 @@ pub(crate) enum Role {
     Process,
     /// Serves a pool until told to exit.
     PoolWorker,
+    /// Removes the parent's named shared memory once the parent is gone (`shared::memory`).
+    Tracker,
 }
 
 /// The parent's first message.

@@ -1,0 +1,198 @@
+//! The tracker: a helper process that removes this process's shared-memory names once this
+//! process is gone, however it went.
+//!
+//! A process that creates a named segment starts one tracker (lazily, on its first `create`)
+//! and tells it each name before the name exists, and again when the name is removed or handed
+//! over ([`track`], [`untrack`]). The tracker holds nothing but its socket to the creator. When
+//! that socket reaches end of file — the creator exited, crashed, or was `SIGKILL`ed; the kernel
+//! closes its end in every case — the tracker removes every name still on its list that still
+//! refers to the object the creator made, and exits. Python's `resource_tracker` plays the same
+//! role, but one tracker serves a whole process tree there and it warns about "leaks"; here each
+//! creating process has its own, and removing the name at the creator's end is the documented
+//! behaviour, not a leak.
+//!
+//! The tracker is the creator's child, started like any other (`Role::Tracker`), but it must
+//! survive the creator for a moment: it turns off the parent-death signal and leaves the
+//! creator's session before it says it is ready, and the creator sends no name before that, so
+//! there is no window in which a dying creator takes its tracker along. If the creator exits
+//! first the tracker is reparented and reaped by init; if the tracker dies first (someone
+//! killed it), the next message notices, reaps it, and starts a replacement that is told every
+//! name again.
+
+use std::collections::{BTreeSet, HashSet};
+use std::sync::{Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+
+use crate::bootstrap::{self, ChildLink};
+use crate::error::{Error, Result};
+use crate::sys;
+use crate::sys::tracker::ObjectId;
+use crate::wire::message::{Role, kind};
+use crate::wire::{Channel, codec};
+
+/// How long a new tracker may take to start.
+const START_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// What creator and tracker say to each other (frames of kind [`kind::TRACKER`]).
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) enum Message {
+    /// Tracker to creator: it no longer dies with the creator; names are safe from now on.
+    Detached,
+    /// Remove `name` once the creator is gone, if it still refers to object `dev`/`ino`.
+    Track { name: String, dev: u64, ino: u64 },
+    /// Forget `name` for object `dev`/`ino`: it was removed, or the user wants it to outlive
+    /// the creator. (A name with another object, from a failed second `create` of the same
+    /// name, say, stays listed.)
+    Untrack { name: String, dev: u64, ino: u64 },
+}
+
+/// This process's side.
+struct State {
+    /// The tracker and the pid of the process it works for. After a `fork` the child inherits
+    /// this value, but the tracker is its parent's: the child must neither use nor kill it.
+    link: Option<(u32, ChildLink)>,
+    /// Names (with their objects) this process owns and wants removed when it dies; a
+    /// replacement tracker is told all of them.
+    names: BTreeSet<(String, ObjectId)>,
+}
+
+static STATE: Mutex<State> = Mutex::new(State {
+    link: None,
+    names: BTreeSet::new(),
+});
+
+fn state() -> MutexGuard<'static, State> {
+    // The state is consistent between statements; a panic elsewhere cannot have broken it.
+    STATE
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// Has the tracker remove `name` when this process is gone, if the name still refers to `id`.
+/// Starts the tracker on first use. Call it before the name exists.
+pub(crate) fn track(name: &str, id: ObjectId) -> Result<()> {
+    let mut st = state();
+    let entry = (name.to_owned(), id);
+    st.names.insert(entry.clone());
+    let msg = Message::Track {
+        name: name.to_owned(),
+        dev: id.dev,
+        ino: id.ino,
+    };
+    st.send(&msg).inspect_err(|_| {
+        st.names.remove(&entry);
+    })
+}
+
+/// Takes `name` (for object `id`) off the tracker's list.
+pub(crate) fn untrack(name: &str, id: ObjectId) -> Result<()> {
+    let mut st = state();
+    if !st.names.remove(&(name.to_owned(), id)) {
+        return Ok(());
+    }
+    st.send(&Message::Untrack {
+        name: name.to_owned(),
+        dev: id.dev,
+        ino: id.ino,
+    })
+}
+
+impl State {
+    /// Sends `msg` to this process's tracker. If there is none yet, or it died, a new one is
+    /// started and told the whole list instead (which `msg` has already been applied to).
+    fn send(&mut self, msg: &Message) -> Result<()> {
+        let payload = codec::encode(msg)?;
+        let me = sys::proc::getpid();
+        match self.link.take() {
+            Some((owner, link)) if owner != me => {
+                // Inherited through `fork`: dropping the link would kill the parent's tracker.
+                std::mem::forget(link);
+            }
+            Some((owner, mut link)) => {
+                if link.channel.send(kind::TRACKER, &payload).is_ok() {
+                    self.link = Some((owner, link));
+                    return Ok(());
+                }
+                // The tracker is gone: dropping the link reaps it (no zombie is left).
+                drop(link);
+            }
+            None => {}
+        }
+        if self.names.is_empty() {
+            // Nothing to protect: start a tracker only when there is.
+            return Ok(());
+        }
+        let mut link = start()?;
+        for (name, id) in &self.names {
+            let track = Message::Track {
+                name: name.clone(),
+                dev: id.dev,
+                ino: id.ino,
+            };
+            link.channel.send(kind::TRACKER, &codec::encode(&track)?)?;
+        }
+        self.link = Some((me, link));
+        Ok(())
+    }
+}
+
+/// Starts a tracker and waits until it no longer dies with this process.
+fn start() -> Result<ChildLink> {
+    let mut link = bootstrap::spawn_child("SharedMemoryTracker", Role::Tracker, false)?;
+    let deadline = Instant::now() + START_TIMEOUT;
+    bootstrap::await_ready(&mut link, deadline)?;
+    let frame = link.channel.recv(Some(deadline))?;
+    match codec::decode::<Message>(frame.payload()) {
+        Ok(Message::Detached) if frame.kind == kind::TRACKER => Ok(link),
+        _ => Err(Error::Protocol(format!(
+            "the shared-memory tracker sent kind {} instead of its detached notice",
+            frame.kind
+        ))),
+    }
+}
+
+/// The tracker process: serves its creator until the creator is gone, removes what is left,
+/// and returns the exit status.
+pub(crate) fn serve(mut ch: Channel) -> i32 {
+    if let Err(e) = sys::tracker::detach_from_parent() {
+        eprintln!("multiproc: the shared-memory tracker could not detach: {e}");
+        return crate::worker::EXIT_PROTOCOL;
+    }
+    // SAFETY: this is a freshly started, single-threaded child; the start-up code dropped
+    // everything it held except `ch`, which is kept.
+    if let Err(e) = unsafe { sys::tracker::close_all_except(ch.as_fd()) } {
+        eprintln!("multiproc: the shared-memory tracker could not close inherited files: {e}");
+    }
+    let detached = match codec::encode(&Message::Detached) {
+        Ok(bytes) => bytes,
+        Err(_) => return crate::worker::EXIT_PROTOCOL,
+    };
+    if ch.send(kind::TRACKER, &detached).is_err() {
+        return crate::worker::EXIT_PROTOCOL;
+    }
+    let mut names: HashSet<(String, ObjectId)> = HashSet::new();
+    // Any error ends the loop: end of file is the creator's death or exit, and a broken channel
+    // means no more messages can come either. What is listed then is what it left behind.
+    while let Ok(frame) = ch.recv(None) {
+        if frame.kind != kind::TRACKER {
+            continue;
+        }
+        match codec::decode::<Message>(frame.payload()) {
+            Ok(Message::Track { name, dev, ino }) => {
+                names.insert((name, ObjectId { dev, ino }));
+            }
+            Ok(Message::Untrack { name, dev, ino }) => {
+                names.remove(&(name, ObjectId { dev, ino }));
+            }
+            Ok(Message::Detached) | Err(_) => {}
+        }
+    }
+    for (name, id) in names {
+        if let Err(e) = sys::tracker::unlink_if(&name, id) {
+            eprintln!("multiproc: could not remove shared memory {name:?}: {e}");
+        }
+    }
+    0
+}
