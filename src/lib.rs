@@ -116,7 +116,8 @@
 //! [`Value`] and [`Array`] hold plain numbers in shared memory, with a lock; [`Lock`],
 //! [`RLock`], [`Semaphore`], [`BoundedSemaphore`], [`Condition`], [`Event`] and [`Barrier`]
 //! work across processes. A lock whose holder died is reported as [`Error::OwnerDied`] to the
-//! next taker and is usable afterwards.
+//! next taker and is usable afterwards. [`SharedMemory`] is a block of bytes, anonymous or by
+//! name in `/dev/shm`.
 //!
 //! ```
 //! use multiproc::{Process, Value};
