@@ -92,6 +92,11 @@ impl PoolBuilder {
     ///
     /// If it panics, the pool cannot serve tasks: every task fails with
     /// [`Error::InitializerFailed`] (Python instead respawns failing workers forever).
+    ///
+    /// An initializer that never returns keeps its worker from serving tasks, as in Python;
+    /// that is the "initializer as worker" pattern (see `examples/pool_queue_workers.rs`,
+    /// where initializers drain a [`Queue`](crate::Queue)). `task_timeout` does not apply to
+    /// it; tasks submitted to such a pool wait, so use bounded waits or `terminate()`.
     pub fn initializer<F, A>(mut self, f: F, arg: A) -> Self
     where
         F: Fn(A) + Copy + Send + Sync + 'static,
