@@ -163,15 +163,18 @@ impl<T: Serialize + DeserializeOwned> Connection<T> {
             ));
         }
         let chan = self.chan()?;
-        let mut fds = FdSet::default();
+        let mut fds = FdSet::passing();
         let mut payload = Vec::new();
         fds::collect(&mut fds, || codec::encode_into(value, &mut payload))?;
-        chan.push_with(MESSAGE, fds.into_fds(), |out| {
+        chan.push_with(MESSAGE, fds.duplicate()?, |out| {
             out.extend_from_slice(&payload);
             Ok(())
         })?;
         match chan.flush() {
-            Ok(_) => Ok(()),
+            Ok(_) => {
+                fds.sent();
+                Ok(())
+            }
             Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Err(Error::Disconnected),
             Err(e) => Err(e.into()),
         }

@@ -381,3 +381,78 @@ fn a_child_reader_is_told_when_every_writer_is_gone() {
         assert!(t.elapsed() < SECS(5));
     });
 }
+
+fn reply_through((requests, _ready): (Queue<Queue<String>>, ())) {
+    let reply = requests.get_timeout(SECS(10)).unwrap();
+    std::thread::sleep(Duration::from_millis(100));
+    reply.put("pong".into()).unwrap();
+}
+
+/// Regression: a handle inside a queue item was not counted while on its way, so the
+/// reply-queue pattern told the asker "disconnected" before the answer came.
+#[test]
+fn a_reply_queue_sent_inside_an_item_counts_as_a_writer() {
+    within(SECS(30), || {
+        let requests: Queue<Queue<String>> = Queue::new().unwrap();
+        let mut p = Process::new(reply_through, (requests.clone(), ()));
+        p.start().unwrap();
+        let reply: Queue<String> = Queue::new().unwrap();
+        requests.put(reply.clone()).unwrap();
+        assert_eq!(reply.get().unwrap(), "pong");
+        p.join().unwrap();
+    });
+}
+
+/// Regression: a reader could see the queue empty, then (after a writer put an item and left)
+/// decide that every writer was gone, and report `Disconnected` with the item still queued.
+#[test]
+fn disconnected_is_never_reported_with_an_item_in_the_queue() {
+    within(SECS(1800), || {
+        // A rare interleaving: MULTIPROC_SOAK=n runs n × 100 rounds instead of 2 000.
+        let rounds = std::env::var("MULTIPROC_SOAK")
+            .ok()
+            .and_then(|s| s.parse::<u32>().ok())
+            .map_or(2_000, |n| n * 100);
+        for _ in 0..rounds {
+            let q: Queue<u8> = Queue::new().unwrap();
+            let writer = q.clone();
+            let t = std::thread::spawn(move || {
+                writer.put(1).unwrap();
+                drop(writer);
+            });
+            assert_eq!(q.get().unwrap(), 1);
+            t.join().unwrap();
+        }
+    });
+}
+
+struct Explodes;
+
+impl serde::Serialize for Explodes {
+    fn serialize<S: serde::Serializer>(&self, _: S) -> Result<S::Ok, S::Error> {
+        panic!("no");
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Explodes {
+    fn deserialize<D: serde::Deserializer<'de>>(_: D) -> Result<Self, D::Error> {
+        Ok(Explodes)
+    }
+}
+
+/// Regression: a panic inside an item's Serialize left the thread's encoding context set, so
+/// the handle inside kept the queue "held" forever.
+#[test]
+fn a_panic_while_encoding_an_item_leaves_nothing_behind() {
+    let outer: Queue<(Queue<u8>, Explodes)> = Queue::new().unwrap();
+    let inner: Queue<u8> = Queue::new().unwrap();
+    let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        let _ = outer.put((inner.clone(), Explodes));
+    }));
+    assert!(r.is_err());
+    // The handle that was being encoded is no longer counted anywhere: alone, we are told.
+    assert!(matches!(
+        inner.get_timeout(SECS(2)),
+        Err(Error::Disconnected)
+    ));
+}

@@ -148,3 +148,80 @@ fn a_barrier_timeout_breaks_it_for_everyone_and_abort_too() {
         assert_eq!(barrier.n_waiting(), 0);
     });
 }
+
+/// Regression: a `set()` followed by `clear()` while a process waited went unnoticed.
+#[test]
+fn an_event_set_and_cleared_during_a_wait_wakes_the_waiter() {
+    within(SECS(30), || {
+        let ev = Event::new().unwrap();
+        let mut p = Process::new(|ev: Event| ev.wait_timeout(SECS(10)), ev.clone());
+        p.start().unwrap();
+        std::thread::sleep(Duration::from_millis(150));
+        ev.set();
+        ev.clear();
+        let t = Instant::now();
+        assert!(p.join().unwrap(), "the wait saw the set");
+        assert!(t.elapsed() < SECS(5));
+    });
+}
+
+/// Regression: a reset right after a round completed made its parties fail.
+#[test]
+fn a_reset_after_a_completed_round_does_not_break_that_round() {
+    within(SECS(30), || {
+        for _ in 0..50 {
+            let barrier = Barrier::new(2).unwrap();
+            let other = barrier.clone();
+            let t = std::thread::spawn(move || other.wait_timeout(SECS(10)));
+            assert!(barrier.wait_timeout(SECS(10)).is_ok());
+            barrier.reset();
+            assert!(t.join().unwrap().is_ok());
+        }
+    });
+}
+
+/// Parties that change from round to round: one that finished and exited is not dead.
+#[test]
+fn a_barrier_for_changing_parties_ignores_earlier_parties_that_exited() {
+    within(SECS(30), || {
+        let barrier = Barrier::for_changing_parties(2).unwrap();
+        let meet_once = |b: Barrier| b.wait_timeout(SECS(10)).is_ok();
+        let mut first = Process::new(meet_once, barrier.clone());
+        first.start().unwrap();
+        barrier.wait_timeout(SECS(10)).unwrap();
+        assert!(first.join().unwrap()); // it has exited now
+        let mut second = Process::new(meet_once, barrier.clone());
+        std::thread::sleep(Duration::from_millis(100)); // a late newcomer
+        second.start().unwrap();
+        barrier.wait_timeout(SECS(10)).unwrap();
+        assert!(second.join().unwrap());
+    });
+}
+
+fn wait_once((cond, woken): (Condition, RawValue<u32>)) {
+    let mut g = cond.acquire().unwrap();
+    if g.wait_timeout(Duration::from_millis(700)).unwrap() {
+        woken.set(woken.get() + 1); // under the condition's lock
+    }
+}
+
+/// Regression: `notify()` woke every waiter.
+#[test]
+fn notify_wakes_one_waiter_and_notify_all_the_rest() {
+    within(SECS(30), || {
+        let cond = Condition::new().unwrap();
+        let woken = RawValue::new(0u32).unwrap();
+        let mut ps: Vec<_> = (0..3)
+            .map(|_| Process::new(wait_once, (cond.clone(), woken.clone())))
+            .collect();
+        for p in &mut ps {
+            p.start().unwrap();
+        }
+        std::thread::sleep(Duration::from_millis(300)); // all three are waiting
+        cond.acquire().unwrap().notify();
+        for p in &mut ps {
+            p.join().unwrap();
+        }
+        assert_eq!(woken.get(), 1, "one notify, one waiter");
+    });
+}

@@ -194,3 +194,20 @@ fn a_value_or_array_guard_is_the_only_way_in_while_it_lives() {
     assert!(matches!(a.lock(), Err(Error::Deadlock)));
     assert!(matches!(a.set(0, 9), Err(Error::Deadlock)));
 }
+
+fn read_value(v: Value<u64>) -> u64 {
+    v.get().unwrap()
+}
+
+/// Regression: descriptors in one pool chunk were matched by number; a handle dropped after
+/// encoding freed its number for the next item's handle, which was then sent as the first.
+#[test]
+fn each_item_of_a_chunk_gets_its_own_handle() {
+    within(SECS(30), || {
+        let pool = Pool::new(2).unwrap();
+        let got = pool
+            .map_chunked(read_value, (0..8u64).map(|i| Value::new(i).unwrap()), 8)
+            .unwrap();
+        assert_eq!(got, (0..8).collect::<Vec<_>>());
+    });
+}

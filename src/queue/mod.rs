@@ -107,7 +107,14 @@ struct Shared {
 ///
 /// Clone it, or pass it to a [`Process`](crate::Process), a pool task or a pool initializer:
 /// every copy is the same queue. Items keep their order per producer; each item is taken by
-/// exactly one consumer.
+/// exactly one consumer. A handle is `Send` but not `Sync`: give each thread its own clone
+/// (that is how a reader knows whether anyone is left to write).
+///
+/// ```compile_fail
+/// fn shared_by_threads<T: Sync>(_: &T) {}
+/// let q = multiproc::Queue::<u8>::new().unwrap();
+/// shared_by_threads(&q); // a Queue is not Sync: clone it per thread
+/// ```
 ///
 /// **Drop:** releases this handle. When every other handle in every process is gone and the
 /// queue is empty, readers get [`Error::Disconnected`]. The queue's memory goes with its last
@@ -136,6 +143,9 @@ pub struct Queue<T> {
     shared: Arc<Shared>,
     closed: AtomicBool,
     _t: PhantomData<fn(T) -> T>,
+    /// A handle is one holder: threads that read and write need a clone each (`Send`, not
+    /// `Sync`), or a reader could not tell whether anyone else is left to write.
+    _not_sync: PhantomData<std::cell::Cell<()>>,
 }
 
 impl<T> std::fmt::Debug for Queue<T> {
@@ -154,6 +164,7 @@ impl<T> Queue<T> {
             shared,
             closed: AtomicBool::new(false),
             _t: PhantomData,
+            _not_sync: PhantomData,
         }
     }
 
@@ -213,8 +224,10 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
     }
 
     /// A queue of at most `maxsize` items (0: no limit) whose ring holds `ring_bytes` bytes of
-    /// encoded items (at least 4 KiB). Items larger than a quarter of the ring travel in their
-    /// own sealed memory instead, so the ring only bounds how much small data waits.
+    /// encoded items (at least 4 KiB). Items larger than a quarter of the ring, and items that
+    /// carry handles, travel in their own sealed memory over a socket instead; the socket's
+    /// buffer lets a few hundred such items wait at once (about 250 here), beyond which `put`
+    /// waits for a reader as it does when the ring is full.
     ///
     /// # Errors
     /// As [`new`](Self::new).
@@ -257,13 +270,18 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
             return Err(PutError::Closed(item));
         }
         let outcome = with_buf(|buf| {
-            let mut fds = FdSet::default();
+            let mut fds = FdSet::passing();
             fds::collect(&mut fds, || codec::encode_into(&item, buf)).map_err(Error::from)?;
-            if fds.is_empty() && self.ring().fits_inline(buf.len()) {
-                return Ok(self.ring().push(buf, None, deadline));
+            let pushed = if fds.is_empty() && self.ring().fits_inline(buf.len()) {
+                self.ring().push(buf, None, deadline)
+            } else {
+                let memfd = SealedBytes::seal(buf)?;
+                self.ring().push(&[], Some((&memfd, &fds)), deadline)
+            };
+            if pushed.is_ok() {
+                fds.sent();
             }
-            let memfd = SealedBytes::seal(buf)?;
-            Ok(self.ring().push(&[], Some((&memfd, &fds)), deadline))
+            Ok(pushed)
         });
         match outcome {
             Ok(Ok(())) => Ok(()),
@@ -335,9 +353,41 @@ impl<T> Drop for Queue<T> {
     }
 }
 
-/// Keeps the sending process counted as a holder while a message carrying a queue exists.
+/// Keeps the sending process counted as a holder while a lasting message (a `Process` or
+/// pool argument) carrying a queue exists.
 struct QueuePin {
     shared: Arc<Shared>,
+}
+
+/// Counts a handle inside a passing message (a queue item, a pipe message) as on its way
+/// until it is decoded; undone if the message is dropped undelivered.
+struct InFlight {
+    shared: Arc<Shared>,
+    sent: AtomicBool,
+}
+
+impl InFlight {
+    fn new(shared: Arc<Shared>) -> Self {
+        shared.ring.departed();
+        Self {
+            shared,
+            sent: AtomicBool::new(false),
+        }
+    }
+}
+
+impl Pin for InFlight {
+    fn sent(&self) {
+        self.sent.store(true, SeqCst);
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        if !self.sent.load(SeqCst) {
+            self.shared.ring.arrived();
+        }
+    }
 }
 
 impl QueuePin {
@@ -364,21 +414,25 @@ impl<T> Serialize for Queue<T> {
     fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
         let ring = self.ring();
         let shared = self.shared.clone();
-        let seg = fds::attach_pinned(ring.segment().as_fd(), || {
-            Some(Box::new(QueuePin::new(shared)) as Box<dyn Pin>)
+        let (seg, passing) = fds::attach_pinned(ring.segment().as_fd(), |passing| {
+            Some(if passing {
+                Box::new(InFlight::new(shared)) as Box<dyn Pin>
+            } else {
+                Box::new(QueuePin::new(shared))
+            })
         })
         .map_err(serde::ser::Error::custom)?;
         let (tx, rx) = ring.side_fds();
         let tx = fds::attach(tx).map_err(serde::ser::Error::custom)?;
         let rx = fds::attach(rx).map_err(serde::ser::Error::custom)?;
-        (seg, tx, rx).serialize(s)
+        (seg, tx, rx, passing).serialize(s)
     }
 }
 
 impl<'de, T> Deserialize<'de> for Queue<T> {
     fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
         use serde::de::Error as _;
-        let (seg, tx, rx) = <(u32, u32, u32)>::deserialize(d)?;
+        let (seg, tx, rx, passing) = <(u32, u32, u32, bool)>::deserialize(d)?;
         let seg = Segment::from_fd(fds::take(seg).map_err(D::Error::custom)?)
             .map_err(D::Error::custom)?;
         seg.check::<ring::QueueCell>(Kind::Queue)
@@ -386,7 +440,12 @@ impl<'de, T> Deserialize<'de> for Queue<T> {
         let tx = fds::take(tx).map_err(D::Error::custom)?;
         let rx = fds::take(rx).map_err(D::Error::custom)?;
         let ring = Ring::from_parts(seg, tx, rx).map_err(D::Error::custom)?;
-        Ok(Self::from_shared(Arc::new(Shared { ring })))
+        let queue = Self::from_shared(Arc::new(Shared { ring }));
+        if passing {
+            // Counted as a holder now (above), so no longer as on its way.
+            queue.ring().arrived();
+        }
+        Ok(queue)
     }
 }
 

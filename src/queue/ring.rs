@@ -73,6 +73,11 @@ pub(crate) struct QueueCell {
     unfinished: AtomicU64,
     /// Handles that found no seat; while any exist, disconnection is never reported.
     untracked: AtomicU64,
+    /// Handles inside queue items and pipe messages not yet received: each will be decoded in
+    /// some process, which can then write. Counted up when encoded, down when decoded (or when
+    /// the message is dropped undelivered); a message lost with a dead reader leaves it up,
+    /// which only means readers wait instead of being told "disconnected".
+    in_flight: AtomicU64,
     not_empty: Parking,
     not_full: Parking,
     all_done: Parking,
@@ -262,7 +267,9 @@ impl Ring {
             return None;
         }
         let (head, tail) = (cell.head.load(SeqCst), cell.tail.load(SeqCst));
-        let free = self.len - (tail - head) as usize;
+        // Counters another process wrote badly must not overflow here: no room, then.
+        let used = usize::try_from(tail.wrapping_sub(head)).ok()?;
+        let free = self.len.checked_sub(used)?;
         let to_end = self.len - tail as usize % self.len;
         if rec <= to_end {
             (rec <= free).then_some(0)
@@ -350,8 +357,9 @@ impl Ring {
     ) -> Result<Popped, PopError> {
         let cell = self.cell();
         let mut take = |stale: bool| -> Option<Result<Popped, PopError>> {
-            if cell.head.load(SeqCst) == cell.tail.load(SeqCst) {
-                if (stale || self.alone()) && self.writers_gone(me) {
+            if self.is_empty() {
+                // Look again after deciding: a writer may have put an item, then left.
+                if (stale || self.alone()) && self.writers_gone(me) && self.is_empty() {
                     return Some(Err(PopError::Disconnected));
                 }
                 return None;
@@ -362,7 +370,7 @@ impl Ring {
         let popped = match take(false) {
             Some(r) => r,
             None if deadline.is_some_and(|d| d <= Instant::now()) => {
-                if self.writers_gone(me) {
+                if self.writers_gone(me) && self.is_empty() {
                     Err(PopError::Disconnected)
                 } else {
                     Err(PopError::Empty)
@@ -481,6 +489,24 @@ impl Ring {
         self.cell().items.load(SeqCst) as usize
     }
 
+    fn is_empty(&self) -> bool {
+        let cell = self.cell();
+        cell.head.load(SeqCst) == cell.tail.load(SeqCst)
+    }
+
+    /// A handle to this queue was put inside a message that is on its way.
+    pub(crate) fn departed(&self) {
+        self.cell().in_flight.fetch_add(1, SeqCst);
+    }
+
+    /// A handle that was on its way arrived (was decoded), or its message was dropped.
+    pub(crate) fn arrived(&self) {
+        let _ = self
+            .cell()
+            .in_flight
+            .fetch_update(SeqCst, SeqCst, |n| n.checked_sub(1));
+    }
+
     pub(crate) fn maxsize(&self) -> usize {
         self.cell().maxsize.load(SeqCst) as usize
     }
@@ -590,14 +616,16 @@ impl Ring {
     /// Whether at most one process holds the queue (a cheap first test for `writers_gone`).
     fn alone(&self) -> bool {
         let cell = self.cell();
-        cell.untracked.load(SeqCst) == 0 && cell.seats.iter().filter(|s| s.held()).count() <= 1
+        cell.untracked.load(SeqCst) == 0
+            && cell.in_flight.load(SeqCst) == 0
+            && cell.seats.iter().filter(|s| s.held()).count() <= 1
     }
 
     /// Whether nobody but the one handle of process `me` that is reading could still put: no
     /// other live process holds the queue, and `me` holds it once.
     pub(crate) fn writers_gone(&self, me: u64) -> bool {
         let cell = self.cell();
-        if cell.untracked.load(SeqCst) > 0 {
+        if cell.untracked.load(SeqCst) > 0 || cell.in_flight.load(SeqCst) > 0 {
             return false;
         }
         cell.seats.iter().all(|s| {

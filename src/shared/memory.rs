@@ -593,8 +593,12 @@ impl<'de> Deserialize<'de> for SharedMemory {
     fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
         let (index, name) = <(u32, Option<String>)>::deserialize(d)?;
         let fd = fds::take(index).map_err(serde::de::Error::custom)?;
-        let map = Mapping::map(fd)
-            .map_err(|e| serde::de::Error::custom(format!("could not map a shared memory: {e}")))?;
+        // An anonymous segment is sealed against resizing; a named one cannot be.
+        let map = match name {
+            None => Mapping::map_sealed(fd),
+            Some(_) => Mapping::map(fd),
+        }
+        .map_err(|e| serde::de::Error::custom(format!("could not map a shared memory: {e}")))?;
         Ok(Self::from_parts(map, name, None))
     }
 }

@@ -124,7 +124,7 @@ impl<'de> Deserialize<'de> for Segment {
 impl Segment {
     /// Maps a segment received from another process (check its kind before use).
     pub(crate) fn from_fd(fd: std::os::fd::OwnedFd) -> Result<Self, String> {
-        let map = Mapping::map(fd).map_err(|e| format!("could not map a handle: {e}"))?;
+        let map = Mapping::map_sealed(fd).map_err(|e| format!("could not map a handle: {e}"))?;
         if map.len() < CELL_OFFSET {
             return Err("a received handle is too small".into());
         }
@@ -158,3 +158,27 @@ macro_rules! segment_handle {
     };
 }
 pub(crate) use segment_handle;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sync::lock::LockCell;
+
+    /// Regression: a process holding a handle could shrink its memory under every other
+    /// holder (who then died of SIGBUS on their next access).
+    #[test]
+    fn segments_cannot_change_size_and_unsealed_memory_is_refused() {
+        let seg = Segment::new::<LockCell>(Kind::Lock, 0).unwrap();
+        assert!(
+            rustix::fs::ftruncate(seg.as_fd(), 0).is_err(),
+            "shrink refused"
+        );
+        assert!(
+            rustix::fs::ftruncate(seg.as_fd(), 1 << 20).is_err(),
+            "growth refused"
+        );
+        let loose = rustix::fs::memfd_create("loose", rustix::fs::MemfdFlags::CLOEXEC).unwrap();
+        rustix::fs::ftruncate(&loose, 4096).unwrap();
+        assert!(Segment::from_fd(loose).is_err());
+    }
+}

@@ -7,8 +7,14 @@
 //! Dead parties: each arrival records its thread in a seat with the round it arrived in. A
 //! waiter that sleeps a slice without news looks at the seats: a party that arrived in this
 //! round or the previous one and is no longer alive will never (again) arrive, so the barrier
-//! is broken and every waiter is told. A party that dies before its first arrival cannot be
-//! told from a slow one; `wait_timeout` covers that case.
+//! is broken and every waiter is told. That suits the usual loop of a fixed set of parties;
+//! where the parties change from round to round (fresh processes per phase), a party of the
+//! last round that has exited is not dead weight, and [`Barrier::for_changing_parties`] watches
+//! only the current round. A party that dies before its first arrival cannot be told from a
+//! slow one; `wait_timeout` covers that case.
+//!
+//! `reset` cancels the current round: it moves the round on and records which round it
+//! cancelled, so a waiter can tell "my round completed" from "my round was cancelled".
 
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering::SeqCst};
 use std::time::{Duration, Instant};
@@ -38,8 +44,10 @@ pub(crate) struct BarrierCell {
     arrived: AtomicU32,
     round: AtomicU32,
     broken: AtomicU32,
-    resets: AtomicU32,
-    _pad: AtomicU32,
+    /// One more than the round the last `reset` cancelled; 0 if none was.
+    cancelled: AtomicU32,
+    /// 1 if parties of the previous round are watched too (the default).
+    watch_previous: AtomicU32,
     parking: Parking,
     seats: [Seat; SEATS],
 }
@@ -107,12 +115,25 @@ impl BarrierCell {
         }
     }
 
-    /// Whether a party of this round or the last one has died.
+    /// Whether a party of this round (or, if watched, the last one) has died.
     fn party_died(&self, me: u64, round: u32) -> bool {
+        let reach = self.watch_previous.load(SeqCst);
         self.seats.iter().any(|s| {
             let t = s.thread.load(SeqCst);
-            t != 0 && t != me && round.wrapping_sub(s.round.load(SeqCst)) <= 1 && !identity_alive(t)
+            t != 0
+                && t != me
+                && round.wrapping_sub(s.round.load(SeqCst)) <= reach
+                && !identity_alive(t)
         })
+    }
+
+    /// How round `round` ended, once the round number has moved past it.
+    fn ended(&self, round: u32) -> Outcome {
+        if self.cancelled.load(SeqCst) == round.wrapping_add(1) {
+            Outcome::Broken
+        } else {
+            Outcome::Through
+        }
     }
 }
 
@@ -127,13 +148,29 @@ impl Barrier {
     /// # Errors
     /// `parties` is 0 ([`Error::InvalidArgument`]), or the shared memory could not be created.
     pub fn new(parties: u32) -> Result<Self> {
+        Self::with_watch(parties, true)
+    }
+
+    /// A barrier for `parties` parties that change from round to round (new processes for
+    /// each phase, say): only parties waiting in the current round are watched for death, so
+    /// that a party of an earlier round which has since exited does not break it.
+    ///
+    /// # Errors
+    /// As [`new`](Self::new).
+    pub fn for_changing_parties(parties: u32) -> Result<Self> {
+        Self::with_watch(parties, false)
+    }
+
+    fn with_watch(parties: u32, previous: bool) -> Result<Self> {
         if parties == 0 {
             return Err(Error::InvalidArgument(
                 "a barrier needs at least one party".into(),
             ));
         }
         let seg = Segment::new::<BarrierCell>(Kind::Barrier, 0)?;
-        seg.cell::<BarrierCell>().parties.store(parties, SeqCst);
+        let cell: &BarrierCell = seg.cell();
+        cell.parties.store(parties, SeqCst);
+        cell.watch_previous.store(u32::from(previous), SeqCst);
         Ok(Self { seg })
     }
 
@@ -163,7 +200,7 @@ impl Barrier {
     fn wait_until(&self, deadline: Option<Instant>) -> Result<u32> {
         let cell = self.cell();
         let me = thread_identity();
-        let (round, resets, index) = {
+        let (round, index) = {
             let _inside = cell.enter();
             if cell.broken.load(SeqCst) != 0 {
                 return Err(Error::BrokenBarrier);
@@ -177,13 +214,11 @@ impl Barrier {
                 cell.parking.wake_all();
                 return Ok(index);
             }
-            (round, cell.resets.load(SeqCst), index)
+            (round, index)
         };
         let outcome = cell.parking.wait(deadline, |stale| {
-            if cell.resets.load(SeqCst) != resets {
-                Some(Outcome::Broken)
-            } else if cell.round.load(SeqCst) != round {
-                Some(Outcome::Through)
+            if cell.round.load(SeqCst) != round {
+                Some(cell.ended(round))
             } else if cell.broken.load(SeqCst) != 0 {
                 Some(Outcome::Broken)
             } else if stale && cell.party_died(me, round) {
@@ -198,8 +233,12 @@ impl Barrier {
             Some(Outcome::Broken) => Err(Error::BrokenBarrier),
             None => {
                 let _inside = cell.enter();
-                if cell.round.load(SeqCst) != round && cell.resets.load(SeqCst) == resets {
-                    return Ok(index); // made it at the last moment
+                if cell.round.load(SeqCst) != round {
+                    // The round ended at the last moment.
+                    return match cell.ended(round) {
+                        Outcome::Through => Ok(index),
+                        Outcome::Broken => Err(Error::BrokenBarrier),
+                    };
                 }
                 cell.break_now();
                 Err(Error::BrokenBarrier)
@@ -220,7 +259,9 @@ impl Barrier {
     pub fn reset(&self) {
         let cell = self.cell();
         let _inside = cell.enter();
-        cell.resets.fetch_add(1, SeqCst);
+        let round = cell.round.load(SeqCst);
+        cell.cancelled.store(round.wrapping_add(1), SeqCst);
+        cell.round.store(round.wrapping_add(1), SeqCst);
         cell.arrived.store(0, SeqCst);
         cell.broken.store(0, SeqCst);
         for seat in &cell.seats {

@@ -1,15 +1,17 @@
 //! `Condition`: a condition variable with its own re-entrant lock, across processes.
 //!
-//! Waiting reads the notification count, releases the lock completely (whatever its depth),
-//! sleeps until the count moves, and takes the lock back at the same depth. A notification
-//! bumps the count, so a waiter that has released the lock but not yet gone to sleep still
-//! sees it: no notification sent after a wait began is lost. Like every condition variable,
-//! a wait may also return without a notification for this waiter; [`wait_for`] re-checks.
+//! A waiter counts itself in `waiting` while it still holds the lock, releases the lock
+//! completely (whatever its depth), sleeps until it can take a token, and takes the lock back
+//! at the same depth. `notify(n)` adds up to `n` tokens (never more than there are waiters) and
+//! wakes that many sleepers; `notify_all` gives one to every waiter. Because the notifier holds
+//! the lock, every waiter that released it before is counted: no notification is lost, and
+//! `notify()` wakes one waiter, not all. A token left over by a waiter that timed out at that
+//! very moment may wake a later waiter early; [`wait_for`] re-checks its predicate anyway.
 //!
 //! [`wait_for`]: ConditionGuard::wait_for
 
 use std::marker::PhantomData;
-use std::sync::atomic::Ordering::SeqCst;
+use std::sync::atomic::{AtomicU32, Ordering::SeqCst};
 use std::time::{Duration, Instant};
 
 use crate::error::{Error, Result};
@@ -24,9 +26,22 @@ use crate::sync::parking::{self, Parking};
 pub(crate) struct CondCell {
     lock: LockCell,
     notified: Parking,
+    /// Threads inside a wait.
+    waiting: AtomicU32,
+    /// Notifications not yet taken by a waiter.
+    tokens: AtomicU32,
 }
 
-// SAFETY: repr(C) of two `SharedCell`s.
+impl CondCell {
+    fn take_token(&self) -> Option<()> {
+        self.tokens
+            .fetch_update(SeqCst, SeqCst, |t| t.checked_sub(1))
+            .ok()
+            .map(|_| ())
+    }
+}
+
+// SAFETY: repr(C) of `SharedCell`s and atomics; zero is "unlocked, nobody waiting".
 unsafe impl SharedCell for CondCell {}
 
 /// A condition variable shared between processes, like `multiprocessing.Condition` (with its
@@ -167,11 +182,18 @@ impl ConditionGuard<'_> {
     }
 
     fn wait_until(&mut self, deadline: Option<Instant>) -> Result<bool> {
-        let lock = &self.cell.lock;
-        let seen = self.cell.notified.seq();
+        let cell = self.cell;
+        let lock = &cell.lock;
+        cell.waiting.fetch_add(1, SeqCst);
         let depth = lock.depth().swap(0, SeqCst);
         lock.give();
-        let notified = self.cell.notified.wait_for_wake(seen, deadline);
+        let notified = cell.take_token().is_some()
+            || cell
+                .notified
+                .wait(deadline, |_| cell.take_token())
+                .is_some()
+            || cell.take_token().is_some();
+        cell.waiting.fetch_sub(1, SeqCst);
         let mut owner_died = None;
         loop {
             match lock.take(None) {
@@ -187,13 +209,28 @@ impl ConditionGuard<'_> {
         }
     }
 
-    /// Wakes one waiter.
+    /// Wakes one waiter (if any waits).
     pub fn notify(&self) {
-        self.cell.notified.wake_one();
+        self.notify_n(1);
+    }
+
+    /// Wakes up to `n` waiters, like Python's `notify(n)`.
+    pub fn notify_n(&self, n: u32) {
+        let cell = self.cell;
+        let waiting = cell.waiting.load(SeqCst);
+        let _ = cell.tokens.fetch_update(SeqCst, SeqCst, |t| {
+            Some(t.saturating_add(n).min(waiting.max(t)))
+        });
+        cell.notified.wake(n.min(waiting));
     }
 
     /// Wakes every waiter.
     pub fn notify_all(&self) {
-        self.cell.notified.wake_all();
+        let cell = self.cell;
+        let waiting = cell.waiting.load(SeqCst);
+        let _ = cell
+            .tokens
+            .fetch_update(SeqCst, SeqCst, |t| Some(t.max(waiting)));
+        cell.notified.wake_all();
     }
 }

@@ -11,7 +11,9 @@ use crate::sync::parking::{self, Parking};
 #[repr(C)]
 pub(crate) struct EventCell {
     flag: AtomicU32,
-    _pad: AtomicU32,
+    /// How many times the flag was set: a waiter that sees it move was woken by a `set`, even
+    /// if the flag was cleared again before it looked.
+    sets: AtomicU32,
     parking: Parking,
 }
 
@@ -58,6 +60,7 @@ impl Event {
     pub fn set(&self) {
         let cell = self.cell();
         cell.flag.store(1, SeqCst);
+        cell.sets.fetch_add(1, SeqCst);
         cell.parking.wake_all();
     }
 
@@ -71,22 +74,21 @@ impl Event {
         self.cell().flag.load(SeqCst) != 0
     }
 
-    /// Waits until the flag is set.
+    /// Waits until the flag is set (returns also if it was set and cleared again meanwhile).
     pub fn wait(&self) {
         self.wait_until(None);
     }
 
-    /// Waits at most `timeout` for the flag; returns whether it is set (Python's `wait(t)`).
+    /// Waits at most `timeout` for the flag; returns whether it was set (now, or at some
+    /// moment during the wait), like `threading.Event.wait(t)`.
     pub fn wait_timeout(&self, timeout: Duration) -> bool {
         self.wait_until(parking::deadline(timeout))
     }
 
     fn wait_until(&self, deadline: Option<std::time::Instant>) -> bool {
         let cell = self.cell();
-        self.is_set()
-            || cell
-                .parking
-                .wait(deadline, |_| self.is_set().then_some(()))
-                .is_some()
+        let sets = cell.sets.load(SeqCst);
+        let was_set = || (self.is_set() || cell.sets.load(SeqCst) != sets).then_some(());
+        was_set().is_some() || cell.parking.wait(deadline, |_| was_set()).is_some()
     }
 }

@@ -42,7 +42,8 @@ impl Parking {
         self.wake(1);
     }
 
-    fn wake(&self, n: u32) {
+    /// Wakes up to `n` waiters.
+    pub(crate) fn wake(&self, n: u32) {
         self.seq.fetch_add(1, SeqCst);
         if self.sleepers.load(SeqCst) > 0 {
             futex::wake(&self.seq, n);
@@ -81,19 +82,6 @@ impl Parking {
         };
         self.sleepers.fetch_sub(1, SeqCst);
         out
-    }
-
-    /// Sleeps until the count moves past `seen` (a wake-up happened) or `deadline`. Returns
-    /// whether it moved. For waits whose condition is "someone called wake" (a condition
-    /// variable), read [`seq`](Self::seq) before releasing what the waker needs.
-    pub(crate) fn wait_for_wake(&self, seen: u32, deadline: Option<Instant>) -> bool {
-        self.wait(deadline, |_| (self.seq.load(SeqCst) != seen).then_some(()))
-            .is_some()
-    }
-
-    /// The current count.
-    pub(crate) fn seq(&self) -> u32 {
-        self.seq.load(SeqCst)
     }
 }
 

@@ -14,6 +14,22 @@ use rustix::net::{
 /// Most descriptors a single `sendmsg` carries; larger sets are split by the caller.
 pub(crate) const MAX_FDS_PER_MSG: usize = 64;
 
+/// What a memory object is, independently of its name: its device and inode.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub(crate) struct ObjectId {
+    pub(crate) dev: u64,
+    pub(crate) ino: u64,
+}
+
+/// The identity of the object behind `fd`.
+pub(crate) fn object_id(fd: BorrowedFd<'_>) -> io::Result<ObjectId> {
+    let st = rustix::fs::fstat(fd)?;
+    Ok(ObjectId {
+        dev: st.st_dev,
+        ino: st.st_ino,
+    })
+}
+
 /// A connected pair of Unix stream sockets, both close-on-exec.
 pub(crate) fn socketpair() -> io::Result<(OwnedFd, OwnedFd)> {
     let pair = rustix::net::socketpair(

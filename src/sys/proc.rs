@@ -226,18 +226,27 @@ pub(crate) fn own_process_identity() -> u64 {
 }
 
 /// Whether the thread named by a [`thread_identity`] is still running. A thread that is gone,
-/// a zombie, or whose id now belongs to a thread started at another time is not.
+/// a zombie, or whose id now belongs to a thread started at another time is not. When in
+/// doubt (no `/proc`, an unknown start time, an unreadable entry) the answer is "alive": a
+/// holder wrongly declared dead would let two threads into one lock.
 pub(crate) fn identity_alive(identity: u64) -> bool {
     let tid = identity as u32;
+    let start = (identity >> 32) as u32;
     match std::fs::read_to_string(format!("/proc/{tid}/stat")) {
         Ok(s) => match stat_fields(&s) {
-            Some((state, start)) => {
-                !matches!(state, 'Z' | 'X' | 'x') && start == (identity >> 32) as u32
+            Some((state, started)) => {
+                !matches!(state, 'Z' | 'X' | 'x') && (start == 0 || started == start)
             }
             None => true,
         },
-        Err(e) => e.kind() != io::ErrorKind::NotFound,
+        Err(e) => e.kind() != io::ErrorKind::NotFound || !procfs_mounted(),
     }
+}
+
+/// Whether `/proc` shows this process (else nothing can be learnt from it).
+fn procfs_mounted() -> bool {
+    static MOUNTED: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *MOUNTED.get_or_init(|| std::path::Path::new("/proc/self/stat").exists())
 }
 
 /// State letter and low 32 bits of the start time from a `/proc/<id>/stat` line.

@@ -24,10 +24,28 @@ unsafe impl Send for Mapping {}
 unsafe impl Sync for Mapping {}
 
 impl Mapping {
-    /// A new zero-filled memory object of `len` bytes with no name (a memfd).
+    /// A new zero-filled memory object of `len` bytes with no name (a memfd), sealed against
+    /// any change of size: a process that receives it cannot shrink it under the others'
+    /// mappings (which would kill them with `SIGBUS` on their next access).
     pub(crate) fn anonymous(label: &str, len: usize) -> io::Result<Self> {
-        let fd = rustix::fs::memfd_create(label, rustix::fs::MemfdFlags::CLOEXEC)?;
+        use rustix::fs::{MemfdFlags, SealFlags};
+        let fd = rustix::fs::memfd_create(label, MemfdFlags::CLOEXEC | MemfdFlags::ALLOW_SEALING)?;
         rustix::fs::ftruncate(&fd, len as u64)?;
+        rustix::fs::fcntl_add_seals(&fd, SealFlags::GROW | SealFlags::SHRINK | SealFlags::SEAL)?;
+        Self::map(fd)
+    }
+
+    /// Maps a memory object received from another process, after checking that its size is
+    /// sealed (see [`anonymous`](Self::anonymous)).
+    pub(crate) fn map_sealed(fd: OwnedFd) -> io::Result<Self> {
+        use rustix::fs::SealFlags;
+        let seals = rustix::fs::fcntl_get_seals(&fd).unwrap_or(SealFlags::empty());
+        if !seals.contains(SealFlags::GROW | SealFlags::SHRINK) {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                "a received handle's memory can change size (not sealed)",
+            ));
+        }
         Self::map(fd)
     }
 

@@ -20,21 +20,7 @@ use rustix::io::Errno;
 /// Where POSIX shared-memory objects live on Linux (glibc's `shm_open` and rustix's use it).
 const SHM_DIR: &str = "/dev/shm";
 
-/// What a memory object is, independently of its name: its device and inode.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub(crate) struct ObjectId {
-    pub(crate) dev: u64,
-    pub(crate) ino: u64,
-}
-
-/// The identity of the object behind `fd`.
-pub(crate) fn object_id(fd: BorrowedFd<'_>) -> io::Result<ObjectId> {
-    let st = rustix::fs::fstat(fd)?;
-    Ok(ObjectId {
-        dev: st.st_dev,
-        ino: st.st_ino,
-    })
-}
+pub(crate) use super::fd::{ObjectId, object_id};
 
 /// `/dev/shm/<name>` for a name already checked to be one path component.
 fn path_of(name: &str) -> io::Result<String> {

@@ -14,25 +14,31 @@
 //! with an error that says where handles can go.
 
 use std::cell::RefCell;
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 
 use crate::sys;
 
-/// What a handle keeps alive while a message that carries it is in flight. A queue uses it to
-/// count the message as a holder, so that readers are not told "every writer is gone" while
-/// a handle is on its way to a new process. Dropping the pin ends that.
+/// What a handle does about a message that carries it. A queue uses it so that its readers
+/// are not told "every writer is gone" while a handle to it is on its way to another process.
 pub(crate) trait Pin: Send + Sync {
-    /// The message is going to process `identity` (see `sys::proc::process_identity`), which
-    /// holds the handle from now until it exits.
-    fn hand_to(&self, identity: u64);
+    /// A lasting message (a `Process` or pool argument, kept by the sender) goes to process
+    /// `identity`, which holds the handle from now until it exits.
+    fn hand_to(&self, _identity: u64) {}
+    /// A passing message (a queue item, a pipe message) was delivered; it will be decoded at
+    /// most once. A pin whose message is dropped undelivered undoes what it did.
+    fn sent(&self) {}
 }
 
 /// Descriptors gathered while encoding one message.
 #[derive(Default)]
 pub(crate) struct FdSet {
-    sources: Vec<RawFd>,
+    /// What each descriptor refers to. Not the descriptor numbers: a handle encoded earlier in
+    /// the same message may have been dropped since, and its number reused by another.
+    sources: Vec<sys::fd::ObjectId>,
     fds: Vec<OwnedFd>,
     pins: Vec<Box<dyn Pin>>,
+    /// A passing message (decoded once, then gone) rather than a lasting one.
+    passing: bool,
 }
 
 impl std::fmt::Debug for FdSet {
@@ -40,11 +46,20 @@ impl std::fmt::Debug for FdSet {
         f.debug_struct("FdSet")
             .field("fds", &self.fds)
             .field("pins", &self.pins.len())
+            .field("passing", &self.passing)
             .finish()
     }
 }
 
 impl FdSet {
+    /// The set of a passing message: a queue item or a pipe message, decoded at most once.
+    pub(crate) fn passing() -> Self {
+        Self {
+            passing: true,
+            ..Self::default()
+        }
+    }
+
     pub(crate) fn len(&self) -> usize {
         self.fds.len()
     }
@@ -63,10 +78,17 @@ impl FdSet {
         self.fds
     }
 
-    /// Tells the pins that the message goes to process `identity`.
+    /// Tells the pins that the (lasting) message goes to process `identity`.
     pub(crate) fn hand_to(&self, identity: u64) {
         for pin in &self.pins {
             pin.hand_to(identity);
+        }
+    }
+
+    /// Tells the pins that the (passing) message was delivered.
+    pub(crate) fn sent(&self) {
+        for pin in &self.pins {
+            pin.sent();
         }
     }
 }
@@ -80,11 +102,38 @@ thread_local! {
 pub(crate) const NO_CONTEXT: &str = "a multiproc handle can only be sent as (part of) a Process \
     or Pool argument, a Queue item or a Pipe message";
 
+/// Puts a thread-local context back as it was, even if the encoder or decoder panics.
+struct Restore<T: 'static> {
+    key: &'static std::thread::LocalKey<RefCell<Option<T>>>,
+    previous: Option<Option<T>>,
+}
+
+impl<T: 'static> Restore<T> {
+    fn set(key: &'static std::thread::LocalKey<RefCell<Option<T>>>, value: T) -> Self {
+        let previous = Some(key.with(|k| k.replace(Some(value))));
+        Self { key, previous }
+    }
+
+    /// Restores the previous context and returns the one that was set.
+    fn finish(mut self) -> Option<T> {
+        let previous = self.previous.take().flatten();
+        self.key.with(|k| k.replace(previous))
+    }
+}
+
+impl<T: 'static> Drop for Restore<T> {
+    fn drop(&mut self) {
+        if let Some(previous) = self.previous.take() {
+            self.key.with(|k| k.replace(previous));
+        }
+    }
+}
+
 /// Runs `encode` with `set` collecting the descriptors of the handles it encodes.
 pub(crate) fn collect<R>(set: &mut FdSet, encode: impl FnOnce() -> R) -> R {
-    let previous = OUTGOING.with(|o| o.replace(Some(std::mem::take(set))));
+    let context = Restore::set(&OUTGOING, std::mem::take(set));
     let out = encode();
-    *set = OUTGOING.with(|o| o.replace(previous)).unwrap_or_default();
+    *set = context.finish().unwrap_or_default();
     out
 }
 
@@ -94,21 +143,25 @@ pub(crate) fn collect<R>(set: &mut FdSet, encode: impl FnOnce() -> R) -> R {
 /// No message is being encoded on this thread, the descriptor could not be duplicated, or the
 /// message already carries as many descriptors as one send can.
 pub(crate) fn attach(fd: BorrowedFd<'_>) -> Result<u32, String> {
-    attach_pinned(fd, || None)
+    attach_pinned(fd, |_| None).map(|(index, _)| index)
 }
 
-/// Like [`attach`]; the first time `fd` joins the message, `pin()` may give a [`Pin`] that
-/// the message keeps until it is dropped.
+/// Like [`attach`], and lets the handle pin the message: `pin(passing)` is asked once per
+/// descriptor in a lasting message, once per occurrence in a passing one (each occurrence of
+/// a passing message is decoded once). Returns the index and whether the message is passing.
 pub(crate) fn attach_pinned(
     fd: BorrowedFd<'_>,
-    pin: impl FnOnce() -> Option<Box<dyn Pin>>,
-) -> Result<u32, String> {
+    pin: impl FnOnce(bool) -> Option<Box<dyn Pin>>,
+) -> Result<(u32, bool), String> {
     OUTGOING.with(|o| {
         let mut o = o.borrow_mut();
         let set = o.as_mut().ok_or_else(|| NO_CONTEXT.to_string())?;
-        let raw = fd.as_raw_fd();
-        if let Some(i) = set.sources.iter().position(|s| *s == raw) {
-            return Ok(i as u32);
+        let id = sys::fd::object_id(fd).map_err(|e| format!("could not inspect a handle: {e}"))?;
+        if let Some(i) = set.sources.iter().position(|s| *s == id) {
+            if set.passing {
+                set.pins.extend(pin(true));
+            }
+            return Ok((i as u32, set.passing));
         }
         if set.fds.len() >= sys::fd::MAX_FDS_PER_MSG {
             return Err(format!(
@@ -119,19 +172,17 @@ pub(crate) fn attach_pinned(
         let dup = fd
             .try_clone_to_owned()
             .map_err(|e| format!("could not duplicate a handle's descriptor: {e}"))?;
-        set.sources.push(raw);
+        set.sources.push(id);
         set.fds.push(dup);
-        set.pins.extend(pin());
-        Ok((set.fds.len() - 1) as u32)
+        set.pins.extend(pin(set.passing));
+        Ok(((set.fds.len() - 1) as u32, set.passing))
     })
 }
 
 /// Runs `decode` with the descriptors that came with the message.
 pub(crate) fn receive<R>(fds: Vec<OwnedFd>, decode: impl FnOnce() -> R) -> R {
-    let previous = INCOMING.with(|i| i.replace(Some(fds)));
-    let out = decode();
-    INCOMING.with(|i| i.replace(previous));
-    out
+    let _context = Restore::set(&INCOMING, fds);
+    decode()
 }
 
 /// A duplicate of descriptor `index` of the message being decoded.
