@@ -287,6 +287,7 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
             Ok(Ok(())) => Ok(()),
             Ok(Err(PushError::Full)) => Err(PutError::Full(item)),
             Ok(Err(PushError::Io(e))) => Err(PutError::Failed(item, e.into())),
+            Ok(Err(PushError::Corrupt(why))) => Err(PutError::Failed(item, Error::Protocol(why))),
             Err(e) => Err(PutError::Failed(item, e)),
         }
     }

@@ -93,6 +93,8 @@ pub(crate) enum PushError {
     /// No room now (items, ring bytes or side socket).
     Full,
     Io(std::io::Error),
+    /// The shared state is corrupt (a process wrote garbage into it).
+    Corrupt(String),
 }
 
 /// An item taken off the queue, not yet decoded.
@@ -211,7 +213,9 @@ impl Ring {
     /// Recounts the items between head and tail (the lock is held).
     fn recount(&self) {
         let cell = self.cell();
-        let (mut at, tail) = (cell.head.load(SeqCst), cell.tail.load(SeqCst));
+        let Ok((mut at, tail)) = self.bounds() else {
+            return; // corrupt: every later use reports it
+        };
         let mut n = 0;
         while at < tail {
             let Ok((len, kind)) = self.header_at(at) else {
@@ -227,8 +231,30 @@ impl Ring {
         cell.items.store(n, SeqCst);
     }
 
+    /// Head and tail, checked: both 8-aligned, head not past tail, at most a ring apart, and
+    /// far from overflowing. Another process may have written anything there; every walk over
+    /// the records starts here, so it stays inside the ring and ends.
+    fn bounds(&self) -> Result<(u64, u64), String> {
+        let cell = self.cell();
+        let (head, tail) = (cell.head.load(SeqCst), cell.tail.load(SeqCst));
+        if head % 8 != 0
+            || tail % 8 != 0
+            || tail < head
+            || tail - head > self.len as u64
+            || tail > u64::MAX / 2
+        {
+            return Err(format!("corrupt queue counters: head {head}, tail {tail}"));
+        }
+        Ok((head, tail))
+    }
+
     /// Reads the record header at stream position `at` (the lock is held).
     fn header_at(&self, at: u64) -> Result<(usize, u32), String> {
+        if at % 8 != 0 {
+            return Err(format!(
+                "corrupt queue: a record at unaligned position {at}"
+            ));
+        }
         let pos = at as usize % self.len;
         let mut raw = [0u8; HEADER];
         // SAFETY: `pos` is 8-aligned (every record is padded to 8) and `pos + 8 <= len` (the
@@ -259,23 +285,21 @@ impl Ring {
     }
 
     /// Where a record of `rec` bytes goes: the bytes to skip to the ring's start first, or
-    /// `None` without room.
-    fn room(&self, rec: usize) -> Option<usize> {
+    /// `None` without room (the lock is held).
+    fn room(&self, rec: usize) -> Result<Option<usize>, String> {
         let cell = self.cell();
+        let (head, tail) = self.bounds()?;
         let maxsize = cell.maxsize.load(SeqCst);
         if maxsize != 0 && cell.items.load(SeqCst) >= maxsize {
-            return None;
+            return Ok(None);
         }
-        let (head, tail) = (cell.head.load(SeqCst), cell.tail.load(SeqCst));
-        // Counters another process wrote badly must not overflow here: no room, then.
-        let used = usize::try_from(tail.wrapping_sub(head)).ok()?;
-        let free = self.len.checked_sub(used)?;
+        let free = self.len - (tail - head) as usize;
         let to_end = self.len - tail as usize % self.len;
-        if rec <= to_end {
+        Ok(if rec <= to_end {
             (rec <= free).then_some(0)
         } else {
             (to_end + rec <= free).then_some(to_end)
-        }
+        })
     }
 
     /// Whether a payload of `len` bytes may go in the ring (else it goes aside).
@@ -304,7 +328,11 @@ impl Ring {
             };
             let rec = HEADER + padded(body.len());
             let _inside = self.enter();
-            let skip = self.room(rec)?;
+            let skip = match self.room(rec) {
+                Ok(Some(skip)) => skip,
+                Ok(None) => return None,
+                Err(e) => return Some(Err(PushError::Corrupt(e))),
+            };
             if let Some((memfd, fds)) = side {
                 let dups = match fds.duplicate() {
                     Ok(d) => d,
@@ -318,6 +346,7 @@ impl Ring {
                     Err(e) => return Some(Err(PushError::Io(e))),
                 }
             }
+            // Checked by `room` just above, under the same lock.
             let mut tail = cell.tail.load(SeqCst);
             if skip > 0 {
                 self.write_at(tail as usize % self.len, &header(0, WRAP));
@@ -391,7 +420,7 @@ impl Ring {
     fn take_record(&self, buf: &mut Vec<u8>) -> Result<Option<Popped>, PopError> {
         let cell = self.cell();
         loop {
-            let (head, tail) = (cell.head.load(SeqCst), cell.tail.load(SeqCst));
+            let (head, tail) = self.bounds().map_err(PopError::Corrupt)?;
             if head == tail {
                 return Ok(None);
             }
@@ -459,8 +488,9 @@ impl Ring {
 
     /// Whether a side record further on carries `nonce` (the lock is held).
     fn nonce_ahead(&self, nonce: [u8; 8]) -> bool {
-        let cell = self.cell();
-        let (mut at, tail) = (cell.head.load(SeqCst), cell.tail.load(SeqCst));
+        let Ok((mut at, tail)) = self.bounds() else {
+            return false;
+        };
         while at < tail {
             let Ok((len, kind)) = self.header_at(at) else {
                 return false;
@@ -689,6 +719,42 @@ mod tests {
                 Err(PopError::Corrupt(_) | PopError::Empty | PopError::Disconnected) => {}
                 Ok(_) => panic!("garbage {garbage:?} was taken as an item"),
             }
+        }
+    }
+
+    /// Regressions from fuzzing: counters written by a hostile or broken process made the
+    /// reader loop forever, yield items forever, or write and read past the ring.
+    #[test]
+    fn corrupt_counters_are_errors_for_readers_and_writers() {
+        let me = sys::proc::own_process_identity();
+        let mut buf = Vec::new();
+        let len = MIN_RING as u64;
+        for (head, tail, first) in [
+            (0, 1 << 50, header(0, WRAP)), // a wrap at 0 with an unreachable tail
+            (4093, 4093, header(0, 0)),    // unaligned
+            (800, 8, header(0, 0)),        // head past tail
+            (u64::MAX - 7, u64::MAX - 7, header(0, 0)), // about to overflow
+            (0, 2 * len, header(0, 0)),    // more than a ring apart
+        ] {
+            let ring = Ring::create(0, MIN_RING).unwrap();
+            ring.hold(me);
+            {
+                let _inside = ring.enter();
+                ring.write_at(0, &first);
+                ring.cell().head.store(head, SeqCst);
+                ring.cell().tail.store(tail, SeqCst);
+            }
+            let t = Instant::now();
+            match ring.pop(&mut buf, Some(Instant::now()), me) {
+                Err(PopError::Corrupt(_)) | Err(PopError::Empty) => {}
+                Ok(_) => panic!("({head}, {tail}) gave an item"),
+                Err(PopError::Disconnected) => {}
+            }
+            assert!(matches!(
+                ring.push(&[1, 2, 3], None, Some(Instant::now())),
+                Err(PushError::Corrupt(_))
+            ));
+            assert!(t.elapsed() < std::time::Duration::from_secs(1));
         }
     }
 

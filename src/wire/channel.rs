@@ -203,14 +203,16 @@ impl Channel {
             self.start = 0;
             self.end = 0;
         }
-        // Make room for the rest of a large frame in one go, so it is read straight into the
-        // buffer that will carry it (and handed over without a copy).
+        // Make room for the rest of a large frame, so it is read straight into the buffer that
+        // will carry it (and handed over without a copy). The room grows with what has arrived
+        // (at most doubling), so a header that merely announces a gigabyte costs nothing.
         let mut want = READ_CHUNK;
         let mut cap = usize::MAX;
         if let Some(len) = self.partial_frame_len() {
-            let missing = (HEADER + len).saturating_sub(self.end - self.start);
+            let have = self.end - self.start;
+            let missing = (HEADER + len).saturating_sub(have);
             if HEADER + len > BIG_FRAME {
-                want = missing.max(1);
+                want = missing.min(have.max(BIG_FRAME).saturating_mul(2)).max(1);
                 cap = want;
             }
         }
@@ -231,6 +233,14 @@ impl Channel {
             self.nonblocking,
         );
         self.in_fds.extend(fds);
+        // Descriptors arrive before the frames that claim them, but never many frames ahead: a
+        // peer that keeps sending descriptors no frame claims would exhaust our descriptors.
+        if self.in_fds.len() > 4 * sys::fd::MAX_FDS_PER_MSG {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                "the peer sent descriptors that no frame claims",
+            ));
+        }
         match got {
             Ok(n) => {
                 self.end += n;

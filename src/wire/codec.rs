@@ -15,18 +15,41 @@ use serde::de::DeserializeOwned;
 use crate::error::Error;
 use crate::wire::message::Failure;
 
-/// Largest size a decoded container may claim. bincode checks each claimed length against it
-/// before allocating, so garbage bytes that announce an enormous string or vector give a
-/// decode error instead of a failed (aborting) allocation.
+/// Largest size decoded containers may claim in all. bincode checks each claimed length
+/// against the limit before allocating, so garbage bytes that announce an enormous string or
+/// vector give a decode error instead of a huge (or aborting) allocation. The limit grows with
+/// the input in three steps (64 MiB for inputs up to 16 MiB, 1 GiB up to 256 MiB, then 4 GiB):
+/// bincode's limit is a type parameter, so it cannot follow the input exactly.
 const LIMIT: usize = 1 << 32;
 
-const CONFIG: bincode::config::Configuration<
+/// Inputs up to this size are decoded with the tighter [`SMALL_LIMIT`].
+const SMALL_INPUT: usize = 16 << 20;
+/// A decoded value takes at most about three times its encoding in memory (an empty `String`
+/// is 8 bytes encoded, 24 in memory), so claims past four times the input are garbage: a
+/// small message cannot make the reader allocate gigabytes.
+const SMALL_LIMIT: usize = 4 * SMALL_INPUT;
+
+type Config<const N: usize> = bincode::config::Configuration<
     bincode::config::LittleEndian,
     bincode::config::Fixint,
-    bincode::config::Limit<LIMIT>,
-> = bincode::config::standard()
+    bincode::config::Limit<N>,
+>;
+
+const CONFIG: Config<LIMIT> = bincode::config::standard()
     .with_fixed_int_encoding()
     .with_limit::<LIMIT>();
+
+const SMALL: Config<SMALL_LIMIT> = bincode::config::standard()
+    .with_fixed_int_encoding()
+    .with_limit::<SMALL_LIMIT>();
+
+/// Inputs up to this size are decoded with [`MEDIUM_LIMIT`]; larger ones with [`LIMIT`].
+const MEDIUM_INPUT: usize = 256 << 20;
+const MEDIUM_LIMIT: usize = 4 * MEDIUM_INPUT;
+
+const MEDIUM: Config<MEDIUM_LIMIT> = bincode::config::standard()
+    .with_fixed_int_encoding()
+    .with_limit::<MEDIUM_LIMIT>();
 
 /// Appends the encoding of `value` to `out`.
 #[inline]
@@ -47,7 +70,14 @@ pub(crate) fn encode<T: Serialize + ?Sized>(value: &T) -> Result<Vec<u8>> {
 /// Decodes one value from the front of `input` and advances `input` past it.
 #[inline]
 pub(crate) fn decode_front<T: DeserializeOwned>(input: &mut &[u8]) -> Result<T> {
-    match bincode::serde::decode_from_slice(input, CONFIG) {
+    let decoded = if input.len() <= SMALL_INPUT {
+        bincode::serde::decode_from_slice(input, SMALL)
+    } else if input.len() <= MEDIUM_INPUT {
+        bincode::serde::decode_from_slice(input, MEDIUM)
+    } else {
+        bincode::serde::decode_from_slice(input, CONFIG)
+    };
+    match decoded {
         Ok((value, used)) => {
             *input = &input[used..];
             Ok(value)
@@ -171,6 +201,26 @@ mod tests {
             assert_eq!((sq, name), (i * i, format!("n{i}")));
         }
         assert!(input.is_empty());
+    }
+
+    #[test]
+    fn a_small_input_cannot_claim_a_huge_allocation() {
+        // 12 bytes that announce a 1 GiB string, and a vector of a billion u64.
+        let mut garbage = (1u64 << 30).to_le_bytes().to_vec();
+        garbage.extend_from_slice(b"abcd");
+        let t = std::time::Instant::now();
+        assert!(decode::<String>(&garbage).is_err());
+        assert!(decode::<Vec<u64>>(&(1u64 << 30).to_le_bytes()).is_err());
+        assert!(
+            t.elapsed() < std::time::Duration::from_millis(100),
+            "no gigabyte touched"
+        );
+        // An honest large value still decodes.
+        let big = vec![7u8; SMALL_INPUT + 10];
+        assert_eq!(
+            decode::<Vec<u8>>(&encode(&big).unwrap()).unwrap().len(),
+            big.len()
+        );
     }
 
     #[test]
