@@ -13,7 +13,7 @@
 //! Outside these contexts (a user encoding a handle with their own serializer) `attach` fails
 //! with an error that says where handles can go.
 
-use std::cell::RefCell;
+use std::cell::Cell;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 
 use crate::sys;
@@ -94,47 +94,36 @@ impl FdSet {
 }
 
 thread_local! {
-    static OUTGOING: RefCell<Option<FdSet>> = const { RefCell::new(None) };
-    static INCOMING: RefCell<Option<Vec<OwnedFd>>> = const { RefCell::new(None) };
+    /// The set of the innermost `collect` running on this thread, or null.
+    static OUTGOING: Cell<*mut FdSet> = const { Cell::new(std::ptr::null_mut()) };
+    /// The descriptors of the innermost `receive` running on this thread, or null.
+    static INCOMING: Cell<*const Vec<OwnedFd>> = const { Cell::new(std::ptr::null()) };
 }
 
 /// Why a handle could not be encoded outside a message of this crate.
 pub(crate) const NO_CONTEXT: &str = "a multiproc handle can only be sent as (part of) a Process \
     or Pool argument, a Queue item or a Pipe message";
 
-/// Puts a thread-local context back as it was, even if the encoder or decoder panics.
-struct Restore<T: 'static> {
-    key: &'static std::thread::LocalKey<RefCell<Option<T>>>,
-    previous: Option<Option<T>>,
+/// Puts a thread-local context pointer back as it was, even if the encoder or decoder panics.
+struct Restore<T: Copy + 'static> {
+    key: &'static std::thread::LocalKey<Cell<T>>,
+    previous: T,
 }
 
-impl<T: 'static> Restore<T> {
-    fn set(key: &'static std::thread::LocalKey<RefCell<Option<T>>>, value: T) -> Self {
-        let previous = Some(key.with(|k| k.replace(Some(value))));
-        Self { key, previous }
-    }
-
-    /// Restores the previous context and returns the one that was set.
-    fn finish(mut self) -> Option<T> {
-        let previous = self.previous.take().flatten();
-        self.key.with(|k| k.replace(previous))
-    }
-}
-
-impl<T: 'static> Drop for Restore<T> {
+impl<T: Copy + 'static> Drop for Restore<T> {
     fn drop(&mut self) {
-        if let Some(previous) = self.previous.take() {
-            self.key.with(|k| k.replace(previous));
-        }
+        self.key.set(self.previous);
     }
 }
 
-/// Runs `encode` with `set` collecting the descriptors of the handles it encodes.
+/// Runs `encode` with `set` collecting the descriptors of the handles it encodes. This runs
+/// once per item on the pool's hot path, so the context is a pointer in a `Cell`: two stores.
 pub(crate) fn collect<R>(set: &mut FdSet, encode: impl FnOnce() -> R) -> R {
-    let context = Restore::set(&OUTGOING, std::mem::take(set));
-    let out = encode();
-    *set = context.finish().unwrap_or_default();
-    out
+    let _restore = Restore {
+        key: &OUTGOING,
+        previous: OUTGOING.replace(set),
+    };
+    encode()
 }
 
 /// Adds a handle's descriptor to the message being encoded; returns its index.
@@ -149,13 +138,22 @@ pub(crate) fn attach(fd: BorrowedFd<'_>) -> Result<u32, String> {
 /// Like [`attach`], and lets the handle pin the message: `pin(passing)` is asked once per
 /// descriptor in a lasting message, once per occurrence in a passing one (each occurrence of
 /// a passing message is decoded once). Returns the index and whether the message is passing.
+/// `pin` must not encode anything itself.
 pub(crate) fn attach_pinned(
     fd: BorrowedFd<'_>,
     pin: impl FnOnce(bool) -> Option<Box<dyn Pin>>,
 ) -> Result<(u32, bool), String> {
-    OUTGOING.with(|o| {
-        let mut o = o.borrow_mut();
-        let set = o.as_mut().ok_or_else(|| NO_CONTEXT.to_string())?;
+    let set = OUTGOING.get();
+    if set.is_null() {
+        return Err(NO_CONTEXT.to_string());
+    }
+    // SAFETY: a non-null pointer was stored by the innermost `collect` on this thread, from
+    // the `&mut FdSet` it holds while `encode` runs; `collect` restores the previous value
+    // before it returns or unwinds, so the set is alive. `collect` does not touch the set
+    // while `encode` runs, and this reference ends before `attach_pinned` returns (the pin
+    // closure is given no access to it), so it is the only one in use.
+    let set = unsafe { &mut *set };
+    {
         let id = sys::fd::object_id(fd).map_err(|e| format!("could not inspect a handle: {e}"))?;
         if let Some(i) = set.sources.iter().position(|s| *s == id) {
             if set.passing {
@@ -176,12 +174,15 @@ pub(crate) fn attach_pinned(
         set.fds.push(dup);
         set.pins.extend(pin(set.passing));
         Ok(((set.fds.len() - 1) as u32, set.passing))
-    })
+    }
 }
 
 /// Runs `decode` with the descriptors that came with the message.
 pub(crate) fn receive<R>(fds: Vec<OwnedFd>, decode: impl FnOnce() -> R) -> R {
-    let _context = Restore::set(&INCOMING, fds);
+    let _restore = Restore {
+        key: &INCOMING,
+        previous: INCOMING.replace(&fds),
+    };
     decode()
 }
 
@@ -190,19 +191,21 @@ pub(crate) fn receive<R>(fds: Vec<OwnedFd>, decode: impl FnOnce() -> R) -> R {
 /// # Errors
 /// No message is being decoded on this thread, or it carried no descriptor `index`.
 pub(crate) fn take(index: u32) -> Result<OwnedFd, String> {
-    INCOMING.with(|i| {
-        let i = i.borrow();
-        let fds = i
-            .as_ref()
-            .ok_or_else(|| "a handle can only be decoded from a multiproc message".to_string())?;
-        let fd = fds.get(index as usize).ok_or_else(|| {
-            format!(
-                "a handle refers to descriptor {index}, but the message carried {}",
-                fds.len()
-            )
-        })?;
-        fd.as_fd()
-            .try_clone_to_owned()
-            .map_err(|e| format!("could not duplicate a received descriptor: {e}"))
-    })
+    let fds = INCOMING.get();
+    if fds.is_null() {
+        return Err("a handle can only be decoded from a multiproc message".into());
+    }
+    // SAFETY: a non-null pointer was stored by the innermost `receive` on this thread, from the
+    // vector it owns while `decode` runs, and is restored before `receive` returns or unwinds;
+    // nothing mutates the vector meanwhile.
+    let fds = unsafe { &*fds };
+    let fd = fds.get(index as usize).ok_or_else(|| {
+        format!(
+            "a handle refers to descriptor {index}, but the message carried {}",
+            fds.len()
+        )
+    })?;
+    fd.as_fd()
+        .try_clone_to_owned()
+        .map_err(|e| format!("could not duplicate a received descriptor: {e}"))
 }
