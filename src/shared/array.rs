@@ -84,6 +84,15 @@ impl<T: Element> Cells<T> {
         Self::from_segment(seg).map_err(|e| Error::Io(std::io::Error::other(e)))
     }
 
+    /// A new array of `kind` holding a copy of `init`.
+    pub(crate) fn filled(kind: Kind, init: &[T]) -> Result<Self> {
+        let cells = Self::new(kind, init.len())?;
+        for (slot, v) in cells.slots().iter().zip(init) {
+            T::store(slot, *v);
+        }
+        Ok(cells)
+    }
+
     /// Locates the elements of a segment created (here or elsewhere) for an array of `T`.
     fn from_segment(seg: Segment) -> std::result::Result<Self, String> {
         let cell: &ArrayCell = seg.cell();
@@ -248,11 +257,9 @@ impl<T: Element> Array<T> {
     /// # Errors
     /// The shared memory could not be created ([`Error::Io`]).
     pub fn new(init: &[T]) -> Result<Self> {
-        let cells = Cells::new(Kind::Array, init.len())?;
-        for (i, v) in init.iter().enumerate() {
-            cells.set(i, *v);
-        }
-        Ok(Self { cells })
+        Ok(Self {
+            cells: Cells::filled(Kind::Array, init)?,
+        })
     }
 
     /// An array of `len` zeroes (`false`, `'\0'`).
@@ -340,11 +347,9 @@ impl<T: Element> RawArray<T> {
     /// # Errors
     /// The shared memory could not be created ([`Error::Io`]).
     pub fn new(init: &[T]) -> Result<Self> {
-        let cells = Cells::new(Kind::RawArray, init.len())?;
-        for (i, v) in init.iter().enumerate() {
-            cells.set(i, *v);
-        }
-        Ok(Self { cells })
+        Ok(Self {
+            cells: Cells::filled(Kind::RawArray, init)?,
+        })
     }
 
     /// An array of `len` zeroes.

@@ -54,9 +54,9 @@ impl<T: Element> Value<T> {
     /// # Errors
     /// The shared memory could not be created ([`Error::Io`](crate::Error::Io)).
     pub fn new(value: T) -> Result<Self> {
-        let cells = Cells::new(Kind::Value, 1)?;
-        cells.set(0, value);
-        Ok(Self { cells })
+        Ok(Self {
+            cells: Cells::filled(Kind::Value, &[value])?,
+        })
     }
 
     /// The value, read under the lock.
@@ -116,9 +116,9 @@ impl<T: Element> RawValue<T> {
     /// # Errors
     /// The shared memory could not be created ([`Error::Io`](crate::Error::Io)).
     pub fn new(value: T) -> Result<Self> {
-        let cells = Cells::new(Kind::RawValue, 1)?;
-        cells.set(0, value);
-        Ok(Self { cells })
+        Ok(Self {
+            cells: Cells::filled(Kind::RawValue, &[value])?,
+        })
     }
 
     /// The value (an atomic read).
