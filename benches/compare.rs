@@ -1,0 +1,555 @@
+//! The comparison a user makes before choosing a process pool: multiproc beside CPython's
+//! `multiprocessing.Pool` (fork and spawn), the `procspawn` crate's pool, and rayon's threads,
+//! on the same workloads and inputs, in one run on one machine. Prints absolute figures, then
+//! how many times better multiproc is than each peer (above 1: multiproc wins).
+//!
+//! Run: `cargo bench --bench compare` (needs `python3` for the CPython columns). Set
+//! `MULTIPROC_BENCH=smoke` for a quick run with small inputs (what CI does, to keep the
+//! benchmark from rotting; its figures are not judged there).
+
+use std::collections::BTreeMap;
+use std::hint::black_box;
+use std::process::Command;
+use std::time::Instant;
+
+use multiproc::Pool;
+use rayon::prelude::*;
+
+/// Inputs, in full or smoke size.
+struct Scale {
+    reps: usize,
+    map_n: u64,
+    chunk1_n: u64,
+    apply_calls: usize,
+    imap_n: u64,
+    echo_bytes: usize,
+    cpu_tasks: usize,
+    cpu_n: u64,
+}
+
+impl Scale {
+    fn new(smoke: bool) -> Self {
+        if smoke {
+            Scale {
+                reps: 2,
+                map_n: 100_000,
+                chunk1_n: 2_000,
+                apply_calls: 200,
+                imap_n: 20_000,
+                echo_bytes: 8 << 20,
+                cpu_tasks: 64,
+                cpu_n: 200_000,
+            }
+        } else {
+            Scale {
+                reps: 5,
+                map_n: 1_000_000,
+                chunk1_n: 20_000,
+                apply_calls: 2_000,
+                imap_n: 200_000,
+                echo_bytes: 64 << 20,
+                cpu_tasks: 64,
+                cpu_n: 4_000_000,
+            }
+        }
+    }
+}
+
+fn sq(x: u64) -> u64 {
+    x * x
+}
+
+fn echo(bytes: Vec<u8>) -> Vec<u8> {
+    bytes
+}
+
+/// Sum of i³ for i below `n`, in a loop the optimiser cannot turn into a formula.
+fn cube_sum(n: u64) -> u64 {
+    let mut total = 0u64;
+    for i in 0..n {
+        let i = black_box(i);
+        total = total.wrapping_add(i.wrapping_mul(i).wrapping_mul(i));
+    }
+    total
+}
+
+/// Serial and parallel times of the CPU-bound workload, medians of three alternating runs
+/// (one run each is at the mercy of whatever else the machine does).
+fn cpu_times(serial: impl Fn(), parallel: impl Fn()) -> (f64, f64) {
+    let (mut s, mut p) = (Vec::new(), Vec::new());
+    for _ in 0..3 {
+        s.push(secs(&serial));
+        p.push(secs(&parallel));
+    }
+    (median(s), median(p))
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+fn percentile(mut v: Vec<f64>, p: f64) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[((v.len() - 1) as f64 * p).round() as usize]
+}
+
+fn secs(f: impl FnOnce()) -> f64 {
+    let t = Instant::now();
+    f();
+    t.elapsed().as_secs_f64()
+}
+
+/// Resident memory of a process, KiB.
+fn rss_kib(pid: u32) -> Option<f64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+    line.split_whitespace().nth(1)?.parse().ok()
+}
+
+/// Children of this process (any thread's), from /proc.
+fn children() -> Vec<u32> {
+    let mut out = Vec::new();
+    if let Ok(tasks) = std::fs::read_dir("/proc/self/task") {
+        for t in tasks.flatten() {
+            if let Ok(s) = std::fs::read_to_string(t.path().join("children")) {
+                out.extend(s.split_whitespace().filter_map(|p| p.parse::<u32>().ok()));
+            }
+        }
+    }
+    out
+}
+
+type Figures = BTreeMap<&'static str, f64>;
+
+fn ours(s: &Scale) -> Result<Figures, multiproc::Error> {
+    let mut f = Figures::new();
+    for (key_start, key_join, n) in [
+        ("start_2", "join_2", 2),
+        ("start_n", "join_n", multiproc::cpu_count()),
+    ] {
+        let (mut starts, mut joins) = (Vec::new(), Vec::new());
+        for _ in 0..s.reps {
+            let t = Instant::now();
+            let pool = Pool::new(n)?;
+            pool.apply(sq, 1)?;
+            starts.push(t.elapsed().as_secs_f64());
+            let t = Instant::now();
+            pool.close();
+            pool.join()?;
+            joins.push(t.elapsed().as_secs_f64());
+        }
+        f.insert(key_start, median(starts));
+        f.insert(key_join, median(joins));
+    }
+
+    let pool = Pool::new(2)?;
+    pool.map(sq, 0..1000u64)?;
+    let idle: Vec<f64> = children().into_iter().filter_map(rss_kib).collect();
+    if !idle.is_empty() {
+        f.insert("idle_rss_kib", median(idle));
+    }
+    f.insert(
+        "map_auto",
+        median(
+            (0..s.reps)
+                .map(|_| {
+                    secs(|| assert_eq!(pool.map(sq, 0..s.map_n).unwrap().len() as u64, s.map_n))
+                })
+                .collect(),
+        ),
+    );
+    f.insert(
+        "map_chunk1",
+        median(
+            (0..3.min(s.reps))
+                .map(|_| secs(|| drop(pool.map_chunked(sq, 0..s.chunk1_n, 1).unwrap())))
+                .collect(),
+        ),
+    );
+    for i in 0..50 {
+        pool.apply(sq, i)?;
+    }
+    let rtts: Vec<f64> = (0..s.apply_calls as u64)
+        .map(|i| secs(|| assert_eq!(pool.apply(sq, i).unwrap(), i * i)))
+        .collect();
+    f.insert("apply_p50", percentile(rtts.clone(), 0.5));
+    f.insert("apply_p99", percentile(rtts, 0.99));
+    f.insert(
+        "imap_unordered",
+        median(
+            (0..3.min(s.reps))
+                .map(|_| {
+                    secs(|| {
+                        let n = pool
+                            .imap_unordered_chunked(sq, 0..s.imap_n, 64)
+                            .filter(|r| r.is_ok())
+                            .count();
+                        assert_eq!(n as u64, s.imap_n);
+                    })
+                })
+                .collect(),
+        ),
+    );
+    let payload = vec![7u8; s.echo_bytes];
+    f.insert(
+        "echo",
+        median(
+            (0..3.min(s.reps))
+                .map(|_| {
+                    secs(|| {
+                        assert_eq!(
+                            pool.apply(echo, payload.clone()).unwrap().len(),
+                            s.echo_bytes
+                        )
+                    })
+                })
+                .collect(),
+        ),
+    );
+    let (serial, parallel) = cpu_times(
+        || {
+            black_box((0..s.cpu_tasks).map(|_| cube_sum(s.cpu_n)).sum::<u64>());
+        },
+        || {
+            black_box(pool.map(cube_sum, vec![s.cpu_n; s.cpu_tasks]).unwrap());
+        },
+    );
+    f.insert("cpu_serial", serial);
+    f.insert("cpu_pool", parallel);
+    Ok(f)
+}
+
+fn rayon_figures(s: &Scale) -> Figures {
+    let mut f = Figures::new();
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(2)
+        .build()
+        .unwrap();
+    let input: Vec<u64> = (0..s.map_n).collect();
+    f.insert(
+        "map_auto",
+        median(
+            (0..s.reps)
+                .map(|_| {
+                    secs(|| {
+                        let out: Vec<u64> =
+                            pool.install(|| input.par_iter().map(|&x| sq(x)).collect());
+                        assert_eq!(out.len() as u64, s.map_n);
+                    })
+                })
+                .collect(),
+        ),
+    );
+    let (serial, parallel) = cpu_times(
+        || {
+            black_box((0..s.cpu_tasks).map(|_| cube_sum(s.cpu_n)).sum::<u64>());
+        },
+        || {
+            let total: u64 = pool.install(|| {
+                (0..s.cpu_tasks)
+                    .into_par_iter()
+                    .map(|_| cube_sum(s.cpu_n))
+                    .sum()
+            });
+            black_box(total);
+        },
+    );
+    f.insert("cpu_serial", serial);
+    f.insert("cpu_pool", parallel);
+    f
+}
+
+fn procspawn_figures(s: &Scale) -> Figures {
+    let mut f = Figures::new();
+    let mut starts = Vec::new();
+    let mut joins = Vec::new();
+    for _ in 0..s.reps {
+        let t = Instant::now();
+        let pool = procspawn::Pool::new(2).unwrap();
+        pool.spawn(1u64, sq).join().unwrap();
+        starts.push(t.elapsed().as_secs_f64());
+        let t = Instant::now();
+        pool.shutdown();
+        joins.push(t.elapsed().as_secs_f64());
+    }
+    f.insert("start_2", median(starts));
+    f.insert("join_2", median(joins));
+
+    let pool = procspawn::Pool::new(2).unwrap();
+    // One handle per task; submitted in batches (all at once exhausts descriptors).
+    let chunk1 = secs(|| {
+        let mut x = 0u64;
+        while x < s.chunk1_n {
+            let end = (x + 256).min(s.chunk1_n);
+            let handles: Vec<_> = (x..end).map(|i| pool.spawn(i, sq)).collect();
+            for h in handles {
+                h.join().unwrap();
+            }
+            x = end;
+        }
+    });
+    f.insert("map_chunk1", chunk1);
+    for i in 0..50u64 {
+        pool.spawn(i, sq).join().unwrap();
+    }
+    let rtts: Vec<f64> = (0..s.apply_calls as u64)
+        .map(|i| secs(|| assert_eq!(pool.spawn(i, sq).join().unwrap(), i * i)))
+        .collect();
+    f.insert("apply_p50", percentile(rtts.clone(), 0.5));
+    f.insert("apply_p99", percentile(rtts, 0.99));
+    let payload = vec![7u8; s.echo_bytes];
+    f.insert(
+        "echo",
+        median(
+            (0..3.min(s.reps))
+                .map(|_| {
+                    secs(|| {
+                        assert_eq!(
+                            pool.spawn(payload.clone(), echo).join().unwrap().len(),
+                            s.echo_bytes
+                        )
+                    })
+                })
+                .collect(),
+        ),
+    );
+    let (serial, parallel) = cpu_times(
+        || {
+            black_box((0..s.cpu_tasks).map(|_| cube_sum(s.cpu_n)).sum::<u64>());
+        },
+        || {
+            let handles: Vec<_> = (0..s.cpu_tasks)
+                .map(|_| pool.spawn(s.cpu_n, cube_sum))
+                .collect();
+            for h in handles {
+                black_box(h.join().unwrap());
+            }
+        },
+    );
+    f.insert("cpu_serial", serial);
+    f.insert("cpu_pool", parallel);
+    pool.shutdown();
+    f
+}
+
+fn cpython(method: &str, smoke: bool) -> Option<Figures> {
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/benches/compare_py.py");
+    let out = Command::new("python3")
+        .args([script, method, if smoke { "smoke" } else { "full" }])
+        .output()
+        .ok()?;
+    if !out.status.success() {
+        eprintln!("python3 {method}: {}", String::from_utf8_lossy(&out.stderr));
+        return None;
+    }
+    let text = String::from_utf8_lossy(&out.stdout);
+    let mut f = Figures::new();
+    // A flat JSON object of numbers (or null): read it without a JSON dependency.
+    for pair in text
+        .trim()
+        .trim_start_matches('{')
+        .trim_end_matches('}')
+        .split(',')
+    {
+        let Some((k, v)) = pair.split_once(':') else {
+            continue;
+        };
+        let key = k.trim().trim_matches('"');
+        if let (Some(key), Ok(v)) = (KEYS.iter().find(|x| **x == key), v.trim().parse::<f64>()) {
+            f.insert(key, v);
+        }
+    }
+    Some(f)
+}
+
+const KEYS: &[&str] = &[
+    "start_2",
+    "join_2",
+    "start_n",
+    "join_n",
+    "map_auto",
+    "map_chunk1",
+    "apply_p50",
+    "apply_p99",
+    "imap_unordered",
+    "echo",
+    "echo_64mib",
+    "cpu_serial",
+    "cpu_pool",
+    "idle_rss_kib",
+];
+
+/// One printed row: how to show a figure, and whether bigger is better.
+struct Row {
+    label: String,
+    key: &'static str,
+    /// Turns seconds (or KiB) into the shown unit.
+    show: Box<dyn Fn(f64) -> f64>,
+    unit: &'static str,
+    higher_is_better: bool,
+}
+
+fn main() -> Result<(), multiproc::Error> {
+    multiproc::init();
+    procspawn::init();
+    let smoke = std::env::var("MULTIPROC_BENCH").is_ok_and(|v| v == "smoke");
+    let s = Scale::new(smoke);
+
+    let mut columns: Vec<(&str, Option<Figures>)> = Vec::new();
+    eprintln!("multiproc…");
+    columns.push(("multiproc", Some(ours(&s)?)));
+    eprintln!("CPython fork…");
+    columns.push(("CPython fork", cpython("fork", smoke)));
+    eprintln!("CPython spawn…");
+    columns.push(("CPython spawn", cpython("spawn", smoke)));
+    eprintln!("procspawn…");
+    columns.push(("procspawn", Some(procspawn_figures(&s))));
+    eprintln!("rayon…");
+    columns.push(("rayon (threads)", Some(rayon_figures(&s))));
+    for (_, figures) in columns.iter_mut() {
+        if let Some(f) = figures {
+            if let Some(e) = f.remove("echo_64mib") {
+                f.insert("echo", e);
+            }
+            if let (Some(a), Some(b)) = (f.get("cpu_serial"), f.get("cpu_pool")) {
+                let speedup = a / b;
+                f.insert("cpu_speedup", speedup);
+            }
+        }
+    }
+
+    let n = |x: u64| x as f64;
+    let rows = vec![
+        Row {
+            label: "pool start, 2 workers (to first result)".into(),
+            key: "start_2",
+            show: Box::new(|v| v * 1e3),
+            unit: "ms",
+            higher_is_better: false,
+        },
+        Row {
+            label: "pool close + join, 2 workers".into(),
+            key: "join_2",
+            show: Box::new(|v| v * 1e3),
+            unit: "ms",
+            higher_is_better: false,
+        },
+        Row {
+            label: format!("pool start, {} workers", multiproc::cpu_count()),
+            key: "start_n",
+            show: Box::new(|v| v * 1e3),
+            unit: "ms",
+            higher_is_better: false,
+        },
+        Row {
+            label: format!("map x*x, {} u64, auto chunks", s.map_n),
+            key: "map_auto",
+            show: Box::new(move |v| n(s.map_n) / v / 1e6),
+            unit: "M/s",
+            higher_is_better: true,
+        },
+        Row {
+            label: format!("map chunksize 1, {} tasks", s.chunk1_n),
+            key: "map_chunk1",
+            show: Box::new(move |v| n(s.chunk1_n) / v / 1e3),
+            unit: "k/s",
+            higher_is_better: true,
+        },
+        Row {
+            label: "apply round trip p50".into(),
+            key: "apply_p50",
+            show: Box::new(|v| v * 1e6),
+            unit: "µs",
+            higher_is_better: false,
+        },
+        Row {
+            label: "apply round trip p99".into(),
+            key: "apply_p99",
+            show: Box::new(|v| v * 1e6),
+            unit: "µs",
+            higher_is_better: false,
+        },
+        Row {
+            label: format!("imap_unordered {} items, chunk 64", s.imap_n),
+            key: "imap_unordered",
+            show: Box::new(move |v| n(s.imap_n) / v / 1e6),
+            unit: "M/s",
+            higher_is_better: true,
+        },
+        Row {
+            label: format!("echo {} MiB there and back", s.echo_bytes >> 20),
+            key: "echo",
+            show: Box::new(move |v| 2.0 * s.echo_bytes as f64 / v / (1u64 << 30) as f64),
+            unit: "GiB/s",
+            higher_is_better: true,
+        },
+        Row {
+            label: format!("CPU-bound map, {} cube sums: speedup", s.cpu_tasks),
+            key: "cpu_speedup",
+            show: Box::new(|v| v),
+            unit: "x",
+            higher_is_better: true,
+        },
+        Row {
+            label: "idle worker resident memory".into(),
+            key: "idle_rss_kib",
+            show: Box::new(|v| v / 1024.0),
+            unit: "MiB",
+            higher_is_better: false,
+        },
+    ];
+
+    println!(
+        "\nmachine: {} CPUs; {}",
+        multiproc::cpu_count(),
+        if smoke {
+            "SMOKE run (small inputs)"
+        } else {
+            "full run"
+        }
+    );
+    print!("{:<44}", "workload");
+    for (name, _) in &columns {
+        print!("{:>16}", name);
+    }
+    println!();
+    for row in &rows {
+        print!("{:<44}", format!("{} [{}]", row.label, row.unit));
+        for (_, figures) in &columns {
+            match figures.as_ref().and_then(|f| f.get(row.key)) {
+                Some(v) => print!("{:>16.2}", (row.show)(*v)),
+                None => print!("{:>16}", "–"),
+            }
+        }
+        println!();
+    }
+    println!("\nmultiproc vs each peer (times better; above 1: multiproc wins)");
+    print!("{:<44}", "workload");
+    for (name, _) in columns.iter().skip(1) {
+        print!("{:>16}", name);
+    }
+    println!();
+    let ours_f = columns[0].1.clone().unwrap_or_default();
+    for row in &rows {
+        print!("{:<44}", row.label);
+        for (_, figures) in columns.iter().skip(1) {
+            let ratio = match (
+                ours_f.get(row.key),
+                figures.as_ref().and_then(|f| f.get(row.key)),
+            ) {
+                (Some(a), Some(b)) => {
+                    let (a, b) = ((row.show)(*a), (row.show)(*b));
+                    Some(if row.higher_is_better { a / b } else { b / a })
+                }
+                _ => None,
+            };
+            match ratio {
+                Some(r) => print!("{:>15.2}x", r),
+                None => print!("{:>16}", "–"),
+            }
+        }
+        println!();
+    }
+    Ok(())
+}
