@@ -4,6 +4,9 @@
 //! tasks, a queue put and get, a lock taken and released. Criterion keeps the history in
 //! `target/criterion` and reports changes against the last run.
 
+// criterion's macros generate undocumented items.
+#![allow(missing_docs)]
+
 use std::hint::black_box;
 
 use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
