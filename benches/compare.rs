@@ -95,6 +95,11 @@ fn percentile(mut v: Vec<f64>, p: f64) -> f64 {
     v[((v.len() - 1) as f64 * p).round() as usize]
 }
 
+/// Median time of `reps` runs of `f`.
+fn median_secs(reps: usize, f: impl Fn()) -> f64 {
+    median((0..reps).map(|_| secs(&f)).collect())
+}
+
 fn secs(f: impl FnOnce()) -> f64 {
     let t = Instant::now();
     f();
@@ -152,21 +157,15 @@ fn ours(s: &Scale) -> Result<Figures, multiproc::Error> {
     }
     f.insert(
         "map_auto",
-        median(
-            (0..s.reps)
-                .map(|_| {
-                    secs(|| assert_eq!(pool.map(sq, 0..s.map_n).unwrap().len() as u64, s.map_n))
-                })
-                .collect(),
-        ),
+        median_secs(s.reps, || {
+            assert_eq!(pool.map(sq, 0..s.map_n).unwrap().len() as u64, s.map_n)
+        }),
     );
     f.insert(
         "map_chunk1",
-        median(
-            (0..3.min(s.reps))
-                .map(|_| secs(|| drop(pool.map_chunked(sq, 0..s.chunk1_n, 1).unwrap())))
-                .collect(),
-        ),
+        median_secs(3.min(s.reps), || {
+            drop(pool.map_chunked(sq, 0..s.chunk1_n, 1).unwrap())
+        }),
     );
     for i in 0..50 {
         pool.apply(sq, i)?;
@@ -178,35 +177,23 @@ fn ours(s: &Scale) -> Result<Figures, multiproc::Error> {
     f.insert("apply_p99", percentile(rtts, 0.99));
     f.insert(
         "imap_unordered",
-        median(
-            (0..3.min(s.reps))
-                .map(|_| {
-                    secs(|| {
-                        let n = pool
-                            .imap_unordered_chunked(sq, 0..s.imap_n, 64)
-                            .filter(|r| r.is_ok())
-                            .count();
-                        assert_eq!(n as u64, s.imap_n);
-                    })
-                })
-                .collect(),
-        ),
+        median_secs(3.min(s.reps), || {
+            let n = pool
+                .imap_unordered_chunked(sq, 0..s.imap_n, 64)
+                .filter(|r| r.is_ok())
+                .count();
+            assert_eq!(n as u64, s.imap_n);
+        }),
     );
     let payload = vec![7u8; s.echo_bytes];
     f.insert(
         "echo",
-        median(
-            (0..3.min(s.reps))
-                .map(|_| {
-                    secs(|| {
-                        assert_eq!(
-                            pool.apply(echo, payload.clone()).unwrap().len(),
-                            s.echo_bytes
-                        )
-                    })
-                })
-                .collect(),
-        ),
+        median_secs(3.min(s.reps), || {
+            assert_eq!(
+                pool.apply(echo, payload.clone()).unwrap().len(),
+                s.echo_bytes
+            )
+        }),
     );
     let (serial, parallel) = cpu_times(
         || {
@@ -230,17 +217,10 @@ fn rayon_figures(s: &Scale) -> Figures {
     let input: Vec<u64> = (0..s.map_n).collect();
     f.insert(
         "map_auto",
-        median(
-            (0..s.reps)
-                .map(|_| {
-                    secs(|| {
-                        let out: Vec<u64> =
-                            pool.install(|| input.par_iter().map(|&x| sq(x)).collect());
-                        assert_eq!(out.len() as u64, s.map_n);
-                    })
-                })
-                .collect(),
-        ),
+        median_secs(s.reps, || {
+            let out: Vec<u64> = pool.install(|| input.par_iter().map(|&x| sq(x)).collect());
+            assert_eq!(out.len() as u64, s.map_n);
+        }),
     );
     let (serial, parallel) = cpu_times(
         || {
@@ -302,18 +282,12 @@ fn procspawn_figures(s: &Scale) -> Figures {
     let payload = vec![7u8; s.echo_bytes];
     f.insert(
         "echo",
-        median(
-            (0..3.min(s.reps))
-                .map(|_| {
-                    secs(|| {
-                        assert_eq!(
-                            pool.spawn(payload.clone(), echo).join().unwrap().len(),
-                            s.echo_bytes
-                        )
-                    })
-                })
-                .collect(),
-        ),
+        median_secs(3.min(s.reps), || {
+            assert_eq!(
+                pool.spawn(payload.clone(), echo).join().unwrap().len(),
+                s.echo_bytes
+            )
+        }),
     );
     let (serial, parallel) = cpu_times(
         || {
@@ -375,7 +349,6 @@ const KEYS: &[&str] = &[
     "apply_p99",
     "imap_unordered",
     "echo",
-    "echo_64mib",
     "cpu_serial",
     "cpu_pool",
     "idle_rss_kib",
@@ -389,6 +362,40 @@ struct Row {
     show: Box<dyn Fn(f64) -> f64>,
     unit: &'static str,
     higher_is_better: bool,
+}
+
+impl Row {
+    /// A figure where less is better (a time, a size).
+    fn lower(
+        label: String,
+        key: &'static str,
+        show: impl Fn(f64) -> f64 + 'static,
+        unit: &'static str,
+    ) -> Self {
+        Row {
+            label,
+            key,
+            show: Box::new(show),
+            unit,
+            higher_is_better: false,
+        }
+    }
+
+    /// A figure where more is better (a rate, a speedup).
+    fn higher(
+        label: String,
+        key: &'static str,
+        show: impl Fn(f64) -> f64 + 'static,
+        unit: &'static str,
+    ) -> Self {
+        Row {
+            label,
+            key,
+            show: Box::new(show),
+            unit,
+            higher_is_better: true,
+        }
+    }
 }
 
 fn main() -> Result<(), multiproc::Error> {
@@ -410,9 +417,6 @@ fn main() -> Result<(), multiproc::Error> {
     columns.push(("rayon (threads)", Some(rayon_figures(&s))));
     for (_, figures) in columns.iter_mut() {
         if let Some(f) = figures {
-            if let Some(e) = f.remove("echo_64mib") {
-                f.insert("echo", e);
-            }
             if let (Some(a), Some(b)) = (f.get("cpu_serial"), f.get("cpu_pool")) {
                 let speedup = a / b;
                 f.insert("cpu_speedup", speedup);
@@ -421,84 +425,60 @@ fn main() -> Result<(), multiproc::Error> {
     }
 
     let n = |x: u64| x as f64;
+    let ms = |v: f64| v * 1e3;
+    let us = |v: f64| v * 1e6;
     let rows = vec![
-        Row {
-            label: "pool start, 2 workers (to first result)".into(),
-            key: "start_2",
-            show: Box::new(|v| v * 1e3),
-            unit: "ms",
-            higher_is_better: false,
-        },
-        Row {
-            label: "pool close + join, 2 workers".into(),
-            key: "join_2",
-            show: Box::new(|v| v * 1e3),
-            unit: "ms",
-            higher_is_better: false,
-        },
-        Row {
-            label: format!("pool start, {} workers", multiproc::cpu_count()),
-            key: "start_n",
-            show: Box::new(|v| v * 1e3),
-            unit: "ms",
-            higher_is_better: false,
-        },
-        Row {
-            label: format!("map x*x, {} u64, auto chunks", s.map_n),
-            key: "map_auto",
-            show: Box::new(move |v| n(s.map_n) / v / 1e6),
-            unit: "M/s",
-            higher_is_better: true,
-        },
-        Row {
-            label: format!("map chunksize 1, {} tasks", s.chunk1_n),
-            key: "map_chunk1",
-            show: Box::new(move |v| n(s.chunk1_n) / v / 1e3),
-            unit: "k/s",
-            higher_is_better: true,
-        },
-        Row {
-            label: "apply round trip p50".into(),
-            key: "apply_p50",
-            show: Box::new(|v| v * 1e6),
-            unit: "µs",
-            higher_is_better: false,
-        },
-        Row {
-            label: "apply round trip p99".into(),
-            key: "apply_p99",
-            show: Box::new(|v| v * 1e6),
-            unit: "µs",
-            higher_is_better: false,
-        },
-        Row {
-            label: format!("imap_unordered {} items, chunk 64", s.imap_n),
-            key: "imap_unordered",
-            show: Box::new(move |v| n(s.imap_n) / v / 1e6),
-            unit: "M/s",
-            higher_is_better: true,
-        },
-        Row {
-            label: format!("echo {} MiB there and back", s.echo_bytes >> 20),
-            key: "echo",
-            show: Box::new(move |v| 2.0 * s.echo_bytes as f64 / v / (1u64 << 30) as f64),
-            unit: "GiB/s",
-            higher_is_better: true,
-        },
-        Row {
-            label: format!("CPU-bound map, {} cube sums: speedup", s.cpu_tasks),
-            key: "cpu_speedup",
-            show: Box::new(|v| v),
-            unit: "x",
-            higher_is_better: true,
-        },
-        Row {
-            label: "idle worker resident memory".into(),
-            key: "idle_rss_kib",
-            show: Box::new(|v| v / 1024.0),
-            unit: "MiB",
-            higher_is_better: false,
-        },
+        Row::lower(
+            "pool start, 2 workers (to first result)".into(),
+            "start_2",
+            ms,
+            "ms",
+        ),
+        Row::lower("pool close + join, 2 workers".into(), "join_2", ms, "ms"),
+        Row::lower(
+            format!("pool start, {} workers", multiproc::cpu_count()),
+            "start_n",
+            ms,
+            "ms",
+        ),
+        Row::higher(
+            format!("map x*x, {} u64, auto chunks", s.map_n),
+            "map_auto",
+            move |v| n(s.map_n) / v / 1e6,
+            "M/s",
+        ),
+        Row::higher(
+            format!("map chunksize 1, {} tasks", s.chunk1_n),
+            "map_chunk1",
+            move |v| n(s.chunk1_n) / v / 1e3,
+            "k/s",
+        ),
+        Row::lower("apply round trip p50".into(), "apply_p50", us, "µs"),
+        Row::lower("apply round trip p99".into(), "apply_p99", us, "µs"),
+        Row::higher(
+            format!("imap_unordered {} items, chunk 64", s.imap_n),
+            "imap_unordered",
+            move |v| n(s.imap_n) / v / 1e6,
+            "M/s",
+        ),
+        Row::higher(
+            format!("echo {} MiB there and back", s.echo_bytes >> 20),
+            "echo",
+            move |v| 2.0 * s.echo_bytes as f64 / v / (1u64 << 30) as f64,
+            "GiB/s",
+        ),
+        Row::higher(
+            format!("CPU-bound map, {} cube sums: speedup", s.cpu_tasks),
+            "cpu_speedup",
+            |v| v,
+            "x",
+        ),
+        Row::lower(
+            "idle worker resident memory".into(),
+            "idle_rss_kib",
+            |v| v / 1024.0,
+            "MiB",
+        ),
     ];
 
     println!(

@@ -19,7 +19,7 @@ Workloads (sizes are full / smoke; "median of a / b" = a repetitions full, b smo
                      as on the Rust side.
 6. imap_unordered    drain `pool.imap_unordered(sq, range(K), chunksize=64)`,
                      K = 200 000 / 20 000; median of 3 / 1. (imap_unordered_n = K)
-7. echo_64mib        `pool.apply(echo, (payload,))` round trip of a bytes payload of 64 MiB /
+7. echo              `pool.apply(echo, (payload,))` round trip of a bytes payload of 64 MiB /
                      8 MiB (there and back); median of 3 / 1. (echo_bytes = payload size)
 8. cpu_serial,       64 x cube_sum(n) (pure-Python loop summing i**3, n = 200 000 / 20 000):
    cpu_pool          in the parent (serial) and with `pool.map(cube_sum, [n]*64)` (pool);
@@ -79,7 +79,7 @@ SCALES = {
 
 KEYS = ["start_2", "join_2", "start_n", "join_n", "map_auto", "map_auto_n", "map_chunk1",
         "map_chunk1_n", "apply_p50", "apply_p99", "imap_unordered", "imap_unordered_n",
-        "echo_64mib", "echo_bytes", "cpu_serial", "cpu_pool", "cpu_n", "idle_rss_kib"]
+        "echo", "echo_bytes", "cpu_serial", "cpu_pool", "cpu_n", "idle_rss_kib"]
 
 
 def log(msg):
@@ -264,7 +264,7 @@ def run(method, scale, res):
             def once():
                 back = pool.apply(echo, (payload,))
                 assert len(back) == size
-            res["echo_64mib"] = median_of(s["echo_reps"], once)
+            res["echo"] = median_of(s["echo_reps"], once)
 
         section(f"echo {s['echo_bytes'] >> 20} MiB", res, echo_bytes)
 

@@ -22,7 +22,7 @@ use std::sync::atomic::{AtomicU32, AtomicU64, Ordering::SeqCst};
 use std::time::Instant;
 
 use crate::shared::segment::{Kind, Segment, SharedCell};
-use crate::sync::lock::{LockCell, Taken};
+use crate::sync::lock::{Held, LockCell};
 use crate::sync::parking::Parking;
 use crate::sys;
 use crate::sys::proc::identity_alive;
@@ -130,15 +130,6 @@ unsafe impl Send for Ring {}
 // SAFETY: as above.
 unsafe impl Sync for Ring {}
 
-/// Holds the queue's lock; releases it on drop.
-struct Inside<'a>(&'a QueueCell);
-
-impl Drop for Inside<'_> {
-    fn drop(&mut self) {
-        self.0.lock.give();
-    }
-}
-
 fn padded(len: usize) -> usize {
     (len + 7) & !7
 }
@@ -193,21 +184,12 @@ impl Ring {
     }
 
     /// Takes the lock. If a process died holding it, the item count may be off: recount.
-    fn enter(&self) -> Inside<'_> {
-        let cell = self.cell();
-        let mut died = false;
-        loop {
-            match cell.lock.take(None) {
-                Some(Taken::Yes) => {
-                    if died {
-                        self.recount();
-                    }
-                    return Inside(cell);
-                }
-                Some(Taken::OwnerDied(_)) => died = true,
-                None => {}
-            }
+    fn enter(&self) -> Held<'_> {
+        let (held, died) = self.cell().lock.hold();
+        if died {
+            self.recount();
         }
+        held
     }
 
     /// Recounts the items between head and tail (the lock is held).

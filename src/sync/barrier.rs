@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 
 use crate::error::{Error, Result};
 use crate::shared::segment::{Kind, Segment, SharedCell, segment_handle};
-use crate::sync::lock::{LockCell, Taken};
+use crate::sync::lock::{Held, LockCell};
 use crate::sync::parking::{self, Parking};
 use crate::sys::proc::{identity_alive, thread_identity};
 
@@ -71,26 +71,15 @@ pub struct Barrier {
 
 segment_handle!(Barrier, Kind::Barrier, BarrierCell);
 
-/// Holds the barrier's internal lock; releases it on drop.
-struct Inside<'a>(&'a BarrierCell);
-
-impl Drop for Inside<'_> {
-    fn drop(&mut self) {
-        self.0.lock.give();
-    }
-}
-
 impl BarrierCell {
     /// Takes the internal lock. If a process died inside, the state may be half-updated:
     /// the barrier is broken (it is repaired by `reset`).
-    fn enter(&self) -> Inside<'_> {
-        loop {
-            match self.lock.take(None) {
-                Some(Taken::Yes) => return Inside(self),
-                Some(Taken::OwnerDied(_)) => self.broken.store(1, SeqCst),
-                None => {}
-            }
+    fn enter(&self) -> Held<'_> {
+        let (held, died) = self.lock.hold();
+        if died {
+            self.broken.store(1, SeqCst);
         }
+        held
     }
 
     fn break_now(&self) {

@@ -16,9 +16,7 @@ use std::time::{Duration, Instant};
 
 use crate::error::{Error, Result};
 use crate::shared::segment::{Kind, Segment, SharedCell, segment_handle};
-use crate::sync::lock::{
-    LockCell, Taken, acquire_recursive, release_recursive, try_acquire_recursive,
-};
+use crate::sync::lock::{LockCell, acquire_recursive, release_recursive, try_acquire_recursive};
 use crate::sync::parking::{self, Parking};
 
 #[derive(Debug, Default)]
@@ -194,14 +192,7 @@ impl ConditionGuard<'_> {
                 .is_some()
             || cell.take_token().is_some();
         cell.waiting.fetch_sub(1, SeqCst);
-        let mut owner_died = None;
-        loop {
-            match lock.take(None) {
-                Some(Taken::Yes) => break,
-                Some(Taken::OwnerDied(tid)) => owner_died = Some(tid),
-                None => {}
-            }
-        }
+        let owner_died = lock.take_through_deaths();
         lock.depth().store(depth, SeqCst);
         match owner_died {
             Some(thread) => Err(Error::OwnerDied { thread }),

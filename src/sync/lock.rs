@@ -97,6 +97,26 @@ impl LockCell {
         Some(Taken::OwnerDied(holder as u32))
     }
 
+    /// Takes the lock however long it takes, taking over from holders that died; returns the
+    /// thread id of the last dead holder, if any (the state it guarded may be half-updated).
+    pub(crate) fn take_through_deaths(&self) -> Option<u32> {
+        let mut died = None;
+        loop {
+            match self.take(None) {
+                Some(Taken::Yes) => return died,
+                Some(Taken::OwnerDied(tid)) => died = Some(tid),
+                None => {}
+            }
+        }
+    }
+
+    /// Takes the lock for the crate's own bookkeeping (a queue's ring, a barrier's counters):
+    /// a guard, and whether a holder died inside since the last time.
+    pub(crate) fn hold(&self) -> (Held<'_>, bool) {
+        let died = self.take_through_deaths().is_some();
+        (Held(self), died)
+    }
+
     /// Releases the lock (the caller holds it).
     pub(crate) fn give(&self) {
         self.owner.store(0, SeqCst);
@@ -106,6 +126,15 @@ impl LockCell {
     /// Depth bookkeeping for `RLock`.
     pub(crate) fn depth(&self) -> &AtomicU32 {
         &self.depth
+    }
+}
+
+/// Holds a [`LockCell`] taken with [`LockCell::hold`]; releases it on drop.
+pub(crate) struct Held<'a>(&'a LockCell);
+
+impl Drop for Held<'_> {
+    fn drop(&mut self) {
+        self.0.give();
     }
 }
 
