@@ -1,10 +1,11 @@
 //! Nothing is left in /dev/shm by queues, locks, values and arrays: after normal use, after a
 //! child crash while holding a lock, and after a parent process is SIGKILLed with a child of
-//! its own. (Named `SharedMemory` has its own tests in `shared_memory.rs`.)
+//! its own. No descriptor outlives the handles that used it. (Named `SharedMemory` has its
+//! own tests in `shared_memory.rs`.)
 
 mod common;
 use common::{SECS, eventually, exists, within};
-use multiproc::{Array, Event, Lock, Process, Queue, Value};
+use multiproc::{Array, Event, Lock, Pipe, Pool, Process, Queue, Value};
 use std::collections::BTreeSet;
 use std::time::Duration;
 
@@ -40,8 +41,12 @@ fn parent_with_child((ready, pids): (Event, Queue<u32>)) {
     std::thread::sleep(Duration::from_secs(600));
 }
 
+/// The tests here count things the whole process shares: one at a time.
+static ALONE: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 #[test]
 fn queues_locks_values_and_arrays_leave_nothing_behind() {
+    let _alone = ALONE.lock().unwrap_or_else(|e| e.into_inner());
     within(SECS(60), || {
         let before = shm_entries();
 
@@ -86,5 +91,39 @@ fn queues_locks_values_and_arrays_leave_nothing_behind() {
         );
 
         assert_eq!(shm_entries(), before, "/dev/shm changed");
+    });
+}
+
+fn open_fds() -> usize {
+    std::fs::read_dir("/proc/self/fd").map(|d| d.count()).unwrap_or(0)
+}
+
+fn read_value(v: Value<u64>) -> u64 {
+    v.get().unwrap()
+}
+
+#[test]
+fn handles_sent_and_received_many_times_leak_no_descriptor() {
+    let _alone = ALONE.lock().unwrap_or_else(|e| e.into_inner());
+    within(SECS(120), || {
+        let pool = Pool::new(2).unwrap();
+        let q: Queue<Value<u64>> = Queue::new().unwrap();
+        let (mut a, mut b) = Pipe::<Queue<u8>>::duplex().unwrap();
+        // Warm up: lazily opened descriptors (the spawner's, say) are not leaks.
+        let mut round = |n: u64| {
+            for i in 0..n {
+                q.put(Value::new(i).unwrap()).unwrap();
+                assert_eq!(q.get().unwrap().get().unwrap(), i);
+                a.send(&Queue::new().unwrap()).unwrap();
+                b.recv().unwrap().put(1).unwrap();
+            }
+            let values: Vec<_> = (0..n).map(|i| Value::new(i).unwrap()).collect();
+            assert_eq!(pool.map(read_value, values).unwrap(), (0..n).collect::<Vec<_>>());
+        };
+        round(10);
+        let before = open_fds();
+        round(2_000);
+        let after = open_fds();
+        assert!(after <= before + 2, "descriptors grew from {before} to {after}");
     });
 }
