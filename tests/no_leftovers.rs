@@ -95,7 +95,9 @@ fn queues_locks_values_and_arrays_leave_nothing_behind() {
 }
 
 fn open_fds() -> usize {
-    std::fs::read_dir("/proc/self/fd").map(|d| d.count()).unwrap_or(0)
+    std::fs::read_dir("/proc/self/fd")
+        .map(|d| d.count())
+        .unwrap_or(0)
 }
 
 fn read_value(v: Value<u64>) -> u64 {
@@ -118,12 +120,18 @@ fn handles_sent_and_received_many_times_leak_no_descriptor() {
                 b.recv().unwrap().put(1).unwrap();
             }
             let values: Vec<_> = (0..n).map(|i| Value::new(i).unwrap()).collect();
-            assert_eq!(pool.map(read_value, values).unwrap(), (0..n).collect::<Vec<_>>());
+            assert_eq!(
+                pool.map(read_value, values).unwrap(),
+                (0..n).collect::<Vec<_>>()
+            );
         };
         round(10);
         let before = open_fds();
         round(2_000);
         let after = open_fds();
-        assert!(after <= before + 2, "descriptors grew from {before} to {after}");
+        assert!(
+            after <= before + 2,
+            "descriptors grew from {before} to {after}"
+        );
     });
 }
