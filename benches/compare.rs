@@ -5,7 +5,8 @@
 //!
 //! Run: `cargo bench --bench compare` (needs `python3` for the CPython columns). Set
 //! `MULTIPROC_BENCH=smoke` for a quick run with small inputs (what CI does, to keep the
-//! benchmark from rotting; its figures are not judged there).
+//! benchmark from rotting; its figures are not judged there). Set `MULTIPROC_BENCH_PEERS=none`
+//! to measure multiproc alone (a quick look while optimising; no ratios).
 
 use std::collections::BTreeMap;
 use std::hint::black_box;
@@ -100,6 +101,22 @@ fn median_secs(reps: usize, f: impl Fn()) -> f64 {
     median((0..reps).map(|_| secs(&f)).collect())
 }
 
+/// Median time of a few round trips of `echo_bytes` bytes through `send`. Each payload is made
+/// before its clock starts: CPython's side sends the same bytes object every time, with no copy.
+fn echo_secs(s: &Scale, send: impl Fn(Vec<u8>) -> Vec<u8>) -> f64 {
+    let times = (0..3.min(s.reps))
+        .map(|_| {
+            let payload = vec![7u8; s.echo_bytes];
+            let t = Instant::now();
+            let back = send(payload);
+            let took = t.elapsed().as_secs_f64();
+            assert!(back.len() == s.echo_bytes && back.iter().all(|&b| b == 7));
+            took
+        })
+        .collect();
+    median(times)
+}
+
 fn secs(f: impl FnOnce()) -> f64 {
     let t = Instant::now();
     f();
@@ -185,15 +202,9 @@ fn ours(s: &Scale) -> Result<Figures, multiproc::Error> {
             assert_eq!(n as u64, s.imap_n);
         }),
     );
-    let payload = vec![7u8; s.echo_bytes];
     f.insert(
         "echo",
-        median_secs(3.min(s.reps), || {
-            assert_eq!(
-                pool.apply(echo, payload.clone()).unwrap().len(),
-                s.echo_bytes
-            )
-        }),
+        echo_secs(s, |payload| pool.apply(echo, payload).unwrap()),
     );
     let (serial, parallel) = cpu_times(
         || {
@@ -279,15 +290,9 @@ fn procspawn_figures(s: &Scale) -> Figures {
         .collect();
     f.insert("apply_p50", percentile(rtts.clone(), 0.5));
     f.insert("apply_p99", percentile(rtts, 0.99));
-    let payload = vec![7u8; s.echo_bytes];
     f.insert(
         "echo",
-        median_secs(3.min(s.reps), || {
-            assert_eq!(
-                pool.spawn(payload.clone(), echo).join().unwrap().len(),
-                s.echo_bytes
-            )
-        }),
+        echo_secs(s, |payload| pool.spawn(payload, echo).join().unwrap()),
     );
     let (serial, parallel) = cpu_times(
         || {
@@ -407,6 +412,12 @@ fn main() -> Result<(), multiproc::Error> {
     let mut columns: Vec<(&str, Option<Figures>)> = Vec::new();
     eprintln!("multiproc…");
     columns.push(("multiproc", Some(ours(&s)?)));
+    if std::env::var("MULTIPROC_BENCH_PEERS").is_ok_and(|v| v == "none") {
+        for (key, v) in &columns[0].1.clone().unwrap_or_default() {
+            println!("{key:<16}{v:>14.6}");
+        }
+        return Ok(());
+    }
     eprintln!("CPython fork…");
     columns.push(("CPython fork", cpython("fork", smoke)));
     eprintln!("CPython spawn…");

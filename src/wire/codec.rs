@@ -54,6 +54,12 @@ const MEDIUM: Config<MEDIUM_LIMIT> = bincode::config::standard()
 /// Appends the encoding of `value` to `out`.
 #[inline]
 pub(crate) fn encode_into<T: Serialize + ?Sized>(value: &T, out: &mut Vec<u8>) -> Result<()> {
+    if let Some(bytes) = plain::as_bytes(value) {
+        out.reserve(8 + bytes.len());
+        out.extend_from_slice(&(plain::len_of(value) as u64).to_le_bytes());
+        out.extend_from_slice(bytes);
+        return Ok(());
+    }
     match bincode::serde::encode_into_std_write(value, out, CONFIG) {
         Ok(_) => Ok(()),
         Err(e) => Err(CodecError::encoding(e)),
@@ -70,6 +76,9 @@ pub(crate) fn encode<T: Serialize + ?Sized>(value: &T) -> Result<Vec<u8>> {
 /// Decodes one value from the front of `input` and advances `input` past it.
 #[inline]
 pub(crate) fn decode_front<T: DeserializeOwned>(input: &mut &[u8]) -> Result<T> {
+    if let Some(decoded) = plain::decode_front(input) {
+        return decoded;
+    }
     let decoded = if input.len() <= SMALL_INPUT {
         bincode::serde::decode_from_slice(input, SMALL)
     } else if input.len() <= MEDIUM_INPUT {
@@ -83,6 +92,101 @@ pub(crate) fn decode_front<T: DeserializeOwned>(input: &mut &[u8]) -> Result<T> 
             Ok(value)
         }
         Err(e) => Err(CodecError::decoding(e)),
+    }
+}
+
+/// The fast path for vectors of plain numbers (`Vec<u8>`, `Vec<f64>`, …), the usual large
+/// payloads. serde hands them to bincode one element at a time (about a nanosecond per byte);
+/// their bincode encoding — a `u64` length, then each number fixed-width little-endian — is
+/// exactly their memory on a little-endian machine, so they are copied whole instead. The bytes
+/// are the same either way, so the two paths read each other's output. Only the value's own
+/// type is recognised (a `Vec<u8>` argument or result, not one inside a struct: wrap those in
+/// `serde_bytes::ByteBuf`, which bincode also copies whole).
+mod plain {
+    use std::any::TypeId;
+    use std::mem::ManuallyDrop;
+
+    use super::{CodecError, Result};
+
+    macro_rules! plain_types {
+        ($($t:ty),*) => {
+            /// The memory of `value` if it is a vector of plain numbers.
+            #[inline(always)]
+            pub(super) fn as_bytes<T: ?Sized>(value: &T) -> Option<&[u8]> {
+                if !cfg!(target_endian = "little") {
+                    return None;
+                }
+                let id = typeid::of::<T>();
+                $(
+                    if id == TypeId::of::<Vec<$t>>() {
+                        // SAFETY: `T` has the type id of `Vec<$t>`, which has no lifetimes to
+                        // erase, so `T` is `Vec<$t>` (and sized: the cast drops no metadata).
+                        let v = unsafe { &*(value as *const T as *const Vec<$t>) };
+                        return Some(bytemuck::cast_slice(v.as_slice()));
+                    }
+                )*
+                None
+            }
+
+            /// Number of elements of `value`, which [`as_bytes`] recognised.
+            pub(super) fn len_of<T: ?Sized>(value: &T) -> usize {
+                let id = typeid::of::<T>();
+                $(
+                    if id == TypeId::of::<Vec<$t>>() {
+                        // SAFETY: as in `as_bytes`.
+                        return unsafe { &*(value as *const T as *const Vec<$t>) }.len();
+                    }
+                )*
+                0
+            }
+
+            /// Decodes a vector of plain numbers from the front of `input`, if `T` is one.
+            #[inline(always)]
+            pub(super) fn decode_front<T>(input: &mut &[u8]) -> Option<Result<T>> {
+                if !cfg!(target_endian = "little") {
+                    return None;
+                }
+                let id = typeid::of::<T>();
+                $(
+                    if id == TypeId::of::<Vec<$t>>() {
+                        return Some(take::<$t>(input).map(|v| {
+                            let v = ManuallyDrop::new(v);
+                            // SAFETY: `T` is `Vec<$t>` (same type id, no lifetimes); the
+                            // original is not dropped, so ownership moves to the copy.
+                            unsafe { std::ptr::read(&*v as *const Vec<$t> as *const T) }
+                        }));
+                    }
+                )*
+                None
+            }
+        };
+    }
+
+    plain_types!(u8, i8, u16, i16, u32, i32, u64, i64, f32, f64);
+
+    /// Reads a length and that many `P` from the front of `input`. The claimed size is checked
+    /// against the bytes present before anything is allocated.
+    fn take<P: bytemuck::Pod>(input: &mut &[u8]) -> Result<Vec<P>> {
+        let Some((len, rest)) = input.split_first_chunk::<8>() else {
+            return Err(CodecError::decoding("missing vector length"));
+        };
+        let len = u64::from_le_bytes(*len);
+        let size = usize::try_from(len)
+            .ok()
+            .and_then(|n| n.checked_mul(size_of::<P>()))
+            .filter(|&size| size <= rest.len())
+            .ok_or_else(|| {
+                CodecError::decoding(format_args!(
+                    "a vector claims {len} elements, more than the {} bytes left",
+                    rest.len()
+                ))
+            })?;
+        // Zeroed memory comes from the allocator already zero (calloc, fresh pages), so this
+        // costs one copy.
+        let mut v = vec![P::zeroed(); size / size_of::<P>().max(1)];
+        bytemuck::cast_slice_mut::<P, u8>(&mut v).copy_from_slice(&rest[..size]);
+        *input = &rest[size..];
+        Ok(v)
     }
 }
 
@@ -221,6 +325,49 @@ mod tests {
             decode::<Vec<u8>>(&encode(&big).unwrap()).unwrap().len(),
             big.len()
         );
+    }
+
+    #[test]
+    fn plain_vectors_take_the_fast_path_and_match_bincode() {
+        fn check<P>(v: Vec<P>)
+        where
+            P: Serialize + DeserializeOwned + PartialEq + std::fmt::Debug + Clone,
+        {
+            let fast = encode(&v).unwrap();
+            assert!(plain::as_bytes(&v).is_some());
+            let slow = bincode::serde::encode_to_vec(&v, CONFIG).unwrap();
+            assert_eq!(fast, slow, "the same bytes as bincode's");
+            // Both readers accept both: the fast one, and bincode's through a wrapper type.
+            assert_eq!(decode::<Vec<P>>(&slow).unwrap(), v);
+            let (wrapped, _): ((Vec<P>,), usize) =
+                bincode::serde::decode_from_slice(&fast, CONFIG).unwrap();
+            assert_eq!(wrapped.0, v);
+        }
+        check((0..=255u8).collect());
+        check(vec![-1i8, 0, 1]);
+        check(vec![1u16, 65535]);
+        check(vec![-5i32; 3]);
+        check(vec![u64::MAX, 7]);
+        check(vec![-1i64]);
+        check(vec![1.5f32, -0.0]);
+        check(vec![f64::MAX, f64::MIN_POSITIVE]);
+        check(Vec::<u8>::new());
+        // Not plain: strings, tuples, nested vectors go through serde.
+        assert!(plain::as_bytes(&vec!["a".to_string()]).is_none());
+        assert!(plain::as_bytes(&(vec![1u8],)).is_none());
+        assert!(plain::as_bytes(&vec![vec![1u8]]).is_none());
+    }
+
+    #[test]
+    fn a_plain_vector_cannot_claim_more_than_its_bytes() {
+        let mut bytes = 3u64.to_le_bytes().to_vec();
+        bytes.extend_from_slice(&[1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11]);
+        assert!(decode::<Vec<u32>>(&bytes).is_err(), "3 u32 need 12 bytes");
+        assert!(decode::<Vec<u64>>(&u64::MAX.to_le_bytes()).is_err());
+        assert!(decode::<Vec<u8>>(&[1, 0]).is_err(), "a cut length");
+        let mut input = &bytes[..];
+        assert_eq!(decode_front::<Vec<u8>>(&mut input).unwrap(), vec![1, 2, 3]);
+        assert_eq!(input.len(), 8);
     }
 
     #[test]
