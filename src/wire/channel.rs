@@ -11,26 +11,43 @@ use std::ops::Range;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::time::Instant;
 
+use super::bulk;
 use super::{HEADER, MAX_FRAME};
 use crate::error::{Error, Result};
 use crate::sys;
 
-/// One received frame. The payload is a range of an owned buffer, so large frames are handed
-/// over without a copy.
+/// One received frame. The payload is a range of an owned buffer, or the sealed memory a bulk
+/// frame came in, so large frames are handed over without a copy.
 #[derive(Debug)]
 pub(crate) struct Frame {
     pub(crate) kind: u8,
-    buf: Vec<u8>,
-    range: Range<usize>,
+    body: Body,
     /// Descriptors that came with the frame (for handles that carry them, such as queues).
     pub(crate) fds: Vec<OwnedFd>,
 }
 
+#[derive(Debug)]
+enum Body {
+    Inline { buf: Vec<u8>, range: Range<usize> },
+    Bulk(bulk::Payload),
+}
+
 impl Frame {
     pub(crate) fn payload(&self) -> &[u8] {
-        &self.buf[self.range.clone()]
+        match &self.body {
+            Body::Inline { buf, range } => &buf[range.clone()],
+            Body::Bulk(payload) => payload.as_slice(),
+        }
     }
 }
+
+/// Payloads from this size up travel as bulk frames: in shared memory whose descriptor rides
+/// with a small frame, instead of through the socket (see `bulk.rs`). The reader decodes
+/// straight from that memory.
+const BULK_MIN: usize = 1 << 20;
+/// Header flag (byte 6) of a bulk frame. Its payload is the real payload's length (`u64`); the
+/// last of its descriptors is the shared memory holding the payload.
+const FLAG_BULK: u8 = 1;
 
 /// Frames larger than this are read straight into their own buffer and handed over whole.
 const BIG_FRAME: usize = 256 * 1024;
@@ -51,6 +68,8 @@ pub(crate) struct Channel {
     /// Descriptors to attach at absolute offsets of `out`.
     out_fds: VecDeque<(usize, Vec<OwnedFd>)>,
     eof: bool,
+    bulk_out: bulk::Sender,
+    bulk_in: bulk::Receiver,
 }
 
 impl Channel {
@@ -67,6 +86,8 @@ impl Channel {
             out_pos: 0,
             out_fds: VecDeque::new(),
             eof: false,
+            bulk_out: bulk::Sender::default(),
+            bulk_in: bulk::Receiver::default(),
         })
     }
 
@@ -120,19 +141,51 @@ impl Channel {
     pub(crate) fn end_frame(&mut self, at: usize, kind: u8, nfds: u8) -> Result<()> {
         let len = self.out.len() - at - HEADER;
         if len > MAX_FRAME {
-            self.out.truncate(at);
-            if matches!(self.out_fds.back(), Some((fd_at, _)) if *fd_at == at) {
-                self.out_fds.pop_back();
-            }
+            self.drop_frame(at);
             return Err(Error::Encode(format!(
                 "message of {len} bytes exceeds the {MAX_FRAME}-byte frame limit"
             )));
         }
+        let (len, nfds, flags) = if len >= BULK_MIN && (nfds as usize) < sys::fd::MAX_FDS_PER_MSG {
+            self.move_to_bulk(at, len)?;
+            (8, nfds + 1, FLAG_BULK)
+        } else {
+            (len, nfds, 0)
+        };
         let header = &mut self.out[at..at + HEADER];
         header[..4].copy_from_slice(&(len as u32).to_le_bytes());
         header[4] = kind;
         header[5] = nfds;
+        header[6] = flags;
         Ok(())
+    }
+
+    /// Moves the `len`-byte payload of the frame begun at `at` into shared memory, leaves its
+    /// length in its place, and attaches the memory as the frame's last descriptor.
+    fn move_to_bulk(&mut self, at: usize, len: usize) -> Result<()> {
+        let body = at + HEADER;
+        let sealed = match self.bulk_out.stage(&self.out[body..]) {
+            Ok(fd) => fd,
+            Err(e) => {
+                self.drop_frame(at);
+                return Err(Error::Io(e));
+            }
+        };
+        self.out.truncate(body);
+        self.out.extend_from_slice(&(len as u64).to_le_bytes());
+        match self.out_fds.back_mut() {
+            Some((fd_at, fds)) if *fd_at == at => fds.push(sealed),
+            _ => self.out_fds.push_back((at, vec![sealed])),
+        }
+        Ok(())
+    }
+
+    /// Removes the frame begun at `at` (the last one) and its descriptors.
+    fn drop_frame(&mut self, at: usize) {
+        self.out.truncate(at);
+        if matches!(self.out_fds.back(), Some((fd_at, _)) if *fd_at == at) {
+            self.out_fds.pop_back();
+        }
     }
 
     /// Appends a frame with a ready-made payload.
@@ -285,13 +338,14 @@ impl Channel {
             return Ok(None);
         };
         let header = &self.inbuf[self.start..self.start + HEADER];
-        let (kind, nfds, reserved) = (header[4], header[5] as usize, [header[6], header[7]]);
+        let (kind, nfds, flags, reserved) = (header[4], header[5] as usize, header[6], header[7]);
         if len > MAX_FRAME {
             return Err(Error::Protocol(format!(
                 "frame of {len} bytes exceeds the {MAX_FRAME}-byte limit"
             )));
         }
-        if reserved != [0, 0] {
+        let bulk = flags == FLAG_BULK;
+        if (flags != 0 && !bulk) || reserved != 0 || (bulk && (len != 8 || nfds == 0)) {
             return Err(Error::Protocol("malformed frame header".into()));
         }
         if self.end - self.start < HEADER + len {
@@ -303,29 +357,41 @@ impl Channel {
                 self.in_fds.len()
             )));
         }
-        let fds = self.in_fds.drain(..nfds).collect();
+        let mut fds: Vec<OwnedFd> = self.in_fds.drain(..nfds).collect();
         let body = self.start + HEADER..self.start + HEADER + len;
-        let frame = if len >= BIG_FRAME && self.start == 0 && body.end == self.end {
+        let body = if bulk {
+            let mut claimed = [0; 8];
+            claimed.copy_from_slice(&self.inbuf[body.clone()]);
+            self.start = body.end;
+            let claimed = u64::from_le_bytes(claimed);
+            // `bulk` implies at least one descriptor (checked above).
+            let memfd = fds
+                .pop()
+                .ok_or_else(|| Error::Protocol("bulk frame lost".into()))?;
+            if claimed > MAX_FRAME as u64 {
+                return Err(Error::Protocol(format!(
+                    "a bulk frame of {claimed} bytes exceeds the {MAX_FRAME}-byte limit"
+                )));
+            }
+            let payload = self
+                .bulk_in
+                .open(memfd, claimed as usize)
+                .map_err(|e| Error::Protocol(format!("a bulk frame's memory is unusable: {e}")))?;
+            Body::Bulk(payload)
+        } else if len >= BIG_FRAME && self.start == 0 && body.end == self.end {
             let buf = std::mem::take(&mut self.inbuf);
             self.start = 0;
             self.end = 0;
-            Frame {
-                kind,
-                buf,
-                range: body,
-                fds,
-            }
+            Body::Inline { buf, range: body }
         } else {
             let buf = self.inbuf[body.clone()].to_vec();
             self.start = body.end;
-            Frame {
-                kind,
+            Body::Inline {
                 range: 0..buf.len(),
                 buf,
-                fds,
             }
         };
-        Ok(Some(frame))
+        Ok(Some(Frame { kind, body, fds }))
     }
 
     /// Receives the next frame, blocking until `deadline` (forever if `None`).
@@ -390,6 +456,71 @@ mod tests {
         assert_eq!(f.kind, 7);
         assert!(f.payload() == &expect[..]);
         t.join().unwrap();
+    }
+
+    #[test]
+    fn a_bulk_frame_travels_in_sealed_memory_with_its_descriptors() {
+        let (mut a, mut b) = pair();
+        let (x, y) = sys::fd::socketpair().unwrap();
+        let payload: Vec<u8> = (0..BULK_MIN as u32 + 5).map(|i| (i % 251) as u8).collect();
+        a.push(1, b"small first").unwrap();
+        a.push_with(2, vec![x], |out| {
+            out.extend_from_slice(&payload);
+            Ok(())
+        })
+        .unwrap();
+        a.push(3, b"small after").unwrap();
+        let queued = a.pending_out();
+        assert!(
+            queued < 100,
+            "the payload left the socket's path ({queued} bytes)"
+        );
+        a.flush().unwrap();
+        assert_eq!(b.recv(None).unwrap().payload(), b"small first");
+        let f = b.recv(None).unwrap();
+        assert_eq!(
+            (f.kind, f.fds.len()),
+            (2, 1),
+            "the user's descriptor, not the memfd"
+        );
+        assert!(matches!(f.body, Body::Bulk(_)));
+        assert!(f.payload() == &payload[..]);
+        let mut far = Channel::new(f.fds.into_iter().next().unwrap(), false).unwrap();
+        far.send(9, b"hi").unwrap();
+        assert_eq!(
+            Channel::new(y, false)
+                .unwrap()
+                .recv(None)
+                .unwrap()
+                .payload(),
+            b"hi"
+        );
+        assert_eq!(b.recv(None).unwrap().payload(), b"small after");
+    }
+
+    #[test]
+    fn a_forged_bulk_frame_is_a_protocol_error() {
+        // No descriptor, a descriptor that is not sealed memory, a length that lies.
+        let bulk_header = |nfds: u8| [8, 0, 0, 0, 2, nfds, FLAG_BULK, 0];
+        let (a, mut b) = pair();
+        let mut bytes = bulk_header(0).to_vec();
+        bytes.extend_from_slice(&5u64.to_le_bytes());
+        sys::fd::send(a.as_fd(), &bytes, &[], false).unwrap();
+        assert!(matches!(b.recv(None), Err(Error::Protocol(_))));
+
+        let (a, mut b) = pair();
+        let (x, _y) = sys::fd::socketpair().unwrap();
+        let mut bytes = bulk_header(1).to_vec();
+        bytes.extend_from_slice(&5u64.to_le_bytes());
+        sys::fd::send(a.as_fd(), &bytes, &[x.as_fd()], false).unwrap();
+        assert!(matches!(b.recv(None), Err(Error::Protocol(_))));
+
+        let (a, mut b) = pair();
+        let memfd = bulk::Sender::default().stage(b"four").unwrap();
+        let mut bytes = bulk_header(1).to_vec();
+        bytes.extend_from_slice(&(2u64 << 20).to_le_bytes());
+        sys::fd::send(a.as_fd(), &bytes, &[memfd.as_fd()], false).unwrap();
+        assert!(matches!(b.recv(None), Err(Error::Protocol(_))));
     }
 
     #[test]

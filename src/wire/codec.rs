@@ -54,8 +54,13 @@ const MEDIUM: Config<MEDIUM_LIMIT> = bincode::config::standard()
 /// Appends the encoding of `value` to `out`.
 #[inline]
 pub(crate) fn encode_into<T: Serialize + ?Sized>(value: &T, out: &mut Vec<u8>) -> Result<()> {
+    if let Some(bytes) = plain::scalar_bytes(value) {
+        out.extend_from_slice(bytes);
+        return Ok(());
+    }
     if let Some(bytes) = plain::as_bytes(value) {
         out.reserve(8 + bytes.len());
+        crate::sys::shm::prefer_huge_pages(out.spare_capacity_mut());
         out.extend_from_slice(&(plain::len_of(value) as u64).to_le_bytes());
         out.extend_from_slice(bytes);
         return Ok(());
@@ -104,7 +109,7 @@ pub(crate) fn decode_front<T: DeserializeOwned>(input: &mut &[u8]) -> Result<T> 
 /// `serde_bytes::ByteBuf`, which bincode also copies whole).
 mod plain {
     use std::any::TypeId;
-    use std::mem::ManuallyDrop;
+    use std::mem::{ManuallyDrop, MaybeUninit};
 
     use super::{CodecError, Result};
 
@@ -123,6 +128,24 @@ mod plain {
                         // erase, so `T` is `Vec<$t>` (and sized: the cast drops no metadata).
                         let v = unsafe { &*(value as *const T as *const Vec<$t>) };
                         return Some(bytemuck::cast_slice(v.as_slice()));
+                    }
+                )*
+                None
+            }
+
+            /// The memory of `value` if it is a plain number (its bincode encoding too).
+            #[inline(always)]
+            pub(super) fn scalar_bytes<T: ?Sized>(value: &T) -> Option<&[u8]> {
+                if !cfg!(target_endian = "little") {
+                    return None;
+                }
+                let id = typeid::of::<T>();
+                $(
+                    if id == TypeId::of::<$t>() {
+                        // SAFETY: `T` has the type id of `$t`, a type without lifetimes, so it
+                        // is `$t`.
+                        let v = unsafe { &*(value as *const T as *const $t) };
+                        return Some(bytemuck::bytes_of(v));
                     }
                 )*
                 None
@@ -148,6 +171,12 @@ mod plain {
                 }
                 let id = typeid::of::<T>();
                 $(
+                    if id == TypeId::of::<$t>() {
+                        return Some(take_scalar::<$t>(input).map(|v| {
+                            // SAFETY: `T` is `$t` (same type id, no lifetimes); `$t` is `Copy`.
+                            unsafe { std::ptr::read(&v as *const $t as *const T) }
+                        }));
+                    }
                     if id == TypeId::of::<Vec<$t>>() {
                         return Some(take::<$t>(input).map(|v| {
                             let v = ManuallyDrop::new(v);
@@ -163,6 +192,17 @@ mod plain {
     }
 
     plain_types!(u8, i8, u16, i16, u32, i32, u64, i64, f32, f64);
+
+    /// Reads one `P` from the front of `input`.
+    #[inline(always)]
+    fn take_scalar<P: bytemuck::Pod>(input: &mut &[u8]) -> Result<P> {
+        if input.len() < size_of::<P>() {
+            return Err(CodecError::decoding("unexpected end of input"));
+        }
+        let (bytes, rest) = input.split_at(size_of::<P>());
+        *input = rest;
+        Ok(bytemuck::pod_read_unaligned(bytes))
+    }
 
     /// Reads a length and that many `P` from the front of `input`. The claimed size is checked
     /// against the bytes present before anything is allocated.
@@ -181,10 +221,22 @@ mod plain {
                     rest.len()
                 ))
             })?;
-        // Zeroed memory comes from the allocator already zero (calloc, fresh pages), so this
-        // costs one copy.
-        let mut v = vec![P::zeroed(); size / size_of::<P>().max(1)];
-        bytemuck::cast_slice_mut::<P, u8>(&mut v).copy_from_slice(&rest[..size]);
+        let count = size / size_of::<P>().max(1);
+        let mut v = Vec::<P>::with_capacity(count);
+        let spare = v.spare_capacity_mut();
+        // SAFETY: the spare capacity is `count * size_of::<P>()` bytes of memory we own; viewing
+        // uninitialised memory as `MaybeUninit<u8>` asserts nothing about its contents.
+        let spare = unsafe {
+            std::slice::from_raw_parts_mut(spare.as_mut_ptr().cast::<MaybeUninit<u8>>(), size)
+        };
+        crate::sys::shm::prefer_huge_pages(spare);
+        // SAFETY: `size` bytes fit the capacity (above) and come from `rest` (checked long
+        // enough), which cannot overlap a fresh allocation; `P` is plain old data, so any bytes
+        // are a valid `P` and the first `count` elements are initialised after the copy.
+        unsafe {
+            std::ptr::copy_nonoverlapping(rest.as_ptr(), v.as_mut_ptr().cast::<u8>(), size);
+            v.set_len(count);
+        }
         *input = &rest[size..];
         Ok(v)
     }
@@ -352,6 +404,18 @@ mod tests {
         check(vec![1.5f32, -0.0]);
         check(vec![f64::MAX, f64::MIN_POSITIVE]);
         check(Vec::<u8>::new());
+        // Plain numbers on their own take the fast path too, with bincode's bytes.
+        for x in [0u64, 1, u64::MAX] {
+            assert_eq!(
+                encode(&x).unwrap(),
+                bincode::serde::encode_to_vec(x, CONFIG).unwrap()
+            );
+            assert_eq!(decode::<u64>(&encode(&x).unwrap()).unwrap(), x);
+        }
+        assert_eq!(decode::<f64>(&encode(&-2.5f64).unwrap()).unwrap(), -2.5);
+        assert_eq!(decode::<i16>(&encode(&-3i16).unwrap()).unwrap(), -3);
+        assert!(decode::<u32>(&[1, 2, 3]).is_err(), "too short");
+        assert!(decode::<u16>(&[1, 2, 3]).is_err(), "trailing byte");
         // Not plain: strings, tuples, nested vectors go through serde.
         assert!(plain::as_bytes(&vec!["a".to_string()]).is_none());
         assert!(plain::as_bytes(&(vec![1u8],)).is_none());

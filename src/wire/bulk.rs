@@ -1,0 +1,172 @@
+//! Bulk payloads: large frame payloads travel in shared memory that is reused from one frame to
+//! the next.
+//!
+//! Through the socket, a 64 MiB payload is copied into the kernel and out again in
+//! buffer-sized pieces, each a wake-up of both sides. A fresh memfd per payload avoids that but
+//! costs a page fault and a zeroed page per 4 KiB (about 25 ms for 64 MiB here, and shared
+//! memory cannot use huge pages on a default kernel). So each sending channel keeps the memfd
+//! of its last bulk frame and writes the next one into the same, already present, pages; the
+//! reading channel keeps its mapping, so it does not fault them in again either.
+//!
+//! A buffer is reused only once the reader is done with it: its first bytes hold a `busy` word
+//! that the sender sets before writing and the reader clears when it drops the frame. A busy
+//! buffer is left alone (the sender takes a new one), so a reader that keeps frames, or died
+//! holding one, costs memory, never correctness. Buffers are sealed against any change of size,
+//! so a peer cannot shrink one under our mapping.
+
+use std::io;
+use std::os::fd::{AsFd, OwnedFd};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
+
+use crate::sys::fd::{ObjectId, object_id};
+use crate::sys::shm::Mapping;
+
+/// Where the payload starts in a buffer; the bytes before it hold the `busy` word.
+const DATA: usize = 64;
+/// Buffers are sized in steps of this, so payloads of similar sizes share one.
+const STEP: usize = 1 << 20;
+/// Larger buffers are used once and not kept: holding gigabytes for a rare payload costs more
+/// than the faults it saves.
+const KEEP_MAX: usize = 256 << 20;
+
+fn busy(map: &Mapping) -> &AtomicU32 {
+    // SAFETY: every mapping here is at least `DATA` bytes (checked on creation and on receipt),
+    // page-aligned, and lives as long as the borrow; the word is only ever accessed atomically,
+    // by both processes.
+    unsafe { &*map.as_ptr().cast::<AtomicU32>() }
+}
+
+/// The sending side: the buffer of the last bulk frame, kept for the next.
+#[derive(Debug, Default)]
+pub(crate) struct Sender {
+    kept: Option<Mapping>,
+}
+
+impl Sender {
+    /// Copies `bytes` into a shared buffer and returns a descriptor of it to send.
+    pub(crate) fn stage(&mut self, bytes: &[u8]) -> io::Result<OwnedFd> {
+        let need = DATA + bytes.len();
+        let reusable = self
+            .kept
+            .as_ref()
+            .is_some_and(|m| m.len() >= need && busy(m).load(Ordering::Acquire) == 0);
+        if !reusable {
+            // A busy or too small buffer is dropped here; the reader's mapping keeps its memory
+            // alive as long as it needs it.
+            self.kept = None;
+            let map = Mapping::anonymous("multiproc-bulk", need.next_multiple_of(STEP))?;
+            self.kept = Some(map);
+        }
+        let Some(map) = &self.kept else {
+            return Err(io::Error::other("no bulk buffer"));
+        };
+        busy(map).store(1, Ordering::Relaxed);
+        // SAFETY: the buffer holds `need` bytes; the reader of its previous payload cleared
+        // `busy` (acquire above) and so no longer reads it, and no one else writes it. `bytes`
+        // is our own memory, distinct from the mapping.
+        unsafe {
+            std::ptr::copy_nonoverlapping(bytes.as_ptr(), map.as_ptr().add(DATA), bytes.len())
+        };
+        let fd = map.as_fd().try_clone_to_owned()?;
+        if map.len() > KEEP_MAX {
+            self.kept = None;
+        }
+        Ok(fd)
+    }
+}
+
+/// The reading side: the mapping of the last buffer received, kept for the next.
+#[derive(Debug, Default)]
+pub(crate) struct Receiver {
+    kept: Option<(ObjectId, Arc<Mapping>)>,
+}
+
+impl Receiver {
+    /// The `len`-byte payload in the buffer behind `fd`.
+    ///
+    /// # Errors
+    /// The descriptor is not a size-sealed memory object, or too small for `len`.
+    pub(crate) fn open(&mut self, fd: OwnedFd, len: usize) -> io::Result<Payload> {
+        let id = object_id(fd.as_fd())?;
+        let map = match &self.kept {
+            Some((kept, map)) if *kept == id => map.clone(),
+            _ => {
+                let map = Arc::new(Mapping::map_sealed(fd)?);
+                self.kept = (map.len() <= KEEP_MAX).then(|| (id, map.clone()));
+                map
+            }
+        };
+        if map.len() < DATA || map.len() - DATA < len {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!(
+                    "a bulk payload of {len} bytes does not fit its {}-byte buffer",
+                    map.len()
+                ),
+            ));
+        }
+        Ok(Payload { map, len })
+    }
+}
+
+/// A received bulk payload. Dropping it hands the buffer back to the sender.
+#[derive(Debug)]
+pub(crate) struct Payload {
+    map: Arc<Mapping>,
+    len: usize,
+}
+
+impl Payload {
+    pub(crate) fn as_slice(&self) -> &[u8] {
+        // SAFETY: `DATA + len` bytes are mapped (checked in `open`) for as long as `self` holds
+        // the mapping. The sender wrote them before sending the descriptor and, by the protocol
+        // above, does not write this buffer again until `drop` clears `busy`. The peer runs this
+        // same program (the handshake checks it); the bytes are decoded as untrusted input all
+        // the same.
+        unsafe { std::slice::from_raw_parts(self.map.as_ptr().add(DATA), self.len) }
+    }
+}
+
+impl Drop for Payload {
+    fn drop(&mut self) {
+        busy(&self.map).store(0, Ordering::Release);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_buffer_is_reused_only_after_its_reader_is_done() {
+        let (mut tx, mut rx) = (Sender::default(), Receiver::default());
+        let id = |fd: &OwnedFd| object_id(fd.as_fd()).unwrap();
+        let first = tx.stage(&[1; 3 << 20]).unwrap();
+        let first_id = id(&first);
+        let p = rx.open(first, 3 << 20).unwrap();
+        // Still being read: the next payload goes elsewhere, and the first stays intact.
+        let second = tx.stage(&[2; 1000]).unwrap();
+        let second_id = id(&second);
+        assert_ne!(second_id, first_id);
+        assert!(p.as_slice().iter().all(|&b| b == 1));
+        drop(p);
+        let q = rx.open(second, 1000).unwrap();
+        assert!(q.as_slice().iter().all(|&b| b == 2));
+        drop(q);
+        // Done with: the same memory serves the next payload.
+        let third = tx.stage(&[3; 500]).unwrap();
+        assert_eq!(id(&third), second_id);
+        let r = rx.open(third, 500).unwrap();
+        assert!(r.as_slice().iter().all(|&b| b == 3));
+    }
+
+    #[test]
+    fn a_buffer_too_small_for_its_claim_is_refused() {
+        let mut tx = Sender::default();
+        let fd = tx.stage(&[7; 100]).unwrap();
+        assert!(Receiver::default().open(fd, STEP).is_err());
+        let unsealed = crate::sys::fd::socketpair().unwrap().0;
+        assert!(Receiver::default().open(unsealed, 1).is_err());
+    }
+}
