@@ -136,20 +136,14 @@ fn run_one<T: DeserializeOwned, R: Serialize>(
     call: impl FnOnce(T) -> R,
 ) -> Ran {
     // The argument's `Deserialize` and the value's `Serialize` are user code too: a panic in
-    // either fails this item, like a panic in the task.
-    let arg: T = match catch_unwind(AssertUnwindSafe(|| codec::decode_front(input))) {
-        Ok(Ok(arg)) => arg,
-        Ok(Err(e)) => {
-            push_failure(out, Failure::Decode(e.to_string()));
-            return Ran::BadInput;
-        }
-        Err(payload) => {
-            push_failure(out, failure_from_panic(payload));
-            return Ran::BadInput;
-        }
-    };
+    // either fails this item, like a panic in the task. One `catch_unwind` covers all three
+    // steps (the hot path of tiny tasks); `decoded` tells a panic in decoding (after which the
+    // rest of the input cannot be trusted) from a later one.
     let at = out.len();
+    let mut decoded = false;
     let ran = catch_unwind(AssertUnwindSafe(|| {
+        let arg: T = codec::decode_front(input)?;
+        decoded = true;
         let value = call(arg);
         codec::encode_ok(&value, out)
     }));
@@ -157,13 +151,18 @@ fn run_one<T: DeserializeOwned, R: Serialize>(
         Ok(Ok(())) => Ran::Ok,
         Ok(Err(e)) => {
             out.truncate(at);
-            push_failure(out, Failure::Encode(e.to_string()));
-            Ran::Failed
+            if decoded {
+                push_failure(out, Failure::Encode(e.to_string()));
+                Ran::Failed
+            } else {
+                push_failure(out, Failure::Decode(e.to_string()));
+                Ran::BadInput
+            }
         }
         Err(payload) => {
             out.truncate(at);
             push_failure(out, failure_from_panic(payload));
-            Ran::Failed
+            if decoded { Ran::Failed } else { Ran::BadInput }
         }
     }
 }

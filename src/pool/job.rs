@@ -135,9 +135,14 @@ impl ChunkBuilder {
             fds: Arc::default(),
         });
         let at = chunk.payload.len();
-        let encoded = fds::collect(&mut self.fds, || {
+        // Plain numbers carry no handles: no descriptor context to set up per item.
+        let encoded = if codec::plain::is_plain::<T>() {
             codec::encode_into(item, &mut chunk.payload)
-        });
+        } else {
+            fds::collect(&mut self.fds, || {
+                codec::encode_into(item, &mut chunk.payload)
+            })
+        };
         if let Err(e) = encoded {
             let e = Error::from(e);
             chunk.payload.truncate(at);

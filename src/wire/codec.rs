@@ -107,7 +107,7 @@ pub(crate) fn decode_front<T: DeserializeOwned>(input: &mut &[u8]) -> Result<T> 
 /// are the same either way, so the two paths read each other's output. Only the value's own
 /// type is recognised (a `Vec<u8>` argument or result, not one inside a struct: wrap those in
 /// `serde_bytes::ByteBuf`, which bincode also copies whole).
-mod plain {
+pub(crate) mod plain {
     use std::any::TypeId;
     use std::mem::{ManuallyDrop, MaybeUninit};
 
@@ -149,6 +149,13 @@ mod plain {
                     }
                 )*
                 None
+            }
+
+            /// Whether `T` is a plain number or a vector of them (it then holds no handle).
+            #[inline(always)]
+            pub(crate) fn is_plain<T: ?Sized>() -> bool {
+                let id = typeid::of::<T>();
+                false $(|| id == TypeId::of::<$t>() || id == TypeId::of::<Vec<$t>>())*
             }
 
             /// Number of elements of `value`, which [`as_bytes`] recognised.
@@ -329,6 +336,28 @@ pub(crate) fn decode_outcome<R: DeserializeOwned>(
     }
 }
 
+/// Decodes outcomes that carry values from the front of `input` into `out`, at most `max` of
+/// them, and stops before the first that does not (a failure, or bytes that do not decode),
+/// leaving it in `input` for [`decode_outcome`].
+#[inline]
+pub(crate) fn decode_successes<R: DeserializeOwned>(
+    input: &mut &[u8],
+    max: usize,
+    out: &mut Vec<R>,
+) {
+    out.reserve(max);
+    for _ in 0..max {
+        let Some((&OUTCOME_OK, mut rest)) = input.split_first() else {
+            return;
+        };
+        match decode_front(&mut rest) {
+            Ok(value) => out.push(value),
+            Err(_) => return,
+        }
+        *input = rest;
+    }
+}
+
 /// Decodes a value that must fill `input` exactly.
 pub(crate) fn decode<T: DeserializeOwned>(mut input: &[u8]) -> Result<T> {
     let value = decode_front(&mut input)?;
@@ -454,5 +483,26 @@ mod tests {
         assert_eq!(decode_outcome::<u8>(&mut input).unwrap().unwrap(), 5);
         assert!(decode_outcome::<u8>(&mut input).unwrap().is_err());
         assert!(decode_outcome::<u8>(&mut input).is_err());
+
+        // The run of successes stops at the failure, and at most `max`.
+        let mut out = Vec::new();
+        for x in [1u32, 2, 3] {
+            encode_ok(&x, &mut out).unwrap();
+        }
+        encode_failure(&Failure::Decode("x".into()), &mut out);
+        encode_ok(&4u32, &mut out).unwrap();
+        let (mut input, mut got) = (&out[..], Vec::new());
+        decode_successes::<u32>(&mut input, 2, &mut got);
+        assert_eq!(got, [1, 2]);
+        decode_successes::<u32>(&mut input, 10, &mut got);
+        assert_eq!(got, [1, 2, 3]);
+        assert!(decode_outcome::<u32>(&mut input).unwrap().is_err());
+        decode_successes::<u32>(&mut input, 10, &mut got);
+        assert_eq!(got, [1, 2, 3, 4]);
+        assert!(input.is_empty());
+        // A value that does not decode stays for the general path.
+        let (mut input, mut got) = (&[OUTCOME_OK, 1][..], Vec::new());
+        decode_successes::<u32>(&mut input, 1, &mut got);
+        assert!(got.is_empty() && input.len() == 2);
     }
 }
