@@ -16,6 +16,10 @@ fn sq(x: u64) -> u64 {
     x * x
 }
 
+fn echo(bytes: Vec<u8>) -> Vec<u8> {
+    bytes
+}
+
 fn pool(c: &mut Criterion) {
     let pool = Pool::new(2).expect("pool");
     let mut g = c.benchmark_group("pool");
@@ -29,6 +33,17 @@ fn pool(c: &mut Criterion) {
     g.throughput(Throughput::Elements(1_000));
     g.bench_function("map 1 000 tiny tasks, chunksize 1", |b| {
         b.iter(|| pool.map_chunked(sq, 0..1_000u64, 1).unwrap())
+    });
+    // A large payload there and back: bulk frames in reused shared memory.
+    let big = vec![3u8; 16 << 20];
+    g.throughput(Throughput::Bytes(2 * (16 << 20)));
+    g.sample_size(20);
+    g.bench_function("apply echo of a 16 MiB Vec<u8>", |b| {
+        b.iter_batched(
+            || big.clone(),
+            |payload| pool.apply(echo, payload).unwrap(),
+            BatchSize::LargeInput,
+        )
     });
     g.finish();
 }
