@@ -8,8 +8,28 @@
 //! that item fails (`WorkerDied`, or `TaskTimeout` if we killed it for overrunning), items it had
 //! not reached go back to the front of the queue for another worker, and a replacement is
 //! started. Nothing waits for an answer that cannot come.
+//!
+//! # Who may touch what
+//!
+//! Everything about the workers lives in [`Core`], behind `Shared::core`. The supervisor thread
+//! holds that lock while it works and lets go of it only while it sleeps in `poll`. A thread
+//! that submits work `try_lock`s it and, when it gets it, hands the new chunks to idle workers
+//! and writes them to their sockets itself ([`Core::dispatch_here`]): the supervisor is not
+//! woken for an `apply`, which saves a thread wake-up (several µs) on every round trip. The
+//! submitter wakes it (through the eventfd) whenever it leaves something the sleeping
+//! supervisor would not notice: a partly written frame (`poll` must watch for writability),
+//! chunks still queued, a task clock to start, a worker to start, or a changed pool state —
+//! and whenever the lock was busy.
+//!
+//! Submitters only ever add work: they never start, kill, bury or drop a worker, never read
+//! from one, and never change `Core::workers` itself. So the descriptors the supervisor polls,
+//! which it collects while it holds the lock, stay open and keep their positions while it polls
+//! without it (`Supervisor::serve` relies on this).
+//!
+//! Lock order: `core`, then `inbox`. Submitters let go of `inbox` before they try `core`.
 
 use std::collections::VecDeque;
+use std::os::fd::{AsRawFd, BorrowedFd, RawFd};
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -84,8 +104,10 @@ pub(crate) struct Inbox {
 
 /// What the pool handle and the supervisor share.
 pub(crate) struct Shared {
-    pub(crate) inbox: Mutex<Inbox>,
+    pub(crate) inbox: Arc<Mutex<Inbox>>,
     pub(crate) waker: Waker,
+    /// The workers and their queue; see the module docs for who holds it when.
+    core: Mutex<Core>,
 }
 
 /// Why the inbox refused work.
@@ -106,7 +128,21 @@ impl Refusal {
 }
 
 impl Shared {
+    pub(crate) fn new(cfg: Config) -> Result<Arc<Self>> {
+        let inbox = Arc::new(Mutex::new(Inbox {
+            chunks: VecDeque::new(),
+            state: PoolState::Running,
+            broken: None,
+        }));
+        Ok(Arc::new(Self {
+            inbox: inbox.clone(),
+            waker: Waker::new()?,
+            core: Mutex::new(Core::new(inbox, cfg)),
+        }))
+    }
+
     /// Queues chunks for the workers, or hands them back with the reason they were refused.
+    /// When it can, it also hands them to idle workers right away (see the module docs).
     pub(crate) fn submit(
         &self,
         chunks: Vec<Chunk>,
@@ -123,9 +159,32 @@ impl Shared {
         }
         inbox.chunks.extend(chunks);
         drop(inbox);
-        // An eventfd write fails only if the descriptor is gone, which it is not while we hold
-        // `self`; the supervisor also re-reads the inbox on every wake-up.
-        let _ = self.waker.notify();
+        // A busy lock means the supervisor (or another submitter) is at work; the wake-up makes
+        // sure someone looks at the inbox after our chunks landed in it. (Poisoned: the
+        // supervisor died and the pool is being terminated; the wake-up is harmless.)
+        let settled = match self.core.try_lock() {
+            Ok(mut core) => {
+                // Should dispatching ever panic here, the pool is terminated, as it is when the
+                // supervisor panics: a chunk caught half-way would otherwise never be answered.
+                match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    core.dispatch_here()
+                })) {
+                    Ok(settled) => settled,
+                    Err(panic) => {
+                        drop(core);
+                        lock(&self.inbox).state = PoolState::Terminating;
+                        let _ = self.waker.notify();
+                        std::panic::resume_unwind(panic);
+                    }
+                }
+            }
+            Err(_) => false,
+        };
+        if !settled {
+            // An eventfd write fails only if the descriptor is gone, which it is not while we
+            // hold `self`; the supervisor also re-reads the inbox on every wake-up.
+            let _ = self.waker.notify();
+        }
         Ok(())
     }
 
@@ -213,8 +272,15 @@ impl Worker {
     }
 }
 
+/// The supervisor thread.
 pub(crate) struct Supervisor {
     shared: Arc<Shared>,
+}
+
+/// The workers and the chunks waiting for them. Owned by the supervisor thread, lent to
+/// submitters while it sleeps (see the module docs).
+pub(crate) struct Core {
+    inbox: Arc<Mutex<Inbox>>,
     cfg: Config,
     workers: Vec<Worker>,
     pending: VecDeque<Chunk>,
@@ -228,12 +294,96 @@ pub(crate) struct Supervisor {
     init_deaths: u32,
     next_spawn: Instant,
     init_sink: Arc<InitSink>,
+    /// Whether the supervisor's current `poll` wakes up regularly to enforce `task_timeout`
+    /// (it does only while tasks are in flight): a submitter that starts the first task must
+    /// wake it otherwise.
+    ticking: bool,
+    /// Results read but not yet handed over (see [`Delivery`]).
+    deliveries: Vec<Delivery>,
 }
 
 impl Supervisor {
-    pub(crate) fn new(shared: Arc<Shared>, cfg: Config) -> Self {
+    pub(crate) fn new(shared: Arc<Shared>) -> Self {
+        Self { shared }
+    }
+
+    /// The supervisor thread's body. Should it ever panic, the pool is terminated — every
+    /// waiter gets an answer and every worker is reaped — rather than left without a supervisor.
+    pub(crate) fn run(self) {
+        let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.serve()));
+        if outcome.is_err() {
+            eprintln!("multiproc: the pool supervisor failed; terminating the pool");
+            lock(&self.shared.inbox).state = PoolState::Terminating;
+            let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                lock(&self.shared.core).terminate();
+            }));
+        }
+    }
+
+    fn serve(&self) {
+        let shared = &*self.shared;
+        let (mut interests, mut ready, mut spare) = (Vec::new(), Vec::new(), Vec::new());
+        let mut core = lock(&shared.core);
+        loop {
+            let timeout = core.work();
+            if timeout.is_some() {
+                core.poll_set(&shared.waker, &mut interests);
+            }
+            // Results are handed over, and the poll made, with the lock released: a caller we
+            // wake finds it free to dispatch its next call, and submitters can dispatch while
+            // we sleep.
+            let mut deliveries = std::mem::replace(&mut core.deliveries, spare);
+            drop(core);
+            deliveries.drain(..).for_each(Delivery::deliver);
+            spare = deliveries;
+            let Some(timeout) = timeout else {
+                return;
+            };
+            let polled = poll_unlocked(&interests, timeout, &mut ready);
+            core = lock(&shared.core);
+            let handled = polled.and_then(|()| {
+                if ready[0].read {
+                    shared.waker.drain()?;
+                }
+                core.handle_ready(&ready);
+                Ok(())
+            });
+            if let Err(e) = handled {
+                // poll itself failing means the process is in deep trouble: terminate the pool
+                // (next round) rather than spin.
+                eprintln!("multiproc: pool supervisor cannot poll: {e}");
+                lock(&shared.inbox).state = PoolState::Terminating;
+                continue;
+            }
+            core.check_timeouts();
+        }
+    }
+}
+
+/// Polls descriptors collected by `Core::poll_set` while the core lock is released.
+fn poll_unlocked(
+    interests: &[(RawFd, Interest)],
+    timeout: Option<Duration>,
+    ready: &mut Vec<Ready>,
+) -> std::io::Result<()> {
+    let fds: Vec<(BorrowedFd<'_>, Interest)> = interests
+        .iter()
+        .map(|&(fd, interest)| {
+            // SAFETY: these are the pool's waker and its workers' sockets and pidfds, collected
+            // by the supervisor thread under the core lock just before this call, on the same
+            // thread. Only the supervisor thread ever removes or drops a worker (see the module
+            // docs), and it is here, polling; the waker lives as long as the pool. So each
+            // descriptor stays open until `fds` is dropped at the end of this function.
+            (unsafe { BorrowedFd::borrow_raw(fd) }, interest)
+        })
+        .collect();
+    sys::fd::poll(&fds, timeout, ready)
+}
+
+impl Core {
+    fn new(inbox: Arc<Mutex<Inbox>>, cfg: Config) -> Self {
         Self {
-            shared,
+            inbox,
             cfg,
             workers: Vec::new(),
             pending: VecDeque::new(),
@@ -249,49 +399,58 @@ impl Supervisor {
                 failure: Mutex::new(None),
                 succeeded: std::sync::atomic::AtomicBool::new(false),
             }),
+            ticking: false,
+            deliveries: Vec::new(),
         }
     }
 
-    /// The supervisor thread's body. Should it ever panic, the pool is terminated — every
-    /// waiter gets an answer and every worker is reaped — rather than left without a supervisor.
-    pub(crate) fn run(mut self) {
-        let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.serve()));
-        if outcome.is_err() {
-            eprintln!("multiproc: the pool supervisor failed; terminating the pool");
-            lock(&self.shared.inbox).state = PoolState::Terminating;
-            let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.terminate()));
+    /// The supervisor's round between two polls: take new work, replace workers, dispatch.
+    /// Returns how long the next poll may sleep, or `None` once the pool has ended (terminated,
+    /// or closed with nothing left to do).
+    fn work(&mut self) -> Option<Option<Duration>> {
+        self.take_inbox();
+        if self.state == PoolState::Terminating {
+            self.terminate();
+            return None;
         }
+        if let Some(broken) = self.broken.clone() {
+            for chunk in self.pending.drain(..) {
+                fail_chunk(&chunk, 0..chunk.len(), |_| broken.to_error());
+            }
+        }
+        self.maintain_workers();
+        self.dispatch();
+        self.flush_writes();
+        if self.state == PoolState::Closed && self.idle() {
+            self.shutdown_gracefully();
+            return None;
+        }
+        Some(self.poll_timeout())
     }
 
-    fn serve(&mut self) {
-        let mut ready = Vec::new();
-        loop {
-            self.take_inbox();
-            if self.state == PoolState::Terminating {
-                self.terminate();
-                return;
-            }
-            if let Some(broken) = self.broken.clone() {
-                for chunk in self.pending.drain(..) {
-                    fail_chunk(&chunk, 0..chunk.len(), |_| broken.to_error());
-                }
-            }
-            self.maintain_workers();
-            self.dispatch();
-            self.flush_writes();
-            if self.state == PoolState::Closed && self.idle() {
-                self.shutdown_gracefully();
-                return;
-            }
-            if let Err(e) = self.poll_once(&mut ready) {
-                // poll itself failing means the process is in deep trouble; fail what we hold
-                // rather than spin.
-                eprintln!("multiproc: pool supervisor cannot poll: {e}");
-                self.terminate();
-                return;
-            }
-            self.check_timeouts();
+    /// A submitter's turn (see the module docs): hands what is in the inbox to idle workers
+    /// and writes it out. Returns whether the sleeping supervisor can be left alone, i.e.
+    /// whether its current `poll` already covers everything that is left to watch.
+    fn dispatch_here(&mut self) -> bool {
+        self.take_inbox();
+        if self.state != PoolState::Running || self.broken.is_some() {
+            return false;
         }
+        self.dispatch();
+        self.flush_writes();
+        self.pending.is_empty()
+            && self
+                .workers
+                .iter()
+                .all(|w| w.link.channel.pending_out() == 0)
+            && (self.cfg.task_timeout.is_none() || self.ticking)
+            && !(self.wants_workers() && self.live_workers() < self.cfg.processes)
+    }
+
+    /// Hands over the results read so far without waiting to release the lock, where their
+    /// order relative to failures matters.
+    fn deliver_now(&mut self) {
+        self.deliveries.drain(..).for_each(Delivery::deliver);
     }
 
     fn idle(&self) -> bool {
@@ -303,7 +462,7 @@ impl Supervisor {
     }
 
     fn take_inbox(&mut self) {
-        let mut inbox = lock(&self.shared.inbox);
+        let mut inbox = lock(&self.inbox);
         self.pending.extend(inbox.chunks.drain(..));
         self.state = inbox.state;
         if inbox.broken.is_none() {
@@ -314,7 +473,7 @@ impl Supervisor {
     fn set_broken(&mut self, why: Broken) {
         if self.broken.is_none() {
             self.broken = Some(why.clone());
-            lock(&self.shared.inbox).broken = Some(why);
+            lock(&self.inbox).broken = Some(why);
         }
     }
 
@@ -444,12 +603,15 @@ impl Supervisor {
         }
     }
 
-    fn poll_timeout(&self) -> Option<Duration> {
+    /// How long the next poll may sleep; also notes whether it keeps time for task timeouts.
+    fn poll_timeout(&mut self) -> Option<Duration> {
         let mut timeout: Option<Duration> = None;
         let mut consider = |d: Duration| timeout = Some(timeout.map_or(d, |t| t.min(d)));
+        self.ticking = false;
         if let Some(limit) = self.cfg.task_timeout {
             if self.workers.iter().any(|w| !w.inflight.is_empty()) {
                 consider((limit / 4).clamp(Duration::from_millis(1), Duration::from_millis(100)));
+                self.ticking = true;
             }
         }
         if self.wants_workers() && self.live_workers() < self.cfg.processes {
@@ -458,38 +620,39 @@ impl Supervisor {
         timeout
     }
 
-    fn poll_once(&mut self, ready: &mut Vec<Ready>) -> std::io::Result<()> {
-        let timeout = self.poll_timeout();
-        {
-            let mut fds = Vec::with_capacity(1 + 2 * self.workers.len());
-            fds.push((
-                self.shared.waker.as_fd(),
+    /// What the supervisor's poll watches: the waker, then each worker's socket and pidfd.
+    /// `handle_ready` reads the answers by the same positions.
+    fn poll_set(&self, waker: &Waker, out: &mut Vec<(RawFd, Interest)>) {
+        out.clear();
+        out.push((
+            waker.as_fd().as_raw_fd(),
+            Interest {
+                read: true,
+                write: false,
+            },
+        ));
+        for w in &self.workers {
+            out.push((
+                w.link.channel.as_fd().as_raw_fd(),
+                Interest {
+                    read: !w.link.channel.at_eof(),
+                    write: w.link.channel.pending_out() > 0,
+                },
+            ));
+            out.push((
+                w.link.pidfd.as_raw_fd(),
                 Interest {
                     read: true,
                     write: false,
                 },
             ));
-            for w in &self.workers {
-                fds.push((
-                    w.link.channel.as_fd(),
-                    Interest {
-                        read: !w.link.channel.at_eof(),
-                        write: w.link.channel.pending_out() > 0,
-                    },
-                ));
-                fds.push((
-                    std::os::fd::AsFd::as_fd(&w.link.pidfd),
-                    Interest {
-                        read: true,
-                        write: false,
-                    },
-                ));
-            }
-            sys::fd::poll(&fds, timeout, ready)?;
         }
-        if ready[0].read {
-            self.shared.waker.drain()?;
-        }
+    }
+
+    /// Acts on what the poll saw (`ready` as laid out by `poll_set`, whose worker list has
+    /// not changed since: only the supervisor thread changes it).
+    fn handle_ready(&mut self, ready: &[Ready]) {
+        debug_assert_eq!(ready.len(), 1 + 2 * self.workers.len());
         let mut died = Vec::new();
         let mut refused = None;
         for (i, w) in self.workers.iter_mut().enumerate() {
@@ -497,7 +660,7 @@ impl Supervisor {
             let pid = ready[2 + 2 * i];
             if sock.read || sock.hangup {
                 let was_ready = w.ready;
-                let read = read_available(w, &mut self.chunk_time);
+                let read = read_available(w, &mut self.chunk_time, &mut self.deliveries);
                 if w.ready && !was_ready {
                     // A child greeted back: starting workers works.
                     self.spawn_failures = 0;
@@ -531,7 +694,6 @@ impl Supervisor {
         for &i in died.iter().rev() {
             self.bury(i);
         }
-        Ok(())
     }
 
     fn check_timeouts(&mut self) {
@@ -557,7 +719,9 @@ impl Supervisor {
     /// running, and requeue the rest.
     fn bury(&mut self, i: usize) {
         let mut w = self.workers.swap_remove(i);
-        let _ = read_available(&mut w, &mut self.chunk_time);
+        let _ = read_available(&mut w, &mut self.chunk_time, &mut self.deliveries);
+        // What the worker answered before it died arrives before the failures its death causes.
+        self.deliver_now();
         let exit = reap(&mut w);
         if !w.ready && w.killed.is_none() {
             // Died during start-up: back off as for a failed spawn, and give up eventually.
@@ -685,9 +849,10 @@ impl Supervisor {
     /// terminate(): kill every worker now; whatever is unfinished fails with `PoolTerminated`.
     fn terminate(&mut self) {
         for w in &mut self.workers {
-            let _ = read_available(w, &mut self.chunk_time);
+            let _ = read_available(w, &mut self.chunk_time, &mut self.deliveries);
             let _ = sys::proc::signal(w.link.pid, true);
         }
+        self.deliver_now();
         for mut w in self.workers.drain(..) {
             let _ = w.link.reap();
             for fl in w.inflight.iter().filter(|f| !f.is_init) {
@@ -696,7 +861,7 @@ impl Supervisor {
                 });
             }
         }
-        let mut inbox = lock(&self.shared.inbox);
+        let mut inbox = lock(&self.inbox);
         self.pending.extend(inbox.chunks.drain(..));
         drop(inbox);
         for chunk in self.pending.drain(..) {
@@ -709,6 +874,39 @@ impl Supervisor {
 fn fail_chunk(chunk: &Chunk, range: std::ops::Range<usize>, error: impl Fn(usize) -> Error) {
     for i in range {
         chunk.sink.fail(chunk.first + i, error(chunk.first + i));
+    }
+}
+
+/// Results read from a worker, on their way to the call that wants them. The supervisor hands
+/// them over after it has released the core lock (see `Supervisor::serve`): the caller it wakes
+/// then finds the lock free to dispatch its next call.
+struct Delivery {
+    sink: Arc<dyn Sink>,
+    first: usize,
+    count: usize,
+    frame: Frame,
+    /// Where the encoded outcomes start in the frame's payload.
+    body_at: usize,
+}
+
+impl Delivery {
+    fn deliver(self) {
+        let (sink, first, count) = (&self.sink, self.first, self.count);
+        let body = &self.frame.payload()[self.body_at..];
+        // Decoding runs the user's `Deserialize`, which may panic: that fails these items,
+        // never the supervisor.
+        let delivered = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            sink.deliver(first, count, body)
+        }));
+        if let Err(panic) = delivered {
+            let message = crate::task::panic_message(&*panic);
+            for i in first..first + count {
+                sink.fail(
+                    i,
+                    Error::Decode(format!("decoding the result panicked: {message}")),
+                );
+            }
+        }
     }
 }
 
@@ -775,11 +973,15 @@ fn reap(w: &mut Worker) -> Death {
     }
 }
 
-/// Reads whatever the worker has sent and applies it.
-fn read_available(w: &mut Worker, chunk_time: &mut Option<Duration>) -> Result<()> {
+/// Reads whatever the worker has sent and applies it; results for callers go to `deliveries`.
+fn read_available(
+    w: &mut Worker,
+    chunk_time: &mut Option<Duration>,
+    deliveries: &mut Vec<Delivery>,
+) -> Result<()> {
     loop {
         while let Some(frame) = w.link.channel.next_frame()? {
-            apply_frame(w, frame, chunk_time)?;
+            apply_frame(w, frame, chunk_time, deliveries)?;
         }
         match w.link.channel.fill()? {
             None | Some(0) => return Ok(()),
@@ -788,7 +990,12 @@ fn read_available(w: &mut Worker, chunk_time: &mut Option<Duration>) -> Result<(
     }
 }
 
-fn apply_frame(w: &mut Worker, frame: Frame, chunk_time: &mut Option<Duration>) -> Result<()> {
+fn apply_frame(
+    w: &mut Worker,
+    frame: Frame,
+    chunk_time: &mut Option<Duration>,
+    deliveries: &mut Vec<Delivery>,
+) -> Result<()> {
     match frame.kind {
         kind::READY | kind::REFUSE => {
             bootstrap::check_ready(&frame)?;
@@ -798,6 +1005,7 @@ fn apply_frame(w: &mut Worker, frame: Frame, chunk_time: &mut Option<Duration>) 
         kind::RESULTS => {
             let mut body = frame.payload();
             let header = ResultsHeader::read(&mut body)?;
+            let body_at = frame.payload().len() - body.len();
             let Some(front) = w.inflight.front_mut() else {
                 return Err(Error::Protocol(
                     "results for a batch that was not sent".into(),
@@ -810,20 +1018,18 @@ fn apply_frame(w: &mut Worker, frame: Frame, chunk_time: &mut Option<Duration>) 
             if front.reported + count > front.chunk.len() {
                 return Err(Error::Protocol("more results than items".into()));
             }
-            let (sink, first) = (&front.chunk.sink, front.chunk.first + front.reported);
-            // Decoding runs the user's `Deserialize`, which may panic: that fails these items,
-            // never the supervisor.
-            let delivered = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                sink.deliver(first, count, body)
-            }));
-            if let Err(panic) = delivered {
-                let message = crate::task::panic_message(&*panic);
-                for i in first..first + count {
-                    sink.fail(
-                        i,
-                        Error::Decode(format!("decoding the result panicked: {message}")),
-                    );
-                }
+            let delivery = Delivery {
+                sink: front.chunk.sink.clone(),
+                first: front.chunk.first + front.reported,
+                count,
+                frame,
+                body_at,
+            };
+            if front.is_init {
+                // The supervisor looks at the initializer's outcome as soon as it has read.
+                delivery.deliver();
+            } else {
+                deliveries.push(delivery);
             }
             front.reported += count;
             if front.reported == front.chunk.len() {
