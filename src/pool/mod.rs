@@ -294,7 +294,8 @@ impl Pool {
         R: DeserializeOwned + Send + 'static,
         Out: Send + 'static,
     {
-        let slot = Slot::new(self.callbacks.clone());
+        let collector: std::sync::Weak<dyn job::Collector> = Arc::downgrade(&self.shared) as _;
+        let slot = Slot::new(self.callbacks.clone(), collector);
         let sink = Collect::new(slot.clone(), finish);
         let mut builder = ChunkBuilder::new(sink.clone() as Arc<dyn Sink>, entry, chunksize);
         let mut chunks = Vec::new();

@@ -6,13 +6,13 @@
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
-use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, Weak};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use serde::de::DeserializeOwned;
 
-use super::job::{Sink, decode_outcomes};
+use super::job::{Collector, Sink, decode_outcomes};
 use crate::error::{Error, Result};
 
 type Job = Box<dyn FnOnce() + Send>;
@@ -133,10 +133,13 @@ pub(crate) struct Slot<T> {
     ready: AtomicBool,
     cond: Condvar,
     callbacks: Arc<CallbackQueue>,
+    /// The pool, whose workers a spinning waiter reads itself. Weak: a result may outlive its
+    /// pool, and must not keep it alive.
+    collector: Weak<dyn Collector>,
 }
 
 impl<T: Send + 'static> Slot<T> {
-    pub(crate) fn new(callbacks: Arc<CallbackQueue>) -> Arc<Self> {
+    pub(crate) fn new(callbacks: Arc<CallbackQueue>, collector: Weak<dyn Collector>) -> Arc<Self> {
         Arc::new(Self {
             state: Mutex::new(SlotState {
                 value: None,
@@ -149,6 +152,7 @@ impl<T: Send + 'static> Slot<T> {
             ready: AtomicBool::new(false),
             cond: Condvar::new(),
             callbacks,
+            collector,
         })
     }
 
@@ -251,8 +255,13 @@ impl<T: Send + 'static> Slot<T> {
             if Instant::now() >= end {
                 return;
             }
-            // Yield rather than spin in place: on a machine with few cores, the supervisor
-            // thread that completes the slot may be waiting for this very core.
+            // Read the result ourselves if it has arrived: that spares waiting for the
+            // supervisor thread to be woken.
+            if let Some(pool) = self.collector.upgrade() {
+                pool.collect_here();
+            }
+            // Then yield rather than spin in place: on a machine with few cores, the supervisor
+            // thread may be waiting for this very core.
             std::thread::yield_now();
         }
     }

@@ -16,18 +16,23 @@
 //! that submits a little work (`DISPATCH_HERE_MAX`) `try_lock`s it and, when it gets it, hands
 //! the new chunks to idle workers and writes them to their sockets itself
 //! ([`Core::dispatch_here`]): the supervisor is not woken for an `apply`, which saves a thread
-//! wake-up (several µs, more on a virtual machine) on every round trip. The
-//! submitter wakes it (through the eventfd) whenever it leaves something the sleeping
-//! supervisor would not notice: a partly written frame (`poll` must watch for writability),
-//! chunks still queued, a task clock to start, a worker to start, or a changed pool state —
-//! and whenever the lock was busy. The supervisor, for its part, reads results under the lock
-//! but hands them to their callers after releasing it ([`Delivery`]), so that a caller it wakes
-//! finds the lock free for its next call.
+//! wake-up (several µs, more on a virtual machine) on every round trip. The submitter wakes it
+//! (through the eventfd) whenever it leaves something the sleeping supervisor would not notice:
+//! a partly written frame (`poll` must watch for writability), chunks still queued, a task
+//! clock to start, a worker to start, or a changed pool state — and whenever the lock was busy.
 //!
-//! Submitters only ever add work: they never start, kill, bury or drop a worker, never read
-//! from one, and never change `Core::workers` itself. So the descriptors the supervisor polls,
-//! which it collects while it holds the lock, stay open and keep their positions while it polls
-//! without it (`Supervisor::serve` relies on this).
+//! Likewise, a thread waiting for a result (`AsyncResult::get`) spends its first few tens of
+//! µs reading the workers' sockets itself ([`Core::collect_here`]), so that a quick result
+//! reaches it without the supervisor being woken at all. Having read them, it may have consumed
+//! what would have woken the supervisor, so it wakes it when something needs it: a worker that
+//! hung up or sent garbage, a freed worker with chunks still queued, a pool closing.
+//! Whoever reads results under the lock hands them over after releasing it ([`Delivery`]),
+//! so that a caller it wakes finds the lock free for its next call.
+//!
+//! Those other threads never start, bury or drop a worker, and never change `Core::workers`
+//! itself (at most, a waiter signals a worker that sent garbage; the supervisor buries it). So
+//! the descriptors the supervisor polls, which it collects while it holds the lock, stay open
+//! and keep their positions while it polls without it (`Supervisor::serve` relies on this).
 //!
 //! Lock order: `core`, then `inbox`. Submitters let go of `inbox` before they try `core`.
 
@@ -37,7 +42,7 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use super::job::{Chunk, Sink};
+use super::job::{Chunk, Collector, Sink};
 use super::result::lock;
 use crate::bootstrap::{self, ChildLink};
 use crate::error::{Death, Error, Result};
@@ -116,6 +121,9 @@ pub(crate) struct Shared {
     pub(crate) waker: Waker,
     /// The workers and their queue; see the module docs for who holds it when.
     core: Mutex<Core>,
+    /// Whether threads waiting for results may read them from the workers (see
+    /// `Core::collect_here`).
+    waiters_collect: bool,
 }
 
 /// Why the inbox refused work.
@@ -145,6 +153,7 @@ impl Shared {
         Ok(Arc::new(Self {
             inbox: inbox.clone(),
             waker: Waker::new()?,
+            waiters_collect: cfg.task_timeout.is_none() && cfg.max_tasks_per_child.is_none(),
             core: Mutex::new(Core::new(inbox, cfg)),
         }))
     }
@@ -168,27 +177,32 @@ impl Shared {
         let small = chunks.iter().map(|c| c.payload.len()).sum::<usize>() <= DISPATCH_HERE_MAX;
         inbox.chunks.extend(chunks);
         drop(inbox);
-        if !(small && self.try_dispatch_here()) {
-            // An eventfd write fails only if the descriptor is gone, which it is not while we
-            // hold `self`; the supervisor also re-reads the inbox on every wake-up.
+        if !(small && self.on_core_here(Core::dispatch_here) == Some(true)) {
+            // Large submissions go to the supervisor, as does everything when the lock is busy:
+            // the supervisor (or another thread) is at work, and the wake-up makes sure someone
+            // looks at the inbox after our chunks landed in it. An eventfd write fails only if
+            // the descriptor is gone, which it is not while we hold `self`.
             let _ = self.waker.notify();
         }
         Ok(())
     }
 
-    /// Dispatches the inbox on this thread if the core lock is free; returns whether the
-    /// supervisor can be left asleep. A busy lock means the supervisor (or another submitter)
-    /// is at work: the caller's wake-up then makes sure someone looks at the inbox after its
-    /// chunks landed in it. (Poisoned: the supervisor died and the pool is being terminated.)
-    fn try_dispatch_here(&self) -> bool {
-        let Ok(mut core) = self.core.try_lock() else {
-            return false;
-        };
-        // Should dispatching ever panic here, the pool is terminated, as it is when the
-        // supervisor panics: a chunk caught half-way would otherwise never be answered.
-        match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| core.dispatch_here())) {
-            Ok(settled) => settled,
+    /// Runs `f` on the core from a submitter's or waiter's thread, if the lock is free (`None`
+    /// if not), then hands over the results it read. `f` says whether the sleeping supervisor
+    /// can be left alone.
+    fn on_core_here(&self, f: impl FnOnce(&mut Core) -> bool) -> Option<bool> {
+        // Poisoned: the supervisor died and the pool is being terminated; leave it to that.
+        let mut core = self.core.try_lock().ok()?;
+        match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(&mut core))) {
+            Ok(settled) => {
+                let deliveries = std::mem::take(&mut core.deliveries);
+                drop(core);
+                deliveries.into_iter().for_each(Delivery::deliver);
+                Some(settled)
+            }
             Err(panic) => {
+                // Terminate the pool, as when the supervisor panics: work caught half-way would
+                // otherwise never be answered.
                 drop(core);
                 lock(&self.inbox).state = PoolState::Terminating;
                 let _ = self.waker.notify();
@@ -205,6 +219,15 @@ impl Shared {
         drop(inbox);
         self.waker.notify()?;
         Ok(())
+    }
+}
+
+impl Collector for Shared {
+    fn collect_here(&self) {
+        if self.waiters_collect && self.on_core_here(Core::collect_here) == Some(false) {
+            // As in `submit`: the descriptor is ours as long as `self` lives.
+            let _ = self.waker.notify();
+        }
     }
 }
 
@@ -460,6 +483,43 @@ impl Core {
     /// order relative to failures matters.
     fn deliver_now(&mut self) {
         self.deliveries.drain(..).for_each(Delivery::deliver);
+    }
+
+    /// A waiter's turn (see the module docs): reads what workers in good standing have
+    /// answered, and if that freed one, dispatches as a submitter does. Returns whether the
+    /// sleeping supervisor can be left alone; it cannot if a worker misbehaved or hung up (it
+    /// must bury it): having read its socket, we may have consumed what would have woken it.
+    ///
+    /// Pools with a `task_timeout` or `max_tasks_per_child` leave results to the supervisor
+    /// (`Shared::waiters_collect`): it times tasks from the moments it sees them start, which
+    /// it checks whenever results arrive, and it retires workers as their last result comes in.
+    fn collect_here(&mut self) -> bool {
+        let mut read = false;
+        let mut trouble = false;
+        for w in &mut self.workers {
+            if !w.ready
+                || w.killed.is_some()
+                || w.running_init()
+                || w.inflight.is_empty()
+                || w.link.channel.at_eof()
+            {
+                continue;
+            }
+            let before = w.done_items + w.inflight.front().map_or(0, |f| f.reported as u64);
+            if let Err(e) = read_available(w, &mut self.chunk_time, &mut self.deliveries) {
+                kill(w, KillReason::Protocol(e.to_string()));
+                trouble = true;
+            }
+            read |= w.done_items + w.inflight.front().map_or(0, |f| f.reported as u64) != before;
+            trouble |= w.link.channel.at_eof();
+        }
+        if trouble {
+            return false;
+        }
+        if !read {
+            return true;
+        }
+        self.dispatch_here()
     }
 
     fn idle(&self) -> bool {
