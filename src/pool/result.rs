@@ -120,10 +120,11 @@ struct SlotState<T> {
     on_err: Option<OnErr>,
 }
 
-/// How long a waiter spins, watching `Slot::ready`, before it sleeps on the condvar. A quick
-/// `apply` round trip takes a few tens of µs, and sleeping then being woken costs several µs
-/// more (far more on a virtual machine, whose idle CPU must be woken too); longer waits are not
-/// worth keeping a core busy (the machine may have only two).
+/// How long a waiter spins (watching `Slot::ready`, reading the workers' answers itself)
+/// before it sleeps on the condvar. A quick `apply` round trip takes 10–20 µs, and sleeping
+/// then being woken costs several µs more (far more on a virtual machine, whose idle CPU must
+/// be woken too); longer waits are not worth keeping a core busy (the machine may have only
+/// two).
 const SPIN: Duration = Duration::from_micros(50);
 
 /// Where one call's final value lands.
@@ -239,9 +240,10 @@ impl<T: Send + 'static> Slot<T> {
         Some(st)
     }
 
-    /// Watches `ready` for a short while (`SPIN`, or until `deadline`): a quick result is then
-    /// seen at once, without the cost of sleeping and being woken. Only a hint: the caller checks
-    /// under the lock.
+    /// Watches `ready` for a short while (`SPIN`, or until `deadline`), reading the workers'
+    /// answers meanwhile: a quick result is then seen at once, without the cost of sleeping
+    /// and being woken, or of waking the supervisor. Only a hint: the caller checks under the
+    /// lock.
     fn spin(&self, deadline: Option<Instant>) {
         if self.ready.load(Ordering::Acquire) {
             return;
