@@ -26,6 +26,14 @@ pub(crate) trait Sink: Send + Sync {
     }
 }
 
+/// Lets a thread that waits for results read them from the workers itself, rather than wait
+/// for the supervisor thread to be woken and do it (see `supervisor.rs`).
+pub(crate) trait Collector: Send + Sync {
+    /// Reads and hands over the results that have arrived, unless someone else is at it.
+    /// Never blocks.
+    fn collect_here(&self);
+}
+
 /// Decodes `count` outcomes from `bytes`, calling `each(index, outcome)` in order. If the bytes
 /// are malformed, the items that could not be decoded get a decode error.
 pub(crate) fn decode_outcomes<R: serde::de::DeserializeOwned>(

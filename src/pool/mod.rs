@@ -10,7 +10,6 @@ mod job;
 mod result;
 mod supervisor;
 
-use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
@@ -22,13 +21,12 @@ pub use imap::IMap;
 pub use result::AsyncResult;
 
 use crate::error::{Error, Result};
-use crate::sys::fd::Waker;
 use crate::task::{self, StarFn};
 use crate::wire::codec;
 use crate::wire::fds::{self, FdSet};
 use job::{Chunk, ChunkBuilder, Sink};
 use result::{CallbackQueue, Collect, Slot, lock};
-use supervisor::{Config, Inbox, InitTask, PoolState, Shared, Supervisor};
+use supervisor::{Config, InitTask, PoolState, Shared, Supervisor};
 
 /// How a pool starts its workers.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -146,23 +144,13 @@ impl PoolBuilder {
     pub fn build(self) -> Result<Pool> {
         let processes = self.processes.unwrap_or_else(crate::cpu_count).max(1);
         let init = self.init.transpose()?;
-        let shared = Arc::new(Shared {
-            inbox: Mutex::new(Inbox {
-                chunks: VecDeque::new(),
-                state: PoolState::Running,
-                broken: None,
-            }),
-            waker: Waker::new()?,
-        });
-        let supervisor = Supervisor::new(
-            shared.clone(),
-            Config {
-                processes,
-                init,
-                max_tasks_per_child: self.max_tasks_per_child,
-                task_timeout: self.task_timeout,
-            },
-        );
+        let shared = Shared::new(Config {
+            processes,
+            init,
+            max_tasks_per_child: self.max_tasks_per_child,
+            task_timeout: self.task_timeout,
+        })?;
+        let supervisor = Supervisor::new(shared.clone());
         let handle = std::thread::Builder::new()
             .name("multiproc-supervisor".into())
             .spawn(move || supervisor.run())?;
@@ -306,7 +294,8 @@ impl Pool {
         R: DeserializeOwned + Send + 'static,
         Out: Send + 'static,
     {
-        let slot = Slot::new(self.callbacks.clone());
+        let collector: std::sync::Weak<dyn job::Collector> = Arc::downgrade(&self.shared) as _;
+        let slot = Slot::new(self.callbacks.clone(), collector);
         let sink = Collect::new(slot.clone(), finish);
         let mut builder = ChunkBuilder::new(sink.clone() as Arc<dyn Sink>, entry, chunksize);
         let mut chunks = Vec::new();

@@ -4,14 +4,15 @@
 //! returns before the callback that was attached in time has seen the value. Callbacks run on
 //! one thread per pool, in the order results completed, never on the caller's thread.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
-use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, Weak};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use serde::de::DeserializeOwned;
 
-use super::job::{Sink, decode_outcomes};
+use super::job::{Collector, Sink, decode_outcomes};
 use crate::error::{Error, Result};
 use crate::wire::codec;
 
@@ -113,31 +114,59 @@ type OnErr = Box<dyn FnOnce(&Error) + Send>;
 struct SlotState<T> {
     value: Option<Result<T>>,
     ready: bool,
+    /// Threads asleep on `Slot::cond`: nobody to notify when it is zero.
+    sleepers: usize,
     succeeded: Option<bool>,
     on_ok: Option<OnOk<T>>,
     on_err: Option<OnErr>,
 }
 
+/// How long a waiter spins (watching `Slot::ready`, reading the workers' answers itself)
+/// before it sleeps on the condvar. A quick `apply` round trip takes 10–20 µs, and sleeping
+/// then being woken costs several µs more (far more on a virtual machine, whose idle CPU must
+/// be woken too); longer waits are not worth keeping a core busy (the machine may have only
+/// two).
+const SPIN: Duration = Duration::from_micros(50);
+
 /// Where one call's final value lands.
 pub(crate) struct Slot<T> {
     state: Mutex<SlotState<T>>,
+    /// A copy of `SlotState::ready` that waiters may watch without the lock, while they spin.
+    ready: AtomicBool,
     cond: Condvar,
     callbacks: Arc<CallbackQueue>,
+    /// The pool, whose workers a spinning waiter reads itself. Weak: a result may outlive its
+    /// pool, and must not keep it alive.
+    collector: Weak<dyn Collector>,
 }
 
 impl<T: Send + 'static> Slot<T> {
-    pub(crate) fn new(callbacks: Arc<CallbackQueue>) -> Arc<Self> {
+    pub(crate) fn new(callbacks: Arc<CallbackQueue>, collector: Weak<dyn Collector>) -> Arc<Self> {
         Arc::new(Self {
             state: Mutex::new(SlotState {
                 value: None,
                 ready: false,
+                sleepers: 0,
                 succeeded: None,
                 on_ok: None,
                 on_err: None,
             }),
+            ready: AtomicBool::new(false),
             cond: Condvar::new(),
             callbacks,
+            collector,
         })
+    }
+
+    /// Marks the slot ready (with its lock held, as `st`) and wakes its waiters.
+    fn set_ready(&self, mut st: MutexGuard<'_, SlotState<T>>) {
+        st.ready = true;
+        self.ready.store(true, Ordering::Release);
+        let sleepers = st.sleepers;
+        drop(st);
+        if sleepers > 0 {
+            self.cond.notify_all();
+        }
     }
 
     /// Stores the final value; runs callbacks (on the callback thread) before marking it ready.
@@ -153,9 +182,7 @@ impl<T: Send + 'static> Slot<T> {
             let me = self.clone();
             self.callbacks.run(Box::new(move || me.run_callbacks()));
         } else {
-            st.ready = true;
-            drop(st);
-            self.cond.notify_all();
+            self.set_ready(st);
         }
     }
 
@@ -185,30 +212,61 @@ impl<T: Send + 'static> Slot<T> {
             st.value = value;
             // A callback attached while these ran is run now, before the result is ready.
             if st.on_ok.is_none() && st.on_err.is_none() {
-                st.ready = true;
-                drop(st);
-                self.cond.notify_all();
+                self.set_ready(st);
                 return;
             }
         }
     }
 
     fn wait_ready(&self, deadline: Option<Instant>) -> Option<MutexGuard<'_, SlotState<T>>> {
+        self.spin(deadline);
         let mut st = lock(&self.state);
         while !st.ready {
-            match deadline {
-                None => st = self.cond.wait(st).unwrap_or_else(|p| p.into_inner()),
-                Some(d) => {
-                    let left = d.checked_duration_since(Instant::now())?;
-                    st = self
-                        .cond
+            let left = match deadline {
+                None => None,
+                Some(d) => Some(d.checked_duration_since(Instant::now())?),
+            };
+            st.sleepers += 1;
+            st = match left {
+                None => self.cond.wait(st).unwrap_or_else(|p| p.into_inner()),
+                Some(left) => {
+                    self.cond
                         .wait_timeout(st, left)
                         .unwrap_or_else(|p| p.into_inner())
-                        .0;
+                        .0
                 }
-            }
+            };
+            st.sleepers -= 1;
         }
         Some(st)
+    }
+
+    /// Watches `ready` for a short while (`SPIN`, or until `deadline`), reading the workers'
+    /// answers meanwhile: a quick result is then seen at once, without the cost of sleeping
+    /// and being woken, or of waking the supervisor. Only a hint: the caller checks under the
+    /// lock.
+    fn spin(&self, deadline: Option<Instant>) {
+        if self.ready.load(Ordering::Acquire) {
+            return;
+        }
+        let start = Instant::now();
+        let end = match deadline {
+            Some(d) => d.min(start + SPIN),
+            None => start + SPIN,
+        };
+        while !self.ready.load(Ordering::Acquire) {
+            if Instant::now() >= end {
+                return;
+            }
+            // Read the result ourselves if it has arrived: that spares waiting for the
+            // supervisor thread to be woken.
+            if let Some(pool) = self.collector.upgrade() {
+                pool.collect_here();
+            }
+            // Then yield rather than spin in place: on a machine with few cores, the supervisor
+            // thread may be waiting for this very core.
+            std::thread::yield_now();
+        }
     }
 
     fn take(&self, deadline: Option<Instant>) -> Result<T> {
@@ -313,6 +371,7 @@ impl<T: Send + 'static> AsyncResult<T> {
             // Already complete: run the new callback now, off this thread, and hold `ready`
             // back until it has run.
             st.ready = false;
+            self.slot.ready.store(false, Ordering::Relaxed);
             drop(st);
             let me = self.slot.clone();
             self.slot

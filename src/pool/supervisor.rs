@@ -8,13 +8,41 @@
 //! that item fails (`WorkerDied`, or `TaskTimeout` if we killed it for overrunning), items it had
 //! not reached go back to the front of the queue for another worker, and a replacement is
 //! started. Nothing waits for an answer that cannot come.
+//!
+//! # Who may touch what
+//!
+//! Everything about the workers lives in [`Core`], behind `Shared::core`. The supervisor thread
+//! holds that lock while it works and lets go of it only while it sleeps in `poll`. A thread
+//! that submits a little work (`DISPATCH_HERE_MAX`) `try_lock`s it and, when it gets it, hands
+//! the new chunks to idle workers and writes them to their sockets itself
+//! ([`Core::dispatch_here`]): the supervisor is not woken for an `apply`, which saves a thread
+//! wake-up (several µs, more on a virtual machine) on every round trip. The submitter wakes it
+//! (through the eventfd) whenever it leaves something the sleeping supervisor would not notice:
+//! a partly written frame (`poll` must watch for writability), chunks still queued, a task
+//! clock to start, a worker to start, or a changed pool state — and whenever the lock was busy.
+//!
+//! Likewise, a thread waiting for a result (`AsyncResult::get`) spends its first few tens of
+//! µs reading the workers' sockets itself ([`Core::collect_here`]), so that a quick result
+//! reaches it without the supervisor being woken at all. Having read them, it may have consumed
+//! what would have woken the supervisor, so it wakes it when something needs it: a worker that
+//! hung up or sent garbage, a freed worker with chunks still queued, a pool closing.
+//! Whoever reads results under the lock hands them over after releasing it ([`Delivery`]),
+//! so that a caller it wakes finds the lock free for its next call.
+//!
+//! Those other threads never start, bury or drop a worker, and never change `Core::workers`
+//! itself (at most, a waiter signals a worker that sent garbage; the supervisor buries it). So
+//! the descriptors the supervisor polls, which it collects while it holds the lock, stay open
+//! and keep their positions while it polls without it (`Supervisor::serve` relies on this).
+//!
+//! Lock order: `core`, then `inbox`. Submitters let go of `inbox` before they try `core`.
 
 use std::collections::VecDeque;
+use std::os::fd::{AsRawFd, BorrowedFd, RawFd};
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use super::job::{Chunk, Sink};
+use super::job::{Chunk, Collector, Sink};
 use super::result::lock;
 use crate::bootstrap::{self, ChildLink};
 use crate::error::{Death, Error, Result};
@@ -37,6 +65,11 @@ const EXIT_GRACE: Duration = Duration::from_secs(5);
 /// queued a few deep so that workers never wait for the supervisor.
 const SLOW_CHUNK: Duration = Duration::from_millis(1);
 const FAST_DEPTH: usize = 4;
+/// Submissions larger than this (encoded bytes) are dispatched by the supervisor, not by the
+/// submitting thread: copying them into the workers' buffers would keep the core lock (and the
+/// supervisor's handling of results) waiting for longer than the thread wake-up it saves, and
+/// it measured slower for large payloads (a 64 MiB echo, by about 10%).
+const DISPATCH_HERE_MAX: usize = 64 * 1024;
 
 /// The pool's settings, as the supervisor needs them.
 pub(crate) struct Config {
@@ -84,8 +117,13 @@ pub(crate) struct Inbox {
 
 /// What the pool handle and the supervisor share.
 pub(crate) struct Shared {
-    pub(crate) inbox: Mutex<Inbox>,
+    pub(crate) inbox: Arc<Mutex<Inbox>>,
     pub(crate) waker: Waker,
+    /// The workers and their queue; see the module docs for who holds it when.
+    core: Mutex<Core>,
+    /// Whether threads waiting for results may read them from the workers (see
+    /// `Core::collect_here`).
+    waiters_collect: bool,
 }
 
 /// Why the inbox refused work.
@@ -106,7 +144,22 @@ impl Refusal {
 }
 
 impl Shared {
+    pub(crate) fn new(cfg: Config) -> Result<Arc<Self>> {
+        let inbox = Arc::new(Mutex::new(Inbox {
+            chunks: VecDeque::new(),
+            state: PoolState::Running,
+            broken: None,
+        }));
+        Ok(Arc::new(Self {
+            inbox: inbox.clone(),
+            waker: Waker::new()?,
+            waiters_collect: cfg.task_timeout.is_none() && cfg.max_tasks_per_child.is_none(),
+            core: Mutex::new(Core::new(inbox, cfg)),
+        }))
+    }
+
     /// Queues chunks for the workers, or hands them back with the reason they were refused.
+    /// When it can, it also hands them to idle workers right away (see the module docs).
     pub(crate) fn submit(
         &self,
         chunks: Vec<Chunk>,
@@ -121,12 +174,41 @@ impl Shared {
         if let Some(refusal) = refusal {
             return Err((refusal, chunks));
         }
+        let small = chunks.iter().map(|c| c.payload.len()).sum::<usize>() <= DISPATCH_HERE_MAX;
         inbox.chunks.extend(chunks);
         drop(inbox);
-        // An eventfd write fails only if the descriptor is gone, which it is not while we hold
-        // `self`; the supervisor also re-reads the inbox on every wake-up.
-        let _ = self.waker.notify();
+        if !(small && self.on_core_here(Core::dispatch_here) == Some(true)) {
+            // Large submissions go to the supervisor, as does everything when the lock is busy:
+            // the supervisor (or another thread) is at work, and the wake-up makes sure someone
+            // looks at the inbox after our chunks landed in it. An eventfd write fails only if
+            // the descriptor is gone, which it is not while we hold `self`.
+            let _ = self.waker.notify();
+        }
         Ok(())
+    }
+
+    /// Runs `f` on the core from a submitter's or waiter's thread, if the lock is free (`None`
+    /// if not), then hands over the results it read. `f` says whether the sleeping supervisor
+    /// can be left alone.
+    fn on_core_here(&self, f: impl FnOnce(&mut Core) -> bool) -> Option<bool> {
+        // Poisoned: the supervisor died and the pool is being terminated; leave it to that.
+        let mut core = self.core.try_lock().ok()?;
+        match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(&mut core))) {
+            Ok(settled) => {
+                let deliveries = std::mem::take(&mut core.deliveries);
+                drop(core);
+                deliveries.into_iter().for_each(Delivery::deliver);
+                Some(settled)
+            }
+            Err(panic) => {
+                // Terminate the pool, as when the supervisor panics: work caught half-way would
+                // otherwise never be answered.
+                drop(core);
+                lock(&self.inbox).state = PoolState::Terminating;
+                let _ = self.waker.notify();
+                std::panic::resume_unwind(panic)
+            }
+        }
     }
 
     pub(crate) fn set_state(&self, state: PoolState) -> Result<()> {
@@ -137,6 +219,15 @@ impl Shared {
         drop(inbox);
         self.waker.notify()?;
         Ok(())
+    }
+}
+
+impl Collector for Shared {
+    fn collect_here(&self) {
+        if self.waiters_collect && self.on_core_here(Core::collect_here) == Some(false) {
+            // As in `submit`: the descriptor is ours as long as `self` lives.
+            let _ = self.waker.notify();
+        }
     }
 }
 
@@ -213,8 +304,15 @@ impl Worker {
     }
 }
 
+/// The supervisor thread.
 pub(crate) struct Supervisor {
     shared: Arc<Shared>,
+}
+
+/// The workers and the chunks waiting for them. Owned by the supervisor thread, lent to
+/// submitters while it sleeps (see the module docs).
+pub(crate) struct Core {
+    inbox: Arc<Mutex<Inbox>>,
     cfg: Config,
     workers: Vec<Worker>,
     pending: VecDeque<Chunk>,
@@ -228,12 +326,96 @@ pub(crate) struct Supervisor {
     init_deaths: u32,
     next_spawn: Instant,
     init_sink: Arc<InitSink>,
+    /// Whether the supervisor's current `poll` wakes up regularly to enforce `task_timeout`
+    /// (it does only while tasks are in flight): a submitter that starts the first task must
+    /// wake it otherwise.
+    ticking: bool,
+    /// Results read but not yet handed over (see [`Delivery`]).
+    deliveries: Vec<Delivery>,
 }
 
 impl Supervisor {
-    pub(crate) fn new(shared: Arc<Shared>, cfg: Config) -> Self {
+    pub(crate) fn new(shared: Arc<Shared>) -> Self {
+        Self { shared }
+    }
+
+    /// The supervisor thread's body. Should it ever panic, the pool is terminated — every
+    /// waiter gets an answer and every worker is reaped — rather than left without a supervisor.
+    pub(crate) fn run(self) {
+        let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.serve()));
+        if outcome.is_err() {
+            eprintln!("multiproc: the pool supervisor failed; terminating the pool");
+            lock(&self.shared.inbox).state = PoolState::Terminating;
+            let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                lock(&self.shared.core).terminate();
+            }));
+        }
+    }
+
+    fn serve(&self) {
+        let shared = &*self.shared;
+        let (mut interests, mut ready, mut spare) = (Vec::new(), Vec::new(), Vec::new());
+        let mut core = lock(&shared.core);
+        loop {
+            let timeout = core.work();
+            if timeout.is_some() {
+                core.poll_set(&shared.waker, &mut interests);
+            }
+            // Results are handed over, and the poll made, with the lock released: a caller we
+            // wake finds it free to dispatch its next call, and submitters can dispatch while
+            // we sleep.
+            let mut deliveries = std::mem::replace(&mut core.deliveries, spare);
+            drop(core);
+            deliveries.drain(..).for_each(Delivery::deliver);
+            spare = deliveries;
+            let Some(timeout) = timeout else {
+                return;
+            };
+            let polled = poll_unlocked(&interests, timeout, &mut ready);
+            core = lock(&shared.core);
+            let handled = polled.and_then(|()| {
+                if ready[0].read {
+                    shared.waker.drain()?;
+                }
+                core.handle_ready(&ready);
+                Ok(())
+            });
+            if let Err(e) = handled {
+                // poll itself failing means the process is in deep trouble: terminate the pool
+                // (next round) rather than spin.
+                eprintln!("multiproc: pool supervisor cannot poll: {e}");
+                lock(&shared.inbox).state = PoolState::Terminating;
+                continue;
+            }
+            core.check_timeouts();
+        }
+    }
+}
+
+/// Polls descriptors collected by `Core::poll_set` while the core lock is released.
+fn poll_unlocked(
+    interests: &[(RawFd, Interest)],
+    timeout: Option<Duration>,
+    ready: &mut Vec<Ready>,
+) -> std::io::Result<()> {
+    let fds: Vec<(BorrowedFd<'_>, Interest)> = interests
+        .iter()
+        .map(|&(fd, interest)| {
+            // SAFETY: these are the pool's waker and its workers' sockets and pidfds, collected
+            // by the supervisor thread under the core lock just before this call, on the same
+            // thread. Only the supervisor thread ever removes or drops a worker (see the module
+            // docs), and it is here, polling; the waker lives as long as the pool. So each
+            // descriptor stays open until `fds` is dropped at the end of this function.
+            (unsafe { BorrowedFd::borrow_raw(fd) }, interest)
+        })
+        .collect();
+    sys::fd::poll(&fds, timeout, ready)
+}
+
+impl Core {
+    fn new(inbox: Arc<Mutex<Inbox>>, cfg: Config) -> Self {
         Self {
-            shared,
+            inbox,
             cfg,
             workers: Vec::new(),
             pending: VecDeque::new(),
@@ -249,49 +431,95 @@ impl Supervisor {
                 failure: Mutex::new(None),
                 succeeded: std::sync::atomic::AtomicBool::new(false),
             }),
+            ticking: false,
+            deliveries: Vec::new(),
         }
     }
 
-    /// The supervisor thread's body. Should it ever panic, the pool is terminated — every
-    /// waiter gets an answer and every worker is reaped — rather than left without a supervisor.
-    pub(crate) fn run(mut self) {
-        let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.serve()));
-        if outcome.is_err() {
-            eprintln!("multiproc: the pool supervisor failed; terminating the pool");
-            lock(&self.shared.inbox).state = PoolState::Terminating;
-            let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.terminate()));
+    /// The supervisor's round between two polls: take new work, replace workers, dispatch.
+    /// Returns how long the next poll may sleep, or `None` once the pool has ended (terminated,
+    /// or closed with nothing left to do).
+    fn work(&mut self) -> Option<Option<Duration>> {
+        self.take_inbox();
+        if self.state == PoolState::Terminating {
+            self.terminate();
+            return None;
         }
+        if let Some(broken) = self.broken.clone() {
+            for chunk in self.pending.drain(..) {
+                fail_chunk(&chunk, 0..chunk.len(), |_| broken.to_error());
+            }
+        }
+        self.maintain_workers();
+        self.dispatch();
+        self.flush_writes();
+        if self.state == PoolState::Closed && self.idle() {
+            self.shutdown_gracefully();
+            return None;
+        }
+        Some(self.poll_timeout())
     }
 
-    fn serve(&mut self) {
-        let mut ready = Vec::new();
-        loop {
-            self.take_inbox();
-            if self.state == PoolState::Terminating {
-                self.terminate();
-                return;
-            }
-            if let Some(broken) = self.broken.clone() {
-                for chunk in self.pending.drain(..) {
-                    fail_chunk(&chunk, 0..chunk.len(), |_| broken.to_error());
-                }
-            }
-            self.maintain_workers();
-            self.dispatch();
-            self.flush_writes();
-            if self.state == PoolState::Closed && self.idle() {
-                self.shutdown_gracefully();
-                return;
-            }
-            if let Err(e) = self.poll_once(&mut ready) {
-                // poll itself failing means the process is in deep trouble; fail what we hold
-                // rather than spin.
-                eprintln!("multiproc: pool supervisor cannot poll: {e}");
-                self.terminate();
-                return;
-            }
-            self.check_timeouts();
+    /// A submitter's turn (see the module docs): hands what is in the inbox to idle workers
+    /// and writes it out. Returns whether the sleeping supervisor can be left alone, i.e.
+    /// whether its current `poll` already covers everything that is left to watch.
+    fn dispatch_here(&mut self) -> bool {
+        self.take_inbox();
+        if self.state != PoolState::Running || self.broken.is_some() {
+            return false;
         }
+        self.dispatch();
+        self.flush_writes();
+        self.pending.is_empty()
+            && self
+                .workers
+                .iter()
+                .all(|w| w.link.channel.pending_out() == 0)
+            && (self.cfg.task_timeout.is_none() || self.ticking)
+            && !(self.wants_workers() && self.live_workers() < self.cfg.processes)
+    }
+
+    /// Hands over the results read so far without waiting to release the lock, where their
+    /// order relative to failures matters.
+    fn deliver_now(&mut self) {
+        self.deliveries.drain(..).for_each(Delivery::deliver);
+    }
+
+    /// A waiter's turn (see the module docs): reads what workers in good standing have
+    /// answered, and if that freed one, dispatches as a submitter does. Returns whether the
+    /// sleeping supervisor can be left alone; it cannot if a worker misbehaved or hung up (it
+    /// must bury it): having read its socket, we may have consumed what would have woken it.
+    ///
+    /// Pools with a `task_timeout` or `max_tasks_per_child` leave results to the supervisor
+    /// (`Shared::waiters_collect`): it times tasks from the moments it sees them start, which
+    /// it checks whenever results arrive, and it retires workers as their last result comes in.
+    fn collect_here(&mut self) -> bool {
+        let mut read = false;
+        let mut trouble = false;
+        for w in &mut self.workers {
+            if !w.ready
+                || w.killed.is_some()
+                || w.running_init()
+                || w.inflight.is_empty()
+                || w.link.channel.at_eof()
+            {
+                continue;
+            }
+            let before = w.done_items + w.inflight.front().map_or(0, |f| f.reported as u64);
+            if let Err(e) = read_available(w, &mut self.chunk_time, &mut self.deliveries) {
+                kill(w, KillReason::Protocol(e.to_string()));
+                trouble = true;
+            }
+            read |= w.done_items + w.inflight.front().map_or(0, |f| f.reported as u64) != before;
+            trouble |= w.link.channel.at_eof();
+        }
+        if trouble {
+            return false;
+        }
+        if !read {
+            return true;
+        }
+        self.dispatch_here()
     }
 
     fn idle(&self) -> bool {
@@ -303,7 +531,7 @@ impl Supervisor {
     }
 
     fn take_inbox(&mut self) {
-        let mut inbox = lock(&self.shared.inbox);
+        let mut inbox = lock(&self.inbox);
         self.pending.extend(inbox.chunks.drain(..));
         self.state = inbox.state;
         if inbox.broken.is_none() {
@@ -314,7 +542,7 @@ impl Supervisor {
     fn set_broken(&mut self, why: Broken) {
         if self.broken.is_none() {
             self.broken = Some(why.clone());
-            lock(&self.shared.inbox).broken = Some(why);
+            lock(&self.inbox).broken = Some(why);
         }
     }
 
@@ -444,12 +672,15 @@ impl Supervisor {
         }
     }
 
-    fn poll_timeout(&self) -> Option<Duration> {
+    /// How long the next poll may sleep; also notes whether it keeps time for task timeouts.
+    fn poll_timeout(&mut self) -> Option<Duration> {
         let mut timeout: Option<Duration> = None;
         let mut consider = |d: Duration| timeout = Some(timeout.map_or(d, |t| t.min(d)));
+        self.ticking = false;
         if let Some(limit) = self.cfg.task_timeout {
             if self.workers.iter().any(|w| !w.inflight.is_empty()) {
                 consider((limit / 4).clamp(Duration::from_millis(1), Duration::from_millis(100)));
+                self.ticking = true;
             }
         }
         if self.wants_workers() && self.live_workers() < self.cfg.processes {
@@ -458,38 +689,39 @@ impl Supervisor {
         timeout
     }
 
-    fn poll_once(&mut self, ready: &mut Vec<Ready>) -> std::io::Result<()> {
-        let timeout = self.poll_timeout();
-        {
-            let mut fds = Vec::with_capacity(1 + 2 * self.workers.len());
-            fds.push((
-                self.shared.waker.as_fd(),
+    /// What the supervisor's poll watches: the waker, then each worker's socket and pidfd.
+    /// `handle_ready` reads the answers by the same positions.
+    fn poll_set(&self, waker: &Waker, out: &mut Vec<(RawFd, Interest)>) {
+        out.clear();
+        out.push((
+            waker.as_fd().as_raw_fd(),
+            Interest {
+                read: true,
+                write: false,
+            },
+        ));
+        for w in &self.workers {
+            out.push((
+                w.link.channel.as_fd().as_raw_fd(),
+                Interest {
+                    read: !w.link.channel.at_eof(),
+                    write: w.link.channel.pending_out() > 0,
+                },
+            ));
+            out.push((
+                w.link.pidfd.as_raw_fd(),
                 Interest {
                     read: true,
                     write: false,
                 },
             ));
-            for w in &self.workers {
-                fds.push((
-                    w.link.channel.as_fd(),
-                    Interest {
-                        read: !w.link.channel.at_eof(),
-                        write: w.link.channel.pending_out() > 0,
-                    },
-                ));
-                fds.push((
-                    std::os::fd::AsFd::as_fd(&w.link.pidfd),
-                    Interest {
-                        read: true,
-                        write: false,
-                    },
-                ));
-            }
-            sys::fd::poll(&fds, timeout, ready)?;
         }
-        if ready[0].read {
-            self.shared.waker.drain()?;
-        }
+    }
+
+    /// Acts on what the poll saw (`ready` as laid out by `poll_set`, whose worker list has
+    /// not changed since: only the supervisor thread changes it).
+    fn handle_ready(&mut self, ready: &[Ready]) {
+        debug_assert_eq!(ready.len(), 1 + 2 * self.workers.len());
         let mut died = Vec::new();
         let mut refused = None;
         for (i, w) in self.workers.iter_mut().enumerate() {
@@ -497,7 +729,7 @@ impl Supervisor {
             let pid = ready[2 + 2 * i];
             if sock.read || sock.hangup {
                 let was_ready = w.ready;
-                let read = read_available(w, &mut self.chunk_time);
+                let read = read_available(w, &mut self.chunk_time, &mut self.deliveries);
                 if w.ready && !was_ready {
                     // A child greeted back: starting workers works.
                     self.spawn_failures = 0;
@@ -531,7 +763,6 @@ impl Supervisor {
         for &i in died.iter().rev() {
             self.bury(i);
         }
-        Ok(())
     }
 
     fn check_timeouts(&mut self) {
@@ -557,7 +788,9 @@ impl Supervisor {
     /// running, and requeue the rest.
     fn bury(&mut self, i: usize) {
         let mut w = self.workers.swap_remove(i);
-        let _ = read_available(&mut w, &mut self.chunk_time);
+        let _ = read_available(&mut w, &mut self.chunk_time, &mut self.deliveries);
+        // What the worker answered before it died arrives before the failures its death causes.
+        self.deliver_now();
         let exit = reap(&mut w);
         if !w.ready && w.killed.is_none() {
             // Died during start-up: back off as for a failed spawn, and give up eventually.
@@ -685,9 +918,10 @@ impl Supervisor {
     /// terminate(): kill every worker now; whatever is unfinished fails with `PoolTerminated`.
     fn terminate(&mut self) {
         for w in &mut self.workers {
-            let _ = read_available(w, &mut self.chunk_time);
+            let _ = read_available(w, &mut self.chunk_time, &mut self.deliveries);
             let _ = sys::proc::signal(w.link.pid, true);
         }
+        self.deliver_now();
         for mut w in self.workers.drain(..) {
             let _ = w.link.reap();
             for fl in w.inflight.iter().filter(|f| !f.is_init) {
@@ -696,7 +930,7 @@ impl Supervisor {
                 });
             }
         }
-        let mut inbox = lock(&self.shared.inbox);
+        let mut inbox = lock(&self.inbox);
         self.pending.extend(inbox.chunks.drain(..));
         drop(inbox);
         for chunk in self.pending.drain(..) {
@@ -709,6 +943,39 @@ impl Supervisor {
 fn fail_chunk(chunk: &Chunk, range: std::ops::Range<usize>, error: impl Fn(usize) -> Error) {
     for i in range {
         chunk.sink.fail(chunk.first + i, error(chunk.first + i));
+    }
+}
+
+/// Results read from a worker, on their way to the call that wants them. The supervisor hands
+/// them over after it has released the core lock (see `Supervisor::serve`): the caller it wakes
+/// then finds the lock free to dispatch its next call.
+struct Delivery {
+    sink: Arc<dyn Sink>,
+    first: usize,
+    count: usize,
+    frame: Frame,
+    /// Where the encoded outcomes start in the frame's payload.
+    body_at: usize,
+}
+
+impl Delivery {
+    fn deliver(self) {
+        let (sink, first, count) = (&self.sink, self.first, self.count);
+        let body = &self.frame.payload()[self.body_at..];
+        // Decoding runs the user's `Deserialize`, which may panic: that fails these items,
+        // never the supervisor.
+        let delivered = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            sink.deliver(first, count, body)
+        }));
+        if let Err(panic) = delivered {
+            let message = crate::task::panic_message(&*panic);
+            for i in first..first + count {
+                sink.fail(
+                    i,
+                    Error::Decode(format!("decoding the result panicked: {message}")),
+                );
+            }
+        }
     }
 }
 
@@ -775,11 +1042,15 @@ fn reap(w: &mut Worker) -> Death {
     }
 }
 
-/// Reads whatever the worker has sent and applies it.
-fn read_available(w: &mut Worker, chunk_time: &mut Option<Duration>) -> Result<()> {
+/// Reads whatever the worker has sent and applies it; results for callers go to `deliveries`.
+fn read_available(
+    w: &mut Worker,
+    chunk_time: &mut Option<Duration>,
+    deliveries: &mut Vec<Delivery>,
+) -> Result<()> {
     loop {
         while let Some(frame) = w.link.channel.next_frame()? {
-            apply_frame(w, frame, chunk_time)?;
+            apply_frame(w, frame, chunk_time, deliveries)?;
         }
         match w.link.channel.fill()? {
             None | Some(0) => return Ok(()),
@@ -788,7 +1059,12 @@ fn read_available(w: &mut Worker, chunk_time: &mut Option<Duration>) -> Result<(
     }
 }
 
-fn apply_frame(w: &mut Worker, frame: Frame, chunk_time: &mut Option<Duration>) -> Result<()> {
+fn apply_frame(
+    w: &mut Worker,
+    frame: Frame,
+    chunk_time: &mut Option<Duration>,
+    deliveries: &mut Vec<Delivery>,
+) -> Result<()> {
     match frame.kind {
         kind::READY | kind::REFUSE => {
             bootstrap::check_ready(&frame)?;
@@ -798,6 +1074,7 @@ fn apply_frame(w: &mut Worker, frame: Frame, chunk_time: &mut Option<Duration>) 
         kind::RESULTS => {
             let mut body = frame.payload();
             let header = ResultsHeader::read(&mut body)?;
+            let body_at = frame.payload().len() - body.len();
             let Some(front) = w.inflight.front_mut() else {
                 return Err(Error::Protocol(
                     "results for a batch that was not sent".into(),
@@ -810,20 +1087,18 @@ fn apply_frame(w: &mut Worker, frame: Frame, chunk_time: &mut Option<Duration>) 
             if front.reported + count > front.chunk.len() {
                 return Err(Error::Protocol("more results than items".into()));
             }
-            let (sink, first) = (&front.chunk.sink, front.chunk.first + front.reported);
-            // Decoding runs the user's `Deserialize`, which may panic: that fails these items,
-            // never the supervisor.
-            let delivered = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                sink.deliver(first, count, body)
-            }));
-            if let Err(panic) = delivered {
-                let message = crate::task::panic_message(&*panic);
-                for i in first..first + count {
-                    sink.fail(
-                        i,
-                        Error::Decode(format!("decoding the result panicked: {message}")),
-                    );
-                }
+            let delivery = Delivery {
+                sink: front.chunk.sink.clone(),
+                first: front.chunk.first + front.reported,
+                count,
+                frame,
+                body_at,
+            };
+            if front.is_init {
+                // The supervisor looks at the initializer's outcome as soon as it has read.
+                delivery.deliver();
+            } else {
+                deliveries.push(delivery);
             }
             front.reported += count;
             if front.reported == front.chunk.len() {
