@@ -65,6 +65,11 @@ const EXIT_GRACE: Duration = Duration::from_secs(5);
 /// queued a few deep so that workers never wait for the supervisor.
 const SLOW_CHUNK: Duration = Duration::from_millis(1);
 const FAST_DEPTH: usize = 4;
+/// Very fast chunks are queued deeper, so that each worker has about this much work waiting:
+/// one wake-up of a worker then serves many chunks (tiny tasks at chunk size 1 cost a few µs
+/// each, about what a wake-up costs), while the imbalance at the end of a call stays this small.
+const QUEUED_WORK: Duration = Duration::from_micros(250);
+const MAX_DEPTH: usize = 64;
 /// Submissions larger than this (encoded bytes) are dispatched by the supervisor, not by the
 /// submitting thread: copying them into the workers' buffers would keep the core lock (and the
 /// supervisor's handling of results) waiting for longer than the thread wake-up it saves, and
@@ -620,9 +625,14 @@ impl Core {
         Ok(())
     }
 
+    /// How many chunks each worker may hold: one while chunks are slow; for fast ones, enough
+    /// for about `QUEUED_WORK` of work.
     fn depth(&self) -> usize {
         match self.chunk_time {
-            Some(t) if t < SLOW_CHUNK => FAST_DEPTH,
+            Some(t) if t < SLOW_CHUNK => {
+                let deep = QUEUED_WORK.as_nanos() / t.as_nanos().max(1);
+                deep.clamp(FAST_DEPTH as u128, MAX_DEPTH as u128) as usize
+            }
             _ => 1,
         }
     }
