@@ -50,7 +50,26 @@ fn map_keeps_order_with_any_chunksize() {
             pool.map(square, Vec::<u64>::new()).unwrap(),
             Vec::<u64>::new()
         );
+        // Inputs of unknown length (read whole first), and one whose length hint lies.
+        let odd = (0..1000u64).filter(|x| x % 2 == 1);
+        let expect: Vec<u64> = odd.clone().map(square).collect();
+        assert_eq!(pool.map(square, odd).unwrap(), expect);
+        let liar = Liar(0..1000u64);
+        assert_eq!(pool.map(square, liar).unwrap().len(), 1000);
     });
+}
+
+/// An iterator that claims an exact length of 10, whatever it holds.
+struct Liar(std::ops::Range<u64>);
+
+impl Iterator for Liar {
+    type Item = u64;
+    fn next(&mut self) -> Option<u64> {
+        self.0.next()
+    }
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        (10, Some(10))
+    }
 }
 
 #[test]

@@ -201,6 +201,24 @@ impl std::fmt::Debug for Pool {
     }
 }
 
+/// An input iterated as it came, or first collected.
+enum Either<A, B> {
+    Sized(A),
+    Collected(B),
+}
+
+impl<T, A: Iterator<Item = T>, B: Iterator<Item = T>> Iterator for Either<A, B> {
+    type Item = T;
+
+    #[inline]
+    fn next(&mut self) -> Option<T> {
+        match self {
+            Either::Sized(a) => a.next(),
+            Either::Collected(b) => b.next(),
+        }
+    }
+}
+
 /// Python's default chunk size for `map`: about four chunks per worker.
 fn auto_chunksize(len: usize, processes: usize) -> usize {
     let per = processes * 4;
@@ -363,8 +381,7 @@ impl Pool {
         T: Serialize + DeserializeOwned,
         R: Serialize + DeserializeOwned + Send + 'static,
     {
-        let items: Vec<T> = items.into_iter().collect();
-        let chunksize = auto_chunksize(items.len(), self.processes);
+        let (items, chunksize) = self.sized_input(items);
         self.map_async_chunked(f, items, chunksize)
     }
 
@@ -444,8 +461,7 @@ impl Pool {
         Args: Serialize + DeserializeOwned,
         F::Output: Serialize + DeserializeOwned + Send + 'static,
     {
-        let items: Vec<Args> = items.into_iter().collect();
-        let chunksize = auto_chunksize(items.len(), self.processes);
+        let (items, chunksize) = self.sized_input(items);
         self.starmap_async_chunked(f, items, chunksize)
     }
 
@@ -546,6 +562,29 @@ impl Pool {
             chunksize.max(1),
             false,
         )
+    }
+
+    /// The input of `map`-like calls and their automatic chunk size, which needs its length:
+    /// an input that knows its exact length (a range, a vector) is encoded as it is iterated;
+    /// any other is read whole first, as Python does.
+    fn sized_input<T>(
+        &self,
+        items: impl IntoIterator<Item = T>,
+    ) -> (
+        Either<impl Iterator<Item = T>, std::vec::IntoIter<T>>,
+        usize,
+    ) {
+        let items = items.into_iter();
+        match items.size_hint() {
+            (lo, Some(hi)) if lo == hi => {
+                (Either::Sized(items), auto_chunksize(lo, self.processes))
+            }
+            _ => {
+                let all: Vec<T> = items.collect();
+                let chunksize = auto_chunksize(all.len(), self.processes);
+                (Either::Collected(all.into_iter()), chunksize)
+            }
+        }
     }
 
     fn lazy_chunksize(&self, items: &impl Iterator) -> usize {
