@@ -253,3 +253,138 @@ fn one_workers_failed_initializer_breaks_the_pool() {
         }
     });
 }
+
+fn identity(x: u64) -> u64 {
+    x
+}
+
+fn abort_every_20th(x: u64) -> u64 {
+    if x % 20 == 3 {
+        std::process::abort();
+    }
+    x
+}
+
+/// Review: with fast chunks queued deep, every chunk queued behind an item that killed its
+/// worker was charged a retry, and after a few deaths items that never ran failed with
+/// `WorkerDied` (774–984 of 1900 before the fix).
+#[test]
+fn items_queued_behind_crashers_never_fail() {
+    within(SECS(120), || {
+        let pool = Pool::new(2).unwrap();
+        pool.map_chunked(identity, 0..5000u64, 1).unwrap(); // fast chunks: deep queues
+        let results: Vec<_> = pool.imap_chunked(abort_every_20th, 0..1000u64, 1).collect();
+        for (i, r) in results.iter().enumerate() {
+            if i % 20 == 3 {
+                assert!(r.is_err(), "item {i} aborted its worker");
+            } else {
+                assert_eq!(r.as_ref().ok(), Some(&(i as u64)), "item {i}: {r:?}");
+            }
+        }
+    });
+}
+
+/// A result whose decoding (in the parent) takes a while.
+#[derive(Debug, serde::Serialize)]
+struct SlowToDecode(u64);
+
+impl<'de> serde::Deserialize<'de> for SlowToDecode {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let v = u64::deserialize(d)?;
+        if !multiproc::current_process().is_worker() {
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        Ok(SlowToDecode(v))
+    }
+}
+
+fn slow_to_decode(x: u64) -> SlowToDecode {
+    std::thread::sleep(Duration::from_millis(2));
+    SlowToDecode(x)
+}
+
+/// Review: a waiting thread that read its result itself could still be decoding it when
+/// `join()` returned, so the callback ran after `join()` (1–2 rounds in 40 before the fix).
+#[test]
+fn join_waits_for_a_result_a_waiter_is_handing_over() {
+    within(SECS(120), || {
+        for _ in 0..20 {
+            let pool = Pool::new(1).unwrap();
+            pool.apply(identity, 1).unwrap();
+            let done = Arc::new(AtomicUsize::new(0));
+            let seen = done.clone();
+            let result = pool.apply_async(slow_to_decode, 5).on_success(move |_| {
+                seen.fetch_add(1, Ordering::SeqCst);
+            });
+            let waiter =
+                std::thread::spawn(
+                    move || {
+                        while !result.wait_timeout(Duration::from_micros(20)) {}
+                    },
+                );
+            pool.close();
+            pool.join().unwrap();
+            assert_eq!(
+                done.load(Ordering::SeqCst),
+                1,
+                "the callback ran before join returned"
+            );
+            waiter.join().unwrap();
+        }
+    });
+}
+
+fn pid_after_even_sleep(x: u64) -> u32 {
+    if x % 2 == 0 {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    std::process::id()
+}
+
+/// Review: after a call of fast chunks, the next call's chunks were queued 64 deep on the
+/// strength of the old timing, so every slow item of an even/odd mix landed on one worker.
+#[test]
+fn slow_items_after_a_fast_call_are_shared_between_workers() {
+    within(SECS(60), || {
+        let pool = Pool::new(2).unwrap();
+        pool.map_chunked(identity, 0..5000u64, 1).unwrap();
+        let pids = pool
+            .map_chunked(pid_after_even_sleep, 0..128u64, 1)
+            .unwrap();
+        let slow: Vec<u32> = pids.iter().step_by(2).copied().collect();
+        let first = slow[0];
+        let on_first = slow.iter().filter(|&&p| p == first).count();
+        assert!(
+            (16..=48).contains(&on_first),
+            "{on_first} of 64 slow items on one worker"
+        );
+    });
+}
+
+/// Review: a thread waiting a few µs for its own result also decoded other calls' results
+/// (user code, maybe slow) on its own thread: a `wait_timeout` of 40 µs took 100 ms.
+#[test]
+fn a_short_wait_does_not_decode_other_calls_results() {
+    within(SECS(60), || {
+        let pool = Arc::new(Pool::new(2).unwrap());
+        pool.apply(identity, 1).unwrap();
+        let long = pool.apply_async(sleep_ms, 300);
+        let other = {
+            let pool = pool.clone();
+            std::thread::spawn(move || pool.apply(slow_to_decode, 1).map(|r| r.0))
+        };
+        let mut worst = Duration::ZERO;
+        let start = Instant::now();
+        while start.elapsed() < Duration::from_millis(150) {
+            let t = Instant::now();
+            let _ = long.wait_timeout(Duration::from_micros(40));
+            worst = worst.max(t.elapsed());
+        }
+        assert_eq!(other.join().unwrap().unwrap(), 1);
+        assert!(
+            worst < Duration::from_millis(50),
+            "a 40 µs wait took {worst:?}: it decoded another call's result"
+        );
+        assert_eq!(long.get().unwrap(), 300);
+    });
+}

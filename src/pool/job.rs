@@ -24,14 +24,19 @@ pub(crate) trait Sink: Send + Sync {
     fn abandoned(&self) -> bool {
         false
     }
+    /// Who waits for the outcomes (a `Collector` hands a waiter its own, and only those); 0
+    /// for nobody in particular.
+    fn waiter(&self) -> usize {
+        0
+    }
 }
 
 /// Lets a thread that waits for results read them from the workers itself, rather than wait
 /// for the supervisor thread to be woken and do it (see `supervisor.rs`).
 pub(crate) trait Collector: Send + Sync {
-    /// Reads and hands over the results that have arrived, unless someone else is at it.
-    /// Never blocks.
-    fn collect_here(&self);
+    /// Reads the results that have arrived, unless someone else is at it, and hands over those
+    /// of the sink whose [`Sink::waiter`] is `waiter`. Never blocks.
+    fn collect_here(&self, waiter: usize);
 }
 
 /// Decodes `count` outcomes from `bytes`, calling `each(index, outcome)` in order. If the bytes

@@ -629,6 +629,8 @@ impl Pool {
             let _ = handle.join();
         }
         drop(supervisor);
+        // Results read by a waiting caller may still be on their way to their callbacks.
+        self.shared.wait_in_hand();
         self.callbacks.shutdown();
     }
 }

@@ -261,7 +261,7 @@ impl<T: Send + 'static> Slot<T> {
             // Read the result ourselves if it has arrived: that spares waiting for the
             // supervisor thread to be woken.
             if let Some(pool) = self.collector.upgrade() {
-                pool.collect_here();
+                pool.collect_here(self as *const Self as *const () as usize);
             }
             // Then yield rather than spin in place: on a machine with few cores, the supervisor
             // thread may be waiting for this very core.
@@ -496,6 +496,10 @@ impl<R: DeserializeOwned + Send + 'static, Out: Send + 'static> Sink for Collect
         st.outcomes.runs.extend(runs);
         st.outcomes.errors.extend(errors);
         self.maybe_finish(st);
+    }
+
+    fn waiter(&self) -> usize {
+        Arc::as_ptr(&self.slot) as *const () as usize
     }
 
     fn fail(&self, index: usize, error: Error) {

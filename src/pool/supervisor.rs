@@ -27,7 +27,10 @@
 //! what would have woken the supervisor, so it wakes it when something needs it: a worker that
 //! hung up or sent garbage, a freed worker with chunks still queued, a pool closing.
 //! Whoever reads results under the lock hands them over after releasing it ([`Delivery`]),
-//! so that a caller it wakes finds the lock free for its next call.
+//! so that a caller it wakes finds the lock free for its next call. A waiter hands over only
+//! its own results and leaves the rest to the supervisor (decoding them runs user code, which
+//! a bystander's short wait must not pay for); `join` waits for results a waiter is still
+//! handing over (`InHand`).
 //!
 //! Those other threads never start, bury or drop a worker, and never change `Core::workers`
 //! itself (at most, a waiter signals a worker that sent garbage; the supervisor buries it). So
@@ -39,7 +42,7 @@
 use std::collections::VecDeque;
 use std::os::fd::{AsRawFd, BorrowedFd, RawFd};
 use std::sync::atomic::Ordering;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 use super::job::{Chunk, Collector, Sink};
@@ -129,6 +132,9 @@ pub(crate) struct Shared {
     /// Whether threads waiting for results may read them from the workers (see
     /// `Core::collect_here`).
     waiters_collect: bool,
+    /// How many threads other than the supervisor are handing over results they read.
+    in_hand: Mutex<usize>,
+    in_hand_done: Condvar,
 }
 
 /// Why the inbox refused work.
@@ -160,6 +166,8 @@ impl Shared {
             waker: Waker::new()?,
             waiters_collect: cfg.task_timeout.is_none() && cfg.max_tasks_per_child.is_none(),
             core: Mutex::new(Core::new(inbox, cfg)),
+            in_hand: Mutex::new(0),
+            in_hand_done: Condvar::new(),
         }))
     }
 
@@ -182,7 +190,7 @@ impl Shared {
         let small = chunks.iter().map(|c| c.payload.len()).sum::<usize>() <= DISPATCH_HERE_MAX;
         inbox.chunks.extend(chunks);
         drop(inbox);
-        if !(small && self.on_core_here(Core::dispatch_here) == Some(true)) {
+        if !(small && self.on_core_here(None, Core::dispatch_here) == Some(true)) {
             // Large submissions go to the supervisor, as does everything when the lock is busy:
             // the supervisor (or another thread) is at work, and the wake-up makes sure someone
             // looks at the inbox after our chunks landed in it. An eventfd write fails only if
@@ -193,16 +201,31 @@ impl Shared {
     }
 
     /// Runs `f` on the core from a submitter's or waiter's thread, if the lock is free (`None`
-    /// if not), then hands over the results it read. `f` says whether the sleeping supervisor
-    /// can be left alone.
-    fn on_core_here(&self, f: impl FnOnce(&mut Core) -> bool) -> Option<bool> {
+    /// if not). `f` says whether the sleeping supervisor can be left alone. A waiter (`waiter`
+    /// is its [`Sink::waiter`] identity) then hands over its own results; anyone else's are
+    /// left to the supervisor, which is woken for them: decoding them runs user code that may
+    /// be slow, and a bystander's short wait must not pay for it.
+    fn on_core_here(
+        &self,
+        waiter: Option<usize>,
+        f: impl FnOnce(&mut Core) -> bool,
+    ) -> Option<bool> {
         // Poisoned: the supervisor died and the pool is being terminated; leave it to that.
         let mut core = self.core.try_lock().ok()?;
         match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(&mut core))) {
             Ok(settled) => {
-                let deliveries = std::mem::take(&mut core.deliveries);
+                let Some(waiter) = waiter.filter(|_| !core.deliveries.is_empty()) else {
+                    return Some(settled && core.deliveries.is_empty());
+                };
+                let (own, others): (Vec<_>, Vec<_>) = std::mem::take(&mut core.deliveries)
+                    .into_iter()
+                    .partition(|d| d.sink.waiter() == waiter);
+                core.deliveries = others;
+                let settled = settled && core.deliveries.is_empty();
+                // Counted before the lock goes, so that `join` cannot miss them.
+                let _in_hand = InHand::enter(self);
                 drop(core);
-                deliveries.into_iter().for_each(Delivery::deliver);
+                own.into_iter().for_each(Delivery::deliver);
                 Some(settled)
             }
             Err(panic) => {
@@ -213,6 +236,15 @@ impl Shared {
                 let _ = self.waker.notify();
                 std::panic::resume_unwind(panic)
             }
+        }
+    }
+
+    /// Waits until no submitter or waiter holds results it read and has not handed over: after
+    /// the supervisor has ended, this is what `join` waits for before callbacks stop.
+    pub(crate) fn wait_in_hand(&self) {
+        let mut n = lock(&self.in_hand);
+        while *n > 0 {
+            n = self.in_hand_done.wait(n).unwrap_or_else(|p| p.into_inner());
         }
     }
 
@@ -228,10 +260,34 @@ impl Shared {
 }
 
 impl Collector for Shared {
-    fn collect_here(&self) {
-        if self.waiters_collect && self.on_core_here(Core::collect_here) == Some(false) {
+    fn collect_here(&self, waiter: usize) {
+        if self.waiters_collect
+            && self.on_core_here(Some(waiter), Core::collect_here) == Some(false)
+        {
             // As in `submit`: the descriptor is ours as long as `self` lives.
             let _ = self.waker.notify();
+        }
+    }
+}
+
+/// Results a submitter or waiter took out of the core and is handing over (see
+/// [`Shared::wait_in_hand`]). Entered with the core lock held; lock order: core, then
+/// `in_hand`.
+struct InHand<'a>(&'a Shared);
+
+impl<'a> InHand<'a> {
+    fn enter(shared: &'a Shared) -> Self {
+        *lock(&shared.in_hand) += 1;
+        Self(shared)
+    }
+}
+
+impl Drop for InHand<'_> {
+    fn drop(&mut self) {
+        let mut n = lock(&self.0.in_hand);
+        *n -= 1;
+        if *n == 0 {
+            self.0.in_hand_done.notify_all();
         }
     }
 }
@@ -325,8 +381,8 @@ pub(crate) struct Core {
     broken: Option<Broken>,
     next_name: usize,
     next_seq: u64,
-    /// Smoothed time a chunk takes on a worker; `None` until one finished.
-    chunk_time: Option<Duration>,
+    /// How fast chunks are served.
+    pace: Pace,
     spawn_failures: u32,
     init_deaths: u32,
     next_spawn: Instant,
@@ -428,7 +484,7 @@ impl Core {
             broken: None,
             next_name: 1,
             next_seq: 1,
-            chunk_time: None,
+            pace: Pace::default(),
             spawn_failures: 0,
             init_deaths: 0,
             next_spawn: Instant::now(),
@@ -456,7 +512,7 @@ impl Core {
             }
         }
         self.maintain_workers();
-        self.dispatch();
+        self.dispatch(None);
         self.flush_writes();
         if self.state == PoolState::Closed && self.idle() {
             self.shutdown_gracefully();
@@ -473,7 +529,7 @@ impl Core {
         if self.state != PoolState::Running || self.broken.is_some() {
             return false;
         }
-        self.dispatch();
+        self.dispatch(Some(DISPATCH_HERE_MAX));
         self.flush_writes();
         self.pending.is_empty()
             && self
@@ -511,7 +567,7 @@ impl Core {
                 continue;
             }
             let before = w.done_items + w.inflight.front().map_or(0, |f| f.reported as u64);
-            if let Err(e) = read_available(w, &mut self.chunk_time, &mut self.deliveries) {
+            if let Err(e) = read_available(w, &mut self.pace, &mut self.deliveries) {
                 kill(w, KillReason::Protocol(e.to_string()));
                 trouble = true;
             }
@@ -625,26 +681,35 @@ impl Core {
         Ok(())
     }
 
-    /// How many chunks each worker may hold: one while chunks are slow; for fast ones, enough
-    /// for about `QUEUED_WORK` of work.
-    fn depth(&self) -> usize {
-        match self.chunk_time {
-            Some(t) if t < SLOW_CHUNK => {
-                let deep = QUEUED_WORK.as_nanos() / t.as_nanos().max(1);
-                deep.clamp(FAST_DEPTH as u128, MAX_DEPTH as u128) as usize
-            }
+    /// How many chunks each worker may hold when `chunk` is handed out: one while chunks are
+    /// slow; a few when they are fast; and once enough chunks of `chunk`'s own call were timed
+    /// and all fast, enough for about `QUEUED_WORK` of work. (A call is not queued deep on the strength
+    /// of an earlier call's timing: its chunks may be far slower, and what is written to a
+    /// worker's socket cannot be taken back for an idle one.)
+    fn depth(&self, chunk: &Chunk) -> usize {
+        if let Some(t) = self.pace.known_fast(chunk).filter(|t| *t < SLOW_CHUNK) {
+            let deep = QUEUED_WORK.as_nanos() / t.as_nanos().max(1);
+            return deep.clamp(FAST_DEPTH as u128, MAX_DEPTH as u128) as usize;
+        }
+        match self.pace.slowest {
+            Some(t) if t < SLOW_CHUNK => FAST_DEPTH,
             _ => 1,
         }
     }
 
-    fn dispatch(&mut self) {
-        let depth = self.depth();
+    /// Hands pending chunks to workers with room for them. With `only_below`, stops at the
+    /// first chunk at least that large (left to the supervisor).
+    fn dispatch(&mut self, only_below: Option<usize>) {
         let max = self.cfg.max_tasks_per_child;
         while let Some(chunk) = self.pending.front() {
             if chunk.sink.abandoned() {
                 self.pending.pop_front();
                 continue;
             }
+            if only_below.is_some_and(|limit| chunk.payload.len() >= limit) {
+                break;
+            }
+            let depth = self.depth(chunk);
             let choice = self
                 .workers
                 .iter()
@@ -654,6 +719,7 @@ impl Core {
                     !w.retiring
                         && !w.running_init()
                         && w.killed.is_none()
+                        && !w.link.channel.at_eof()
                         && w.inflight.len() < depth
                         && max.is_none_or(|m| w.tasks_assigned < m)
                 })
@@ -739,7 +805,7 @@ impl Core {
             let pid = ready[2 + 2 * i];
             if sock.read || sock.hangup {
                 let was_ready = w.ready;
-                let read = read_available(w, &mut self.chunk_time, &mut self.deliveries);
+                let read = read_available(w, &mut self.pace, &mut self.deliveries);
                 if w.ready && !was_ready {
                     // A child greeted back: starting workers works.
                     self.spawn_failures = 0;
@@ -798,7 +864,7 @@ impl Core {
     /// running, and requeue the rest.
     fn bury(&mut self, i: usize) {
         let mut w = self.workers.swap_remove(i);
-        let _ = read_available(&mut w, &mut self.chunk_time, &mut self.deliveries);
+        let _ = read_available(&mut w, &mut self.pace, &mut self.deliveries);
         // What the worker answered before it died arrives before the failures its death causes.
         self.deliver_now();
         let exit = reap(&mut w);
@@ -836,6 +902,13 @@ impl Core {
         };
         let mut base = w.done_items;
         let mut requeue = Vec::new();
+        // A death pinned on an item (the counter is past what was answered) made progress:
+        // nothing else is charged for it. One pinned on no item (the worker died between items,
+        // or before starting) counts against the chunk it was about to run, the first one not
+        // answered; the chunks queued behind it did nothing wrong. A child that died before
+        // greeting back ran nothing: that is a failed start, not a charge.
+        let answered = w.done_items + w.inflight.front().map_or(0, |f| f.reported as u64);
+        let mut chargeable = blamed <= answered && w.ready;
         for fl in &w.inflight {
             let n = fl.chunk.len();
             let running = (blamed > base + fl.reported as u64 && blamed <= base + n as u64)
@@ -870,10 +943,7 @@ impl Core {
                 }
                 None => ranges.push(fl.reported..n),
             }
-            // A death that blamed an item made progress; only a death that blamed nothing
-            // (the worker died between items, or before starting) counts against the rest.
-            // A child that died before greeting back ran nothing: that is a failed start.
-            let charge = u8::from(running.is_none() && w.ready);
+            let charge = u8::from(std::mem::take(&mut chargeable));
             for range in ranges.into_iter().filter(|r| !r.is_empty()) {
                 if fl.chunk.retries + charge > MAX_RETRIES {
                     let pid = w.link.pid;
@@ -928,7 +998,7 @@ impl Core {
     /// terminate(): kill every worker now; whatever is unfinished fails with `PoolTerminated`.
     fn terminate(&mut self) {
         for w in &mut self.workers {
-            let _ = read_available(w, &mut self.chunk_time, &mut self.deliveries);
+            let _ = read_available(w, &mut self.pace, &mut self.deliveries);
             let _ = sys::proc::signal(w.link.pid, true);
         }
         self.deliver_now();
@@ -1053,14 +1123,10 @@ fn reap(w: &mut Worker) -> Death {
 }
 
 /// Reads whatever the worker has sent and applies it; results for callers go to `deliveries`.
-fn read_available(
-    w: &mut Worker,
-    chunk_time: &mut Option<Duration>,
-    deliveries: &mut Vec<Delivery>,
-) -> Result<()> {
+fn read_available(w: &mut Worker, pace: &mut Pace, deliveries: &mut Vec<Delivery>) -> Result<()> {
     loop {
         while let Some(frame) = w.link.channel.next_frame()? {
-            apply_frame(w, frame, chunk_time, deliveries)?;
+            apply_frame(w, frame, pace, deliveries)?;
         }
         match w.link.channel.fill()? {
             None | Some(0) => return Ok(()),
@@ -1069,10 +1135,49 @@ fn read_available(
     }
 }
 
+/// How fast chunks are served: the slowest chunk of the current call, forgotten slowly (an
+/// eighth per chunk), restarted with each call (its tasks may be far faster or slower than the
+/// last call's). The slowest, not the mean: queueing deep behind a slow chunk is what costs,
+/// and tasks of one call are often uneven.
+#[derive(Default)]
+struct Pace {
+    /// The call (see [`call_of`]) whose chunks were timed last, and how many of them.
+    call: usize,
+    samples: u32,
+    slowest: Option<Duration>,
+}
+
+impl Pace {
+    /// Chunks of a call that must have been timed before it is queued deep.
+    const SAMPLES: u32 = 16;
+
+    fn record(&mut self, chunk: &Chunk, took: Duration) {
+        let call = call_of(chunk);
+        match self.slowest {
+            Some(t) if self.call == call => {
+                self.slowest = Some(took.max(t * 7 / 8));
+                self.samples = self.samples.saturating_add(1);
+            }
+            _ => (self.call, self.samples, self.slowest) = (call, 1, Some(took)),
+        }
+    }
+
+    /// How long chunks of `chunk`'s call are known to take at most, once enough were timed.
+    fn known_fast(&self, chunk: &Chunk) -> Option<Duration> {
+        self.slowest
+            .filter(|_| self.call == call_of(chunk) && self.samples >= Self::SAMPLES)
+    }
+}
+
+/// Tells calls apart: the address of the sink their outcomes go to.
+fn call_of(chunk: &Chunk) -> usize {
+    Arc::as_ptr(&chunk.sink) as *const () as usize
+}
+
 fn apply_frame(
     w: &mut Worker,
     frame: Frame,
-    chunk_time: &mut Option<Duration>,
+    pace: &mut Pace,
     deliveries: &mut Vec<Delivery>,
 ) -> Result<()> {
     match frame.kind {
@@ -1117,11 +1222,7 @@ fn apply_frame(
                 if let Some(done) = done {
                     w.done_items += done.chunk.len() as u64;
                     if !done.is_init {
-                        let took = now - done.sent.max(w.last_done);
-                        *chunk_time = Some(match *chunk_time {
-                            Some(t) => (t * 3 + took) / 4,
-                            None => took,
-                        });
+                        pace.record(&done.chunk, now - done.sent.max(w.last_done));
                     }
                 }
                 w.last_done = now;
