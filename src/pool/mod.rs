@@ -3,7 +3,10 @@
 //! The handle is cheap to share between threads (`&Pool` is enough for every call). Work goes
 //! through an inbox to the supervisor thread (`supervisor.rs`), which owns the workers; results
 //! come back through per-call sinks (`result.rs`, `imap.rs`). Items are encoded on the calling
-//! thread, chunked, and sent as one frame per chunk; workers answer a chunk with one frame.
+//! thread, chunked, and sent as one frame per chunk; workers answer a chunk with a frame per
+//! batch of results. A caller that submits a little work, or waits for its result, may do the
+//! supervisor's part itself when it is free (see `supervisor.rs`): that saves a thread
+//! wake-up on every round trip.
 
 mod imap;
 mod job;
