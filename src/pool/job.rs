@@ -134,7 +134,9 @@ impl ChunkBuilder {
     }
 
     /// Encodes one item; returns a chunk when one is full. An item that cannot be encoded fails
-    /// at once (its index is used up, so results keep their positions).
+    /// at once (its index is used up, so results keep their positions). Inlined into the
+    /// callers' loops: for tiny items, a call per item costs as much as the encoding.
+    #[inline(always)]
     pub(crate) fn push<T: Serialize>(&mut self, item: &T) -> Option<Chunk> {
         let index = self.next_index;
         self.next_index += 1;
@@ -157,21 +159,11 @@ impl ChunkBuilder {
             })
         };
         if let Err(e) = encoded {
-            let e = Error::from(e);
-            chunk.payload.truncate(at);
-            // Close the current chunk so that indices stay contiguous within chunks.
-            let done = self.take_current();
-            self.sink.fail(index, e);
-            return done;
+            return self.fail_item(index, at, e.into());
         }
         if at > u32::MAX as usize {
-            chunk.payload.truncate(at);
-            let done = self.take_current();
-            self.sink.fail(
-                index,
-                Error::Encode("a chunk's items exceed 4 GiB; use a smaller chunksize".into()),
-            );
-            return done;
+            let e = Error::Encode("a chunk's items exceed 4 GiB; use a smaller chunksize".into());
+            return self.fail_item(index, at, e);
         }
         chunk.offsets.push(at as u32);
         // A chunk travels as one message: keep its handles within what one send can carry.
@@ -180,6 +172,18 @@ impl ChunkBuilder {
         } else {
             None
         }
+    }
+
+    /// Fails item `index`, whose encoding started at `at` in the current chunk, and closes the
+    /// chunk so that indices stay contiguous within chunks.
+    #[cold]
+    fn fail_item(&mut self, index: usize, at: usize, error: Error) -> Option<Chunk> {
+        if let Some(chunk) = &mut self.current {
+            chunk.payload.truncate(at);
+        }
+        let done = self.take_current();
+        self.sink.fail(index, error);
+        done
     }
 
     /// The last, partly filled chunk.

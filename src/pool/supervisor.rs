@@ -1077,12 +1077,12 @@ fn send_chunk(w: &mut Worker, seq: u64, chunk: Chunk, is_init: bool) -> Result<(
             return Err(e.into());
         }
     };
-    let pushed = w.link.channel.push_with(kind::TASK, fds, |out| {
-        out.reserve(TaskHeader::LEN + chunk.payload.len());
-        header.write(out);
-        out.extend_from_slice(&chunk.payload);
-        Ok(())
-    });
+    let mut head = Vec::with_capacity(TaskHeader::LEN);
+    header.write(&mut head);
+    let pushed = w
+        .link
+        .channel
+        .push_parts(kind::TASK, fds, &[&head, &chunk.payload]);
     match pushed {
         Ok(()) => {
             w.inflight.push_back(InFlight {

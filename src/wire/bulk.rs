@@ -4,9 +4,9 @@
 //! Through the socket, a 64 MiB payload is copied into the kernel and out again in
 //! buffer-sized pieces, each a wake-up of both sides. A fresh memfd per payload avoids that but
 //! costs a page fault and a zeroed page per 4 KiB (about 25 ms for 64 MiB here, and shared
-//! memory cannot use huge pages on a default kernel). So each sending channel keeps the memfd
-//! of its last bulk frame and writes the next one into the same, already present, pages; the
-//! reading channel keeps its mapping, so it does not fault them in again either.
+//! memory cannot use huge pages on a default kernel). So each sending channel keeps the memfds
+//! of its last few bulk frames and writes the next ones into the same, already present, pages;
+//! the reading channel keeps its mappings, so it does not fault them in again either.
 //!
 //! A buffer is reused only once the reader is done with it: its first bytes hold a `busy` word
 //! that the sender sets before writing and the reader clears when it drops the frame. A busy
@@ -26,8 +26,10 @@ use crate::sys::shm::Mapping;
 const DATA: usize = 64;
 /// Buffers are sized in steps of this, so payloads of similar sizes share one.
 const STEP: usize = 1 << 20;
-/// Larger buffers are used once and not kept: holding gigabytes for a rare payload costs more
-/// than the faults it saves.
+/// How many buffers each side keeps (several frames may be in flight at once), and how much
+/// memory they may hold in all: holding gigabytes for a rare payload costs more than the
+/// faults it saves.
+const KEEP: usize = 4;
 const KEEP_MAX: usize = 256 << 20;
 
 fn busy(map: &Mapping) -> &AtomicU32 {
@@ -37,49 +39,61 @@ fn busy(map: &Mapping) -> &AtomicU32 {
     unsafe { &*map.as_ptr().cast::<AtomicU32>() }
 }
 
-/// The sending side: the buffer of the last bulk frame, kept for the next.
+/// The sending side: the buffers of the last few bulk frames, kept for the next ones.
 #[derive(Debug, Default)]
 pub(crate) struct Sender {
-    kept: Option<Mapping>,
+    /// Oldest first.
+    kept: Vec<Mapping>,
 }
 
 impl Sender {
-    /// Copies `bytes` into a shared buffer and returns a descriptor of it to send.
-    pub(crate) fn stage(&mut self, bytes: &[u8]) -> io::Result<OwnedFd> {
-        let need = DATA + bytes.len();
-        let reusable = self
-            .kept
-            .as_ref()
-            .is_some_and(|m| m.len() >= need && busy(m).load(Ordering::Acquire) == 0);
-        if !reusable {
-            // A busy or too small buffer is dropped here; the reader's mapping keeps its memory
-            // alive as long as it needs it.
-            self.kept = None;
-            let map = Mapping::anonymous("multiproc-bulk", need.next_multiple_of(STEP))?;
-            self.kept = Some(map);
-        }
-        let Some(map) = &self.kept else {
-            return Err(io::Error::other("no bulk buffer"));
+    /// Copies `parts`, back to back, into a shared buffer and returns a descriptor of it to
+    /// send.
+    pub(crate) fn stage(&mut self, parts: &[&[u8]]) -> io::Result<OwnedFd> {
+        let need = DATA + parts.iter().map(|p| p.len()).sum::<usize>();
+        let free = (0..self.kept.len())
+            .filter(|&i| {
+                let m = &self.kept[i];
+                m.len() >= need && busy(m).load(Ordering::Acquire) == 0
+            })
+            .min_by_key(|&i| self.kept[i].len());
+        let at = match free {
+            Some(i) => i,
+            None => {
+                let map = Mapping::anonymous("multiproc-bulk", need.next_multiple_of(STEP))?;
+                self.kept.push(map);
+                self.kept.len() - 1
+            }
         };
+        let map = &self.kept[at];
         busy(map).store(1, Ordering::Relaxed);
-        // SAFETY: the buffer holds `need` bytes; the reader of its previous payload cleared
-        // `busy` (acquire above) and so no longer reads it, and no one else writes it. `bytes`
-        // is our own memory, distinct from the mapping.
-        unsafe {
-            std::ptr::copy_nonoverlapping(bytes.as_ptr(), map.as_ptr().add(DATA), bytes.len())
-        };
+        let mut at = DATA;
+        for part in parts {
+            // SAFETY: the buffer holds `need` bytes, the sum of the parts' lengths after `DATA`;
+            // the reader of its previous payload cleared `busy` (acquire above) and so no
+            // longer reads it, and no one else writes it. The parts are our own memory,
+            // distinct from the mapping.
+            unsafe {
+                std::ptr::copy_nonoverlapping(part.as_ptr(), map.as_ptr().add(at), part.len())
+            };
+            at += part.len();
+        }
         let fd = map.as_fd().try_clone_to_owned()?;
-        if map.len() > KEEP_MAX {
-            self.kept = None;
+        // Keep a few, and not too much memory: the oldest go first (a busy one too: its reader's
+        // mapping keeps the memory as long as it needs it).
+        while self.kept.len() > KEEP || self.kept.iter().map(Mapping::len).sum::<usize>() > KEEP_MAX
+        {
+            self.kept.remove(0);
         }
         Ok(fd)
     }
 }
 
-/// The reading side: the mapping of the last buffer received, kept for the next.
+/// The reading side: the mappings of the last few buffers received, kept for the next frames.
 #[derive(Debug, Default)]
 pub(crate) struct Receiver {
-    kept: Option<(ObjectId, Arc<Mapping>)>,
+    /// Least recently used first.
+    kept: Vec<(ObjectId, Arc<Mapping>)>,
 }
 
 impl Receiver {
@@ -89,11 +103,23 @@ impl Receiver {
     /// The descriptor is not a size-sealed memory object, or too small for `len`.
     pub(crate) fn open(&mut self, fd: OwnedFd, len: usize) -> io::Result<Payload> {
         let id = object_id(fd.as_fd())?;
-        let map = match &self.kept {
-            Some((kept, map)) if *kept == id => map.clone(),
-            _ => {
+        let map = match self.kept.iter().position(|(kept, _)| *kept == id) {
+            Some(i) => {
+                let entry = self.kept.remove(i);
+                let map = entry.1.clone();
+                self.kept.push(entry);
+                map
+            }
+            None => {
                 let map = Arc::new(Mapping::map_sealed(fd)?);
-                self.kept = (map.len() <= KEEP_MAX).then(|| (id, map.clone()));
+                if map.len() <= KEEP_MAX {
+                    self.kept.push((id, map.clone()));
+                    while self.kept.len() > KEEP
+                        || self.kept.iter().map(|(_, m)| m.len()).sum::<usize>() > KEEP_MAX
+                    {
+                        self.kept.remove(0);
+                    }
+                }
                 map
             }
         };
@@ -142,11 +168,11 @@ mod tests {
     fn a_buffer_is_reused_only_after_its_reader_is_done() {
         let (mut tx, mut rx) = (Sender::default(), Receiver::default());
         let id = |fd: &OwnedFd| object_id(fd.as_fd()).unwrap();
-        let first = tx.stage(&[1; 3 << 20]).unwrap();
+        let first = tx.stage(&[&[1; 3 << 20]]).unwrap();
         let first_id = id(&first);
         let p = rx.open(first, 3 << 20).unwrap();
         // Still being read: the next payload goes elsewhere, and the first stays intact.
-        let second = tx.stage(&[2; 1000]).unwrap();
+        let second = tx.stage(&[&[2; 1000]]).unwrap();
         let second_id = id(&second);
         assert_ne!(second_id, first_id);
         assert!(p.as_slice().iter().all(|&b| b == 1));
@@ -155,7 +181,7 @@ mod tests {
         assert!(q.as_slice().iter().all(|&b| b == 2));
         drop(q);
         // Done with: the same memory serves the next payload.
-        let third = tx.stage(&[3; 500]).unwrap();
+        let third = tx.stage(&[&[3; 500]]).unwrap();
         assert_eq!(id(&third), second_id);
         let r = rx.open(third, 500).unwrap();
         assert!(r.as_slice().iter().all(|&b| b == 3));
@@ -164,7 +190,7 @@ mod tests {
     #[test]
     fn a_buffer_too_small_for_its_claim_is_refused() {
         let mut tx = Sender::default();
-        let fd = tx.stage(&[7; 100]).unwrap();
+        let fd = tx.stage(&[&[7; 100]]).unwrap();
         assert!(Receiver::default().open(fd, STEP).is_err());
         let unsealed = crate::sys::fd::socketpair().unwrap().0;
         assert!(Receiver::default().open(unsealed, 1).is_err());

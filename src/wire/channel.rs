@@ -44,7 +44,7 @@ impl Frame {
 /// Payloads from this size up travel as bulk frames: in shared memory whose descriptor rides
 /// with a small frame, instead of through the socket (see `bulk.rs`). The reader decodes
 /// straight from that memory.
-const BULK_MIN: usize = 1 << 20;
+const BULK_MIN: usize = 128 << 10;
 /// Header flag (byte 6) of a bulk frame. Its payload is the real payload's length (`u64`); the
 /// last of its descriptors is the shared memory holding the payload.
 const FLAG_BULK: u8 = 1;
@@ -146,37 +146,68 @@ impl Channel {
                 "message of {len} bytes exceeds the {MAX_FRAME}-byte frame limit"
             )));
         }
-        let (len, nfds, flags) = if len >= BULK_MIN && (nfds as usize) < sys::fd::MAX_FDS_PER_MSG {
-            self.move_to_bulk(at, len)?;
-            (8, nfds + 1, FLAG_BULK)
-        } else {
-            (len, nfds, 0)
-        };
+        if len >= BULK_MIN && (nfds as usize) < sys::fd::MAX_FDS_PER_MSG {
+            let body = at + HEADER;
+            let staged = self.bulk_out.stage(&[&self.out[body..]]);
+            self.out.truncate(body);
+            let memfd = staged.map_err(|e| {
+                self.drop_frame(at);
+                Error::Io(e)
+            })?;
+            self.finish_bulk(at, kind, len, memfd);
+            return Ok(());
+        }
+        self.write_header(at, kind, len, nfds, 0);
+        Ok(())
+    }
+
+    fn write_header(&mut self, at: usize, kind: u8, len: usize, nfds: u8, flags: u8) {
         let header = &mut self.out[at..at + HEADER];
         header[..4].copy_from_slice(&(len as u32).to_le_bytes());
         header[4] = kind;
         header[5] = nfds;
         header[6] = flags;
-        Ok(())
     }
 
-    /// Moves the `len`-byte payload of the frame begun at `at` into shared memory, leaves its
-    /// length in its place, and attaches the memory as the frame's last descriptor.
-    fn move_to_bulk(&mut self, at: usize, len: usize) -> Result<()> {
-        let body = at + HEADER;
-        let sealed = match self.bulk_out.stage(&self.out[body..]) {
-            Ok(fd) => fd,
-            Err(e) => {
-                self.drop_frame(at);
-                return Err(Error::Io(e));
+    /// Completes the frame begun at `at` (with no payload yet, its descriptors queued) as a
+    /// bulk frame: `len` bytes in `memfd`, attached as its last descriptor.
+    fn finish_bulk(&mut self, at: usize, kind: u8, len: usize, memfd: OwnedFd) {
+        self.out.extend_from_slice(&(len as u64).to_le_bytes());
+        let nfds = match self.out_fds.back_mut() {
+            Some((fd_at, fds)) if *fd_at == at => {
+                fds.push(memfd);
+                fds.len()
+            }
+            _ => {
+                self.out_fds.push_back((at, vec![memfd]));
+                1
             }
         };
-        self.out.truncate(body);
-        self.out.extend_from_slice(&(len as u64).to_le_bytes());
-        match self.out_fds.back_mut() {
-            Some((fd_at, fds)) if *fd_at == at => fds.push(sealed),
-            _ => self.out_fds.push_back((at, vec![sealed])),
+        self.write_header(at, kind, 8, nfds as u8, FLAG_BULK);
+    }
+
+    /// Appends a frame whose payload is `parts` back to back. A large one goes straight into
+    /// shared memory, without a copy into the output buffer first.
+    pub(crate) fn push_parts(
+        &mut self,
+        kind: u8,
+        fds: Vec<OwnedFd>,
+        parts: &[&[u8]],
+    ) -> Result<()> {
+        let len: usize = parts.iter().map(|p| p.len()).sum();
+        if !(BULK_MIN..=MAX_FRAME).contains(&len) || fds.len() >= sys::fd::MAX_FDS_PER_MSG {
+            return self.push_with(kind, fds, |out| {
+                out.reserve(len);
+                parts.iter().for_each(|p| out.extend_from_slice(p));
+                Ok(())
+            });
         }
+        let memfd = self.bulk_out.stage(parts)?;
+        let at = self.begin_frame();
+        if !fds.is_empty() {
+            self.out_fds.push_back((at, fds));
+        }
+        self.finish_bulk(at, kind, len, memfd);
         Ok(())
     }
 
@@ -190,10 +221,7 @@ impl Channel {
 
     /// Appends a frame with a ready-made payload.
     pub(crate) fn push(&mut self, kind: u8, payload: &[u8]) -> Result<()> {
-        self.push_with(kind, Vec::new(), |out| {
-            out.extend_from_slice(payload);
-            Ok(())
-        })
+        self.push_parts(kind, Vec::new(), &[payload])
     }
 
     /// Bytes queued and not yet written.
@@ -516,7 +544,7 @@ mod tests {
         assert!(matches!(b.recv(None), Err(Error::Protocol(_))));
 
         let (a, mut b) = pair();
-        let memfd = bulk::Sender::default().stage(b"four").unwrap();
+        let memfd = bulk::Sender::default().stage(&[b"four"]).unwrap();
         let mut bytes = bulk_header(1).to_vec();
         bytes.extend_from_slice(&(2u64 << 20).to_le_bytes());
         sys::fd::send(a.as_fd(), &bytes, &[memfd.as_fd()], false).unwrap();

@@ -2,7 +2,7 @@
 //!
 //! A frame is an 8-byte header — payload length (`u32`, little-endian), a kind byte, the number
 //! of file descriptors that travel with it, a flags byte, a zero byte — then the payload. A
-//! payload of a megabyte or more travels as a *bulk* frame (flag 1): the frame carries its
+//! payload of 128 KiB or more travels as a *bulk* frame (flag 1): the frame carries its
 //! length, and its last descriptor is the shared memory that holds it (`bulk.rs`). Descriptors ride
 //! as `SCM_RIGHTS` on the header's first byte, so they arrive before the frame can be parsed.
 //! Frames larger than [`MAX_FRAME`] or with unknown header bits are errors for that channel.
