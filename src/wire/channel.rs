@@ -280,6 +280,16 @@ impl Channel {
     /// Reads once from the socket. Returns the number of bytes read; `Ok(0)` at end of stream.
     /// In non-blocking mode, `Ok(None)` means nothing was available.
     pub(crate) fn fill(&mut self) -> io::Result<Option<usize>> {
+        self.fill_with(self.nonblocking)
+    }
+
+    /// [`fill`](Self::fill) that never blocks, whatever the channel's mode: `Ok(None)` if
+    /// nothing was available.
+    pub(crate) fn try_fill(&mut self) -> io::Result<Option<usize>> {
+        self.fill_with(true)
+    }
+
+    fn fill_with(&mut self, dont_wait: bool) -> io::Result<Option<usize>> {
         if self.start == self.end {
             self.start = 0;
             self.end = 0;
@@ -311,7 +321,7 @@ impl Channel {
             self.sock.as_fd(),
             &mut self.inbuf[self.end..self.end + room],
             &mut fds,
-            self.nonblocking,
+            dont_wait,
         );
         self.in_fds.extend(fds);
         // Descriptors arrive before the frames that claim them, but never many frames ahead: a
