@@ -13,6 +13,7 @@
 use std::any::Any;
 use std::cell::RefCell;
 use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -20,9 +21,19 @@ use serde::de::DeserializeOwned;
 use crate::wire::codec;
 use crate::wire::message::Failure;
 
-/// A trampoline: decodes one argument from the front of `input`, runs the task, appends the
-/// encoded outcome (see `codec::encode_ok`) to `out`.
-pub(crate) type Entry = fn(input: &mut &[u8], out: &mut Vec<u8>) -> Ran;
+/// A trampoline: runs up to `max` items from the front of `input` — for each, counts it in
+/// `started` (published in `progress`, which the parent reads if the worker dies), decodes
+/// its argument, runs the task, appends the encoded outcome (see `codec::encode_ok`) to
+/// `out` — and stops after the first item that did not succeed. Returns how many items it ran
+/// and how the last one went. (A run of items per call, not one: for tiny tasks, an indirect
+/// call per item costs as much as the task.)
+pub(crate) type Entry = fn(
+    input: &mut &[u8],
+    out: &mut Vec<u8>,
+    max: u32,
+    started: &mut u64,
+    progress: &AtomicU64,
+) -> (u32, Ran);
 
 /// What happened to one item in a trampoline.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -37,12 +48,18 @@ pub(crate) enum Ran {
 
 /// The fixed point trampoline offsets are measured from.
 #[inline(never)]
-fn anchor(input: &mut &[u8], _out: &mut Vec<u8>) -> Ran {
+fn anchor(
+    input: &mut &[u8],
+    _out: &mut Vec<u8>,
+    max: u32,
+    _started: &mut u64,
+    _progress: &AtomicU64,
+) -> (u32, Ran) {
     // A body that cannot be merged with any other function's.
     if std::hint::black_box(input.len()) == usize::MAX - 7 {
-        Ran::Failed
+        (max, Ran::Failed)
     } else {
-        Ran::BadInput
+        (0, Ran::BadInput)
     }
 }
 
@@ -112,28 +129,66 @@ where
     conjure::<F>()(arg)
 }
 
-fn trampoline<F, T, R>(input: &mut &[u8], out: &mut Vec<u8>) -> Ran
+fn trampoline<F, T, R>(
+    input: &mut &[u8],
+    out: &mut Vec<u8>,
+    max: u32,
+    started: &mut u64,
+    progress: &AtomicU64,
+) -> (u32, Ran)
 where
     F: Fn(T) -> R + Copy + Send + Sync + 'static,
     T: DeserializeOwned,
     R: Serialize,
 {
-    run_one(input, out, |arg: T| conjure::<F>()(arg))
+    run_many(input, out, max, started, progress, |arg: T| {
+        conjure::<F>()(arg)
+    })
 }
 
-fn star_trampoline<F, Args>(input: &mut &[u8], out: &mut Vec<u8>) -> Ran
+fn star_trampoline<F, Args>(
+    input: &mut &[u8],
+    out: &mut Vec<u8>,
+    max: u32,
+    started: &mut u64,
+    progress: &AtomicU64,
+) -> (u32, Ran)
 where
     F: StarFn<Args>,
     Args: DeserializeOwned,
     F::Output: Serialize,
 {
-    run_one(input, out, |args: Args| conjure::<F>().call_star(args))
+    run_many(input, out, max, started, progress, |args: Args| {
+        conjure::<F>().call_star(args)
+    })
 }
 
+/// The body of every trampoline (see [`Entry`]).
+#[inline(always)]
+fn run_many<T: DeserializeOwned, R: Serialize>(
+    input: &mut &[u8],
+    out: &mut Vec<u8>,
+    max: u32,
+    started: &mut u64,
+    progress: &AtomicU64,
+    call: impl Fn(T) -> R,
+) -> (u32, Ran) {
+    for n in 1..=max {
+        *started += 1;
+        progress.store(*started, Ordering::Relaxed);
+        let ran = run_one(input, out, &call);
+        if ran != Ran::Ok {
+            return (n, ran);
+        }
+    }
+    (max, Ran::Ok)
+}
+
+#[inline(always)]
 fn run_one<T: DeserializeOwned, R: Serialize>(
     input: &mut &[u8],
     out: &mut Vec<u8>,
-    call: impl FnOnce(T) -> R,
+    call: &impl Fn(T) -> R,
 ) -> Ran {
     // The argument's `Deserialize` and the value's `Serialize` are user code too: a panic in
     // either fails this item, like a panic in the task. One `catch_unwind` covers all three
@@ -267,10 +322,20 @@ mod tests {
         let entry = unsafe { entry_at(off) };
         let mut input = Vec::new();
         codec::encode_into(&7u64, &mut input).unwrap();
-        let mut out = Vec::new();
-        assert_eq!(entry(&mut &input[..], &mut out), Ran::Ok);
-        let got = codec::decode_outcome::<u64>(&mut &out[..]).unwrap();
+        codec::encode_into(&8u64, &mut input).unwrap();
+        let (mut out, mut started, progress) = (Vec::new(), 0, AtomicU64::new(0));
+        let ran = entry(&mut &input[..], &mut out, 2, &mut started, &progress);
+        assert_eq!(ran, (2, Ran::Ok));
+        assert_eq!((started, progress.load(Ordering::Relaxed)), (2, 2));
+        let mut outcomes = &out[..];
+        let got = codec::decode_outcome::<u64>(&mut outcomes).unwrap();
         assert_eq!(got.unwrap(), 49);
+        assert_eq!(
+            codec::decode_outcome::<u64>(&mut outcomes)
+                .unwrap()
+                .unwrap(),
+            64
+        );
     }
 
     #[test]
@@ -285,10 +350,23 @@ mod tests {
         // SAFETY: computed in this process.
         let entry2 = unsafe { entry_at(off) };
         let mut input = Vec::new();
-        codec::encode_into(&5u32, &mut input).unwrap();
-        let mut out = Vec::new();
-        assert_eq!(entry2(&mut &input[..], &mut out), Ran::Failed);
-        let got = codec::decode_outcome::<u32>(&mut &out[..]).unwrap();
+        for x in [1u32, 5, 0] {
+            codec::encode_into(&x, &mut input).unwrap();
+        }
+        let (mut out, mut started, progress) = (Vec::new(), 0, AtomicU64::new(0));
+        let mut rest = &input[..];
+        let ran = entry2(&mut rest, &mut out, 3, &mut started, &progress);
+        assert_eq!(ran, (2, Ran::Failed), "stops after the failure");
+        assert_eq!(started, 2);
+        assert_eq!(rest.len(), 4, "the third item is left");
+        let mut outcomes = &out[..];
+        assert_eq!(
+            codec::decode_outcome::<u32>(&mut outcomes)
+                .unwrap()
+                .unwrap(),
+            1
+        );
+        let got = codec::decode_outcome::<u32>(&mut outcomes).unwrap();
         match got {
             Err(Failure::Panic { message, .. }) => assert_eq!(message, "too big: 5"),
             other => panic!("unexpected {other:?}"),
@@ -306,8 +384,9 @@ mod tests {
         let entry = unsafe { entry_at(off) };
         let mut input = Vec::new();
         codec::encode_into(&(3i64, 4i64), &mut input).unwrap();
-        let mut out = Vec::new();
-        assert_eq!(entry(&mut &input[..], &mut out), Ran::Ok);
+        let (mut out, mut started, progress) = (Vec::new(), 0, AtomicU64::new(0));
+        let ran = entry(&mut &input[..], &mut out, 1, &mut started, &progress);
+        assert_eq!(ran, (1, Ran::Ok));
         let got = codec::decode_outcome::<i64>(&mut &out[..]).unwrap();
         assert_eq!(got.unwrap(), 12);
     }

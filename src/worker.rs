@@ -69,12 +69,11 @@ impl Replies {
         ch.end_frame(self.at, kind::RESULTS, 0)
     }
 
-    /// Called after each item; writes what is ready when it is time. (Inlined into the item
-    /// loop: for tiny tasks, a call per item costs as much as the task.)
+    /// Called after each run of `n` items; writes what is ready when it is time.
     #[inline(always)]
-    fn item_done(&mut self, ch: &mut Channel) -> crate::Result<()> {
-        self.header.count += 1;
-        self.until_check -= 1;
+    fn items_done(&mut self, ch: &mut Channel, n: u32) -> crate::Result<()> {
+        self.header.count += n;
+        self.until_check = self.until_check.saturating_sub(n);
         let big = ch.out_buf().len() - self.at > REPLY_LIMIT;
         if self.until_check > 0 && !big {
             return Ok(());
@@ -123,27 +122,29 @@ fn run_batch(
     // handshake checked the executable identity before any task was accepted.
     let entry = unsafe { task::entry_at(header.entry) };
     let mut replies = Replies::open(ch, header.seq, 0);
+    let progress = page.slot(STARTED_SLOT);
     let mut all_ok = true;
     let mut i = 0;
     while i < header.count {
-        *started += 1;
-        page.slot(STARTED_SLOT)
-            .store(*started, std::sync::atomic::Ordering::Relaxed);
-        let ran = entry(&mut input, ch.out_buf());
+        // Runs of items between two looks at the clock (see `Replies`).
+        let max = (header.count - i).min(replies.until_check.max(1));
+        let (n, ran) = entry(&mut input, ch.out_buf(), max, started, progress);
+        if n == 0 || n > max {
+            return Err(crate::Error::Protocol("a trampoline ran no items".into()));
+        }
         all_ok &= ran == Ran::Ok;
-        replies.item_done(ch)?;
-        i += 1;
+        replies.items_done(ch, n)?;
+        i += n;
         if ran == Ran::BadInput {
             // Nothing after an undecodable item can be trusted: fail the rest of the batch.
             while i < header.count {
                 *started += 1;
-                page.slot(STARTED_SLOT)
-                    .store(*started, std::sync::atomic::Ordering::Relaxed);
+                progress.store(*started, std::sync::atomic::Ordering::Relaxed);
                 task::push_failure(
                     ch.out_buf(),
                     Failure::Decode("an earlier item of the batch could not be decoded".into()),
                 );
-                replies.item_done(ch)?;
+                replies.items_done(ch, 1)?;
                 i += 1;
             }
         }
