@@ -74,12 +74,12 @@ fn cube_sum(n: u64) -> u64 {
     total
 }
 
-/// Serial and parallel times of the CPU-bound workload: the best of five alternating runs.
+/// Serial and parallel times of the CPU-bound workload: the best of nine alternating runs.
 /// Interference (other guests on this virtual machine's cores) only ever slows a run down,
 /// so the fastest run of each is the fairest estimate of what the code itself costs.
 fn cpu_times(serial: impl Fn(), parallel: impl Fn()) -> (f64, f64) {
     let (mut s, mut p) = (f64::INFINITY, f64::INFINITY);
-    for _ in 0..5 {
+    for _ in 0..9 {
         s = s.min(secs(&serial));
         p = p.min(secs(&parallel));
     }

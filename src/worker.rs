@@ -15,7 +15,7 @@ use crate::sys::page::SharedPage;
 use crate::task::{self, Ran};
 use crate::wire::fds;
 use crate::wire::message::{Failure, ResultsHeader, Role, TaskHeader, kind};
-use crate::wire::{Channel, HEADER};
+use crate::wire::{BULK_IDLE, Channel, HEADER};
 
 /// Slot of the shared page that counts items started.
 pub(crate) const STARTED_SLOT: usize = 0;
@@ -182,7 +182,19 @@ pub(crate) fn serve(mut ch: Channel, page: SharedPage, role: Role) -> i32 {
         if role == Role::PoolWorker {
             wait_awake(&mut ch);
         }
-        let mut frame = match ch.recv(None) {
+        let next = if ch.holds_bulk() {
+            // Idle for a while: let go of the shared memory kept for large messages.
+            match ch.recv(Some(Instant::now() + BULK_IDLE)) {
+                Err(crate::Error::Timeout) => {
+                    ch.trim_bulk();
+                    ch.recv(None)
+                }
+                other => other,
+            }
+        } else {
+            ch.recv(None)
+        };
+        let mut frame = match next {
             Ok(frame) => frame,
             // The parent is gone or spoke garbage: there is nobody to report to.
             Err(_) => return EXIT_PROTOCOL,

@@ -135,3 +135,42 @@ fn handles_sent_and_received_many_times_leak_no_descriptor() {
         );
     });
 }
+
+fn echo_pid(bytes: Vec<u8>) -> (Vec<u8>, u32) {
+    (bytes, std::process::id())
+}
+
+/// Mappings of the shared memory kept for large messages, in process `pid`.
+fn bulk_mappings(pid: u32) -> usize {
+    std::fs::read_to_string(format!("/proc/{pid}/maps"))
+        .map(|m| m.lines().filter(|l| l.contains("multiproc-bulk")).count())
+        .unwrap_or(0)
+}
+
+#[test]
+fn memory_kept_for_large_messages_goes_once_the_pool_is_idle() {
+    let _alone = ALONE.lock().unwrap_or_else(|e| e.into_inner());
+    within(SECS(60), || {
+        let pool = Pool::new(1).unwrap();
+        let (back, worker) = pool.apply(echo_pid, vec![9u8; 4 << 20]).unwrap();
+        assert_eq!(back.len(), 4 << 20);
+        let me = std::process::id();
+        assert!(
+            bulk_mappings(me) > 0 && bulk_mappings(worker) > 0,
+            "kept for the next"
+        );
+        // Idle for a second or so: both sides let go.
+        assert!(
+            eventually(SECS(10), || bulk_mappings(me) == 0
+                && bulk_mappings(worker) == 0),
+            "still mapped: {} here, {} in the worker",
+            bulk_mappings(me),
+            bulk_mappings(worker)
+        );
+        // And large messages still work afterwards.
+        assert_eq!(
+            pool.apply(echo_pid, vec![1u8; 4 << 20]).unwrap().0.len(),
+            4 << 20
+        );
+    });
+}

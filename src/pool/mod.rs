@@ -342,8 +342,9 @@ impl Pool {
     // ----- map -----
 
     /// Applies `f` to every item in workers and returns the results in order, like Python's
-    /// `map`. The input is read whole first; chunks are sized automatically (about four per
-    /// worker, as Python does).
+    /// `map`. Chunks are sized automatically (about four per worker, as Python does), which
+    /// needs the input's length: an input that knows it exactly (a range, a vector) is encoded
+    /// as it is iterated, any other is read whole first.
     ///
     /// # Errors
     /// The error of the first item (by position) that failed; use [`imap`](Self::imap) to get

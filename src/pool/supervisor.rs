@@ -53,7 +53,7 @@ use crate::sys;
 use crate::sys::fd::{Interest, Ready, Waker};
 use crate::wire::fds::FdSet;
 use crate::wire::message::{Failure, ResultsHeader, Role, TaskHeader, kind};
-use crate::wire::{Frame, codec};
+use crate::wire::{BULK_IDLE, Frame, codec};
 use crate::worker::STARTED_SLOT;
 
 /// How many times a chunk whose worker died is handed out again before its items fail.
@@ -514,6 +514,7 @@ impl Core {
         self.maintain_workers();
         self.dispatch(None);
         self.flush_writes();
+        self.trim_idle_channels();
         if self.state == PoolState::Closed && self.idle() {
             self.shutdown_gracefully();
             return None;
@@ -748,6 +749,19 @@ impl Core {
         }
     }
 
+    /// Workers idle for [`BULK_IDLE`] let go of the shared memory their channel keeps for
+    /// large messages (their side does the same).
+    fn trim_idle_channels(&mut self) {
+        for w in &mut self.workers {
+            if w.inflight.is_empty()
+                && w.link.channel.holds_bulk()
+                && w.last_done.elapsed() >= BULK_IDLE
+            {
+                w.link.channel.trim_bulk();
+            }
+        }
+    }
+
     /// How long the next poll may sleep; also notes whether it keeps time for task timeouts.
     fn poll_timeout(&mut self) -> Option<Duration> {
         let mut timeout: Option<Duration> = None;
@@ -761,6 +775,11 @@ impl Core {
         }
         if self.wants_workers() && self.live_workers() < self.cfg.processes {
             consider(self.next_spawn.saturating_duration_since(Instant::now()));
+        }
+        for w in &self.workers {
+            if w.inflight.is_empty() && w.link.channel.holds_bulk() {
+                consider(BULK_IDLE.saturating_sub(w.last_done.elapsed()));
+            }
         }
         timeout
     }

@@ -7,8 +7,8 @@ use std::time::Duration;
 use rustix::event::{PollFd, PollFlags};
 use rustix::io::{Errno, FdFlags};
 use rustix::net::{
-    AddressFamily, RecvAncillaryBuffer, RecvAncillaryMessage, RecvFlags, SendAncillaryBuffer,
-    SendAncillaryMessage, SendFlags, SocketFlags, SocketType,
+    AddressFamily, RecvAncillaryBuffer, RecvAncillaryMessage, RecvFlags, ReturnFlags,
+    SendAncillaryBuffer, SendAncillaryMessage, SendFlags, SocketFlags, SocketType,
 };
 
 /// Most descriptors a single `sendmsg` carries; larger sets are split by the caller.
@@ -136,6 +136,13 @@ pub(crate) fn recv(
                     if let RecvAncillaryMessage::ScmRights(received) = message {
                         fds.extend(received);
                     }
+                }
+                if msg.flags.contains(ReturnFlags::CTRUNC) {
+                    // Descriptors that came with these bytes were dropped (this process has
+                    // none free): the frames that claim them cannot be matched any more.
+                    return Err(io::Error::other(
+                        "descriptors sent with a message were lost: no descriptor free",
+                    ));
                 }
                 return Ok(msg.bytes);
             }

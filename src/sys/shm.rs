@@ -113,6 +113,53 @@ impl Mapping {
     }
 }
 
+impl Mapping {
+    /// The mapping without its descriptor, which is closed: the mapping alone keeps the memory
+    /// object alive, and a process that keeps many mappings need not keep as many descriptors.
+    pub(crate) fn into_view(self) -> View {
+        let me = std::mem::ManuallyDrop::new(self);
+        // SAFETY: `me` is never dropped, so the descriptor is read out exactly once, and
+        // dropped here (closed); the mapping passes to the view, which unmaps it.
+        drop(unsafe { std::ptr::read(&me.fd) });
+        View {
+            ptr: me.ptr,
+            len: me.len,
+        }
+    }
+}
+
+/// A read-write, shared mapping of a memory object whose descriptor is closed.
+#[derive(Debug)]
+pub(crate) struct View {
+    ptr: NonNull<u8>,
+    len: usize,
+}
+
+// SAFETY: as for `Mapping`: plain memory owned by this value, handed out as raw pointers only.
+unsafe impl Send for View {}
+// SAFETY: as above.
+unsafe impl Sync for View {}
+
+impl View {
+    /// Start of the mapping (page-aligned).
+    pub(crate) fn as_ptr(&self) -> *mut u8 {
+        self.ptr.as_ptr()
+    }
+
+    /// Length in bytes.
+    pub(crate) fn len(&self) -> usize {
+        self.len
+    }
+}
+
+impl Drop for View {
+    fn drop(&mut self) {
+        // SAFETY: `ptr`/`len` came from one mmap (through `Mapping::into_view`); no reference
+        // into the mapping outlives the view (users tie them to a borrow of it).
+        let _ = unsafe { rustix::mm::munmap(self.ptr.as_ptr().cast(), self.len) };
+    }
+}
+
 impl Drop for Mapping {
     fn drop(&mut self) {
         // SAFETY: `ptr`/`len` came from one mmap in `map`; the types built on a mapping tie every
@@ -121,8 +168,8 @@ impl Drop for Mapping {
     }
 }
 
-/// Asks the kernel to back `spare` — memory this process allocated and has not touched yet,
-/// such as a fresh vector's spare capacity — with huge pages where it can. Filling 64 MiB of
+/// Asks the kernel to back `spare` — memory this process owns, usually just allocated and not
+/// touched yet, such as a fresh vector's spare capacity — with huge pages where it can. Filling 64 MiB of
 /// fresh 4 KiB pages costs a fault per page (measured here: 32 ms for a 64 MiB copy, against
 /// 8 ms with huge pages); large payloads are decoded into such memory. Only a hint: smaller
 /// buffers, and systems with transparent huge pages off, are left as they are.

@@ -12,7 +12,17 @@
 //! that the sender sets before writing and the reader clears when it drops the frame. A busy
 //! buffer is left alone (the sender takes a new one), so a reader that keeps frames, or died
 //! holding one, costs memory, never correctness. Buffers are sealed against any change of size,
-//! so a peer cannot shrink one under our mapping.
+//! so a peer cannot shrink one under our mapping. A channel idle for `BULK_IDLE` drops what it
+//! keeps (`Channel::trim_bulk`); a buffer that cannot be had (no descriptor or memory free)
+//! sends the frame through the socket instead.
+//!
+//! Trust: the reader decodes straight from memory the sender could still write. The protocol
+//! above says it does not, and peers are processes of this same program (the handshake checks
+//! it for workers; pipes and queues are only ever handed to our own children); the bytes are
+//! decoded as untrusted input all the same. A process that broke the protocol on purpose could
+//! change a message while it is being decoded — as it could, being the same program with the
+//! same shared memory, corrupt any lock or queue it shares. Not a defence against a hostile
+//! peer.
 
 use std::io;
 use std::os::fd::{AsFd, OwnedFd};
@@ -20,7 +30,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 
 use crate::sys::fd::{ObjectId, object_id};
-use crate::sys::shm::Mapping;
+use crate::sys::shm::{Mapping, View};
 
 /// Where the payload starts in a buffer; the bytes before it hold the `busy` word.
 const DATA: usize = 64;
@@ -32,11 +42,12 @@ const STEP: usize = 1 << 20;
 const KEEP: usize = 4;
 const KEEP_MAX: usize = 256 << 20;
 
-fn busy(map: &Mapping) -> &AtomicU32 {
-    // SAFETY: every mapping here is at least `DATA` bytes (checked on creation and on receipt),
-    // page-aligned, and lives as long as the borrow; the word is only ever accessed atomically,
-    // by both processes.
-    unsafe { &*map.as_ptr().cast::<AtomicU32>() }
+/// The `busy` word of the buffer mapped at `base`, borrowed as long as `owner`, the mapping.
+fn busy<M>(base: *mut u8, _owner: &M) -> &AtomicU32 {
+    // SAFETY: every buffer here is at least `DATA` bytes (checked on creation and on receipt)
+    // and page-aligned; `base` is the start of the mapping `owner` holds, so the word lives as
+    // long as the borrow; it is only ever accessed atomically, by both processes.
+    unsafe { &*base.cast::<AtomicU32>() }
 }
 
 /// The sending side: the buffers of the last few bulk frames, kept for the next ones.
@@ -47,6 +58,11 @@ pub(crate) struct Sender {
 }
 
 impl Sender {
+    /// Whether it keeps any buffer.
+    pub(crate) fn holds(&self) -> bool {
+        !self.kept.is_empty()
+    }
+
     /// Copies `parts`, back to back, into a shared buffer and returns a descriptor of it to
     /// send.
     pub(crate) fn stage(&mut self, parts: &[&[u8]]) -> io::Result<OwnedFd> {
@@ -54,7 +70,7 @@ impl Sender {
         let free = (0..self.kept.len())
             .filter(|&i| {
                 let m = &self.kept[i];
-                m.len() >= need && busy(m).load(Ordering::Acquire) == 0
+                m.len() >= need && busy(m.as_ptr(), m).load(Ordering::Acquire) == 0
             })
             .min_by_key(|&i| self.kept[i].len());
         let at = match free {
@@ -66,7 +82,7 @@ impl Sender {
             }
         };
         let map = &self.kept[at];
-        busy(map).store(1, Ordering::Relaxed);
+        busy(map.as_ptr(), map).store(1, Ordering::Relaxed);
         let mut at = DATA;
         for part in parts {
             // SAFETY: the buffer holds `need` bytes, the sum of the parts' lengths after `DATA`;
@@ -78,7 +94,9 @@ impl Sender {
             };
             at += part.len();
         }
-        let fd = map.as_fd().try_clone_to_owned()?;
+        let fd = map.as_fd().try_clone_to_owned().inspect_err(|_| {
+            busy(map.as_ptr(), map).store(0, Ordering::Relaxed);
+        })?;
         // Keep a few, and not too much memory: the oldest go first (a busy one too: its reader's
         // mapping keeps the memory as long as it needs it).
         while self.kept.len() > KEEP || self.kept.iter().map(Mapping::len).sum::<usize>() > KEEP_MAX
@@ -89,11 +107,12 @@ impl Sender {
     }
 }
 
-/// The reading side: the mappings of the last few buffers received, kept for the next frames.
+/// The reading side: the mappings of the last few buffers received, kept for the next frames
+/// (without their descriptors: a mapping keeps its memory alive on its own).
 #[derive(Debug, Default)]
 pub(crate) struct Receiver {
     /// Least recently used first.
-    kept: Vec<(ObjectId, Arc<Mapping>)>,
+    kept: Vec<(ObjectId, Arc<View>)>,
 }
 
 impl Receiver {
@@ -101,6 +120,11 @@ impl Receiver {
     ///
     /// # Errors
     /// The descriptor is not a size-sealed memory object, or too small for `len`.
+    /// Whether it keeps any mapping.
+    pub(crate) fn holds(&self) -> bool {
+        !self.kept.is_empty()
+    }
+
     pub(crate) fn open(&mut self, fd: OwnedFd, len: usize) -> io::Result<Payload> {
         let id = object_id(fd.as_fd())?;
         let map = match self.kept.iter().position(|(kept, _)| *kept == id) {
@@ -111,7 +135,7 @@ impl Receiver {
                 map
             }
             None => {
-                let map = Arc::new(Mapping::map_sealed(fd)?);
+                let map = Arc::new(Mapping::map_sealed(fd)?.into_view());
                 if map.len() <= KEEP_MAX {
                     self.kept.push((id, map.clone()));
                     while self.kept.len() > KEEP
@@ -139,7 +163,7 @@ impl Receiver {
 /// A received bulk payload. Dropping it hands the buffer back to the sender.
 #[derive(Debug)]
 pub(crate) struct Payload {
-    map: Arc<Mapping>,
+    map: Arc<View>,
     len: usize,
 }
 
@@ -147,16 +171,16 @@ impl Payload {
     pub(crate) fn as_slice(&self) -> &[u8] {
         // SAFETY: `DATA + len` bytes are mapped (checked in `open`) for as long as `self` holds
         // the mapping. The sender wrote them before sending the descriptor and, by the protocol
-        // above, does not write this buffer again until `drop` clears `busy`. The peer runs this
-        // same program (the handshake checks it); the bytes are decoded as untrusted input all
-        // the same.
+        // above, does not write this buffer again until `drop` clears `busy`; the sender is a
+        // process of this same program, which keeps the protocol (see "Trust" in the module
+        // docs for what that assumes).
         unsafe { std::slice::from_raw_parts(self.map.as_ptr().add(DATA), self.len) }
     }
 }
 
 impl Drop for Payload {
     fn drop(&mut self) {
-        busy(&self.map).store(0, Ordering::Release);
+        busy(self.map.as_ptr(), &*self.map).store(0, Ordering::Release);
     }
 }
 

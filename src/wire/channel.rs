@@ -45,6 +45,10 @@ impl Frame {
 /// with a small frame, instead of through the socket (see `bulk.rs`). The reader decodes
 /// straight from that memory.
 const BULK_MIN: usize = 128 << 10;
+/// A channel idle this long lets go of the shared memory it keeps for bulk frames
+/// (see [`Channel::trim_bulk`]): a pool that once moved a large payload does not hold its
+/// memory for ever.
+pub(crate) const BULK_IDLE: std::time::Duration = std::time::Duration::from_secs(1);
 /// Header flag (byte 6) of a bulk frame. Its payload is the real payload's length (`u64`); the
 /// last of its descriptors is the shared memory holding the payload.
 const FLAG_BULK: u8 = 1;
@@ -148,14 +152,13 @@ impl Channel {
         }
         if len >= BULK_MIN && (nfds as usize) < sys::fd::MAX_FDS_PER_MSG {
             let body = at + HEADER;
-            let staged = self.bulk_out.stage(&[&self.out[body..]]);
-            self.out.truncate(body);
-            let memfd = staged.map_err(|e| {
-                self.drop_frame(at);
-                Error::Io(e)
-            })?;
-            self.finish_bulk(at, kind, len, memfd);
-            return Ok(());
+            // No shared memory to be had (descriptors or memory short): the socket still
+            // carries the frame, slower.
+            if let Ok(memfd) = self.bulk_out.stage(&[&self.out[body..]]) {
+                self.out.truncate(body);
+                self.finish_bulk(at, kind, len, memfd);
+                return Ok(());
+            }
         }
         self.write_header(at, kind, len, nfds, 0);
         Ok(())
@@ -195,20 +198,33 @@ impl Channel {
         parts: &[&[u8]],
     ) -> Result<()> {
         let len: usize = parts.iter().map(|p| p.len()).sum();
-        if !(BULK_MIN..=MAX_FRAME).contains(&len) || fds.len() >= sys::fd::MAX_FDS_PER_MSG {
+        let bulk = (BULK_MIN..=MAX_FRAME).contains(&len) && fds.len() < sys::fd::MAX_FDS_PER_MSG;
+        // As in `end_frame`: without shared memory, the socket carries it.
+        let Some(memfd) = bulk.then(|| self.bulk_out.stage(parts).ok()).flatten() else {
             return self.push_with(kind, fds, |out| {
                 out.reserve(len);
                 parts.iter().for_each(|p| out.extend_from_slice(p));
                 Ok(())
             });
-        }
-        let memfd = self.bulk_out.stage(parts)?;
+        };
         let at = self.begin_frame();
         if !fds.is_empty() {
             self.out_fds.push_back((at, fds));
         }
         self.finish_bulk(at, kind, len, memfd);
         Ok(())
+    }
+
+    /// Lets go of the shared memory kept for bulk frames (see `bulk.rs`): for a channel that
+    /// has been idle a while.
+    pub(crate) fn trim_bulk(&mut self) {
+        self.bulk_out = bulk::Sender::default();
+        self.bulk_in = bulk::Receiver::default();
+    }
+
+    /// Whether the channel keeps shared memory for bulk frames.
+    pub(crate) fn holds_bulk(&self) -> bool {
+        self.bulk_out.holds() || self.bulk_in.holds()
     }
 
     /// Removes the frame begun at `at` (the last one) and its descriptors.
