@@ -5,6 +5,7 @@
 //! whoever waits for them.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use serde::Serialize;
 
@@ -63,6 +64,8 @@ pub(crate) fn decode_outcomes<R: serde::de::DeserializeOwned>(
 /// A run of encoded items bound for one worker.
 pub(crate) struct Chunk {
     pub(crate) sink: Arc<dyn Sink>,
+    /// Which call the chunk belongs to: a number no other call of this process had.
+    pub(crate) call: u64,
     /// Trampoline offset (see `task.rs`).
     pub(crate) entry: i64,
     /// Index, within its call, of the first item.
@@ -92,6 +95,7 @@ impl Chunk {
         };
         Chunk {
             sink: self.sink.clone(),
+            call: self.call,
             entry: self.entry,
             first: self.first + range.start,
             payload: self.payload[start..end].to_vec(),
@@ -108,6 +112,7 @@ impl Chunk {
 /// Builds chunks by encoding items one after another.
 pub(crate) struct ChunkBuilder {
     sink: Arc<dyn Sink>,
+    call: u64,
     entry: i64,
     chunksize: usize,
     next_index: usize,
@@ -118,8 +123,11 @@ pub(crate) struct ChunkBuilder {
 
 impl ChunkBuilder {
     pub(crate) fn new(sink: Arc<dyn Sink>, entry: i64, chunksize: usize) -> Self {
+        /// Numbers calls apart (see [`Chunk::call`]).
+        static CALLS: AtomicU64 = AtomicU64::new(1);
         Self {
             sink,
+            call: CALLS.fetch_add(1, Ordering::Relaxed),
             entry,
             chunksize: chunksize.max(1),
             next_index: 0,
@@ -142,6 +150,7 @@ impl ChunkBuilder {
         self.next_index += 1;
         let chunk = self.current.get_or_insert_with(|| Chunk {
             sink: self.sink.clone(),
+            call: self.call,
             entry: self.entry,
             first: index,
             payload: Vec::new(),

@@ -667,6 +667,7 @@ impl Core {
             // The initializer is the worker's first batch; tasks may queue behind it at once.
             let chunk = Chunk {
                 sink: self.init_sink.clone(),
+                call: 0,
                 entry: init.entry,
                 first: 0,
                 payload: init.payload.clone(),
@@ -1161,7 +1162,7 @@ fn read_available(w: &mut Worker, pace: &mut Pace, deliveries: &mut Vec<Delivery
 #[derive(Default)]
 struct Pace {
     /// The call (see [`call_of`]) whose chunks were timed last, and how many of them.
-    call: usize,
+    call: u64,
     samples: u32,
     slowest: Option<Duration>,
 }
@@ -1188,9 +1189,10 @@ impl Pace {
     }
 }
 
-/// Tells calls apart: the address of the sink their outcomes go to.
-fn call_of(chunk: &Chunk) -> usize {
-    Arc::as_ptr(&chunk.sink) as *const () as usize
+/// Tells calls apart. (Not by the address of their sink: a call's sink may be allocated where
+/// the last call's was.)
+fn call_of(chunk: &Chunk) -> u64 {
+    chunk.call
 }
 
 fn apply_frame(
