@@ -73,7 +73,7 @@ impl Sender {
                 m.len() >= need && busy(m.as_ptr(), m).load(Ordering::Acquire) == 0
             })
             .min_by_key(|&i| self.kept[i].len());
-        let at = match free {
+        let chosen = match free {
             Some(i) => i,
             None => {
                 let map = Mapping::anonymous("multiproc-bulk", need.next_multiple_of(STEP))?;
@@ -81,7 +81,7 @@ impl Sender {
                 self.kept.len() - 1
             }
         };
-        let map = &self.kept[at];
+        let map = &self.kept[chosen];
         busy(map.as_ptr(), map).store(1, Ordering::Relaxed);
         let mut at = DATA;
         for part in parts {
@@ -116,15 +116,15 @@ pub(crate) struct Receiver {
 }
 
 impl Receiver {
-    /// The `len`-byte payload in the buffer behind `fd`.
-    ///
-    /// # Errors
-    /// The descriptor is not a size-sealed memory object, or too small for `len`.
     /// Whether it keeps any mapping.
     pub(crate) fn holds(&self) -> bool {
         !self.kept.is_empty()
     }
 
+    /// The `len`-byte payload in the buffer behind `fd`.
+    ///
+    /// # Errors
+    /// The descriptor is not a size-sealed memory object, or too small for `len`.
     pub(crate) fn open(&mut self, fd: OwnedFd, len: usize) -> io::Result<Payload> {
         let id = object_id(fd.as_fd())?;
         let map = match self.kept.iter().position(|(kept, _)| *kept == id) {
