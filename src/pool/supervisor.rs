@@ -1161,7 +1161,8 @@ fn read_available(w: &mut Worker, pace: &mut Pace, deliveries: &mut Vec<Delivery
 /// and tasks of one call are often uneven.
 #[derive(Default)]
 struct Pace {
-    /// The call (see [`call_of`]) whose chunks were timed last, and how many of them.
+    /// The call (see [`Chunk::call`]; not the address of its sink, which a later call's sink
+    /// may take) whose chunks were timed last, and how many of them.
     call: u64,
     samples: u32,
     slowest: Option<Duration>,
@@ -1172,7 +1173,7 @@ impl Pace {
     const SAMPLES: u32 = 16;
 
     fn record(&mut self, chunk: &Chunk, took: Duration) {
-        let call = call_of(chunk);
+        let call = chunk.call;
         match self.slowest {
             Some(t) if self.call == call => {
                 self.slowest = Some(took.max(t * 7 / 8));
@@ -1185,14 +1186,8 @@ impl Pace {
     /// How long chunks of `chunk`'s call are known to take at most, once enough were timed.
     fn known_fast(&self, chunk: &Chunk) -> Option<Duration> {
         self.slowest
-            .filter(|_| self.call == call_of(chunk) && self.samples >= Self::SAMPLES)
+            .filter(|_| self.call == chunk.call && self.samples >= Self::SAMPLES)
     }
-}
-
-/// Tells calls apart. (Not by the address of their sink: a call's sink may be allocated where
-/// the last call's was.)
-fn call_of(chunk: &Chunk) -> u64 {
-    chunk.call
 }
 
 fn apply_frame(
