@@ -209,3 +209,58 @@ fn a_garbage_frame_from_a_worker_fails_that_task_only() {
         );
     });
 }
+
+/// Writes a well-formed frame header that announces 4,000 bytes onto every socket this worker
+/// holds (its channel to the parent among them), and returns as if nothing happened: the
+/// parent must not wait for the rest of that frame for ever.
+fn forge_header(x: u64) -> u64 {
+    if x == 3 {
+        let mut header = [0u8; 8];
+        header[..4].copy_from_slice(&4000u32.to_le_bytes());
+        header[4] = 18; // RESULTS, a kind the parent accepts from a worker
+        for entry in std::fs::read_dir("/proc/self/fd").unwrap().flatten() {
+            let target = std::fs::read_link(entry.path()).unwrap_or_default();
+            let fd: i32 = entry.file_name().to_string_lossy().parse().unwrap();
+            if target.to_string_lossy().starts_with("socket:") {
+                // SAFETY: `fd` is open (listed in /proc/self/fd) and only borrowed for the call.
+                let fd = unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) };
+                let _ = rustix::io::write(fd, &header);
+            }
+        }
+    }
+    x * 2
+}
+
+#[test]
+fn a_forged_frame_header_fails_that_task_and_the_worker_is_replaced() {
+    within(SECS(60), || {
+        let pool = Pool::new(1).unwrap();
+        let first = pool.apply(forge_header, 1).unwrap();
+        let t = Instant::now();
+        match pool.apply_async(forge_header, 3).get_timeout(SECS(20)) {
+            Err(Error::Protocol(m)) => assert!(m.contains("part of a message"), "{m}"),
+            other => panic!("expected a protocol error, got {other:?}"),
+        }
+        assert!(t.elapsed() < SECS(6), "took {:?}", t.elapsed());
+        // A new worker serves; nothing else was harmed.
+        assert_eq!(first, 2);
+        assert_eq!(pool.apply(forge_header, 5).unwrap(), 10);
+        // In a map, where answers of several items may be lost behind the garbage, only the
+        // culprit fails; every other item completes, whatever the chunk size.
+        for chunksize in [1, 4, 8] {
+            let pool = Pool::new(2).unwrap();
+            let t = Instant::now();
+            let results: Vec<_> = pool
+                .imap_chunked(forge_header, 0..8u64, chunksize)
+                .collect();
+            assert!(t.elapsed() < SECS(12), "took {:?}", t.elapsed());
+            for (i, r) in results.iter().enumerate() {
+                match (i, r) {
+                    (3, Err(Error::Protocol(_))) => {}
+                    (_, Ok(v)) => assert_eq!(*v, 2 * i as u64),
+                    other => panic!("chunksize {chunksize}, item {i}: {other:?}"),
+                }
+            }
+        }
+    });
+}

@@ -11,6 +11,7 @@
 mod imap;
 mod job;
 mod result;
+mod starts;
 mod supervisor;
 
 use std::sync::{Arc, Mutex};
@@ -42,6 +43,9 @@ pub enum StartMethod {
     Spawn,
 }
 
+/// How long work waits while no worker can be started (see [`PoolBuilder::start_timeout`]).
+const DEFAULT_START_TIMEOUT: Duration = Duration::from_secs(5);
+
 /// Configures a [`Pool`]. Every setting has a default; `build()` starts the pool.
 ///
 /// # Examples
@@ -66,6 +70,7 @@ pub struct PoolBuilder {
     init: Option<Result<InitTask>>,
     max_tasks_per_child: Option<usize>,
     task_timeout: Option<Duration>,
+    start_timeout: Duration,
     start_method: StartMethod,
 }
 
@@ -76,6 +81,7 @@ impl std::fmt::Debug for PoolBuilder {
             .field("initializer", &self.init.is_some())
             .field("max_tasks_per_child", &self.max_tasks_per_child)
             .field("task_timeout", &self.task_timeout)
+            .field("start_timeout", &self.start_timeout)
             .field("start_method", &self.start_method)
             .finish()
     }
@@ -132,6 +138,21 @@ impl PoolBuilder {
         self
     }
 
+    /// How long work may wait while no worker can be started. Default: 5 s.
+    ///
+    /// A worker that cannot be started (no descriptor or process slot left, no memory) or
+    /// that dies before it can serve (killed, crashed in the initializer) is tried again, after
+    /// a back-off that doubles from 50 ms to at most 1 s, for as long as the pool lives: a pool
+    /// serves again within a second of the cause going away. Meanwhile, once no worker has
+    /// been able to start for `limit` and none is serving, waiting tasks fail with
+    /// [`Error::Spawn`] naming the operating system's cause, after one more attempt made since
+    /// they were submitted has failed too. A worker that is merely slow to start is not a
+    /// failure and does not count.
+    pub fn start_timeout(mut self, limit: Duration) -> Self {
+        self.start_timeout = limit;
+        self
+    }
+
     /// How workers are started. Default: [`StartMethod::Spawn`].
     pub fn start_method(mut self, method: StartMethod) -> Self {
         self.start_method = method;
@@ -152,6 +173,7 @@ impl PoolBuilder {
             init,
             max_tasks_per_child: self.max_tasks_per_child,
             task_timeout: self.task_timeout,
+            start_timeout: self.start_timeout,
         })?;
         let supervisor = Supervisor::new(shared.clone());
         let handle = std::thread::Builder::new()
@@ -244,6 +266,7 @@ impl Pool {
             init: None,
             max_tasks_per_child: None,
             task_timeout: None,
+            start_timeout: DEFAULT_START_TIMEOUT,
             start_method: StartMethod::Spawn,
         }
     }

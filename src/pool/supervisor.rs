@@ -7,7 +7,10 @@
 //! When a worker dies, the progress counter it shares with us says which item it was running:
 //! that item fails (`WorkerDied`, or `TaskTimeout` if we killed it for overrunning), items it had
 //! not reached go back to the front of the queue for another worker, and a replacement is
-//! started. Nothing waits for an answer that cannot come.
+//! started. Nothing waits for an answer that cannot come: a worker whose socket holds part of
+//! a message that is not completed within `STALLED` (garbage a task wrote into it) is replaced
+//! too, and workers that cannot be started are tried again with a back-off while waiting work
+//! fails after the pool's start timeout (`starts.rs`).
 //!
 //! # Who may touch what
 //!
@@ -47,6 +50,7 @@ use std::time::{Duration, Instant};
 
 use super::job::{Chunk, Collector, Sink};
 use super::result::lock;
+use super::starts::{Backlog, Starts};
 use crate::bootstrap::{self, ChildLink};
 use crate::error::{Death, Error, Result};
 use crate::sys;
@@ -58,10 +62,10 @@ use crate::worker::STARTED_SLOT;
 
 /// How many times a chunk whose worker died is handed out again before its items fail.
 const MAX_RETRIES: u8 = 3;
-/// Consecutive failed spawns (with no live worker) after which the pool gives up.
-const MAX_SPAWN_FAILURES: u32 = 5;
-/// Consecutive deaths inside the initializer after which the pool gives up.
-const MAX_INIT_DEATHS: u32 = 3;
+/// How long part of a message from a worker may wait for the rest before the worker is
+/// replaced: workers write each message whole, so one cut short for this long is garbage (a
+/// task wrote into the worker's socket, say) that will never be completed.
+const STALLED: Duration = Duration::from_secs(2);
 /// How long a worker told to exit may take before it is killed.
 const EXIT_GRACE: Duration = Duration::from_secs(5);
 /// Chunks slower than this are sent one at a time per worker (best balance); faster ones are
@@ -85,6 +89,8 @@ pub(crate) struct Config {
     pub(crate) init: Option<InitTask>,
     pub(crate) max_tasks_per_child: Option<usize>,
     pub(crate) task_timeout: Option<Duration>,
+    /// How long work waits while no worker can be started (see `starts.rs`).
+    pub(crate) start_timeout: Duration,
 }
 
 /// The initializer: a trampoline and its one encoded argument.
@@ -101,18 +107,20 @@ pub(crate) enum PoolState {
     Terminating,
 }
 
-/// Why a pool can no longer run tasks.
+/// Why a pool can no longer run tasks. Only what no retry can mend: a child that refused the
+/// handshake (another executable), or an initializer that failed. Workers that cannot be
+/// started for now are an outage, not a break (see `starts.rs`).
 #[derive(Clone, Debug)]
 pub(crate) enum Broken {
     Init(Failure),
-    Spawn(String),
+    Refused(String),
 }
 
 impl Broken {
     pub(crate) fn to_error(&self) -> Error {
         match self {
             Broken::Init(f) => Error::InitializerFailed(Box::new(f.clone().into())),
-            Broken::Spawn(m) => Error::Spawn(m.clone()),
+            Broken::Refused(m) => Error::Spawn(m.clone()),
         }
     }
 }
@@ -292,11 +300,10 @@ impl Drop for InHand<'_> {
     }
 }
 
-/// Records the initializer's outcomes: the first failure (never overwritten by another worker's
-/// success), and whether any worker's initializer succeeded since the last look.
+/// Records the first failure of the initializer (never overwritten by another worker's
+/// success).
 struct InitSink {
     failure: Mutex<Option<Failure>>,
-    succeeded: std::sync::atomic::AtomicBool,
 }
 
 impl Sink for InitSink {
@@ -306,11 +313,8 @@ impl Sink for InitSink {
             Ok(Err(f)) => Some(f),
             Err(e) => Some(Failure::Decode(e.to_string())),
         };
-        match failure {
-            Some(f) => {
-                lock(&self.failure).get_or_insert(f);
-            }
-            None => self.succeeded.store(true, Ordering::Relaxed),
+        if let Some(f) = failure {
+            lock(&self.failure).get_or_insert(f);
         }
     }
     fn fail(&self, _index: usize, _error: Error) {}
@@ -347,6 +351,9 @@ struct Worker {
     killed: Option<KillReason>,
     /// Whether the child answered the greeting.
     ready: bool,
+    /// Whether it is ready to serve tasks (greeted, and through its initializer); noted once
+    /// in `Starts`.
+    serving: bool,
 }
 
 impl Worker {
@@ -376,16 +383,14 @@ pub(crate) struct Core {
     inbox: Arc<Mutex<Inbox>>,
     cfg: Config,
     workers: Vec<Worker>,
-    pending: VecDeque<Chunk>,
+    pending: Backlog,
     state: PoolState,
     broken: Option<Broken>,
     next_name: usize,
     next_seq: u64,
     /// How fast chunks are served.
     pace: Pace,
-    spawn_failures: u32,
-    init_deaths: u32,
-    next_spawn: Instant,
+    starts: Starts,
     init_sink: Arc<InitSink>,
     /// Whether the supervisor's current `poll` wakes up regularly to enforce `task_timeout`
     /// (it does only while tasks are in flight): a submitter that starts the first task must
@@ -449,6 +454,7 @@ impl Supervisor {
                 continue;
             }
             core.check_timeouts();
+            core.check_stalls();
         }
     }
 }
@@ -477,20 +483,17 @@ impl Core {
     fn new(inbox: Arc<Mutex<Inbox>>, cfg: Config) -> Self {
         Self {
             inbox,
+            starts: Starts::new(cfg.start_timeout, Instant::now()),
             cfg,
             workers: Vec::new(),
-            pending: VecDeque::new(),
+            pending: Backlog::default(),
             state: PoolState::Running,
             broken: None,
             next_name: 1,
             next_seq: 1,
             pace: Pace::default(),
-            spawn_failures: 0,
-            init_deaths: 0,
-            next_spawn: Instant::now(),
             init_sink: Arc::new(InitSink {
                 failure: Mutex::new(None),
-                succeeded: std::sync::atomic::AtomicBool::new(false),
             }),
             ticking: false,
             deliveries: Vec::new(),
@@ -507,11 +510,12 @@ impl Core {
             return None;
         }
         if let Some(broken) = self.broken.clone() {
-            for chunk in self.pending.drain(..) {
+            for chunk in self.pending.take_all() {
                 fail_chunk(&chunk, 0..chunk.len(), |_| broken.to_error());
             }
         }
         self.maintain_workers();
+        self.fail_if_no_worker_starts();
         self.dispatch(None);
         self.flush_writes();
         self.trim_idle_channels();
@@ -594,7 +598,14 @@ impl Core {
 
     fn take_inbox(&mut self) {
         let mut inbox = lock(&self.inbox);
-        self.pending.extend(inbox.chunks.drain(..));
+        if !inbox.chunks.is_empty() {
+            // New work during an outage is decided by an attempt made after it arrived.
+            self.starts.hurry();
+        }
+        inbox
+            .chunks
+            .drain(..)
+            .for_each(|c| self.pending.push_back(c));
         self.state = inbox.state;
         if inbox.broken.is_none() {
             inbox.broken = self.broken.clone();
@@ -627,16 +638,49 @@ impl Core {
         if !self.wants_workers() {
             return;
         }
-        while self.live_workers() < self.cfg.processes && Instant::now() >= self.next_spawn {
+        while self.live_workers() < self.cfg.processes && self.starts.due(Instant::now()) {
             if let Err(e) = self.spawn_worker() {
-                self.spawn_failures += 1;
-                self.next_spawn =
-                    Instant::now() + Duration::from_millis(50 << self.spawn_failures.min(5));
-                if self.live_workers() == 0 && self.spawn_failures >= MAX_SPAWN_FAILURES {
-                    self.set_broken(Broken::Spawn(e.to_string()));
-                }
+                let cause = match e {
+                    Error::Spawn(why) => why,
+                    other => other.to_string(),
+                };
+                self.start_failed(cause);
                 break;
             }
+        }
+    }
+
+    /// A worker could not be started, or died before it could serve.
+    fn start_failed(&mut self, cause: String) {
+        self.starts.failed(Instant::now(), cause);
+        self.pending.saw_failure();
+    }
+
+    /// Notes workers that have become ready to serve: starting workers works.
+    fn note_serving(&mut self) {
+        for w in &mut self.workers {
+            note_serving(w, &mut self.starts);
+        }
+    }
+
+    /// Whether some worker is ready to serve, or will be once it is through what it has.
+    fn any_serving(&self) -> bool {
+        self.workers
+            .iter()
+            .any(|w| w.serving && w.killed.is_none() && !w.retiring && !w.link.channel.at_eof())
+    }
+
+    /// While no worker can be started and none serves, work that has waited out the start
+    /// timeout, and seen an attempt fail since it arrived, fails with the cause.
+    fn fail_if_no_worker_starts(&mut self) {
+        if self.pending.is_empty() || self.any_serving() {
+            return;
+        }
+        let Some(why) = self.starts.verdict(Instant::now()) else {
+            return;
+        };
+        for chunk in self.pending.take_decided() {
+            fail_chunk(&chunk, 0..chunk.len(), |_| Error::Spawn(why.clone()));
         }
     }
 
@@ -662,6 +706,7 @@ impl Core {
             last_done: Instant::now(),
             killed: None,
             ready: false,
+            serving: false,
         };
         if let Some(init) = &self.cfg.init {
             // The initializer is the worker's first batch; tasks may queue behind it at once.
@@ -711,7 +756,13 @@ impl Core {
             if only_below.is_some_and(|limit| chunk.payload.len() >= limit) {
                 break;
             }
-            let depth = self.depth(chunk);
+            // A chunk taken back from a dead worker runs alone, not queued behind others: if it
+            // kills or garbles its worker again, the blame is exact.
+            let depth = if chunk.retries > 0 {
+                1
+            } else {
+                self.depth(chunk)
+            };
             let choice = self
                 .workers
                 .iter()
@@ -774,12 +825,28 @@ impl Core {
                 self.ticking = true;
             }
         }
+        let now = Instant::now();
         if self.wants_workers() && self.live_workers() < self.cfg.processes {
-            consider(self.next_spawn.saturating_duration_since(Instant::now()));
+            consider(self.starts.next_try().saturating_duration_since(now));
+        }
+        if let Some(due) = self
+            .starts
+            .verdict_due()
+            .filter(|_| !self.pending.is_empty())
+        {
+            consider(due.saturating_duration_since(now));
         }
         for w in &self.workers {
             if w.inflight.is_empty() && w.link.channel.holds_bulk() {
                 consider(BULK_IDLE.saturating_sub(w.last_done.elapsed()));
+            }
+            if let Some(waited) = w
+                .link
+                .channel
+                .stalled_for(now)
+                .filter(|_| w.killed.is_none())
+            {
+                consider(STALLED.saturating_sub(waited));
             }
         }
         timeout
@@ -824,12 +891,7 @@ impl Core {
             let sock = ready[1 + 2 * i];
             let pid = ready[2 + 2 * i];
             if sock.read || sock.hangup {
-                let was_ready = w.ready;
                 let read = read_available(w, &mut self.pace, &mut self.deliveries);
-                if w.ready && !was_ready {
-                    // A child greeted back: starting workers works.
-                    self.spawn_failures = 0;
-                }
                 if let Err(e) = read {
                     if let Error::Spawn(reason) = &e {
                         // The child refused the handshake: no child of ours ever will.
@@ -847,11 +909,9 @@ impl Core {
         }
         // Handshake refusals and initializer failures are noticed while reading.
         if let Some(reason) = refused {
-            self.set_broken(Broken::Spawn(reason));
+            self.set_broken(Broken::Refused(reason));
         }
-        if self.init_sink.succeeded.swap(false, Ordering::Relaxed) {
-            self.init_deaths = 0;
-        }
+        self.note_serving();
         let init_failure = lock(&self.init_sink.failure).take();
         if let Some(f) = init_failure {
             self.set_broken(Broken::Init(f));
@@ -880,25 +940,43 @@ impl Core {
         }
     }
 
+    /// Replaces workers whose socket holds part of a message that has not been completed for
+    /// [`STALLED`] (see there).
+    fn check_stalls(&mut self) {
+        let stalled = |w: &Worker| {
+            w.link
+                .channel
+                .stalled_for(Instant::now())
+                .is_some_and(|d| d >= STALLED)
+        };
+        for w in &mut self.workers {
+            if w.killed.is_some() || !stalled(w) {
+                continue;
+            }
+            // The rest may have arrived while nobody was reading.
+            let read = read_available(w, &mut self.pace, &mut self.deliveries);
+            if let Err(e) = read {
+                kill(w, KillReason::Protocol(e.to_string()));
+            } else if stalled(w) {
+                let why = format!(
+                    "worker {} sent part of a message and nothing more for {STALLED:?} (did a \
+                     task write into an inherited descriptor?)",
+                    w.link.pid
+                );
+                kill(w, KillReason::Protocol(why));
+            }
+        }
+    }
+
     /// Handles a worker's exit: collect its last results, reap it, blame the item it was
     /// running, and requeue the rest.
     fn bury(&mut self, i: usize) {
         let mut w = self.workers.swap_remove(i);
         let _ = read_available(&mut w, &mut self.pace, &mut self.deliveries);
+        note_serving(&mut w, &mut self.starts);
         // What the worker answered before it died arrives before the failures its death causes.
         self.deliver_now();
         let exit = reap(&mut w);
-        if !w.ready && w.killed.is_none() {
-            // Died during start-up: back off as for a failed spawn, and give up eventually.
-            self.spawn_failures += 1;
-            self.next_spawn =
-                Instant::now() + Duration::from_millis(50 << self.spawn_failures.min(5));
-            if self.live_workers() == 0 && self.spawn_failures >= MAX_SPAWN_FAILURES {
-                self.set_broken(Broken::Spawn(format!(
-                    "workers keep dying during start-up (last: {exit})"
-                )));
-            }
-        }
         let blame = |task: usize| -> Error {
             match &w.killed {
                 Some(KillReason::Timeout(after, _)) => Error::TaskTimeout {
@@ -914,11 +992,24 @@ impl Core {
                 },
             }
         };
-        // The item to blame is the last one started (by the progress counter), or, for a
-        // timeout, the one that was running when we decided to kill.
-        let blamed = match &w.killed {
+        // The item to blame (a value of the progress counter) is the last one started, or, for
+        // a timeout, the one that was running when we decided to kill.
+        let answered = w.done_items + w.inflight.front().map_or(0, |f| f.reported as u64);
+        let mut blamed = match &w.killed {
             Some(KillReason::Timeout(_, at)) => *at,
             _ => w.started(),
+        };
+        // Garbage while several items ran unanswered: which of them sent it cannot be told
+        // (answers of earlier ones may have been held back in the worker's batch, behind the
+        // garbage). None of them fails: each runs again alone (see `dispatch`), where a culprit
+        // is caught by itself.
+        let suspects = match &w.killed {
+            Some(KillReason::Protocol(_)) if blamed > answered + 1 => {
+                let suspects = answered + 1..blamed + 1;
+                blamed = 0;
+                suspects
+            }
+            _ => 0..0,
         };
         let mut base = w.done_items;
         let mut requeue = Vec::new();
@@ -927,25 +1018,16 @@ impl Core {
         // or before starting) counts against the chunk it was about to run, the first one not
         // answered; the chunks queued behind it did nothing wrong. A child that died before
         // greeting back ran nothing: that is a failed start, not a charge.
-        let answered = w.done_items + w.inflight.front().map_or(0, |f| f.reported as u64);
-        let mut chargeable = blamed <= answered && w.ready;
+        let mut chargeable = blamed <= answered && w.ready && suspects.is_empty();
         for fl in &w.inflight {
             let n = fl.chunk.len();
             let running = (blamed > base + fl.reported as u64 && blamed <= base + n as u64)
                 .then(|| (blamed - 1 - base) as usize);
+            // This chunk's suspects, as item indices.
+            let index = |counter: u64| (counter.saturating_sub(base + 1) as usize).min(n);
+            let suspect = index(suspects.start).max(fl.reported)..index(suspects.end);
             base += n as u64;
             if fl.is_init {
-                if running.is_some() {
-                    self.init_deaths += 1;
-                    if self.init_deaths >= MAX_INIT_DEATHS {
-                        let message = format!("worker died during the initializer: {}", blame(0));
-                        self.set_broken(Broken::Init(Failure::Panic {
-                            message,
-                            location: None,
-                            backtrace: None,
-                        }));
-                    }
-                }
                 continue;
             }
             if let Some(r) = running {
@@ -954,18 +1036,26 @@ impl Core {
                     .fail(fl.chunk.first + r, blame(fl.chunk.first + r));
             }
             // Everything else not answered runs again elsewhere: items the worker never reached,
-            // and (rarely) items it finished whose answer died with it.
+            // and (rarely) items it finished whose answer died with it; suspects one by one.
             let mut ranges = Vec::new();
             match running {
                 Some(r) => {
-                    ranges.push(fl.reported..r);
-                    ranges.push(r + 1..n);
+                    ranges.push((fl.reported..r, 0));
+                    ranges.push((r + 1..n, 0));
                 }
-                None => ranges.push(fl.reported..n),
+                None if !suspect.is_empty() => {
+                    ranges.push((fl.reported..suspect.start, 0));
+                    ranges.extend(suspect.clone().map(|i| (i..i + 1, 1)));
+                    ranges.push((suspect.end..n, 0));
+                }
+                None => ranges.push((fl.reported..n, 0)),
             }
             let charge = u8::from(std::mem::take(&mut chargeable));
-            for range in ranges.into_iter().filter(|r| !r.is_empty()) {
-                if fl.chunk.retries + charge > MAX_RETRIES {
+            for (range, suspect) in ranges.into_iter().filter(|(r, _)| !r.is_empty()) {
+                let charge = charge.max(suspect);
+                if fl.chunk.retries + charge > MAX_RETRIES && suspect == 1 {
+                    fail_chunk(&fl.chunk, range, blame);
+                } else if fl.chunk.retries + charge > MAX_RETRIES {
                     let pid = w.link.pid;
                     let cause = exit.clone();
                     fail_chunk(&fl.chunk, range, |task| Error::WorkerDied {
@@ -980,6 +1070,16 @@ impl Core {
         }
         for chunk in requeue.into_iter().rev() {
             self.pending.push_front(chunk);
+        }
+        if !w.serving {
+            // Died (or was killed for misbehaving) before it could serve: a failed start, as
+            // much as one that never got a process.
+            let stage = if w.ready {
+                "in the initializer"
+            } else {
+                "during start-up"
+            };
+            self.start_failed(format!("a worker died {stage} ({exit})"));
         }
     }
 
@@ -1031,9 +1131,12 @@ impl Core {
             }
         }
         let mut inbox = lock(&self.inbox);
-        self.pending.extend(inbox.chunks.drain(..));
+        inbox
+            .chunks
+            .drain(..)
+            .for_each(|c| self.pending.push_back(c));
         drop(inbox);
-        for chunk in self.pending.drain(..) {
+        for chunk in self.pending.take_all() {
             fail_chunk(&chunk, 0..chunk.len(), |_| Error::PoolTerminated);
         }
     }
@@ -1119,6 +1222,15 @@ fn send_chunk(w: &mut Worker, seq: u64, chunk: Chunk, is_init: bool) -> Result<(
             fail_chunk(&chunk, 0..chunk.len(), |_| Error::Encode(msg.clone()));
             Err(e)
         }
+    }
+}
+
+/// Notes `w` in `starts` if it has just become ready to serve: greeted back, and through its
+/// initializer.
+fn note_serving(w: &mut Worker, starts: &mut Starts) {
+    if !w.serving && w.ready && !w.running_init() && w.killed.is_none() {
+        w.serving = true;
+        starts.succeeded();
     }
 }
 

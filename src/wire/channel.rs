@@ -9,7 +9,7 @@ use std::collections::VecDeque;
 use std::io;
 use std::ops::Range;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use super::bulk;
 use super::{HEADER, MAX_FRAME};
@@ -67,6 +67,8 @@ pub(crate) struct Channel {
     start: usize,
     end: usize,
     in_fds: VecDeque<OwnedFd>,
+    /// When bytes last arrived (see [`Channel::stalled_for`]).
+    last_read: Instant,
     out: Vec<u8>,
     out_pos: usize,
     /// Descriptors to attach at absolute offsets of `out`.
@@ -86,6 +88,7 @@ impl Channel {
             start: 0,
             end: 0,
             in_fds: VecDeque::new(),
+            last_read: Instant::now(),
             out: Vec::new(),
             out_pos: 0,
             out_fds: VecDeque::new(),
@@ -353,6 +356,8 @@ impl Channel {
                 self.end += n;
                 if n == 0 {
                     self.eof = true;
+                } else {
+                    self.last_read = Instant::now();
                 }
                 Ok(Some(n))
             }
@@ -375,6 +380,15 @@ impl Channel {
     /// Whether any received bytes or descriptors wait in the buffer.
     pub(crate) fn has_buffered_input(&self) -> bool {
         self.end > self.start || !self.in_fds.is_empty()
+    }
+
+    /// How long the part of a frame that has arrived has waited for the rest, as of `now` (the
+    /// time since bytes last arrived); `None` unless part of a frame is buffered. Peers write
+    /// each frame whole, so a frame that stops half-way for long is garbage that will never be
+    /// completed (a stray write into the socket, say), not a slow peer.
+    pub(crate) fn stalled_for(&self, now: Instant) -> Option<Duration> {
+        (self.end > self.start && !self.has_frame())
+            .then(|| now.saturating_duration_since(self.last_read))
     }
 
     /// Whether a whole frame is buffered.
@@ -610,6 +624,29 @@ mod tests {
         let bad = [1, 0, 0, 0, 3, 0, 9, 9, 0];
         sys::fd::send(a.as_fd(), &bad, &[], false).unwrap();
         assert!(matches!(b.recv(None), Err(Error::Protocol(_))));
+    }
+
+    #[test]
+    fn a_frame_cut_short_is_seen_stalling_and_a_whole_one_is_not() {
+        let (a, mut b) = pair();
+        let now = Instant::now();
+        assert_eq!(b.stalled_for(now), None);
+        // A header that announces 4,000 bytes, and 3 of them.
+        let mut bytes = vec![0xa0, 0x0f, 0, 0, 5, 0, 0, 0];
+        bytes.extend_from_slice(b"abc");
+        sys::fd::send(a.as_fd(), &bytes, &[], false).unwrap();
+        assert!(b.fill().unwrap().is_some());
+        let later = Instant::now() + Duration::from_secs(3);
+        assert!(b.stalled_for(later).unwrap() >= Duration::from_secs(3));
+        // Three bytes of a header stall too; a whole frame does not.
+        let (a, mut b) = pair();
+        sys::fd::send(a.as_fd(), &[1, 0, 0], &[], false).unwrap();
+        b.fill().unwrap();
+        assert!(b.stalled_for(later).is_some());
+        sys::fd::send(a.as_fd(), &[0, 7, 0, 0, 0, 42], &[], false).unwrap();
+        b.fill().unwrap();
+        assert_eq!(b.stalled_for(later), None);
+        assert_eq!(b.recv(None).unwrap().payload(), [42]);
     }
 
     #[test]

@@ -1,0 +1,259 @@
+//! Starting workers when the machine pushes back: when to try again, and when waiting work
+//! gives up.
+//!
+//! A worker may fail to start (no descriptor, no process slot, no memory) or die before it can
+//! serve (an OOM kill, a kill storm, a crash in the initializer). None of that need last, so no
+//! failed start is final: the pool tries again after a back-off that doubles from
+//! [`FIRST_BACKOFF`] up to [`MAX_BACKOFF`], for as long as it wants workers, and the first
+//! worker that is ready to serve ends the outage.
+//!
+//! Work does not wait for ever meanwhile. Once the outage has lasted the pool's start timeout
+//! and no worker is ready, waiting work fails with `Error::Spawn` naming the last cause — but
+//! only work that has seen a start attempt fail since it arrived ([`Backlog`] keeps count):
+//! new work brings the next attempt forward, so a call made just after the cause went away is
+//! served, not failed on old news.
+
+use std::collections::VecDeque;
+use std::time::{Duration, Instant};
+
+use super::job::Chunk;
+
+/// The wait after the first failed start; it doubles with each failure after that.
+pub(crate) const FIRST_BACKOFF: Duration = Duration::from_millis(50);
+/// The longest wait between two attempts: a pool recovers within this of its cause going away.
+pub(crate) const MAX_BACKOFF: Duration = Duration::from_secs(1);
+
+/// The run of failed starts the pool is in, if any.
+#[derive(Debug)]
+struct Outage {
+    since: Instant,
+    failures: u32,
+    last_failure: Instant,
+    cause: String,
+}
+
+/// When to try starting a worker, and what waiting work is told when none can be started.
+#[derive(Debug)]
+pub(crate) struct Starts {
+    /// How long an outage may last before waiting work fails.
+    patience: Duration,
+    next_try: Instant,
+    outage: Option<Outage>,
+}
+
+impl Starts {
+    pub(crate) fn new(patience: Duration, now: Instant) -> Self {
+        Self {
+            patience,
+            next_try: now,
+            outage: None,
+        }
+    }
+
+    /// Whether an attempt to start a worker is due.
+    pub(crate) fn due(&self, now: Instant) -> bool {
+        now >= self.next_try
+    }
+
+    /// When the next attempt is due.
+    pub(crate) fn next_try(&self) -> Instant {
+        self.next_try
+    }
+
+    /// A worker could not be started, or died before it could serve, because of `cause`.
+    pub(crate) fn failed(&mut self, now: Instant, cause: String) {
+        let outage = self.outage.get_or_insert(Outage {
+            since: now,
+            failures: 0,
+            last_failure: now,
+            cause: String::new(),
+        });
+        outage.failures += 1;
+        outage.last_failure = now;
+        outage.cause = cause;
+        let backoff = FIRST_BACKOFF.saturating_mul(1 << (outage.failures - 1).min(16));
+        self.next_try = now + backoff.min(MAX_BACKOFF);
+    }
+
+    /// A worker is ready to serve: the outage, if any, is over.
+    pub(crate) fn succeeded(&mut self) {
+        self.outage = None;
+    }
+
+    /// New work arrived during an outage: try again soon (at most [`FIRST_BACKOFF`] after the
+    /// last failure), so that the work is decided by a fresh attempt.
+    pub(crate) fn hurry(&mut self) {
+        if let Some(outage) = &self.outage {
+            self.next_try = self.next_try.min(outage.last_failure + FIRST_BACKOFF);
+        }
+    }
+
+    /// What waiting work is told (as `Error::Spawn`) once the outage has lasted the start
+    /// timeout; `None` while work may still wait. The caller checks that no worker is ready.
+    pub(crate) fn verdict(&self, now: Instant) -> Option<String> {
+        let outage = self.outage.as_ref()?;
+        (now >= outage.since + self.patience).then(|| {
+            format!(
+                "no worker could be started for {:.1?} ({} attempts); last cause: {}",
+                now.saturating_duration_since(outage.since),
+                outage.failures,
+                outage.cause
+            )
+        })
+    }
+
+    /// When [`verdict`](Self::verdict) starts to give an error, during an outage.
+    pub(crate) fn verdict_due(&self) -> Option<Instant> {
+        self.outage.as_ref().map(|o| o.since + self.patience)
+    }
+}
+
+/// The chunks waiting for a worker, oldest first, with a count of those at the front that
+/// have seen a start attempt fail since they arrived (and so may fail with the outage).
+#[derive(Default)]
+pub(crate) struct Backlog {
+    chunks: VecDeque<Chunk>,
+    decided: usize,
+}
+
+impl Backlog {
+    pub(crate) fn is_empty(&self) -> bool {
+        self.chunks.is_empty()
+    }
+
+    pub(crate) fn front(&self) -> Option<&Chunk> {
+        self.chunks.front()
+    }
+
+    pub(crate) fn pop_front(&mut self) -> Option<Chunk> {
+        self.decided = self.decided.saturating_sub(1);
+        self.chunks.pop_front()
+    }
+
+    /// New work, behind everything waiting.
+    pub(crate) fn push_back(&mut self, chunk: Chunk) {
+        self.chunks.push_back(chunk);
+    }
+
+    /// Work taken back from a worker that died, ahead of everything else: it was sent to a
+    /// worker before, so it counts as having seen an attempt.
+    pub(crate) fn push_front(&mut self, chunk: Chunk) {
+        self.chunks.push_front(chunk);
+        self.decided += 1;
+    }
+
+    /// A start attempt failed: everything waiting now has seen one.
+    pub(crate) fn saw_failure(&mut self) {
+        self.decided = self.chunks.len();
+    }
+
+    /// Takes out the chunks that have seen a failed attempt.
+    pub(crate) fn take_decided(&mut self) -> Vec<Chunk> {
+        let n = std::mem::take(&mut self.decided).min(self.chunks.len());
+        self.chunks.drain(..n).collect()
+    }
+
+    /// Takes out everything.
+    pub(crate) fn take_all(&mut self) -> Vec<Chunk> {
+        self.decided = 0;
+        self.chunks.drain(..).collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::error::Error;
+    use crate::pool::job::Sink;
+    use std::sync::Arc;
+
+    struct Nobody;
+    impl Sink for Nobody {
+        fn deliver(&self, _: usize, _: usize, _: &[u8]) {}
+        fn fail(&self, _: usize, _: Error) {}
+    }
+
+    fn chunk(first: usize) -> Chunk {
+        Chunk {
+            sink: Arc::new(Nobody),
+            call: 1,
+            entry: 0,
+            first,
+            payload: Vec::new(),
+            offsets: vec![0],
+            retries: 0,
+            fds: Arc::default(),
+        }
+    }
+
+    const MS: fn(u64) -> Duration = Duration::from_millis;
+
+    #[test]
+    fn the_back_off_doubles_and_is_capped() {
+        let t0 = Instant::now();
+        let mut s = Starts::new(MS(5000), t0);
+        assert!(s.due(t0));
+        let waits: Vec<Duration> = (0..8)
+            .map(|_| {
+                s.failed(t0, "EMFILE".into());
+                s.next_try() - t0
+            })
+            .collect();
+        assert_eq!(
+            waits,
+            [50, 100, 200, 400, 800, 1000, 1000, 1000].map(MS).to_vec()
+        );
+        s.succeeded();
+        s.failed(t0, "EMFILE".into());
+        assert_eq!(s.next_try() - t0, FIRST_BACKOFF, "a success starts over");
+    }
+
+    #[test]
+    fn waiting_work_fails_only_after_the_start_timeout_with_the_cause() {
+        let t0 = Instant::now();
+        let mut s = Starts::new(MS(300), t0);
+        assert!(s.verdict(t0 + MS(1000)).is_none(), "no outage, no verdict");
+        s.failed(t0, "Too many open files".into());
+        assert!(s.verdict(t0 + MS(299)).is_none());
+        assert_eq!(s.verdict_due(), Some(t0 + MS(300)));
+        let why = s
+            .verdict(t0 + MS(300))
+            .expect("a verdict at the start timeout");
+        assert!(why.contains("Too many open files"), "{why}");
+        s.succeeded();
+        assert!(s.verdict(t0 + MS(5000)).is_none());
+        assert_eq!(s.verdict_due(), None);
+    }
+
+    #[test]
+    fn new_work_brings_the_next_attempt_forward() {
+        let t0 = Instant::now();
+        let mut s = Starts::new(MS(300), t0);
+        for _ in 0..6 {
+            s.failed(t0, "EAGAIN".into());
+        }
+        assert_eq!(s.next_try(), t0 + MAX_BACKOFF);
+        s.hurry();
+        assert_eq!(s.next_try(), t0 + FIRST_BACKOFF);
+    }
+
+    #[test]
+    fn only_work_that_saw_a_failed_attempt_is_decided() {
+        let mut b = Backlog::default();
+        b.push_back(chunk(0));
+        b.push_back(chunk(1));
+        b.saw_failure();
+        b.push_back(chunk(2));
+        b.push_front(chunk(9));
+        let decided: Vec<usize> = b.take_decided().iter().map(|c| c.first).collect();
+        assert_eq!(decided, [9, 0, 1]);
+        assert_eq!(b.front().map(|c| c.first), Some(2));
+        assert!(
+            b.take_decided().is_empty(),
+            "the newest has seen no attempt"
+        );
+        b.saw_failure();
+        assert_eq!(b.pop_front().map(|c| c.first), Some(2));
+        assert!(b.take_decided().is_empty() && b.is_empty());
+    }
+}

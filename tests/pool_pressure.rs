@@ -1,0 +1,154 @@
+//! Transient pressure: workers that cannot be started for a while (descriptor limit, a kill
+//! storm) make waiting calls fail within the start timeout, with the cause, and the pool serves
+//! again once the cause is gone. These tests change process-wide limits and kill every child
+//! of the process, so they run one at a time and in a file of their own.
+
+mod common;
+use common::{SECS, children_of, within};
+use multiproc::{Error, Pool};
+use rustix::process::{Resource, getrlimit, setrlimit};
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
+
+fn square(x: u64) -> u64 {
+    x * x
+}
+
+/// The number a new descriptor would get: the lowest one free.
+fn next_fd() -> u64 {
+    use std::os::fd::AsRawFd;
+    let probe = std::fs::File::open("/dev/null").unwrap();
+    probe.as_raw_fd() as u64
+}
+
+#[test]
+fn a_descriptor_limit_fails_waiting_calls_with_the_cause_and_the_pool_recovers() {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
+    within(SECS(120), || {
+        // With 1..3 descriptors to spare, the pool and its supervisor start but no worker can.
+        for slack in 1..4u64 {
+            let saved = getrlimit(Resource::Nofile);
+            let mut tight = saved;
+            tight.current = Some(next_fd() + slack);
+            setrlimit(Resource::Nofile, tight).unwrap();
+            let start_timeout = Duration::from_millis(700);
+            let built = Pool::builder()
+                .processes(2)
+                .start_timeout(start_timeout)
+                .build();
+            let t = Instant::now();
+            let first = built
+                .as_ref()
+                .map(|p| p.apply(square, 7))
+                .map_err(|e| e.to_string());
+            let took = t.elapsed();
+            setrlimit(Resource::Nofile, saved).unwrap();
+            let Ok(pool) = built else {
+                continue; // no room even for the pool itself: nothing to wait for
+            };
+            match first.unwrap() {
+                Err(Error::Spawn(why)) => {
+                    assert!(why.contains("Too many open files"), "{why}")
+                }
+                other => panic!("slack {slack}: expected a spawn error, got {other:?}"),
+            }
+            assert!(
+                took >= start_timeout && took < start_timeout + SECS(3),
+                "slack {slack}: failed after {took:?}"
+            );
+            // The cause is gone: the same pool serves again, by itself.
+            let t = Instant::now();
+            assert_eq!(pool.apply(square, 8).unwrap(), 64, "slack {slack}");
+            assert!(t.elapsed() < SECS(5), "recovered after {:?}", t.elapsed());
+        }
+    });
+}
+
+#[test]
+fn a_call_made_after_the_cause_is_gone_is_served_not_failed_on_old_news() {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
+    within(SECS(60), || {
+        let saved = getrlimit(Resource::Nofile);
+        let mut tight = saved;
+        tight.current = Some(next_fd() + 2);
+        setrlimit(Resource::Nofile, tight).unwrap();
+        let pool = Pool::builder()
+            .processes(1)
+            .start_timeout(Duration::from_millis(200))
+            .build();
+        // The outage outlasts the start timeout, and the back-off grows to its cap.
+        std::thread::sleep(Duration::from_millis(1500));
+        setrlimit(Resource::Nofile, saved).unwrap();
+        let pool = pool.unwrap();
+        let t = Instant::now();
+        assert_eq!(pool.apply(square, 9).unwrap(), 81);
+        assert!(t.elapsed() < SECS(3), "served after {:?}", t.elapsed());
+    });
+}
+
+#[test]
+fn a_kill_storm_through_start_up_never_breaks_the_pool_for_good() {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
+    within(SECS(120), || {
+        let pool = Pool::builder()
+            .processes(2)
+            .start_timeout(Duration::from_millis(500))
+            .build()
+            .unwrap();
+        assert_eq!(pool.apply(square, 2).unwrap(), 4);
+        // Every child of ours dies every 0.2–4 ms: workers are killed during start-up.
+        let storm = std::sync::Arc::new(AtomicBool::new(true));
+        let killer = {
+            let storm = storm.clone();
+            std::thread::spawn(move || {
+                let me = std::process::id();
+                let mut kills = 0u32;
+                let mut n = 0u64;
+                while storm.load(Ordering::Relaxed) {
+                    for pid in children_of(me) {
+                        let raw = rustix::process::Pid::from_raw(pid as i32).unwrap();
+                        if rustix::process::kill_process(raw, rustix::process::Signal::KILL).is_ok()
+                        {
+                            kills += 1;
+                        }
+                    }
+                    n = n
+                        .wrapping_mul(6364136223846793005)
+                        .wrapping_add(1442695040888963407);
+                    std::thread::sleep(Duration::from_micros(200 + (n >> 33) % 3800));
+                }
+                kills
+            })
+        };
+        // Calls made during the storm end, one way or another, in bounded time.
+        let t = Instant::now();
+        while t.elapsed() < Duration::from_millis(2500) {
+            let c = Instant::now();
+            let r = pool.apply_async(square, 3).get_timeout(SECS(20));
+            assert!(
+                !matches!(r, Err(Error::Timeout)),
+                "a call hung in the storm"
+            );
+            assert!(c.elapsed() < SECS(10), "a call took {:?}", c.elapsed());
+            if let Err(e) = &r {
+                assert!(
+                    matches!(e, Error::Spawn(_) | Error::WorkerDied { .. }),
+                    "unexpected error {e:?}"
+                );
+            }
+        }
+        storm.store(false, Ordering::Relaxed);
+        let kills = killer.join().unwrap();
+        assert!(kills > 10, "the storm killed only {kills} processes");
+        // The storm is over: the pool serves again.
+        let t = Instant::now();
+        assert_eq!(
+            pool.map(square, 0..100u64).unwrap(),
+            (0..100u64).map(square).collect::<Vec<_>>()
+        );
+        assert!(t.elapsed() < SECS(5), "recovered after {:?}", t.elapsed());
+    });
+}
