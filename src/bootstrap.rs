@@ -12,8 +12,8 @@
 //! still the one that started it, closing the race where the parent dies first.
 
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd, RawFd};
-use std::sync::OnceLock;
 use std::sync::mpsc;
+use std::sync::{Mutex, OnceLock, PoisonError};
 use std::time::{Duration, Instant};
 
 use crate::error::{Error, Result};
@@ -202,41 +202,95 @@ struct SpawnRequest {
     reply: mpsc::SyncSender<std::io::Result<u32>>,
 }
 
-fn spawner() -> Result<&'static mpsc::Sender<SpawnRequest>> {
-    static SPAWNER: OnceLock<mpsc::Sender<SpawnRequest>> = OnceLock::new();
-    if let Some(tx) = SPAWNER.get() {
-        return Ok(tx);
+/// The thread that forks every child (see the module docs), started when first needed. Only a
+/// thread that exists is recorded: when it cannot be created (`EAGAIN` under a process limit,
+/// say), that spawn fails with the OS cause and the next one tries again.
+struct Spawner {
+    tx: Mutex<Option<mpsc::Sender<SpawnRequest>>>,
+    /// Test hook: the next creation of the thread fails, as it does under `RLIMIT_NPROC`.
+    #[cfg(test)]
+    fail_next_start: std::sync::atomic::AtomicBool,
+}
+
+/// This process's spawner.
+static SPAWNER: Spawner = Spawner::new();
+
+impl Spawner {
+    const fn new() -> Self {
+        Self {
+            tx: Mutex::new(None),
+            #[cfg(test)]
+            fail_next_start: std::sync::atomic::AtomicBool::new(false),
+        }
     }
-    let (tx, rx) = mpsc::channel::<SpawnRequest>();
-    let tx = SPAWNER.get_or_init(|| tx);
-    // Another thread may have won the race to install its sender; then `rx` is orphaned and
-    // this thread's spawner exits at once. Only the winner's receiver gets requests.
-    std::thread::Builder::new()
-        .name("multiproc-spawner".into())
-        .spawn(move || {
-            for req in rx {
-                // SAFETY: the requester blocks on `reply` until we answer, keeping both
-                // descriptors open for the whole call.
-                let keep = unsafe { req.keep.map(|fd| BorrowedFd::borrow_raw(fd)) };
-                let result = sys::proc::spawn_self(sys::proc::SpawnSpec {
-                    env: vec![(ENV, req.env)],
-                    keep: keep.to_vec(),
-                    args: vec!["__multiproc_child__", "--exact"],
-                });
-                let _ = req.reply.send(result);
-            }
-        })?;
-    Ok(tx)
+
+    /// Hands `req` to the spawner thread, starting one if there is none or it is gone.
+    fn submit(&self, req: SpawnRequest) -> Result<()> {
+        // Held while a thread is started, so that concurrent first spawns start only one.
+        let mut tx = self.tx.lock().unwrap_or_else(PoisonError::into_inner);
+        let req = match tx.take() {
+            None => req,
+            Some(running) => match running.send(req) {
+                Ok(()) => {
+                    *tx = Some(running);
+                    return Ok(());
+                }
+                // The thread ended (it only does by panicking): start another.
+                Err(mpsc::SendError(req)) => req,
+            },
+        };
+        let (started, rx) = mpsc::channel::<SpawnRequest>();
+        self.start_thread(move || serve_spawns(rx))
+            .map_err(|e| Error::Spawn(format!("the spawner thread could not start: {e}")))?;
+        started
+            .send(req)
+            .map_err(|_| Error::Spawn("the spawner thread is gone".into()))?;
+        *tx = Some(started);
+        Ok(())
+    }
+
+    /// Creates the spawner thread, running `serve`.
+    fn start_thread(&self, serve: impl FnOnce() + Send + 'static) -> std::io::Result<()> {
+        #[cfg(test)]
+        if self
+            .fail_next_start
+            .swap(false, std::sync::atomic::Ordering::SeqCst)
+        {
+            // What `clone` answers when the thread limit is reached, at the same place.
+            return Err(std::io::Error::from_raw_os_error(11 /* EAGAIN */));
+        }
+        std::thread::Builder::new()
+            .name("multiproc-spawner".into())
+            .spawn(serve)
+            .map(drop)
+    }
+}
+
+/// The spawner thread: forks a child for each request until every sender is gone.
+fn serve_spawns(rx: mpsc::Receiver<SpawnRequest>) {
+    for req in rx {
+        // SAFETY: the requester blocks on `reply` until we answer, keeping both descriptors
+        // open for the whole call.
+        let keep = unsafe { req.keep.map(|fd| BorrowedFd::borrow_raw(fd)) };
+        let result = sys::proc::spawn_self(sys::proc::SpawnSpec {
+            env: vec![(ENV, req.env)],
+            keep: keep.to_vec(),
+            args: vec!["__multiproc_child__", "--exact"],
+        });
+        let _ = req.reply.send(result);
+    }
 }
 
 /// Starts a child, greets it, and returns the parent's end. The child's `READY` (or `REFUSE`)
 /// is the first frame that will arrive on the channel.
 pub(crate) fn spawn_child(name: &str, role: Role, nonblocking: bool) -> Result<ChildLink> {
-    spawn_child_as(name, role, nonblocking, identity()?)
+    spawn_child_as(&SPAWNER, name, role, nonblocking, identity()?)
 }
 
-/// [`spawn_child`], claiming `identity` in the greeting (tests claim a wrong one).
+/// [`spawn_child`] through `spawner`, claiming `identity` in the greeting (tests claim a wrong
+/// one, and use spawners of their own).
 fn spawn_child_as(
+    spawner: &Spawner,
     name: &str,
     role: Role,
     nonblocking: bool,
@@ -253,13 +307,11 @@ fn spawn_child_as(
         sys::proc::raw(&page.as_fd()),
         sys::proc::getpid()
     );
-    spawner()?
-        .send(SpawnRequest {
-            env,
-            keep: [sys::proc::raw(&theirs), sys::proc::raw(&page.as_fd())],
-            reply,
-        })
-        .map_err(|_| Error::Spawn("the spawner thread is gone".into()))?;
+    spawner.submit(SpawnRequest {
+        env,
+        keep: [sys::proc::raw(&theirs), sys::proc::raw(&page.as_fd())],
+        reply,
+    })?;
     let pid = answer
         .recv()
         .map_err(|_| Error::Spawn("the spawner thread is gone".into()))?
@@ -378,13 +430,39 @@ mod tests {
     fn a_child_refuses_a_parent_with_another_executable() {
         let mut wrong = identity().unwrap();
         wrong[1] ^= 1;
-        let mut link = spawn_child_as("impostor", Role::Process, false, wrong).unwrap();
+        let mut link = spawn_child_as(&SPAWNER, "impostor", Role::Process, false, wrong).unwrap();
         match await_ready(&mut link, Instant::now() + Duration::from_secs(30)) {
             Err(Error::Spawn(reason)) => assert!(reason.contains("not the same executable")),
             other => panic!("expected a refusal, got {other:?}"),
         }
         let exit = link.reap().unwrap();
         assert_eq!(exit, sys::proc::Exit::Code(EXIT_REFUSED));
+    }
+
+    /// Regression (issue 9): one failed creation of the spawner thread (EAGAIN under
+    /// `RLIMIT_NPROC`) left a dead sender behind, and every later spawn failed with "the
+    /// spawner thread is gone". A spawner of its own, so that other tests are not affected.
+    #[test]
+    fn a_spawner_thread_that_could_not_start_is_started_by_the_next_spawn() {
+        let spawner = Spawner::new();
+        spawner
+            .fail_next_start
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+        let me = identity().unwrap();
+        match spawn_child_as(&spawner, "first", Role::PoolWorker, false, me) {
+            Err(Error::Spawn(reason)) => {
+                assert!(
+                    reason.contains("Resource temporarily unavailable"),
+                    "{reason}"
+                )
+            }
+            other => panic!("expected the OS cause, got {other:?}"),
+        }
+        let mut link = spawn_child_as(&spawner, "second", Role::PoolWorker, false, me).unwrap();
+        let pid = await_ready(&mut link, Instant::now() + Duration::from_secs(30)).unwrap();
+        assert_eq!(pid, link.pid);
+        link.channel.send(kind::EXIT, &[]).unwrap();
+        assert_eq!(link.reap().unwrap(), sys::proc::Exit::Code(0));
     }
 
     #[test]
