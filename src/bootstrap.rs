@@ -5,6 +5,10 @@
 //! progress page) and the parent's pid. On Linux a start-up hook in `.init_array` notices the
 //! variable before `main` runs — which is what makes pools work inside `#[test]` functions,
 //! whose `main` belongs to libtest — and [`init`] does the same for platforms without one.
+//! The variable is removed as soon as it is read, so that tasks and the programs they start
+//! never see it. A value that does not name this process's parent and descriptors of the kinds
+//! a parent hands over (a stray variable from a shell, say) is reported in one line and
+//! ignored: the program runs its `main` as usual, never as a child.
 //!
 //! Children are forked by one long-lived "spawner" thread: `PR_SET_PDEATHSIG` fires when the
 //! *thread* that forked a child exits, so forking from short-lived user threads would kill
@@ -35,8 +39,10 @@ const HELLO_TIMEOUT: Duration = Duration::from_secs(60);
 /// exits: it never returns there. On Linux a start-up hook has usually done this already, before
 /// `main` ran, so the call costs one environment look-up.
 ///
-/// Call it before starting any thread: a child removes its marker from the environment, which
-/// is only sound while the process is single-threaded.
+/// Call it before starting any thread: the marker is removed from the environment, which is
+/// only sound while the process is single-threaded. A program that finds a `MULTIPROC_WORKER`
+/// marker not meant for it in its environment (not one its parent set for it) prints one line
+/// on stderr naming the variable and its value, removes it, and goes on as a normal program.
 ///
 /// # Examples
 /// ```
@@ -50,13 +56,57 @@ pub fn init() {
     }
 }
 
-fn take_marker() -> Option<String> {
-    let marker = std::env::var(ENV).ok()?;
+/// What a parent's spawner puts in [`ENV`] for its child.
+struct Marker {
+    /// The child's end of its socket to the parent.
+    sock: RawFd,
+    /// The shared progress page.
+    page: RawFd,
+    parent: u32,
+}
+
+/// Takes [`ENV`] out of the environment and returns the marker if it is meant for this
+/// process; reports and drops any other value.
+fn take_marker() -> Option<Marker> {
+    let value = std::env::var_os(ENV)?;
     // SAFETY: called before `main` (from the start-up hook) or as the first line of `main`, as
     // `init` documents: no other thread is reading the environment. The marker must not leak to
-    // programs this child starts.
+    // programs this process starts, whatever its value.
     unsafe { std::env::remove_var(ENV) };
-    Some(marker)
+    match Marker::check(&value) {
+        Ok(marker) => Some(marker),
+        Err(why) => {
+            eprintln!("multiproc: ignoring {ENV}={value:?}: {why}; running as a normal program");
+            None
+        }
+    }
+}
+
+impl Marker {
+    /// Parses `"<socket fd>,<page fd>,<parent pid>"` and checks it is this process's: the pid
+    /// is its parent's, and the descriptors are open on a socket and a shared page.
+    fn check(value: &std::ffi::OsStr) -> std::result::Result<Marker, String> {
+        let malformed = || "not of the form \"<socket fd>,<page fd>,<parent pid>\"".to_string();
+        let fields: Vec<&str> = value.to_str().ok_or_else(malformed)?.split(',').collect();
+        let [sock, page, parent] = fields[..] else {
+            return Err(malformed());
+        };
+        let fd = |f: &str| f.parse::<RawFd>().ok().filter(|fd| *fd >= 0);
+        let (Some(sock), Some(page), Ok(parent)) = (fd(sock), fd(page), parent.parse::<u32>())
+        else {
+            return Err(malformed());
+        };
+        if sys::proc::getppid() != Some(parent) {
+            return Err(format!("pid {parent} is not this process's parent"));
+        }
+        if !sys::fd::is_socket(sock) {
+            return Err(format!("descriptor {sock} is not a socket"));
+        }
+        if !sys::page::is_page(page) {
+            return Err(format!("descriptor {page} is not a multiproc shared page"));
+        }
+        Ok(Marker { sock, page, parent })
+    }
 }
 
 /// The start-up hook: runs before `main` in every program that links this crate.
@@ -70,7 +120,7 @@ extern "C" fn child_hook() {
     init();
 }
 
-fn run_child(marker: &str) -> ! {
+fn run_child(marker: &Marker) -> ! {
     let code = match child_main(marker) {
         Ok(code) => code,
         Err(e) => {
@@ -81,19 +131,11 @@ fn run_child(marker: &str) -> ! {
     std::process::exit(code)
 }
 
-fn child_main(marker: &str) -> Result<i32> {
-    let fields: Vec<i64> = marker
-        .split(',')
-        .map(|f| f.parse::<i64>())
-        .collect::<std::result::Result<_, _>>()
-        .map_err(|_| Error::Spawn(format!("malformed {ENV} marker {marker:?}")))?;
-    let [sock, page, parent] = fields[..] else {
-        return Err(Error::Spawn(format!("malformed {ENV} marker {marker:?}")));
-    };
-    sys::proc::die_with_parent(parent as u32)?;
-    // SAFETY: the parent's spawner kept exactly these two descriptors open across `exec` for us;
-    // nothing else in this fresh process knows or owns them.
-    let (sock, page) = unsafe { (sys::fd::adopt(sock as RawFd), sys::fd::adopt(page as RawFd)) };
+fn child_main(marker: &Marker) -> Result<i32> {
+    sys::proc::die_with_parent(marker.parent)?;
+    // SAFETY: the marker was checked: these are a socket and a shared page that the parent's
+    // spawner kept open across `exec` for us; nothing else in this fresh process owns them.
+    let (sock, page) = unsafe { (sys::fd::adopt(marker.sock), sys::fd::adopt(marker.page)) };
     // Programs this child runs must not inherit them.
     sys::fd::set_cloexec(sock.as_fd(), true)?;
     sys::fd::set_cloexec(page.as_fd(), true)?;
