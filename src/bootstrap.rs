@@ -5,6 +5,10 @@
 //! progress page) and the parent's pid. On Linux a start-up hook in `.init_array` notices the
 //! variable before `main` runs — which is what makes pools work inside `#[test]` functions,
 //! whose `main` belongs to libtest — and [`init`] does the same for platforms without one.
+//! The variable is removed as soon as it is read, so that tasks and the programs they start
+//! never see it. A value that does not name this process's parent and descriptors of the kinds
+//! a parent hands over (a stray variable from a shell, say) is reported in one line and
+//! ignored: the program runs its `main` as usual, never as a child.
 //!
 //! Children are forked by one long-lived "spawner" thread: `PR_SET_PDEATHSIG` fires when the
 //! *thread* that forked a child exits, so forking from short-lived user threads would kill
@@ -12,8 +16,8 @@
 //! still the one that started it, closing the race where the parent dies first.
 
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd, RawFd};
-use std::sync::OnceLock;
 use std::sync::mpsc;
+use std::sync::{Mutex, OnceLock, PoisonError};
 use std::time::{Duration, Instant};
 
 use crate::error::{Error, Result};
@@ -35,8 +39,10 @@ const HELLO_TIMEOUT: Duration = Duration::from_secs(60);
 /// exits: it never returns there. On Linux a start-up hook has usually done this already, before
 /// `main` ran, so the call costs one environment look-up.
 ///
-/// Call it before starting any thread: a child removes its marker from the environment, which
-/// is only sound while the process is single-threaded.
+/// Call it before starting any thread: the marker is removed from the environment, which is
+/// only sound while the process is single-threaded. A program that finds a `MULTIPROC_WORKER`
+/// marker not meant for it in its environment (not one its parent set for it) prints one line
+/// on stderr naming the variable and its value, removes it, and goes on as a normal program.
 ///
 /// # Examples
 /// ```
@@ -50,13 +56,57 @@ pub fn init() {
     }
 }
 
-fn take_marker() -> Option<String> {
-    let marker = std::env::var(ENV).ok()?;
+/// What a parent's spawner puts in [`ENV`] for its child.
+struct Marker {
+    /// The child's end of its socket to the parent.
+    sock: RawFd,
+    /// The shared progress page.
+    page: RawFd,
+    parent: u32,
+}
+
+/// Takes [`ENV`] out of the environment and returns the marker if it is meant for this
+/// process; reports and drops any other value.
+fn take_marker() -> Option<Marker> {
+    let value = std::env::var_os(ENV)?;
     // SAFETY: called before `main` (from the start-up hook) or as the first line of `main`, as
     // `init` documents: no other thread is reading the environment. The marker must not leak to
-    // programs this child starts.
+    // programs this process starts, whatever its value.
     unsafe { std::env::remove_var(ENV) };
-    Some(marker)
+    match Marker::check(&value) {
+        Ok(marker) => Some(marker),
+        Err(why) => {
+            eprintln!("multiproc: ignoring {ENV}={value:?}: {why}; running as a normal program");
+            None
+        }
+    }
+}
+
+impl Marker {
+    /// Parses `"<socket fd>,<page fd>,<parent pid>"` and checks it is this process's: the pid
+    /// is its parent's, and the descriptors are open on a socket and a shared page.
+    fn check(value: &std::ffi::OsStr) -> std::result::Result<Marker, String> {
+        let malformed = || "not of the form \"<socket fd>,<page fd>,<parent pid>\"".to_string();
+        let fields: Vec<&str> = value.to_str().ok_or_else(malformed)?.split(',').collect();
+        let [sock, page, parent] = fields[..] else {
+            return Err(malformed());
+        };
+        let fd = |f: &str| f.parse::<RawFd>().ok().filter(|fd| *fd >= 0);
+        let (Some(sock), Some(page), Ok(parent)) = (fd(sock), fd(page), parent.parse::<u32>())
+        else {
+            return Err(malformed());
+        };
+        if sys::proc::getppid() != Some(parent) {
+            return Err(format!("pid {parent} is not this process's parent"));
+        }
+        if !sys::fd::is_socket(sock) {
+            return Err(format!("descriptor {sock} is not a socket"));
+        }
+        if !sys::page::is_page(page) {
+            return Err(format!("descriptor {page} is not a multiproc shared page"));
+        }
+        Ok(Marker { sock, page, parent })
+    }
 }
 
 /// The start-up hook: runs before `main` in every program that links this crate.
@@ -70,7 +120,7 @@ extern "C" fn child_hook() {
     init();
 }
 
-fn run_child(marker: &str) -> ! {
+fn run_child(marker: &Marker) -> ! {
     let code = match child_main(marker) {
         Ok(code) => code,
         Err(e) => {
@@ -81,19 +131,11 @@ fn run_child(marker: &str) -> ! {
     std::process::exit(code)
 }
 
-fn child_main(marker: &str) -> Result<i32> {
-    let fields: Vec<i64> = marker
-        .split(',')
-        .map(|f| f.parse::<i64>())
-        .collect::<std::result::Result<_, _>>()
-        .map_err(|_| Error::Spawn(format!("malformed {ENV} marker {marker:?}")))?;
-    let [sock, page, parent] = fields[..] else {
-        return Err(Error::Spawn(format!("malformed {ENV} marker {marker:?}")));
-    };
-    sys::proc::die_with_parent(parent as u32)?;
-    // SAFETY: the parent's spawner kept exactly these two descriptors open across `exec` for us;
-    // nothing else in this fresh process knows or owns them.
-    let (sock, page) = unsafe { (sys::fd::adopt(sock as RawFd), sys::fd::adopt(page as RawFd)) };
+fn child_main(marker: &Marker) -> Result<i32> {
+    sys::proc::die_with_parent(marker.parent)?;
+    // SAFETY: the marker was checked: these are a socket and a shared page that the parent's
+    // spawner kept open across `exec` for us; nothing else in this fresh process owns them.
+    let (sock, page) = unsafe { (sys::fd::adopt(marker.sock), sys::fd::adopt(marker.page)) };
     // Programs this child runs must not inherit them.
     sys::fd::set_cloexec(sock.as_fd(), true)?;
     sys::fd::set_cloexec(page.as_fd(), true)?;
@@ -202,41 +244,95 @@ struct SpawnRequest {
     reply: mpsc::SyncSender<std::io::Result<u32>>,
 }
 
-fn spawner() -> Result<&'static mpsc::Sender<SpawnRequest>> {
-    static SPAWNER: OnceLock<mpsc::Sender<SpawnRequest>> = OnceLock::new();
-    if let Some(tx) = SPAWNER.get() {
-        return Ok(tx);
+/// The thread that forks every child (see the module docs), started when first needed. Only a
+/// thread that exists is recorded: when it cannot be created (`EAGAIN` under a process limit,
+/// say), that spawn fails with the OS cause and the next one tries again.
+struct Spawner {
+    tx: Mutex<Option<mpsc::Sender<SpawnRequest>>>,
+    /// Test hook: the next creation of the thread fails, as it does under `RLIMIT_NPROC`.
+    #[cfg(test)]
+    fail_next_start: std::sync::atomic::AtomicBool,
+}
+
+/// This process's spawner.
+static SPAWNER: Spawner = Spawner::new();
+
+impl Spawner {
+    const fn new() -> Self {
+        Self {
+            tx: Mutex::new(None),
+            #[cfg(test)]
+            fail_next_start: std::sync::atomic::AtomicBool::new(false),
+        }
     }
-    let (tx, rx) = mpsc::channel::<SpawnRequest>();
-    let tx = SPAWNER.get_or_init(|| tx);
-    // Another thread may have won the race to install its sender; then `rx` is orphaned and
-    // this thread's spawner exits at once. Only the winner's receiver gets requests.
-    std::thread::Builder::new()
-        .name("multiproc-spawner".into())
-        .spawn(move || {
-            for req in rx {
-                // SAFETY: the requester blocks on `reply` until we answer, keeping both
-                // descriptors open for the whole call.
-                let keep = unsafe { req.keep.map(|fd| BorrowedFd::borrow_raw(fd)) };
-                let result = sys::proc::spawn_self(sys::proc::SpawnSpec {
-                    env: vec![(ENV, req.env)],
-                    keep: keep.to_vec(),
-                    args: vec!["__multiproc_child__", "--exact"],
-                });
-                let _ = req.reply.send(result);
-            }
-        })?;
-    Ok(tx)
+
+    /// Hands `req` to the spawner thread, starting one if there is none or it is gone.
+    fn submit(&self, req: SpawnRequest) -> Result<()> {
+        // Held while a thread is started, so that concurrent first spawns start only one.
+        let mut tx = self.tx.lock().unwrap_or_else(PoisonError::into_inner);
+        let req = match tx.take() {
+            None => req,
+            Some(running) => match running.send(req) {
+                Ok(()) => {
+                    *tx = Some(running);
+                    return Ok(());
+                }
+                // The thread ended (it only does by panicking): start another.
+                Err(mpsc::SendError(req)) => req,
+            },
+        };
+        let (started, rx) = mpsc::channel::<SpawnRequest>();
+        self.start_thread(move || serve_spawns(rx))
+            .map_err(|e| Error::Spawn(format!("the spawner thread could not start: {e}")))?;
+        started
+            .send(req)
+            .map_err(|_| Error::Spawn("the spawner thread is gone".into()))?;
+        *tx = Some(started);
+        Ok(())
+    }
+
+    /// Creates the spawner thread, running `serve`.
+    fn start_thread(&self, serve: impl FnOnce() + Send + 'static) -> std::io::Result<()> {
+        #[cfg(test)]
+        if self
+            .fail_next_start
+            .swap(false, std::sync::atomic::Ordering::SeqCst)
+        {
+            // What `clone` answers when the thread limit is reached, at the same place.
+            return Err(std::io::Error::from_raw_os_error(11 /* EAGAIN */));
+        }
+        std::thread::Builder::new()
+            .name("multiproc-spawner".into())
+            .spawn(serve)
+            .map(drop)
+    }
+}
+
+/// The spawner thread: forks a child for each request until every sender is gone.
+fn serve_spawns(rx: mpsc::Receiver<SpawnRequest>) {
+    for req in rx {
+        // SAFETY: the requester blocks on `reply` until we answer, keeping both descriptors
+        // open for the whole call.
+        let keep = unsafe { req.keep.map(|fd| BorrowedFd::borrow_raw(fd)) };
+        let result = sys::proc::spawn_self(sys::proc::SpawnSpec {
+            env: vec![(ENV, req.env)],
+            keep: keep.to_vec(),
+            args: vec!["__multiproc_child__", "--exact"],
+        });
+        let _ = req.reply.send(result);
+    }
 }
 
 /// Starts a child, greets it, and returns the parent's end. The child's `READY` (or `REFUSE`)
 /// is the first frame that will arrive on the channel.
 pub(crate) fn spawn_child(name: &str, role: Role, nonblocking: bool) -> Result<ChildLink> {
-    spawn_child_as(name, role, nonblocking, identity()?)
+    spawn_child_as(&SPAWNER, name, role, nonblocking, identity()?)
 }
 
-/// [`spawn_child`], claiming `identity` in the greeting (tests claim a wrong one).
+/// [`spawn_child`] through `spawner`, claiming `identity` in the greeting (tests claim a wrong
+/// one, and use spawners of their own).
 fn spawn_child_as(
+    spawner: &Spawner,
     name: &str,
     role: Role,
     nonblocking: bool,
@@ -253,13 +349,11 @@ fn spawn_child_as(
         sys::proc::raw(&page.as_fd()),
         sys::proc::getpid()
     );
-    spawner()?
-        .send(SpawnRequest {
-            env,
-            keep: [sys::proc::raw(&theirs), sys::proc::raw(&page.as_fd())],
-            reply,
-        })
-        .map_err(|_| Error::Spawn("the spawner thread is gone".into()))?;
+    spawner.submit(SpawnRequest {
+        env,
+        keep: [sys::proc::raw(&theirs), sys::proc::raw(&page.as_fd())],
+        reply,
+    })?;
     let pid = answer
         .recv()
         .map_err(|_| Error::Spawn("the spawner thread is gone".into()))?
@@ -378,13 +472,39 @@ mod tests {
     fn a_child_refuses_a_parent_with_another_executable() {
         let mut wrong = identity().unwrap();
         wrong[1] ^= 1;
-        let mut link = spawn_child_as("impostor", Role::Process, false, wrong).unwrap();
+        let mut link = spawn_child_as(&SPAWNER, "impostor", Role::Process, false, wrong).unwrap();
         match await_ready(&mut link, Instant::now() + Duration::from_secs(30)) {
             Err(Error::Spawn(reason)) => assert!(reason.contains("not the same executable")),
             other => panic!("expected a refusal, got {other:?}"),
         }
         let exit = link.reap().unwrap();
         assert_eq!(exit, sys::proc::Exit::Code(EXIT_REFUSED));
+    }
+
+    /// Regression (issue 9): one failed creation of the spawner thread (EAGAIN under
+    /// `RLIMIT_NPROC`) left a dead sender behind, and every later spawn failed with "the
+    /// spawner thread is gone". A spawner of its own, so that other tests are not affected.
+    #[test]
+    fn a_spawner_thread_that_could_not_start_is_started_by_the_next_spawn() {
+        let spawner = Spawner::new();
+        spawner
+            .fail_next_start
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+        let me = identity().unwrap();
+        match spawn_child_as(&spawner, "first", Role::PoolWorker, false, me) {
+            Err(Error::Spawn(reason)) => {
+                assert!(
+                    reason.contains("Resource temporarily unavailable"),
+                    "{reason}"
+                )
+            }
+            other => panic!("expected the OS cause, got {other:?}"),
+        }
+        let mut link = spawn_child_as(&spawner, "second", Role::PoolWorker, false, me).unwrap();
+        let pid = await_ready(&mut link, Instant::now() + Duration::from_secs(30)).unwrap();
+        assert_eq!(pid, link.pid);
+        link.channel.send(kind::EXIT, &[]).unwrap();
+        assert_eq!(link.reap().unwrap(), sys::proc::Exit::Code(0));
     }
 
     #[test]

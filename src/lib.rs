@@ -155,8 +155,9 @@
 //!   of respawning workers forever.
 //! - Children always die with their parent (`PR_SET_PDEATHSIG`), even if it is `SIGKILL`ed.
 //! - **Queues have no feeder thread**: when `put` returns, the item is in shared memory, visible
-//!   to every process, and survives the producer's exit. A reader whose queue is empty and has
-//!   no other handle anywhere gets [`Error::Disconnected`] instead of waiting forever.
+//!   to every process, and survives the producer's exit. A blocking `get` whose queue is empty
+//!   and has no other handle anywhere returns [`Error::Disconnected`] instead of waiting
+//!   forever (`try_get` and `get_timeout` just find it empty).
 //! - **Locks notice dead holders** ([`Error::OwnerDied`]); a barrier is broken by a party that
 //!   died; re-taking a [`Lock`] on the thread that holds it is [`Error::Deadlock`], not a hang.
 //! - Shared memory has no name unless you ask for one, so nothing can be left in `/dev/shm`.

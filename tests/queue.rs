@@ -303,8 +303,7 @@ fn producers_killed_mid_put_leave_a_consistent_queue() {
             let _ = p.join_timeout(SECS(5));
         }
         // Whatever was put completely is there, intact, in order; then the queue works on.
-        // (Alone with the queue now, the last try_get says Disconnected rather than None.)
-        while let Ok(Some((producer, i, payload))) = q.try_get() {
+        while let Some((producer, i, payload)) = q.try_get().unwrap() {
             assert!(last[producer as usize] < Some(i), "order/duplicate");
             last[producer as usize] = Some(i);
             assert!(payload.iter().all(|b| *b == i as u8), "torn item");
@@ -354,7 +353,7 @@ fn consumers_killed_mid_get_leave_a_consistent_queue() {
         }
         // What the consumers did not take is intact, in order, each once.
         let mut last = None;
-        while let Ok(Some((i, payload))) = q.try_get() {
+        while let Some((i, payload)) = q.try_get().unwrap() {
             assert!(last < Some(i), "order/duplicate: {i} after {last:?}");
             last = Some(i);
             assert!(payload.iter().all(|b| *b == i as u8), "torn item {i}");
@@ -365,7 +364,7 @@ fn consumers_killed_mid_get_leave_a_consistent_queue() {
 }
 
 fn read_alone(q: Queue<u32>) -> String {
-    format!("{:?}", q.get_timeout(SECS(10)))
+    format!("{:?}", q.get())
 }
 
 /// Regression: a process that received the queue at start counted itself twice, so a reader
@@ -451,8 +450,70 @@ fn a_panic_while_encoding_an_item_leaves_nothing_behind() {
     }));
     assert!(r.is_err());
     // The handle that was being encoded is no longer counted anywhere: alone, we are told.
-    assert!(matches!(
-        inner.get_timeout(SECS(2)),
-        Err(Error::Disconnected)
-    ));
+    within(SECS(10), move || {
+        assert!(matches!(inner.get(), Err(Error::Disconnected)));
+    });
+}
+
+/// Takes every item there is now, the natural way.
+fn drain<T: serde::Serialize + serde::de::DeserializeOwned>(
+    q: &Queue<T>,
+) -> multiproc::Result<Vec<T>> {
+    let mut items = Vec::new();
+    while let Some(item) = q.try_get()? {
+        items.push(item);
+    }
+    Ok(items)
+}
+
+/// Regression (issue 9): `try_get` and `get_timeout` said `Disconnected` on an empty queue
+/// whose only handle the caller holds — even a new one, although the caller can still put
+/// into it — so the drain loop `while let Some(x) = q.try_get()? {}` failed. Only the
+/// blocking `get` answers `Disconnected` there (instead of waiting forever).
+#[test]
+fn a_lone_handle_is_empty_for_try_get_and_get_timeout_not_disconnected() {
+    within(SECS(30), || {
+        let q: Queue<u32> = Queue::new().unwrap();
+        assert_eq!(q.try_get().unwrap(), None);
+        let t = Instant::now();
+        assert!(matches!(
+            q.get_timeout(Duration::from_millis(50)),
+            Err(Error::Timeout)
+        ));
+        assert!(t.elapsed() >= Duration::from_millis(50));
+        for i in 0..3 {
+            q.put(i).unwrap();
+        }
+        assert_eq!(drain(&q).unwrap(), [0, 1, 2]);
+        assert_eq!(drain(&q).unwrap(), []);
+        assert!(matches!(q.get(), Err(Error::Disconnected)));
+
+        // The same once another process that held the queue has put and gone.
+        let mut p = Process::new(
+            |q: Queue<u32>| {
+                q.put(7).unwrap();
+            },
+            q.clone(),
+        );
+        p.start().unwrap();
+        p.join().unwrap();
+        assert_eq!(drain(&q).unwrap(), [7]);
+        assert!(matches!(
+            q.get_timeout(Duration::from_millis(20)),
+            Err(Error::Timeout)
+        ));
+        assert!(matches!(q.get(), Err(Error::Disconnected)));
+
+        // JoinableQueue is a Queue underneath.
+        let jq: JoinableQueue<u32> = JoinableQueue::new().unwrap();
+        assert_eq!(jq.try_get().unwrap(), None);
+        assert!(matches!(
+            jq.get_timeout(Duration::from_millis(20)),
+            Err(Error::Timeout)
+        ));
+        assert!(matches!(jq.get(), Err(Error::Disconnected)));
+        // SimpleQueue has only the blocking get: alone, it answers instead of hanging.
+        let sq: SimpleQueue<u32> = SimpleQueue::new().unwrap();
+        assert!(matches!(sq.get(), Err(Error::Disconnected)));
+    });
 }

@@ -9,6 +9,9 @@
 //!
 //! Dropping a handle releases it; when a reader finds the queue empty and no handle left
 //! anywhere but its own, `get` returns [`Error::Disconnected`] instead of waiting forever.
+//! Only `get` does: `try_get` and `get_timeout` end anyway, and the reader's own handle may
+//! still put once they return, so for them the queue is just empty (`Ok(None)`,
+//! [`Error::Timeout`]) and the drain loop `while let Some(x) = q.try_get()? {}` stops there.
 
 mod ring;
 
@@ -117,8 +120,8 @@ struct Shared {
 /// ```
 ///
 /// **Drop:** releases this handle. When every other handle in every process is gone and the
-/// queue is empty, readers get [`Error::Disconnected`]. The queue's memory goes with its last
-/// handle.
+/// queue is empty, a blocking [`get`](Self::get) returns [`Error::Disconnected`] instead of
+/// waiting forever. The queue's memory goes with its last handle.
 ///
 /// # Examples
 /// ```
@@ -296,17 +299,33 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
     ///
     /// # Errors
     /// - [`Error::Disconnected`]: the queue is empty and no other handle exists anywhere, so
-    ///   none can ever arrive.
+    ///   none can ever arrive (the waiting handle cannot put while it waits).
     /// - [`Error::Decode`]: the item's bytes do not decode as a `T` (it is consumed).
     /// - [`Error::Closed`]: this handle was closed.
+    /// - [`Error::Protocol`]: the queue's shared memory is corrupt.
     pub fn get(&self) -> Result<T> {
         self.get_until(None)?.ok_or(Error::Timeout)
     }
 
-    /// Takes the oldest item if there is one now; `Ok(None)` if the queue is empty.
+    /// Takes the oldest item if there is one now; `Ok(None)` if the queue is empty, even when
+    /// no other handle exists (this one can still put).
+    ///
+    /// # Examples
+    /// ```
+    /// # multiproc::init();
+    /// let q = multiproc::Queue::new()?;
+    /// q.put(1u8)?;
+    /// q.put(2)?;
+    /// let mut items = Vec::new();
+    /// while let Some(x) = q.try_get()? {
+    ///     items.push(x);
+    /// }
+    /// assert_eq!(items, [1, 2]);
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
     ///
     /// # Errors
-    /// As [`get`](Self::get).
+    /// As [`get`](Self::get), but never [`Error::Disconnected`].
     pub fn try_get(&self) -> Result<Option<T>> {
         self.get_until(Some(Instant::now()))
     }
@@ -314,7 +333,8 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
     /// Takes the oldest item, waiting at most `timeout`.
     ///
     /// # Errors
-    /// [`Error::Timeout`] if none came in time, or as [`get`](Self::get).
+    /// [`Error::Timeout`] if none came in time, even when no other handle exists (this one can
+    /// still put); otherwise as [`get`](Self::get), but never [`Error::Disconnected`].
     pub fn get_timeout(&self, timeout: Duration) -> Result<T> {
         self.get_until(parking::deadline(timeout))?
             .ok_or(Error::Timeout)

@@ -109,7 +109,8 @@ pub(crate) enum Popped {
 pub(crate) enum PopError {
     /// The queue is empty (and the deadline, if any, passed).
     Empty,
-    /// The queue is empty and no other holder is left to put anything.
+    /// The queue is empty and no other holder is left to put anything (reported only to a
+    /// wait without a deadline).
     Disconnected,
     /// The shared state is corrupt (a process wrote garbage into it).
     Corrupt(String),
@@ -358,8 +359,12 @@ impl Ring {
         outcome
     }
 
-    /// Takes the oldest record, copying an inline payload into `buf`. Waits until `deadline`;
-    /// `me` is this process's identity, to tell whether anyone else could still put.
+    /// Takes the oldest record, copying an inline payload into `buf`. Waits until `deadline`.
+    ///
+    /// Only a wait without a deadline ends in [`PopError::Disconnected`]: when the queue is
+    /// empty and nobody but the reading handle (of process `me`) could ever put, it would
+    /// otherwise wait forever. A bounded wait ends anyway, and the reader's own handle can put
+    /// once it returns: for it the queue is just empty.
     pub(crate) fn pop(
         &self,
         buf: &mut Vec<u8>,
@@ -367,10 +372,11 @@ impl Ring {
         me: u64,
     ) -> Result<Popped, PopError> {
         let cell = self.cell();
+        let forever = deadline.is_none();
         let mut take = |stale: bool| -> Option<Result<Popped, PopError>> {
             if self.is_empty() {
                 // Look again after deciding: a writer may have put an item, then left.
-                if (stale || self.alone()) && self.writers_gone(me) && self.is_empty() {
+                if forever && (stale || self.alone()) && self.writers_gone(me) && self.is_empty() {
                     return Some(Err(PopError::Disconnected));
                 }
                 return None;
@@ -380,13 +386,7 @@ impl Ring {
         };
         let popped = match take(false) {
             Some(r) => r,
-            None if deadline.is_some_and(|d| d <= Instant::now()) => {
-                if self.writers_gone(me) && self.is_empty() {
-                    Err(PopError::Disconnected)
-                } else {
-                    Err(PopError::Empty)
-                }
-            }
+            None if deadline.is_some_and(|d| d <= Instant::now()) => Err(PopError::Empty),
             None => cell
                 .not_empty
                 .wait(deadline, take)

@@ -30,6 +30,19 @@ pub(crate) fn object_id(fd: BorrowedFd<'_>) -> io::Result<ObjectId> {
     })
 }
 
+/// What descriptor number `raw` of this process refers to, as `/proc/self/fd` names it
+/// (`socket:[…]`, `/memfd:<label> (deleted)`, a path); `None` if it is not open. Asking
+/// neither needs nor takes ownership of the descriptor.
+pub(crate) fn target(raw: RawFd) -> Option<String> {
+    let link = std::fs::read_link(format!("/proc/self/fd/{raw}")).ok()?;
+    Some(link.to_string_lossy().into_owned())
+}
+
+/// Whether descriptor number `raw` is an open socket of this process.
+pub(crate) fn is_socket(raw: RawFd) -> bool {
+    target(raw).is_some_and(|t| t.starts_with("socket:"))
+}
+
 /// A connected pair of Unix stream sockets, both close-on-exec.
 pub(crate) fn socketpair() -> io::Result<(OwnedFd, OwnedFd)> {
     let pair = rustix::net::socketpair(

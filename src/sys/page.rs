@@ -5,12 +5,14 @@
 //! that may be writing them.
 
 use std::io;
-use std::os::fd::{BorrowedFd, OwnedFd};
+use std::os::fd::{BorrowedFd, OwnedFd, RawFd};
 use std::sync::atomic::AtomicU64;
 
 use super::shm::Mapping;
 
 const PAGE: usize = 4096;
+/// The memfd name of every shared page (shown in `/proc/<pid>/fd`).
+const LABEL: &str = "multiproc-page";
 
 /// Number of `AtomicU64` slots in a page.
 pub(crate) const SLOTS: usize = PAGE / std::mem::size_of::<AtomicU64>();
@@ -25,7 +27,7 @@ impl SharedPage {
     /// Creates a new page.
     pub(crate) fn create() -> io::Result<Self> {
         Ok(Self {
-            map: Mapping::anonymous("multiproc-page", PAGE)?,
+            map: Mapping::anonymous(LABEL, PAGE)?,
         })
     }
 
@@ -55,4 +57,10 @@ impl SharedPage {
     pub(crate) fn as_fd(&self) -> BorrowedFd<'_> {
         self.map.as_fd()
     }
+}
+
+/// Whether descriptor number `raw` of this process is open on a shared page (as made by
+/// [`SharedPage::create`], in this process or the one that handed it over).
+pub(crate) fn is_page(raw: RawFd) -> bool {
+    super::fd::target(raw).is_some_and(|t| t.starts_with(&format!("/memfd:{LABEL} ")))
 }
