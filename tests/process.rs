@@ -1,5 +1,6 @@
-//! `Process`: start, join with a value, names, exit codes, signals, daemons, sentinels, and
-//! dying with the parent.
+//! `Process`: start, join with a value, names, exit codes, signals, daemons, sentinels,
+//! `active_children()`, and dying with the parent. (What happens at the program's exit is in
+//! `exit.rs`.)
 
 mod common;
 use common::{SECS, eventually, exists, state, within};
@@ -195,6 +196,57 @@ fn children_die_with_their_parent_even_on_sigkill() {
             "grandchild {grandchild} survived its parent: {:?}",
             state(grandchild)
         );
+    });
+}
+
+/// Whether `pid` is listed by `active_children()`, and if so with which name and daemon flag.
+fn listed(pid: Option<u32>) -> Option<(String, bool)> {
+    multiproc::active_children()
+        .into_iter()
+        .find(|c| Some(c.pid()) == pid)
+        .map(|c| (c.name().to_string(), c.is_daemon()))
+}
+
+#[test]
+fn active_children_lists_the_live_children_only() {
+    within(SECS(30), || {
+        let mut sleeper = Process::new(sleep_ms, 30_000).name("sleeper");
+        let mut daemon = Process::new(sleep_ms, 30_000).name("lurker").daemon(true);
+        let mut quick = Process::new(sleep_ms, 0);
+        sleeper.start().unwrap();
+        daemon.start().unwrap();
+        quick.start().unwrap();
+        quick.join().unwrap();
+        assert_eq!(listed(sleeper.pid()), Some(("sleeper".into(), false)));
+        assert_eq!(listed(daemon.pid()), Some(("lurker".into(), true)));
+        assert_eq!(listed(quick.pid()), None, "a joined child is not listed");
+
+        // A child that ends is reaped by active_children(); its handle still learns how.
+        sleeper.kill().unwrap();
+        assert!(eventually(SECS(5), || listed(sleeper.pid()).is_none()));
+        assert!(!exists(sleeper.pid().unwrap()), "reaped, not a zombie");
+        assert!(matches!(
+            sleeper.join(),
+            Err(Error::WorkerDied {
+                cause: Death::Signal { number: 9, .. },
+                ..
+            })
+        ));
+        assert_eq!(sleeper.exitcode(), Some(-9));
+
+        // A child whose handle was dropped is listed while it runs, and reaped when it ends.
+        let mut dropped = Process::new(sleep_ms, 300).name("dropped");
+        dropped.start().unwrap();
+        let pid = dropped.pid();
+        drop(dropped);
+        assert_eq!(listed(pid), Some(("dropped".into(), false)));
+        assert!(eventually(SECS(10), || listed(pid).is_none()));
+        assert!(eventually(SECS(5), || !exists(pid.unwrap())), "no zombie");
+
+        // A dropped daemon is killed.
+        let pid = daemon.pid();
+        drop(daemon);
+        assert!(eventually(SECS(5), || listed(pid).is_none()));
     });
 }
 

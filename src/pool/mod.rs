@@ -177,6 +177,11 @@ impl PoolBuilder {
 /// are killed and unfinished tasks fail with [`Error::PoolTerminated`]. For a graceful end,
 /// call [`close`](Self::close) then [`join`](Self::join).
 ///
+/// Workers are not among the children a program waits for at exit (they are not listed by
+/// [`active_children`](crate::active_children)): a pool that is never dropped — leaked, or in a
+/// `static` — has its workers killed when the program ends, like Python's daemonic pool
+/// workers.
+///
 /// # Examples
 /// ```
 /// fn square(x: u64) -> u64 { x * x }
