@@ -5,6 +5,15 @@
 //! of its handle; at normal exit the program waits for its non-daemon children and kills its
 //! daemons (the registry of children, `children.rs`, does both and reaps every child). Parent
 //! *death* — a signal, `abort` — takes every child along (`PR_SET_PDEATHSIG`).
+//!
+//! Grandchildren that the function starts by other means than `multiproc` — a plain `fork()`,
+//! `std::process::Command` — are its own, as in Python: they do not die when the child is
+//! killed, nor with the program. A process group per child would let `kill()` and `terminate()`
+//! reach them, but it would take the children out of the terminal's foreground group: Ctrl-C
+//! would reach neither them nor their grandchildren (which would then survive the program,
+//! the very thing it was meant to prevent), and Ctrl-Z would stop the parent alone. With no
+//! clear winner, nothing is changed; a function that starts helper processes ends them itself
+//! (or gives them `PR_SET_PDEATHSIG` in `CommandExt::pre_exec`, or starts them as `Process`es).
 
 use std::os::fd::{AsFd, BorrowedFd};
 use std::time::{Duration, Instant};

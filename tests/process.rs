@@ -3,8 +3,8 @@
 //! `exit.rs`.)
 
 mod common;
-use common::{SECS, eventually, exists, state, within};
-use multiproc::{Death, Error, Process};
+use common::{SECS, eventually, exists, sigkill, spawn_plain_sleeper, state, within};
+use multiproc::{Death, Error, Process, Queue};
 use std::time::{Duration, Instant};
 
 fn cube(x: i64) -> i64 {
@@ -247,6 +247,31 @@ fn active_children_lists_the_live_children_only() {
         let pid = daemon.pid();
         drop(daemon);
         assert!(eventually(SECS(5), || listed(pid).is_none()));
+    });
+}
+
+/// Starts a plain grandchild with `Command::spawn`, says its pid, and sleeps.
+fn parent_of_plain_grandchild(pids: Queue<u32>) {
+    pids.put(spawn_plain_sleeper()).unwrap();
+    std::thread::sleep(SECS(60));
+}
+
+/// What the README says under "What differs from Python": a process that a task starts by
+/// other means than `multiproc` (a plain `fork()`, `Command::spawn`) is the task's own. Killing
+/// the `Process` does not reach it, as in Python.
+#[test]
+fn a_plain_grandchild_outlives_a_killed_process() {
+    within(SECS(30), || {
+        let pids = Queue::new().unwrap();
+        let mut p = Process::new(parent_of_plain_grandchild, pids.clone());
+        p.start().unwrap();
+        let grandchild = pids.get_timeout(SECS(10)).unwrap();
+        p.kill().unwrap();
+        assert!(matches!(p.join(), Err(Error::WorkerDied { .. })));
+        std::thread::sleep(Duration::from_millis(200));
+        let alive = exists(grandchild) && state(grandchild) != Some('Z');
+        sigkill(grandchild);
+        assert!(alive, "the grandchild died with its parent after all");
     });
 }
 

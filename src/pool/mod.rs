@@ -180,7 +180,9 @@ impl PoolBuilder {
 /// Workers are not among the children a program waits for at exit (they are not listed by
 /// [`active_children`](crate::active_children)): a pool that is never dropped — leaked, or in a
 /// `static` — has its workers killed when the program ends, like Python's daemonic pool
-/// workers.
+/// workers. Processes a task starts by other means than `multiproc` (`Command::spawn`, a plain
+/// `fork()`) are the task's own and outlive the pool, as in Python (why: the README, "What
+/// differs from Python").
 ///
 /// # Examples
 /// ```
