@@ -1,10 +1,11 @@
 //! `Process`: run one function in a child process, like Python's `multiprocessing.Process` —
 //! except that `join()` hands back what the function returned.
 //!
-//! Lifetime, as in Python: a started child runs until its function returns, whatever becomes
-//! of its handle; at normal exit the program waits for its non-daemon children and kills its
-//! daemons (the registry of children, `children.rs`, does both and reaps every child). Parent
-//! *death* — a signal, `abort` — takes every child along (`PR_SET_PDEATHSIG`).
+//! Lifetime, as in Python: a started child runs until its function returns, whether or not its
+//! handle is kept (dropping a daemon's handle kills it); at normal exit the program waits for
+//! its non-daemon children and kills its daemons (the registry of children, `children.rs`,
+//! does both and reaps every child). Parent *death* — a signal, `abort` — takes every child
+//! along (`PR_SET_PDEATHSIG`).
 //!
 //! Grandchildren that the function starts by other means than `multiproc` — a plain `fork()`,
 //! `std::process::Command` — are its own, as in Python: they do not die when the child is
