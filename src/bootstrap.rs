@@ -214,13 +214,6 @@ impl ChildLink {
         Ok(exit)
     }
 
-    /// Reaps the child if it has exited.
-    pub(crate) fn try_reap(&mut self) -> std::io::Result<Option<sys::proc::Exit>> {
-        let exit = sys::proc::try_reap(self.pid)?;
-        self.reaped |= exit.is_some();
-        Ok(exit)
-    }
-
     /// Hands the duty of reaping to the caller; returns the pid.
     pub(crate) fn detach(&mut self) -> u32 {
         self.reaped = true;
@@ -232,7 +225,7 @@ impl Drop for ChildLink {
     /// A child nobody reaped is killed and reaped: no process or zombie outlives its link.
     fn drop(&mut self) {
         if !self.reaped {
-            let _ = sys::proc::signal(self.pid, true);
+            let _ = sys::proc::signal(self.pid, sys::proc::Stop::Kill);
             let _ = sys::proc::reap(self.pid);
         }
     }
@@ -382,7 +375,7 @@ fn spawn_child_as(
         }),
         Err(e) => {
             // Started but unusable: it must not linger, not even as a zombie.
-            let _ = sys::proc::signal(pid, true);
+            let _ = sys::proc::signal(pid, sys::proc::Stop::Kill);
             let _ = sys::proc::reap(pid);
             Err(e)
         }

@@ -153,7 +153,9 @@
 //! - **Errors are values**: `map` returns `Result<Vec<R>>`, `imap` yields `Result<R>` per item.
 //! - **A failing initializer** fails the pool's tasks with [`Error::InitializerFailed`] instead
 //!   of respawning workers forever.
-//! - Children always die with their parent (`PR_SET_PDEATHSIG`), even if it is `SIGKILL`ed.
+//! - **Exit like Python**: at normal exit a program waits for its live non-daemon
+//!   [`Process`]es (see [`active_children`]), then kills the daemons; and children always die
+//!   with their parent (`PR_SET_PDEATHSIG`) if it is killed, even by `SIGKILL`.
 //! - **Queues have no feeder thread**: when `put` returns, the item is in shared memory, visible
 //!   to every process, and survives the producer's exit. A blocking `get` whose queue is empty
 //!   and has no other handle anywhere returns [`Error::Disconnected`] instead of waiting
@@ -165,6 +167,7 @@
 //!   executable as its parent before accepting any task.
 
 mod bootstrap;
+mod children;
 mod error;
 #[cfg(feature = "fuzzing")]
 #[doc(hidden)]
@@ -181,6 +184,7 @@ mod wire;
 mod worker;
 
 pub use bootstrap::{CurrentProcess, cpu_count, current_process, init};
+pub use children::{ActiveChild, active_children};
 pub use error::{Death, Error, Result};
 pub use pipe::{Connection, Pipe};
 pub use pool::{AsyncResult, IMap, Pool, PoolBuilder, StartMethod};

@@ -1,5 +1,20 @@
 //! `Process`: run one function in a child process, like Python's `multiprocessing.Process` —
 //! except that `join()` hands back what the function returned.
+//!
+//! Lifetime, as in Python: a started child runs until its function returns, whether or not its
+//! handle is kept (dropping a daemon's handle kills it); at normal exit the program waits for
+//! its non-daemon children and kills its daemons (the registry of children, `children.rs`,
+//! does both and reaps every child). Parent *death* — a signal, `abort` — takes every child
+//! along (`PR_SET_PDEATHSIG`).
+//!
+//! Grandchildren that the function starts by other means than `multiproc` — a plain `fork()`,
+//! `std::process::Command` — are its own, as in Python: they do not die when the child is
+//! killed, nor with the program. A process group per child would let `kill()` and `terminate()`
+//! reach them, but it would take the children out of the terminal's foreground group: Ctrl-C
+//! would reach neither them nor their grandchildren (which would then survive the program,
+//! the very thing it was meant to prevent), and Ctrl-Z would stop the parent alone. With no
+//! clear winner, nothing is changed; a function that starts helper processes ends them itself
+//! (or gives them `PR_SET_PDEATHSIG` in `CommandExt::pre_exec`, or starts them as `Process`es).
 
 use std::os::fd::{AsFd, BorrowedFd};
 use std::time::{Duration, Instant};
@@ -8,8 +23,10 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::bootstrap::{self, ChildLink};
+use crate::children::{self, ActiveChild, ChildId};
 use crate::error::{Death, Error, Result};
 use crate::sys;
+use crate::sys::proc::Stop;
 use crate::wire::codec;
 use crate::wire::fds::{self, FdSet};
 use crate::wire::message::{ResultsHeader, Role, TaskHeader, kind};
@@ -21,6 +38,8 @@ enum State<R> {
     Created,
     Started {
         link: Box<ChildLink>,
+        /// The registry reaps the child (see `children`), not the link.
+        child: ChildId,
         outcome: Option<Result<R>>,
         exit: Option<sys::proc::Exit>,
     },
@@ -29,8 +48,17 @@ enum State<R> {
 /// A function running in a child process of its own.
 ///
 /// # Drop
-/// Dropping a started `Process` leaves the child running (it is reaped in the background, and
-/// still dies with this program); a [`daemon`](Self::daemon) process is killed instead.
+/// Dropping a started `Process` leaves the child running, as in Python: it is reaped in the
+/// background when it ends, stays listed by [`active_children`](crate::active_children) until
+/// then, and the program waits for it when it exits. A [`daemon`](Self::daemon) process is
+/// killed instead.
+///
+/// # At exit
+/// When the program ends normally (`main` returns, or `std::process::exit`), it waits for each
+/// live non-daemon child, without bound, as Python does; then it kills the daemons. A child
+/// that waits for its parent (for an item the parent will never put in a queue, say) therefore
+/// keeps the program from ending: join it, or make it a daemon. A program that is killed takes
+/// every child along instead.
 ///
 /// # Examples
 /// ```
@@ -113,8 +141,9 @@ impl<R: Serialize + DeserializeOwned + Send + 'static> Process<R> {
         self
     }
 
-    /// Marks the process as a daemon: it is killed when its `Process` is dropped (and, like
-    /// every child, when this program exits). Default: `false`.
+    /// Marks the process as a daemon: it is killed when its `Process` is dropped, and when this
+    /// program exits (after the non-daemon children ended), instead of being waited for.
+    /// Default: `false`.
     pub fn daemon(mut self, daemon: bool) -> Self {
         self.daemon = daemon;
         self
@@ -178,9 +207,12 @@ impl<R: Serialize + DeserializeOwned + Send + 'static> Process<R> {
             Ok(())
         })?;
         link.channel.flush()?;
+        let pid = link.detach();
+        let child = children::register(ActiveChild::new(pid, self.name.clone(), self.daemon));
         let ready = bootstrap::await_ready(&mut link, Instant::now() + START_TIMEOUT);
         self.state = State::Started {
             link: Box::new(link),
+            child,
             outcome: None,
             exit: None,
         };
@@ -214,6 +246,7 @@ impl<R: Serialize + DeserializeOwned + Send + 'static> Process<R> {
     fn wait(&mut self, deadline: Option<Instant>) -> Result<R> {
         let State::Started {
             link,
+            child,
             outcome,
             exit,
         } = &mut self.state
@@ -235,7 +268,7 @@ impl<R: Serialize + DeserializeOwned + Send + 'static> Process<R> {
             if !sys::fd::wait_readable(link.pidfd.as_fd(), left)? {
                 return Err(Error::Timeout);
             }
-            *exit = Some(link.reap()?);
+            *exit = Some(children::reap_exited(*child)?);
         }
         let pid = link.pid;
         let died = exit.map(Death::from).unwrap_or(Death::Unknown);
@@ -261,7 +294,7 @@ impl<R: Serialize + DeserializeOwned + Send + 'static> Process<R> {
         match &mut self.state {
             State::Created => false,
             State::Started { exit: Some(_), .. } => false,
-            State::Started { link, exit, .. } => match link.try_reap() {
+            State::Started { child, exit, .. } => match children::try_reap(*child) {
                 Ok(None) => true,
                 Ok(Some(e)) => {
                     *exit = Some(e);
@@ -302,7 +335,7 @@ impl<R: Serialize + DeserializeOwned + Send + 'static> Process<R> {
     /// # Errors
     /// The signal could not be sent.
     pub fn terminate(&mut self) -> Result<()> {
-        self.signal(false)
+        self.signal(Stop::Term)
     }
 
     /// Stops the child with `SIGKILL`, like Python's `kill()`.
@@ -310,14 +343,16 @@ impl<R: Serialize + DeserializeOwned + Send + 'static> Process<R> {
     /// # Errors
     /// The signal could not be sent.
     pub fn kill(&mut self) -> Result<()> {
-        self.signal(true)
+        self.signal(Stop::Kill)
     }
 
-    fn signal(&mut self, hard: bool) -> Result<()> {
+    fn signal(&mut self, stop: Stop) -> Result<()> {
         match &self.state {
+            // Through the pidfd: the child may have been reaped (by `active_children()` on
+            // another thread, say) and its pid reused.
             State::Started {
                 link, exit: None, ..
-            } => Ok(sys::proc::signal(link.pid, hard)?),
+            } => Ok(sys::proc::signal_pidfd(link.pidfd.as_fd(), stop)?),
             _ => Ok(()),
         }
     }
@@ -352,19 +387,17 @@ fn decode_answer<R: DeserializeOwned>(frame: &crate::wire::Frame) -> Result<R> {
 impl<R> Drop for Process<R> {
     fn drop(&mut self) {
         if let State::Started {
-            link, exit: None, ..
-        } = &mut self.state
+            link,
+            child,
+            exit: None,
+            ..
+        } = &self.state
         {
-            let pid = link.detach();
             if self.daemon {
-                let _ = sys::proc::signal(pid, true);
+                let _ = sys::proc::signal_pidfd(link.pidfd.as_fd(), Stop::Kill);
             }
-            // Reap in the background so that the child never lingers as a zombie.
-            let _ = std::thread::Builder::new()
-                .name("multiproc-reaper".into())
-                .spawn(move || {
-                    let _ = sys::proc::reap(pid);
-                });
+            // Reaped in the background when it ends; a non-daemon is waited for at exit.
+            children::release(*child);
         }
     }
 }

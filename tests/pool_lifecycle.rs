@@ -1,7 +1,7 @@
 //! Worker lifecycle: recycling, initializers, terminate, drop, and callbacks.
 
 mod common;
-use common::{SECS, children_of, eventually, exists, state, within};
+use common::{SECS, children_of, eventually, exists, sigkill, spawn_plain_sleeper, state, within};
 use multiproc::{Error, Pool};
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex, OnceLock};
@@ -285,5 +285,25 @@ fn pool_workers_die_when_their_parent_is_sigkilled() {
                 state(pid)
             );
         }
+    });
+}
+
+fn start_plain_sleeper(_: ()) -> u32 {
+    spawn_plain_sleeper()
+}
+
+/// As documented (README, "What differs from Python"): a process a task starts by other means
+/// than `multiproc` (`Command::spawn`, a plain `fork()`) is the task's own, and outlives the
+/// pool, as in Python.
+#[test]
+fn a_plain_grandchild_outlives_a_dropped_pool() {
+    within(SECS(30), || {
+        let pool = Pool::new(1).unwrap();
+        let grandchild = pool.apply(start_plain_sleeper, ()).unwrap();
+        drop(pool);
+        std::thread::sleep(Duration::from_millis(200));
+        let alive = exists(grandchild) && state(grandchild) != Some('Z');
+        sigkill(grandchild);
+        assert!(alive, "the grandchild died with the pool after all");
     });
 }

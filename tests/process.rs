@@ -1,9 +1,10 @@
-//! `Process`: start, join with a value, names, exit codes, signals, daemons, sentinels, and
-//! dying with the parent.
+//! `Process`: start, join with a value, names, exit codes, signals, daemons, sentinels,
+//! `active_children()`, and dying with the parent. (What happens at the program's exit is in
+//! `exit.rs`.)
 
 mod common;
-use common::{SECS, eventually, exists, state, within};
-use multiproc::{Death, Error, Process};
+use common::{SECS, eventually, exists, sigkill, spawn_plain_sleeper, state, within};
+use multiproc::{Death, Error, Process, Queue};
 use std::time::{Duration, Instant};
 
 fn cube(x: i64) -> i64 {
@@ -195,6 +196,82 @@ fn children_die_with_their_parent_even_on_sigkill() {
             "grandchild {grandchild} survived its parent: {:?}",
             state(grandchild)
         );
+    });
+}
+
+/// Whether `pid` is listed by `active_children()`, and if so with which name and daemon flag.
+fn listed(pid: Option<u32>) -> Option<(String, bool)> {
+    multiproc::active_children()
+        .into_iter()
+        .find(|c| Some(c.pid()) == pid)
+        .map(|c| (c.name().to_string(), c.is_daemon()))
+}
+
+#[test]
+fn active_children_lists_the_live_children_only() {
+    within(SECS(30), || {
+        let mut sleeper = Process::new(sleep_ms, 30_000).name("sleeper");
+        let mut daemon = Process::new(sleep_ms, 30_000).name("lurker").daemon(true);
+        let mut quick = Process::new(sleep_ms, 0);
+        sleeper.start().unwrap();
+        daemon.start().unwrap();
+        quick.start().unwrap();
+        quick.join().unwrap();
+        assert_eq!(listed(sleeper.pid()), Some(("sleeper".into(), false)));
+        assert_eq!(listed(daemon.pid()), Some(("lurker".into(), true)));
+        assert_eq!(listed(quick.pid()), None, "a joined child is not listed");
+
+        // A child that ends is reaped by active_children(); its handle still learns how.
+        sleeper.kill().unwrap();
+        assert!(eventually(SECS(5), || listed(sleeper.pid()).is_none()));
+        assert!(!exists(sleeper.pid().unwrap()), "reaped, not a zombie");
+        assert!(matches!(
+            sleeper.join(),
+            Err(Error::WorkerDied {
+                cause: Death::Signal { number: 9, .. },
+                ..
+            })
+        ));
+        assert_eq!(sleeper.exitcode(), Some(-9));
+
+        // A child whose handle was dropped is listed while it runs, and reaped when it ends.
+        let mut dropped = Process::new(sleep_ms, 300).name("dropped");
+        dropped.start().unwrap();
+        let pid = dropped.pid();
+        drop(dropped);
+        assert_eq!(listed(pid), Some(("dropped".into(), false)));
+        assert!(eventually(SECS(10), || listed(pid).is_none()));
+        assert!(eventually(SECS(5), || !exists(pid.unwrap())), "no zombie");
+
+        // A dropped daemon is killed.
+        let pid = daemon.pid();
+        drop(daemon);
+        assert!(eventually(SECS(5), || listed(pid).is_none()));
+    });
+}
+
+/// Starts a plain grandchild with `Command::spawn`, says its pid, and sleeps.
+fn parent_of_plain_grandchild(pids: Queue<u32>) {
+    pids.put(spawn_plain_sleeper()).unwrap();
+    std::thread::sleep(SECS(60));
+}
+
+/// What the README says under "What differs from Python": a process that a task starts by
+/// other means than `multiproc` (a plain `fork()`, `Command::spawn`) is the task's own. Killing
+/// the `Process` does not reach it, as in Python.
+#[test]
+fn a_plain_grandchild_outlives_a_killed_process() {
+    within(SECS(30), || {
+        let pids = Queue::new().unwrap();
+        let mut p = Process::new(parent_of_plain_grandchild, pids.clone());
+        p.start().unwrap();
+        let grandchild = pids.get_timeout(SECS(10)).unwrap();
+        p.kill().unwrap();
+        assert!(matches!(p.join(), Err(Error::WorkerDied { .. })));
+        std::thread::sleep(Duration::from_millis(200));
+        let alive = exists(grandchild) && state(grandchild) != Some('Z');
+        sigkill(grandchild);
+        assert!(alive, "the grandchild died with its parent after all");
     });
 }
 

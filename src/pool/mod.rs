@@ -199,6 +199,13 @@ impl PoolBuilder {
 /// are killed and unfinished tasks fail with [`Error::PoolTerminated`]. For a graceful end,
 /// call [`close`](Self::close) then [`join`](Self::join).
 ///
+/// Workers are not among the children a program waits for at exit (they are not listed by
+/// [`active_children`](crate::active_children)): a pool that is never dropped — leaked, or in a
+/// `static` — has its workers killed when the program ends, like Python's daemonic pool
+/// workers. Processes a task starts by other means than `multiproc` (`Command::spawn`, a plain
+/// `fork()`) are the task's own and outlive the pool, as in Python (why: the README, "What
+/// differs from Python").
+///
 /// # Examples
 /// ```
 /// fn square(x: u64) -> u64 { x * x }

@@ -1108,7 +1108,7 @@ impl Core {
                 sys::fd::wait_readable(std::os::fd::AsFd::as_fd(&w.link.pidfd), Some(left))
                     .unwrap_or(false);
             if !exited {
-                let _ = sys::proc::signal(w.link.pid, true);
+                let _ = sys::proc::signal(w.link.pid, sys::proc::Stop::Kill);
             }
             let _ = w.link.reap();
         }
@@ -1119,7 +1119,7 @@ impl Core {
     fn terminate(&mut self) {
         for w in &mut self.workers {
             let _ = read_available(w, &mut self.pace, &mut self.deliveries);
-            let _ = sys::proc::signal(w.link.pid, true);
+            let _ = sys::proc::signal(w.link.pid, sys::proc::Stop::Kill);
         }
         self.deliver_now();
         for mut w in self.workers.drain(..) {
@@ -1238,7 +1238,7 @@ fn kill(w: &mut Worker, why: KillReason) {
     if w.killed.is_none() {
         w.killed = Some(why);
     }
-    let _ = sys::proc::signal(w.link.pid, true);
+    let _ = sys::proc::signal(w.link.pid, sys::proc::Stop::Kill);
 }
 
 /// Waits for a worker that has exited (or is about to) and reaps it.
@@ -1246,7 +1246,7 @@ fn reap(w: &mut Worker) -> Death {
     let pidfd = std::os::fd::AsFd::as_fd(&w.link.pidfd);
     // The socket closing usually means the process is exiting; give it a moment, then insist.
     if !sys::fd::wait_readable(pidfd, Some(Duration::from_secs(2))).unwrap_or(false) {
-        let _ = sys::proc::signal(w.link.pid, true);
+        let _ = sys::proc::signal(w.link.pid, sys::proc::Stop::Kill);
     }
     match w.link.reap() {
         Ok(exit) => exit.into(),

@@ -121,11 +121,57 @@ pub(crate) fn reap(raw: u32) -> io::Result<Exit> {
     }
 }
 
-/// Sends `SIGTERM` (`hard == false`) or `SIGKILL`. A process that is already gone is not an
-/// error.
-pub(crate) fn signal(raw: u32, hard: bool) -> io::Result<()> {
-    let sig = if hard { Signal::KILL } else { Signal::TERM };
-    match rustix::process::kill_process(pid(raw)?, sig) {
+/// Which signal stops a child: `SIGTERM` asks, `SIGKILL` insists.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Stop {
+    Term,
+    Kill,
+}
+
+impl Stop {
+    fn signal(self) -> Signal {
+        match self {
+            Stop::Term => Signal::TERM,
+            Stop::Kill => Signal::KILL,
+        }
+    }
+}
+
+/// Sends `stop` to the process behind `pidfd`. Unlike a pid, the descriptor can never name
+/// another process, even once this one is reaped and its pid reused. A process that is already
+/// gone is not an error.
+pub(crate) fn signal_pidfd(pidfd: BorrowedFd<'_>, stop: Stop) -> io::Result<()> {
+    match rustix::process::pidfd_send_signal(pidfd, stop.signal()) {
+        Ok(()) | Err(Errno::SRCH) => Ok(()),
+        Err(e) => Err(e.into()),
+    }
+}
+
+unsafe extern "C" {
+    /// The C library's `atexit(3)`. libc is linked into every Rust program on Linux; neither
+    /// std nor rustix wraps this one function.
+    fn atexit(hook: extern "C" fn()) -> std::ffi::c_int;
+}
+
+/// Runs `hook` when this process exits normally: `main` returns or `std::process::exit` is
+/// called (after std has flushed stdout), on the exiting thread while other threads still run.
+/// Not on a signal, `abort`, or `_exit`. Hooks run in the reverse order of registration.
+pub(crate) fn at_exit(hook: extern "C" fn()) -> io::Result<()> {
+    // SAFETY: `atexit` takes a function pointer, valid for the life of the program (`hook` is
+    // a plain `fn`, not a closure), and only stores it; it is thread-safe in glibc and musl.
+    // The hook must not unwind into C: that is the caller's `extern "C"` signature's job
+    // (a panic there aborts).
+    match unsafe { atexit(hook) } {
+        0 => Ok(()),
+        _ => Err(io::Error::other(
+            "atexit(3) could not register the exit hook",
+        )),
+    }
+}
+
+/// Sends `stop` to process `raw`. A process that is already gone is not an error.
+pub(crate) fn signal(raw: u32, stop: Stop) -> io::Result<()> {
+    match rustix::process::kill_process(pid(raw)?, stop.signal()) {
         Ok(()) | Err(Errno::SRCH) => Ok(()),
         Err(e) => Err(e.into()),
     }

@@ -60,3 +60,20 @@ pub fn eventually(limit: Duration, mut cond: impl FnMut() -> bool) -> bool {
     }
     cond()
 }
+
+/// Sends `SIGKILL` to `pid` (gone already is fine).
+pub fn sigkill(pid: u32) {
+    if let Some(pid) = rustix::process::Pid::from_raw(pid as i32) {
+        let _ = rustix::process::kill_process(pid, rustix::process::Signal::KILL);
+    }
+}
+
+/// Starts `sleep 60` as a plain child (`Command::spawn`, not a multiproc `Process`) and
+/// returns its pid, leaving it running.
+pub fn spawn_plain_sleeper() -> u32 {
+    std::process::Command::new("sleep")
+        .arg("60")
+        .spawn()
+        .expect("sleep(1) could not be started")
+        .id()
+}

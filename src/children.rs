@@ -1,0 +1,336 @@
+//! The children this process started as [`Process`](crate::Process)es: what
+//! [`active_children`] lists, and what a program waits for when it ends.
+//!
+//! One registry per process, as in Python: an entry is made by `start()`, and a process waits
+//! only for its own children (a `Process` child that starts children of its own waits for
+//! them before it exits). Pool workers and the shared-memory tracker are not entered: a pool
+//! ends its workers itself, and a pool that is never dropped (leaked, or in a `static`) has
+//! them killed with the program, like Python's daemonic pool workers.
+//!
+//! Every reap of a `Process` child goes through here, under the lock and without blocking
+//! (`waitpid(WNOHANG)`), so whoever sees the exit first — the handle's `join()` or
+//! `is_alive()`, [`active_children`], the watcher thread of a dropped handle, or the exit hook
+//! — leaves the status where the others find it, and no pid is used after it could have been
+//! recycled. Waiting happens outside the lock, on a pidfd opened while the entry was known to
+//! be unreaped; the lock is never held across a blocking call, so the exit hook cannot be stuck
+//! behind another thread. An entry lives until its handle has been given the exit status, or,
+//! once its handle was dropped, until it is reaped (by a small watcher thread, so no zombie is
+//! left).
+//!
+//! At normal exit (`main` returns, or `std::process::exit`) an `atexit` hook, registered by the
+//! first `start()`, waits for every live non-daemon child, then kills the daemons and reaps
+//! them. Like Python it waits without bound: a child that never ends keeps the program from
+//! ending. Unlike Python, daemons are killed after the non-daemon children are done (Python
+//! sends them `SIGTERM` first), so a daemon that serves them keeps serving until they finish.
+//! Parent *death* is another matter: no hook runs, and `PR_SET_PDEATHSIG` kills every child.
+//!
+//! A copy of this process made by a plain `fork()` finds the registry's owner pid changed and
+//! starts with an empty one: its parent's children are not its own.
+
+use std::io;
+use std::os::fd::AsFd;
+use std::sync::{Mutex, MutexGuard, Once, PoisonError};
+use std::time::Duration;
+
+use crate::sys;
+use crate::sys::proc::{Exit, Stop};
+
+/// How often a watcher without a pidfd (descriptors exhausted) looks for its child's exit.
+const POLL_WITHOUT_PIDFD: Duration = Duration::from_millis(10);
+
+/// A live child started by this process as a [`Process`](crate::Process), as listed by
+/// [`active_children`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ActiveChild {
+    pid: u32,
+    name: String,
+    daemon: bool,
+}
+
+impl ActiveChild {
+    pub(crate) fn new(pid: u32, name: String, daemon: bool) -> Self {
+        Self { pid, name, daemon }
+    }
+
+    /// The child's process id.
+    pub fn pid(&self) -> u32 {
+        self.pid
+    }
+
+    /// The name given with [`Process::name`](crate::Process::name).
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Whether it is a daemon: killed at exit rather than waited for.
+    pub fn is_daemon(&self) -> bool {
+        self.daemon
+    }
+}
+
+/// Names an entry of the registry: unlike a pid, never reused.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct ChildId(u64);
+
+/// Who is to learn the exit status.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Holder {
+    /// A live `Process` handle: the entry waits for it to collect the status.
+    Handle,
+    /// The handle was dropped: the entry goes as soon as the child is reaped.
+    Dropped,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Status {
+    Running,
+    Exited(Exit),
+    /// Reaped behind the registry's back (`SIGCHLD` ignored, a `waitpid(-1)` elsewhere): gone,
+    /// with no status, and its pid must not be used again.
+    Lost,
+}
+
+struct Entry {
+    id: ChildId,
+    child: ActiveChild,
+    holder: Holder,
+    status: Status,
+}
+
+struct Registry {
+    /// The process these children belong to (see the module docs on `fork`).
+    owner: u32,
+    next_id: u64,
+    /// In the order the children were started.
+    entries: Vec<Entry>,
+}
+
+static REGISTRY: Mutex<Registry> = Mutex::new(Registry {
+    owner: 0,
+    next_id: 0,
+    entries: Vec::new(),
+});
+
+/// The registry, emptied first if it was inherited through a `fork`.
+fn registry() -> MutexGuard<'static, Registry> {
+    // Every critical section leaves the registry consistent; a panic in one changes nothing.
+    let mut reg = REGISTRY.lock().unwrap_or_else(PoisonError::into_inner);
+    let me = sys::proc::getpid();
+    if reg.owner != me {
+        reg.owner = me;
+        reg.entries.clear();
+    }
+    reg
+}
+
+impl Registry {
+    fn index(&self, id: ChildId) -> Option<usize> {
+        self.entries.iter().position(|e| e.id == id)
+    }
+
+    /// Reaps entry `i` if its child has exited; never blocks. A dropped handle's entry goes
+    /// once reaped; a live handle's keeps the status for the handle.
+    fn poll(&mut self, i: usize) -> Status {
+        let entry = &mut self.entries[i];
+        if entry.status == Status::Running {
+            entry.status = match sys::proc::try_reap(entry.child.pid) {
+                Ok(None) => Status::Running,
+                Ok(Some(exit)) => Status::Exited(exit),
+                Err(_) => Status::Lost,
+            };
+        }
+        let status = entry.status;
+        if status != Status::Running && entry.holder == Holder::Dropped {
+            self.entries.remove(i);
+        }
+        status
+    }
+
+    /// Reaps every child that has exited (Python's `_cleanup()`).
+    fn cleanup(&mut self) {
+        let mut i = self.entries.len();
+        while i > 0 {
+            i -= 1;
+            self.poll(i);
+        }
+    }
+}
+
+/// Enters a just-started child. The caller has handed the duty of reaping it to the registry
+/// (no other code may reap it from now on).
+pub(crate) fn register(child: ActiveChild) -> ChildId {
+    static HOOK: Once = Once::new();
+    HOOK.call_once(|| {
+        // If the C library cannot take the hook (out of memory), children are killed at exit
+        // as if they were daemons, as before this registry existed; starting them still works.
+        let _ = sys::proc::at_exit(wait_at_exit);
+    });
+    let mut reg = registry();
+    // Children whose watcher thread could not be started are reaped here at the latest.
+    reg.cleanup();
+    let id = ChildId(reg.next_id);
+    reg.next_id += 1;
+    reg.entries.push(Entry {
+        id,
+        child,
+        holder: Holder::Handle,
+        status: Status::Running,
+    });
+    id
+}
+
+/// For the handle: the exit status if the child has exited, reaping it. Once the status is
+/// returned the entry is gone (the handle keeps it).
+///
+/// # Errors
+/// The child was reaped by someone outside this registry, or is unknown here.
+pub(crate) fn try_reap(id: ChildId) -> io::Result<Option<Exit>> {
+    let mut reg = registry();
+    let i = reg
+        .index(id)
+        .ok_or_else(|| lost("is not a child of this process"))?;
+    let status = reg.poll(i);
+    if status != Status::Running {
+        if let Some(i) = reg.index(id) {
+            reg.entries.remove(i);
+        }
+    }
+    match status {
+        Status::Running => Ok(None),
+        Status::Exited(exit) => Ok(Some(exit)),
+        Status::Lost => Err(lost("was reaped by someone else")),
+    }
+}
+
+/// For the handle, once the child's pidfd is readable: reaps it and returns its exit status.
+///
+/// # Errors
+/// As [`try_reap`].
+pub(crate) fn reap_exited(id: ChildId) -> io::Result<Exit> {
+    loop {
+        if let Some(exit) = try_reap(id)? {
+            return Ok(exit);
+        }
+        // A readable pidfd means the child is a zombie already; this is only a guard.
+        std::thread::sleep(Duration::from_millis(1));
+    }
+}
+
+/// For the handle's `Drop`: the child runs on and is reaped in the background when it exits.
+pub(crate) fn release(id: ChildId) {
+    let mut reg = registry();
+    let Some(i) = reg.index(id) else { return };
+    reg.entries[i].holder = Holder::Dropped;
+    if reg.poll(i) != Status::Running {
+        return;
+    }
+    drop(reg);
+    // If no thread can be started the child is reaped by the next `start()`,
+    // `active_children()` or at exit.
+    let _ = std::thread::Builder::new()
+        .name("multiproc-reaper".into())
+        .stack_size(64 << 10)
+        .spawn(move || wait_for(id));
+}
+
+/// Waits until child `id` has exited and reaps it (or until someone else did).
+fn wait_for(id: ChildId) {
+    loop {
+        // The pidfd is opened while the entry is known to be unreaped, so it names this child.
+        let pidfd = {
+            let reg = registry();
+            let Some(i) = reg.index(id) else { return };
+            let entry = &reg.entries[i];
+            if entry.status != Status::Running {
+                return;
+            }
+            sys::proc::pidfd(entry.child.pid)
+        };
+        let waited = match &pidfd {
+            Ok(fd) => sys::fd::wait_readable(fd.as_fd(), None).is_ok(),
+            Err(_) => false,
+        };
+        if !waited {
+            std::thread::sleep(POLL_WITHOUT_PIDFD);
+        }
+        let mut reg = registry();
+        let Some(i) = reg.index(id) else { return };
+        if reg.poll(i) != Status::Running {
+            return;
+        }
+    }
+}
+
+/// The first child still running that `wanted` selects.
+fn next_running(wanted: impl Fn(&ActiveChild) -> bool) -> Option<ChildId> {
+    let reg = registry();
+    reg.entries
+        .iter()
+        .find(|e| e.status == Status::Running && wanted(&e.child))
+        .map(|e| e.id)
+}
+
+/// The exit hook: waits for the non-daemon children, then kills and reaps the daemons.
+extern "C" fn wait_at_exit() {
+    // Nothing here should panic; if something does, the program ends without waiting.
+    let _ = std::panic::catch_unwind(|| {
+        // Including any that other threads start meanwhile.
+        while let Some(id) = next_running(|c| !c.daemon) {
+            wait_for(id);
+        }
+        while let Some(id) = next_running(|c| c.daemon) {
+            kill(id);
+            wait_for(id);
+        }
+    });
+}
+
+/// Sends `SIGKILL` to child `id` if it has not been reaped.
+fn kill(id: ChildId) {
+    let reg = registry();
+    if let Some(e) = reg.entries.iter().find(|e| e.id == id) {
+        if e.status == Status::Running {
+            // Unreaped while the lock is held, so the pid still names this child.
+            let _ = sys::proc::signal(e.child.pid, Stop::Kill);
+        }
+    }
+}
+
+fn lost(why: &str) -> io::Error {
+    io::Error::new(io::ErrorKind::NotFound, format!("the child process {why}"))
+}
+
+/// The live children this process started as [`Process`](crate::Process)es, like Python's
+/// `multiprocessing.active_children()`: started and not yet exited, whether or not their
+/// handle still exists. Children that have exited are reaped on the way (a joined one is never
+/// listed). Pool workers are not listed.
+///
+/// These are the children a normal exit waits for (the non-daemon ones) or kills (the
+/// daemons).
+///
+/// # Examples
+/// ```
+/// use std::time::Duration;
+///
+/// fn nap(ms: u64) {
+///     std::thread::sleep(Duration::from_millis(ms));
+/// }
+///
+/// multiproc::init();
+/// let mut p = multiproc::Process::new(nap, 200).name("napper");
+/// p.start()?;
+/// let live = multiproc::active_children();
+/// assert!(live.iter().any(|c| Some(c.pid()) == p.pid() && c.name() == "napper"));
+/// p.join()?;
+/// assert!(multiproc::active_children().iter().all(|c| Some(c.pid()) != p.pid()));
+/// # Ok::<(), multiproc::Error>(())
+/// ```
+pub fn active_children() -> Vec<ActiveChild> {
+    let mut reg = registry();
+    reg.cleanup();
+    reg.entries
+        .iter()
+        .filter(|e| e.status == Status::Running)
+        .map(|e| e.child.clone())
+        .collect()
+}
