@@ -260,6 +260,7 @@ fn main() {
         .filter(|a| !a.starts_with('-'))
         .collect();
     let mut failed = Vec::new();
+    let mut passed = 0;
     for (name, case) in cases {
         if !filter.is_empty() && !filter.iter().any(|f| name.contains(f.as_str())) {
             continue;
@@ -267,13 +268,21 @@ fn main() {
         print!("test {name} ... ");
         std::io::stdout().flush().unwrap();
         match std::panic::catch_unwind(case) {
-            Ok(()) => println!("ok"),
+            Ok(()) => {
+                println!("ok");
+                passed += 1;
+            }
             Err(_) => {
                 println!("FAILED");
                 failed.push(name);
             }
         }
     }
+    let verdict = if failed.is_empty() { "ok" } else { "FAILED" };
+    println!(
+        "\ntest result: {verdict}. {passed} passed; {} failed\n",
+        failed.len()
+    );
     if !failed.is_empty() {
         eprintln!("failed: {failed:?}");
         std::process::exit(101);
