@@ -152,3 +152,104 @@ fn a_kill_storm_through_start_up_never_breaks_the_pool_for_good() {
         assert!(t.elapsed() < SECS(5), "recovered after {:?}", t.elapsed());
     });
 }
+
+/// A worker at random, or every child, killed every 0.2–4 ms while calls run — through the
+/// pool's start-up, too. Every call ends in bounded time with a value or a death/start error;
+/// once the kills stop the pool serves again; a dropped pool leaves no child behind.
+/// `MULTIPROC_SOAK=N` runs N rounds (the soak that found issue 9's defect 2 ran 1,500).
+#[test]
+fn kill_soak_every_call_ends_and_the_pool_recovers() {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
+    let rounds: u64 = std::env::var("MULTIPROC_SOAK")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(6);
+    within(SECS(60 + 10 * rounds), move || {
+        let me = std::process::id();
+        let mut rng = 0x9e3779b97f4a7c15u64;
+        let mut next = move |n: u64| {
+            rng = rng
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            (rng >> 33) % n
+        };
+        let (mut kills, mut failed, mut served) = (0u64, 0u64, 0u64);
+        for round in 0..rounds {
+            let storm = std::sync::Arc::new(AtomicBool::new(true));
+            let (every, seed) = (next(2) == 0, next(u64::MAX));
+            // The storm starts before the pool does: workers die in their start-up window.
+            let killer = {
+                let storm = storm.clone();
+                std::thread::spawn(move || {
+                    let mut n = seed;
+                    let mut kills = 0u64;
+                    while storm.load(Ordering::Relaxed) {
+                        n = n.wrapping_mul(6364136223846793005).wrapping_add(1);
+                        let children = children_of(me);
+                        let chosen = children.iter().enumerate().filter(|(i, _)| {
+                            every || *i as u64 == (n >> 40) % children.len().max(1) as u64
+                        });
+                        for (_, &pid) in chosen {
+                            let raw = rustix::process::Pid::from_raw(pid as i32).unwrap();
+                            let sig = rustix::process::Signal::KILL;
+                            kills += u64::from(rustix::process::kill_process(raw, sig).is_ok());
+                        }
+                        std::thread::sleep(Duration::from_micros(200 + (n >> 33) % 3800));
+                    }
+                    kills
+                })
+            };
+            let pool = Pool::builder()
+                .processes(2)
+                .start_timeout(Duration::from_millis(300))
+                .build()
+                .unwrap();
+            let storm_for = Duration::from_millis(50 + next(400));
+            let t = Instant::now();
+            while t.elapsed() < storm_for {
+                let c = Instant::now();
+                let outcomes: Vec<_> = if next(2) == 0 {
+                    vec![pool.apply_async(square, 3).get_timeout(SECS(30))]
+                } else {
+                    pool.imap_chunked(square, 0..40u64, 1 + next(8) as usize)
+                        .collect()
+                };
+                assert!(
+                    c.elapsed() < SECS(15),
+                    "round {round}: a call took {:?}",
+                    c.elapsed()
+                );
+                for r in outcomes {
+                    match r {
+                        Ok(_) => served += 1,
+                        Err(Error::Spawn(_) | Error::WorkerDied { .. }) => failed += 1,
+                        Err(e) => panic!("round {round}: unexpected error {e:?}"),
+                    }
+                }
+            }
+            storm.store(false, Ordering::Relaxed);
+            kills += killer.join().unwrap();
+            let c = Instant::now();
+            assert_eq!(
+                pool.map(square, 0..200u64).unwrap(),
+                (0..200u64).map(square).collect::<Vec<_>>(),
+                "round {round}: the pool did not recover"
+            );
+            assert!(
+                c.elapsed() < SECS(5),
+                "round {round}: recovered after {:?}",
+                c.elapsed()
+            );
+            drop(pool);
+            assert!(
+                common::eventually(SECS(10), || children_of(me).is_empty()),
+                "round {round}: children left behind: {:?}",
+                children_of(me)
+            );
+        }
+        eprintln!(
+            "kill soak: {rounds} rounds, {kills} kills, {served} items served, {failed} failed \
+             with a death or start error"
+        );
+    });
+}

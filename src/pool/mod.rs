@@ -164,7 +164,8 @@ impl PoolBuilder {
     ///
     /// # Errors
     /// The initializer's argument could not be encoded, or the supervisor thread could not
-    /// start. A worker that cannot be started shows up as [`Error::Spawn`] on the tasks.
+    /// start. Workers that cannot be started are tried again; tasks that wait for them longer
+    /// than the [`start_timeout`](Self::start_timeout) fail with [`Error::Spawn`].
     pub fn build(self) -> Result<Pool> {
         let processes = self.processes.unwrap_or_else(crate::cpu_count).max(1);
         let init = self.init.transpose()?;
