@@ -829,12 +829,10 @@ impl Core {
         if self.wants_workers() && self.live_workers() < self.cfg.processes {
             consider(self.starts.next_try().saturating_duration_since(now));
         }
-        if let Some(due) = self
-            .starts
-            .verdict_due()
-            .filter(|_| !self.pending.is_empty())
-        {
-            consider(due.saturating_duration_since(now));
+        // Past it, waiting work is decided at each failed attempt (which the poll wakes for).
+        let verdict_due = self.starts.verdict_due().filter(|due| *due > now);
+        if let Some(due) = verdict_due.filter(|_| !self.pending.is_empty()) {
+            consider(due - now);
         }
         for w in &self.workers {
             if w.inflight.is_empty() && w.link.channel.holds_bulk() {
