@@ -62,7 +62,12 @@ fn a_descriptor_limit_fails_waiting_calls_with_the_cause_and_the_pool_recovers()
             // The cause is gone: the same pool serves again, by itself.
             let t = Instant::now();
             assert_eq!(pool.apply(square, 8).unwrap(), 64, "slack {slack}");
-            assert!(t.elapsed() < SECS(5), "recovered after {:?}", t.elapsed());
+            let recovered = t.elapsed();
+            assert!(recovered < SECS(5), "recovered after {recovered:?}");
+            eprintln!(
+                "slack {slack}: the waiting call failed after {took:?}; served {recovered:?} \
+                 after the limit was lifted"
+            );
         }
     });
 }
