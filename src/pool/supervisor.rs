@@ -1249,7 +1249,7 @@ fn reap(w: &mut Worker) -> Death {
         let _ = sys::proc::signal(w.link.pid, true);
     }
     match w.link.reap() {
-        Ok(exit) => exit.into(),
+        Ok(exit) => w.link.death(exit),
         Err(_) => Death::Unknown,
     }
 }
