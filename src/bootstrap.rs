@@ -20,11 +20,12 @@ use std::sync::mpsc;
 use std::sync::{Mutex, OnceLock, PoisonError};
 use std::time::{Duration, Instant};
 
-use crate::error::{Error, Result};
+use crate::error::{Death, Error, Result};
 use crate::sys;
 use crate::sys::page::SharedPage;
 use crate::wire::message::{Hello, Ready, Refuse, Role, kind};
 use crate::wire::{Channel, codec};
+use crate::worker::FAULT_SLOT;
 
 /// The environment variable that marks a child: `"<socket fd>,<page fd>,<parent pid>"`.
 pub(crate) const ENV: &str = "MULTIPROC_WORKER";
@@ -139,7 +140,11 @@ fn child_main(marker: &Marker) -> Result<i32> {
     // Programs this child runs must not inherit them.
     sys::fd::set_cloexec(sock.as_fd(), true)?;
     sys::fd::set_cloexec(page.as_fd(), true)?;
-    let page = SharedPage::map(page)?;
+    // Kept for the life of the process: the fault handler may write to it at any moment.
+    let page: &'static SharedPage = Box::leak(Box::new(SharedPage::map(page)?));
+    // Before any task runs, on the thread that runs them all. Best effort: without it a stack
+    // overflow reads as a plain SIGSEGV, and the child works as well.
+    let _ = sys::signal::catch_stack_overflow(page.slot(FAULT_SLOT));
     let mut ch = Channel::new(sock, false)?;
 
     let hello = ch.recv(Some(Instant::now() + HELLO_TIMEOUT))?;
@@ -170,7 +175,6 @@ fn child_main(marker: &Marker) -> Result<i32> {
         })?,
     )?;
     if hello.role == Role::Tracker {
-        drop(page);
         return Ok(crate::shared::memory::tracker::serve(ch));
     }
     Ok(crate::worker::serve(ch, page, hello.role))
@@ -212,6 +216,21 @@ impl ChildLink {
         let exit = sys::proc::reap(self.pid)?;
         self.reaped = true;
         Ok(exit)
+    }
+
+    /// How the child ended, from the status it was reaped with: a fault its handler recognised
+    /// as a stack overflow (see `sys::signal`) is [`Death::StackOverflow`], anything else is
+    /// told as the status says. The one rule for pool workers and `Process` children alike.
+    pub(crate) fn death(&self, exit: sys::proc::Exit) -> Death {
+        match exit {
+            sys::proc::Exit::Signal(number)
+                if sys::signal::stack_overflow_signal(self.page.slot(FAULT_SLOT))
+                    == Some(number) =>
+            {
+                Death::StackOverflow { number }
+            }
+            other => other.into(),
+        }
     }
 
     /// Hands the duty of reaping to the caller; returns the pid.
@@ -507,5 +526,17 @@ mod tests {
         assert_eq!(pid, link.pid);
         link.channel.send(kind::EXIT, &[]).unwrap();
         assert_eq!(link.reap().unwrap(), sys::proc::Exit::Code(0));
+    }
+
+    /// The stack-overflow handler is a child's: a parent keeps std's own (which reports an
+    /// overflow of any of its threads), however many children it starts.
+    #[test]
+    fn a_parent_keeps_its_own_fault_handler() {
+        let mut link = spawn_child("plain", Role::PoolWorker, false).unwrap();
+        await_ready(&mut link, Instant::now() + Duration::from_secs(30)).unwrap();
+        assert!(!sys::signal::installed_here());
+        link.channel.send(kind::EXIT, &[]).unwrap();
+        let exit = link.reap().unwrap();
+        assert_eq!(link.death(exit), Death::Exit(0));
     }
 }

@@ -3,15 +3,47 @@
 use std::time::Duration;
 
 /// How a worker process ended.
+///
+/// # Examples
+/// ```
+/// use multiproc::Death;
+///
+/// /// What to tell a user whose task took its worker down.
+/// fn advice(cause: &Death) -> String {
+///     match cause {
+///         Death::StackOverflow { .. } => format!("{cause}: is the recursion bounded?"),
+///         Death::Signal { name, .. } if name == "SIGKILL" => "killed (out of memory?)".into(),
+///         other => format!("crashed: {other}"),
+///     }
+/// }
+/// assert_eq!(
+///     advice(&Death::StackOverflow { number: 11 }),
+///     "stack overflow (SIGSEGV): is the recursion bounded?"
+/// );
+/// ```
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum Death {
-    /// A signal ended it; the name is the conventional one (`"SIGKILL"`).
+    /// A signal ended it; the name is the conventional one (`"SIGKILL"`). A `SIGSEGV` or
+    /// `SIGBUS` that was a stack overflow is [`Death::StackOverflow`] instead.
     Signal {
         /// Signal number.
         number: i32,
         /// Conventional name, such as `"SIGKILL"`.
         name: String,
+    },
+    /// The thread running the task overflowed its stack (unbounded recursion, or a large
+    /// value on the stack), and the process died by signal `number` (`SIGSEGV`, or `SIGBUS`
+    /// on some systems) as a result. Displays as `"stack overflow (SIGSEGV)"`.
+    ///
+    /// The child also printed `thread 'main' has overflowed its stack` on stderr, as a
+    /// program's own main thread would. Its exit status is that of the signal all the same
+    /// ([`Process::exitcode`](crate::Process::exitcode) is `-11` for `SIGSEGV`). Overflows are
+    /// recognised in the thread that runs tasks; one in a thread that a task started itself
+    /// still shows as [`Death::Signal`] `SIGSEGV`.
+    StackOverflow {
+        /// Signal number (11 for `SIGSEGV`, 7 for `SIGBUS` on Linux x86-64 and Arm).
+        number: i32,
     },
     /// It exited with this status.
     Exit(i32),
@@ -23,6 +55,11 @@ impl std::fmt::Display for Death {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Death::Signal { name, .. } => f.write_str(name),
+            Death::StackOverflow { number } => write!(
+                f,
+                "stack overflow ({})",
+                crate::sys::proc::signal_name(*number)
+            ),
             Death::Exit(code) => write!(f, "exit status {code}"),
             Death::Unknown => f.write_str("unknown cause"),
         }
@@ -56,12 +93,14 @@ pub enum Error {
         /// The child's backtrace, when `RUST_BACKTRACE` asked for one.
         backtrace: Option<String>,
     },
-    /// The process running the task died before answering (killed, crashed, or exited).
+    /// The process running the task died before answering (killed, crashed, overflowed its
+    /// stack, or exited). `cause` says which; the pool replaces the worker and runs the other
+    /// tasks, and `Process::join` reports the same way.
     #[error("worker died ({cause}) while running task {}, pid {pid}", task.map(|t| t.to_string()).unwrap_or_else(|| "?".into()))]
     WorkerDied {
         /// Process id of the worker.
         pid: u32,
-        /// The signal or exit status.
+        /// The signal or exit status, or [`Death::StackOverflow`] when the signal was one.
         cause: Death,
         /// Index of the task within its call (`map` position; 0 for `apply`).
         task: Option<usize>,

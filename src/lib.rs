@@ -145,7 +145,8 @@
 //!
 //! - **A dead worker never hangs the pool.** CPython's `Pool` waits forever when a worker is
 //!   killed (gh-66587); here the task it was running fails with [`Error::WorkerDied`] naming the
-//!   pid and signal, a replacement starts, and every other task completes.
+//!   pid and signal (a stack overflow is named as one: [`Death::StackOverflow`]), a
+//!   replacement starts, and every other task completes.
 //! - **Per-task timeouts** ([`PoolBuilder::task_timeout`]) kill the worker that overran.
 //! - **`imap` is lazy**: the input is read as results are consumed, with a bounded window, so
 //!   endless iterators work. CPython reads the whole input first.

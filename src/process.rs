@@ -271,7 +271,7 @@ impl<R: Serialize + DeserializeOwned + Send + 'static> Process<R> {
             *exit = Some(children::reap_exited(*child)?);
         }
         let pid = link.pid;
-        let died = exit.map(Death::from).unwrap_or(Death::Unknown);
+        let died = exit.map_or(Death::Unknown, |e| link.death(e));
         match outcome.take() {
             Some(value) => {
                 // Leave a marker so a second join reports that the value was handed out.

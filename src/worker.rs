@@ -19,6 +19,9 @@ use crate::wire::{BULK_IDLE, Channel, HEADER};
 
 /// Slot of the shared page that counts items started.
 pub(crate) const STARTED_SLOT: usize = 0;
+/// Slot of the shared page where the child's fault handler records the signal of a stack
+/// overflow (`sys::signal`); read by the parent when the child died (`ChildLink::death`).
+pub(crate) const FAULT_SLOT: usize = 1;
 
 /// Exit status of a child whose parent broke the protocol or vanished.
 pub(crate) const EXIT_PROTOCOL: i32 = 70;
@@ -173,7 +176,7 @@ fn wait_awake(ch: &mut Channel) {
 
 /// Serves the parent until it says `EXIT` (status 0), disconnects, or breaks the protocol.
 /// Returns the exit status.
-pub(crate) fn serve(mut ch: Channel, page: SharedPage, role: Role) -> i32 {
+pub(crate) fn serve(mut ch: Channel, page: &SharedPage, role: Role) -> i32 {
     let mut started = 0u64;
     loop {
         if !ch.has_frame() && ch.pending_out() > 0 && ch.flush().is_err() {
@@ -201,7 +204,7 @@ pub(crate) fn serve(mut ch: Channel, page: SharedPage, role: Role) -> i32 {
         };
         match frame.kind {
             kind::TASK => match fds::receive(std::mem::take(&mut frame.fds), || {
-                run_batch(&mut ch, &page, &mut started, frame.payload())
+                run_batch(&mut ch, page, &mut started, frame.payload())
             }) {
                 Ok(all_ok) if role == Role::Process => {
                     return match ch.flush() {

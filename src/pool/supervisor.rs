@@ -1247,7 +1247,7 @@ fn reap(w: &mut Worker) -> Death {
         let _ = sys::proc::signal(w.link.pid, sys::proc::Stop::Kill);
     }
     match w.link.reap() {
-        Ok(exit) => exit.into(),
+        Ok(exit) => w.link.death(exit),
         Err(_) => Death::Unknown,
     }
 }
