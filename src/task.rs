@@ -24,23 +24,40 @@ use crate::wire::message::Failure;
 /// A trampoline: runs up to `max` items from the front of `input` — for each, counts it in
 /// `started` (published in `progress`, which the parent reads if the worker dies), decodes
 /// its argument, runs the task, appends the encoded outcome (see `codec::encode_ok`) to
-/// `out` — and stops after the first item that did not succeed. Returns how many items it ran
-/// and how the last one went. (A run of items per call, not one: for tiny tasks, an indirect
-/// call per item costs as much as the task.)
+/// `out` — and stops after the first item that did not succeed, or once the run's outcomes
+/// take [`RUN_BYTES`]. (A run of items per call, not one: for tiny tasks, an indirect call per
+/// item costs as much as the task.)
 pub(crate) type Entry = fn(
     input: &mut &[u8],
     out: &mut Vec<u8>,
     max: u32,
     started: &mut u64,
     progress: &AtomicU64,
-) -> (u32, Ran);
+) -> Run;
+
+/// What a trampoline did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Run {
+    /// How many items it ran.
+    pub(crate) items: u32,
+    /// How the last of them went.
+    pub(crate) last: Ran,
+    /// Where the last one's outcome starts in `out`.
+    pub(crate) last_at: usize,
+}
+
+/// A run of items ends once their outcomes take this many bytes, so that only its last outcome
+/// can be large: the worker can then give that one a frame of its own when the frame it would
+/// share would pass the size limit (see `worker::Replies`).
+pub(crate) const RUN_BYTES: usize = 16 << 20;
 
 /// What happened to one item in a trampoline.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Ran {
     /// The task returned and its value was encoded.
     Ok,
-    /// The task panicked or its value could not be encoded; a failure was encoded instead.
+    /// The task panicked or its value could not be encoded (or was too large for a message,
+    /// `wire::MAX_VALUE`); a failure was encoded instead.
     Failed,
     /// The argument could not be decoded: the rest of the input cannot be trusted.
     BadInput,
@@ -54,12 +71,17 @@ fn anchor(
     max: u32,
     _started: &mut u64,
     _progress: &AtomicU64,
-) -> (u32, Ran) {
+) -> Run {
     // A body that cannot be merged with any other function's.
-    if std::hint::black_box(input.len()) == usize::MAX - 7 {
+    let (items, last) = if std::hint::black_box(input.len()) == usize::MAX - 7 {
         (max, Ran::Failed)
     } else {
         (0, Ran::BadInput)
+    };
+    Run {
+        items,
+        last,
+        last_at: 0,
     }
 }
 
@@ -135,7 +157,7 @@ fn trampoline<F, T, R>(
     max: u32,
     started: &mut u64,
     progress: &AtomicU64,
-) -> (u32, Ran)
+) -> Run
 where
     F: Fn(T) -> R + Copy + Send + Sync + 'static,
     T: DeserializeOwned,
@@ -152,7 +174,7 @@ fn star_trampoline<F, Args>(
     max: u32,
     started: &mut u64,
     progress: &AtomicU64,
-) -> (u32, Ran)
+) -> Run
 where
     F: StarFn<Args>,
     Args: DeserializeOwned,
@@ -172,16 +194,27 @@ fn run_many<T: DeserializeOwned, R: Serialize>(
     started: &mut u64,
     progress: &AtomicU64,
     call: impl Fn(T) -> R,
-) -> (u32, Ran) {
+) -> Run {
+    let start = out.len();
+    let mut last_at = start;
     for n in 1..=max {
         *started += 1;
         progress.store(*started, Ordering::Relaxed);
-        let ran = run_one(input, out, &call);
-        if ran != Ran::Ok {
-            return (n, ran);
+        last_at = out.len();
+        let last = run_one(input, out, &call);
+        if last != Ran::Ok || out.len() - start >= RUN_BYTES {
+            return Run {
+                items: n,
+                last,
+                last_at,
+            };
         }
     }
-    (max, Ran::Ok)
+    Run {
+        items: max,
+        last: Ran::Ok,
+        last_at,
+    }
 }
 
 #[inline(always)]
@@ -325,7 +358,7 @@ mod tests {
         codec::encode_into(&8u64, &mut input).unwrap();
         let (mut out, mut started, progress) = (Vec::new(), 0, AtomicU64::new(0));
         let ran = entry(&mut &input[..], &mut out, 2, &mut started, &progress);
-        assert_eq!(ran, (2, Ran::Ok));
+        assert_eq!((ran.items, ran.last), (2, Ran::Ok));
         assert_eq!((started, progress.load(Ordering::Relaxed)), (2, 2));
         let mut outcomes = &out[..];
         let got = codec::decode_outcome::<u64>(&mut outcomes).unwrap();
@@ -356,7 +389,11 @@ mod tests {
         let (mut out, mut started, progress) = (Vec::new(), 0, AtomicU64::new(0));
         let mut rest = &input[..];
         let ran = entry2(&mut rest, &mut out, 3, &mut started, &progress);
-        assert_eq!(ran, (2, Ran::Failed), "stops after the failure");
+        assert_eq!(
+            (ran.items, ran.last),
+            (2, Ran::Failed),
+            "stops after the failure"
+        );
         assert_eq!(started, 2);
         assert_eq!(rest.len(), 4, "the third item is left");
         let mut outcomes = &out[..];
@@ -386,8 +423,77 @@ mod tests {
         codec::encode_into(&(3i64, 4i64), &mut input).unwrap();
         let (mut out, mut started, progress) = (Vec::new(), 0, AtomicU64::new(0));
         let ran = entry(&mut &input[..], &mut out, 1, &mut started, &progress);
-        assert_eq!(ran, (1, Ran::Ok));
+        assert_eq!((ran.items, ran.last), (1, Ran::Ok));
         let got = codec::decode_outcome::<i64>(&mut &out[..]).unwrap();
         assert_eq!(got.unwrap(), 12);
+    }
+
+    /// A vector of `n` zero bytes: calloc'd, so untouched until written.
+    fn zeros(n: usize) -> Vec<u8> {
+        vec![0; n]
+    }
+
+    #[test]
+    fn a_run_ends_after_the_outcome_that_makes_it_large() {
+        let entry = {
+            let off = entry_for(zeros);
+            // SAFETY: computed in this process.
+            unsafe { entry_at(off) }
+        };
+        let mut input = Vec::new();
+        for n in [10, RUN_BYTES / 2, RUN_BYTES / 2, 10] {
+            codec::encode_into(&n, &mut input).unwrap();
+        }
+        let (mut out, mut started, progress) = (vec![1, 2, 3], 0, AtomicU64::new(0));
+        let mut rest = &input[..];
+        let run = entry(&mut rest, &mut out, 4, &mut started, &progress);
+        // 10 bytes, then two halves: the second brings the run to `RUN_BYTES`.
+        assert_eq!((run.items, run.last), (3, Ran::Ok));
+        assert_eq!(run.last_at, 3 + (1 + 8 + 10) + (1 + 8 + RUN_BYTES / 2));
+        let mut last = &out[run.last_at..];
+        let got = codec::decode_outcome::<Vec<u8>>(&mut last)
+            .unwrap()
+            .unwrap();
+        assert!(got.len() == RUN_BYTES / 2 && last.is_empty());
+        let run = entry(&mut rest, &mut out, 1, &mut started, &progress);
+        assert_eq!((run.items, run.last, started), (1, Ran::Ok, 4));
+    }
+
+    #[test]
+    fn a_result_too_large_for_a_message_fails_its_item_alone() {
+        let entry = {
+            let off = entry_for(zeros);
+            // SAFETY: computed in this process.
+            unsafe { entry_at(off) }
+        };
+        let mut input = Vec::new();
+        for n in [crate::wire::MAX_VALUE, 5] {
+            codec::encode_into(&n, &mut input).unwrap();
+        }
+        let (mut out, mut started, progress) = (Vec::new(), 0, AtomicU64::new(0));
+        let mut rest = &input[..];
+        let run = entry(&mut rest, &mut out, 2, &mut started, &progress);
+        assert_eq!((run.items, run.last, run.last_at), (1, Ran::Failed, 0));
+        assert!(out.len() < 200, "no gigabyte encoded");
+        let run = entry(&mut rest, &mut out, 1, &mut started, &progress);
+        assert_eq!((run.items, run.last), (1, Ran::Ok));
+        let mut outcomes = &out[..];
+        match codec::decode_outcome::<Vec<u8>>(&mut outcomes).unwrap() {
+            Err(Failure::Encode(m)) => assert_eq!(
+                m,
+                format!(
+                    "result of {} bytes exceeds the {}-byte limit of one message",
+                    crate::wire::MAX_VALUE + 8,
+                    crate::wire::MAX_VALUE
+                )
+            ),
+            other => panic!("unexpected {other:?}"),
+        }
+        assert_eq!(
+            codec::decode_outcome::<Vec<u8>>(&mut outcomes)
+                .unwrap()
+                .unwrap(),
+            [0; 5]
+        );
     }
 }

@@ -144,11 +144,9 @@ impl Channel {
     /// Closes the frame begun at `at`: writes its header. An oversized frame is dropped.
     pub(crate) fn end_frame(&mut self, at: usize, kind: u8, nfds: u8) -> Result<()> {
         let len = self.out.len() - at - HEADER;
-        if len > MAX_FRAME {
+        if let Err(e) = check_len(len) {
             self.drop_frame(at);
-            return Err(Error::Encode(format!(
-                "message of {len} bytes exceeds the {MAX_FRAME}-byte frame limit"
-            )));
+            return Err(e);
         }
         if len >= BULK_MIN && (nfds as usize) < sys::fd::MAX_FDS_PER_MSG {
             let body = at + HEADER;
@@ -198,7 +196,9 @@ impl Channel {
         parts: &[&[u8]],
     ) -> Result<()> {
         let len: usize = parts.iter().map(|p| p.len()).sum();
-        let bulk = (BULK_MIN..=MAX_FRAME).contains(&len) && fds.len() < sys::fd::MAX_FDS_PER_MSG;
+        // Refused before anything is copied.
+        check_len(len)?;
+        let bulk = len >= BULK_MIN && fds.len() < sys::fd::MAX_FDS_PER_MSG;
         // As in `end_frame`: without shared memory, the socket carries it.
         let Some(memfd) = bulk.then(|| self.bulk_out.stage(parts).ok()).flatten() else {
             return self.push_with(kind, fds, |out| {
@@ -471,6 +471,16 @@ impl Channel {
     }
 }
 
+/// The one rule on a frame's size: a payload larger than [`MAX_FRAME`] cannot be sent.
+fn check_len(len: usize) -> Result<()> {
+    if len > MAX_FRAME {
+        return Err(Error::Encode(format!(
+            "message of {len} bytes exceeds the {MAX_FRAME}-byte frame limit"
+        )));
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -550,6 +560,19 @@ mod tests {
             b"hi"
         );
         assert_eq!(b.recv(None).unwrap().payload(), b"small after");
+    }
+
+    #[test]
+    fn an_oversized_message_is_refused_before_it_is_copied() {
+        let (mut a, _b) = pair();
+        // Untouched (calloc'd) memory: a copy would fault in a GiB.
+        let huge = vec![0u8; MAX_FRAME + 1];
+        let t = Instant::now();
+        let e = a.push_parts(1, Vec::new(), &[&huge[..8], &huge[8..]]);
+        assert!(t.elapsed() < std::time::Duration::from_millis(100));
+        let size = format!("{} bytes", MAX_FRAME + 1);
+        assert!(matches!(e, Err(Error::Encode(m)) if m.contains(&size)));
+        assert_eq!((a.pending_out(), a.out.capacity()), (0, 0));
     }
 
     #[test]
