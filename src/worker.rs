@@ -220,11 +220,11 @@ pub(crate) fn serve(mut ch: Channel, page: SharedPage, role: Role) -> i32 {
         if role == Role::PoolWorker {
             wait_awake(&mut ch);
         }
-        let next = if ch.holds_bulk() {
-            // Idle for a while: let go of the shared memory kept for large messages.
+        let next = if ch.keeps_memory() {
+            // Idle for a while: let go of the memory kept for large messages.
             match ch.recv(Some(Instant::now() + BULK_IDLE)) {
                 Err(crate::Error::Timeout) => {
-                    ch.trim_bulk();
+                    ch.release_memory();
                     ch.recv(None)
                 }
                 other => other,

@@ -1,5 +1,6 @@
 //! Large messages under pressure: a value too large for one message (the 1 GiB frame limit) is
-//! refused as an encoding error of that item alone, quickly and without holding its memory.
+//! refused as an encoding error of that item alone, quickly and without holding its memory, and
+//! the memory kept for large messages goes back once they are done or the pool is idle.
 //!
 //! The always-on tests use untouched (calloc'd) gigabyte vectors, so that only a copy the
 //! library should not make costs time or memory. The tests marked `#[ignore]` move real
@@ -7,10 +8,10 @@
 //! `cargo test --release --test large_messages -- --ignored --test-threads 1`.
 
 mod common;
-use common::{SECS, rss, within};
+use common::{SECS, eventually, rss, within};
 use multiproc::{Error, Pool, Process};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 /// The tests measure this process's resident memory: one at a time.
 static ALONE: std::sync::Mutex<()> = std::sync::Mutex::new(());
@@ -19,6 +20,8 @@ static ALONE: std::sync::Mutex<()> = std::sync::Mutex::new(());
 const OVER: usize = (1 << 30) + 1;
 /// Margin for resident memory "back near its baseline".
 const NEAR: u64 = 48 << 20;
+/// How long a channel idles before it lets go of what it keeps (`BULK_IDLE`, 1 s), with margin.
+const IDLE: Duration = Duration::from_secs(4);
 
 /// Bytes that serde hands to bincode in one piece (as `serde_bytes::ByteBuf` does).
 struct Bytes(Vec<u8>);
@@ -54,6 +57,10 @@ fn zeros(n: usize) -> Vec<u8> {
 
 fn zero_bytes(n: usize) -> Bytes {
     Bytes(vec![0; n])
+}
+
+fn ones(n: usize) -> Vec<u8> {
+    vec![1; n]
 }
 
 fn pid(_: ()) -> u32 {
@@ -145,6 +152,37 @@ fn an_argument_of_one_and_a_half_gib_is_refused_and_its_memory_goes() {
         );
         assert!(plain_took < SECS(2), "{plain_took:?}");
         assert!(plain_after <= before + NEAR && serde_after <= before + NEAR);
+    });
+}
+
+#[test]
+fn a_worker_lets_go_of_a_large_result_once_idle() {
+    let _alone = ALONE.lock().unwrap_or_else(|e| e.into_inner());
+    within(SECS(60), || {
+        let pool = Pool::new(1).unwrap();
+        let worker = pool.apply(pid, ()).unwrap();
+        let me = std::process::id();
+        let (worker_before, me_before) = (rss(worker), rss(me));
+        let t = Instant::now();
+        assert_eq!(pool.apply(ones, 200 << 20).unwrap().len(), 200 << 20);
+        let worker_right_after = rss(worker);
+        let back = eventually(IDLE, || {
+            rss(worker) <= worker_before + NEAR && rss(me) <= me_before + NEAR
+        });
+        eprintln!(
+            "worker resident: {} MiB before, {} MiB right after a 200 MiB result, {} MiB \
+             {:?} later; this process {} MiB before, {} MiB after",
+            mib(worker_before),
+            mib(worker_right_after),
+            mib(rss(worker)),
+            t.elapsed(),
+            mib(me_before),
+            mib(rss(me))
+        );
+        assert!(back, "still resident after {IDLE:?} idle");
+        // Small work afterwards, by the same worker, keeps it small.
+        assert_eq!(pool.map(pid, vec![(); 100]).unwrap(), vec![worker; 100]);
+        assert!(rss(worker) <= worker_before + NEAR);
     });
 }
 
