@@ -24,8 +24,8 @@ use crate::wire::message::Failure;
 /// A trampoline: runs up to `max` items from the front of `input` — for each, counts it in
 /// `started` (published in `progress`, which the parent reads if the worker dies), decodes
 /// its argument, runs the task, appends the encoded outcome (see `codec::encode_ok`) to
-/// `out` — and stops after the first item that did not succeed, or once the run's outcomes
-/// take [`RUN_BYTES`]. (A run of items per call, not one: for tiny tasks, an indirect call per
+/// `out` — and stops after the first item that did not succeed or whose outcome is large
+/// ([`LARGE_OUTCOME`]). (A run of items per call, not one: for tiny tasks, an indirect call per
 /// item costs as much as the task.)
 pub(crate) type Entry = fn(
     input: &mut &[u8],
@@ -42,14 +42,15 @@ pub(crate) struct Run {
     pub(crate) items: u32,
     /// How the last of them went.
     pub(crate) last: Ran,
-    /// Where the last one's outcome starts in `out`.
-    pub(crate) last_at: usize,
+    /// Where the last one's outcome starts in `out`, if it is large.
+    pub(crate) large_at: Option<usize>,
 }
 
-/// A run of items ends once their outcomes take this many bytes, so that only its last outcome
-/// can be large: the worker can then give that one a frame of its own when the frame it would
-/// share would pass the size limit (see `worker::Replies`).
-pub(crate) const RUN_BYTES: usize = 16 << 20;
+/// An outcome from this size up ends its run of items, so that only the last outcome of a run
+/// can be large (the others take less than 64 MiB together): the worker can then give that one
+/// a frame of its own when the reply it would share would pass the size limit (see
+/// `worker::Replies`).
+pub(crate) const LARGE_OUTCOME: usize = 1 << 20;
 
 /// What happened to one item in a trampoline.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -81,7 +82,7 @@ fn anchor(
     Run {
         items,
         last,
-        last_at: 0,
+        large_at: None,
     }
 }
 
@@ -195,33 +196,33 @@ fn run_many<T: DeserializeOwned, R: Serialize>(
     progress: &AtomicU64,
     call: impl Fn(T) -> R,
 ) -> Run {
-    let start = out.len();
-    let mut last_at = start;
+    let mut large_at = None;
     for n in 1..=max {
         *started += 1;
         progress.store(*started, Ordering::Relaxed);
-        last_at = out.len();
-        let last = run_one(input, out, &call);
-        if last != Ran::Ok || out.len() - start >= RUN_BYTES {
+        let last = run_one(input, out, &call, &mut large_at);
+        if last != Ran::Ok || large_at.is_some() {
             return Run {
                 items: n,
                 last,
-                last_at,
+                large_at,
             };
         }
     }
     Run {
         items: max,
         last: Ran::Ok,
-        last_at,
+        large_at: None,
     }
 }
 
+/// Runs one item (see [`Entry`]); notes in `large_at` where its outcome starts if it is large.
 #[inline(always)]
 fn run_one<T: DeserializeOwned, R: Serialize>(
     input: &mut &[u8],
     out: &mut Vec<u8>,
     call: &impl Fn(T) -> R,
+    large_at: &mut Option<usize>,
 ) -> Ran {
     // The argument's `Deserialize` and the value's `Serialize` are user code too: a panic in
     // either fails this item, like a panic in the task. One `catch_unwind` covers all three
@@ -236,7 +237,13 @@ fn run_one<T: DeserializeOwned, R: Serialize>(
         codec::encode_ok(&value, out)
     }));
     match ran {
-        Ok(Ok(())) => Ran::Ok,
+        Ok(Ok(())) => {
+            // A plain number's outcome is 9 bytes: no need to look.
+            if !codec::plain::is_scalar::<R>() && out.len() - at >= LARGE_OUTCOME {
+                *large_at = Some(at);
+            }
+            Ran::Ok
+        }
         Ok(Err(e)) => {
             out.truncate(at);
             if decoded {
@@ -434,29 +441,30 @@ mod tests {
     }
 
     #[test]
-    fn a_run_ends_after_the_outcome_that_makes_it_large() {
+    fn a_run_ends_after_a_large_outcome() {
         let entry = {
             let off = entry_for(zeros);
             // SAFETY: computed in this process.
             unsafe { entry_at(off) }
         };
         let mut input = Vec::new();
-        for n in [10, RUN_BYTES / 2, RUN_BYTES / 2, 10] {
+        for n in [10, LARGE_OUTCOME / 2, LARGE_OUTCOME, 10] {
             codec::encode_into(&n, &mut input).unwrap();
         }
         let (mut out, mut started, progress) = (vec![1, 2, 3], 0, AtomicU64::new(0));
         let mut rest = &input[..];
         let run = entry(&mut rest, &mut out, 4, &mut started, &progress);
-        // 10 bytes, then two halves: the second brings the run to `RUN_BYTES`.
-        assert_eq!((run.items, run.last), (3, Ran::Ok));
-        assert_eq!(run.last_at, 3 + (1 + 8 + 10) + (1 + 8 + RUN_BYTES / 2));
-        let mut last = &out[run.last_at..];
+        // 10 bytes, half of `LARGE_OUTCOME`, then a large one: the run ends there.
+        let at = 3 + (1 + 8 + 10) + (1 + 8 + LARGE_OUTCOME / 2);
+        assert_eq!((run.items, run.last, run.large_at), (3, Ran::Ok, Some(at)));
+        let mut last = &out[at..];
         let got = codec::decode_outcome::<Vec<u8>>(&mut last)
             .unwrap()
             .unwrap();
-        assert!(got.len() == RUN_BYTES / 2 && last.is_empty());
+        assert!(got.len() == LARGE_OUTCOME && last.is_empty());
         let run = entry(&mut rest, &mut out, 1, &mut started, &progress);
-        assert_eq!((run.items, run.last, started), (1, Ran::Ok, 4));
+        assert_eq!((run.items, run.last, run.large_at), (1, Ran::Ok, None));
+        assert_eq!(started, 4);
     }
 
     #[test]
@@ -473,7 +481,7 @@ mod tests {
         let (mut out, mut started, progress) = (Vec::new(), 0, AtomicU64::new(0));
         let mut rest = &input[..];
         let run = entry(&mut rest, &mut out, 2, &mut started, &progress);
-        assert_eq!((run.items, run.last, run.last_at), (1, Ran::Failed, 0));
+        assert_eq!((run.items, run.last, run.large_at), (1, Ran::Failed, None));
         assert!(out.len() < 200, "no gigabyte encoded");
         let run = entry(&mut rest, &mut out, 1, &mut started, &progress);
         assert_eq!((run.items, run.last), (1, Ran::Ok));

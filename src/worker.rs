@@ -71,24 +71,36 @@ impl Replies {
         ch.end_frame(self.at, kind::RESULTS, 0)
     }
 
-    /// Called after each run of `n` items, the last of whose outcomes starts at `last_at` in
-    /// the output buffer; writes what is ready when it is time.
+    /// Called after each run of `n` items (the last of whose outcomes starts at `large_at` in
+    /// the output buffer, if it is large); writes what is ready when it is time.
     #[inline(always)]
-    fn items_done(&mut self, ch: &mut Channel, n: u32, last_at: usize) -> crate::Result<()> {
+    fn items_done(
+        &mut self,
+        ch: &mut Channel,
+        n: u32,
+        large_at: Option<usize>,
+    ) -> crate::Result<()> {
         self.header.count += n;
         self.until_check = self.until_check.saturating_sub(n);
         let big = ch.out_buf().len() - self.at > REPLY_LIMIT;
         if self.until_check > 0 && !big {
             return Ok(());
         }
-        self.checkpoint(ch, big, last_at)
+        self.checkpoint(ch, big, large_at)
     }
 
     /// Looks at the clock; writes the replies so far if it is time, or if they grew `big`.
     #[inline(never)]
-    fn checkpoint(&mut self, ch: &mut Channel, big: bool, last_at: usize) -> crate::Result<()> {
-        if ch.out_buf().len() - self.at - HEADER > MAX_FRAME {
-            self.split_last(ch, last_at)?;
+    fn checkpoint(
+        &mut self,
+        ch: &mut Channel,
+        big: bool,
+        large_at: Option<usize>,
+    ) -> crate::Result<()> {
+        // Only a large last outcome can take the frame past its limit (see `split_last`).
+        let over = ch.out_buf().len() - self.at - HEADER > MAX_FRAME;
+        if let Some(at) = large_at.filter(|_| over) {
+            self.split_last(ch, at)?;
         }
         let now = Instant::now();
         // Fast items: look at the clock less often; slow ones: after each.
@@ -123,9 +135,10 @@ impl Replies {
 
     /// Gives the last outcome, which starts at `last_at`, a frame of its own: the open frame
     /// would pass [`MAX_FRAME`] with it. Each outcome fits a frame alone (`codec::encode_ok`
-    /// refuses larger results), and the ones before it in the frame take little (a run of
-    /// items ends once its outcomes grow large, `task::RUN_BYTES`, and the frame is written
-    /// once it passes [`REPLY_LIMIT`]), so two frames always do. Rare: copies the outcome.
+    /// refuses larger results), and the ones before it take little (a run of items ends after
+    /// a large outcome, `task::LARGE_OUTCOME`, so at most 63 smaller ones precede it in its
+    /// run, and the frame is written once it passes [`REPLY_LIMIT`]): two frames always do.
+    /// Rare: copies the outcome.
     #[cold]
     fn split_last(&mut self, ch: &mut Channel, last_at: usize) -> crate::Result<()> {
         let last = ch.out_buf().split_off(last_at);
@@ -170,19 +183,18 @@ fn run_batch(
             return Err(crate::Error::Protocol("a trampoline ran no items".into()));
         }
         all_ok &= run.last == Ran::Ok;
-        replies.items_done(ch, n, run.last_at)?;
+        replies.items_done(ch, n, run.large_at)?;
         i += n;
         if run.last == Ran::BadInput {
             // Nothing after an undecodable item can be trusted: fail the rest of the batch.
             while i < header.count {
                 *started += 1;
                 progress.store(*started, std::sync::atomic::Ordering::Relaxed);
-                let at = ch.out_buf().len();
                 task::push_failure(
                     ch.out_buf(),
                     Failure::Decode("an earlier item of the batch could not be decoded".into()),
                 );
-                replies.items_done(ch, 1, at)?;
+                replies.items_done(ch, 1, None)?;
                 i += 1;
             }
         }

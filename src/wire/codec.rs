@@ -56,6 +56,9 @@ const MEDIUM: Config<MEDIUM_LIMIT> = bincode::config::standard()
 /// construction (handshakes) or do not travel in a frame (a queue's items).
 #[inline]
 pub(crate) fn encode_into<T: Serialize + ?Sized>(value: &T, out: &mut Vec<u8>) -> Result<()> {
+    if append_scalar(value, out) {
+        return Ok(());
+    }
     encode_capped(value, out, usize::MAX, "value")
 }
 
@@ -68,26 +71,38 @@ pub(crate) fn encode_message<T: Serialize + ?Sized>(
     what: &str,
     out: &mut Vec<u8>,
 ) -> Result<()> {
+    if append_scalar(value, out) {
+        return Ok(());
+    }
     encode_capped(value, out, MAX_VALUE, what)
 }
 
-/// Appends the encoding of `value` to `out` if it takes at most `limit` bytes. A vector of plain
-/// numbers is measured before anything is copied. Any other value is encoded until it passes
-/// the limit and only counted from there: serde cannot tell a value's size without walking it,
-/// and a walk first would cost every value a second pass (and register the descriptors of the
-/// handles inside twice). A value over the limit leaves `out` as it was, capacity included, and
-/// the error gives its size.
+/// Appends `value` if it is a plain number (its memory is its encoding), and says whether it
+/// did: the hot path of tiny tasks, kept apart so that it inlines into every caller.
 #[inline(always)]
+fn append_scalar<T: Serialize + ?Sized>(value: &T, out: &mut Vec<u8>) -> bool {
+    match plain::scalar_bytes(value) {
+        Some(bytes) => {
+            out.extend_from_slice(bytes);
+            true
+        }
+        None => false,
+    }
+}
+
+/// Appends the encoding of `value`, not a plain number, to `out` if it takes at most `limit`
+/// bytes. A vector of plain numbers is measured before anything is copied. Any other value is
+/// encoded until it passes the limit and only counted from there: serde cannot tell a value's
+/// size without walking it, and a walk first would cost every value a second pass (and
+/// register the descriptors of the handles inside twice). A value over the limit leaves `out`
+/// as it was, capacity included, and the error gives its size.
+#[inline]
 fn encode_capped<T: Serialize + ?Sized>(
     value: &T,
     out: &mut Vec<u8>,
     limit: usize,
     what: &str,
 ) -> Result<()> {
-    if let Some(bytes) = plain::scalar_bytes(value) {
-        out.extend_from_slice(bytes);
-        return Ok(());
-    }
     if let Some(bytes) = plain::as_bytes(value) {
         let size = 8 + bytes.len();
         if size > limit {
@@ -232,6 +247,13 @@ pub(crate) mod plain {
                     }
                 )*
                 None
+            }
+
+            /// Whether `T` is a plain number (its encoding takes at most 8 bytes).
+            #[inline(always)]
+            pub(crate) fn is_scalar<T: ?Sized>() -> bool {
+                let id = typeid::of::<T>();
+                false $(|| id == TypeId::of::<$t>())*
             }
 
             /// Whether `T` is a plain number or a vector of them (it then holds no handle).
