@@ -165,11 +165,11 @@ impl<T: Serialize + DeserializeOwned> Connection<T> {
         let chan = self.chan()?;
         let mut fds = FdSet::passing();
         let mut payload = Vec::new();
-        fds::collect(&mut fds, || codec::encode_into(value, &mut payload))?;
-        chan.push_with(MESSAGE, fds.duplicate()?, |out| {
-            out.extend_from_slice(&payload);
-            Ok(())
+        fds::collect(&mut fds, || {
+            codec::encode_message(value, "message", &mut payload)
         })?;
+        // A large message goes straight into shared memory, not through the channel's buffer.
+        chan.push_parts(MESSAGE, fds.duplicate()?, &[&payload])?;
         match chan.flush() {
             Ok(_) => {
                 fds.sent();

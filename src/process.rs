@@ -75,7 +75,8 @@ pub struct Process<R> {
     name: String,
     daemon: bool,
     entry: i64,
-    payload: Result<Vec<u8>>,
+    /// The encoded argument, or why it could not be encoded.
+    payload: std::result::Result<Vec<u8>, String>,
     /// Descriptors of the handles inside the argument.
     fds: FdSet,
     local: fn(&[u8]) -> Result<R>,
@@ -122,7 +123,12 @@ impl<R: Serialize + DeserializeOwned + Send + 'static> Process<R> {
         T: Serialize + DeserializeOwned,
     {
         let mut fds = FdSet::default();
-        let payload = fds::collect(&mut fds, || codec::encode(&arg)).map_err(Error::from);
+        let mut payload = Vec::new();
+        let payload = fds::collect(&mut fds, || {
+            codec::encode_message(&arg, "argument", &mut payload)
+        })
+        .map(|()| payload)
+        .map_err(|e| e.to_string());
         Self {
             name: next_name(),
             daemon: false,
@@ -171,7 +177,7 @@ impl<R: Serialize + DeserializeOwned + Send + 'static> Process<R> {
                 let fds = self.fds.duplicate()?;
                 fds::receive(fds, || (self.local)(bytes))
             }
-            Err(e) => Err(Error::Encode(e.to_string())),
+            Err(e) => Err(Error::Encode(e.clone())),
         }
     }
 
@@ -186,7 +192,7 @@ impl<R: Serialize + DeserializeOwned + Send + 'static> Process<R> {
         }
         let payload = match &self.payload {
             Ok(p) => p,
-            Err(e) => return Err(Error::Encode(e.to_string())),
+            Err(e) => return Err(Error::Encode(e.clone())),
         };
         let mut link = bootstrap::spawn_child(&self.name, Role::Process, false)?;
         let header = TaskHeader {
@@ -201,11 +207,11 @@ impl<R: Serialize + DeserializeOwned + Send + 'static> Process<R> {
             self.fds.hand_to(child);
         }
         let fds = std::mem::take(&mut self.fds).into_fds();
-        link.channel.push_with(kind::TASK, fds, |out| {
-            header.write(out);
-            out.extend_from_slice(payload);
-            Ok(())
-        })?;
+        let mut head = Vec::with_capacity(TaskHeader::LEN);
+        header.write(&mut head);
+        // A large argument goes straight into shared memory, not through the channel's buffer.
+        link.channel
+            .push_parts(kind::TASK, fds, &[&head, payload])?;
         link.channel.flush()?;
         let pid = link.detach();
         let child = children::register(ActiveChild::new(pid, self.name.clone(), self.daemon));

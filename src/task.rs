@@ -24,23 +24,41 @@ use crate::wire::message::Failure;
 /// A trampoline: runs up to `max` items from the front of `input` — for each, counts it in
 /// `started` (published in `progress`, which the parent reads if the worker dies), decodes
 /// its argument, runs the task, appends the encoded outcome (see `codec::encode_ok`) to
-/// `out` — and stops after the first item that did not succeed. Returns how many items it ran
-/// and how the last one went. (A run of items per call, not one: for tiny tasks, an indirect
-/// call per item costs as much as the task.)
+/// `out` — and stops after the first item that did not succeed or whose outcome is large
+/// ([`LARGE_OUTCOME`]). (A run of items per call, not one: for tiny tasks, an indirect call per
+/// item costs as much as the task.)
 pub(crate) type Entry = fn(
     input: &mut &[u8],
     out: &mut Vec<u8>,
     max: u32,
     started: &mut u64,
     progress: &AtomicU64,
-) -> (u32, Ran);
+) -> Run;
+
+/// What a trampoline did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Run {
+    /// How many items it ran.
+    pub(crate) items: u32,
+    /// How the last of them went.
+    pub(crate) last: Ran,
+    /// Where the last one's outcome starts in `out`, if it is large.
+    pub(crate) large_at: Option<usize>,
+}
+
+/// An outcome from this size up ends its run of items, so that only the last outcome of a run
+/// can be large (the others take less than 64 MiB together): the worker can then give that one
+/// a frame of its own when the reply it would share would pass the size limit (see
+/// `worker::Replies`).
+pub(crate) const LARGE_OUTCOME: usize = 1 << 20;
 
 /// What happened to one item in a trampoline.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Ran {
     /// The task returned and its value was encoded.
     Ok,
-    /// The task panicked or its value could not be encoded; a failure was encoded instead.
+    /// The task panicked or its value could not be encoded (or was too large for a message,
+    /// `wire::MAX_VALUE`); a failure was encoded instead.
     Failed,
     /// The argument could not be decoded: the rest of the input cannot be trusted.
     BadInput,
@@ -54,12 +72,17 @@ fn anchor(
     max: u32,
     _started: &mut u64,
     _progress: &AtomicU64,
-) -> (u32, Ran) {
+) -> Run {
     // A body that cannot be merged with any other function's.
-    if std::hint::black_box(input.len()) == usize::MAX - 7 {
+    let (items, last) = if std::hint::black_box(input.len()) == usize::MAX - 7 {
         (max, Ran::Failed)
     } else {
         (0, Ran::BadInput)
+    };
+    Run {
+        items,
+        last,
+        large_at: None,
     }
 }
 
@@ -135,7 +158,7 @@ fn trampoline<F, T, R>(
     max: u32,
     started: &mut u64,
     progress: &AtomicU64,
-) -> (u32, Ran)
+) -> Run
 where
     F: Fn(T) -> R + Copy + Send + Sync + 'static,
     T: DeserializeOwned,
@@ -152,7 +175,7 @@ fn star_trampoline<F, Args>(
     max: u32,
     started: &mut u64,
     progress: &AtomicU64,
-) -> (u32, Ran)
+) -> Run
 where
     F: StarFn<Args>,
     Args: DeserializeOwned,
@@ -172,23 +195,34 @@ fn run_many<T: DeserializeOwned, R: Serialize>(
     started: &mut u64,
     progress: &AtomicU64,
     call: impl Fn(T) -> R,
-) -> (u32, Ran) {
+) -> Run {
+    let mut large_at = None;
     for n in 1..=max {
         *started += 1;
         progress.store(*started, Ordering::Relaxed);
-        let ran = run_one(input, out, &call);
-        if ran != Ran::Ok {
-            return (n, ran);
+        let last = run_one(input, out, &call, &mut large_at);
+        if last != Ran::Ok || large_at.is_some() {
+            return Run {
+                items: n,
+                last,
+                large_at,
+            };
         }
     }
-    (max, Ran::Ok)
+    Run {
+        items: max,
+        last: Ran::Ok,
+        large_at: None,
+    }
 }
 
+/// Runs one item (see [`Entry`]); notes in `large_at` where its outcome starts if it is large.
 #[inline(always)]
 fn run_one<T: DeserializeOwned, R: Serialize>(
     input: &mut &[u8],
     out: &mut Vec<u8>,
     call: &impl Fn(T) -> R,
+    large_at: &mut Option<usize>,
 ) -> Ran {
     // The argument's `Deserialize` and the value's `Serialize` are user code too: a panic in
     // either fails this item, like a panic in the task. One `catch_unwind` covers all three
@@ -203,7 +237,13 @@ fn run_one<T: DeserializeOwned, R: Serialize>(
         codec::encode_ok(&value, out)
     }));
     match ran {
-        Ok(Ok(())) => Ran::Ok,
+        Ok(Ok(())) => {
+            // A plain number's outcome is 9 bytes: no need to look.
+            if !codec::plain::is_scalar::<R>() && out.len() - at >= LARGE_OUTCOME {
+                *large_at = Some(at);
+            }
+            Ran::Ok
+        }
         Ok(Err(e)) => {
             out.truncate(at);
             if decoded {
@@ -325,7 +365,7 @@ mod tests {
         codec::encode_into(&8u64, &mut input).unwrap();
         let (mut out, mut started, progress) = (Vec::new(), 0, AtomicU64::new(0));
         let ran = entry(&mut &input[..], &mut out, 2, &mut started, &progress);
-        assert_eq!(ran, (2, Ran::Ok));
+        assert_eq!((ran.items, ran.last), (2, Ran::Ok));
         assert_eq!((started, progress.load(Ordering::Relaxed)), (2, 2));
         let mut outcomes = &out[..];
         let got = codec::decode_outcome::<u64>(&mut outcomes).unwrap();
@@ -356,7 +396,11 @@ mod tests {
         let (mut out, mut started, progress) = (Vec::new(), 0, AtomicU64::new(0));
         let mut rest = &input[..];
         let ran = entry2(&mut rest, &mut out, 3, &mut started, &progress);
-        assert_eq!(ran, (2, Ran::Failed), "stops after the failure");
+        assert_eq!(
+            (ran.items, ran.last),
+            (2, Ran::Failed),
+            "stops after the failure"
+        );
         assert_eq!(started, 2);
         assert_eq!(rest.len(), 4, "the third item is left");
         let mut outcomes = &out[..];
@@ -386,8 +430,78 @@ mod tests {
         codec::encode_into(&(3i64, 4i64), &mut input).unwrap();
         let (mut out, mut started, progress) = (Vec::new(), 0, AtomicU64::new(0));
         let ran = entry(&mut &input[..], &mut out, 1, &mut started, &progress);
-        assert_eq!(ran, (1, Ran::Ok));
+        assert_eq!((ran.items, ran.last), (1, Ran::Ok));
         let got = codec::decode_outcome::<i64>(&mut &out[..]).unwrap();
         assert_eq!(got.unwrap(), 12);
+    }
+
+    /// A vector of `n` zero bytes: calloc'd, so untouched until written.
+    fn zeros(n: usize) -> Vec<u8> {
+        vec![0; n]
+    }
+
+    #[test]
+    fn a_run_ends_after_a_large_outcome() {
+        let entry = {
+            let off = entry_for(zeros);
+            // SAFETY: computed in this process.
+            unsafe { entry_at(off) }
+        };
+        let mut input = Vec::new();
+        for n in [10, LARGE_OUTCOME / 2, LARGE_OUTCOME, 10] {
+            codec::encode_into(&n, &mut input).unwrap();
+        }
+        let (mut out, mut started, progress) = (vec![1, 2, 3], 0, AtomicU64::new(0));
+        let mut rest = &input[..];
+        let run = entry(&mut rest, &mut out, 4, &mut started, &progress);
+        // 10 bytes, half of `LARGE_OUTCOME`, then a large one: the run ends there.
+        let at = 3 + (1 + 8 + 10) + (1 + 8 + LARGE_OUTCOME / 2);
+        assert_eq!((run.items, run.last, run.large_at), (3, Ran::Ok, Some(at)));
+        let mut last = &out[at..];
+        let got = codec::decode_outcome::<Vec<u8>>(&mut last)
+            .unwrap()
+            .unwrap();
+        assert!(got.len() == LARGE_OUTCOME && last.is_empty());
+        let run = entry(&mut rest, &mut out, 1, &mut started, &progress);
+        assert_eq!((run.items, run.last, run.large_at), (1, Ran::Ok, None));
+        assert_eq!(started, 4);
+    }
+
+    #[test]
+    fn a_result_too_large_for_a_message_fails_its_item_alone() {
+        let entry = {
+            let off = entry_for(zeros);
+            // SAFETY: computed in this process.
+            unsafe { entry_at(off) }
+        };
+        let mut input = Vec::new();
+        for n in [crate::wire::MAX_VALUE, 5] {
+            codec::encode_into(&n, &mut input).unwrap();
+        }
+        let (mut out, mut started, progress) = (Vec::new(), 0, AtomicU64::new(0));
+        let mut rest = &input[..];
+        let run = entry(&mut rest, &mut out, 2, &mut started, &progress);
+        assert_eq!((run.items, run.last, run.large_at), (1, Ran::Failed, None));
+        assert!(out.len() < 200, "no gigabyte encoded");
+        let run = entry(&mut rest, &mut out, 1, &mut started, &progress);
+        assert_eq!((run.items, run.last), (1, Ran::Ok));
+        let mut outcomes = &out[..];
+        match codec::decode_outcome::<Vec<u8>>(&mut outcomes).unwrap() {
+            Err(Failure::Encode(m)) => assert_eq!(
+                m,
+                format!(
+                    "result of {} bytes exceeds the {}-byte limit of one message",
+                    crate::wire::MAX_VALUE + 8,
+                    crate::wire::MAX_VALUE
+                )
+            ),
+            other => panic!("unexpected {other:?}"),
+        }
+        assert_eq!(
+            codec::decode_outcome::<Vec<u8>>(&mut outcomes)
+                .unwrap()
+                .unwrap(),
+            [0; 5]
+        );
     }
 }

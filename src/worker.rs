@@ -3,7 +3,9 @@
 //! Replies are batched: outcomes accumulate in the channel's output buffer and are written when
 //! the worker has nothing buffered to do next, when a batch's reply grows large, or when about a
 //! millisecond has passed since the last write — so tiny tasks cost one write per batch, and the
-//! result of a slow task leaves as soon as it is done.
+//! result of a slow task leaves as soon as it is done. A result too large for any message fails
+//! its item alone (`codec::encode_ok`); one that fits a message but not the reply it would
+//! share gets a frame of its own (`Replies::split_last`).
 //!
 //! Before each item the worker bumps a counter in a page shared with the parent. When a worker
 //! dies, that counter tells the supervisor exactly which item it was running (that item failed)
@@ -15,7 +17,7 @@ use crate::sys::page::SharedPage;
 use crate::task::{self, Ran};
 use crate::wire::fds;
 use crate::wire::message::{Failure, ResultsHeader, Role, TaskHeader, kind};
-use crate::wire::{BULK_IDLE, Channel, HEADER};
+use crate::wire::{BULK_IDLE, Channel, HEADER, MAX_FRAME};
 
 /// Slot of the shared page that counts items started.
 pub(crate) const STARTED_SLOT: usize = 0;
@@ -72,21 +74,37 @@ impl Replies {
         ch.end_frame(self.at, kind::RESULTS, 0)
     }
 
-    /// Called after each run of `n` items; writes what is ready when it is time.
+    /// Called after each run of `n` items (the last of whose outcomes starts at `large_at` in
+    /// the output buffer, if it is large); writes what is ready when it is time.
     #[inline(always)]
-    fn items_done(&mut self, ch: &mut Channel, n: u32) -> crate::Result<()> {
+    fn items_done(
+        &mut self,
+        ch: &mut Channel,
+        n: u32,
+        large_at: Option<usize>,
+    ) -> crate::Result<()> {
         self.header.count += n;
         self.until_check = self.until_check.saturating_sub(n);
         let big = ch.out_buf().len() - self.at > REPLY_LIMIT;
         if self.until_check > 0 && !big {
             return Ok(());
         }
-        self.checkpoint(ch, big)
+        self.checkpoint(ch, big, large_at)
     }
 
     /// Looks at the clock; writes the replies so far if it is time, or if they grew `big`.
     #[inline(never)]
-    fn checkpoint(&mut self, ch: &mut Channel, big: bool) -> crate::Result<()> {
+    fn checkpoint(
+        &mut self,
+        ch: &mut Channel,
+        big: bool,
+        large_at: Option<usize>,
+    ) -> crate::Result<()> {
+        // Only a large last outcome can take the frame past its limit (see `split_last`).
+        let over = ch.out_buf().len() - self.at - HEADER > MAX_FRAME;
+        if let Some(at) = large_at.filter(|_| over) {
+            self.split_last(ch, at)?;
+        }
         let now = Instant::now();
         // Fast items: look at the clock less often; slow ones: after each.
         let since_check = now - self.last_check;
@@ -103,11 +121,42 @@ impl Replies {
             self.close(ch)?;
             ch.flush()?;
             let next = self.header.first + self.header.count;
-            let (stride, until_check) = (self.stride, self.until_check);
-            *self = Self::open(ch, self.header.seq, next);
-            (self.stride, self.until_check) = (stride, until_check);
+            self.restart(ch, next);
             self.last_flush = now;
+            self.last_check = Instant::now();
         }
+        Ok(())
+    }
+
+    /// Opens the next frame, for outcomes from item `first` of the batch on.
+    fn restart(&mut self, ch: &mut Channel, first: u32) {
+        self.at = ch.begin_frame();
+        ch.out_buf().extend_from_slice(&[0; ResultsHeader::LEN]);
+        self.header.first = first;
+        self.header.count = 0;
+    }
+
+    /// Gives the last outcome, which starts at `last_at`, a frame of its own: the open frame
+    /// would pass [`MAX_FRAME`] with it. Each outcome fits a frame alone (`codec::encode_ok`
+    /// refuses larger results), and the ones before it take little (a run of items ends after
+    /// a large outcome, `task::LARGE_OUTCOME`, so at most 63 smaller ones precede it in its
+    /// run, and the frame is written once it passes [`REPLY_LIMIT`]): two frames always do.
+    /// Rare: copies the outcome.
+    #[cold]
+    fn split_last(&mut self, ch: &mut Channel, last_at: usize) -> crate::Result<()> {
+        let last = ch.out_buf().split_off(last_at);
+        self.header.count -= 1;
+        self.close(ch)?;
+        let first = self.header.first + self.header.count;
+        let mut head = [0; ResultsHeader::LEN];
+        ResultsHeader {
+            seq: self.header.seq,
+            first,
+            count: 1,
+        }
+        .write_at(&mut head);
+        ch.push_parts(kind::RESULTS, Vec::new(), &[&head, &last])?;
+        self.restart(ch, first + 1);
         Ok(())
     }
 }
@@ -131,14 +180,15 @@ fn run_batch(
     while i < header.count {
         // Runs of items between two looks at the clock (see `Replies`).
         let max = (header.count - i).min(replies.until_check.max(1));
-        let (n, ran) = entry(&mut input, ch.out_buf(), max, started, progress);
+        let run = entry(&mut input, ch.out_buf(), max, started, progress);
+        let n = run.items;
         if n == 0 || n > max {
             return Err(crate::Error::Protocol("a trampoline ran no items".into()));
         }
-        all_ok &= ran == Ran::Ok;
-        replies.items_done(ch, n)?;
+        all_ok &= run.last == Ran::Ok;
+        replies.items_done(ch, n, run.large_at)?;
         i += n;
-        if ran == Ran::BadInput {
+        if run.last == Ran::BadInput {
             // Nothing after an undecodable item can be trusted: fail the rest of the batch.
             while i < header.count {
                 *started += 1;
@@ -147,7 +197,7 @@ fn run_batch(
                     ch.out_buf(),
                     Failure::Decode("an earlier item of the batch could not be decoded".into()),
                 );
-                replies.items_done(ch, 1)?;
+                replies.items_done(ch, 1, None)?;
                 i += 1;
             }
         }
@@ -185,11 +235,11 @@ pub(crate) fn serve(mut ch: Channel, page: &SharedPage, role: Role) -> i32 {
         if role == Role::PoolWorker {
             wait_awake(&mut ch);
         }
-        let next = if ch.holds_bulk() {
-            // Idle for a while: let go of the shared memory kept for large messages.
+        let next = if ch.keeps_memory() {
+            // Idle for a while: let go of the memory kept for large messages.
             match ch.recv(Some(Instant::now() + BULK_IDLE)) {
                 Err(crate::Error::Timeout) => {
-                    ch.trim_bulk();
+                    ch.release_memory();
                     ch.recv(None)
                 }
                 other => other,
@@ -223,6 +273,43 @@ pub(crate) fn serve(mut ch: Channel, page: &SharedPage, role: Role) -> i32 {
                 };
             }
             _ => return EXIT_PROTOCOL,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::wire::codec;
+
+    #[test]
+    fn a_last_outcome_split_off_gets_a_frame_of_its_own_in_order() {
+        let (a, b) = crate::sys::fd::socketpair().unwrap();
+        let mut ch = Channel::new(a, false).unwrap();
+        let mut peer = Channel::new(b, false).unwrap();
+        let mut replies = Replies::open(&mut ch, 7, 0);
+        let mut last_at = 0;
+        for x in [1u32, 2, 3] {
+            last_at = ch.out_buf().len();
+            codec::encode_ok(&x, ch.out_buf()).unwrap();
+        }
+        replies.header.count = 3;
+        replies.split_last(&mut ch, last_at).unwrap();
+        codec::encode_ok(&4u32, ch.out_buf()).unwrap();
+        replies.header.count += 1;
+        replies.close(&mut ch).unwrap();
+        ch.flush().unwrap();
+        for (first, values) in [(0, vec![1u32, 2]), (2, vec![3]), (3, vec![4])] {
+            let f = peer.recv(None).unwrap();
+            assert_eq!(f.kind, kind::RESULTS);
+            let mut body = f.payload();
+            let h = ResultsHeader::read(&mut body).unwrap();
+            assert_eq!((h.seq, h.first, h.count), (7, first, values.len() as u32));
+            for v in values {
+                let got = codec::decode_outcome::<u32>(&mut body).unwrap().unwrap();
+                assert_eq!(got, v);
+            }
+            assert!(body.is_empty());
         }
     }
 }

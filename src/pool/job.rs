@@ -160,11 +160,12 @@ impl ChunkBuilder {
         });
         let at = chunk.payload.len();
         // Plain numbers carry no handles: no descriptor context to set up per item.
+        // An argument too large for a message is refused before it is copied whole.
         let encoded = if codec::plain::is_plain::<T>() {
-            codec::encode_into(item, &mut chunk.payload)
+            codec::encode_message(item, "argument", &mut chunk.payload)
         } else {
             fds::collect(&mut self.fds, || {
-                codec::encode_into(item, &mut chunk.payload)
+                codec::encode_message(item, "argument", &mut chunk.payload)
             })
         };
         if let Err(e) = encoded {

@@ -111,14 +111,17 @@ impl PoolBuilder {
     {
         let entry = task::entry_for::<F, A, ()>(f);
         let mut fds = FdSet::default();
+        let mut payload = Vec::new();
         self.init = Some(
-            fds::collect(&mut fds, || codec::encode(&arg))
-                .map(|payload| InitTask {
-                    entry,
-                    payload,
-                    fds: Arc::new(fds),
-                })
-                .map_err(Error::from),
+            fds::collect(&mut fds, || {
+                codec::encode_message(&arg, "initializer argument", &mut payload)
+            })
+            .map(|()| InitTask {
+                entry,
+                payload,
+                fds: Arc::new(fds),
+            })
+            .map_err(Error::from),
         );
         self
     }

@@ -801,15 +801,15 @@ impl Core {
         }
     }
 
-    /// Workers idle for [`BULK_IDLE`] let go of the shared memory their channel keeps for
-    /// large messages (their side does the same).
+    /// Workers idle for [`BULK_IDLE`] let go of the memory their channel keeps for large
+    /// messages (their side does the same).
     fn trim_idle_channels(&mut self) {
         for w in &mut self.workers {
             if w.inflight.is_empty()
-                && w.link.channel.holds_bulk()
+                && w.link.channel.keeps_memory()
                 && w.last_done.elapsed() >= BULK_IDLE
             {
-                w.link.channel.trim_bulk();
+                w.link.channel.release_memory();
             }
         }
     }
@@ -835,7 +835,7 @@ impl Core {
             consider(due - now);
         }
         for w in &self.workers {
-            if w.inflight.is_empty() && w.link.channel.holds_bulk() {
+            if w.inflight.is_empty() && w.link.channel.keeps_memory() {
                 consider(BULK_IDLE.saturating_sub(w.last_done.elapsed()));
             }
             if let Some(waited) = w

@@ -12,9 +12,10 @@
 //! that the sender sets before writing and the reader clears when it drops the frame. A busy
 //! buffer is left alone (the sender takes a new one), so a reader that keeps frames, or died
 //! holding one, costs memory, never correctness. Buffers are sealed against any change of size,
-//! so a peer cannot shrink one under our mapping. A channel idle for `BULK_IDLE` drops what it
-//! keeps (`Channel::trim_bulk`); a buffer that cannot be had (no descriptor or memory free)
-//! sends the frame through the socket instead.
+//! so a peer cannot shrink one under our mapping. A channel bounds what its sending and reading
+//! sides keep together (`keep_within`, called by `Channel::settle`) and drops it all once idle
+//! for `BULK_IDLE` (`Channel::release_memory`); a buffer that cannot be had (no descriptor or
+//! memory free) sends the frame through the socket instead.
 //!
 //! Trust: the reader decodes straight from memory the sender could still write. The protocol
 //! above says it does not, and peers are processes of this same program (the handshake checks
@@ -36,11 +37,10 @@ use crate::sys::shm::{Mapping, View};
 const DATA: usize = 64;
 /// Buffers are sized in steps of this, so payloads of similar sizes share one.
 const STEP: usize = 1 << 20;
-/// How many buffers each side keeps (several frames may be in flight at once), and how much
-/// memory they may hold in all: holding gigabytes for a rare payload costs more than the
-/// faults it saves.
+/// How many buffers a channel end keeps, sent and received ones together (several frames may be
+/// in flight at once). How much memory they may hold is the channel's business: it counts its
+/// other buffers too (see [`keep_within`]).
 const KEEP: usize = 4;
-const KEEP_MAX: usize = 256 << 20;
 
 /// The `busy` word of the buffer mapped at `base`, borrowed as long as `owner`, the mapping.
 fn busy<M>(base: *mut u8, _owner: &M) -> &AtomicU32 {
@@ -61,6 +61,11 @@ impl Sender {
     /// Whether it keeps any buffer.
     pub(crate) fn holds(&self) -> bool {
         !self.kept.is_empty()
+    }
+
+    /// Bytes of the buffers it keeps.
+    pub(crate) fn held(&self) -> usize {
+        self.kept.iter().map(Mapping::len).sum()
     }
 
     /// Copies `parts`, back to back, into a shared buffer and returns a descriptor of it to
@@ -94,16 +99,9 @@ impl Sender {
             };
             at += part.len();
         }
-        let fd = map.as_fd().try_clone_to_owned().inspect_err(|_| {
+        map.as_fd().try_clone_to_owned().inspect_err(|_| {
             busy(map.as_ptr(), map).store(0, Ordering::Relaxed);
-        })?;
-        // Keep a few, and not too much memory: the oldest go first (a busy one too: its reader's
-        // mapping keeps the memory as long as it needs it).
-        while self.kept.len() > KEEP || self.kept.iter().map(Mapping::len).sum::<usize>() > KEEP_MAX
-        {
-            self.kept.remove(0);
-        }
-        Ok(fd)
+        })
     }
 }
 
@@ -121,6 +119,11 @@ impl Receiver {
         !self.kept.is_empty()
     }
 
+    /// Bytes of the mappings it keeps.
+    pub(crate) fn held(&self) -> usize {
+        self.kept.iter().map(|(_, m)| m.len()).sum()
+    }
+
     /// The `len`-byte payload in the buffer behind `fd`.
     ///
     /// # Errors
@@ -136,14 +139,7 @@ impl Receiver {
             }
             None => {
                 let map = Arc::new(Mapping::map_sealed(fd)?.into_view());
-                if map.len() <= KEEP_MAX {
-                    self.kept.push((id, map.clone()));
-                    while self.kept.len() > KEEP
-                        || self.kept.iter().map(|(_, m)| m.len()).sum::<usize>() > KEEP_MAX
-                    {
-                        self.kept.remove(0);
-                    }
-                }
+                self.kept.push((id, map.clone()));
                 map
             }
         };
@@ -157,6 +153,27 @@ impl Receiver {
             ));
         }
         Ok(Payload { map, len })
+    }
+}
+
+/// Lets go of the oldest buffers of whichever side holds more, until the two keep at most
+/// [`KEEP`] buffers and `bytes` bytes in all; returns what they still hold. A buffer let go of
+/// while in use lives on: its reader's mapping (or the [`Payload`]) keeps the memory as long as
+/// it needs it.
+pub(crate) fn keep_within(tx: &mut Sender, rx: &mut Receiver, bytes: usize) -> usize {
+    loop {
+        let (sent, received) = (tx.held(), rx.held());
+        if tx.kept.len() + rx.kept.len() <= KEEP && sent + received <= bytes {
+            return sent + received;
+        }
+        if sent >= received && !tx.kept.is_empty() {
+            tx.kept.remove(0);
+        } else if !rx.kept.is_empty() {
+            rx.kept.remove(0);
+        } else {
+            // Both empty: not reached (the test above holds for nothing kept).
+            return 0;
+        }
     }
 }
 
@@ -209,6 +226,34 @@ mod tests {
         assert_eq!(id(&third), second_id);
         let r = rx.open(third, 500).unwrap();
         assert!(r.as_slice().iter().all(|&b| b == 3));
+    }
+
+    #[test]
+    fn the_two_sides_keep_four_buffers_and_the_budget_in_all() {
+        let (mut tx, mut rx) = (Sender::default(), Receiver::default());
+        // Five buffers still being read (none handed back), then two received ones.
+        let mut payloads = Vec::new();
+        for _ in 0..5 {
+            let fd = tx.stage(&[&[1; 100]]).unwrap();
+            payloads.push(Receiver::default().open(fd, 100).unwrap());
+        }
+        let mut other = Sender::default();
+        for len in [STEP, 2 * STEP] {
+            let fd = other.stage(&[&vec![2; len]]).unwrap();
+            drop(rx.open(fd, len).unwrap());
+        }
+        // Sizes are rounded up to whole steps past the `busy` word: 1 MiB each sent, 2 + 3 MiB
+        // received.
+        assert_eq!((tx.held(), rx.held()), (5 * STEP, 5 * STEP));
+        // Four buffers in all. The fuller side gives way, oldest first (the sender on a tie):
+        // a sent one (4 + 5 MiB left), the 2 MiB received one (4 + 3), a sent one (3 + 3).
+        assert_eq!(keep_within(&mut tx, &mut rx, usize::MAX), 6 * STEP);
+        assert_eq!((tx.kept.len(), rx.kept.len()), (3, 1));
+        // Within 4 MiB: a sent one (2 + 3), then the received one (2 + 0).
+        assert_eq!(keep_within(&mut tx, &mut rx, 4 * STEP), 2 * STEP);
+        assert_eq!((tx.kept.len(), rx.kept.len()), (2, 0));
+        // The payloads still being read are intact all the while.
+        assert!(payloads.iter().all(|p| p.as_slice() == [1; 100]));
     }
 
     #[test]

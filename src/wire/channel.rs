@@ -45,10 +45,18 @@ impl Frame {
 /// with a small frame, instead of through the socket (see `bulk.rs`). The reader decodes
 /// straight from that memory.
 const BULK_MIN: usize = 128 << 10;
-/// A channel idle this long lets go of the shared memory it keeps for bulk frames
-/// (see [`Channel::trim_bulk`]): a pool that once moved a large payload does not hold its
+/// A channel idle this long lets go of the memory it keeps for the next large messages
+/// (see [`Channel::release_memory`]): a pool that once moved a large payload does not hold its
 /// memory for ever.
 pub(crate) const BULK_IDLE: std::time::Duration = std::time::Duration::from_secs(1);
+/// The most memory a channel end keeps between messages for the next ones, in all: its bulk
+/// buffers (`bulk.rs`) and its socket buffers (`inbuf`, `out`). Holding gigabytes for a rare
+/// payload costs more than the page faults it saves (see [`Channel::settle`]).
+const KEEP_MAX: usize = 256 << 20;
+/// Room each socket buffer keeps whatever the budget: ordinary traffic needs no more. Only a
+/// large message grows one past it: encoding one (before it goes to shared memory), or one that
+/// goes through the socket.
+const SMALL: usize = 1 << 20;
 /// Header flag (byte 6) of a bulk frame. Its payload is the real payload's length (`u64`); the
 /// last of its descriptors is the shared memory holding the payload.
 const FLAG_BULK: u8 = 1;
@@ -147,11 +155,9 @@ impl Channel {
     /// Closes the frame begun at `at`: writes its header. An oversized frame is dropped.
     pub(crate) fn end_frame(&mut self, at: usize, kind: u8, nfds: u8) -> Result<()> {
         let len = self.out.len() - at - HEADER;
-        if len > MAX_FRAME {
+        if let Err(e) = check_len(len) {
             self.drop_frame(at);
-            return Err(Error::Encode(format!(
-                "message of {len} bytes exceeds the {MAX_FRAME}-byte frame limit"
-            )));
+            return Err(e);
         }
         if len >= BULK_MIN && (nfds as usize) < sys::fd::MAX_FDS_PER_MSG {
             let body = at + HEADER;
@@ -160,6 +166,7 @@ impl Channel {
             if let Ok(memfd) = self.bulk_out.stage(&[&self.out[body..]]) {
                 self.out.truncate(body);
                 self.finish_bulk(at, kind, len, memfd);
+                self.settle();
                 return Ok(());
             }
         }
@@ -201,7 +208,9 @@ impl Channel {
         parts: &[&[u8]],
     ) -> Result<()> {
         let len: usize = parts.iter().map(|p| p.len()).sum();
-        let bulk = (BULK_MIN..=MAX_FRAME).contains(&len) && fds.len() < sys::fd::MAX_FDS_PER_MSG;
+        // Refused before anything is copied.
+        check_len(len)?;
+        let bulk = len >= BULK_MIN && fds.len() < sys::fd::MAX_FDS_PER_MSG;
         // As in `end_frame`: without shared memory, the socket carries it.
         let Some(memfd) = bulk.then(|| self.bulk_out.stage(parts).ok()).flatten() else {
             return self.push_with(kind, fds, |out| {
@@ -215,19 +224,59 @@ impl Channel {
             self.out_fds.push_back((at, fds));
         }
         self.finish_bulk(at, kind, len, memfd);
+        self.settle();
         Ok(())
     }
 
-    /// Lets go of the shared memory kept for bulk frames (see `bulk.rs`): for a channel that
-    /// has been idle a while.
-    pub(crate) fn trim_bulk(&mut self) {
-        self.bulk_out = bulk::Sender::default();
-        self.bulk_in = bulk::Receiver::default();
+    /// Brings what the channel keeps for the next messages back within [`KEEP_MAX`], once a
+    /// large message is done: at most four bulk buffers (`bulk::keep_within`), and if with the
+    /// socket buffers they would take more, those shrink back to [`SMALL`] first (what they
+    /// held is done with; the next large message costs page faults, not a copy), then the
+    /// oldest bulk buffers go. So a 64 MiB echo keeps every buffer, and a 400 MiB result none.
+    fn settle(&mut self) {
+        let bulk = bulk::keep_within(&mut self.bulk_out, &mut self.bulk_in, KEEP_MAX);
+        if bulk + self.socket_buffers() > KEEP_MAX {
+            self.shrink_socket_buffers(SMALL);
+            let room = KEEP_MAX.saturating_sub(self.socket_buffers());
+            bulk::keep_within(&mut self.bulk_out, &mut self.bulk_in, room);
+        }
     }
 
-    /// Whether the channel keeps shared memory for bulk frames.
-    pub(crate) fn holds_bulk(&self) -> bool {
-        self.bulk_out.holds() || self.bulk_in.holds()
+    /// Memory the socket buffers take.
+    fn socket_buffers(&self) -> usize {
+        self.out.capacity() + self.inbuf.len()
+    }
+
+    /// Shrinks the socket buffers to `room` each, or to the bytes they hold if more.
+    fn shrink_socket_buffers(&mut self, room: usize) {
+        if self.out.capacity() > room.max(self.out.len()) {
+            self.out.shrink_to(room);
+        }
+        if self.inbuf.len() > room.max(self.end - self.start) {
+            self.inbuf.copy_within(self.start..self.end, 0);
+            self.end -= self.start;
+            self.start = 0;
+            self.inbuf.truncate(room.max(self.end));
+            self.inbuf.shrink_to_fit();
+        }
+    }
+
+    /// Lets go of all the memory kept for the next messages — the bulk buffers, the socket
+    /// buffers' room — for a channel that has been idle for [`BULK_IDLE`].
+    pub(crate) fn release_memory(&mut self) {
+        self.bulk_out = bulk::Sender::default();
+        self.bulk_in = bulk::Receiver::default();
+        self.shrink_socket_buffers(0);
+    }
+
+    /// Whether the channel keeps memory that [`release_memory`](Self::release_memory) would
+    /// let go of (ordinary traffic's few socket buffer bytes do not count).
+    pub(crate) fn keeps_memory(&self) -> bool {
+        let unread = self.end - self.start;
+        self.bulk_out.holds()
+            || self.bulk_in.holds()
+            || self.out.capacity() > SMALL.max(self.out.len())
+            || self.inbuf.len() > SMALL.max(unread)
     }
 
     /// Removes the frame begun at `at` (the last one) and its descriptors.
@@ -236,6 +285,8 @@ impl Channel {
         if matches!(self.out_fds.back(), Some((fd_at, _)) if *fd_at == at) {
             self.out_fds.pop_back();
         }
+        // A frame refused as too large may have grown the buffer on the way.
+        self.settle();
     }
 
     /// Appends a frame with a ready-made payload.
@@ -284,6 +335,9 @@ impl Channel {
         }
         self.out.clear();
         self.out_pos = 0;
+        if self.out.capacity() > SMALL {
+            self.settle();
+        }
         Ok(true)
     }
 
@@ -445,6 +499,7 @@ impl Channel {
                 .bulk_in
                 .open(memfd, claimed as usize)
                 .map_err(|e| Error::Protocol(format!("a bulk frame's memory is unusable: {e}")))?;
+            self.settle();
             Body::Bulk(payload)
         } else if len >= BIG_FRAME && self.start == 0 && body.end == self.end {
             let buf = std::mem::take(&mut self.inbuf);
@@ -454,6 +509,10 @@ impl Channel {
         } else {
             let buf = self.inbuf[body.clone()].to_vec();
             self.start = body.end;
+            if len >= BIG_FRAME {
+                // The buffer grew to read it.
+                self.settle();
+            }
             Body::Inline {
                 range: 0..buf.len(),
                 buf,
@@ -483,6 +542,16 @@ impl Channel {
             self.fill()?;
         }
     }
+}
+
+/// The one rule on a frame's size: a payload larger than [`MAX_FRAME`] cannot be sent.
+fn check_len(len: usize) -> Result<()> {
+    if len > MAX_FRAME {
+        return Err(Error::Encode(format!(
+            "message of {len} bytes exceeds the {MAX_FRAME}-byte frame limit"
+        )));
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -564,6 +633,73 @@ mod tests {
             b"hi"
         );
         assert_eq!(b.recv(None).unwrap().payload(), b"small after");
+    }
+
+    #[test]
+    fn an_oversized_message_is_refused_before_it_is_copied() {
+        let (mut a, _b) = pair();
+        // Untouched (calloc'd) memory: a copy would fault in a GiB.
+        let huge = vec![0u8; MAX_FRAME + 1];
+        let t = Instant::now();
+        let e = a.push_parts(1, Vec::new(), &[&huge[..8], &huge[8..]]);
+        assert!(t.elapsed() < std::time::Duration::from_millis(100));
+        let size = format!("{} bytes", MAX_FRAME + 1);
+        assert!(matches!(e, Err(Error::Encode(m)) if m.contains(&size)));
+        assert_eq!((a.pending_out(), a.out.capacity()), (0, 0));
+        assert!(!a.keeps_memory());
+    }
+
+    #[test]
+    fn a_channel_keeps_at_most_its_budget_between_messages_and_nothing_once_released() {
+        let (mut a, mut b) = pair();
+        let send = |ch: &mut Channel, len: usize| {
+            let payload = vec![7u8; len];
+            ch.push_with(1, Vec::new(), |out| {
+                out.extend_from_slice(&payload);
+                Ok(())
+            })
+            .unwrap();
+            ch.flush().unwrap();
+        };
+        // A 64 MiB message: its buffers are kept for the next one (what makes echoes fast)...
+        send(&mut a, 64 << 20);
+        assert_eq!(b.recv(None).unwrap().payload().len(), 64 << 20);
+        assert!(a.out.capacity() >= 64 << 20 && a.bulk_out.holds() && b.bulk_in.holds());
+        // ... until the channel has been idle a while.
+        for ch in [&mut a, &mut b] {
+            assert!(ch.keeps_memory());
+            ch.release_memory();
+            assert!(!ch.keeps_memory());
+            assert_eq!((ch.out.capacity(), ch.inbuf.len()), (0, 0));
+        }
+        // Over the budget (64 MiB kept, then 300 MiB): nothing stays, on either side.
+        send(&mut a, 64 << 20);
+        drop(b.recv(None).unwrap());
+        send(&mut a, 300 << 20);
+        assert_eq!(b.recv(None).unwrap().payload().len(), 300 << 20);
+        for ch in [&a, &b] {
+            let kept = ch.bulk_out.held() + ch.bulk_in.held() + ch.socket_buffers();
+            assert!(kept <= 2 * SMALL, "{kept} bytes kept");
+        }
+    }
+
+    #[test]
+    fn a_large_frame_through_the_socket_leaves_the_read_buffer_small() {
+        let (a, mut b) = pair();
+        // A small frame, a 3 MB one written raw (as if no shared memory could be had), and a
+        // small one again, in one stream.
+        let len = 3_000_000usize;
+        let mut bytes = vec![2, 0, 0, 0, 6, 0, 0, 0, b'h', b'i'];
+        bytes.extend_from_slice(&(len as u32).to_le_bytes());
+        bytes.extend_from_slice(&[5, 0, 0, 0]);
+        bytes.resize(bytes.len() + len, 9);
+        bytes.extend_from_slice(&[2, 0, 0, 0, 6, 0, 0, 0, b'h', b'o']);
+        let t = std::thread::spawn(move || sys::fd::send(a.as_fd(), &bytes, &[], false).map(|_| a));
+        assert_eq!(b.recv(None).unwrap().payload(), b"hi");
+        assert_eq!(b.recv(None).unwrap().payload().len(), len);
+        assert_eq!(b.recv(None).unwrap().payload(), b"ho");
+        let _a = t.join().unwrap().unwrap();
+        assert!(b.inbuf.len() <= SMALL && !b.keeps_memory());
     }
 
     #[test]

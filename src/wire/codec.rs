@@ -13,6 +13,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::error::Error;
+use crate::wire::MAX_VALUE;
 use crate::wire::message::Failure;
 
 /// Largest size decoded containers may claim in all. bincode checks each claimed length
@@ -51,23 +52,120 @@ const MEDIUM: Config<MEDIUM_LIMIT> = bincode::config::standard()
     .with_fixed_int_encoding()
     .with_limit::<MEDIUM_LIMIT>();
 
-/// Appends the encoding of `value` to `out`.
+/// Appends the encoding of `value` to `out`, whatever its size: for values that are small by
+/// construction (handshakes) or do not travel in a frame (a queue's items).
 #[inline]
 pub(crate) fn encode_into<T: Serialize + ?Sized>(value: &T, out: &mut Vec<u8>) -> Result<()> {
-    if let Some(bytes) = plain::scalar_bytes(value) {
-        out.extend_from_slice(bytes);
+    if append_scalar(value, out) {
         return Ok(());
     }
+    encode_capped(value, out, usize::MAX, "value")
+}
+
+/// Appends the encoding of `value` to `out` if one message can carry it ([`MAX_VALUE`] bytes);
+/// otherwise the error says `what` it was ("argument", "result", …) and its size, and `out` is
+/// left as it was (see [`encode_capped`]).
+#[inline]
+pub(crate) fn encode_message<T: Serialize + ?Sized>(
+    value: &T,
+    what: &str,
+    out: &mut Vec<u8>,
+) -> Result<()> {
+    if append_scalar(value, out) {
+        return Ok(());
+    }
+    encode_capped(value, out, MAX_VALUE, what)
+}
+
+/// Appends `value` if it is a plain number (its memory is its encoding), and says whether it
+/// did: the hot path of tiny tasks, kept apart so that it inlines into every caller.
+#[inline(always)]
+fn append_scalar<T: Serialize + ?Sized>(value: &T, out: &mut Vec<u8>) -> bool {
+    match plain::scalar_bytes(value) {
+        Some(bytes) => {
+            out.extend_from_slice(bytes);
+            true
+        }
+        None => false,
+    }
+}
+
+/// Appends the encoding of `value`, not a plain number, to `out` if it takes at most `limit`
+/// bytes. A vector of plain numbers is measured before anything is copied. Any other value is
+/// encoded until it passes the limit and only counted from there: serde cannot tell a value's
+/// size without walking it, and a walk first would cost every value a second pass (and
+/// register the descriptors of the handles inside twice). A value over the limit leaves `out`
+/// as it was, capacity included, and the error gives its size.
+#[inline]
+fn encode_capped<T: Serialize + ?Sized>(
+    value: &T,
+    out: &mut Vec<u8>,
+    limit: usize,
+    what: &str,
+) -> Result<()> {
     if let Some(bytes) = plain::as_bytes(value) {
-        out.reserve(8 + bytes.len());
+        let size = 8 + bytes.len();
+        if size > limit {
+            return Err(CodecError::too_large(what, size, limit));
+        }
+        out.reserve(size);
         crate::sys::shm::prefer_huge_pages(out.spare_capacity_mut());
         out.extend_from_slice(&(plain::len_of(value) as u64).to_le_bytes());
         out.extend_from_slice(bytes);
         return Ok(());
     }
-    match bincode::serde::encode_into_std_write(value, out, CONFIG) {
-        Ok(_) => Ok(()),
+    let (at, capacity) = (out.len(), out.capacity());
+    let mut dropped = 0;
+    let writer = Capped {
+        end: at.saturating_add(limit),
+        out: &mut *out,
+        dropped: &mut dropped,
+    };
+    let encoded = bincode::serde::encode_into_writer(value, writer, CONFIG);
+    let size = out.len() - at + dropped;
+    match encoded {
+        Ok(()) if size <= limit => Ok(()),
+        Ok(()) => {
+            out.truncate(at);
+            out.shrink_to(capacity);
+            Err(CodecError::too_large(what, size, limit))
+        }
         Err(e) => Err(CodecError::encoding(e)),
+    }
+}
+
+/// Appends what bincode writes to `out`, except that a write that would grow `out` past `end`
+/// is dropped and only counted: the value is then over the limit, and what was kept goes too.
+/// (The limit is checked only when `out` must grow, which keeps the per-write path as short as a
+/// plain `Vec`'s: bincode writes a byte vector inside a struct a byte at a time.)
+struct Capped<'a> {
+    out: &'a mut Vec<u8>,
+    end: usize,
+    /// Bytes written but not kept.
+    dropped: &'a mut usize,
+}
+
+impl Capped<'_> {
+    #[cold]
+    #[inline(never)]
+    fn grow(&mut self, bytes: &[u8]) {
+        if self.out.len() + bytes.len() <= self.end {
+            self.out.extend_from_slice(bytes);
+        } else {
+            *self.dropped = self.dropped.saturating_add(bytes.len());
+        }
+    }
+}
+
+impl bincode::enc::write::Writer for Capped<'_> {
+    #[inline(always)]
+    fn write(&mut self, bytes: &[u8]) -> std::result::Result<(), bincode::error::EncodeError> {
+        if bytes.len() <= self.out.capacity() - self.out.len() {
+            self.out.extend_from_slice(bytes);
+        } else {
+            self.grow(bytes);
+        }
+        Ok(())
     }
 }
 
@@ -149,6 +247,13 @@ pub(crate) mod plain {
                     }
                 )*
                 None
+            }
+
+            /// Whether `T` is a plain number (its encoding takes at most 8 bytes).
+            #[inline(always)]
+            pub(crate) fn is_scalar<T: ?Sized>() -> bool {
+                let id = typeid::of::<T>();
+                false $(|| id == TypeId::of::<$t>())*
             }
 
             /// Whether `T` is a plain number or a vector of them (it then holds no handle).
@@ -290,6 +395,13 @@ impl CodecError {
             message: message.to_string().into(),
         }
     }
+
+    #[cold]
+    fn too_large(what: &str, size: usize, limit: usize) -> Self {
+        Self::encoding(format_args!(
+            "{what} of {size} bytes exceeds the {limit}-byte limit of one message"
+        ))
+    }
 }
 
 type Result<T> = std::result::Result<T, CodecError>;
@@ -300,12 +412,13 @@ const OUTCOME_OK: u8 = 0;
 const OUTCOME_FAILED: u8 = 1;
 
 /// Appends the outcome of an item that produced `value`: a tag byte, then the value. (A
-/// hand-made tag instead of serde's `Result` keeps decoding several times faster.)
+/// hand-made tag instead of serde's `Result` keeps decoding several times faster.) A value too
+/// large for one message is an error that names its size; `out` is left as it was.
 #[inline]
 pub(crate) fn encode_ok<R: Serialize + ?Sized>(value: &R, out: &mut Vec<u8>) -> Result<()> {
     let at = out.len();
     out.push(OUTCOME_OK);
-    encode_into(value, out).inspect_err(|_| out.truncate(at))
+    encode_message(value, "result", out).inspect_err(|_| out.truncate(at))
 }
 
 /// Appends the outcome of an item that failed.
@@ -386,6 +499,59 @@ mod tests {
             assert_eq!((sq, name), (i * i, format!("n{i}")));
         }
         assert!(input.is_empty());
+    }
+
+    #[test]
+    fn a_value_over_the_limit_is_refused_with_its_size_and_out_left_as_it_was() {
+        let mut out = Vec::with_capacity(16);
+        out.extend_from_slice(b"abc");
+        let refused = |e: CodecError| {
+            let e: Error = e.into();
+            match e {
+                Error::Encode(m) => m,
+                other => panic!("not an encode error: {other:?}"),
+            }
+        };
+        // A plain vector is measured, not copied; any other value is counted past the limit.
+        let plain = encode_capped(&vec![7u8; 100], &mut out, 107, "argument").unwrap_err();
+        assert_eq!(
+            refused(plain),
+            "argument of 108 bytes exceeds the 107-byte limit of one message"
+        );
+        assert_eq!((&out[..], out.capacity()), (&b"abc"[..], 16));
+        let nested = (vec![7u8; 100], 5u32);
+        let serde = encode_capped(&nested, &mut out, 50, "result").unwrap_err();
+        assert_eq!(
+            refused(serde),
+            "result of 112 bytes exceeds the 50-byte limit of one message"
+        );
+        assert_eq!((&out[..], out.capacity()), (&b"abc"[..], 16));
+        // At the limit exactly, both go through, with the usual bytes.
+        encode_capped(&vec![7u8; 100], &mut out, 108, "argument").unwrap();
+        encode_capped(&nested, &mut out, 112, "result").unwrap();
+        let mut input = &out[3..];
+        assert_eq!(decode_front::<Vec<u8>>(&mut input).unwrap(), vec![7u8; 100]);
+        assert_eq!(decode_front::<(Vec<u8>, u32)>(&mut input).unwrap(), nested);
+        assert!(input.is_empty());
+    }
+
+    #[test]
+    fn an_outcome_too_large_for_a_message_is_refused_before_it_is_copied() {
+        // Untouched memory (calloc'd zeros): copying it whole would take a second and a GiB.
+        let huge = vec![0u8; MAX_VALUE];
+        let mut out = Vec::new();
+        let t = std::time::Instant::now();
+        let e: Error = encode_ok(&huge, &mut out).unwrap_err().into();
+        assert!(t.elapsed() < std::time::Duration::from_millis(100));
+        assert!(
+            out.is_empty() && out.capacity() < 64,
+            "the tag's byte at most"
+        );
+        let expect = format!("result of {} bytes exceeds", MAX_VALUE + 8);
+        assert!(
+            matches!(&e, Error::Encode(m) if m.starts_with(&expect)),
+            "{e}"
+        );
     }
 
     #[test]

@@ -18,5 +18,10 @@ pub(crate) use channel::{BULK_IDLE, Channel, Frame};
 /// Largest payload a frame may carry (1 GiB). Anything larger is refused as malformed.
 pub(crate) const MAX_FRAME: usize = 1 << 30;
 
+/// Largest encoding of one value that can travel (a task's argument or result, a pipe
+/// message): [`MAX_FRAME`] less room for the headers a message puts around it. A larger value is
+/// refused as soon as its size is known (`codec::encode_message`), before it is copied whole.
+pub(crate) const MAX_VALUE: usize = MAX_FRAME - 64;
+
 /// Bytes in a frame header.
 pub(crate) const HEADER: usize = 8;

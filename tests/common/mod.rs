@@ -77,3 +77,13 @@ pub fn spawn_plain_sleeper() -> u32 {
         .expect("sleep(1) could not be started")
         .id()
 }
+
+/// Resident memory of process `pid` in bytes (`VmRSS` in /proc/<pid>/status), 0 if it is gone.
+pub fn rss(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        .map_or(0, |kib| kib * 1024)
+}
