@@ -11,8 +11,8 @@ use serde::Serialize;
 
 use crate::error::{Error, Result};
 use crate::sys;
-use crate::wire::codec;
 use crate::wire::fds::{self, FdSet};
+use crate::wire::{MAX_VALUE, codec};
 
 /// Receives the outcomes of one call's items.
 pub(crate) trait Sink: Send + Sync {
@@ -119,6 +119,8 @@ pub(crate) struct ChunkBuilder {
     current: Option<Chunk>,
     /// Descriptors of the current chunk's items.
     fds: FdSet,
+    /// The most encoded bytes a chunk of several items may hold: what one message can carry.
+    max_payload: usize,
 }
 
 impl ChunkBuilder {
@@ -133,6 +135,7 @@ impl ChunkBuilder {
             next_index: 0,
             current: None,
             fds: FdSet::default(),
+            max_payload: MAX_VALUE,
         }
     }
 
@@ -176,7 +179,23 @@ impl ChunkBuilder {
             return self.fail_item(index, at, e);
         }
         chunk.offsets.push(at as u32);
-        // A chunk travels as one message: keep its handles within what one send can carry.
+        // A chunk travels as one message: items that fit one each need not fail together, so
+        // the item that made it too large starts the next chunk.
+        if chunk.payload.len() > self.max_payload && at > 0 && self.fds.is_empty() {
+            chunk.offsets.pop();
+            let next = Chunk {
+                sink: chunk.sink.clone(),
+                call: chunk.call,
+                entry: chunk.entry,
+                first: index,
+                payload: chunk.payload.split_off(at),
+                offsets: vec![0],
+                retries: 0,
+                fds: Arc::default(),
+            };
+            return self.current.replace(next);
+        }
+        // Keep its handles within what one send can carry.
         if chunk.len() >= self.chunksize || self.fds.len() >= sys::fd::MAX_FDS_PER_MSG / 2 {
             self.take_current()
         } else {
@@ -208,5 +227,43 @@ impl ChunkBuilder {
             chunk.fds = Arc::new(std::mem::take(&mut self.fds));
         }
         Some(chunk)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    struct Failures(std::sync::Mutex<Vec<usize>>);
+    impl Sink for Failures {
+        fn deliver(&self, _: usize, _: usize, _: &[u8]) {}
+        fn fail(&self, index: usize, _: Error) {
+            self.0.lock().unwrap().push(index);
+        }
+    }
+
+    #[test]
+    fn items_that_fit_a_message_one_each_are_never_chunked_past_it() {
+        let sink = Arc::new(Failures(std::sync::Mutex::new(Vec::new())));
+        let mut b = ChunkBuilder::new(sink.clone(), 0, 4);
+        b.max_payload = 100;
+        let item = vec![7u8; 60];
+        let mut chunks: Vec<Chunk> = (0..5).filter_map(|_| b.push(&item)).collect();
+        chunks.extend(b.finish());
+        let shapes: Vec<(usize, usize)> = chunks.iter().map(|c| (c.first, c.len())).collect();
+        assert_eq!(shapes, [(0, 1), (1, 1), (2, 1), (3, 1), (4, 1)]);
+        for c in &chunks {
+            let decoded: Vec<u8> = codec::decode(&c.payload).unwrap();
+            assert_eq!(decoded, item);
+        }
+        // Small items still fill their chunks.
+        let mut b = ChunkBuilder::new(sink.clone(), 0, 4);
+        b.max_payload = 100;
+        let lens: Vec<usize> = (0..8u8)
+            .filter_map(|i| b.push(&i))
+            .map(|c| c.len())
+            .collect();
+        assert_eq!(lens, [4, 4]);
+        assert!(sink.0.lock().unwrap().is_empty(), "nothing failed");
     }
 }

@@ -1216,7 +1216,10 @@ fn send_chunk(w: &mut Worker, seq: u64, chunk: Chunk, is_init: bool) -> Result<(
             Ok(())
         }
         Err(e) => {
-            let msg = e.to_string();
+            let msg = match &e {
+                Error::Encode(why) => why.clone(),
+                other => other.to_string(),
+            };
             fail_chunk(&chunk, 0..chunk.len(), |_| Error::Encode(msg.clone()));
             Err(e)
         }
