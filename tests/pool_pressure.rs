@@ -258,3 +258,133 @@ fn kill_soak_every_call_ends_and_the_pool_recovers() {
         );
     });
 }
+
+fn pid(_: ()) -> u32 {
+    std::process::id()
+}
+
+/// The first worker to run it dies in its initializer; the others take 1.5 s to initialise.
+fn die_first_else_slow(path: String) {
+    if std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&path)
+        .is_ok()
+    {
+        std::process::exit(3);
+    }
+    std::thread::sleep(Duration::from_millis(1500));
+}
+
+#[test]
+fn a_worker_slow_to_start_is_waited_for_even_after_another_failed() {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
+    within(SECS(60), || {
+        let path = std::env::temp_dir().join(format!("multiproc-slow-init-{}", std::process::id()));
+        let _ = std::fs::remove_file(&path);
+        let pool = Pool::builder()
+            .processes(2)
+            .start_timeout(Duration::from_millis(500))
+            .initializer(die_first_else_slow, path.to_string_lossy().into_owned())
+            .build()
+            .unwrap();
+        let r = pool.apply_async(pid, ()).get_timeout(SECS(20));
+        let _ = std::fs::remove_file(&path);
+        assert!(
+            r.is_ok(),
+            "a call failed while workers were still starting: {r:?}"
+        );
+    });
+}
+
+/// Only one worker at a time can hold the lock on `path`: a limit of one live process.
+fn one_at_a_time(path: String) {
+    let f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(&path)
+        .unwrap();
+    if rustix::fs::flock(&f, rustix::fs::FlockOperation::NonBlockingLockExclusive).is_err() {
+        std::process::exit(3);
+    }
+    std::mem::forget(f);
+}
+
+fn exit_after(ms: u64) -> u64 {
+    std::thread::sleep(Duration::from_millis(ms));
+    std::process::exit(9);
+}
+
+fn slow_square(x: u64) -> u64 {
+    std::thread::sleep(Duration::from_millis(20));
+    x * x
+}
+
+#[test]
+fn failures_beside_a_serving_worker_are_no_outage_when_it_dies() {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
+    within(SECS(60), || {
+        let path = std::env::temp_dir().join(format!("multiproc-one-{}", std::process::id()));
+        let pool = Pool::builder()
+            .processes(2)
+            .start_timeout(Duration::from_millis(500))
+            .initializer(one_at_a_time, path.to_string_lossy().into_owned())
+            .build()
+            .unwrap();
+        pool.apply(pid, ()).unwrap();
+        // The second slot fails to start again and again, beside a serving worker.
+        std::thread::sleep(Duration::from_millis(1500));
+        let crash = pool.apply_async(exit_after, 500);
+        let rest: Vec<_> = (1..6u64)
+            .map(|x| pool.apply_async(slow_square, x))
+            .collect();
+        assert!(matches!(
+            crash.get_timeout(SECS(20)),
+            Err(Error::WorkerDied { .. })
+        ));
+        for (x, r) in (1..6u64).zip(rest) {
+            assert_eq!(r.get_timeout(SECS(20)).unwrap(), x * x);
+        }
+        let _ = std::fs::remove_file(&path);
+    });
+}
+
+#[test]
+fn a_stream_of_calls_does_not_defeat_the_back_off() {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
+    within(SECS(60), || {
+        let saved = getrlimit(Resource::Nofile);
+        let mut tight = saved;
+        tight.current = Some(next_fd() + 2);
+        setrlimit(Resource::Nofile, tight).unwrap();
+        let pool = Pool::builder()
+            .processes(1)
+            .start_timeout(Duration::from_secs(3))
+            .build();
+        let first = pool.as_ref().map(|p| p.apply_async(pid, ()));
+        let t = Instant::now();
+        let mut calls = Vec::new();
+        while t.elapsed() < Duration::from_millis(2900) {
+            if let Ok(pool) = &pool {
+                calls.push(pool.apply_async(pid, ()));
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let first = first.map(|r| r.get_timeout(SECS(20)));
+        setrlimit(Resource::Nofile, saved).unwrap();
+        let why = match first {
+            Ok(Err(Error::Spawn(why))) => why,
+            other => panic!("expected a spawn error, got {other:?}"),
+        };
+        // 50 ms doubling to 1 s allows about 7 attempts in 3 s; one more per failure at most.
+        let attempts: u32 = why
+            .split(" attempts)")
+            .next()
+            .and_then(|s| s.rsplit('(').next())
+            .and_then(|n| n.parse().ok())
+            .unwrap_or_else(|| panic!("no attempt count in {why:?}"));
+        assert!(attempts <= 16, "{attempts} attempts in 3 s: {why}");
+        drop(calls);
+    });
+}

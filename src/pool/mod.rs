@@ -146,11 +146,12 @@ impl PoolBuilder {
     /// A worker that cannot be started (no descriptor or process slot left, no memory) or
     /// that dies before it can serve (killed, crashed in the initializer) is tried again, after
     /// a back-off that doubles from 50 ms to at most 1 s, for as long as the pool lives: a pool
-    /// serves again within a second of the cause going away. Meanwhile, once no worker has
-    /// been able to start for `limit` and none is serving, waiting tasks fail with
-    /// [`Error::Spawn`] naming the operating system's cause, after one more attempt made since
-    /// they were submitted has failed too. A worker that is merely slow to start is not a
-    /// failure and does not count.
+    /// serves again within a second of the cause going away. Meanwhile, once starts have been
+    /// failing with no worker serving for `limit`, and no worker is alive at all, waiting
+    /// tasks fail with [`Error::Spawn`] naming the operating system's cause, after one more
+    /// attempt made since they were submitted has failed too. A worker that is merely slow to
+    /// start is not a failure: tasks wait for it. Failures beside a serving worker only slow
+    /// the retries down.
     pub fn start_timeout(mut self, limit: Duration) -> Self {
         self.start_timeout = limit;
         self

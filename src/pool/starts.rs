@@ -5,13 +5,15 @@
 //! serve (an OOM kill, a kill storm, a crash in the initializer). None of that need last, so no
 //! failed start is final: the pool tries again after a back-off that doubles from
 //! [`FIRST_BACKOFF`] up to [`MAX_BACKOFF`], for as long as it wants workers, and the first
-//! worker that is ready to serve ends the outage.
+//! worker that is ready to serve ends the run of failures.
 //!
-//! Work does not wait for ever meanwhile. Once the outage has lasted the pool's start timeout
-//! and no worker is ready, waiting work fails with `Error::Spawn` naming the last cause — but
-//! only work that has seen a start attempt fail since it arrived ([`Backlog`] keeps count):
-//! new work brings the next attempt forward, so a call made just after the cause went away is
-//! served, not failed on old news.
+//! Work does not wait for ever meanwhile. An *outage* begins with a failure while no worker
+//! serves (failures beside a serving worker only slow the retries down); once it has lasted
+//! the pool's start timeout, and no worker is alive at all (a worker still starting may yet
+//! serve: slow is not failed), waiting work fails with `Error::Spawn` naming the last cause —
+//! but only work that has seen a failure of the outage since it arrived ([`Backlog`] keeps
+//! count). New work brings the next attempt forward, once per failure, so that a call made
+//! just after the cause went away is served, not failed on old news.
 
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
@@ -25,11 +27,15 @@ pub(crate) const MAX_BACKOFF: Duration = Duration::from_secs(1);
 
 /// The run of failed starts the pool is in, if any.
 #[derive(Debug)]
-struct Outage {
-    since: Instant,
+struct Streak {
     failures: u32,
     last_failure: Instant,
     cause: String,
+    /// Whether new work brought the next attempt forward.
+    hurried: bool,
+    /// Whether the last failure was of such an attempt: then new work waits for the next
+    /// attempt the back-off allows.
+    hurry_spent: bool,
 }
 
 /// When to try starting a worker, and what waiting work is told when none can be started.
@@ -38,7 +44,9 @@ pub(crate) struct Starts {
     /// How long an outage may last before waiting work fails.
     patience: Duration,
     next_try: Instant,
-    outage: Option<Outage>,
+    streak: Option<Streak>,
+    /// When the outage began: the first failure with no worker serving.
+    outage_since: Option<Instant>,
 }
 
 impl Starts {
@@ -46,7 +54,8 @@ impl Starts {
         Self {
             patience,
             next_try: now,
-            outage: None,
+            streak: None,
+            outage_since: None,
         }
     }
 
@@ -60,51 +69,68 @@ impl Starts {
         self.next_try
     }
 
-    /// A worker could not be started, or died before it could serve, because of `cause`.
+    /// A worker could not be started, or died before it could serve, because of `cause`: the
+    /// next attempt backs off.
     pub(crate) fn failed(&mut self, now: Instant, cause: String) {
-        let outage = self.outage.get_or_insert(Outage {
-            since: now,
+        let streak = self.streak.get_or_insert(Streak {
             failures: 0,
             last_failure: now,
             cause: String::new(),
+            hurried: false,
+            hurry_spent: false,
         });
-        outage.failures += 1;
-        outage.last_failure = now;
-        outage.cause = cause;
-        let backoff = FIRST_BACKOFF.saturating_mul(1 << (outage.failures - 1).min(16));
+        streak.failures += 1;
+        streak.last_failure = now;
+        streak.cause = cause;
+        streak.hurry_spent = std::mem::take(&mut streak.hurried);
+        let backoff = FIRST_BACKOFF.saturating_mul(1 << (streak.failures - 1).min(16));
         self.next_try = now + backoff.min(MAX_BACKOFF);
     }
 
-    /// A worker is ready to serve: the outage, if any, is over.
-    pub(crate) fn succeeded(&mut self) {
-        self.outage = None;
+    /// The failure just noted left no worker serving: an outage begins, unless one is on.
+    pub(crate) fn stranded(&mut self, now: Instant) {
+        self.outage_since.get_or_insert(now);
     }
 
-    /// New work arrived during an outage: try again soon (at most [`FIRST_BACKOFF`] after the
-    /// last failure), so that the work is decided by a fresh attempt.
+    /// A worker is ready to serve: the run of failures, and any outage, is over.
+    pub(crate) fn succeeded(&mut self) {
+        self.streak = None;
+        self.outage_since = None;
+    }
+
+    /// New work arrived: after a failure, try again soon (at most [`FIRST_BACKOFF`] after it),
+    /// so that the work is decided by a fresh attempt. Not after a failed attempt that was
+    /// itself brought forward: a stream of calls may at most double the attempts the
+    /// back-off allows, never turn it into a storm of them.
     pub(crate) fn hurry(&mut self) {
-        if let Some(outage) = &self.outage {
-            self.next_try = self.next_try.min(outage.last_failure + FIRST_BACKOFF);
+        if let Some(streak) = self
+            .streak
+            .as_mut()
+            .filter(|s| !s.hurried && !s.hurry_spent)
+        {
+            streak.hurried = true;
+            self.next_try = self.next_try.min(streak.last_failure + FIRST_BACKOFF);
         }
     }
 
     /// What waiting work is told (as `Error::Spawn`) once the outage has lasted the start
-    /// timeout; `None` while work may still wait. The caller checks that no worker is ready.
+    /// timeout; `None` while work may still wait. The caller checks that no worker is alive.
     pub(crate) fn verdict(&self, now: Instant) -> Option<String> {
-        let outage = self.outage.as_ref()?;
-        (now >= outage.since + self.patience).then(|| {
+        let since = self.outage_since?;
+        let streak = self.streak.as_ref()?;
+        (now >= since + self.patience).then(|| {
             format!(
                 "no worker could be started for {:.1?} ({} attempts); last cause: {}",
-                now.saturating_duration_since(outage.since),
-                outage.failures,
-                outage.cause
+                now.saturating_duration_since(since),
+                streak.failures,
+                streak.cause
             )
         })
     }
 
     /// When [`verdict`](Self::verdict) starts to give an error, during an outage.
     pub(crate) fn verdict_due(&self) -> Option<Instant> {
-        self.outage.as_ref().map(|o| o.since + self.patience)
+        self.outage_since.map(|since| since + self.patience)
     }
 }
 
@@ -214,6 +240,12 @@ mod tests {
         let mut s = Starts::new(MS(300), t0);
         assert!(s.verdict(t0 + MS(1000)).is_none(), "no outage, no verdict");
         s.failed(t0, "Too many open files".into());
+        assert!(
+            s.verdict(t0 + MS(1000)).is_none(),
+            "a failure beside a serving worker is no outage"
+        );
+        s.stranded(t0);
+        s.stranded(t0 + MS(200));
         assert!(s.verdict(t0 + MS(299)).is_none());
         assert_eq!(s.verdict_due(), Some(t0 + MS(300)));
         let why = s
@@ -235,6 +267,18 @@ mod tests {
         assert_eq!(s.next_try(), t0 + MAX_BACKOFF);
         s.hurry();
         assert_eq!(s.next_try(), t0 + FIRST_BACKOFF);
+        // The attempt it brought forward failed, and calls keep coming: they wait for the
+        // attempt the back-off allows...
+        let t1 = t0 + FIRST_BACKOFF;
+        s.failed(t1, "EAGAIN".into());
+        s.hurry();
+        assert_eq!(s.next_try(), t1 + MAX_BACKOFF);
+        // ...and after that one failed, the next call may bring one forward again.
+        let t2 = t1 + MAX_BACKOFF;
+        s.failed(t2, "EAGAIN".into());
+        s.hurry();
+        s.hurry();
+        assert_eq!(s.next_try(), t2 + FIRST_BACKOFF);
     }
 
     #[test]

@@ -328,6 +328,13 @@ struct InFlight {
     is_init: bool,
 }
 
+/// Whether items a dead worker left unanswered may have sent the garbage it was killed for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Standing {
+    Clear,
+    Suspect,
+}
+
 /// Why we killed a worker ourselves.
 #[derive(Clone, Debug)]
 enum KillReason {
@@ -363,12 +370,37 @@ impl Worker {
 
     /// Whether an item is running right now (started and not answered).
     fn busy(&self) -> bool {
-        let reported = self.inflight.front().map_or(0, |f| f.reported as u64);
-        self.started() > self.done_items + reported
+        self.started() > self.answered()
     }
 
     fn running_init(&self) -> bool {
         self.inflight.front().is_some_and(|f| f.is_init)
+    }
+
+    /// Items answered so far, as counted by the progress counter.
+    fn answered(&self) -> u64 {
+        self.done_items + self.inflight.front().map_or(0, |f| f.reported as u64)
+    }
+
+    /// Whether it is alive and in service, or on its way there: not killed, not retiring, not
+    /// hung up.
+    fn usable(&self) -> bool {
+        self.killed.is_none() && !self.retiring && !self.link.channel.at_eof()
+    }
+
+    /// Whether it runs a chunk taken back from a dead worker, which runs alone (see
+    /// `Core::dispatch`): if it kills or garbles its worker again, the blame is exact.
+    fn runs_a_retry(&self) -> bool {
+        self.inflight.front().is_some_and(|f| f.chunk.retries > 0)
+    }
+
+    /// How long part of a message from it may still wait for the rest (see [`STALLED`]);
+    /// `None` unless part of one waits (or it was killed already).
+    fn stall_left(&self, now: Instant) -> Option<Duration> {
+        let waited = self.link.channel.stalled_for(now)?;
+        self.killed
+            .is_none()
+            .then(|| STALLED.saturating_sub(waited))
     }
 }
 
@@ -571,13 +603,18 @@ impl Core {
             {
                 continue;
             }
-            let before = w.done_items + w.inflight.front().map_or(0, |f| f.reported as u64);
+            let before = w.answered();
+            let kept_memory = w.link.channel.keeps_memory();
             if let Err(e) = read_available(w, &mut self.pace, &mut self.deliveries) {
                 kill(w, KillReason::Protocol(e.to_string()));
                 trouble = true;
             }
-            read |= w.done_items + w.inflight.front().map_or(0, |f| f.reported as u64) != before;
-            trouble |= w.link.channel.at_eof();
+            read |= w.answered() != before;
+            // What the supervisor's poll would have been woken for, and we consumed: a hang-up,
+            // part of a message to time (see `check_stalls`), memory to release when idle.
+            trouble |= w.link.channel.at_eof()
+                || w.link.channel.stalled_for(Instant::now()).is_some()
+                || (!kept_memory && w.link.channel.keeps_memory());
         }
         if trouble {
             return false;
@@ -650,30 +687,28 @@ impl Core {
         }
     }
 
-    /// A worker could not be started, or died before it could serve.
+    /// A worker could not be started, or died before it could serve. With no worker serving,
+    /// that is (part of) an outage, which everything waiting has now seen.
     fn start_failed(&mut self, cause: String) {
-        self.starts.failed(Instant::now(), cause);
-        self.pending.saw_failure();
+        let now = Instant::now();
+        self.starts.failed(now, cause);
+        if !self.workers.iter().any(|w| w.usable() && w.serving) {
+            self.starts.stranded(now);
+            self.pending.saw_failure();
+        }
     }
 
     /// Notes workers that have become ready to serve: starting workers works.
-    fn note_serving(&mut self) {
+    fn note_all_serving(&mut self) {
         for w in &mut self.workers {
             note_serving(w, &mut self.starts);
         }
     }
 
-    /// Whether some worker is ready to serve, or will be once it is through what it has.
-    fn any_serving(&self) -> bool {
-        self.workers
-            .iter()
-            .any(|w| w.serving && w.killed.is_none() && !w.retiring && !w.link.channel.at_eof())
-    }
-
-    /// While no worker can be started and none serves, work that has waited out the start
-    /// timeout, and seen an attempt fail since it arrived, fails with the cause.
+    /// When an outage has lasted the start timeout and no worker is alive (one still starting
+    /// may yet serve), work that has seen a failure of the outage fails with its cause.
     fn fail_if_no_worker_starts(&mut self) {
-        if self.pending.is_empty() || self.any_serving() {
+        if self.pending.is_empty() || self.workers.iter().any(Worker::usable) {
             return;
         }
         let Some(why) = self.starts.verdict(Instant::now()) else {
@@ -768,11 +803,11 @@ impl Core {
                 .iter()
                 .enumerate()
                 .filter(|(_, w)| {
-                    // A task never runs before its worker's initializer has succeeded.
-                    !w.retiring
+                    // A task never runs before its worker's initializer has succeeded, nor
+                    // queued behind a chunk that must run alone.
+                    w.usable()
                         && !w.running_init()
-                        && w.killed.is_none()
-                        && !w.link.channel.at_eof()
+                        && !w.runs_a_retry()
                         && w.inflight.len() < depth
                         && max.is_none_or(|m| w.tasks_assigned < m)
                 })
@@ -838,13 +873,8 @@ impl Core {
             if w.inflight.is_empty() && w.link.channel.keeps_memory() {
                 consider(BULK_IDLE.saturating_sub(w.last_done.elapsed()));
             }
-            if let Some(waited) = w
-                .link
-                .channel
-                .stalled_for(now)
-                .filter(|_| w.killed.is_none())
-            {
-                consider(STALLED.saturating_sub(waited));
+            if let Some(left) = w.stall_left(now) {
+                consider(left);
             }
         }
         timeout
@@ -909,7 +939,7 @@ impl Core {
         if let Some(reason) = refused {
             self.set_broken(Broken::Refused(reason));
         }
-        self.note_serving();
+        self.note_all_serving();
         let init_failure = lock(&self.init_sink.failure).take();
         if let Some(f) = init_failure {
             self.set_broken(Broken::Init(f));
@@ -941,14 +971,9 @@ impl Core {
     /// Replaces workers whose socket holds part of a message that has not been completed for
     /// [`STALLED`] (see there).
     fn check_stalls(&mut self) {
-        let stalled = |w: &Worker| {
-            w.link
-                .channel
-                .stalled_for(Instant::now())
-                .is_some_and(|d| d >= STALLED)
-        };
+        let stalled = |w: &Worker| w.stall_left(Instant::now()) == Some(Duration::ZERO);
         for w in &mut self.workers {
-            if w.killed.is_some() || !stalled(w) {
+            if !stalled(w) {
                 continue;
             }
             // The rest may have arrived while nobody was reading.
@@ -992,7 +1017,7 @@ impl Core {
         };
         // The item to blame (a value of the progress counter) is the last one started, or, for
         // a timeout, the one that was running when we decided to kill.
-        let answered = w.done_items + w.inflight.front().map_or(0, |f| f.reported as u64);
+        let answered = w.answered();
         let mut blamed = match &w.killed {
             Some(KillReason::Timeout(_, at)) => *at,
             _ => w.started(),
@@ -1038,20 +1063,21 @@ impl Core {
             let mut ranges = Vec::new();
             match running {
                 Some(r) => {
-                    ranges.push((fl.reported..r, 0));
-                    ranges.push((r + 1..n, 0));
+                    ranges.push((fl.reported..r, Standing::Clear));
+                    ranges.push((r + 1..n, Standing::Clear));
                 }
                 None if !suspect.is_empty() => {
-                    ranges.push((fl.reported..suspect.start, 0));
-                    ranges.extend(suspect.clone().map(|i| (i..i + 1, 1)));
-                    ranges.push((suspect.end..n, 0));
+                    ranges.push((fl.reported..suspect.start, Standing::Clear));
+                    ranges.extend(suspect.clone().map(|i| (i..i + 1, Standing::Suspect)));
+                    ranges.push((suspect.end..n, Standing::Clear));
                 }
-                None => ranges.push((fl.reported..n, 0)),
+                None => ranges.push((fl.reported..n, Standing::Clear)),
             }
             let charge = u8::from(std::mem::take(&mut chargeable));
-            for (range, suspect) in ranges.into_iter().filter(|(r, _)| !r.is_empty()) {
-                let charge = charge.max(suspect);
-                if fl.chunk.retries + charge > MAX_RETRIES && suspect == 1 {
+            for (range, standing) in ranges.into_iter().filter(|(r, _)| !r.is_empty()) {
+                // A suspect is charged a retry of its own, so it cannot run for ever.
+                let charge = charge.max(u8::from(standing == Standing::Suspect));
+                if fl.chunk.retries + charge > MAX_RETRIES && standing == Standing::Suspect {
                     fail_chunk(&fl.chunk, range, blame);
                 } else if fl.chunk.retries + charge > MAX_RETRIES {
                     let pid = w.link.pid;
