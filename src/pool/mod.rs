@@ -8,6 +8,7 @@
 //! supervisor's part itself when it is free (see `supervisor.rs`): that saves a thread
 //! wake-up on every round trip.
 
+mod deaths;
 mod imap;
 mod job;
 mod result;

@@ -48,6 +48,7 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
+use super::deaths::{self, Ending, Fate, Held, Progress, Standing};
 use super::job::{Chunk, Collector, Sink};
 use super::result::lock;
 use super::starts::{Backlog, Starts};
@@ -60,8 +61,6 @@ use crate::wire::message::{Failure, ResultsHeader, Role, TaskHeader, kind};
 use crate::wire::{BULK_IDLE, Frame, codec};
 use crate::worker::STARTED_SLOT;
 
-/// How many times a chunk whose worker died is handed out again before its items fail.
-const MAX_RETRIES: u8 = 3;
 /// How long part of a message from a worker may wait for the rest before the worker is
 /// replaced: workers write each message whole, so one cut short for this long is garbage (a
 /// task wrote into the worker's socket, say) that will never be completed.
@@ -326,13 +325,6 @@ struct InFlight {
     chunk: Chunk,
     reported: usize,
     is_init: bool,
-}
-
-/// Whether items a dead worker left unanswered may have sent the garbage it was killed for.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Standing {
-    Clear,
-    Suspect,
 }
 
 /// Why we killed a worker ourselves.
@@ -1015,81 +1007,44 @@ impl Core {
                 },
             }
         };
-        // The item to blame (a value of the progress counter) is the last one started, or, for
-        // a timeout, the one that was running when we decided to kill.
-        let answered = w.answered();
-        let mut blamed = match &w.killed {
-            Some(KillReason::Timeout(_, at)) => *at,
-            _ => w.started(),
+        let ending = match &w.killed {
+            Some(KillReason::Timeout(_, at)) => Ending::TimedOut { at: *at },
+            Some(KillReason::Protocol(_)) => Ending::Garbled,
+            None => Ending::Died,
         };
-        // Garbage while several items ran unanswered: which of them sent it cannot be told
-        // (answers of earlier ones may have been held back in the worker's batch, behind the
-        // garbage). None of them fails: each runs again alone (see `dispatch`), where a culprit
-        // is caught by itself.
-        let suspects = match &w.killed {
-            Some(KillReason::Protocol(_)) if blamed > answered + 1 => {
-                let suspects = answered + 1..blamed + 1;
-                blamed = 0;
-                suspects
-            }
-            _ => 0..0,
+        let progress = Progress {
+            done_items: w.done_items,
+            started: w.started(),
+            greeted: w.ready,
         };
-        let mut base = w.done_items;
+        let held: Vec<Held> = w
+            .inflight
+            .iter()
+            .map(|fl| Held {
+                len: fl.chunk.len(),
+                reported: fl.reported,
+                retries: fl.chunk.retries,
+                is_init: fl.is_init,
+            })
+            .collect();
         let mut requeue = Vec::new();
-        // A death pinned on an item (the counter is past what was answered) made progress:
-        // nothing else is charged for it. One pinned on no item (the worker died between items,
-        // or before starting) counts against the chunk it was about to run, the first one not
-        // answered; the chunks queued behind it did nothing wrong. A child that died before
-        // greeting back ran nothing: that is a failed start, not a charge.
-        let mut chargeable = blamed <= answered && w.ready && suspects.is_empty();
-        for fl in &w.inflight {
-            let n = fl.chunk.len();
-            let running = (blamed > base + fl.reported as u64 && blamed <= base + n as u64)
-                .then(|| (blamed - 1 - base) as usize);
-            // This chunk's suspects, as item indices.
-            let index = |counter: u64| (counter.saturating_sub(base + 1) as usize).min(n);
-            let suspect = index(suspects.start).max(fl.reported)..index(suspects.end);
-            base += n as u64;
-            if fl.is_init {
-                continue;
-            }
-            if let Some(r) = running {
-                fl.chunk
-                    .sink
-                    .fail(fl.chunk.first + r, blame(fl.chunk.first + r));
-            }
-            // Everything else not answered runs again elsewhere: items the worker never reached,
-            // and (rarely) items it finished whose answer died with it; suspects one by one.
-            let mut ranges = Vec::new();
-            match running {
-                Some(r) => {
-                    ranges.push((fl.reported..r, Standing::Clear));
-                    ranges.push((r + 1..n, Standing::Clear));
-                }
-                None if !suspect.is_empty() => {
-                    ranges.push((fl.reported..suspect.start, Standing::Clear));
-                    ranges.extend(suspect.clone().map(|i| (i..i + 1, Standing::Suspect)));
-                    ranges.push((suspect.end..n, Standing::Clear));
-                }
-                None => ranges.push((fl.reported..n, Standing::Clear)),
-            }
-            let charge = u8::from(std::mem::take(&mut chargeable));
-            for (range, standing) in ranges.into_iter().filter(|(r, _)| !r.is_empty()) {
-                // A suspect is charged a retry of its own, so it cannot run for ever.
-                let charge = charge.max(u8::from(standing == Standing::Suspect));
-                if fl.chunk.retries + charge > MAX_RETRIES && standing == Standing::Suspect {
-                    fail_chunk(&fl.chunk, range, blame);
-                } else if fl.chunk.retries + charge > MAX_RETRIES {
-                    let pid = w.link.pid;
-                    let cause = exit.clone();
-                    fail_chunk(&fl.chunk, range, |task| Error::WorkerDied {
-                        pid,
-                        cause: cause.clone(),
-                        task: Some(task),
-                    });
-                } else {
-                    requeue.push(fl.chunk.slice(range, charge));
-                }
+        for (at, fate) in deaths::account(ending, progress, &held) {
+            let chunk = &w.inflight[at].chunk;
+            match fate {
+                Fate::Blamed(r) => chunk.sink.fail(chunk.first + r, blame(chunk.first + r)),
+                Fate::Rerun { items, charge } => requeue.push(chunk.slice(items, charge)),
+                Fate::GiveUp {
+                    items,
+                    standing: Standing::Suspect,
+                } => fail_chunk(chunk, items, blame),
+                Fate::GiveUp {
+                    items,
+                    standing: Standing::Clear,
+                } => fail_chunk(chunk, items, |task| Error::WorkerDied {
+                    pid: w.link.pid,
+                    cause: exit.clone(),
+                    task: Some(task),
+                }),
             }
         }
         for chunk in requeue.into_iter().rev() {
