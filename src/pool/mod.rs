@@ -11,6 +11,7 @@
 mod deaths;
 mod imap;
 mod job;
+mod pace;
 mod result;
 mod starts;
 mod supervisor;

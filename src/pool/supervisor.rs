@@ -50,6 +50,7 @@ use std::time::{Duration, Instant};
 
 use super::deaths::{self, Ending, Fate, Held, Progress, Standing};
 use super::job::{Chunk, Collector, Sink};
+use super::pace::Pace;
 use super::result::lock;
 use super::starts::{Backlog, Starts};
 use crate::bootstrap::{self, ChildLink};
@@ -67,15 +68,6 @@ use crate::worker::STARTED_SLOT;
 const STALLED: Duration = Duration::from_secs(2);
 /// How long a worker told to exit may take before it is killed.
 const EXIT_GRACE: Duration = Duration::from_secs(5);
-/// Chunks slower than this are sent one at a time per worker (best balance); faster ones are
-/// queued a few deep so that workers never wait for the supervisor.
-const SLOW_CHUNK: Duration = Duration::from_millis(1);
-const FAST_DEPTH: usize = 4;
-/// Very fast chunks are queued deeper, so that each worker has about this much work waiting:
-/// one wake-up of a worker then serves many chunks (tiny tasks at chunk size 1 cost a few µs
-/// each, about what a wake-up costs), while the imbalance at the end of a call stays this small.
-const QUEUED_WORK: Duration = Duration::from_micros(250);
-const MAX_DEPTH: usize = 64;
 /// Submissions larger than this (encoded bytes) are dispatched by the supervisor, not by the
 /// submitting thread: copying them into the workers' buffers would keep the core lock (and the
 /// supervisor's handling of results) waiting for longer than the thread wake-up it saves, and
@@ -755,22 +747,6 @@ impl Core {
         Ok(())
     }
 
-    /// How many chunks each worker may hold when `chunk` is handed out: one while chunks are
-    /// slow; a few when they are fast; and once enough chunks of `chunk`'s own call were timed
-    /// and all fast, enough for about `QUEUED_WORK` of work. (A call is not queued deep on the strength
-    /// of an earlier call's timing: its chunks may be far slower, and what is written to a
-    /// worker's socket cannot be taken back for an idle one.)
-    fn depth(&self, chunk: &Chunk) -> usize {
-        if let Some(t) = self.pace.known_fast(chunk).filter(|t| *t < SLOW_CHUNK) {
-            let deep = QUEUED_WORK.as_nanos() / t.as_nanos().max(1);
-            return deep.clamp(FAST_DEPTH as u128, MAX_DEPTH as u128) as usize;
-        }
-        match self.pace.slowest {
-            Some(t) if t < SLOW_CHUNK => FAST_DEPTH,
-            _ => 1,
-        }
-    }
-
     /// Hands pending chunks to workers with room for them. With `only_below`, stops at the
     /// first chunk at least that large (left to the supervisor).
     fn dispatch(&mut self, only_below: Option<usize>) {
@@ -788,7 +764,7 @@ impl Core {
             let depth = if chunk.retries > 0 {
                 1
             } else {
-                self.depth(chunk)
+                self.pace.depth(chunk.call)
             };
             let choice = self
                 .workers
@@ -1249,41 +1225,6 @@ fn read_available(w: &mut Worker, pace: &mut Pace, deliveries: &mut Vec<Delivery
     }
 }
 
-/// How fast chunks are served: the slowest chunk of the current call, forgotten slowly (an
-/// eighth per chunk), restarted with each call (its tasks may be far faster or slower than the
-/// last call's). The slowest, not the mean: queueing deep behind a slow chunk is what costs,
-/// and tasks of one call are often uneven.
-#[derive(Default)]
-struct Pace {
-    /// The call (see [`Chunk::call`]; not the address of its sink, which a later call's sink
-    /// may take) whose chunks were timed last, and how many of them.
-    call: u64,
-    samples: u32,
-    slowest: Option<Duration>,
-}
-
-impl Pace {
-    /// Chunks of a call that must have been timed before it is queued deep.
-    const SAMPLES: u32 = 16;
-
-    fn record(&mut self, chunk: &Chunk, took: Duration) {
-        let call = chunk.call;
-        match self.slowest {
-            Some(t) if self.call == call => {
-                self.slowest = Some(took.max(t * 7 / 8));
-                self.samples = self.samples.saturating_add(1);
-            }
-            _ => (self.call, self.samples, self.slowest) = (call, 1, Some(took)),
-        }
-    }
-
-    /// How long chunks of `chunk`'s call are known to take at most, once enough were timed.
-    fn known_fast(&self, chunk: &Chunk) -> Option<Duration> {
-        self.slowest
-            .filter(|_| self.call == chunk.call && self.samples >= Self::SAMPLES)
-    }
-}
-
 fn apply_frame(
     w: &mut Worker,
     frame: Frame,
@@ -1332,7 +1273,7 @@ fn apply_frame(
                 if let Some(done) = done {
                     w.done_items += done.chunk.len() as u64;
                     if !done.is_init {
-                        pace.record(&done.chunk, now - done.sent.max(w.last_done));
+                        pace.record(done.chunk.call, now - done.sent.max(w.last_done));
                     }
                 }
                 w.last_done = now;
