@@ -85,6 +85,13 @@ impl Chunk {
         self.offsets.len()
     }
 
+    /// Fails items `range` of this chunk, each with `error(index in its call)`.
+    pub(crate) fn fail(&self, range: std::ops::Range<usize>, error: impl Fn(usize) -> Error) {
+        for i in range {
+            self.sink.fail(self.first + i, error(self.first + i));
+        }
+    }
+
     /// Items `range` of this chunk as a chunk of their own, with `charge` more retries counted.
     pub(crate) fn slice(&self, range: std::ops::Range<usize>, charge: u8) -> Chunk {
         let start = self.offsets[range.start] as usize;

@@ -9,8 +9,10 @@
 //! wake-up on every round trip.
 
 mod deaths;
+mod handoff;
 mod imap;
 mod job;
+mod link;
 mod pace;
 mod result;
 mod starts;
@@ -30,9 +32,10 @@ use crate::error::{Error, Result};
 use crate::task::{self, StarFn};
 use crate::wire::codec;
 use crate::wire::fds::{self, FdSet};
+use handoff::{Config, InitTask, PoolState, Shared};
 use job::{Chunk, ChunkBuilder, Sink};
 use result::{CallbackQueue, Collect, Slot, lock};
-use supervisor::{Config, InitTask, PoolState, Shared, Supervisor};
+use supervisor::Supervisor;
 
 /// How a pool starts its workers.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]

@@ -12,284 +12,34 @@
 //! too, and workers that cannot be started are tried again with a back-off while waiting work
 //! fails after the pool's start timeout (`starts.rs`).
 //!
-//! # Who may touch what
 //!
-//! Everything about the workers lives in [`Core`], behind `Shared::core`. The supervisor thread
-//! holds that lock while it works and lets go of it only while it sleeps in `poll`. A thread
-//! that submits a little work (`DISPATCH_HERE_MAX`) `try_lock`s it and, when it gets it, hands
-//! the new chunks to idle workers and writes them to their sockets itself
-//! ([`Core::dispatch_here`]): the supervisor is not woken for an `apply`, which saves a thread
-//! wake-up (several µs, more on a virtual machine) on every round trip. The submitter wakes it
-//! (through the eventfd) whenever it leaves something the sleeping supervisor would not notice:
-//! a partly written frame (`poll` must watch for writability), chunks still queued, a task
-//! clock to start, a worker to start, or a changed pool state — and whenever the lock was busy.
-//!
-//! Likewise, a thread waiting for a result (`AsyncResult::get`) spends its first few tens of
-//! µs reading the workers' sockets itself ([`Core::collect_here`]), so that a quick result
-//! reaches it without the supervisor being woken at all. Having read them, it may have consumed
-//! what would have woken the supervisor, so it wakes it when something needs it: a worker that
-//! hung up or sent garbage, a freed worker with chunks still queued, a pool closing.
-//! Whoever reads results under the lock hands them over after releasing it ([`Delivery`]),
-//! so that a caller it wakes finds the lock free for its next call. A waiter hands over only
-//! its own results and leaves the rest to the supervisor (decoding them runs user code, which
-//! a bystander's short wait must not pay for); `join` waits for results a waiter is still
-//! handing over (`InHand`).
-//!
-//! Those other threads never start, bury or drop a worker, and never change `Core::workers`
-//! itself (at most, a waiter signals a worker that sent garbage; the supervisor buries it). So
-//! the descriptors the supervisor polls, which it collects while it holds the lock, stay open
-//! and keep their positions while it polls without it (`Supervisor::serve` relies on this).
-//!
-//! Lock order: `core`, then `inbox`. Submitters let go of `inbox` before they try `core`.
+//! How callers hand it work, and when they do its part themselves, is `handoff.rs`; the parent
+//! side of each worker is `link.rs`; who is blamed when one dies is `deaths.rs`; how deep
+//! chunks are queued is `pace.rs`; retrying starts that fail is `starts.rs`.
 
 use std::collections::VecDeque;
 use std::os::fd::{AsRawFd, BorrowedFd, RawFd};
-use std::sync::atomic::Ordering;
-use std::sync::{Arc, Condvar, Mutex};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use super::deaths::{self, Ending, Fate, Held, Progress, Standing};
-use super::job::{Chunk, Collector, Sink};
+use super::handoff::{Broken, Config, DISPATCH_HERE_MAX, Inbox, PoolState, Shared};
+use super::job::{Chunk, Sink};
+use super::link::{
+    Delivery, KillReason, STALLED, WorkerLink, kill, note_serving, read_available, reap, send_chunk,
+};
 use super::pace::Pace;
 use super::result::lock;
 use super::starts::{Backlog, Starts};
-use crate::bootstrap::{self, ChildLink};
-use crate::error::{Death, Error, Result};
+use crate::bootstrap;
+use crate::error::{Error, Result};
 use crate::sys;
 use crate::sys::fd::{Interest, Ready, Waker};
-use crate::wire::fds::FdSet;
-use crate::wire::message::{Failure, ResultsHeader, Role, TaskHeader, kind};
-use crate::wire::{BULK_IDLE, Frame, codec};
-use crate::worker::STARTED_SLOT;
+use crate::wire::message::{Failure, Role, kind};
+use crate::wire::{BULK_IDLE, codec};
 
-/// How long part of a message from a worker may wait for the rest before the worker is
-/// replaced: workers write each message whole, so one cut short for this long is garbage (a
-/// task wrote into the worker's socket, say) that will never be completed.
-const STALLED: Duration = Duration::from_secs(2);
 /// How long a worker told to exit may take before it is killed.
 const EXIT_GRACE: Duration = Duration::from_secs(5);
-/// Submissions larger than this (encoded bytes) are dispatched by the supervisor, not by the
-/// submitting thread: copying them into the workers' buffers would keep the core lock (and the
-/// supervisor's handling of results) waiting for longer than the thread wake-up it saves, and
-/// it measured slower for large payloads (a 64 MiB echo, by about 10%).
-const DISPATCH_HERE_MAX: usize = 64 * 1024;
-
-/// The pool's settings, as the supervisor needs them.
-pub(crate) struct Config {
-    pub(crate) processes: usize,
-    pub(crate) init: Option<InitTask>,
-    pub(crate) max_tasks_per_child: Option<usize>,
-    pub(crate) task_timeout: Option<Duration>,
-    /// How long work waits while no worker can be started (see `starts.rs`).
-    pub(crate) start_timeout: Duration,
-}
-
-/// The initializer: a trampoline and its one encoded argument.
-pub(crate) struct InitTask {
-    pub(crate) entry: i64,
-    pub(crate) payload: Vec<u8>,
-    pub(crate) fds: Arc<FdSet>,
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum PoolState {
-    Running,
-    Closed,
-    Terminating,
-}
-
-/// Why a pool can no longer run tasks. Only what no retry can mend: a child that refused the
-/// handshake (another executable), or an initializer that failed. Workers that cannot be
-/// started for now are an outage, not a break (see `starts.rs`).
-#[derive(Clone, Debug)]
-pub(crate) enum Broken {
-    Init(Failure),
-    Refused(String),
-}
-
-impl Broken {
-    pub(crate) fn to_error(&self) -> Error {
-        match self {
-            Broken::Init(f) => Error::InitializerFailed(Box::new(f.clone().into())),
-            Broken::Refused(m) => Error::Spawn(m.clone()),
-        }
-    }
-}
-
-pub(crate) struct Inbox {
-    pub(crate) chunks: VecDeque<Chunk>,
-    pub(crate) state: PoolState,
-    pub(crate) broken: Option<Broken>,
-}
-
-/// What the pool handle and the supervisor share.
-pub(crate) struct Shared {
-    pub(crate) inbox: Arc<Mutex<Inbox>>,
-    pub(crate) waker: Waker,
-    /// The workers and their queue; see the module docs for who holds it when.
-    core: Mutex<Core>,
-    /// Whether threads waiting for results may read them from the workers (see
-    /// `Core::collect_here`).
-    waiters_collect: bool,
-    /// How many threads other than the supervisor are handing over results they read.
-    in_hand: Mutex<usize>,
-    in_hand_done: Condvar,
-}
-
-/// Why the inbox refused work.
-pub(crate) enum Refusal {
-    Closed,
-    Terminated,
-    Broken(Broken),
-}
-
-impl Refusal {
-    pub(crate) fn to_error(&self) -> Error {
-        match self {
-            Refusal::Closed => Error::PoolClosed,
-            Refusal::Terminated => Error::PoolTerminated,
-            Refusal::Broken(b) => b.to_error(),
-        }
-    }
-}
-
-impl Shared {
-    pub(crate) fn new(cfg: Config) -> Result<Arc<Self>> {
-        let inbox = Arc::new(Mutex::new(Inbox {
-            chunks: VecDeque::new(),
-            state: PoolState::Running,
-            broken: None,
-        }));
-        Ok(Arc::new(Self {
-            inbox: inbox.clone(),
-            waker: Waker::new()?,
-            waiters_collect: cfg.task_timeout.is_none() && cfg.max_tasks_per_child.is_none(),
-            core: Mutex::new(Core::new(inbox, cfg)),
-            in_hand: Mutex::new(0),
-            in_hand_done: Condvar::new(),
-        }))
-    }
-
-    /// Queues chunks for the workers, or hands them back with the reason they were refused.
-    /// When it can, it also hands them to idle workers right away (see the module docs).
-    pub(crate) fn submit(
-        &self,
-        chunks: Vec<Chunk>,
-    ) -> std::result::Result<(), (Refusal, Vec<Chunk>)> {
-        let mut inbox = lock(&self.inbox);
-        let refusal = match (&inbox.state, &inbox.broken) {
-            (PoolState::Closed, _) => Some(Refusal::Closed),
-            (PoolState::Terminating, _) => Some(Refusal::Terminated),
-            (PoolState::Running, Some(broken)) => Some(Refusal::Broken(broken.clone())),
-            (PoolState::Running, None) => None,
-        };
-        if let Some(refusal) = refusal {
-            return Err((refusal, chunks));
-        }
-        let small = chunks.iter().map(|c| c.payload.len()).sum::<usize>() <= DISPATCH_HERE_MAX;
-        inbox.chunks.extend(chunks);
-        drop(inbox);
-        if !(small && self.on_core_here(None, Core::dispatch_here) == Some(true)) {
-            // Large submissions go to the supervisor, as does everything when the lock is busy:
-            // the supervisor (or another thread) is at work, and the wake-up makes sure someone
-            // looks at the inbox after our chunks landed in it. An eventfd write fails only if
-            // the descriptor is gone, which it is not while we hold `self`.
-            let _ = self.waker.notify();
-        }
-        Ok(())
-    }
-
-    /// Runs `f` on the core from a submitter's or waiter's thread, if the lock is free (`None`
-    /// if not). `f` says whether the sleeping supervisor can be left alone. A waiter (`waiter`
-    /// is its [`Sink::waiter`] identity) then hands over its own results; anyone else's are
-    /// left to the supervisor, which is woken for them: decoding them runs user code that may
-    /// be slow, and a bystander's short wait must not pay for it.
-    fn on_core_here(
-        &self,
-        waiter: Option<usize>,
-        f: impl FnOnce(&mut Core) -> bool,
-    ) -> Option<bool> {
-        // Poisoned: the supervisor died and the pool is being terminated; leave it to that.
-        let mut core = self.core.try_lock().ok()?;
-        match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(&mut core))) {
-            Ok(settled) => {
-                let Some(waiter) = waiter.filter(|_| !core.deliveries.is_empty()) else {
-                    return Some(settled && core.deliveries.is_empty());
-                };
-                let (own, others): (Vec<_>, Vec<_>) = std::mem::take(&mut core.deliveries)
-                    .into_iter()
-                    .partition(|d| d.sink.waiter() == waiter);
-                core.deliveries = others;
-                let settled = settled && core.deliveries.is_empty();
-                // Counted before the lock goes, so that `join` cannot miss them.
-                let _in_hand = InHand::enter(self);
-                drop(core);
-                own.into_iter().for_each(Delivery::deliver);
-                Some(settled)
-            }
-            Err(panic) => {
-                // Terminate the pool, as when the supervisor panics: work caught half-way would
-                // otherwise never be answered.
-                drop(core);
-                lock(&self.inbox).state = PoolState::Terminating;
-                let _ = self.waker.notify();
-                std::panic::resume_unwind(panic)
-            }
-        }
-    }
-
-    /// Waits until no submitter or waiter holds results it read and has not handed over: after
-    /// the supervisor has ended, this is what `join` waits for before callbacks stop.
-    pub(crate) fn wait_in_hand(&self) {
-        let mut n = lock(&self.in_hand);
-        while *n > 0 {
-            n = self.in_hand_done.wait(n).unwrap_or_else(|p| p.into_inner());
-        }
-    }
-
-    pub(crate) fn set_state(&self, state: PoolState) -> Result<()> {
-        let mut inbox = lock(&self.inbox);
-        if inbox.state != PoolState::Terminating {
-            inbox.state = state;
-        }
-        drop(inbox);
-        self.waker.notify()?;
-        Ok(())
-    }
-}
-
-impl Collector for Shared {
-    fn collect_here(&self, waiter: usize) {
-        if self.waiters_collect
-            && self.on_core_here(Some(waiter), Core::collect_here) == Some(false)
-        {
-            // As in `submit`: the descriptor is ours as long as `self` lives.
-            let _ = self.waker.notify();
-        }
-    }
-}
-
-/// Results a submitter or waiter took out of the core and is handing over (see
-/// [`Shared::wait_in_hand`]). Entered with the core lock held; lock order: core, then
-/// `in_hand`.
-struct InHand<'a>(&'a Shared);
-
-impl<'a> InHand<'a> {
-    fn enter(shared: &'a Shared) -> Self {
-        *lock(&shared.in_hand) += 1;
-        Self(shared)
-    }
-}
-
-impl Drop for InHand<'_> {
-    fn drop(&mut self) {
-        let mut n = lock(&self.0.in_hand);
-        *n -= 1;
-        if *n == 0 {
-            self.0.in_hand_done.notify_all();
-        }
-    }
-}
 
 /// Records the first failure of the initializer (never overwritten by another worker's
 /// success).
@@ -311,83 +61,6 @@ impl Sink for InitSink {
     fn fail(&self, _index: usize, _error: Error) {}
 }
 
-struct InFlight {
-    seq: u64,
-    sent: Instant,
-    chunk: Chunk,
-    reported: usize,
-    is_init: bool,
-}
-
-/// Why we killed a worker ourselves.
-#[derive(Clone, Debug)]
-enum KillReason {
-    /// The limit, and the progress counter when we decided to kill: the item then running is
-    /// the one that overran, even if the worker moved on before the signal landed.
-    Timeout(Duration, u64),
-    Protocol(String),
-}
-
-struct Worker {
-    link: ChildLink,
-    inflight: VecDeque<InFlight>,
-    /// Items (as counted by the child's progress counter) of chunks already fully answered.
-    done_items: u64,
-    tasks_assigned: usize,
-    retiring: bool,
-    /// Last progress value seen, and when it was first seen.
-    progress: (u64, Instant),
-    /// When the worker last finished a chunk (to measure chunk service time).
-    last_done: Instant,
-    killed: Option<KillReason>,
-    /// Whether the child answered the greeting.
-    ready: bool,
-    /// Whether it is ready to serve tasks (greeted, and through its initializer); noted once
-    /// in `Starts`.
-    serving: bool,
-}
-
-impl Worker {
-    fn started(&self) -> u64 {
-        self.link.page.slot(STARTED_SLOT).load(Ordering::Relaxed)
-    }
-
-    /// Whether an item is running right now (started and not answered).
-    fn busy(&self) -> bool {
-        self.started() > self.answered()
-    }
-
-    fn running_init(&self) -> bool {
-        self.inflight.front().is_some_and(|f| f.is_init)
-    }
-
-    /// Items answered so far, as counted by the progress counter.
-    fn answered(&self) -> u64 {
-        self.done_items + self.inflight.front().map_or(0, |f| f.reported as u64)
-    }
-
-    /// Whether it is alive and in service, or on its way there: not killed, not retiring, not
-    /// hung up.
-    fn usable(&self) -> bool {
-        self.killed.is_none() && !self.retiring && !self.link.channel.at_eof()
-    }
-
-    /// Whether it runs a chunk taken back from a dead worker, which runs alone (see
-    /// `Core::dispatch`): if it kills or garbles its worker again, the blame is exact.
-    fn runs_a_retry(&self) -> bool {
-        self.inflight.front().is_some_and(|f| f.chunk.retries > 0)
-    }
-
-    /// How long part of a message from it may still wait for the rest (see [`STALLED`]);
-    /// `None` unless part of one waits (or it was killed already).
-    fn stall_left(&self, now: Instant) -> Option<Duration> {
-        let waited = self.link.channel.stalled_for(now)?;
-        self.killed
-            .is_none()
-            .then(|| STALLED.saturating_sub(waited))
-    }
-}
-
 /// The supervisor thread.
 pub(crate) struct Supervisor {
     shared: Arc<Shared>,
@@ -398,7 +71,7 @@ pub(crate) struct Supervisor {
 pub(crate) struct Core {
     inbox: Arc<Mutex<Inbox>>,
     cfg: Config,
-    workers: Vec<Worker>,
+    workers: Vec<WorkerLink>,
     pending: Backlog,
     state: PoolState,
     broken: Option<Broken>,
@@ -413,7 +86,7 @@ pub(crate) struct Core {
     /// wake it otherwise.
     ticking: bool,
     /// Results read but not yet handed over (see [`Delivery`]).
-    deliveries: Vec<Delivery>,
+    pub(super) deliveries: Vec<Delivery>,
 }
 
 impl Supervisor {
@@ -496,7 +169,7 @@ fn poll_unlocked(
 }
 
 impl Core {
-    fn new(inbox: Arc<Mutex<Inbox>>, cfg: Config) -> Self {
+    pub(super) fn new(inbox: Arc<Mutex<Inbox>>, cfg: Config) -> Self {
         Self {
             inbox,
             starts: Starts::new(cfg.start_timeout, Instant::now()),
@@ -527,7 +200,7 @@ impl Core {
         }
         if let Some(broken) = self.broken.clone() {
             for chunk in self.pending.take_all() {
-                fail_chunk(&chunk, 0..chunk.len(), |_| broken.to_error());
+                chunk.fail(0..chunk.len(), |_| broken.to_error());
             }
         }
         self.maintain_workers();
@@ -545,7 +218,7 @@ impl Core {
     /// A submitter's turn (see the module docs): hands what is in the inbox to idle workers
     /// and writes it out. Returns whether the sleeping supervisor can be left alone, i.e.
     /// whether its current `poll` already covers everything that is left to watch.
-    fn dispatch_here(&mut self) -> bool {
+    pub(super) fn dispatch_here(&mut self) -> bool {
         self.take_inbox();
         if self.state != PoolState::Running || self.broken.is_some() {
             return false;
@@ -575,7 +248,7 @@ impl Core {
     /// Pools with a `task_timeout` or `max_tasks_per_child` leave results to the supervisor
     /// (`Shared::waiters_collect`): it times tasks from the moments it sees them start, which
     /// it checks whenever results arrive, and it retires workers as their last result comes in.
-    fn collect_here(&mut self) -> bool {
+    pub(super) fn collect_here(&mut self) -> bool {
         let mut read = false;
         let mut trouble = false;
         for w in &mut self.workers {
@@ -692,14 +365,14 @@ impl Core {
     /// When an outage has lasted the start timeout and no worker is alive (one still starting
     /// may yet serve), work that has seen a failure of the outage fails with its cause.
     fn fail_if_no_worker_starts(&mut self) {
-        if self.pending.is_empty() || self.workers.iter().any(Worker::usable) {
+        if self.pending.is_empty() || self.workers.iter().any(WorkerLink::usable) {
             return;
         }
         let Some(why) = self.starts.verdict(Instant::now()) else {
             return;
         };
         for chunk in self.pending.take_decided() {
-            fail_chunk(&chunk, 0..chunk.len(), |_| Error::Spawn(why.clone()));
+            chunk.fail(0..chunk.len(), |_| Error::Spawn(why.clone()));
         }
     }
 
@@ -715,7 +388,7 @@ impl Core {
         let name = format!("PoolWorker-{}", self.next_name);
         self.next_name += 1;
         let link = bootstrap::spawn_child(&name, Role::PoolWorker, true)?;
-        let mut w = Worker {
+        let mut w = WorkerLink {
             link,
             inflight: VecDeque::new(),
             done_items: 0,
@@ -939,7 +612,7 @@ impl Core {
     /// Replaces workers whose socket holds part of a message that has not been completed for
     /// [`STALLED`] (see there).
     fn check_stalls(&mut self) {
-        let stalled = |w: &Worker| w.stall_left(Instant::now()) == Some(Duration::ZERO);
+        let stalled = |w: &WorkerLink| w.stall_left(Instant::now()) == Some(Duration::ZERO);
         for w in &mut self.workers {
             if !stalled(w) {
                 continue;
@@ -1012,11 +685,11 @@ impl Core {
                 Fate::GiveUp {
                     items,
                     standing: Standing::Suspect,
-                } => fail_chunk(chunk, items, blame),
+                } => chunk.fail(items, blame),
                 Fate::GiveUp {
                     items,
                     standing: Standing::Clear,
-                } => fail_chunk(chunk, items, |task| Error::WorkerDied {
+                } => chunk.fail(items, |task| Error::WorkerDied {
                     pid: w.link.pid,
                     cause: exit.clone(),
                     task: Some(task),
@@ -1080,9 +753,8 @@ impl Core {
         for mut w in self.workers.drain(..) {
             let _ = w.link.reap();
             for fl in w.inflight.iter().filter(|f| !f.is_init) {
-                fail_chunk(&fl.chunk, fl.reported..fl.chunk.len(), |_| {
-                    Error::PoolTerminated
-                });
+                fl.chunk
+                    .fail(fl.reported..fl.chunk.len(), |_| Error::PoolTerminated);
             }
         }
         let mut inbox = lock(&self.inbox);
@@ -1092,196 +764,7 @@ impl Core {
             .for_each(|c| self.pending.push_back(c));
         drop(inbox);
         for chunk in self.pending.take_all() {
-            fail_chunk(&chunk, 0..chunk.len(), |_| Error::PoolTerminated);
+            chunk.fail(0..chunk.len(), |_| Error::PoolTerminated);
         }
-    }
-}
-
-/// Fails items `range` of a chunk.
-fn fail_chunk(chunk: &Chunk, range: std::ops::Range<usize>, error: impl Fn(usize) -> Error) {
-    for i in range {
-        chunk.sink.fail(chunk.first + i, error(chunk.first + i));
-    }
-}
-
-/// Results read from a worker, on their way to the call that wants them. The supervisor hands
-/// them over after it has released the core lock (see `Supervisor::serve`): the caller it wakes
-/// then finds the lock free to dispatch its next call.
-struct Delivery {
-    sink: Arc<dyn Sink>,
-    first: usize,
-    count: usize,
-    frame: Frame,
-    /// Where the encoded outcomes start in the frame's payload.
-    body_at: usize,
-}
-
-impl Delivery {
-    fn deliver(self) {
-        let (sink, first, count) = (&self.sink, self.first, self.count);
-        let body = &self.frame.payload()[self.body_at..];
-        // Decoding runs the user's `Deserialize`, which may panic: that fails these items,
-        // never the supervisor.
-        let delivered = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            sink.deliver(first, count, body)
-        }));
-        if let Err(panic) = delivered {
-            let message = crate::task::panic_message(&*panic);
-            for i in first..first + count {
-                sink.fail(
-                    i,
-                    Error::Decode(format!("decoding the result panicked: {message}")),
-                );
-            }
-        }
-    }
-}
-
-/// Queues a chunk on a worker's channel. A chunk too large for one frame cannot be sent at
-/// all: its items fail with the encode error, which is also returned.
-fn send_chunk(w: &mut Worker, seq: u64, chunk: Chunk, is_init: bool) -> Result<()> {
-    let header = TaskHeader {
-        seq,
-        entry: chunk.entry,
-        count: chunk.len() as u32,
-    };
-    let fds = match chunk.fds.duplicate() {
-        Ok(fds) => fds,
-        Err(e) => {
-            let msg = format!("could not duplicate the descriptors of handles: {e}");
-            fail_chunk(&chunk, 0..chunk.len(), |_| {
-                Error::Io(std::io::Error::other(msg.clone()))
-            });
-            return Err(e.into());
-        }
-    };
-    let mut head = Vec::with_capacity(TaskHeader::LEN);
-    header.write(&mut head);
-    let pushed = w
-        .link
-        .channel
-        .push_parts(kind::TASK, fds, &[&head, &chunk.payload]);
-    match pushed {
-        Ok(()) => {
-            w.inflight.push_back(InFlight {
-                seq,
-                sent: Instant::now(),
-                chunk,
-                reported: 0,
-                is_init,
-            });
-            Ok(())
-        }
-        Err(e) => {
-            let msg = match &e {
-                Error::Encode(why) => why.clone(),
-                other => other.to_string(),
-            };
-            fail_chunk(&chunk, 0..chunk.len(), |_| Error::Encode(msg.clone()));
-            Err(e)
-        }
-    }
-}
-
-/// Notes `w` in `starts` if it has just become ready to serve: greeted back, and through its
-/// initializer.
-fn note_serving(w: &mut Worker, starts: &mut Starts) {
-    if !w.serving && w.ready && !w.running_init() && w.killed.is_none() {
-        w.serving = true;
-        starts.succeeded();
-    }
-}
-
-fn kill(w: &mut Worker, why: KillReason) {
-    if w.killed.is_none() {
-        w.killed = Some(why);
-    }
-    let _ = sys::proc::signal(w.link.pid, sys::proc::Stop::Kill);
-}
-
-/// Waits for a worker that has exited (or is about to) and reaps it.
-fn reap(w: &mut Worker) -> Death {
-    let pidfd = std::os::fd::AsFd::as_fd(&w.link.pidfd);
-    // The socket closing usually means the process is exiting; give it a moment, then insist.
-    if !sys::fd::wait_readable(pidfd, Some(Duration::from_secs(2))).unwrap_or(false) {
-        let _ = sys::proc::signal(w.link.pid, sys::proc::Stop::Kill);
-    }
-    match w.link.reap() {
-        Ok(exit) => w.link.death(exit),
-        Err(_) => Death::Unknown,
-    }
-}
-
-/// Reads whatever the worker has sent and applies it; results for callers go to `deliveries`.
-fn read_available(w: &mut Worker, pace: &mut Pace, deliveries: &mut Vec<Delivery>) -> Result<()> {
-    loop {
-        while let Some(frame) = w.link.channel.next_frame()? {
-            apply_frame(w, frame, pace, deliveries)?;
-        }
-        match w.link.channel.fill()? {
-            None | Some(0) => return Ok(()),
-            Some(_) => {}
-        }
-    }
-}
-
-fn apply_frame(
-    w: &mut Worker,
-    frame: Frame,
-    pace: &mut Pace,
-    deliveries: &mut Vec<Delivery>,
-) -> Result<()> {
-    match frame.kind {
-        kind::READY | kind::REFUSE => {
-            bootstrap::check_ready(&frame)?;
-            w.ready = true;
-            Ok(())
-        }
-        kind::RESULTS => {
-            let mut body = frame.payload();
-            let header = ResultsHeader::read(&mut body)?;
-            let body_at = frame.payload().len() - body.len();
-            let Some(front) = w.inflight.front_mut() else {
-                return Err(Error::Protocol(
-                    "results for a batch that was not sent".into(),
-                ));
-            };
-            if front.seq != header.seq || header.first as usize != front.reported {
-                return Err(Error::Protocol("results out of order".into()));
-            }
-            let count = header.count as usize;
-            if front.reported + count > front.chunk.len() {
-                return Err(Error::Protocol("more results than items".into()));
-            }
-            let delivery = Delivery {
-                sink: front.chunk.sink.clone(),
-                first: front.chunk.first + front.reported,
-                count,
-                frame,
-                body_at,
-            };
-            if front.is_init {
-                // The supervisor looks at the initializer's outcome as soon as it has read.
-                delivery.deliver();
-            } else {
-                deliveries.push(delivery);
-            }
-            front.reported += count;
-            if front.reported == front.chunk.len() {
-                let done = w.inflight.pop_front();
-                let now = Instant::now();
-                if let Some(done) = done {
-                    w.done_items += done.chunk.len() as u64;
-                    if !done.is_init {
-                        pace.record(done.chunk.call, now - done.sent.max(w.last_done));
-                    }
-                }
-                w.last_done = now;
-            }
-            Ok(())
-        }
-        other => Err(Error::Protocol(format!(
-            "unexpected frame kind {other} from a worker"
-        ))),
     }
 }

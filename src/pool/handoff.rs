@@ -1,0 +1,268 @@
+//! The hand-off between the threads that call the pool and its supervisor thread.
+//!
+//! Calls put chunks in the [`Inbox`]; the supervisor (`supervisor.rs`) takes them from there.
+//! A pool's state (running, closed, terminating) and what broke it travel the same way.
+//!
+//! Everything about the workers lives in [`Core`], behind `Shared::core`. The supervisor thread
+//! holds that lock while it works and lets go of it only while it sleeps in `poll`. A thread
+//! that submits a little work (`DISPATCH_HERE_MAX`) `try_lock`s it and, when it gets it, hands
+//! the new chunks to idle workers and writes them to their sockets itself
+//! ([`Core::dispatch_here`]): the supervisor is not woken for an `apply`, which saves a thread
+//! wake-up (several µs, more on a virtual machine) on every round trip. The submitter wakes it
+//! (through the eventfd) whenever it leaves something the sleeping supervisor would not notice:
+//! a partly written frame (`poll` must watch for writability), chunks still queued, a task
+//! clock to start, a worker to start, or a changed pool state — and whenever the lock was busy.
+//!
+//! Likewise, a thread waiting for a result (`AsyncResult::get`) spends its first few tens of
+//! µs reading the workers' sockets itself ([`Core::collect_here`]), so that a quick result
+//! reaches it without the supervisor being woken at all. Having read them, it may have consumed
+//! what would have woken the supervisor, so it wakes it when something needs it: a worker that
+//! hung up or sent garbage, a freed worker with chunks still queued, a pool closing.
+//! Whoever reads results under the lock hands them over after releasing it ([`Delivery`]),
+//! so that a caller it wakes finds the lock free for its next call. A waiter hands over only
+//! its own results and leaves the rest to the supervisor (decoding them runs user code, which
+//! a bystander's short wait must not pay for); `join` waits for results a waiter is still
+//! handing over (`InHand`).
+//!
+//! Those other threads never start, bury or drop a worker, and never change `Core::workers`
+//! itself (at most, a waiter signals a worker that sent garbage; the supervisor buries it). So
+//! the descriptors the supervisor polls, which it collects while it holds the lock, stay open
+//! and keep their positions while it polls without it (`Supervisor::serve` relies on this).
+//!
+//! Lock order: `core`, then `inbox`. Submitters let go of `inbox` before they try `core`.
+
+use std::collections::VecDeque;
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::Duration;
+
+use super::job::{Chunk, Collector};
+use super::link::Delivery;
+use super::result::lock;
+use super::supervisor::Core;
+use crate::error::{Error, Result};
+use crate::sys::fd::Waker;
+use crate::wire::fds::FdSet;
+use crate::wire::message::Failure;
+
+/// Submissions larger than this (encoded bytes) are dispatched by the supervisor, not by the
+/// submitting thread: copying them into the workers' buffers would keep the core lock (and the
+/// supervisor's handling of results) waiting for longer than the thread wake-up it saves, and
+/// it measured slower for large payloads (a 64 MiB echo, by about 10%).
+pub(super) const DISPATCH_HERE_MAX: usize = 64 * 1024;
+
+/// The pool's settings, as the supervisor needs them.
+pub(crate) struct Config {
+    pub(crate) processes: usize,
+    pub(crate) init: Option<InitTask>,
+    pub(crate) max_tasks_per_child: Option<usize>,
+    pub(crate) task_timeout: Option<Duration>,
+    /// How long work waits while no worker can be started (see `starts.rs`).
+    pub(crate) start_timeout: Duration,
+}
+
+/// The initializer: a trampoline and its one encoded argument.
+pub(crate) struct InitTask {
+    pub(crate) entry: i64,
+    pub(crate) payload: Vec<u8>,
+    pub(crate) fds: Arc<FdSet>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum PoolState {
+    Running,
+    Closed,
+    Terminating,
+}
+
+/// Why a pool can no longer run tasks. Only what no retry can mend: a child that refused the
+/// handshake (another executable), or an initializer that failed. Workers that cannot be
+/// started for now are an outage, not a break (see `starts.rs`).
+#[derive(Clone, Debug)]
+pub(crate) enum Broken {
+    Init(Failure),
+    Refused(String),
+}
+
+impl Broken {
+    pub(crate) fn to_error(&self) -> Error {
+        match self {
+            Broken::Init(f) => Error::InitializerFailed(Box::new(f.clone().into())),
+            Broken::Refused(m) => Error::Spawn(m.clone()),
+        }
+    }
+}
+
+pub(crate) struct Inbox {
+    pub(crate) chunks: VecDeque<Chunk>,
+    pub(crate) state: PoolState,
+    pub(crate) broken: Option<Broken>,
+}
+
+/// What the pool handle and the supervisor share.
+pub(crate) struct Shared {
+    pub(crate) inbox: Arc<Mutex<Inbox>>,
+    pub(crate) waker: Waker,
+    /// The workers and their queue; see the module docs for who holds it when.
+    pub(super) core: Mutex<Core>,
+    /// Whether threads waiting for results may read them from the workers (see
+    /// `Core::collect_here`).
+    pub(super) waiters_collect: bool,
+    /// How many threads other than the supervisor are handing over results they read.
+    pub(super) in_hand: Mutex<usize>,
+    pub(super) in_hand_done: Condvar,
+}
+
+/// Why the inbox refused work.
+pub(crate) enum Refusal {
+    Closed,
+    Terminated,
+    Broken(Broken),
+}
+
+impl Refusal {
+    pub(crate) fn to_error(&self) -> Error {
+        match self {
+            Refusal::Closed => Error::PoolClosed,
+            Refusal::Terminated => Error::PoolTerminated,
+            Refusal::Broken(b) => b.to_error(),
+        }
+    }
+}
+
+impl Shared {
+    pub(crate) fn new(cfg: Config) -> Result<Arc<Self>> {
+        let inbox = Arc::new(Mutex::new(Inbox {
+            chunks: VecDeque::new(),
+            state: PoolState::Running,
+            broken: None,
+        }));
+        Ok(Arc::new(Self {
+            inbox: inbox.clone(),
+            waker: Waker::new()?,
+            waiters_collect: cfg.task_timeout.is_none() && cfg.max_tasks_per_child.is_none(),
+            core: Mutex::new(Core::new(inbox, cfg)),
+            in_hand: Mutex::new(0),
+            in_hand_done: Condvar::new(),
+        }))
+    }
+
+    /// Queues chunks for the workers, or hands them back with the reason they were refused.
+    /// When it can, it also hands them to idle workers right away (see the module docs).
+    pub(crate) fn submit(
+        &self,
+        chunks: Vec<Chunk>,
+    ) -> std::result::Result<(), (Refusal, Vec<Chunk>)> {
+        let mut inbox = lock(&self.inbox);
+        let refusal = match (&inbox.state, &inbox.broken) {
+            (PoolState::Closed, _) => Some(Refusal::Closed),
+            (PoolState::Terminating, _) => Some(Refusal::Terminated),
+            (PoolState::Running, Some(broken)) => Some(Refusal::Broken(broken.clone())),
+            (PoolState::Running, None) => None,
+        };
+        if let Some(refusal) = refusal {
+            return Err((refusal, chunks));
+        }
+        let small = chunks.iter().map(|c| c.payload.len()).sum::<usize>() <= DISPATCH_HERE_MAX;
+        inbox.chunks.extend(chunks);
+        drop(inbox);
+        if !(small && self.on_core_here(None, Core::dispatch_here) == Some(true)) {
+            // Large submissions go to the supervisor, as does everything when the lock is busy:
+            // the supervisor (or another thread) is at work, and the wake-up makes sure someone
+            // looks at the inbox after our chunks landed in it. An eventfd write fails only if
+            // the descriptor is gone, which it is not while we hold `self`.
+            let _ = self.waker.notify();
+        }
+        Ok(())
+    }
+
+    /// Runs `f` on the core from a submitter's or waiter's thread, if the lock is free (`None`
+    /// if not). `f` says whether the sleeping supervisor can be left alone. A waiter (`waiter`
+    /// is its [`Sink::waiter`](super::job::Sink::waiter) identity) then hands over its own results; anyone else's are
+    /// left to the supervisor, which is woken for them: decoding them runs user code that may
+    /// be slow, and a bystander's short wait must not pay for it.
+    fn on_core_here(
+        &self,
+        waiter: Option<usize>,
+        f: impl FnOnce(&mut Core) -> bool,
+    ) -> Option<bool> {
+        // Poisoned: the supervisor died and the pool is being terminated; leave it to that.
+        let mut core = self.core.try_lock().ok()?;
+        match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(&mut core))) {
+            Ok(settled) => {
+                let Some(waiter) = waiter.filter(|_| !core.deliveries.is_empty()) else {
+                    return Some(settled && core.deliveries.is_empty());
+                };
+                let (own, others): (Vec<_>, Vec<_>) = std::mem::take(&mut core.deliveries)
+                    .into_iter()
+                    .partition(|d| d.sink.waiter() == waiter);
+                core.deliveries = others;
+                let settled = settled && core.deliveries.is_empty();
+                // Counted before the lock goes, so that `join` cannot miss them.
+                let _in_hand = InHand::enter(self);
+                drop(core);
+                own.into_iter().for_each(Delivery::deliver);
+                Some(settled)
+            }
+            Err(panic) => {
+                // Terminate the pool, as when the supervisor panics: work caught half-way would
+                // otherwise never be answered.
+                drop(core);
+                lock(&self.inbox).state = PoolState::Terminating;
+                let _ = self.waker.notify();
+                std::panic::resume_unwind(panic)
+            }
+        }
+    }
+
+    /// Waits until no submitter or waiter holds results it read and has not handed over: after
+    /// the supervisor has ended, this is what `join` waits for before callbacks stop.
+    pub(crate) fn wait_in_hand(&self) {
+        let mut n = lock(&self.in_hand);
+        while *n > 0 {
+            n = self.in_hand_done.wait(n).unwrap_or_else(|p| p.into_inner());
+        }
+    }
+
+    pub(crate) fn set_state(&self, state: PoolState) -> Result<()> {
+        let mut inbox = lock(&self.inbox);
+        if inbox.state != PoolState::Terminating {
+            inbox.state = state;
+        }
+        drop(inbox);
+        self.waker.notify()?;
+        Ok(())
+    }
+}
+
+impl Collector for Shared {
+    fn collect_here(&self, waiter: usize) {
+        if self.waiters_collect
+            && self.on_core_here(Some(waiter), Core::collect_here) == Some(false)
+        {
+            // As in `submit`: the descriptor is ours as long as `self` lives.
+            let _ = self.waker.notify();
+        }
+    }
+}
+
+/// Results a submitter or waiter took out of the core and is handing over (see
+/// [`Shared::wait_in_hand`]). Entered with the core lock held; lock order: core, then
+/// `in_hand`.
+struct InHand<'a>(&'a Shared);
+
+impl<'a> InHand<'a> {
+    fn enter(shared: &'a Shared) -> Self {
+        *lock(&shared.in_hand) += 1;
+        Self(shared)
+    }
+}
+
+impl Drop for InHand<'_> {
+    fn drop(&mut self) {
+        let mut n = lock(&self.0.in_hand);
+        *n -= 1;
+        if *n == 0 {
+            self.0.in_hand_done.notify_all();
+        }
+    }
+}
