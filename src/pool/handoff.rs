@@ -35,10 +35,10 @@ use std::collections::VecDeque;
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
 
-use super::job::{Chunk, Collector};
+use super::job::{Chunk, Collector, WaiterId};
 use super::link::Delivery;
 use super::result::lock;
-use super::supervisor::Core;
+use super::supervisor::{Core, Wake};
 use crate::error::{Error, Result};
 use crate::sys::fd::Waker;
 use crate::wire::fds::FdSet;
@@ -165,7 +165,7 @@ impl Shared {
         let small = chunks.iter().map(|c| c.payload.len()).sum::<usize>() <= DISPATCH_HERE_MAX;
         inbox.chunks.extend(chunks);
         drop(inbox);
-        if !(small && self.on_core_here(None, Core::dispatch_here) == Some(true)) {
+        if !(small && self.on_core_here(None, Core::dispatch_here) == Some(Wake::Needless)) {
             // Large submissions go to the supervisor, as does everything when the lock is busy:
             // the supervisor (or another thread) is at work, and the wake-up makes sure someone
             // looks at the inbox after our chunks landed in it. An eventfd write fails only if
@@ -176,32 +176,42 @@ impl Shared {
     }
 
     /// Runs `f` on the core from a submitter's or waiter's thread, if the lock is free (`None`
-    /// if not). `f` says whether the sleeping supervisor can be left alone. A waiter (`waiter`
-    /// is its [`Sink::waiter`](super::job::Sink::waiter) identity) then hands over its own results; anyone else's are
-    /// left to the supervisor, which is woken for them: decoding them runs user code that may
-    /// be slow, and a bystander's short wait must not pay for it.
+    /// if not). `f` says whether the sleeping supervisor must be woken. A waiter (`waiter`)
+    /// then hands over its own results; anyone else's are left to the supervisor, which is
+    /// woken for them: decoding them runs user code that may be slow, and a bystander's short
+    /// wait must not pay for it.
     fn on_core_here(
         &self,
-        waiter: Option<usize>,
-        f: impl FnOnce(&mut Core) -> bool,
-    ) -> Option<bool> {
+        waiter: Option<WaiterId>,
+        f: impl FnOnce(&mut Core) -> Wake,
+    ) -> Option<Wake> {
         // Poisoned: the supervisor died and the pool is being terminated; leave it to that.
         let mut core = self.core.try_lock().ok()?;
         match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(&mut core))) {
-            Ok(settled) => {
-                let Some(waiter) = waiter.filter(|_| !core.deliveries.is_empty()) else {
-                    return Some(settled && core.deliveries.is_empty());
+            Ok(wake) => {
+                let own = match waiter {
+                    Some(waiter) if !core.deliveries.is_empty() => {
+                        let (own, others): (Vec<_>, Vec<_>) = std::mem::take(&mut core.deliveries)
+                            .into_iter()
+                            .partition(|d| d.sink.waiter() == Some(waiter));
+                        core.deliveries = others;
+                        own
+                    }
+                    _ => Vec::new(),
                 };
-                let (own, others): (Vec<_>, Vec<_>) = std::mem::take(&mut core.deliveries)
-                    .into_iter()
-                    .partition(|d| d.sink.waiter() == waiter);
-                core.deliveries = others;
-                let settled = settled && core.deliveries.is_empty();
-                // Counted before the lock goes, so that `join` cannot miss them.
-                let _in_hand = InHand::enter(self);
-                drop(core);
-                own.into_iter().for_each(Delivery::deliver);
-                Some(settled)
+                // Results left for the supervisor to hand over need it awake.
+                let wake = if core.deliveries.is_empty() {
+                    wake
+                } else {
+                    Wake::Needed
+                };
+                if !own.is_empty() {
+                    // Counted before the lock goes, so that `join` cannot miss them.
+                    let _in_hand = InHand::enter(self);
+                    drop(core);
+                    own.into_iter().for_each(Delivery::deliver);
+                }
+                Some(wake)
             }
             Err(panic) => {
                 // Terminate the pool, as when the supervisor panics: work caught half-way would
@@ -235,9 +245,9 @@ impl Shared {
 }
 
 impl Collector for Shared {
-    fn collect_here(&self, waiter: usize) {
+    fn collect_here(&self, waiter: WaiterId) {
         if self.waiters_collect
-            && self.on_core_here(Some(waiter), Core::collect_here) == Some(false)
+            && self.on_core_here(Some(waiter), Core::collect_here) == Some(Wake::Needed)
         {
             // As in `submit`: the descriptor is ours as long as `self` lives.
             let _ = self.waker.notify();

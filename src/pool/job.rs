@@ -25,19 +25,24 @@ pub(crate) trait Sink: Send + Sync {
     fn abandoned(&self) -> bool {
         false
     }
-    /// Who waits for the outcomes (a `Collector` hands a waiter its own, and only those); 0
-    /// for nobody in particular.
-    fn waiter(&self) -> usize {
-        0
+    /// Who waits for the outcomes (a `Collector` hands a waiter its own, and only those);
+    /// `None` for nobody in particular.
+    fn waiter(&self) -> Option<WaiterId> {
+        None
     }
 }
+
+/// Who waits for a call's outcome: the address of the result's slot, which lives as long as
+/// anyone can wait on it. Made in one place, `result::Slot::waiter_id`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct WaiterId(pub(super) usize);
 
 /// Lets a thread that waits for results read them from the workers itself, rather than wait
 /// for the supervisor thread to be woken and do it (see `supervisor.rs`).
 pub(crate) trait Collector: Send + Sync {
     /// Reads the results that have arrived, unless someone else is at it, and hands over those
     /// of the sink whose [`Sink::waiter`] is `waiter`. Never blocks.
-    fn collect_here(&self, waiter: usize);
+    fn collect_here(&self, waiter: WaiterId);
 }
 
 /// Decodes `count` outcomes from `bytes`, calling `each(index, outcome)` in order. If the bytes

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use serde::de::DeserializeOwned;
 
-use super::job::{Collector, Sink, decode_outcomes};
+use super::job::{Collector, Sink, WaiterId, decode_outcomes};
 use crate::error::{Error, Result};
 use crate::wire::codec;
 
@@ -140,6 +140,13 @@ pub(crate) struct Slot<T> {
     collector: Weak<dyn Collector>,
 }
 
+impl<T> Slot<T> {
+    /// This slot as the identity of whoever waits on it.
+    pub(crate) fn waiter_id(&self) -> WaiterId {
+        WaiterId(std::ptr::from_ref(self).addr())
+    }
+}
+
 impl<T: Send + 'static> Slot<T> {
     pub(crate) fn new(callbacks: Arc<CallbackQueue>, collector: Weak<dyn Collector>) -> Arc<Self> {
         Arc::new(Self {
@@ -261,7 +268,7 @@ impl<T: Send + 'static> Slot<T> {
             // Read the result ourselves if it has arrived: that spares waiting for the
             // supervisor thread to be woken.
             if let Some(pool) = self.collector.upgrade() {
-                pool.collect_here(self as *const Self as *const () as usize);
+                pool.collect_here(self.waiter_id());
             }
             // Then yield rather than spin in place: on a machine with few cores, the supervisor
             // thread may be waiting for this very core.
@@ -498,8 +505,8 @@ impl<R: DeserializeOwned + Send + 'static, Out: Send + 'static> Sink for Collect
         self.maybe_finish(st);
     }
 
-    fn waiter(&self) -> usize {
-        Arc::as_ptr(&self.slot) as *const () as usize
+    fn waiter(&self) -> Option<WaiterId> {
+        Some(self.slot.waiter_id())
     }
 
     fn fail(&self, index: usize, error: Error) {

@@ -81,12 +81,51 @@ pub(crate) struct Core {
     pace: Pace,
     starts: Starts,
     init_sink: Arc<InitSink>,
-    /// Whether the supervisor's current `poll` wakes up regularly to enforce `task_timeout`
-    /// (it does only while tasks are in flight): a submitter that starts the first task must
-    /// wake it otherwise.
-    ticking: bool,
+    /// What the supervisor's current (or next) `poll` watches for besides readable sockets
+    /// and pidfds: a thread that borrows the core while it sleeps wakes it unless that still
+    /// covers everything (see [`Core::leave_asleep`]).
+    asleep_on: Watch,
     /// Results read but not yet handed over (see [`Delivery`]).
     pub(super) deliveries: Vec<Delivery>,
+}
+
+/// What the supervisor does after a round of work.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Next {
+    /// Sleep in `poll` for at most `timeout` (no limit if `None`).
+    Poll { timeout: Option<Duration> },
+    /// The pool has ended: the thread returns.
+    Stop,
+}
+
+/// Whether a thread that borrowed the core must wake the sleeping supervisor.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Wake {
+    Needed,
+    Needless,
+}
+
+/// What a poll watches for besides readable sockets and pidfds (which it always watches): when
+/// to wake up by itself, and whether bytes wait to be written (for which it watches the
+/// sockets' writability).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+struct Watch {
+    deadline: Option<Instant>,
+    writes: bool,
+}
+
+impl Watch {
+    /// Whether a poll set up for `self` still notices everything `need` asks for. Bytes to
+    /// write always need a fresh poll set (the one in place watches the sockets that had bytes
+    /// waiting then).
+    fn covers(&self, need: &Watch) -> bool {
+        let in_time = match (self.deadline, need.deadline) {
+            (_, None) => true,
+            (None, Some(_)) => false,
+            (Some(mine), Some(needed)) => mine <= needed,
+        };
+        in_time && !need.writes
+    }
 }
 
 impl Supervisor {
@@ -112,8 +151,8 @@ impl Supervisor {
         let (mut interests, mut ready, mut spare) = (Vec::new(), Vec::new(), Vec::new());
         let mut core = lock(&shared.core);
         loop {
-            let timeout = core.work();
-            if timeout.is_some() {
+            let next = core.work();
+            if next != Next::Stop {
                 core.poll_set(&shared.waker, &mut interests);
             }
             // Results are handed over, and the poll made, with the lock released: a caller we
@@ -123,7 +162,7 @@ impl Supervisor {
             drop(core);
             deliveries.drain(..).for_each(Delivery::deliver);
             spare = deliveries;
-            let Some(timeout) = timeout else {
+            let Next::Poll { timeout } = next else {
                 return;
             };
             let polled = poll_unlocked(&interests, timeout, &mut ready);
@@ -184,19 +223,19 @@ impl Core {
             init_sink: Arc::new(InitSink {
                 failure: Mutex::new(None),
             }),
-            ticking: false,
+            asleep_on: Watch::default(),
             deliveries: Vec::new(),
         }
     }
 
     /// The supervisor's round between two polls: take new work, replace workers, dispatch.
-    /// Returns how long the next poll may sleep, or `None` once the pool has ended (terminated,
-    /// or closed with nothing left to do).
-    fn work(&mut self) -> Option<Option<Duration>> {
+    /// Returns how long the next poll may sleep, or that the pool has ended (terminated, or
+    /// closed with nothing left to do).
+    fn work(&mut self) -> Next {
         self.take_inbox();
         if self.state == PoolState::Terminating {
             self.terminate();
-            return None;
+            return Next::Stop;
         }
         if let Some(broken) = self.broken.clone() {
             for chunk in self.pending.take_all() {
@@ -210,28 +249,40 @@ impl Core {
         self.trim_idle_channels();
         if self.state == PoolState::Closed && self.idle() {
             self.shutdown_gracefully();
-            return None;
+            return Next::Stop;
         }
-        Some(self.poll_timeout())
+        let now = Instant::now();
+        self.asleep_on = self.watch(now);
+        Next::Poll {
+            timeout: self
+                .asleep_on
+                .deadline
+                .map(|d| d.saturating_duration_since(now)),
+        }
     }
 
-    /// A submitter's turn (see the module docs): hands what is in the inbox to idle workers
-    /// and writes it out. Returns whether the sleeping supervisor can be left alone, i.e.
-    /// whether its current `poll` already covers everything that is left to watch.
-    pub(super) fn dispatch_here(&mut self) -> bool {
+    /// A submitter's turn (see `handoff.rs`): hands what is in the inbox to idle workers and
+    /// writes it out, then tells whether the sleeping supervisor must be woken.
+    pub(super) fn dispatch_here(&mut self) -> Wake {
         self.take_inbox();
-        if self.state != PoolState::Running || self.broken.is_some() {
-            return false;
+        if self.state == PoolState::Running && self.broken.is_none() {
+            self.dispatch(Some(DISPATCH_HERE_MAX));
+            self.flush_writes();
         }
-        self.dispatch(Some(DISPATCH_HERE_MAX));
-        self.flush_writes();
-        self.pending.is_empty()
-            && self
-                .workers
-                .iter()
-                .all(|w| w.link.channel.pending_out() == 0)
-            && (self.cfg.task_timeout.is_none() || self.ticking)
-            && !(self.wants_workers() && self.live_workers() < self.cfg.processes)
+        self.leave_asleep()
+    }
+
+    /// The one rule for whether a thread that borrowed the core while the supervisor sleeps
+    /// must wake it: it must unless the poll the supervisor sleeps in still notices everything
+    /// there is to do — no work waits for it, no bytes wait to be written, the pool runs, and
+    /// its deadline comes no later than anything now needs (a task to time, a worker to start,
+    /// part of a message to time, memory to release).
+    fn leave_asleep(&self) -> Wake {
+        let quiet = self.pending.is_empty()
+            && self.state == PoolState::Running
+            && self.broken.is_none()
+            && self.asleep_on.covers(&self.watch(Instant::now()));
+        if quiet { Wake::Needless } else { Wake::Needed }
     }
 
     /// Hands over the results read so far without waiting to release the lock, where their
@@ -248,8 +299,8 @@ impl Core {
     /// Pools with a `task_timeout` or `max_tasks_per_child` leave results to the supervisor
     /// (`Shared::waiters_collect`): it times tasks from the moments it sees them start, which
     /// it checks whenever results arrive, and it retires workers as their last result comes in.
-    pub(super) fn collect_here(&mut self) -> bool {
-        let mut read = false;
+    pub(super) fn collect_here(&mut self) -> Wake {
+        let mut changed = false;
         let mut trouble = false;
         for w in &mut self.workers {
             if !w.ready
@@ -266,20 +317,20 @@ impl Core {
                 kill(w, KillReason::Protocol(e.to_string()));
                 trouble = true;
             }
-            read |= w.answered() != before;
-            // What the supervisor's poll would have been woken for, and we consumed: a hang-up,
-            // part of a message to time (see `check_stalls`), memory to release when idle.
-            trouble |= w.link.channel.at_eof()
-                || w.link.channel.stalled_for(Instant::now()).is_some()
+            changed |= w.answered() != before;
+            // We consumed what the supervisor's poll would have been woken for: a hang-up (it
+            // must bury the worker), or part of a message, or memory kept (which `watch` times).
+            trouble |= w.link.channel.at_eof();
+            changed |= w.link.channel.stalled_for(Instant::now()).is_some()
                 || (!kept_memory && w.link.channel.keeps_memory());
         }
         if trouble {
-            return false;
+            Wake::Needed
+        } else if !changed {
+            Wake::Needless
+        } else {
+            self.dispatch_here()
         }
-        if !read {
-            return true;
-        }
-        self.dispatch_here()
     }
 
     fn idle(&self) -> bool {
@@ -490,35 +541,39 @@ impl Core {
         }
     }
 
-    /// How long the next poll may sleep; also notes whether it keeps time for task timeouts.
-    fn poll_timeout(&mut self) -> Option<Duration> {
-        let mut timeout: Option<Duration> = None;
-        let mut consider = |d: Duration| timeout = Some(timeout.map_or(d, |t| t.min(d)));
-        self.ticking = false;
+    /// What a poll must watch for now, besides readable sockets and pidfds (see [`Watch`]).
+    fn watch(&self, now: Instant) -> Watch {
+        let mut deadline: Option<Instant> = None;
+        let mut consider = |at: Instant| deadline = Some(deadline.map_or(at, |d| d.min(at)));
         if let Some(limit) = self.cfg.task_timeout {
             if self.workers.iter().any(|w| !w.inflight.is_empty()) {
-                consider((limit / 4).clamp(Duration::from_millis(1), Duration::from_millis(100)));
-                self.ticking = true;
+                let tick = (limit / 4).clamp(Duration::from_millis(1), Duration::from_millis(100));
+                consider(now + tick);
             }
         }
-        let now = Instant::now();
         if self.wants_workers() && self.live_workers() < self.cfg.processes {
-            consider(self.starts.next_try().saturating_duration_since(now));
+            consider(self.starts.next_try());
         }
         // Past it, waiting work is decided at each failed attempt (which the poll wakes for).
         let verdict_due = self.starts.verdict_due().filter(|due| *due > now);
         if let Some(due) = verdict_due.filter(|_| !self.pending.is_empty()) {
-            consider(due - now);
+            consider(due);
         }
         for w in &self.workers {
             if w.inflight.is_empty() && w.link.channel.keeps_memory() {
-                consider(BULK_IDLE.saturating_sub(w.last_done.elapsed()));
+                consider(w.last_done + BULK_IDLE);
             }
             if let Some(left) = w.stall_left(now) {
-                consider(left);
+                consider(now + left);
             }
         }
-        timeout
+        Watch {
+            deadline,
+            writes: self
+                .workers
+                .iter()
+                .any(|w| w.link.channel.pending_out() > 0),
+        }
     }
 
     /// What the supervisor's poll watches: the waker, then each worker's socket and pidfd.
@@ -766,5 +821,37 @@ impl Core {
         for chunk in self.pending.take_all() {
             chunk.fail(0..chunk.len(), |_| Error::PoolTerminated);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_sleeping_poll_covers_only_what_it_wakes_in_time_for() {
+        let t = Instant::now();
+        let ms = |n| t + Duration::from_millis(n);
+        let asleep = |deadline| Watch {
+            deadline,
+            writes: false,
+        };
+        let need = |deadline, writes| Watch { deadline, writes };
+        assert!(asleep(None).covers(&need(None, false)));
+        assert!(
+            !asleep(None).covers(&need(Some(ms(5)), false)),
+            "a task to time"
+        );
+        assert!(asleep(Some(ms(5))).covers(&need(Some(ms(5)), false)));
+        assert!(asleep(Some(ms(5))).covers(&need(Some(ms(9)), false)));
+        assert!(
+            !asleep(Some(ms(9))).covers(&need(Some(ms(5)), false)),
+            "too late"
+        );
+        assert!(asleep(Some(ms(5))).covers(&need(None, false)));
+        assert!(
+            !asleep(Some(ms(5))).covers(&need(None, true)),
+            "bytes to write"
+        );
     }
 }
