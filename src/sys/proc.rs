@@ -147,21 +147,16 @@ pub(crate) fn signal_pidfd(pidfd: BorrowedFd<'_>, stop: Stop) -> io::Result<()> 
     }
 }
 
-unsafe extern "C" {
-    /// The C library's `atexit(3)`. libc is linked into every Rust program on Linux; neither
-    /// std nor rustix wraps this one function.
-    fn atexit(hook: extern "C" fn()) -> std::ffi::c_int;
-}
-
 /// Runs `hook` when this process exits normally: `main` returns or `std::process::exit` is
 /// called (after std has flushed stdout), on the exiting thread while other threads still run.
 /// Not on a signal, `abort`, or `_exit`. Hooks run in the reverse order of registration.
 pub(crate) fn at_exit(hook: extern "C" fn()) -> io::Result<()> {
+    // Neither std nor rustix wraps `atexit(3)`.
     // SAFETY: `atexit` takes a function pointer, valid for the life of the program (`hook` is
     // a plain `fn`, not a closure), and only stores it; it is thread-safe in glibc and musl.
     // The hook must not unwind into C: that is the caller's `extern "C"` signature's job
     // (a panic there aborts).
-    match unsafe { atexit(hook) } {
+    match unsafe { libc::atexit(hook) } {
         0 => Ok(()),
         _ => Err(io::Error::other(
             "atexit(3) could not register the exit hook",

@@ -17,7 +17,8 @@
 //! one only when its own runtime installed its handler), so when such a thread overflows, the
 //! kernel cannot run any handler and the process dies by a plain `SIGSEGV`, as before.
 //!
-//! This is the one place in the crate with signal-handling code, and the only user of `libc`.
+//! This is the one place in the crate with signal-handling code (the rest of `src/sys/` uses
+//! `libc` only where rustix has nothing: `atexit`).
 
 use std::ffi::{c_int, c_void};
 use std::io;
