@@ -25,10 +25,14 @@
 //! Parent *death* is another matter: no hook runs, and `PR_SET_PDEATHSIG` kills every child.
 //!
 //! A copy of this process made by a plain `fork()` finds the registry's owner pid changed and
-//! starts with an empty one: its parent's children are not its own.
+//! starts with an empty one: its parent's children are not its own. The owner is an atomic, read
+//! before any lock is taken: another thread may have held the lock at the moment of the fork,
+//! and in the copy nobody would ever release it. So the copy's exit hook and
+//! [`active_children`] return at once, without locking.
 
 use std::io;
 use std::os::fd::AsFd;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Mutex, MutexGuard, Once, PoisonError};
 use std::time::Duration;
 
@@ -98,29 +102,36 @@ struct Entry {
 }
 
 struct Registry {
-    /// The process these children belong to (see the module docs on `fork`).
-    owner: u32,
     next_id: u64,
     /// In the order the children were started.
     entries: Vec<Entry>,
 }
 
 static REGISTRY: Mutex<Registry> = Mutex::new(Registry {
-    owner: 0,
     next_id: 0,
     entries: Vec::new(),
 });
+
+/// The process whose children [`REGISTRY`] holds (0 before the first use). Written with the
+/// lock held, read without it (see the module docs on `fork`).
+static OWNER: AtomicU32 = AtomicU32::new(0);
 
 /// The registry, emptied first if it was inherited through a `fork`.
 fn registry() -> MutexGuard<'static, Registry> {
     // Every critical section leaves the registry consistent; a panic in one changes nothing.
     let mut reg = REGISTRY.lock().unwrap_or_else(PoisonError::into_inner);
     let me = sys::proc::getpid();
-    if reg.owner != me {
-        reg.owner = me;
+    if OWNER.load(Ordering::Acquire) != me {
+        OWNER.store(me, Ordering::Release);
         reg.entries.clear();
     }
     reg
+}
+
+/// Whether the registry may hold children of this process: not in a copy made by `fork()`
+/// (what it holds there is the parent's), nor before the first `start()`. Takes no lock.
+fn may_have_children() -> bool {
+    OWNER.load(Ordering::Acquire) == sys::proc::getpid()
 }
 
 impl Registry {
@@ -272,6 +283,9 @@ fn next_running(wanted: impl Fn(&ActiveChild) -> bool) -> Option<ChildId> {
 
 /// The exit hook: waits for the non-daemon children, then kills and reaps the daemons.
 extern "C" fn wait_at_exit() {
+    if !may_have_children() {
+        return;
+    }
     // Nothing here should panic; if something does, the program ends without waiting.
     let _ = std::panic::catch_unwind(|| {
         // Including any that other threads start meanwhile.
@@ -326,6 +340,9 @@ fn lost(why: &str) -> io::Error {
 /// # Ok::<(), multiproc::Error>(())
 /// ```
 pub fn active_children() -> Vec<ActiveChild> {
+    if !may_have_children() {
+        return Vec::new();
+    }
     let mut reg = registry();
     reg.cleanup();
     reg.entries
@@ -333,4 +350,54 @@ pub fn active_children() -> Vec<ActiveChild> {
         .filter(|e| e.status == Status::Running)
         .map(|e| e.child.clone())
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::mpsc;
+
+    /// Waits up to `limit` for child `pid` to end (killing it if it does not) and reaps it;
+    /// `None` if it had to be killed.
+    fn end_within(pid: u32, limit: Duration) -> Option<Exit> {
+        let pidfd = sys::proc::pidfd(pid).unwrap();
+        let ended = sys::fd::wait_readable(pidfd.as_fd(), Some(limit)).unwrap();
+        if !ended {
+            sys::proc::signal_pidfd(pidfd.as_fd(), Stop::Kill).unwrap();
+        }
+        let exit = sys::proc::reap(pid).unwrap();
+        ended.then_some(exit)
+    }
+
+    /// Regression (review): a copy of the program made by a plain `fork()` while another
+    /// thread (a `multiproc-reaper` watcher, say) held the registry's lock could never take it:
+    /// its `exit()` blocked for ever in the exit hook, which locked before it looked whose
+    /// registry it was. `active_children()` did the same.
+    #[test]
+    fn a_forked_copy_neither_waits_at_exit_nor_lists_children_while_the_lock_is_held() {
+        let (locked, is_locked) = mpsc::channel();
+        let (release, released) = mpsc::channel::<()>();
+        let holder = std::thread::spawn(move || {
+            let _reg = registry();
+            locked.send(()).unwrap();
+            let _ = released.recv();
+        });
+        is_locked.recv().unwrap();
+        // SAFETY: the copy runs the exit hook and `active_children()`, which in a copy must
+        // return at once, without locking or allocating: that is what is tested.
+        let copy = unsafe {
+            sys::proc::fork_and_run(|| {
+                wait_at_exit();
+                i32::from(!active_children().is_empty())
+            })
+        };
+        release.send(()).unwrap();
+        holder.join().unwrap();
+        let exit = end_within(copy.unwrap(), Duration::from_secs(10));
+        assert_eq!(
+            exit,
+            Some(Exit::Code(0)),
+            "the forked copy hung on the registry's lock"
+        );
+    }
 }

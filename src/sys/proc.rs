@@ -300,3 +300,25 @@ fn stat_fields(stat: &str) -> Option<(char, u32)> {
     let start: u64 = fields.nth(18)?.parse().ok()?;
     Some((state, start as u32))
 }
+
+/// Test support: makes a copy of this process with a plain `fork()`, as a user's code may,
+/// runs `child` in the copy and ends it with `_exit(child())` (no exit hooks, no flushing);
+/// returns the copy's pid. The caller reaps it.
+///
+/// # Safety
+/// Only the calling thread exists in the copy, and locks other threads held stay held there:
+/// `child` may make only async-signal-safe calls (no allocation, no lock).
+#[cfg(test)]
+pub(crate) unsafe fn fork_and_run(child: impl FnOnce() -> i32) -> io::Result<u32> {
+    // SAFETY: `fork` has no preconditions of its own; what the copy may do is the caller's
+    // promise (above), and the copy never returns from here.
+    match unsafe { libc::fork() } {
+        -1 => Err(io::Error::last_os_error()),
+        0 => {
+            let code = child();
+            // SAFETY: `_exit` ends the copy at once, running nothing of the parent's.
+            unsafe { libc::_exit(code) }
+        }
+        pid => Ok(pid as u32),
+    }
+}
