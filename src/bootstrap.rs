@@ -233,10 +233,9 @@ impl ChildLink {
         }
     }
 
-    /// Hands the duty of reaping to the caller; returns the pid.
-    pub(crate) fn detach(&mut self) -> u32 {
+    /// Hands the duty of reaping to the caller.
+    pub(crate) fn detach(&mut self) {
         self.reaped = true;
-        self.pid
     }
 }
 

@@ -7,15 +7,18 @@
 //! ends its workers itself, and a pool that is never dropped (leaked, or in a `static`) has
 //! them killed with the program, like Python's daemonic pool workers.
 //!
-//! Every reap of a `Process` child goes through here, under the lock and without blocking
-//! (`waitpid(WNOHANG)`), so whoever sees the exit first — the handle's `join()` or
-//! `is_alive()`, [`active_children`], the watcher thread of a dropped handle, or the exit hook
-//! — leaves the status where the others find it, and no pid is used after it could have been
-//! recycled. Waiting happens outside the lock, on a pidfd opened while the entry was known to
-//! be unreaped; the lock is never held across a blocking call, so the exit hook cannot be stuck
-//! behind another thread. An entry lives until its handle has been given the exit status, or,
-//! once its handle was dropped, until it is reaped (by a small watcher thread, so no zombie is
-//! left).
+//! Every reap of a `Process` child goes through here, under the lock and without blocking, so
+//! whoever sees the exit first — the handle's `join()` or `is_alive()`, [`active_children`],
+//! the watcher thread of a dropped handle, or the exit hook — leaves the status where the
+//! others find it. Each entry keeps a pidfd, opened when it is entered (the child is unreaped
+//! then), and the registry signals, waits and reaps (`waitid(P_PIDFD)`) through it alone, never
+//! through the pid: a child reaped behind the registry's back (`SIGCHLD` ignored, a
+//! `waitpid(-1)` elsewhere) can have its pid reused by an unrelated process, which must not be
+//! killed or waited on. Such a child's pidfd turns readable, and reaping it fails with
+//! `ECHILD`: the entry is marked gone. Waiting happens outside the lock; the lock is never held
+//! across a blocking call, so the exit hook cannot be stuck behind another thread. An entry
+//! lives until its handle has been given the exit status, or, once its handle was dropped,
+//! until it is reaped (by a small watcher thread, so no zombie is left).
 //!
 //! At normal exit (`main` returns, or `std::process::exit`) an `atexit` hook, registered by the
 //! first `start()`, waits for every live non-daemon child, then kills the daemons and reaps
@@ -31,16 +34,16 @@
 //! [`active_children`] return at once, without locking.
 
 use std::io;
-use std::os::fd::AsFd;
+use std::os::fd::{AsFd, OwnedFd};
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::{Mutex, MutexGuard, Once, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, Once, PoisonError};
 use std::time::Duration;
 
 use crate::sys;
 use crate::sys::proc::{Exit, Stop};
 
-/// How often a watcher without a pidfd (descriptors exhausted) looks for its child's exit.
-const POLL_WITHOUT_PIDFD: Duration = Duration::from_millis(10);
+/// How long a watcher whose wait on a pidfd failed waits before it looks again.
+const RETRY_WAIT: Duration = Duration::from_millis(10);
 
 /// A live child started by this process as a [`Process`](crate::Process), as listed by
 /// [`active_children`].
@@ -97,6 +100,9 @@ enum Status {
 struct Entry {
     id: ChildId,
     child: ActiveChild,
+    /// Names this child and no other, even once its pid is reused. Shared with a waiter, which
+    /// waits on it outside the lock while the entry may go.
+    pidfd: Arc<OwnedFd>,
     holder: Holder,
     status: Status,
 }
@@ -144,7 +150,7 @@ impl Registry {
     fn poll(&mut self, i: usize) -> Status {
         let entry = &mut self.entries[i];
         if entry.status == Status::Running {
-            entry.status = match sys::proc::try_reap(entry.child.pid) {
+            entry.status = match sys::proc::try_reap_pidfd(entry.pidfd.as_fd()) {
                 Ok(None) => Status::Running,
                 Ok(Some(exit)) => Status::Exited(exit),
                 Err(_) => Status::Lost,
@@ -167,15 +173,21 @@ impl Registry {
     }
 }
 
-/// Enters a just-started child. The caller has handed the duty of reaping it to the registry
-/// (no other code may reap it from now on).
-pub(crate) fn register(child: ActiveChild) -> ChildId {
+/// Enters a just-started child. The caller hands the duty of reaping it to the registry once
+/// this succeeds (no other code may reap it from then on); until then the child must be
+/// unreaped.
+///
+/// # Errors
+/// No pidfd could be opened for the child (descriptors exhausted): the caller still has to
+/// reap it.
+pub(crate) fn register(child: ActiveChild) -> io::Result<ChildId> {
     static HOOK: Once = Once::new();
     HOOK.call_once(|| {
         // If the C library cannot take the hook (out of memory), children are killed at exit
         // as if they were daemons, as before this registry existed; starting them still works.
         let _ = sys::proc::at_exit(wait_at_exit);
     });
+    let pidfd = Arc::new(sys::proc::pidfd(child.pid)?);
     let mut reg = registry();
     // Children whose watcher thread could not be started are reaped here at the latest.
     reg.cleanup();
@@ -184,10 +196,11 @@ pub(crate) fn register(child: ActiveChild) -> ChildId {
     reg.entries.push(Entry {
         id,
         child,
+        pidfd,
         holder: Holder::Handle,
         status: Status::Running,
     });
-    id
+    Ok(id)
 }
 
 /// For the handle: the exit status if the child has exited, reaping it. Once the status is
@@ -247,7 +260,6 @@ pub(crate) fn release(id: ChildId) {
 /// Waits until child `id` has exited and reaps it (or until someone else did).
 fn wait_for(id: ChildId) {
     loop {
-        // The pidfd is opened while the entry is known to be unreaped, so it names this child.
         let pidfd = {
             let reg = registry();
             let Some(i) = reg.index(id) else { return };
@@ -255,14 +267,10 @@ fn wait_for(id: ChildId) {
             if entry.status != Status::Running {
                 return;
             }
-            sys::proc::pidfd(entry.child.pid)
+            Arc::clone(&entry.pidfd)
         };
-        let waited = match &pidfd {
-            Ok(fd) => sys::fd::wait_readable(fd.as_fd(), None).is_ok(),
-            Err(_) => false,
-        };
-        if !waited {
-            std::thread::sleep(POLL_WITHOUT_PIDFD);
+        if sys::fd::wait_readable(pidfd.as_fd(), None).is_err() {
+            std::thread::sleep(RETRY_WAIT);
         }
         let mut reg = registry();
         let Some(i) = reg.index(id) else { return };
@@ -304,8 +312,7 @@ fn kill(id: ChildId) {
     let reg = registry();
     if let Some(e) = reg.entries.iter().find(|e| e.id == id) {
         if e.status == Status::Running {
-            // Unreaped while the lock is held, so the pid still names this child.
-            let _ = sys::proc::signal(e.child.pid, Stop::Kill);
+            let _ = sys::proc::signal_pidfd(e.pidfd.as_fd(), Stop::Kill);
         }
     }
 }
@@ -399,5 +406,112 @@ mod tests {
             Some(Exit::Code(0)),
             "the forked copy hung on the registry's lock"
         );
+    }
+
+    /// Enters a child, then reaps it behind the registry's back and gives its entry the pid
+    /// of `reuser`, another live child of ours: what pid reuse would do.
+    fn reaped_elsewhere_then_reused_by(reuser: u32, daemon: bool) -> ChildId {
+        let mut reaped = std::process::Command::new("sleep")
+            .arg("60")
+            .spawn()
+            .unwrap();
+        let id = register(ActiveChild::new(reaped.id(), "reaped".into(), daemon)).unwrap();
+        // Under the lock, so that no poll of the registry sees the exit first.
+        let mut reg = registry();
+        reaped.kill().unwrap();
+        reaped.wait().unwrap();
+        let i = reg.index(id).unwrap();
+        reg.entries[i].child.pid = reuser;
+        id
+    }
+
+    /// Whether `wait_for(id)` returns within 10 s.
+    fn waits_briefly(id: ChildId) -> bool {
+        let (done, waited) = mpsc::channel();
+        std::thread::spawn(move || {
+            wait_for(id);
+            let _ = done.send(());
+        });
+        waited.recv_timeout(Duration::from_secs(10)).is_ok()
+    }
+
+    /// Regression (review): the registry signalled and waited on children by pid. A child
+    /// reaped behind its back (`SIGCHLD` ignored, a `waitpid(-1)` elsewhere) stayed `Running`,
+    /// and once its pid was reused the exit hook waited on the process that now had it (a
+    /// non-daemon), or `SIGKILL`ed it (a daemon).
+    #[test]
+    fn a_child_reaped_elsewhere_is_gone_and_its_pid_is_never_signalled_nor_waited_on() {
+        let mut reuser = std::process::Command::new("sleep")
+            .arg("60")
+            .spawn()
+            .unwrap();
+        // What the exit hook does with a non-daemon, then with a daemon.
+        let waiter = reaped_elsewhere_then_reused_by(reuser.id(), false);
+        let waited = waits_briefly(waiter);
+        let killed = reaped_elsewhere_then_reused_by(reuser.id(), true);
+        kill(killed);
+        let waited_too = waits_briefly(killed);
+        let untouched = matches!(reuser.try_wait(), Ok(None));
+        let _ = reuser.kill();
+        let _ = reuser.wait();
+        assert!(waited, "waited on the process that reused the pid");
+        assert!(waited_too, "waited on the process that reused the pid");
+        assert!(
+            untouched,
+            "the process that reused the pid was killed or reaped"
+        );
+        for id in [waiter, killed] {
+            assert!(try_reap(id).is_err(), "reaped elsewhere: no status to give");
+        }
+    }
+
+    fn nap(ms: u64) {
+        std::thread::sleep(Duration::from_millis(ms));
+    }
+
+    /// Not run on its own: `a_program_that_ignores_sigchld_ends` runs it in a copy of this
+    /// test binary. Its children are reaped by the kernel as they end; then the program exits.
+    #[test]
+    #[ignore]
+    fn inner_exit_with_sigchld_ignored() {
+        sys::signal::ignore_child_exits().unwrap();
+        let mut waited = crate::Process::new(nap, 300);
+        waited.start().unwrap();
+        let mut killed = crate::Process::new(nap, 60_000).daemon(true);
+        killed.start().unwrap();
+        // A dropped handle: its watcher thread sees the exit.
+        let mut dropped = crate::Process::new(nap, 100);
+        dropped.start().unwrap();
+        drop(dropped);
+        // Kept to the end: the exit hook deals with these.
+        std::mem::forget((waited, killed));
+    }
+
+    /// A program that sets `SIGCHLD` to `SIG_IGN` (its children are reaped behind the
+    /// registry's back) ends: the exit hook finds its non-daemon child gone rather than waiting
+    /// for a status that will never come, and kills its daemon.
+    #[test]
+    fn a_program_that_ignores_sigchld_ends() {
+        let mut program = std::process::Command::new(std::env::current_exe().unwrap())
+            .args([
+                "--exact",
+                "children::tests::inner_exit_with_sigchld_ignored",
+                "--ignored",
+            ])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let end = std::time::Instant::now() + Duration::from_secs(30);
+        while program.try_wait().unwrap().is_none() && std::time::Instant::now() < end {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let ended = program.try_wait().unwrap().is_some();
+        let _ = program.kill();
+        let out = program.wait_with_output().unwrap();
+        let said = String::from_utf8_lossy(&out.stdout) + String::from_utf8_lossy(&out.stderr);
+        assert!(ended, "the program hung at exit:\n{said}");
+        assert!(out.status.success(), "{:?}\n{said}", out.status);
+        assert!(said.contains("1 passed"), "{said}");
     }
 }

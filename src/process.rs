@@ -213,8 +213,9 @@ impl<R: Serialize + DeserializeOwned + Send + 'static> Process<R> {
         link.channel
             .push_parts(kind::TASK, fds, &[&head, payload])?;
         link.channel.flush()?;
-        let pid = link.detach();
-        let child = children::register(ActiveChild::new(pid, self.name.clone(), self.daemon));
+        // Until the registry has the child, the link kills and reaps it if anything fails.
+        let child = children::register(ActiveChild::new(link.pid, self.name.clone(), self.daemon))?;
+        link.detach();
         let ready = bootstrap::await_ready(&mut link, Instant::now() + START_TIMEOUT);
         self.state = State::Started {
             link: Box::new(link),

@@ -6,7 +6,7 @@ use std::os::unix::process::CommandExt;
 use std::process::{Command, Stdio};
 
 use rustix::io::Errno;
-use rustix::process::{Pid, PidfdFlags, Signal, WaitOptions};
+use rustix::process::{Pid, PidfdFlags, Signal, WaitId, WaitIdOptions, WaitOptions};
 
 /// How a process ended.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -97,14 +97,25 @@ fn decode_status(status: rustix::process::WaitStatus) -> Exit {
     }
 }
 
-/// Reaps a child if it has exited; `None` if it is still running.
-pub(crate) fn try_reap(raw: u32) -> io::Result<Option<Exit>> {
+/// Reaps the child behind `pidfd` if it has exited; `None` if it is still running. Unlike a
+/// pid, the descriptor names that child alone, even once the pid is reused.
+///
+/// # Errors
+/// `ECHILD` if the process is not (or no longer) a child of ours to reap: someone else reaped
+/// it (a `waitpid(-1)`, or `SIGCHLD` ignored).
+pub(crate) fn try_reap_pidfd(pidfd: BorrowedFd<'_>) -> io::Result<Option<Exit>> {
     loop {
-        match rustix::process::waitpid(Some(pid(raw)?), WaitOptions::NOHANG) {
+        let options = WaitIdOptions::EXITED | WaitIdOptions::NOHANG;
+        match rustix::process::waitid(WaitId::PidFd(pidfd), options) {
             Err(Errno::INTR) => continue,
             Err(e) => return Err(e.into()),
             Ok(None) => return Ok(None),
-            Ok(Some((_, status))) => return Ok(Some(decode_status(status))),
+            Ok(Some(status)) => {
+                return Ok(Some(match status.terminating_signal() {
+                    Some(sig) => Exit::Signal(sig),
+                    None => Exit::Code(status.exit_status().unwrap_or(0)),
+                }));
+            }
         }
     }
 }

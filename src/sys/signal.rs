@@ -97,6 +97,17 @@ pub(crate) fn installed_here() -> bool {
     rc == 0 && current.sa_sigaction == handler_address()
 }
 
+/// Test support: sets `SIGCHLD` to `SIG_IGN`, as a user's program may: the kernel then reaps
+/// children itself, behind the back of any `waitpid`.
+#[cfg(test)]
+pub(crate) fn ignore_child_exits() -> io::Result<()> {
+    // SAFETY: `SIG_IGN` installs no handler, so there is no handler code to make safe.
+    match unsafe { libc::signal(libc::SIGCHLD, libc::SIG_IGN) } {
+        libc::SIG_ERR => Err(io::Error::last_os_error()),
+        _ => Ok(()),
+    }
+}
+
 /// [`on_fault`] as `sigaction` takes it.
 fn handler_address() -> libc::sighandler_t {
     on_fault as extern "C" fn(c_int, *mut libc::siginfo_t, *mut c_void) as libc::sighandler_t
