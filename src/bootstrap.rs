@@ -165,7 +165,7 @@ fn child_main(marker: &Marker) -> Result<i32> {
     let _ = CURRENT.set(CurrentProcess {
         name: hello.name,
         pid: sys::proc::getpid(),
-        is_worker: true,
+        role: Some(hello.role),
     });
     crate::task::capture_panics();
     ch.send(
@@ -427,7 +427,8 @@ pub(crate) fn await_ready(link: &mut ChildLink, deadline: Instant) -> Result<u32
 pub struct CurrentProcess {
     name: String,
     pid: u32,
-    is_worker: bool,
+    /// What this process was started for; `None` in a program not started by `multiproc`.
+    role: Option<Role>,
 }
 
 impl CurrentProcess {
@@ -441,8 +442,13 @@ impl CurrentProcess {
     }
     /// Whether this process was started by `multiproc` (a `Process` or a pool worker).
     pub fn is_worker(&self) -> bool {
-        self.is_worker
+        self.role.is_some()
     }
+}
+
+/// What this process was started for by its `multiproc` parent; `None` if it was not.
+pub(crate) fn role() -> Option<Role> {
+    CURRENT.get().and_then(|me| me.role)
 }
 
 static CURRENT: OnceLock<CurrentProcess> = OnceLock::new();
@@ -461,7 +467,7 @@ pub fn current_process() -> CurrentProcess {
     CURRENT.get().cloned().unwrap_or_else(|| CurrentProcess {
         name: "MainProcess".into(),
         pid: sys::proc::getpid(),
-        is_worker: false,
+        role: None,
     })
 }
 

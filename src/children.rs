@@ -5,7 +5,10 @@
 //! only for its own children (a `Process` child that starts children of its own waits for
 //! them before it exits). Pool workers and the shared-memory tracker are not entered: a pool
 //! ends its workers itself, and a pool that is never dropped (leaked, or in a `static`) has
-//! them killed with the program, like Python's daemonic pool workers.
+//! them killed with the program, like Python's daemonic pool workers. A pool worker's own
+//! `Process` children (started by its tasks) are daemons for the exit rule, whatever their
+//! flag: Python forbids daemonic processes to have children at all, and a worker that waited
+//! for them at exit would stall its pool's `join()` (see [`at_exit_rule`]).
 //!
 //! Every reap of a `Process` child goes through here, under the lock and without blocking, so
 //! whoever sees the exit first — the handle's `join()` or `is_alive()`, [`active_children`],
@@ -41,6 +44,7 @@ use std::time::Duration;
 
 use crate::sys;
 use crate::sys::proc::{Exit, Stop};
+use crate::wire::message::Role;
 
 /// How long a watcher whose wait on a pidfd failed waits before it looks again.
 const RETRY_WAIT: Duration = Duration::from_millis(10);
@@ -69,7 +73,8 @@ impl ActiveChild {
         &self.name
     }
 
-    /// Whether it is a daemon: killed at exit rather than waited for.
+    /// Whether it is a daemon: killed at exit rather than waited for. (In a pool worker every
+    /// child is killed at exit: see [`Process`](crate::Process), "At exit".)
     pub fn is_daemon(&self) -> bool {
         self.daemon
     }
@@ -78,6 +83,28 @@ impl ActiveChild {
 /// Names an entry of the registry: unlike a pid, never reused.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct ChildId(u64);
+
+/// What the exit hook does with a child that is still running.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum AtExit {
+    /// Waits for it to end (a non-daemon).
+    Wait,
+    /// Kills it, once every child to wait for has ended (a daemon).
+    Kill,
+}
+
+/// The exit rule for a child started with `daemon` set as given: daemons are killed, other
+/// children waited for, except in a pool worker, whose children are all killed. Pool workers
+/// are daemonic (their pool ends them, or they die with the program), and Python forbids
+/// daemonic processes to have children; waiting for them would hold the worker's exit, and
+/// the pool's `join()`, until the pool gives up and kills the worker anyway.
+fn at_exit_rule(daemon: bool) -> AtExit {
+    if daemon || crate::bootstrap::role() == Some(Role::PoolWorker) {
+        AtExit::Kill
+    } else {
+        AtExit::Wait
+    }
+}
 
 /// Who is to learn the exit status.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -103,6 +130,7 @@ struct Entry {
     /// Names this child and no other, even once its pid is reused. Shared with a waiter, which
     /// waits on it outside the lock while the entry may go.
     pidfd: Arc<OwnedFd>,
+    at_exit: AtExit,
     holder: Holder,
     status: Status,
 }
@@ -188,6 +216,7 @@ pub(crate) fn register(child: ActiveChild) -> io::Result<ChildId> {
         let _ = sys::proc::at_exit(wait_at_exit);
     });
     let pidfd = Arc::new(sys::proc::pidfd(child.pid)?);
+    let at_exit = at_exit_rule(child.daemon);
     let mut reg = registry();
     // Children whose watcher thread could not be started are reaped here at the latest.
     reg.cleanup();
@@ -197,6 +226,7 @@ pub(crate) fn register(child: ActiveChild) -> io::Result<ChildId> {
         id,
         child,
         pidfd,
+        at_exit,
         holder: Holder::Handle,
         status: Status::Running,
     });
@@ -280,16 +310,17 @@ fn wait_for(id: ChildId) {
     }
 }
 
-/// The first child still running that `wanted` selects.
-fn next_running(wanted: impl Fn(&ActiveChild) -> bool) -> Option<ChildId> {
+/// The first child still running whose exit rule is `rule`.
+fn next_running(rule: AtExit) -> Option<ChildId> {
     let reg = registry();
     reg.entries
         .iter()
-        .find(|e| e.status == Status::Running && wanted(&e.child))
+        .find(|e| e.status == Status::Running && e.at_exit == rule)
         .map(|e| e.id)
 }
 
-/// The exit hook: waits for the non-daemon children, then kills and reaps the daemons.
+/// The exit hook: waits for the children to wait for, then kills and reaps the others (see
+/// [`at_exit_rule`]).
 extern "C" fn wait_at_exit() {
     if !may_have_children() {
         return;
@@ -297,10 +328,10 @@ extern "C" fn wait_at_exit() {
     // Nothing here should panic; if something does, the program ends without waiting.
     let _ = std::panic::catch_unwind(|| {
         // Including any that other threads start meanwhile.
-        while let Some(id) = next_running(|c| !c.daemon) {
+        while let Some(id) = next_running(AtExit::Wait) {
             wait_for(id);
         }
-        while let Some(id) = next_running(|c| c.daemon) {
+        while let Some(id) = next_running(AtExit::Kill) {
             kill(id);
             wait_for(id);
         }
@@ -410,7 +441,8 @@ mod tests {
 
     /// Enters a child, then reaps it behind the registry's back and gives its entry the pid
     /// of `reuser`, another live child of ours: what pid reuse would do.
-    fn reaped_elsewhere_then_reused_by(reuser: u32, daemon: bool) -> ChildId {
+    fn reaped_elsewhere_then_reused_by(reuser: u32, rule: AtExit) -> ChildId {
+        let daemon = rule == AtExit::Kill;
         let mut reaped = std::process::Command::new("sleep")
             .arg("60")
             .spawn()
@@ -421,6 +453,7 @@ mod tests {
         reaped.kill().unwrap();
         reaped.wait().unwrap();
         let i = reg.index(id).unwrap();
+        assert_eq!(reg.entries[i].at_exit, rule);
         reg.entries[i].child.pid = reuser;
         id
     }
@@ -446,9 +479,9 @@ mod tests {
             .spawn()
             .unwrap();
         // What the exit hook does with a non-daemon, then with a daemon.
-        let waiter = reaped_elsewhere_then_reused_by(reuser.id(), false);
+        let waiter = reaped_elsewhere_then_reused_by(reuser.id(), AtExit::Wait);
         let waited = waits_briefly(waiter);
-        let killed = reaped_elsewhere_then_reused_by(reuser.id(), true);
+        let killed = reaped_elsewhere_then_reused_by(reuser.id(), AtExit::Kill);
         kill(killed);
         let waited_too = waits_briefly(killed);
         let untouched = matches!(reuser.try_wait(), Ok(None));
