@@ -8,7 +8,11 @@
 //! The variable is removed as soon as it is read, so that tasks and the programs they start
 //! never see it. A value that does not name this process's parent and descriptors of the kinds
 //! a parent hands over (a stray variable from a shell, say) is reported in one line and
-//! ignored: the program runs its `main` as usual, never as a child.
+//! ignored: the program runs its `main` as usual, never as a child. Unless the process was
+//! started as a child — its first argument is [`CHILD_ARG`], which only the spawner gives —
+//! and the marker is then surely ours: a check failing there is unexpected (an unusual `/proc`
+//! naming of descriptors, say), and running `main` would repeat the parent's work, so the
+//! child says why and exits with status 70 (`EXIT_PROTOCOL`).
 //!
 //! Children are forked by one long-lived "spawner" thread: `PR_SET_PDEATHSIG` fires when the
 //! *thread* that forked a child exits, so forking from short-lived user threads would kill
@@ -29,6 +33,8 @@ use crate::worker::FAULT_SLOT;
 
 /// The environment variable that marks a child: `"<socket fd>,<page fd>,<parent pid>"`.
 pub(crate) const ENV: &str = "MULTIPROC_WORKER";
+/// The first argument of every child the spawner starts; nothing else passes it.
+const CHILD_ARG: &str = "__multiproc_child__";
 /// Exit status of a child that refused the handshake (different executable).
 const EXIT_REFUSED: i32 = 71;
 /// How long a child waits for the parent's greeting.
@@ -44,6 +50,8 @@ const HELLO_TIMEOUT: Duration = Duration::from_secs(60);
 /// only sound while the process is single-threaded. A program that finds a `MULTIPROC_WORKER`
 /// marker not meant for it in its environment (not one its parent set for it) prints one line
 /// on stderr naming the variable and its value, removes it, and goes on as a normal program.
+/// A child that `multiproc` started and whose marker fails its checks prints the reason and
+/// exits with status 70 instead: it never runs `main`.
 ///
 /// # Examples
 /// ```
@@ -67,7 +75,8 @@ struct Marker {
 }
 
 /// Takes [`ENV`] out of the environment and returns the marker if it is meant for this
-/// process; reports and drops any other value.
+/// process; reports and drops any other value, or, in a process started as a child, reports
+/// it and exits (see the module docs).
 fn take_marker() -> Option<Marker> {
     let value = std::env::var_os(ENV)?;
     // SAFETY: called before `main` (from the start-up hook) or as the first line of `main`, as
@@ -76,11 +85,22 @@ fn take_marker() -> Option<Marker> {
     unsafe { std::env::remove_var(ENV) };
     match Marker::check(&value) {
         Ok(marker) => Some(marker),
+        Err(why) if started_as_child() => {
+            eprintln!("multiproc: child process could not start: {ENV}={value:?}: {why}");
+            std::process::exit(crate::worker::EXIT_PROTOCOL)
+        }
         Err(why) => {
             eprintln!("multiproc: ignoring {ENV}={value:?}: {why}; running as a normal program");
             None
         }
     }
+}
+
+/// Whether a spawner started this process: its first argument is [`CHILD_ARG`].
+fn started_as_child() -> bool {
+    std::env::args_os()
+        .nth(1)
+        .is_some_and(|arg| arg == CHILD_ARG)
 }
 
 impl Marker {
@@ -165,7 +185,7 @@ fn child_main(marker: &Marker) -> Result<i32> {
     let _ = CURRENT.set(CurrentProcess {
         name: hello.name,
         pid: sys::proc::getpid(),
-        is_worker: true,
+        role: Some(hello.role),
     });
     crate::task::capture_panics();
     ch.send(
@@ -233,10 +253,9 @@ impl ChildLink {
         }
     }
 
-    /// Hands the duty of reaping to the caller; returns the pid.
-    pub(crate) fn detach(&mut self) -> u32 {
+    /// Hands the duty of reaping to the caller.
+    pub(crate) fn detach(&mut self) {
         self.reaped = true;
-        self.pid
     }
 }
 
@@ -329,7 +348,7 @@ fn serve_spawns(rx: mpsc::Receiver<SpawnRequest>) {
         let result = sys::proc::spawn_self(sys::proc::SpawnSpec {
             env: vec![(ENV, req.env)],
             keep: keep.to_vec(),
-            args: vec!["__multiproc_child__", "--exact"],
+            args: vec![CHILD_ARG, "--exact"],
         });
         let _ = req.reply.send(result);
     }
@@ -428,7 +447,8 @@ pub(crate) fn await_ready(link: &mut ChildLink, deadline: Instant) -> Result<u32
 pub struct CurrentProcess {
     name: String,
     pid: u32,
-    is_worker: bool,
+    /// What this process was started for; `None` in a program not started by `multiproc`.
+    role: Option<Role>,
 }
 
 impl CurrentProcess {
@@ -442,8 +462,13 @@ impl CurrentProcess {
     }
     /// Whether this process was started by `multiproc` (a `Process` or a pool worker).
     pub fn is_worker(&self) -> bool {
-        self.is_worker
+        self.role.is_some()
     }
+}
+
+/// What this process was started for by its `multiproc` parent; `None` if it was not.
+pub(crate) fn role() -> Option<Role> {
+    CURRENT.get().and_then(|me| me.role)
 }
 
 static CURRENT: OnceLock<CurrentProcess> = OnceLock::new();
@@ -462,7 +487,7 @@ pub fn current_process() -> CurrentProcess {
     CURRENT.get().cloned().unwrap_or_else(|| CurrentProcess {
         name: "MainProcess".into(),
         pid: sys::proc::getpid(),
-        is_worker: false,
+        role: None,
     })
 }
 

@@ -156,7 +156,8 @@
 //!   of respawning workers forever.
 //! - **Exit like Python**: at normal exit a program waits for its live non-daemon
 //!   [`Process`]es (see [`active_children`]), then kills the daemons; and children always die
-//!   with their parent (`PR_SET_PDEATHSIG`) if it is killed, even by `SIGKILL`.
+//!   with their parent (`PR_SET_PDEATHSIG`) if it is killed, even by `SIGKILL`. A `Process`
+//!   started in a pool worker is killed when the worker exits (Python refuses to start it).
 //! - **Queues have no feeder thread**: when `put` returns, the item is in shared memory, visible
 //!   to every process, and survives the producer's exit. A blocking `get` whose queue is empty
 //!   and has no other handle anywhere returns [`Error::Disconnected`] instead of waiting

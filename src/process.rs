@@ -60,6 +60,12 @@ enum State<R> {
 /// keeps the program from ending: join it, or make it a daemon. A program that is killed takes
 /// every child along instead.
 ///
+/// Inside a pool worker (a `Process` started by a task or an initializer), every child is a
+/// daemon for this rule, whatever [`daemon`](Self::daemon) says: it is killed when the worker
+/// exits, not waited for. Pool workers are daemonic, and Python forbids daemonic processes to
+/// have children at all; a worker that waited would hold up its pool's `join()`. A task that
+/// needs its child's work done joins it before it returns.
+///
 /// # Examples
 /// ```
 /// fn cube(x: i64) -> i64 { x * x * x }
@@ -213,8 +219,9 @@ impl<R: Serialize + DeserializeOwned + Send + 'static> Process<R> {
         link.channel
             .push_parts(kind::TASK, fds, &[&head, payload])?;
         link.channel.flush()?;
-        let pid = link.detach();
-        let child = children::register(ActiveChild::new(pid, self.name.clone(), self.daemon));
+        // Until the registry has the child, the link kills and reaps it if anything fails.
+        let child = children::register(ActiveChild::new(link.pid, self.name.clone(), self.daemon))?;
+        link.detach();
         let ready = bootstrap::await_ready(&mut link, Instant::now() + START_TIMEOUT);
         self.state = State::Started {
             link: Box::new(link),

@@ -81,6 +81,44 @@ fn a_stray_marker_is_reported_and_main_runs() {
     });
 }
 
+/// Regression (review): a process we started ourselves (its first argument is the spawner's
+/// `__multiproc_child__`) whose marker failed a check — an unusual `/proc` naming of its
+/// descriptors, say — was warned about and then ran the user's `main`, repeating its work. It
+/// must say why and exit with status 70 instead; only a program that was not started as our
+/// child runs its `main` (above).
+#[test]
+fn a_started_child_whose_marker_fails_a_check_exits_70_without_running_main() {
+    within(SECS(120), || {
+        let exe = std::env::current_exe().unwrap();
+        let me = std::process::id();
+        // Well-formed and naming its parent, but the descriptors are not what a parent hands
+        // over; then a malformed one.
+        for value in [format!("0,1,{me}"), "garbage".to_string()] {
+            // The spawner's arguments, then this binary's `main` as a test that would run.
+            let out = Command::new(&exe)
+                .args(["__multiproc_child__", "--exact", "inner_main_runs"])
+                .args(["--ignored", "--nocapture"])
+                .env(ENV, &value)
+                .output()
+                .unwrap();
+            let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
+            assert_eq!(
+                out.status.code(),
+                Some(70),
+                "{value:?}: {:?}\n{stdout}\n{stderr}",
+                out.status
+            );
+            assert!(
+                !stdout.contains("main ran"),
+                "{value:?}: main ran\n{stdout}"
+            );
+            let reasons: Vec<&str> = stderr.lines().filter(|l| l.contains(ENV)).collect();
+            assert_eq!(reasons.len(), 1, "{value:?}: {stderr}");
+            assert!(reasons[0].contains(&format!("{value:?}")), "{stderr}");
+        }
+    });
+}
+
 /// What a task sees of the marker: in its own environment, and in a program it starts with
 /// the environment it has (a copy of this test binary, run as `inner_main_runs`).
 fn look_for_marker(exe: String) -> (Option<String>, bool, String, String) {

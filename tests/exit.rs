@@ -21,18 +21,53 @@ const PROGRAM: &str = "MULTIPROC_EXIT_PROGRAM";
 /// The file its children write their line to.
 const OUTPUT: &str = "MULTIPROC_EXIT_OUTPUT";
 
-/// How long a child sleeps before it writes its line.
+/// How long a child that is waited for sleeps before it writes its line: long enough for
+/// `main` to end first, most of the time (if it does not, the test is easier, never wrong).
 const NAP: Duration = Duration::from_millis(300);
+/// How long a child that must be dead has, once told, to write its line if it is not dead.
+const LOOK: Duration = Duration::from_millis(200);
 
-/// Sleeps [`NAP`], then appends `line` to the file at `path`.
-fn write_line_later((path, line): (PathBuf, String)) {
-    std::thread::sleep(NAP);
+/// When a child writes its line.
+#[derive(Clone, Copy)]
+enum When {
+    /// After [`NAP`]: a child the program waits for.
+    AfterNap,
+    /// Once the test says so (see [`go_file`]): a child that must be dead by then. No timing
+    /// is involved: however slow the machine, it cannot write before the verdict on its death.
+    WhenTold,
+}
+
+/// The file whose existence tells the children of a run writing to `output` to write.
+fn go_file(output: &Path) -> PathBuf {
+    let mut name = output.as_os_str().to_owned();
+    name.push(".go");
+    PathBuf::from(name)
+}
+
+/// Appends `line` to the file at `path`.
+fn append_line(path: &Path, line: &str) {
     let mut file = std::fs::OpenOptions::new()
         .append(true)
         .create(true)
         .open(path)
         .unwrap();
     writeln!(file, "{line}").unwrap();
+}
+
+/// Sleeps [`NAP`], then appends `line` to the file at `path`.
+fn write_line_later((path, line): (PathBuf, String)) {
+    std::thread::sleep(NAP);
+    append_line(&path, &line);
+}
+
+/// Waits (up to a minute) for the test to say so, then appends `line` to the file at `path`.
+fn write_line_when_told((path, line): (PathBuf, String)) {
+    let go = go_file(&path);
+    let end = Instant::now() + SECS(60);
+    while !go.exists() && Instant::now() < end {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    append_line(&path, &line);
 }
 
 /// Starts a non-daemon grandchild that writes its line later, and returns without joining it.
@@ -43,9 +78,14 @@ fn start_writer_and_return(args: (PathBuf, String)) -> u32 {
 }
 
 /// Starts a child that writes `line` later; prints its pid on stdout.
-fn start_writer(daemon: bool, line: &str) -> Process<()> {
+fn start_writer(daemon: bool, line: &str, when: When) -> Process<()> {
     let output = PathBuf::from(std::env::var_os(OUTPUT).unwrap());
-    let mut p = Process::new(write_line_later, (output, line.to_string())).daemon(daemon);
+    let args = (output, line.to_string());
+    let p = match when {
+        When::AfterNap => Process::new(write_line_later, args),
+        When::WhenTold => Process::new(write_line_when_told, args),
+    };
+    let mut p = p.daemon(daemon);
     p.start().unwrap();
     println!("{}", p.pid().unwrap());
     p
@@ -55,19 +95,19 @@ fn start_writer(daemon: bool, line: &str) -> Process<()> {
 fn program(name: &str) {
     match name {
         // `main` returns; the handle is dropped on the way.
-        "return" => drop(start_writer(false, "non-daemon")),
+        "return" => drop(start_writer(false, "non-daemon", When::AfterNap)),
         // `std::process::exit` with the handle still alive: no destructor runs.
         "exit" => {
-            let p = start_writer(false, "non-daemon");
+            let p = start_writer(false, "non-daemon", When::AfterNap);
             std::process::exit(i32::from(p.pid().is_none()));
         }
-        "leak" => std::mem::forget(start_writer(false, "non-daemon")),
-        "daemon-return" => drop(start_writer(true, "daemon")),
+        "leak" => std::mem::forget(start_writer(false, "non-daemon", When::AfterNap)),
+        "daemon-return" => drop(start_writer(true, "daemon", When::WhenTold)),
         "daemon-exit" => {
-            let p = start_writer(true, "daemon");
+            let p = start_writer(true, "daemon", When::WhenTold);
             std::process::exit(i32::from(p.pid().is_none()));
         }
-        "daemon-leak" => std::mem::forget(start_writer(true, "daemon")),
+        "daemon-leak" => std::mem::forget(start_writer(true, "daemon", When::WhenTold)),
         // The child returns at once; the grandchild it left running is its own to wait for.
         "nested" => {
             let output = PathBuf::from(std::env::var_os(OUTPUT).unwrap());
@@ -78,7 +118,7 @@ fn program(name: &str) {
         }
         // Killed from outside while its child sleeps.
         "killed" => {
-            let _p = start_writer(false, "non-daemon");
+            let _p = start_writer(false, "non-daemon", When::WhenTold);
             std::io::stdout().flush().unwrap();
             std::thread::sleep(SECS(60));
         }
@@ -131,6 +171,14 @@ impl Run {
     fn lines(&self) -> Vec<String> {
         read_lines(&self.output)
     }
+
+    /// Tells the children waiting for it ([`When::WhenTold`]) to write their line, and gives
+    /// them [`LOOK`] to do it: only a child that is still alive can.
+    fn tell_children_and_look(&self) -> Vec<String> {
+        std::fs::write(go_file(&self.output), "").unwrap();
+        std::thread::sleep(LOOK);
+        self.lines()
+    }
 }
 
 impl Drop for Run {
@@ -138,6 +186,7 @@ impl Drop for Run {
         let _ = self.child.kill();
         let _ = self.child.wait();
         let _ = std::fs::remove_file(&self.output);
+        let _ = std::fs::remove_file(go_file(&self.output));
     }
 }
 
@@ -188,8 +237,8 @@ fn a_daemon_child_is_killed_at_exit() {
             let pid = run.next_pid();
             run.finish();
             assert!(gone(pid), "{program}: daemon {pid} left: {:?}", state(pid));
-            std::thread::sleep(NAP * 2);
-            assert!(run.lines().is_empty(), "{program}: the daemon wrote");
+            let lines = run.tell_children_and_look();
+            assert!(lines.is_empty(), "{program}: the daemon wrote");
         }
     });
 }
@@ -215,9 +264,8 @@ fn a_killed_program_takes_its_children_along() {
         run.child.kill().unwrap();
         run.child.wait().unwrap();
         assert!(gone(pid), "child {pid} survived: {:?}", state(pid));
-        std::thread::sleep(NAP * 2);
         assert!(
-            run.lines().is_empty(),
+            run.tell_children_and_look().is_empty(),
             "the child wrote after its parent died"
         );
     });

@@ -307,3 +307,38 @@ fn a_plain_grandchild_outlives_a_dropped_pool() {
         assert!(alive, "the grandchild died with the pool after all");
     });
 }
+
+fn sleep_secs(secs: u64) {
+    std::thread::sleep(SECS(secs));
+}
+
+/// Starts a non-daemon `Process` that sleeps for a minute, and returns without joining it.
+fn start_sleeping_process(_: ()) -> u32 {
+    let mut p = multiproc::Process::new(sleep_secs, 60);
+    p.start().unwrap();
+    p.pid().unwrap()
+}
+
+/// Regression (review): a pool worker waited at exit for the non-daemon `Process`es its tasks
+/// had started, so `join()` stalled for the supervisor's grace period (5 s) and then killed the
+/// worker anyway. Python forbids daemonic processes (its pool workers) to have children; here a
+/// `Process` a task starts is a daemon for the exit rule: killed when its worker exits.
+#[test]
+fn a_process_a_task_starts_is_killed_when_its_worker_exits() {
+    within(SECS(30), || {
+        let pool = Pool::new(1).unwrap();
+        let grandchild = pool.apply(start_sleeping_process, ()).unwrap();
+        assert!(exists(grandchild));
+        pool.close();
+        let t = Instant::now();
+        pool.join().unwrap();
+        let took = t.elapsed();
+        assert!(took < Duration::from_millis(2500), "join took {took:?}");
+        assert!(
+            eventually(SECS(5), || !exists(grandchild)
+                || state(grandchild) == Some('Z')),
+            "the task's process {grandchild} outlived its worker: {:?}",
+            state(grandchild)
+        );
+    });
+}

@@ -5,6 +5,8 @@
 mod common;
 use common::{SECS, eventually, exists, sigkill, spawn_plain_sleeper, state, within};
 use multiproc::{Death, Error, Process, Queue};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
 use std::time::{Duration, Instant};
 
 fn cube(x: i64) -> i64 {
@@ -23,6 +25,31 @@ fn sleep_ms(ms: u64) -> u64 {
 
 fn explode(msg: String) -> u8 {
     panic!("{msg}");
+}
+
+/// A non-daemon `Process` that is killed and reaped when the guard goes, however the test ends:
+/// a failed assertion must not leave a long-running child for the test binary to wait for at
+/// exit. (Where the daemon flag does not matter to a test, its children are daemons instead.)
+struct KillOnDrop<R: Serialize + DeserializeOwned + Send + 'static>(Process<R>);
+
+impl<R: Serialize + DeserializeOwned + Send + 'static> std::ops::Deref for KillOnDrop<R> {
+    type Target = Process<R>;
+    fn deref(&self) -> &Process<R> {
+        &self.0
+    }
+}
+
+impl<R: Serialize + DeserializeOwned + Send + 'static> std::ops::DerefMut for KillOnDrop<R> {
+    fn deref_mut(&mut self) -> &mut Process<R> {
+        &mut self.0
+    }
+}
+
+impl<R: Serialize + DeserializeOwned + Send + 'static> Drop for KillOnDrop<R> {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.join_timeout(SECS(5));
+    }
 }
 
 #[test]
@@ -98,7 +125,9 @@ fn join_timeout_and_is_alive() {
 #[test]
 fn terminate_and_kill_report_signals() {
     within(SECS(30), || {
-        let mut p = Process::new(sleep_ms, 30_000);
+        // Daemons, here and below where the flag does not matter: a failed assertion kills
+        // them with their handle instead of leaving them for the exit to wait for.
+        let mut p = Process::new(sleep_ms, 30_000).daemon(true);
         p.start().unwrap();
         p.terminate().unwrap();
         match p.join() {
@@ -107,7 +136,7 @@ fn terminate_and_kill_report_signals() {
         }
         assert_eq!(p.exitcode(), Some(-15));
 
-        let mut p = Process::new(sleep_ms, 30_000);
+        let mut p = Process::new(sleep_ms, 30_000).daemon(true);
         p.start().unwrap();
         p.kill().unwrap();
         match p.join() {
@@ -179,7 +208,7 @@ fn parent_of_sleeper(_: ()) -> u32 {
 #[test]
 fn children_die_with_their_parent_even_on_sigkill() {
     within(SECS(30), || {
-        let mut p = Process::new(parent_of_sleeper, ());
+        let mut p = Process::new(parent_of_sleeper, ()).daemon(true);
         p.start().unwrap();
         let middle = p.pid().unwrap();
         let file = std::env::temp_dir().join(format!("multiproc-grandchild-{middle}"));
@@ -210,7 +239,7 @@ fn listed(pid: Option<u32>) -> Option<(String, bool)> {
 #[test]
 fn active_children_lists_the_live_children_only() {
     within(SECS(30), || {
-        let mut sleeper = Process::new(sleep_ms, 30_000).name("sleeper");
+        let mut sleeper = KillOnDrop(Process::new(sleep_ms, 30_000).name("sleeper"));
         let mut daemon = Process::new(sleep_ms, 30_000).name("lurker").daemon(true);
         let mut quick = Process::new(sleep_ms, 0);
         sleeper.start().unwrap();
@@ -263,7 +292,7 @@ fn parent_of_plain_grandchild(pids: Queue<u32>) {
 fn a_plain_grandchild_outlives_a_killed_process() {
     within(SECS(30), || {
         let pids = Queue::new().unwrap();
-        let mut p = Process::new(parent_of_plain_grandchild, pids.clone());
+        let mut p = Process::new(parent_of_plain_grandchild, pids.clone()).daemon(true);
         p.start().unwrap();
         let grandchild = pids.get_timeout(SECS(10)).unwrap();
         p.kill().unwrap();

@@ -6,7 +6,7 @@ use std::os::unix::process::CommandExt;
 use std::process::{Command, Stdio};
 
 use rustix::io::Errno;
-use rustix::process::{Pid, PidfdFlags, Signal, WaitOptions};
+use rustix::process::{Pid, PidfdFlags, Signal, WaitId, WaitIdOptions, WaitOptions};
 
 /// How a process ended.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -97,14 +97,25 @@ fn decode_status(status: rustix::process::WaitStatus) -> Exit {
     }
 }
 
-/// Reaps a child if it has exited; `None` if it is still running.
-pub(crate) fn try_reap(raw: u32) -> io::Result<Option<Exit>> {
+/// Reaps the child behind `pidfd` if it has exited; `None` if it is still running. Unlike a
+/// pid, the descriptor names that child alone, even once the pid is reused.
+///
+/// # Errors
+/// `ECHILD` if the process is not (or no longer) a child of ours to reap: someone else reaped
+/// it (a `waitpid(-1)`, or `SIGCHLD` ignored).
+pub(crate) fn try_reap_pidfd(pidfd: BorrowedFd<'_>) -> io::Result<Option<Exit>> {
     loop {
-        match rustix::process::waitpid(Some(pid(raw)?), WaitOptions::NOHANG) {
+        let options = WaitIdOptions::EXITED | WaitIdOptions::NOHANG;
+        match rustix::process::waitid(WaitId::PidFd(pidfd), options) {
             Err(Errno::INTR) => continue,
             Err(e) => return Err(e.into()),
             Ok(None) => return Ok(None),
-            Ok(Some((_, status))) => return Ok(Some(decode_status(status))),
+            Ok(Some(status)) => {
+                return Ok(Some(match status.terminating_signal() {
+                    Some(sig) => Exit::Signal(sig),
+                    None => Exit::Code(status.exit_status().unwrap_or(0)),
+                }));
+            }
         }
     }
 }
@@ -147,21 +158,16 @@ pub(crate) fn signal_pidfd(pidfd: BorrowedFd<'_>, stop: Stop) -> io::Result<()> 
     }
 }
 
-unsafe extern "C" {
-    /// The C library's `atexit(3)`. libc is linked into every Rust program on Linux; neither
-    /// std nor rustix wraps this one function.
-    fn atexit(hook: extern "C" fn()) -> std::ffi::c_int;
-}
-
 /// Runs `hook` when this process exits normally: `main` returns or `std::process::exit` is
 /// called (after std has flushed stdout), on the exiting thread while other threads still run.
 /// Not on a signal, `abort`, or `_exit`. Hooks run in the reverse order of registration.
 pub(crate) fn at_exit(hook: extern "C" fn()) -> io::Result<()> {
+    // Neither std nor rustix wraps `atexit(3)`.
     // SAFETY: `atexit` takes a function pointer, valid for the life of the program (`hook` is
     // a plain `fn`, not a closure), and only stores it; it is thread-safe in glibc and musl.
     // The hook must not unwind into C: that is the caller's `extern "C"` signature's job
     // (a panic there aborts).
-    match unsafe { atexit(hook) } {
+    match unsafe { libc::atexit(hook) } {
         0 => Ok(()),
         _ => Err(io::Error::other(
             "atexit(3) could not register the exit hook",
@@ -304,4 +310,26 @@ fn stat_fields(stat: &str) -> Option<(char, u32)> {
     let state = fields.next()?.chars().next()?;
     let start: u64 = fields.nth(18)?.parse().ok()?;
     Some((state, start as u32))
+}
+
+/// Test support: makes a copy of this process with a plain `fork()`, as a user's code may,
+/// runs `child` in the copy and ends it with `_exit(child())` (no exit hooks, no flushing);
+/// returns the copy's pid. The caller reaps it.
+///
+/// # Safety
+/// Only the calling thread exists in the copy, and locks other threads held stay held there:
+/// `child` may make only async-signal-safe calls (no allocation, no lock).
+#[cfg(test)]
+pub(crate) unsafe fn fork_and_run(child: impl FnOnce() -> i32) -> io::Result<u32> {
+    // SAFETY: `fork` has no preconditions of its own; what the copy may do is the caller's
+    // promise (above), and the copy never returns from here.
+    match unsafe { libc::fork() } {
+        -1 => Err(io::Error::last_os_error()),
+        0 => {
+            let code = child();
+            // SAFETY: `_exit` ends the copy at once, running nothing of the parent's.
+            unsafe { libc::_exit(code) }
+        }
+        pid => Ok(pid as u32),
+    }
 }

@@ -17,7 +17,8 @@
 //! one only when its own runtime installed its handler), so when such a thread overflows, the
 //! kernel cannot run any handler and the process dies by a plain `SIGSEGV`, as before.
 //!
-//! This is the one place in the crate with signal-handling code, and the only user of `libc`.
+//! This is the one place in the crate with signal-handling code (the rest of `src/sys/` uses
+//! `libc` only where rustix has nothing: `atexit`).
 
 use std::ffi::{c_int, c_void};
 use std::io;
@@ -94,6 +95,17 @@ pub(crate) fn installed_here() -> bool {
     // SAFETY: a null new action only asks for the current one, written to `current`.
     let rc = unsafe { libc::sigaction(libc::SIGSEGV, ptr::null(), &mut current) };
     rc == 0 && current.sa_sigaction == handler_address()
+}
+
+/// Test support: sets `SIGCHLD` to `SIG_IGN`, as a user's program may: the kernel then reaps
+/// children itself, behind the back of any `waitpid`.
+#[cfg(test)]
+pub(crate) fn ignore_child_exits() -> io::Result<()> {
+    // SAFETY: `SIG_IGN` installs no handler, so there is no handler code to make safe.
+    match unsafe { libc::signal(libc::SIGCHLD, libc::SIG_IGN) } {
+        libc::SIG_ERR => Err(io::Error::last_os_error()),
+        _ => Ok(()),
+    }
 }
 
 /// [`on_fault`] as `sigaction` takes it.

@@ -116,11 +116,7 @@ fn encode_capped<T: Serialize + ?Sized>(
     }
     let (at, capacity) = (out.len(), out.capacity());
     let mut dropped = 0;
-    let writer = Capped {
-        end: at.saturating_add(limit),
-        out: &mut *out,
-        dropped: &mut dropped,
-    };
+    let writer = Capped::new(&mut *out, at.saturating_add(limit), &mut dropped);
     let encoded = bincode::serde::encode_into_writer(value, writer, CONFIG);
     let size = out.len() - at + dropped;
     match encoded {
@@ -134,33 +130,58 @@ fn encode_capped<T: Serialize + ?Sized>(
     }
 }
 
-/// Appends what bincode writes to `out`, except that a write that would grow `out` past `end`
+/// Appends what bincode writes to `out`, except that a write that would take `out` past `end`
 /// is dropped and only counted: the value is then over the limit, and what was kept goes too.
-/// (The limit is checked only when `out` must grow, which keeps the per-write path as short as a
-/// plain `Vec`'s: bincode writes a byte vector inside a struct a byte at a time.)
+/// Nothing is ever written past `end`, and `out` is never grown past it, so an over-limit value
+/// touches no more memory than the limit. (The limit is checked only when the write does not
+/// fit below `stop`, which keeps the per-write path as short as a plain `Vec`'s: bincode writes
+/// a byte vector inside a struct a byte at a time.)
 struct Capped<'a> {
     out: &'a mut Vec<u8>,
     end: usize,
+    /// Where the fast path stops: the capacity of `out`, or `end` if that comes first.
+    stop: usize,
     /// Bytes written but not kept.
     dropped: &'a mut usize,
 }
 
-impl Capped<'_> {
+impl<'a> Capped<'a> {
+    fn new(out: &'a mut Vec<u8>, end: usize, dropped: &'a mut usize) -> Self {
+        let stop = out.capacity().min(end);
+        Self {
+            out,
+            end,
+            stop,
+            dropped,
+        }
+    }
+
     #[cold]
     #[inline(never)]
     fn grow(&mut self, bytes: &[u8]) {
-        if self.out.len() + bytes.len() <= self.end {
-            self.out.extend_from_slice(bytes);
-        } else {
+        let len = self.out.len();
+        let needed = len.saturating_add(bytes.len());
+        if needed > self.end {
             *self.dropped = self.dropped.saturating_add(bytes.len());
+            return;
         }
+        if needed > self.out.capacity() {
+            // Doubling from 8 bytes, as `Vec` would, but never past the limit.
+            let target = needed
+                .max(self.out.capacity().saturating_mul(2))
+                .max(8)
+                .min(self.end);
+            self.out.reserve_exact(target - len);
+        }
+        self.out.extend_from_slice(bytes);
+        self.stop = self.out.capacity().min(self.end);
     }
 }
 
 impl bincode::enc::write::Writer for Capped<'_> {
     #[inline(always)]
     fn write(&mut self, bytes: &[u8]) -> std::result::Result<(), bincode::error::EncodeError> {
-        if bytes.len() <= self.out.capacity() - self.out.len() {
+        if bytes.len() <= self.stop - self.out.len() {
             self.out.extend_from_slice(bytes);
         } else {
             self.grow(bytes);
@@ -533,6 +554,34 @@ mod tests {
         assert_eq!(decode_front::<Vec<u8>>(&mut input).unwrap(), vec![7u8; 100]);
         assert_eq!(decode_front::<(Vec<u8>, u32)>(&mut input).unwrap(), nested);
         assert!(input.is_empty());
+    }
+
+    /// Regression (review): once `out` had to grow, `Vec`'s doubling let its capacity pass the
+    /// limit, and the fast path wrote on up to the capacity: an over-limit value touched about
+    /// twice the limit before it was refused. Neither length nor capacity may pass the limit,
+    /// whether the buffer starts empty or larger than the limit.
+    #[test]
+    fn a_capped_writer_never_holds_more_than_its_limit() {
+        use bincode::enc::write::Writer;
+        for (start, limit) in [(0, 1000), (3, 1000), (4096, 100), (0, 1)] {
+            let mut out = Vec::with_capacity(start);
+            out.extend(std::iter::repeat_n(9u8, start.min(3)));
+            let at = out.len();
+            let mut dropped = 0;
+            let mut capped = Capped::new(&mut out, at + limit, &mut dropped);
+            // One byte at a time, as bincode writes a byte vector inside a struct.
+            for _ in 0..3 * limit {
+                capped.write(&[7]).unwrap();
+                let (len, capacity) = (capped.out.len(), capped.out.capacity());
+                assert!(len <= at + limit, "{start}/{limit}: {len} bytes kept");
+                assert!(
+                    capacity <= (at + limit).max(start),
+                    "{start}/{limit}: capacity {capacity}"
+                );
+            }
+            assert_eq!(out.len() - at, limit);
+            assert_eq!(dropped, 2 * limit);
+        }
     }
 
     #[test]
