@@ -25,6 +25,8 @@ use serde::de::DeserializeOwned;
 use crate::bootstrap::{self, ChildLink};
 use crate::children::{self, ActiveChild, ChildId};
 use crate::error::{Death, Error, Result};
+use crate::launch::{self, Io};
+use crate::pool::StartMethod;
 use crate::sys;
 use crate::sys::proc::Stop;
 use crate::wire::codec;
@@ -200,7 +202,8 @@ impl<R: Serialize + DeserializeOwned + Send + 'static> Process<R> {
             Ok(p) => p,
             Err(e) => return Err(Error::Encode(e.clone())),
         };
-        let mut link = bootstrap::spawn_child(&self.name, Role::Process, false)?;
+        let mut link =
+            launch::launcher(StartMethod::Spawn).launch(&self.name, Role::Process, Io::Blocking)?;
         let header = TaskHeader {
             seq: 0,
             entry: self.entry,

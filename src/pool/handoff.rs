@@ -40,6 +40,7 @@ use super::link::Delivery;
 use super::result::lock;
 use super::supervisor::{Core, Wake};
 use crate::error::{Error, Result};
+use crate::launch::Launch;
 use crate::sys::fd::Waker;
 use crate::wire::fds::FdSet;
 use crate::wire::message::Failure;
@@ -58,6 +59,8 @@ pub(crate) struct Config {
     pub(crate) task_timeout: Option<Duration>,
     /// How long work waits while no worker can be started (see `starts.rs`).
     pub(crate) start_timeout: Duration,
+    /// How workers are started.
+    pub(crate) launch: &'static dyn Launch,
 }
 
 /// The initializer: a trampoline and its one encoded argument.

@@ -29,6 +29,7 @@ pub use imap::IMap;
 pub use result::AsyncResult;
 
 use crate::error::{Error, Result};
+use crate::launch::Launch;
 use crate::task::{self, StarFn};
 use crate::wire::codec;
 use crate::wire::fds::{self, FdSet};
@@ -77,6 +78,8 @@ pub struct PoolBuilder {
     task_timeout: Option<Duration>,
     start_timeout: Duration,
     start_method: StartMethod,
+    /// How workers are started: the start method's launcher, or a test's.
+    launch: &'static dyn Launch,
 }
 
 impl std::fmt::Debug for PoolBuilder {
@@ -165,6 +168,7 @@ impl PoolBuilder {
     /// How workers are started. Default: [`StartMethod::Spawn`].
     pub fn start_method(mut self, method: StartMethod) -> Self {
         self.start_method = method;
+        self.launch = crate::launch::launcher(method);
         self
     }
 
@@ -184,6 +188,7 @@ impl PoolBuilder {
             max_tasks_per_child: self.max_tasks_per_child,
             task_timeout: self.task_timeout,
             start_timeout: self.start_timeout,
+            launch: self.launch,
         })?;
         let supervisor = Supervisor::new(shared.clone());
         let handle = std::thread::Builder::new()
@@ -285,6 +290,7 @@ impl Pool {
             task_timeout: None,
             start_timeout: DEFAULT_START_TIMEOUT,
             start_method: StartMethod::Spawn,
+            launch: crate::launch::launcher(StartMethod::Spawn),
         }
     }
 
@@ -684,5 +690,72 @@ impl Drop for Pool {
     /// `with Pool() as p:` block.
     fn drop(&mut self) {
         self.terminate();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::bootstrap::ChildLink;
+    use crate::launch::Io;
+    use crate::wire::message::Role;
+    use std::sync::atomic::{AtomicU32, Ordering};
+
+    /// Fails its first `fails` launches as a process limit would, then spawns.
+    struct Flaky {
+        fails: u32,
+        calls: AtomicU32,
+    }
+
+    impl Launch for Flaky {
+        fn launch(&self, name: &str, role: Role, io: Io) -> Result<ChildLink> {
+            if self.calls.fetch_add(1, Ordering::SeqCst) < self.fails {
+                return Err(Error::Io(std::io::Error::from_raw_os_error(11)));
+            }
+            crate::launch::launcher(StartMethod::Spawn).launch(name, role, io)
+        }
+    }
+
+    fn square(x: u64) -> u64 {
+        x * x
+    }
+
+    impl PoolBuilder {
+        fn launch_with(mut self, launch: &'static dyn Launch) -> Self {
+            self.launch = launch;
+            self
+        }
+    }
+
+    #[test]
+    fn a_pool_starts_its_workers_only_through_its_launcher() {
+        static NEVER: Flaky = Flaky {
+            fails: u32::MAX,
+            calls: AtomicU32::new(0),
+        };
+        let pool = Pool::builder()
+            .processes(1)
+            .start_timeout(Duration::from_millis(200))
+            .launch_with(&NEVER)
+            .build()
+            .unwrap();
+        match pool.apply(square, 3) {
+            Err(Error::Spawn(why)) => assert!(why.contains("temporarily unavailable"), "{why}"),
+            other => panic!("expected a spawn error, got {other:?}"),
+        }
+        assert!(NEVER.calls.load(Ordering::SeqCst) >= 2, "it tried again");
+
+        static THIRD_TIME: Flaky = Flaky {
+            fails: 2,
+            calls: AtomicU32::new(0),
+        };
+        let pool = Pool::builder()
+            .processes(1)
+            .start_timeout(Duration::from_secs(30))
+            .launch_with(&THIRD_TIME)
+            .build()
+            .unwrap();
+        assert_eq!(pool.apply(square, 3).unwrap(), 9);
+        assert_eq!(THIRD_TIME.calls.load(Ordering::SeqCst), 3);
     }
 }

@@ -31,8 +31,8 @@ use super::link::{
 use super::pace::Pace;
 use super::result::lock;
 use super::starts::{Backlog, Starts};
-use crate::bootstrap;
 use crate::error::{Error, Result};
+use crate::launch::Io;
 use crate::sys;
 use crate::sys::fd::{Interest, Ready, Waker};
 use crate::wire::message::{Failure, Role, kind};
@@ -438,7 +438,10 @@ impl Core {
     fn spawn_worker(&mut self) -> Result<()> {
         let name = format!("PoolWorker-{}", self.next_name);
         self.next_name += 1;
-        let link = bootstrap::spawn_child(&name, Role::PoolWorker, true)?;
+        let link = self
+            .cfg
+            .launch
+            .launch(&name, Role::PoolWorker, Io::Polled)?;
         let mut w = WorkerLink {
             link,
             inflight: VecDeque::new(),
