@@ -35,7 +35,7 @@ use crate::wire::codec;
 use crate::wire::fds::{self, FdSet};
 use handoff::{Config, InitTask, PoolState, Shared};
 use job::{Chunk, ChunkBuilder, Sink};
-use result::{CallbackQueue, Collect, Slot, lock};
+use result::{CallbackQueue, Gather, Slot, lock};
 use supervisor::Supervisor;
 
 /// How a pool starts its workers.
@@ -363,7 +363,7 @@ impl Pool {
     {
         let collector: std::sync::Weak<dyn job::Collector> = Arc::downgrade(&self.shared) as _;
         let slot = Slot::new(self.callbacks.clone(), collector);
-        let sink = Collect::new(slot.clone(), finish);
+        let sink = Gather::new(slot.clone(), finish);
         let mut builder = ChunkBuilder::new(sink.clone() as Arc<dyn Sink>, entry, chunksize);
         let mut chunks = Vec::new();
         let mut queued_items = 0;

@@ -393,7 +393,7 @@ impl<T: Send + 'static> AsyncResult<T> {
 /// Values are kept in runs of consecutive items, as they arrive (one run per delivered batch),
 /// and errors apart from them; they are put in order once, at the end. An item costs the size
 /// of its value, not of a `Result<R, Error>`.
-pub(crate) struct Collect<R, Out> {
+pub(crate) struct Gather<R, Out> {
     state: Mutex<CollectState<R>>,
     slot: Arc<Slot<Out>>,
     finish: fn(Outcomes<R>) -> Result<Out>,
@@ -431,7 +431,7 @@ struct CollectState<R> {
     done: bool,
 }
 
-impl<R: DeserializeOwned + Send + 'static, Out: Send + 'static> Collect<R, Out> {
+impl<R: DeserializeOwned + Send + 'static, Out: Send + 'static> Gather<R, Out> {
     pub(crate) fn new(slot: Arc<Slot<Out>>, finish: fn(Outcomes<R>) -> Result<Out>) -> Arc<Self> {
         Arc::new(Self {
             state: Mutex::new(CollectState {
@@ -474,7 +474,7 @@ impl<R: DeserializeOwned + Send + 'static, Out: Send + 'static> Collect<R, Out> 
     }
 }
 
-impl<R: DeserializeOwned + Send + 'static, Out: Send + 'static> Sink for Collect<R, Out> {
+impl<R: DeserializeOwned + Send + 'static, Out: Send + 'static> Sink for Gather<R, Out> {
     fn deliver(&self, first: usize, count: usize, bytes: &[u8]) {
         let mut run: (usize, Vec<R>) = (first, Vec::with_capacity(count));
         let mut errors = Vec::new();
