@@ -388,13 +388,13 @@ impl<T: Send + 'static> AsyncResult<T> {
     }
 }
 
-/// Collects every item's outcome of a call, then finishes the slot.
+/// Gathers every item's outcome of a call, then finishes the slot.
 ///
 /// Values are kept in runs of consecutive items, as they arrive (one run per delivered batch),
 /// and errors apart from them; they are put in order once, at the end. An item costs the size
 /// of its value, not of a `Result<R, Error>`.
 pub(crate) struct Gather<R, Out> {
-    state: Mutex<CollectState<R>>,
+    state: Mutex<GatherState<R>>,
     slot: Arc<Slot<Out>>,
     finish: fn(Outcomes<R>) -> Result<Out>,
 }
@@ -424,7 +424,7 @@ impl<R> Outcomes<R> {
     }
 }
 
-struct CollectState<R> {
+struct GatherState<R> {
     outcomes: Outcomes<R>,
     received: usize,
     expected: Option<usize>,
@@ -434,7 +434,7 @@ struct CollectState<R> {
 impl<R: DeserializeOwned + Send + 'static, Out: Send + 'static> Gather<R, Out> {
     pub(crate) fn new(slot: Arc<Slot<Out>>, finish: fn(Outcomes<R>) -> Result<Out>) -> Arc<Self> {
         Arc::new(Self {
-            state: Mutex::new(CollectState {
+            state: Mutex::new(GatherState {
                 outcomes: Outcomes {
                     runs: Vec::new(),
                     errors: Vec::new(),
@@ -456,7 +456,7 @@ impl<R: DeserializeOwned + Send + 'static, Out: Send + 'static> Gather<R, Out> {
         self.maybe_finish(st);
     }
 
-    fn maybe_finish(&self, mut st: MutexGuard<'_, CollectState<R>>) {
+    fn maybe_finish(&self, mut st: MutexGuard<'_, GatherState<R>>) {
         if st.done || st.expected != Some(st.received) {
             return;
         }
