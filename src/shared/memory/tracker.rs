@@ -28,7 +28,7 @@ use serde::{Deserialize, Serialize};
 use crate::bootstrap::{self, ChildLink};
 use crate::error::{Error, Result};
 use crate::sys;
-use crate::sys::tracker::ObjectId;
+use crate::sys::fd::ObjectId;
 use crate::wire::message::{Role, kind};
 use crate::wire::{Channel, codec};
 
@@ -156,13 +156,13 @@ fn start() -> Result<ChildLink> {
 /// The tracker process: serves its creator until the creator is gone, removes what is left,
 /// and returns the exit status.
 pub(crate) fn serve(mut ch: Channel) -> i32 {
-    if let Err(e) = sys::tracker::detach_from_parent() {
+    if let Err(e) = sys::proc::detach_from_parent() {
         eprintln!("multiproc: the shared-memory tracker could not detach: {e}");
         return crate::worker::EXIT_PROTOCOL;
     }
     // SAFETY: this is a freshly started, single-threaded child; the start-up code dropped
     // everything it held except `ch`, which is kept.
-    if let Err(e) = unsafe { sys::tracker::close_all_except(ch.as_fd()) } {
+    if let Err(e) = unsafe { sys::fd::close_all_except(ch.as_fd()) } {
         eprintln!("multiproc: the shared-memory tracker could not close inherited files: {e}");
     }
     let detached = match codec::encode(&Message::Detached) {
@@ -190,7 +190,7 @@ pub(crate) fn serve(mut ch: Channel) -> i32 {
         }
     }
     for (name, id) in names {
-        if let Err(e) = sys::tracker::unlink_if(&name, id) {
+        if let Err(e) = sys::shm_name::unlink_if(&name, id) {
             eprintln!("multiproc: could not remove shared memory {name:?}: {e}");
         }
     }
