@@ -174,6 +174,7 @@ mod error;
 #[cfg(feature = "fuzzing")]
 #[doc(hidden)]
 pub mod fuzzing;
+mod mem;
 mod pipe;
 mod pool;
 mod process;

@@ -25,8 +25,8 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::error::{Error, Result};
-use crate::shared::segment::{Kind, Segment};
-use crate::sync::parking;
+use crate::mem::parking;
+use crate::mem::segment::{Kind, Segment};
 use crate::sys::proc::own_process_identity;
 use crate::sys::shm::SealedBytes;
 use crate::wire::codec;

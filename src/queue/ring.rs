@@ -21,9 +21,9 @@ use std::os::fd::{AsFd, OwnedFd};
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering::SeqCst};
 use std::time::Instant;
 
-use crate::shared::segment::{Kind, Segment, SharedCell};
+use crate::mem::parking::Parking;
+use crate::mem::segment::{Kind, Segment, SharedCell};
 use crate::sync::lock::{Held, LockCell};
-use crate::sync::parking::Parking;
 use crate::sys;
 use crate::sys::proc::identity_alive;
 use crate::sys::shm::SealedBytes;

@@ -18,10 +18,10 @@ use std::time::{Duration, Instant};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use super::element::Element;
-use super::segment::{Kind, Segment, SharedCell};
 use crate::error::{Error, Result};
+use crate::mem::parking;
+use crate::mem::segment::{Kind, Segment, SharedCell};
 use crate::sync::lock::{LockCell, Taken, taken};
-use crate::sync::parking;
 
 /// Elements start at this alignment after the cell.
 const DATA_ALIGN: usize = 64;

@@ -20,9 +20,9 @@ use std::sync::atomic::{AtomicU32, AtomicU64, Ordering::SeqCst};
 use std::time::{Duration, Instant};
 
 use crate::error::{Error, Result};
-use crate::shared::segment::{Kind, Segment, SharedCell, segment_handle};
+use crate::mem::parking::{self, Parking};
+use crate::mem::segment::{Kind, Segment, SharedCell, segment_handle};
 use crate::sync::lock::{Held, LockCell};
-use crate::sync::parking::{self, Parking};
 use crate::sys::proc::{identity_alive, thread_identity};
 
 /// Parties whose deaths are noticed; more may wait, unwatched.

@@ -15,9 +15,9 @@ use std::sync::atomic::{AtomicU32, Ordering::SeqCst};
 use std::time::{Duration, Instant};
 
 use crate::error::{Error, Result};
-use crate::shared::segment::{Kind, Segment, SharedCell, segment_handle};
+use crate::mem::parking::{self, Parking};
+use crate::mem::segment::{Kind, Segment, SharedCell, segment_handle};
 use crate::sync::lock::{LockCell, acquire_recursive, release_recursive, try_acquire_recursive};
-use crate::sync::parking::{self, Parking};
 
 #[derive(Debug, Default)]
 #[repr(C)]

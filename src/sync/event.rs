@@ -4,8 +4,8 @@ use std::sync::atomic::{AtomicU32, Ordering::SeqCst};
 use std::time::Duration;
 
 use crate::error::Result;
-use crate::shared::segment::{Kind, Segment, SharedCell, segment_handle};
-use crate::sync::parking::{self, Parking};
+use crate::mem::parking::{self, Parking};
+use crate::mem::segment::{Kind, Segment, SharedCell, segment_handle};
 
 #[derive(Debug, Default)]
 #[repr(C)]

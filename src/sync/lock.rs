@@ -15,8 +15,8 @@ use std::sync::atomic::{AtomicU32, AtomicU64, Ordering::SeqCst};
 use std::time::{Duration, Instant};
 
 use crate::error::{Error, Result};
-use crate::shared::segment::{Kind, Segment, SharedCell, segment_handle};
-use crate::sync::parking::{self, Parking};
+use crate::mem::parking::{self, Parking};
+use crate::mem::segment::{Kind, Segment, SharedCell, segment_handle};
 use crate::sys::proc::{identity_alive, thread_identity};
 
 /// The shared state of a lock.

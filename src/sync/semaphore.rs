@@ -9,8 +9,8 @@ use std::sync::atomic::{AtomicU32, Ordering::SeqCst};
 use std::time::{Duration, Instant};
 
 use crate::error::{Error, Result};
-use crate::shared::segment::{Kind, Segment, SharedCell, segment_handle};
-use crate::sync::parking::{self, Parking};
+use crate::mem::parking::{self, Parking};
+use crate::mem::segment::{Kind, Segment, SharedCell, segment_handle};
 
 #[derive(Debug, Default)]
 #[repr(C)]

@@ -149,7 +149,7 @@ macro_rules! segment_handle {
 
         impl<'de> serde::Deserialize<'de> for $handle {
             fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-                let seg = $crate::shared::segment::Segment::deserialize(d)?;
+                let seg = $crate::mem::segment::Segment::deserialize(d)?;
                 seg.check::<$cell>($kind)
                     .map_err(serde::de::Error::custom)?;
                 Ok(Self { seg })
@@ -162,13 +162,13 @@ pub(crate) use segment_handle;
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::sync::lock::LockCell;
+    use crate::mem::parking::Parking;
 
     /// Regression: a process holding a handle could shrink its memory under every other
     /// holder (who then died of SIGBUS on their next access).
     #[test]
     fn segments_cannot_change_size_and_unsealed_memory_is_refused() {
-        let seg = Segment::new::<LockCell>(Kind::Lock, 0).unwrap();
+        let seg = Segment::new::<Parking>(Kind::Lock, 0).unwrap();
         assert!(
             rustix::fs::ftruncate(seg.as_fd(), 0).is_err(),
             "shrink refused"
