@@ -24,12 +24,12 @@ use std::sync::mpsc;
 use std::sync::{Mutex, OnceLock, PoisonError};
 use std::time::{Duration, Instant};
 
+use crate::child::protocol::FAULT_SLOT;
 use crate::error::{Death, Error, Result};
 use crate::sys;
 use crate::sys::page::SharedPage;
 use crate::wire::message::{Hello, Ready, Refuse, Role, kind};
 use crate::wire::{Channel, codec};
-use crate::worker::FAULT_SLOT;
 
 /// The environment variable that marks a child: `"<socket fd>,<page fd>,<parent pid>"`.
 pub(crate) const ENV: &str = "MULTIPROC_WORKER";
@@ -87,7 +87,7 @@ fn take_marker() -> Option<Marker> {
         Ok(marker) => Some(marker),
         Err(why) if started_as_child() => {
             eprintln!("multiproc: child process could not start: {ENV}={value:?}: {why}");
-            std::process::exit(crate::worker::EXIT_PROTOCOL)
+            std::process::exit(crate::child::protocol::EXIT_PROTOCOL)
         }
         Err(why) => {
             eprintln!("multiproc: ignoring {ENV}={value:?}: {why}; running as a normal program");
@@ -146,7 +146,7 @@ fn run_child(marker: &Marker) -> ! {
         Ok(code) => code,
         Err(e) => {
             eprintln!("multiproc: child process could not start: {e}");
-            crate::worker::EXIT_PROTOCOL
+            crate::child::protocol::EXIT_PROTOCOL
         }
     };
     std::process::exit(code)
@@ -197,7 +197,7 @@ fn child_main(marker: &Marker) -> Result<i32> {
     if hello.role == Role::Tracker {
         return Ok(crate::shared::memory::tracker::serve(ch));
     }
-    Ok(crate::worker::serve(ch, page, hello.role))
+    Ok(crate::child::worker::serve(ch, page, hello.role))
 }
 
 /// This executable's identity, sent in the greeting and checked by the child.

@@ -169,6 +169,7 @@
 //!   executable as its parent before accepting any task.
 
 mod bootstrap;
+mod child;
 mod children;
 mod error;
 #[cfg(feature = "fuzzing")]
@@ -184,7 +185,6 @@ mod sync;
 mod sys;
 mod task;
 mod wire;
-mod worker;
 
 pub use bootstrap::{CurrentProcess, cpu_count, current_process, init};
 pub use children::{ActiveChild, active_children};

@@ -158,7 +158,7 @@ fn start() -> Result<ChildLink> {
 pub(crate) fn serve(mut ch: Channel) -> i32 {
     if let Err(e) = sys::proc::detach_from_parent() {
         eprintln!("multiproc: the shared-memory tracker could not detach: {e}");
-        return crate::worker::EXIT_PROTOCOL;
+        return crate::child::protocol::EXIT_PROTOCOL;
     }
     // SAFETY: this is a freshly started, single-threaded child; the start-up code dropped
     // everything it held except `ch`, which is kept.
@@ -167,10 +167,10 @@ pub(crate) fn serve(mut ch: Channel) -> i32 {
     }
     let detached = match codec::encode(&Message::Detached) {
         Ok(bytes) => bytes,
-        Err(_) => return crate::worker::EXIT_PROTOCOL,
+        Err(_) => return crate::child::protocol::EXIT_PROTOCOL,
     };
     if ch.send(kind::TRACKER, &detached).is_err() {
-        return crate::worker::EXIT_PROTOCOL;
+        return crate::child::protocol::EXIT_PROTOCOL;
     }
     let mut names: HashSet<(String, ObjectId)> = HashSet::new();
     // Any error ends the loop: end of file is the creator's death or exit, and a broken channel
