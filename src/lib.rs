@@ -171,6 +171,7 @@
 mod bootstrap;
 mod child;
 mod children;
+mod current;
 mod error;
 #[cfg(feature = "fuzzing")]
 #[doc(hidden)]
@@ -186,8 +187,9 @@ mod sys;
 mod task;
 mod wire;
 
-pub use bootstrap::{CurrentProcess, cpu_count, current_process, init};
+pub use child::start::init;
 pub use children::{ActiveChild, active_children};
+pub use current::{CurrentProcess, cpu_count, current_process};
 pub use error::{Death, Error, Result};
 pub use pipe::{Connection, Pipe};
 pub use pool::{AsyncResult, IMap, Pool, PoolBuilder, StartMethod};

@@ -1,11 +1,15 @@
 //! Everything that runs in a child: what a process started by this crate does, from its
 //! first instruction to its exit status.
 //!
-//! - `protocol.rs`: what child and parent agree on (page slots, exit statuses); the parent's
-//!   side (`bootstrap`, `pool::link`, the tracker's client) imports it from here.
+//! - `start.rs`: `init()` and the start-up hook, the marker's checks, the handshake, and the
+//!   choice of loop by the role the parent asked for.
 //! - `worker.rs`: the worker loop, serving tasks for a pool or a `Process`.
+//! - `protocol.rs`: what child and parent agree on (the marker, the executable identity, page
+//!   slots, exit statuses); the parent's side (`bootstrap`, `pool::link`, the tracker's
+//!   client) imports it from here.
 //!
 //! Nothing here imports the parent's side: the dependency runs one way, parent to child.
 
 pub(crate) mod protocol;
+pub(crate) mod start;
 pub(crate) mod worker;
