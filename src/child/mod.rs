@@ -4,6 +4,7 @@
 //! - `start.rs`: `init()` and the start-up hook, the marker's checks, the handshake, and the
 //!   choice of loop by the role the parent asked for.
 //! - `worker.rs`: the worker loop, serving tasks for a pool or a `Process`.
+//! - `tracker.rs`: the shared-memory tracker's loop, removing a creator's names once it is gone.
 //! - `protocol.rs`: what child and parent agree on (the marker, the executable identity, page
 //!   slots, exit statuses); the parent's side (`bootstrap`, `pool::link`, the tracker's
 //!   client) imports it from here.
@@ -12,4 +13,5 @@
 
 pub(crate) mod protocol;
 pub(crate) mod start;
-pub(crate) mod worker;
+mod tracker;
+mod worker;

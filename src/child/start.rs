@@ -185,7 +185,7 @@ fn child_main(marker: &Marker) -> Result<i32> {
         })?,
     )?;
     if hello.role == Role::Tracker {
-        return Ok(crate::shared::memory::tracker::serve(ch));
+        return Ok(super::tracker::serve(ch));
     }
     Ok(super::worker::serve(ch, page, hello.role))
 }
