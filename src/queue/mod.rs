@@ -454,9 +454,7 @@ impl<'de, T> Deserialize<'de> for Queue<T> {
     fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
         use serde::de::Error as _;
         let (seg, tx, rx, passing) = <(u32, u32, u32, bool)>::deserialize(d)?;
-        let seg = Segment::from_fd(fds::take(seg).map_err(D::Error::custom)?)
-            .map_err(D::Error::custom)?;
-        seg.check::<ring::QueueCell>(Kind::Queue)
+        let seg = Segment::from_fd(fds::take(seg).map_err(D::Error::custom)?, Kind::Queue)
             .map_err(D::Error::custom)?;
         let tx = fds::take(tx).map_err(D::Error::custom)?;
         let rx = fds::take(rx).map_err(D::Error::custom)?;

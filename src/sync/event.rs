@@ -36,7 +36,7 @@ unsafe impl SharedCell for EventCell {}
 /// ```
 #[derive(Clone, Debug)]
 pub struct Event {
-    seg: Segment,
+    seg: Segment<EventCell>,
 }
 
 segment_handle!(Event, Kind::Event, EventCell);
@@ -48,7 +48,7 @@ impl Event {
     /// The shared memory could not be created ([`Error::Io`](crate::Error::Io)).
     pub fn new() -> Result<Self> {
         Ok(Self {
-            seg: Segment::new::<EventCell>(Kind::Event, 0)?,
+            seg: Segment::new(Kind::Event, 0)?,
         })
     }
 
