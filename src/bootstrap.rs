@@ -1,222 +1,27 @@
-//! Start-up: `init()`, telling a child from a parent, spawning children, and the handshake.
+//! Where children get started: the parent's side of spawning and of the handshake.
 //!
-//! A child is this same program, re-executed from `/proc/self/exe` with the environment
-//! variable [`ENV`] naming two inherited descriptors (its socket to the parent and the shared
-//! progress page) and the parent's pid. On Linux a start-up hook in `.init_array` notices the
-//! variable before `main` runs — which is what makes pools work inside `#[test]` functions,
-//! whose `main` belongs to libtest — and [`init`] does the same for platforms without one.
-//! The variable is removed as soon as it is read, so that tasks and the programs they start
-//! never see it. A value that does not name this process's parent and descriptors of the kinds
-//! a parent hands over (a stray variable from a shell, say) is reported in one line and
-//! ignored: the program runs its `main` as usual, never as a child. Unless the process was
-//! started as a child — its first argument is [`CHILD_ARG`], which only the spawner gives —
-//! and the marker is then surely ours: a check failing there is unexpected (an unusual `/proc`
-//! naming of descriptors, say), and running `main` would repeat the parent's work, so the
-//! child says why and exits with status 70 (`EXIT_PROTOCOL`).
+//! A child is this same program, re-executed from `/proc/self/exe` with the marker that
+//! `child::start` looks for (`child::protocol::ENV`: its socket to the parent, the shared
+//! progress page, the parent's pid) and the argument `child::protocol::CHILD_ARG`. The parent
+//! greets it with its executable identity and waits for `READY` (or `REFUSE`); what the child
+//! does from there is `child/`.
 //!
 //! Children are forked by one long-lived "spawner" thread: `PR_SET_PDEATHSIG` fires when the
 //! *thread* that forked a child exits, so forking from short-lived user threads would kill
 //! children early. The signal is armed before `exec`, and the child checks that its parent is
 //! still the one that started it, closing the race where the parent dies first.
 
-use std::os::fd::{AsFd, BorrowedFd, OwnedFd, RawFd};
+use std::os::fd::{BorrowedFd, OwnedFd, RawFd};
 use std::sync::mpsc;
-use std::sync::{Mutex, OnceLock, PoisonError};
-use std::time::{Duration, Instant};
+use std::sync::{Mutex, PoisonError};
+use std::time::Instant;
 
+use crate::child::protocol::{CHILD_ARG, ENV, FAULT_SLOT, identity};
 use crate::error::{Death, Error, Result};
 use crate::sys;
 use crate::sys::page::SharedPage;
 use crate::wire::message::{Hello, Ready, Refuse, Role, kind};
 use crate::wire::{Channel, codec};
-use crate::worker::FAULT_SLOT;
-
-/// The environment variable that marks a child: `"<socket fd>,<page fd>,<parent pid>"`.
-pub(crate) const ENV: &str = "MULTIPROC_WORKER";
-/// The first argument of every child the spawner starts; nothing else passes it.
-const CHILD_ARG: &str = "__multiproc_child__";
-/// Exit status of a child that refused the handshake (different executable).
-const EXIT_REFUSED: i32 = 71;
-/// How long a child waits for the parent's greeting.
-const HELLO_TIMEOUT: Duration = Duration::from_secs(60);
-
-/// Makes this program usable with `multiproc`. Call it first in `main`.
-///
-/// In the parent it returns at once. In a child started by this crate it serves its parent and
-/// exits: it never returns there. On Linux a start-up hook has usually done this already, before
-/// `main` ran, so the call costs one environment look-up.
-///
-/// Call it before starting any thread: the marker is removed from the environment, which is
-/// only sound while the process is single-threaded. A program that finds a `MULTIPROC_WORKER`
-/// marker not meant for it in its environment (not one its parent set for it) prints one line
-/// on stderr naming the variable and its value, removes it, and goes on as a normal program.
-/// A child that `multiproc` started and whose marker fails its checks prints the reason and
-/// exits with status 70 instead: it never runs `main`.
-///
-/// # Examples
-/// ```
-/// // The first line of `main`:
-/// multiproc::init();
-/// // ... then use Process and Pool.
-/// ```
-pub fn init() {
-    if let Some(marker) = take_marker() {
-        run_child(&marker);
-    }
-}
-
-/// What a parent's spawner puts in [`ENV`] for its child.
-struct Marker {
-    /// The child's end of its socket to the parent.
-    sock: RawFd,
-    /// The shared progress page.
-    page: RawFd,
-    parent: u32,
-}
-
-/// Takes [`ENV`] out of the environment and returns the marker if it is meant for this
-/// process; reports and drops any other value, or, in a process started as a child, reports
-/// it and exits (see the module docs).
-fn take_marker() -> Option<Marker> {
-    let value = std::env::var_os(ENV)?;
-    // SAFETY: called before `main` (from the start-up hook) or as the first line of `main`, as
-    // `init` documents: no other thread is reading the environment. The marker must not leak to
-    // programs this process starts, whatever its value.
-    unsafe { std::env::remove_var(ENV) };
-    match Marker::check(&value) {
-        Ok(marker) => Some(marker),
-        Err(why) if started_as_child() => {
-            eprintln!("multiproc: child process could not start: {ENV}={value:?}: {why}");
-            std::process::exit(crate::worker::EXIT_PROTOCOL)
-        }
-        Err(why) => {
-            eprintln!("multiproc: ignoring {ENV}={value:?}: {why}; running as a normal program");
-            None
-        }
-    }
-}
-
-/// Whether a spawner started this process: its first argument is [`CHILD_ARG`].
-fn started_as_child() -> bool {
-    std::env::args_os()
-        .nth(1)
-        .is_some_and(|arg| arg == CHILD_ARG)
-}
-
-impl Marker {
-    /// Parses `"<socket fd>,<page fd>,<parent pid>"` and checks it is this process's: the pid
-    /// is its parent's, and the descriptors are open on a socket and a shared page.
-    fn check(value: &std::ffi::OsStr) -> std::result::Result<Marker, String> {
-        let malformed = || "not of the form \"<socket fd>,<page fd>,<parent pid>\"".to_string();
-        let fields: Vec<&str> = value.to_str().ok_or_else(malformed)?.split(',').collect();
-        let [sock, page, parent] = fields[..] else {
-            return Err(malformed());
-        };
-        let fd = |f: &str| f.parse::<RawFd>().ok().filter(|fd| *fd >= 0);
-        let (Some(sock), Some(page), Ok(parent)) = (fd(sock), fd(page), parent.parse::<u32>())
-        else {
-            return Err(malformed());
-        };
-        if sys::proc::getppid() != Some(parent) {
-            return Err(format!("pid {parent} is not this process's parent"));
-        }
-        if !sys::fd::is_socket(sock) {
-            return Err(format!("descriptor {sock} is not a socket"));
-        }
-        if !sys::page::is_page(page) {
-            return Err(format!("descriptor {page} is not a multiproc shared page"));
-        }
-        Ok(Marker { sock, page, parent })
-    }
-}
-
-/// The start-up hook: runs before `main` in every program that links this crate.
-#[cfg(target_os = "linux")]
-#[used]
-#[unsafe(link_section = ".init_array")]
-static CHILD_HOOK: extern "C" fn() = child_hook;
-
-#[cfg(target_os = "linux")]
-extern "C" fn child_hook() {
-    init();
-}
-
-fn run_child(marker: &Marker) -> ! {
-    let code = match child_main(marker) {
-        Ok(code) => code,
-        Err(e) => {
-            eprintln!("multiproc: child process could not start: {e}");
-            crate::worker::EXIT_PROTOCOL
-        }
-    };
-    std::process::exit(code)
-}
-
-fn child_main(marker: &Marker) -> Result<i32> {
-    sys::proc::die_with_parent(marker.parent)?;
-    // SAFETY: the marker was checked: these are a socket and a shared page that the parent's
-    // spawner kept open across `exec` for us; nothing else in this fresh process owns them.
-    let (sock, page) = unsafe { (sys::fd::adopt(marker.sock), sys::fd::adopt(marker.page)) };
-    // Programs this child runs must not inherit them.
-    sys::fd::set_cloexec(sock.as_fd(), true)?;
-    sys::fd::set_cloexec(page.as_fd(), true)?;
-    // Kept for the life of the process: the fault handler may write to it at any moment.
-    let page: &'static SharedPage = Box::leak(Box::new(SharedPage::map(page)?));
-    // Before any task runs, on the thread that runs them all. Best effort: without it a stack
-    // overflow reads as a plain SIGSEGV, and the child works as well.
-    let _ = sys::signal::catch_stack_overflow(page.slot(FAULT_SLOT));
-    let mut ch = Channel::new(sock, false)?;
-
-    let hello = ch.recv(Some(Instant::now() + HELLO_TIMEOUT))?;
-    if hello.kind != kind::HELLO {
-        return Err(Error::Protocol(format!(
-            "expected a greeting, got kind {}",
-            hello.kind
-        )));
-    }
-    let hello: Hello = codec::decode(hello.payload())?;
-    if hello.identity != identity()? {
-        let reason = "the child is not the same executable as the parent (was the binary rebuilt \
-                      or replaced while running?)"
-            .to_string();
-        ch.send(kind::REFUSE, &codec::encode(&Refuse { reason })?)?;
-        return Ok(EXIT_REFUSED);
-    }
-    let _ = CURRENT.set(CurrentProcess {
-        name: hello.name,
-        pid: sys::proc::getpid(),
-        role: Some(hello.role),
-    });
-    crate::task::capture_panics();
-    ch.send(
-        kind::READY,
-        &codec::encode(&Ready {
-            pid: sys::proc::getpid(),
-        })?,
-    )?;
-    if hello.role == Role::Tracker {
-        return Ok(crate::shared::memory::tracker::serve(ch));
-    }
-    Ok(crate::worker::serve(ch, page, hello.role))
-}
-
-/// This executable's identity, sent in the greeting and checked by the child.
-fn identity() -> Result<[u64; 6]> {
-    static ID: OnceLock<[u64; 6]> = OnceLock::new();
-    if let Some(id) = ID.get() {
-        return Ok(*id);
-    }
-    let exe = sys::proc::exe_identity()?;
-    let id = [
-        exe[0],
-        exe[1],
-        exe[2],
-        exe[3],
-        exe[4],
-        crate::task::layout_probe(),
-    ];
-    Ok(*ID.get_or_init(|| id))
-}
 
 /// The parent's end of a freshly started child.
 #[derive(Debug)]
@@ -370,7 +175,7 @@ fn spawn_child_as(
     identity: [u64; 6],
 ) -> Result<ChildLink> {
     #[cfg(target_os = "linux")]
-    std::hint::black_box(&CHILD_HOOK);
+    std::hint::black_box(&crate::child::start::CHILD_HOOK);
     let (ours, theirs) = sys::fd::socketpair()?;
     let page = SharedPage::create()?;
     let (reply, answer) = mpsc::sync_channel(1);
@@ -442,68 +247,12 @@ pub(crate) fn await_ready(link: &mut ChildLink, deadline: Instant) -> Result<u32
     }
 }
 
-/// Who the current process is.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct CurrentProcess {
-    name: String,
-    pid: u32,
-    /// What this process was started for; `None` in a program not started by `multiproc`.
-    role: Option<Role>,
-}
-
-impl CurrentProcess {
-    /// `"MainProcess"` in the parent; the `Process` name or `"PoolWorker-N"` in a child.
-    pub fn name(&self) -> &str {
-        &self.name
-    }
-    /// The OS process id.
-    pub fn pid(&self) -> u32 {
-        self.pid
-    }
-    /// Whether this process was started by `multiproc` (a `Process` or a pool worker).
-    pub fn is_worker(&self) -> bool {
-        self.role.is_some()
-    }
-}
-
-/// What this process was started for by its `multiproc` parent; `None` if it was not.
-pub(crate) fn role() -> Option<Role> {
-    CURRENT.get().and_then(|me| me.role)
-}
-
-static CURRENT: OnceLock<CurrentProcess> = OnceLock::new();
-
-/// Describes the current process, like Python's `multiprocessing.current_process()`.
-///
-/// # Examples
-/// ```
-/// multiproc::init();
-/// let me = multiproc::current_process();
-/// assert_eq!(me.name(), "MainProcess");
-/// assert!(!me.is_worker());
-/// assert_eq!(me.pid(), std::process::id());
-/// ```
-pub fn current_process() -> CurrentProcess {
-    CURRENT.get().cloned().unwrap_or_else(|| CurrentProcess {
-        name: "MainProcess".into(),
-        pid: sys::proc::getpid(),
-        role: None,
-    })
-}
-
-/// The number of CPUs this process may use, like `os.cpu_count()` (respecting affinity masks).
-///
-/// # Examples
-/// ```
-/// assert!(multiproc::cpu_count() >= 1);
-/// ```
-pub fn cpu_count() -> usize {
-    sys::proc::cpu_count()
-}
-
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     use super::*;
+    use crate::child::protocol::EXIT_REFUSED;
 
     #[test]
     fn a_child_refuses_a_parent_with_another_executable() {

@@ -99,7 +99,7 @@ enum AtExit {
 /// daemonic processes to have children; waiting for them would hold the worker's exit, and
 /// the pool's `join()`, until the pool gives up and kills the worker anyway.
 fn at_exit_rule(daemon: bool) -> AtExit {
-    if daemon || crate::bootstrap::role() == Some(Role::PoolWorker) {
+    if daemon || crate::current::role() == Some(Role::PoolWorker) {
         AtExit::Kill
     } else {
         AtExit::Wait

@@ -43,7 +43,7 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
-use crate::shared::segment::{CELL_OFFSET, Kind};
+use crate::mem::segment::{CELL_OFFSET, Kind};
 use crate::sync::lock::LockCell;
 use crate::sys;
 use crate::sys::shm::{Mapping, SealedBytes};

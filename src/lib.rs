@@ -169,12 +169,15 @@
 //!   executable as its parent before accepting any task.
 
 mod bootstrap;
+mod child;
 mod children;
+mod current;
 mod error;
 #[cfg(feature = "fuzzing")]
 #[doc(hidden)]
 pub mod fuzzing;
 mod launch;
+mod mem;
 mod pipe;
 mod pool;
 mod process;
@@ -184,10 +187,10 @@ mod sync;
 mod sys;
 mod task;
 mod wire;
-mod worker;
 
-pub use bootstrap::{CurrentProcess, cpu_count, current_process, init};
+pub use child::start::init;
 pub use children::{ActiveChild, active_children};
+pub use current::{CurrentProcess, cpu_count, current_process};
 pub use error::{Death, Error, Result};
 pub use pipe::{Connection, Pipe};
 pub use pool::{AsyncResult, IMap, Pool, PoolBuilder, StartMethod};

@@ -16,7 +16,7 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::error::{Error, Result};
-use crate::sync::parking;
+use crate::mem::parking;
 use crate::sys;
 use crate::wire::fds::{self, FdSet};
 use crate::wire::{Channel, codec};

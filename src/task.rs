@@ -49,7 +49,7 @@ pub(crate) struct Run {
 /// An outcome from this size up ends its run of items, so that only the last outcome of a run
 /// can be large (the others take less than 64 MiB together): the worker can then give that one
 /// a frame of its own when the reply it would share would pass the size limit (see
-/// `worker::Replies`).
+/// `child::worker::Replies`).
 pub(crate) const LARGE_OUTCOME: usize = 1 << 20;
 
 /// What happened to one item in a trampoline.

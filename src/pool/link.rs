@@ -15,11 +15,11 @@ use super::job::{Chunk, Sink};
 use super::pace::Pace;
 use super::starts::Starts;
 use crate::bootstrap::{self, ChildLink};
+use crate::child::protocol::STARTED_SLOT;
 use crate::error::{Death, Error, Result};
 use crate::sys;
 use crate::wire::Frame;
 use crate::wire::message::{ResultsHeader, TaskHeader, kind};
-use crate::worker::STARTED_SLOT;
 
 /// How long part of a message from a worker may wait for the rest before the worker is
 /// replaced: workers write each message whole, so one cut short for this long is garbage (a

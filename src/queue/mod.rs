@@ -25,8 +25,8 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::error::{Error, Result};
-use crate::shared::segment::{Kind, Segment};
-use crate::sync::parking;
+use crate::mem::parking;
+use crate::mem::segment::{Kind, Segment};
 use crate::sys::proc::own_process_identity;
 use crate::sys::shm::SealedBytes;
 use crate::wire::codec;
@@ -454,9 +454,7 @@ impl<'de, T> Deserialize<'de> for Queue<T> {
     fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
         use serde::de::Error as _;
         let (seg, tx, rx, passing) = <(u32, u32, u32, bool)>::deserialize(d)?;
-        let seg = Segment::from_fd(fds::take(seg).map_err(D::Error::custom)?)
-            .map_err(D::Error::custom)?;
-        seg.check::<ring::QueueCell>(Kind::Queue)
+        let seg = Segment::from_fd(fds::take(seg).map_err(D::Error::custom)?, Kind::Queue)
             .map_err(D::Error::custom)?;
         let tx = fds::take(tx).map_err(D::Error::custom)?;
         let rx = fds::take(rx).map_err(D::Error::custom)?;

@@ -21,9 +21,9 @@ use std::os::fd::{AsFd, OwnedFd};
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering::SeqCst};
 use std::time::Instant;
 
-use crate::shared::segment::{Kind, Segment, SharedCell};
+use crate::mem::parking::Parking;
+use crate::mem::segment::{Kind, Segment, SharedCell};
 use crate::sync::lock::{Held, LockCell};
-use crate::sync::parking::Parking;
 use crate::sys;
 use crate::sys::proc::identity_alive;
 use crate::sys::shm::SealedBytes;
@@ -118,7 +118,7 @@ pub(crate) enum PopError {
 
 /// A queue's shared memory and side socket, mapped in this process.
 pub(crate) struct Ring {
-    seg: Segment,
+    seg: Segment<QueueCell>,
     ring: *mut u8,
     len: usize,
     side_tx: OwnedFd,
@@ -138,7 +138,7 @@ fn padded(len: usize) -> usize {
 impl Ring {
     pub(crate) fn create(maxsize: usize, ring: usize) -> std::io::Result<Self> {
         let ring = padded(ring.max(MIN_RING));
-        let seg = Segment::new::<QueueCell>(Kind::Queue, ring + 64)?;
+        let seg = Segment::new(Kind::Queue, ring + 64)?;
         let cell: &QueueCell = seg.cell();
         cell.maxsize.store(maxsize as u64, SeqCst);
         cell.ring.store(ring as u64, SeqCst);
@@ -148,21 +148,19 @@ impl Ring {
 
     /// Assembles a ring from a segment (kind already checked) and the side socket's ends.
     pub(crate) fn from_parts(
-        seg: Segment,
+        seg: Segment<QueueCell>,
         side_tx: OwnedFd,
         side_rx: OwnedFd,
     ) -> Result<Self, String> {
         let cell: &QueueCell = seg.cell();
         let len = usize::try_from(cell.ring.load(SeqCst)).map_err(|_| "bad ring size")?;
-        let (tail, tail_len) = seg.tail::<QueueCell>();
-        let skip = tail.align_offset(64);
-        if len < MIN_RING || len % 8 != 0 || skip.saturating_add(len) > tail_len {
-            return Err(format!(
-                "a received queue's ring of {len} bytes does not fit its memory"
-            ));
-        }
-        // SAFETY: `skip + len <= tail_len`, checked just above.
-        let ring = unsafe { tail.add(skip) };
+        let ring = seg
+            .tail(64, len)
+            .filter(|_| len >= MIN_RING && len % 8 == 0)
+            .ok_or_else(|| {
+                format!("a received queue's ring of {len} bytes does not fit its memory")
+            })?
+            .as_ptr();
         Ok(Self {
             seg,
             ring,
@@ -172,7 +170,7 @@ impl Ring {
         })
     }
 
-    pub(crate) fn segment(&self) -> &Segment {
+    pub(crate) fn segment(&self) -> &Segment<QueueCell> {
         &self.seg
     }
 

@@ -18,10 +18,10 @@ use std::time::{Duration, Instant};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use super::element::Element;
-use super::segment::{Kind, Segment, SharedCell};
 use crate::error::{Error, Result};
+use crate::mem::parking;
+use crate::mem::segment::{Kind, Segment, SharedCell};
 use crate::sync::lock::{LockCell, Taken, taken};
-use crate::sync::parking;
 
 /// Elements start at this alignment after the cell.
 const DATA_ALIGN: usize = 64;
@@ -40,7 +40,7 @@ unsafe impl SharedCell for ArrayCell {}
 
 /// The shared memory of an array of `T`, lock or no lock.
 pub(crate) struct Cells<T: Element> {
-    seg: Segment,
+    seg: Segment<ArrayCell>,
     data: *const T::Atomic,
     len: usize,
     _t: PhantomData<T>,
@@ -77,7 +77,7 @@ impl<T: Element> Cells<T> {
             .ok_or_else(|| {
                 Error::InvalidArgument(format!("an array of {len} elements is too large"))
             })?;
-        let seg = Segment::new::<ArrayCell>(kind, bytes)?;
+        let seg = Segment::new(kind, bytes)?;
         let cell: &ArrayCell = seg.cell();
         cell.len.store(len as u64, SeqCst);
         cell.tag.store(T::TAG, SeqCst);
@@ -94,7 +94,7 @@ impl<T: Element> Cells<T> {
     }
 
     /// Locates the elements of a segment created (here or elsewhere) for an array of `T`.
-    fn from_segment(seg: Segment) -> std::result::Result<Self, String> {
+    fn from_segment(seg: Segment<ArrayCell>) -> std::result::Result<Self, String> {
         let cell: &ArrayCell = seg.cell();
         let tag = cell.tag.load(SeqCst);
         if tag != T::TAG {
@@ -104,19 +104,14 @@ impl<T: Element> Cells<T> {
             ));
         }
         let len = usize::try_from(cell.len.load(SeqCst)).map_err(|_| "bad array length")?;
-        let (tail, tail_len) = seg.tail::<ArrayCell>();
-        let skip = tail.align_offset(DATA_ALIGN);
-        let need = len
+        let data = len
             .checked_mul(std::mem::size_of::<T::Atomic>())
-            .and_then(|b| b.checked_add(skip));
-        if need.is_none_or(|n| n > tail_len) {
-            return Err(format!(
-                "the received array of {len} elements does not fit its memory"
-            ));
-        }
-        // SAFETY: `skip <= DATA_ALIGN` bytes into the tail, which was just checked to hold
-        // `skip + len` elements.
-        let data = unsafe { tail.add(skip) }.cast::<T::Atomic>().cast_const();
+            .and_then(|bytes| seg.tail(DATA_ALIGN, bytes))
+            .ok_or_else(|| {
+                format!("the received array of {len} elements does not fit its memory")
+            })?;
+        // Atomics of at most 8 bytes: aligned at `DATA_ALIGN`.
+        let data = data.as_ptr().cast::<T::Atomic>().cast_const();
         Ok(Self {
             seg,
             data,
@@ -130,7 +125,7 @@ impl<T: Element> Cells<T> {
     }
 
     pub(crate) fn lock_cell(&self) -> &LockCell {
-        &self.seg.cell::<ArrayCell>().lock
+        &self.seg.cell().lock
     }
 
     /// The elements as atomics.
@@ -182,9 +177,7 @@ impl<T: Element> Cells<T> {
         d: D,
         kind: Kind,
     ) -> std::result::Result<Self, D::Error> {
-        let seg = Segment::deserialize(d)?;
-        seg.check::<ArrayCell>(kind)
-            .map_err(serde::de::Error::custom)?;
+        let seg = Segment::deserialize_as(d, kind)?;
         Self::from_segment(seg).map_err(serde::de::Error::custom)
     }
 }

@@ -54,8 +54,8 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::error::{Error, Result};
 use crate::sys;
+use crate::sys::fd::ObjectId;
 use crate::sys::shm::Mapping;
-use crate::sys::tracker::ObjectId;
 use crate::wire::fds;
 
 /// Bytes in the words that `read` and `write` access as `AtomicU64`.
@@ -138,7 +138,7 @@ impl Drop for Inner {
 /// between leaves the tracker a name that is already gone, never a name it does not know).
 /// Returns whether the name was removed.
 fn release(name: &str, id: ObjectId) -> Result<bool> {
-    let removed = sys::tracker::unlink_if(name, id);
+    let removed = sys::shm_name::unlink_if(name, id);
     let untracked = tracker::untrack(name, id);
     let removed = removed?;
     untracked?;
@@ -311,10 +311,10 @@ impl SharedMemory {
         };
         let removed = match &self.inner.owner {
             Some(owner) if owner.claim() => release(name, owner.id)?,
-            Some(owner) => sys::tracker::unlink_if(name, owner.id)?,
+            Some(owner) => sys::shm_name::unlink_if(name, owner.id)?,
             None => {
-                let id = sys::tracker::object_id(self.inner.map.as_fd())?;
-                sys::tracker::unlink_if(name, id)?
+                let id = sys::fd::object_id(self.inner.map.as_fd())?;
+                sys::shm_name::unlink_if(name, id)?
             }
         };
         if removed {
@@ -640,12 +640,12 @@ fn already_exists(name: &str) -> Error {
 /// docs); `shm_open` and then the tracker without `O_TMPFILE` (or if `tmpfile` is false).
 /// Returns the mapping and the object's identity.
 fn create_named(name: &str, size: usize, tmpfile: bool) -> Result<(Mapping, ObjectId)> {
-    if let Some(Ok(fd)) = tmpfile.then(|| sys::tracker::create_unnamed(size)) {
-        let id = sys::tracker::object_id(fd.as_fd())?;
+    if let Some(Ok(fd)) = tmpfile.then(|| sys::shm_name::create_unnamed(size)) {
+        let id = sys::fd::object_id(fd.as_fd())?;
         // Mapped before it is named, so that no failure below leaves a name behind.
         let map = Mapping::map(fd)?;
         tracker::track(name, id)?;
-        match sys::tracker::link_name(map.as_fd(), name) {
+        match sys::shm_name::link_name(map.as_fd(), name) {
             Ok(()) => return Ok((map, id)),
             Err(e) => {
                 let _ = tracker::untrack(name, id);
@@ -664,9 +664,9 @@ fn create_named(name: &str, size: usize, tmpfile: bool) -> Result<(Mapping, Obje
             Error::Io(e)
         }
     })?;
-    let id = sys::tracker::object_id(map.as_fd())?;
+    let id = sys::fd::object_id(map.as_fd())?;
     if let Err(e) = tracker::track(name, id) {
-        let _ = sys::tracker::unlink_if(name, id);
+        let _ = sys::shm_name::unlink_if(name, id);
         return Err(e);
     }
     Ok((map, id))
@@ -719,7 +719,7 @@ mod tests {
         let name = format!("mp-unit-fallback-{}", std::process::id());
         let (map, id) = create_named(&name, 10, false).unwrap();
         assert_eq!(map.len(), 10);
-        assert_eq!(sys::tracker::object_id(map.as_fd()).unwrap(), id);
+        assert_eq!(sys::fd::object_id(map.as_fd()).unwrap(), id);
         assert!(matches!(
             create_named(&name, 10, false),
             Err(Error::Io(e)) if e.kind() == io::ErrorKind::AlreadyExists

@@ -6,9 +6,9 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use super::array::{ArrayGuard, Cells, serde_via_cells};
 use super::element::Element;
-use super::segment::Kind;
 use crate::error::Result;
-use crate::sync::parking;
+use crate::mem::parking;
+use crate::mem::segment::Kind;
 
 /// A value in shared memory with a lock, like `multiprocessing.Value`.
 ///

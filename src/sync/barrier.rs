@@ -20,9 +20,9 @@ use std::sync::atomic::{AtomicU32, AtomicU64, Ordering::SeqCst};
 use std::time::{Duration, Instant};
 
 use crate::error::{Error, Result};
-use crate::shared::segment::{Kind, Segment, SharedCell, segment_handle};
+use crate::mem::parking::{self, Parking};
+use crate::mem::segment::{Kind, Segment, SharedCell, segment_handle};
 use crate::sync::lock::{Held, LockCell};
-use crate::sync::parking::{self, Parking};
 use crate::sys::proc::{identity_alive, thread_identity};
 
 /// Parties whose deaths are noticed; more may wait, unwatched.
@@ -66,7 +66,7 @@ unsafe impl SharedCell for BarrierCell {}
 /// ```
 #[derive(Clone, Debug)]
 pub struct Barrier {
-    seg: Segment,
+    seg: Segment<BarrierCell>,
 }
 
 segment_handle!(Barrier, Kind::Barrier, BarrierCell);
@@ -156,7 +156,7 @@ impl Barrier {
                 "a barrier needs at least one party".into(),
             ));
         }
-        let seg = Segment::new::<BarrierCell>(Kind::Barrier, 0)?;
+        let seg = Segment::new(Kind::Barrier, 0)?;
         let cell: &BarrierCell = seg.cell();
         cell.parties.store(parties, SeqCst);
         cell.watch_previous.store(u32::from(previous), SeqCst);

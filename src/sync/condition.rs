@@ -15,9 +15,9 @@ use std::sync::atomic::{AtomicU32, Ordering::SeqCst};
 use std::time::{Duration, Instant};
 
 use crate::error::{Error, Result};
-use crate::shared::segment::{Kind, Segment, SharedCell, segment_handle};
+use crate::mem::parking::{self, Parking};
+use crate::mem::segment::{Kind, Segment, SharedCell, segment_handle};
 use crate::sync::lock::{LockCell, acquire_recursive, release_recursive, try_acquire_recursive};
-use crate::sync::parking::{self, Parking};
 
 #[derive(Debug, Default)]
 #[repr(C)]
@@ -58,7 +58,7 @@ unsafe impl SharedCell for CondCell {}
 /// ```
 #[derive(Clone, Debug)]
 pub struct Condition {
-    seg: Segment,
+    seg: Segment<CondCell>,
 }
 
 segment_handle!(Condition, Kind::Condition, CondCell);
@@ -84,7 +84,7 @@ impl Condition {
     /// The shared memory could not be created ([`Error::Io`]).
     pub fn new() -> Result<Self> {
         Ok(Self {
-            seg: Segment::new::<CondCell>(Kind::Condition, 0)?,
+            seg: Segment::new(Kind::Condition, 0)?,
         })
     }
 
@@ -100,7 +100,7 @@ impl Condition {
     /// # Errors
     /// [`Error::OwnerDied`]: its holder died; the lock is free again.
     pub fn acquire(&self) -> Result<ConditionGuard<'_>> {
-        acquire_recursive(&self.seg.cell::<CondCell>().lock, None)?;
+        acquire_recursive(&self.seg.cell().lock, None)?;
         Ok(self.guard())
     }
 
@@ -110,7 +110,7 @@ impl Condition {
     /// # Errors
     /// [`Error::OwnerDied`], as for [`acquire`](Self::acquire).
     pub fn try_acquire(&self) -> Result<Option<ConditionGuard<'_>>> {
-        match try_acquire_recursive(&self.seg.cell::<CondCell>().lock)? {
+        match try_acquire_recursive(&self.seg.cell().lock)? {
             true => Ok(Some(self.guard())),
             false => Ok(None),
         }
@@ -121,10 +121,7 @@ impl Condition {
     /// # Errors
     /// [`Error::Timeout`], or as [`acquire`](Self::acquire).
     pub fn acquire_timeout(&self, timeout: Duration) -> Result<ConditionGuard<'_>> {
-        acquire_recursive(
-            &self.seg.cell::<CondCell>().lock,
-            parking::deadline(timeout),
-        )?;
+        acquire_recursive(&self.seg.cell().lock, parking::deadline(timeout))?;
         Ok(self.guard())
     }
 }

@@ -4,8 +4,8 @@ use std::sync::atomic::{AtomicU32, Ordering::SeqCst};
 use std::time::Duration;
 
 use crate::error::Result;
-use crate::shared::segment::{Kind, Segment, SharedCell, segment_handle};
-use crate::sync::parking::{self, Parking};
+use crate::mem::parking::{self, Parking};
+use crate::mem::segment::{Kind, Segment, SharedCell, segment_handle};
 
 #[derive(Debug, Default)]
 #[repr(C)]
@@ -36,7 +36,7 @@ unsafe impl SharedCell for EventCell {}
 /// ```
 #[derive(Clone, Debug)]
 pub struct Event {
-    seg: Segment,
+    seg: Segment<EventCell>,
 }
 
 segment_handle!(Event, Kind::Event, EventCell);
@@ -48,7 +48,7 @@ impl Event {
     /// The shared memory could not be created ([`Error::Io`](crate::Error::Io)).
     pub fn new() -> Result<Self> {
         Ok(Self {
-            seg: Segment::new::<EventCell>(Kind::Event, 0)?,
+            seg: Segment::new(Kind::Event, 0)?,
         })
     }
 

@@ -15,8 +15,8 @@ use std::sync::atomic::{AtomicU32, AtomicU64, Ordering::SeqCst};
 use std::time::{Duration, Instant};
 
 use crate::error::{Error, Result};
-use crate::shared::segment::{Kind, Segment, SharedCell, segment_handle};
-use crate::sync::parking::{self, Parking};
+use crate::mem::parking::{self, Parking};
+use crate::mem::segment::{Kind, Segment, SharedCell, segment_handle};
 use crate::sys::proc::{identity_alive, thread_identity};
 
 /// The shared state of a lock.
@@ -166,7 +166,7 @@ pub(crate) fn taken(outcome: Option<Taken>) -> Result<()> {
 /// ```
 #[derive(Clone, Debug)]
 pub struct Lock {
-    seg: Segment,
+    seg: Segment<LockCell>,
 }
 
 segment_handle!(Lock, Kind::Lock, LockCell);
@@ -192,7 +192,7 @@ impl Lock {
     /// The shared memory could not be created ([`Error::Io`]).
     pub fn new() -> Result<Self> {
         Ok(Self {
-            seg: Segment::new::<LockCell>(Kind::Lock, 0)?,
+            seg: Segment::new(Kind::Lock, 0)?,
         })
     }
 
@@ -265,7 +265,7 @@ impl Lock {
 /// ```
 #[derive(Clone, Debug)]
 pub struct RLock {
-    seg: Segment,
+    seg: Segment<LockCell>,
 }
 
 segment_handle!(RLock, Kind::RLock, LockCell);
@@ -325,7 +325,7 @@ impl RLock {
     /// The shared memory could not be created ([`Error::Io`]).
     pub fn new() -> Result<Self> {
         Ok(Self {
-            seg: Segment::new::<LockCell>(Kind::RLock, 0)?,
+            seg: Segment::new(Kind::RLock, 0)?,
         })
     }
 

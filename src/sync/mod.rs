@@ -1,7 +1,7 @@
 //! Synchronisation between processes: locks, semaphores, events, conditions, barriers.
 //!
 //! Every primitive is a small block of atomics in an anonymous shared segment (see
-//! `shared::segment`), with waiters asleep on a futex in the same block (`parking.rs`). No
+//! `mem::segment`), with waiters asleep on a futex in the same block (`mem::parking`). No
 //! primitive holds a kernel object besides its memory, so any number of them cost nothing but
 //! a page each, and none can be left behind.
 
@@ -9,5 +9,4 @@ pub(crate) mod barrier;
 pub(crate) mod condition;
 pub(crate) mod event;
 pub(crate) mod lock;
-pub(crate) mod parking;
 pub(crate) mod semaphore;

@@ -9,8 +9,8 @@ use std::sync::atomic::{AtomicU32, Ordering::SeqCst};
 use std::time::{Duration, Instant};
 
 use crate::error::{Error, Result};
-use crate::shared::segment::{Kind, Segment, SharedCell, segment_handle};
-use crate::sync::parking::{self, Parking};
+use crate::mem::parking::{self, Parking};
+use crate::mem::segment::{Kind, Segment, SharedCell, segment_handle};
 
 #[derive(Debug, Default)]
 #[repr(C)]
@@ -86,7 +86,7 @@ impl SemCell {
 /// ```
 #[derive(Clone, Debug)]
 pub struct Semaphore {
-    seg: Segment,
+    seg: Segment<SemCell>,
 }
 
 segment_handle!(Semaphore, Kind::Semaphore, SemCell);
@@ -153,8 +153,8 @@ impl Semaphore {
     }
 
     fn with_bound(value: u32, bound: u32) -> Result<Self> {
-        let seg = Segment::new::<SemCell>(Kind::Semaphore, 0)?;
-        seg.cell::<SemCell>().init(value, bound);
+        let seg = Segment::<SemCell>::new(Kind::Semaphore, 0)?;
+        seg.cell().init(value, bound);
         Ok(Self { seg })
     }
 

@@ -1,10 +1,12 @@
-//! Sockets, file-descriptor passing, readiness polling and wake-ups.
+//! Descriptors: sockets, file-descriptor passing, readiness polling, wake-ups, and the
+//! process's table of open descriptors.
 
 use std::io;
-use std::os::fd::{AsFd, BorrowedFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
 use std::time::Duration;
 
 use rustix::event::{PollFd, PollFlags};
+use rustix::fs::{Mode, OFlags};
 use rustix::io::{Errno, FdFlags};
 use rustix::net::{
     AddressFamily, RecvAncillaryBuffer, RecvAncillaryMessage, RecvFlags, ReturnFlags,
@@ -296,4 +298,38 @@ pub(crate) unsafe fn adopt(raw: RawFd) -> OwnedFd {
     use std::os::fd::FromRawFd;
     // SAFETY: the caller guarantees `raw` is open and unowned.
     unsafe { OwnedFd::from_raw_fd(raw) }
+}
+
+/// Closes every descriptor of this process except stdin, stdout, stderr and `keep`, so that a
+/// helper process holds nothing of its parent's (a pipe end it kept would hide the parent's
+/// exit from the reader, for one).
+///
+/// # Safety
+/// No other part of the process may own a descriptor other than those kept: call it at the
+/// start of a single-threaded helper process, after dropping everything else.
+pub(crate) unsafe fn close_all_except(keep: BorrowedFd<'_>) -> io::Result<()> {
+    let keep = keep.as_raw_fd();
+    let listing = rustix::fs::open(
+        "/proc/self/fd",
+        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+        Mode::empty(),
+    )?;
+    let mut dir = rustix::fs::Dir::new(listing)?;
+    // The listing's own descriptor shows up in it; it is closed by dropping `dir`.
+    let own = dir.fd()?.as_raw_fd();
+    let mut open: Vec<RawFd> = Vec::new();
+    for entry in dir.by_ref() {
+        if let Ok(fd) = entry?.file_name().to_string_lossy().parse::<RawFd>() {
+            open.push(fd);
+        }
+    }
+    drop(dir);
+    for fd in open {
+        if fd > 2 && fd != keep && fd != own {
+            // SAFETY: the caller guarantees nothing else in the process owns `fd`; owning it
+            // for the duration of this drop closes it.
+            drop(unsafe { adopt(fd) });
+        }
+    }
+    Ok(())
 }

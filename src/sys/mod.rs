@@ -10,5 +10,5 @@ pub(crate) mod futex;
 pub(crate) mod page;
 pub(crate) mod proc;
 pub(crate) mod shm;
+pub(crate) mod shm_name;
 pub(crate) mod signal;
-pub(crate) mod tracker;

@@ -193,6 +193,17 @@ pub(crate) fn die_with_parent(expected_parent: u32) -> io::Result<()> {
     Ok(())
 }
 
+/// Lets this process (a child of the crate) outlive its parent: clears the parent-death signal
+/// and moves to a session of its own, out of reach of signals meant for the parent's terminal
+/// or process group.
+pub(crate) fn detach_from_parent() -> io::Result<()> {
+    rustix::process::set_parent_process_death_signal(None)?;
+    // Fails only for a process-group leader, which a freshly spawned child never is; being
+    // left in the group is then no worse than before, so it is not an error.
+    let _ = rustix::process::setsid();
+    Ok(())
+}
+
 /// The conventional name of a signal number (`"SIGKILL"`), or `"signal N"`.
 pub(crate) fn signal_name(sig: i32) -> String {
     let name = match sig {

@@ -23,7 +23,7 @@ pub(crate) mod kind {
     /// Outcomes of a batch's items: [`super::ResultsHeader`] then the outcomes.
     pub(crate) const RESULTS: u8 = 18;
     /// To and from a shared-memory tracker (`Role::Tracker`): a codec-encoded
-    /// `shared::memory::tracker::Message`.
+    /// [`super::TrackerMessage`].
     pub(crate) const TRACKER: u8 = 32;
 }
 
@@ -56,6 +56,20 @@ pub(crate) struct Ready {
 #[derive(Debug, Serialize, Deserialize)]
 pub(crate) struct Refuse {
     pub(crate) reason: String,
+}
+
+/// What the creator of named shared memory and its tracker say to each other (frames of kind
+/// [`kind::TRACKER`]; see `shared::memory::tracker`).
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) enum TrackerMessage {
+    /// Tracker to creator: it no longer dies with the creator; names are safe from now on.
+    Detached,
+    /// Remove `name` once the creator is gone, if it still refers to object `dev`/`ino`.
+    Track { name: String, dev: u64, ino: u64 },
+    /// Forget `name` for object `dev`/`ino`: it was removed, or the user wants it to outlive
+    /// the creator. (A name with another object, from a failed second `create` of the same
+    /// name, say, stays listed.)
+    Untrack { name: String, dev: u64, ino: u64 },
 }
 
 /// Why a single item failed inside a child, as it travels back.

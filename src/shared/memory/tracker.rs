@@ -1,5 +1,6 @@
-//! The tracker: a helper process that removes this process's shared-memory names once this
-//! process is gone, however it went.
+//! The tracker, the creator's side: a helper process that removes this process's
+//! shared-memory names once this process is gone, however it went. (The helper's own loop is
+//! `child::tracker`.)
 //!
 //! A process that creates a named segment starts one tracker (lazily, on its first `create`)
 //! and tells it each name before the name exists, and again when the name is removed or handed
@@ -19,34 +20,19 @@
 //! killed it), the next message notices, reaps it, and starts a replacement that is told every
 //! name again.
 
-use std::collections::{BTreeSet, HashSet};
+use std::collections::BTreeSet;
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
-
-use serde::{Deserialize, Serialize};
 
 use crate::bootstrap::{self, ChildLink};
 use crate::error::{Error, Result};
 use crate::sys;
-use crate::sys::tracker::ObjectId;
-use crate::wire::message::{Role, kind};
-use crate::wire::{Channel, codec};
+use crate::sys::fd::ObjectId;
+use crate::wire::codec;
+use crate::wire::message::{Role, TrackerMessage, kind};
 
 /// How long a new tracker may take to start.
 const START_TIMEOUT: Duration = Duration::from_secs(30);
-
-/// What creator and tracker say to each other (frames of kind [`kind::TRACKER`]).
-#[derive(Debug, Serialize, Deserialize)]
-pub(crate) enum Message {
-    /// Tracker to creator: it no longer dies with the creator; names are safe from now on.
-    Detached,
-    /// Remove `name` once the creator is gone, if it still refers to object `dev`/`ino`.
-    Track { name: String, dev: u64, ino: u64 },
-    /// Forget `name` for object `dev`/`ino`: it was removed, or the user wants it to outlive
-    /// the creator. (A name with another object, from a failed second `create` of the same
-    /// name, say, stays listed.)
-    Untrack { name: String, dev: u64, ino: u64 },
-}
 
 /// This process's side.
 struct State {
@@ -76,7 +62,7 @@ pub(crate) fn track(name: &str, id: ObjectId) -> Result<()> {
     let mut st = state();
     let entry = (name.to_owned(), id);
     st.names.insert(entry.clone());
-    let msg = Message::Track {
+    let msg = TrackerMessage::Track {
         name: name.to_owned(),
         dev: id.dev,
         ino: id.ino,
@@ -92,7 +78,7 @@ pub(crate) fn untrack(name: &str, id: ObjectId) -> Result<()> {
     if !st.names.remove(&(name.to_owned(), id)) {
         return Ok(());
     }
-    st.send(&Message::Untrack {
+    st.send(&TrackerMessage::Untrack {
         name: name.to_owned(),
         dev: id.dev,
         ino: id.ino,
@@ -102,7 +88,7 @@ pub(crate) fn untrack(name: &str, id: ObjectId) -> Result<()> {
 impl State {
     /// Sends `msg` to this process's tracker. If there is none yet, or it died, a new one is
     /// started and told the whole list instead (which `msg` has already been applied to).
-    fn send(&mut self, msg: &Message) -> Result<()> {
+    fn send(&mut self, msg: &TrackerMessage) -> Result<()> {
         let payload = codec::encode(msg)?;
         let me = sys::proc::getpid();
         match self.link.take() {
@@ -126,7 +112,7 @@ impl State {
         }
         let mut link = start()?;
         for (name, id) in &self.names {
-            let track = Message::Track {
+            let track = TrackerMessage::Track {
                 name: name.clone(),
                 dev: id.dev,
                 ino: id.ino,
@@ -144,55 +130,11 @@ fn start() -> Result<ChildLink> {
     let deadline = Instant::now() + START_TIMEOUT;
     bootstrap::await_ready(&mut link, deadline)?;
     let frame = link.channel.recv(Some(deadline))?;
-    match codec::decode::<Message>(frame.payload()) {
-        Ok(Message::Detached) if frame.kind == kind::TRACKER => Ok(link),
+    match codec::decode::<TrackerMessage>(frame.payload()) {
+        Ok(TrackerMessage::Detached) if frame.kind == kind::TRACKER => Ok(link),
         _ => Err(Error::Protocol(format!(
             "the shared-memory tracker sent kind {} instead of its detached notice",
             frame.kind
         ))),
     }
-}
-
-/// The tracker process: serves its creator until the creator is gone, removes what is left,
-/// and returns the exit status.
-pub(crate) fn serve(mut ch: Channel) -> i32 {
-    if let Err(e) = sys::tracker::detach_from_parent() {
-        eprintln!("multiproc: the shared-memory tracker could not detach: {e}");
-        return crate::worker::EXIT_PROTOCOL;
-    }
-    // SAFETY: this is a freshly started, single-threaded child; the start-up code dropped
-    // everything it held except `ch`, which is kept.
-    if let Err(e) = unsafe { sys::tracker::close_all_except(ch.as_fd()) } {
-        eprintln!("multiproc: the shared-memory tracker could not close inherited files: {e}");
-    }
-    let detached = match codec::encode(&Message::Detached) {
-        Ok(bytes) => bytes,
-        Err(_) => return crate::worker::EXIT_PROTOCOL,
-    };
-    if ch.send(kind::TRACKER, &detached).is_err() {
-        return crate::worker::EXIT_PROTOCOL;
-    }
-    let mut names: HashSet<(String, ObjectId)> = HashSet::new();
-    // Any error ends the loop: end of file is the creator's death or exit, and a broken channel
-    // means no more messages can come either. What is listed then is what it left behind.
-    while let Ok(frame) = ch.recv(None) {
-        if frame.kind != kind::TRACKER {
-            continue;
-        }
-        match codec::decode::<Message>(frame.payload()) {
-            Ok(Message::Track { name, dev, ino }) => {
-                names.insert((name, ObjectId { dev, ino }));
-            }
-            Ok(Message::Untrack { name, dev, ino }) => {
-                names.remove(&(name, ObjectId { dev, ino }));
-            }
-            Ok(Message::Detached) | Err(_) => {}
-        }
-    }
-    for (name, id) in names {
-        if let Err(e) = sys::tracker::unlink_if(&name, id) {
-            eprintln!("multiproc: could not remove shared memory {name:?}: {e}");
-        }
-    }
-    0
 }

@@ -1,4 +1,6 @@
-//! The child's side: serve batches of items until told to stop or the parent goes away.
+//! The worker loop, a child's side of a pool worker or a `Process`: serve batches of items
+//! until told to stop or the parent goes away. (The parent's side of a pool worker is
+//! `pool::link`.)
 //!
 //! Replies are batched: outcomes accumulate in the channel's output buffer and are written when
 //! the worker has nothing buffered to do next, when a batch's reply grows large, or when about a
@@ -13,22 +15,12 @@
 
 use std::time::{Duration, Instant};
 
+use super::protocol::{EXIT_PROTOCOL, EXIT_TASK_FAILED, STARTED_SLOT};
 use crate::sys::page::SharedPage;
 use crate::task::{self, Ran};
 use crate::wire::fds;
 use crate::wire::message::{Failure, ResultsHeader, Role, TaskHeader, kind};
 use crate::wire::{BULK_IDLE, Channel, HEADER, MAX_FRAME};
-
-/// Slot of the shared page that counts items started.
-pub(crate) const STARTED_SLOT: usize = 0;
-/// Slot of the shared page where the child's fault handler records the signal of a stack
-/// overflow (`sys::signal`); read by the parent when the child died (`ChildLink::death`).
-pub(crate) const FAULT_SLOT: usize = 1;
-
-/// Exit status of a child whose parent broke the protocol or vanished.
-pub(crate) const EXIT_PROTOCOL: i32 = 70;
-/// Exit status of a `Process` child whose function panicked (as Python's 1 for an exception).
-pub(crate) const EXIT_TASK_FAILED: i32 = 1;
 
 const FLUSH_AFTER: Duration = Duration::from_millis(1);
 const REPLY_LIMIT: usize = 16 << 20;

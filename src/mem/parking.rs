@@ -12,7 +12,7 @@ use std::hint::spin_loop;
 use std::sync::atomic::{AtomicU32, Ordering::SeqCst};
 use std::time::{Duration, Instant};
 
-use crate::shared::segment::SharedCell;
+use crate::mem::segment::SharedCell;
 use crate::sys::futex;
 
 /// How long a waiter sleeps before it looks for a dead peer.

@@ -1,26 +1,22 @@
-//! What named shared memory and its tracker process need from the OS.
+//! Names of shared-memory objects in `/dev/shm`, given and taken by object identity.
 //!
 //! A named segment is created without a name first (`O_TMPFILE` in `/dev/shm`) and named
 //! afterwards with `linkat`, which fails like `O_EXCL` if the name is taken. That order lets the
 //! creator tell its tracker about the name *before* the name exists, so no crash of the creator
 //! can leave a name the tracker does not know. Names are removed only if they still refer to the
-//! object that was created ([`ObjectId`]), so a late clean-up never removes a segment that
+//! object that was created (`fd::ObjectId`), so a late clean-up never removes a segment that
 //! someone else created under the same name in the meantime.
-//!
-//! The tracker is a child that must outlive its parent for a moment: [`detach_from_parent`]
-//! undoes the parent-death signal every child gets, and leaves the parent's session so that
-//! the terminal's Ctrl-C or hang-up, meant for the program, does not kill its clean-up too.
 
 use std::io;
-use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd, RawFd};
+use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd};
 
 use rustix::fs::{AtFlags, CWD, Mode, OFlags};
 use rustix::io::Errno;
 
+use super::fd::ObjectId;
+
 /// Where POSIX shared-memory objects live on Linux (glibc's `shm_open` and rustix's use it).
 const SHM_DIR: &str = "/dev/shm";
-
-pub(crate) use super::fd::{ObjectId, object_id};
 
 /// `/dev/shm/<name>` for a name already checked to be one path component.
 fn path_of(name: &str) -> io::Result<String> {
@@ -87,59 +83,15 @@ pub(crate) fn unlink_if(name: &str, id: ObjectId) -> io::Result<bool> {
     }
 }
 
-/// Lets this process (a child of the crate) outlive its parent: clears the parent-death signal
-/// and moves to a session of its own, out of reach of signals meant for the parent's terminal
-/// or process group.
-pub(crate) fn detach_from_parent() -> io::Result<()> {
-    rustix::process::set_parent_process_death_signal(None)?;
-    // Fails only for a process-group leader, which a freshly spawned child never is; being
-    // left in the group is then no worse than before, so it is not an error.
-    let _ = rustix::process::setsid();
-    Ok(())
-}
-
-/// Closes every descriptor of this process except stdin, stdout, stderr and `keep`, so that a
-/// helper process holds nothing of its parent's (a pipe end it kept would hide the parent's
-/// exit from the reader, for one).
-///
-/// # Safety
-/// No other part of the process may own a descriptor other than those kept: call it at the
-/// start of a single-threaded helper process, after dropping everything else.
-pub(crate) unsafe fn close_all_except(keep: BorrowedFd<'_>) -> io::Result<()> {
-    let keep = keep.as_raw_fd();
-    let listing = rustix::fs::open(
-        "/proc/self/fd",
-        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
-        Mode::empty(),
-    )?;
-    let mut dir = rustix::fs::Dir::new(listing)?;
-    // The listing's own descriptor shows up in it; it is closed by dropping `dir`.
-    let own = dir.fd()?.as_raw_fd();
-    let mut open: Vec<RawFd> = Vec::new();
-    for entry in dir.by_ref() {
-        if let Ok(fd) = entry?.file_name().to_string_lossy().parse::<RawFd>() {
-            open.push(fd);
-        }
-    }
-    drop(dir);
-    for fd in open {
-        if fd > 2 && fd != keep && fd != own {
-            // SAFETY: the caller guarantees nothing else in the process owns `fd`; owning it
-            // for the duration of this drop closes it.
-            drop(unsafe { crate::sys::fd::adopt(fd) });
-        }
-    }
-    Ok(())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::sys::fd::object_id;
     use std::os::fd::AsFd;
 
     #[test]
     fn an_unnamed_object_gets_its_name_once_and_is_removed_only_by_identity() {
-        let name = format!("mp-sys-tracker-{}", std::process::id());
+        let name = format!("mp-sys-shm-name-{}", std::process::id());
         let fd = create_unnamed(100).unwrap();
         let id = object_id(fd.as_fd()).unwrap();
         assert!(!std::path::Path::new(&path_of(&name).unwrap()).exists());
