@@ -21,7 +21,7 @@ use crate::error::{Death, Error, Result};
 use crate::sys;
 use crate::sys::page::SharedPage;
 use crate::wire::message::{Hello, Ready, Refuse, Role, kind};
-use crate::wire::{Channel, codec};
+use crate::wire::{Channel, Io, codec};
 
 /// The parent's end of a freshly started child.
 #[derive(Debug)]
@@ -161,8 +161,8 @@ fn serve_spawns(rx: mpsc::Receiver<SpawnRequest>) {
 
 /// Starts a child, greets it, and returns the parent's end. The child's `READY` (or `REFUSE`)
 /// is the first frame that will arrive on the channel.
-pub(crate) fn spawn_child(name: &str, role: Role, nonblocking: bool) -> Result<ChildLink> {
-    spawn_child_as(&SPAWNER, name, role, nonblocking, identity()?)
+pub(crate) fn spawn_child(name: &str, role: Role, io: Io) -> Result<ChildLink> {
+    spawn_child_as(&SPAWNER, name, role, io, identity()?)
 }
 
 /// [`spawn_child`] through `spawner`, claiming `identity` in the greeting (tests claim a wrong
@@ -171,7 +171,7 @@ fn spawn_child_as(
     spawner: &Spawner,
     name: &str,
     role: Role,
-    nonblocking: bool,
+    io: Io,
     identity: [u64; 6],
 ) -> Result<ChildLink> {
     #[cfg(target_os = "linux")]
@@ -197,7 +197,7 @@ fn spawn_child_as(
     drop(theirs);
     let greet = || -> Result<(OwnedFd, Channel)> {
         let pidfd = sys::proc::pidfd(pid)?;
-        let mut channel = Channel::new(ours, nonblocking)?;
+        let mut channel = Channel::new(ours, io)?;
         let hello = Hello {
             identity,
             name: name.to_string(),
@@ -258,7 +258,8 @@ mod tests {
     fn a_child_refuses_a_parent_with_another_executable() {
         let mut wrong = identity().unwrap();
         wrong[1] ^= 1;
-        let mut link = spawn_child_as(&SPAWNER, "impostor", Role::Process, false, wrong).unwrap();
+        let mut link =
+            spawn_child_as(&SPAWNER, "impostor", Role::Process, Io::Blocking, wrong).unwrap();
         match await_ready(&mut link, Instant::now() + Duration::from_secs(30)) {
             Err(Error::Spawn(reason)) => assert!(reason.contains("not the same executable")),
             other => panic!("expected a refusal, got {other:?}"),
@@ -277,7 +278,7 @@ mod tests {
             .fail_next_start
             .store(true, std::sync::atomic::Ordering::SeqCst);
         let me = identity().unwrap();
-        match spawn_child_as(&spawner, "first", Role::PoolWorker, false, me) {
+        match spawn_child_as(&spawner, "first", Role::PoolWorker, Io::Blocking, me) {
             Err(Error::Spawn(reason)) => {
                 assert!(
                     reason.contains("Resource temporarily unavailable"),
@@ -286,7 +287,8 @@ mod tests {
             }
             other => panic!("expected the OS cause, got {other:?}"),
         }
-        let mut link = spawn_child_as(&spawner, "second", Role::PoolWorker, false, me).unwrap();
+        let mut link =
+            spawn_child_as(&spawner, "second", Role::PoolWorker, Io::Blocking, me).unwrap();
         let pid = await_ready(&mut link, Instant::now() + Duration::from_secs(30)).unwrap();
         assert_eq!(pid, link.pid);
         link.channel.send(kind::EXIT, &[]).unwrap();
@@ -295,7 +297,7 @@ mod tests {
 
     #[test]
     fn a_child_greets_back_with_its_pid() {
-        let mut link = spawn_child("greeter", Role::PoolWorker, false).unwrap();
+        let mut link = spawn_child("greeter", Role::PoolWorker, Io::Blocking).unwrap();
         let pid = await_ready(&mut link, Instant::now() + Duration::from_secs(30)).unwrap();
         assert_eq!(pid, link.pid);
         link.channel.send(kind::EXIT, &[]).unwrap();
@@ -306,7 +308,7 @@ mod tests {
     /// overflow of any of its threads), however many children it starts.
     #[test]
     fn a_parent_keeps_its_own_fault_handler() {
-        let mut link = spawn_child("plain", Role::PoolWorker, false).unwrap();
+        let mut link = spawn_child("plain", Role::PoolWorker, Io::Blocking).unwrap();
         await_ready(&mut link, Instant::now() + Duration::from_secs(30)).unwrap();
         assert!(!sys::signal::installed_here());
         link.channel.send(kind::EXIT, &[]).unwrap();

@@ -48,7 +48,7 @@ use crate::sync::lock::LockCell;
 use crate::sys;
 use crate::sys::shm::{Mapping, SealedBytes};
 use crate::wire::message::{Hello, ResultsHeader, TaskHeader, kind};
-use crate::wire::{Channel, Frame, HEADER, codec, fds};
+use crate::wire::{Channel, Frame, HEADER, Io, codec, fds};
 use crate::{
     Array, Barrier, BoundedSemaphore, Condition, Connection, Event, Lock, Queue, RLock, RawArray,
     RawValue, Semaphore, Value,
@@ -150,7 +150,14 @@ fn read_frames(
     mut each: impl FnMut(Frame) -> Result<()>,
 ) -> Result<()> {
     let rx = stream(bytes, extra_fd(flags, fd_at)?)?;
-    let mut ch = Channel::new(rx, flags & 2 != 0)?;
+    let mut ch = Channel::new(
+        rx,
+        if flags & 2 != 0 {
+            Io::Polled
+        } else {
+            Io::Blocking
+        },
+    )?;
     let most = bytes.len() / HEADER;
     for _ in 0..=most {
         each(ch.recv(None)?)?;

@@ -11,16 +11,8 @@
 use crate::bootstrap::{self, ChildLink};
 use crate::error::Result;
 use crate::pool::StartMethod;
+pub(crate) use crate::wire::Io;
 use crate::wire::message::Role;
-
-/// How the parent reads a child's channel.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Io {
-    /// Calls block until done (a `Process`, whose owner waits for it).
-    Blocking,
-    /// Never blocks; the owner polls (a pool's supervisor).
-    Polled,
-}
 
 /// Starts children (see the module docs).
 pub(crate) trait Launch: Send + Sync {
@@ -38,7 +30,7 @@ struct Spawn;
 
 impl Launch for Spawn {
     fn launch(&self, name: &str, role: Role, io: Io) -> Result<ChildLink> {
-        bootstrap::spawn_child(name, role, io == Io::Polled)
+        bootstrap::spawn_child(name, role, io)
     }
 }
 

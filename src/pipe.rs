@@ -19,7 +19,7 @@ use crate::error::{Error, Result};
 use crate::mem::parking;
 use crate::sys;
 use crate::wire::fds::{self, FdSet};
-use crate::wire::{Channel, codec};
+use crate::wire::{Channel, Io, codec};
 
 /// Frame kind of a pipe message.
 const MESSAGE: u8 = 0x40;
@@ -59,8 +59,8 @@ impl<T: Serialize + DeserializeOwned> Pipe<T> {
     pub fn duplex() -> Result<(Connection<T>, Connection<T>)> {
         let (a, b) = sys::fd::socketpair()?;
         Ok((
-            Connection::new(Channel::new(a, false)?, true, true),
-            Connection::new(Channel::new(b, false)?, true, true),
+            Connection::new(Channel::new(a, Io::Blocking)?, true, true),
+            Connection::new(Channel::new(b, Io::Blocking)?, true, true),
         ))
     }
 
@@ -71,8 +71,8 @@ impl<T: Serialize + DeserializeOwned> Pipe<T> {
     pub fn one_way() -> Result<(Connection<T>, Connection<T>)> {
         let (a, b) = sys::fd::socketpair()?;
         Ok((
-            Connection::new(Channel::new(a, false)?, true, false),
-            Connection::new(Channel::new(b, false)?, false, true),
+            Connection::new(Channel::new(a, Io::Blocking)?, true, false),
+            Connection::new(Channel::new(b, Io::Blocking)?, false, true),
         ))
     }
 }
@@ -250,7 +250,7 @@ impl<'de, T> Deserialize<'de> for Connection<T> {
         use serde::de::Error as _;
         let (index, readable, writable) = <(u32, bool, bool)>::deserialize(d)?;
         let fd = fds::take(index).map_err(D::Error::custom)?;
-        let chan = Channel::new(fd, false).map_err(D::Error::custom)?;
+        let chan = Channel::new(fd, Io::Blocking).map_err(D::Error::custom)?;
         Ok(Self::new(chan, readable, writable))
     }
 }
@@ -263,7 +263,7 @@ mod tests {
     fn raw_pair() -> (Connection<String>, std::os::unix::net::UnixStream) {
         let (a, b) = sys::fd::socketpair().unwrap();
         (
-            Connection::new(Channel::new(a, false).unwrap(), true, true),
+            Connection::new(Channel::new(a, Io::Blocking).unwrap(), true, true),
             std::os::unix::net::UnixStream::from(b),
         )
     }

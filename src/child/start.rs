@@ -28,7 +28,7 @@ use crate::error::{Error, Result};
 use crate::sys;
 use crate::sys::page::SharedPage;
 use crate::wire::message::{Hello, Ready, Refuse, Role, kind};
-use crate::wire::{Channel, codec};
+use crate::wire::{Channel, Io, codec};
 
 /// How long a child waits for the parent's greeting.
 const HELLO_TIMEOUT: Duration = Duration::from_secs(60);
@@ -159,7 +159,7 @@ fn child_main(marker: &Marker) -> Result<i32> {
     // Before any task runs, on the thread that runs them all. Best effort: without it a stack
     // overflow reads as a plain SIGSEGV, and the child works as well.
     let _ = sys::signal::catch_stack_overflow(page.slot(FAULT_SLOT));
-    let mut ch = Channel::new(sock, false)?;
+    let mut ch = Channel::new(sock, Io::Blocking)?;
 
     let hello = ch.recv(Some(Instant::now() + HELLO_TIMEOUT))?;
     if hello.kind != kind::HELLO {

@@ -272,13 +272,13 @@ pub(crate) fn serve(mut ch: Channel, page: &SharedPage, role: Role) -> i32 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::wire::codec;
+    use crate::wire::{Io, codec};
 
     #[test]
     fn a_last_outcome_split_off_gets_a_frame_of_its_own_in_order() {
         let (a, b) = crate::sys::fd::socketpair().unwrap();
-        let mut ch = Channel::new(a, false).unwrap();
-        let mut peer = Channel::new(b, false).unwrap();
+        let mut ch = Channel::new(a, Io::Blocking).unwrap();
+        let mut peer = Channel::new(b, Io::Blocking).unwrap();
         let mut replies = Replies::open(&mut ch, 7, 0);
         let mut last_at = 0;
         for x in [1u32, 2, 3] {

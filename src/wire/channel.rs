@@ -65,6 +65,15 @@ const FLAG_BULK: u8 = 1;
 const BIG_FRAME: usize = 256 * 1024;
 const READ_CHUNK: usize = 64 * 1024;
 
+/// How a channel's owner uses it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Io {
+    /// Calls block until done: a worker, a `Process`'s owner, a pipe end.
+    Blocking,
+    /// Calls never block; the owner polls the socket (a pool's supervisor).
+    Polled,
+}
+
 #[derive(Debug)]
 pub(crate) struct Channel {
     sock: OwnedFd,
@@ -87,7 +96,8 @@ pub(crate) struct Channel {
 }
 
 impl Channel {
-    pub(crate) fn new(sock: OwnedFd, nonblocking: bool) -> io::Result<Self> {
+    pub(crate) fn new(sock: OwnedFd, io: Io) -> io::Result<Self> {
+        let nonblocking = io == Io::Polled;
         sys::fd::set_nonblocking(sock.as_fd(), nonblocking)?;
         Ok(Self {
             sock,
@@ -561,8 +571,8 @@ mod tests {
     fn pair() -> (Channel, Channel) {
         let (a, b) = sys::fd::socketpair().unwrap();
         (
-            Channel::new(a, false).unwrap(),
-            Channel::new(b, false).unwrap(),
+            Channel::new(a, Io::Blocking).unwrap(),
+            Channel::new(b, Io::Blocking).unwrap(),
         )
     }
 
@@ -622,10 +632,10 @@ mod tests {
         );
         assert!(matches!(f.body, Body::Bulk(_)));
         assert!(f.payload() == &payload[..]);
-        let mut far = Channel::new(f.fds.into_iter().next().unwrap(), false).unwrap();
+        let mut far = Channel::new(f.fds.into_iter().next().unwrap(), Io::Blocking).unwrap();
         far.send(9, b"hi").unwrap();
         assert_eq!(
-            Channel::new(y, false)
+            Channel::new(y, Io::Blocking)
                 .unwrap()
                 .recv(None)
                 .unwrap()
@@ -742,8 +752,8 @@ mod tests {
         let f = b.recv(None).unwrap();
         assert_eq!(f.fds.len(), 1);
         // The received descriptor is the same socket: talk through it.
-        let mut far = Channel::new(f.fds.into_iter().next().unwrap(), false).unwrap();
-        let mut near = Channel::new(y, false).unwrap();
+        let mut far = Channel::new(f.fds.into_iter().next().unwrap(), Io::Blocking).unwrap();
+        let mut near = Channel::new(y, Io::Blocking).unwrap();
         far.send(9, b"hi").unwrap();
         assert_eq!(near.recv(None).unwrap().payload(), b"hi");
     }

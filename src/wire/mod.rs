@@ -13,7 +13,7 @@ pub(crate) mod codec;
 pub(crate) mod fds;
 pub(crate) mod message;
 
-pub(crate) use channel::{BULK_IDLE, Channel, Frame};
+pub(crate) use channel::{BULK_IDLE, Channel, Frame, Io};
 
 /// Largest payload a frame may carry (1 GiB). Anything larger is refused as malformed.
 pub(crate) const MAX_FRAME: usize = 1 << 30;

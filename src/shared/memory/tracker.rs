@@ -28,8 +28,8 @@ use crate::bootstrap::{self, ChildLink};
 use crate::error::{Error, Result};
 use crate::sys;
 use crate::sys::fd::ObjectId;
-use crate::wire::codec;
 use crate::wire::message::{Role, TrackerMessage, kind};
+use crate::wire::{Io, codec};
 
 /// How long a new tracker may take to start.
 const START_TIMEOUT: Duration = Duration::from_secs(30);
@@ -126,7 +126,7 @@ impl State {
 
 /// Starts a tracker and waits until it no longer dies with this process.
 fn start() -> Result<ChildLink> {
-    let mut link = bootstrap::spawn_child("SharedMemoryTracker", Role::Tracker, false)?;
+    let mut link = bootstrap::spawn_child("SharedMemoryTracker", Role::Tracker, Io::Blocking)?;
     let deadline = Instant::now() + START_TIMEOUT;
     bootstrap::await_ready(&mut link, deadline)?;
     let frame = link.channel.recv(Some(deadline))?;
