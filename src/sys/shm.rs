@@ -2,7 +2,7 @@
 //! mapping) and of POSIX shared-memory objects (a name under `/dev/shm`).
 //!
 //! A mapping hands out its memory as raw pointers, for the types built on it to give meaning
-//! to, or as atomics ([`Mapping::atomic`]): the one view of memory that other processes may
+//! to, or as atomics ([`Mapping::atomics`]): the one view of memory that other processes may
 //! write at any moment that is sound whatever they write, checked here to lie inside it.
 
 use std::io;
@@ -168,10 +168,16 @@ impl Mapping {
         self.region.len
     }
 
-    /// The atomic `A` at byte `at`, shared with every process that maps the object.
+    /// `n` atomics `A` from byte `at` on, shared with every process that maps the object.
     ///
     /// # Panics
-    /// If `at` is not a multiple of `A`'s alignment or the atomic is not inside the mapping.
+    /// If `at` is not a multiple of `A`'s alignment or the atomics are not all inside the
+    /// mapping.
+    pub(crate) fn atomics<A: Atomic>(&self, at: usize, n: usize) -> &[A] {
+        self.region.atomics(at, n)
+    }
+
+    /// The atomic `A` at byte `at`; see [`atomics`](Self::atomics).
     pub(crate) fn atomic<A: Atomic>(&self, at: usize) -> &A {
         &self.region.atomics(at, 1)[0]
     }
@@ -208,7 +214,7 @@ impl View {
         self.region.len
     }
 
-    /// The atomic `A` at byte `at`; see [`Mapping::atomic`].
+    /// The atomic `A` at byte `at`; see [`Mapping::atomics`].
     pub(crate) fn atomic<A: Atomic>(&self, at: usize) -> &A {
         &self.region.atomics(at, 1)[0]
     }
