@@ -110,7 +110,11 @@ pub(crate) unsafe fn entry_at(offset: i64) -> Entry {
 }
 
 /// Produces the value of a zero-sized function type.
-fn conjure<F: Copy>() -> F {
+///
+/// # Safety
+/// `F` must be inhabited: a zero-sized type without values (an empty enum) has none to
+/// produce. A type some code held a value of, such as the one handed to [`entry_for`], is.
+unsafe fn conjure<F: Copy>() -> F {
     const {
         assert!(
             std::mem::size_of::<F>() == 0,
@@ -118,7 +122,7 @@ fn conjure<F: Copy>() -> F {
         )
     };
     // SAFETY: `F` is zero-sized (checked at compile time above), so reading it touches no
-    // memory; it is inhabited because the parent held a value of it to name this type.
+    // memory; it is inhabited (the caller's guarantee), and a zero-sized type has one value.
     unsafe { std::ptr::NonNull::<F>::dangling().as_ptr().read() }
 }
 
@@ -149,7 +153,10 @@ pub(crate) fn call_here<F, T, R>(arg: T) -> R
 where
     F: Fn(T) -> R + Copy + Send + Sync + 'static,
 {
-    conjure::<F>()(arg)
+    // SAFETY: only fn items and closures implement `Fn` (user types cannot, on stable Rust),
+    // and each such type has a value.
+    let f = unsafe { conjure::<F>() };
+    f(arg)
 }
 
 fn trampoline<F, T, R>(
@@ -165,7 +172,9 @@ where
     R: Serialize,
 {
     run_many(input, out, max, started, progress, |arg: T| {
-        conjure::<F>()(arg)
+        // SAFETY: as in `call_here`: `F: Fn`.
+        let f = unsafe { conjure::<F>() };
+        f(arg)
     })
 }
 
@@ -182,7 +191,10 @@ where
     F::Output: Serialize,
 {
     run_many(input, out, max, started, progress, |args: Args| {
-        conjure::<F>().call_star(args)
+        // SAFETY: this trampoline is named only by `star_entry_for`, which was handed a value of
+        // `F` (`StarFn` is open to other types than functions, but one without values could
+        // not have been handed over).
+        unsafe { conjure::<F>() }.call_star(args)
     })
 }
 

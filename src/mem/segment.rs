@@ -53,13 +53,7 @@ pub(crate) unsafe trait SharedCell: Sized {}
 /// # Panics
 /// If the memory is too small to hold one (constructors check before they ask).
 fn tag(map: &Mapping) -> &AtomicU64 {
-    assert!(
-        map.len() >= CELL_OFFSET,
-        "a segment without room for its tag"
-    );
-    // SAFETY: the mapping holds at least `CELL_OFFSET` bytes (checked just above), is
-    // page-aligned, and lives as long as the borrow; the tag is only accessed atomically.
-    unsafe { &*map.as_ptr().cast::<AtomicU64>() }
+    map.atomic(0)
 }
 
 /// A handle's shared memory, mapped in this process, holding a `C`.

@@ -119,14 +119,16 @@ pub(crate) enum PopError {
 /// A queue's shared memory and side socket, mapped in this process.
 pub(crate) struct Ring {
     seg: Segment<QueueCell>,
-    ring: *mut u8,
+    /// The ring's `len` bytes, inside `seg`; reached only through [`Inside`].
+    bytes: *mut u8,
     len: usize,
     side_tx: OwnedFd,
     side_rx: OwnedFd,
 }
 
-// SAFETY: `ring` points into `seg`'s mapping, kept alive by `seg`; the ring's bytes are only
-// touched under the queue's cross-process lock, which also orders threads of this process.
+// SAFETY: `bytes` points into `seg`'s mapping, kept alive by `seg`; the ring's bytes are only
+// touched under the queue's cross-process lock (through `Inside`), which also orders threads of
+// this process.
 unsafe impl Send for Ring {}
 // SAFETY: as above.
 unsafe impl Sync for Ring {}
@@ -154,7 +156,7 @@ impl Ring {
     ) -> Result<Self, String> {
         let cell: &QueueCell = seg.cell();
         let len = usize::try_from(cell.ring.load(SeqCst)).map_err(|_| "bad ring size")?;
-        let ring = seg
+        let bytes = seg
             .tail(64, len)
             .filter(|_| len >= MIN_RING && len % 8 == 0)
             .ok_or_else(|| {
@@ -163,7 +165,7 @@ impl Ring {
             .as_ptr();
         Ok(Self {
             seg,
-            ring,
+            bytes,
             len,
             side_tx,
             side_rx,
@@ -183,33 +185,16 @@ impl Ring {
     }
 
     /// Takes the lock. If a process died holding it, the item count may be off: recount.
-    fn enter(&self) -> Held<'_> {
+    fn enter(&self) -> Inside<'_> {
         let (held, died) = self.cell().lock.hold();
-        if died {
-            self.recount();
-        }
-        held
-    }
-
-    /// Recounts the items between head and tail (the lock is held).
-    fn recount(&self) {
-        let cell = self.cell();
-        let Ok((mut at, tail)) = self.bounds() else {
-            return; // corrupt: every later use reports it
+        let inside = Inside {
+            ring: self,
+            _held: held,
         };
-        let mut n = 0;
-        while at < tail {
-            let Ok((len, kind)) = self.header_at(at) else {
-                break;
-            };
-            if kind == WRAP {
-                at += (self.len - (at as usize % self.len)) as u64;
-            } else {
-                at += (HEADER + padded(len)) as u64;
-                n += 1;
-            }
+        if died {
+            inside.recount();
         }
-        cell.items.store(n, SeqCst);
+        inside
     }
 
     /// Head and tail, checked: both 8-aligned, head not past tail, at most a ring apart, and
@@ -227,60 +212,6 @@ impl Ring {
             return Err(format!("corrupt queue counters: head {head}, tail {tail}"));
         }
         Ok((head, tail))
-    }
-
-    /// Reads the record header at stream position `at` (the lock is held).
-    fn header_at(&self, at: u64) -> Result<(usize, u32), String> {
-        if at % 8 != 0 {
-            return Err(format!(
-                "corrupt queue: a record at unaligned position {at}"
-            ));
-        }
-        let pos = at as usize % self.len;
-        let mut raw = [0u8; HEADER];
-        // SAFETY: `pos` is 8-aligned (every record is padded to 8) and `pos + 8 <= len` (the
-        // ring is a multiple of 8), so the header lies inside the ring; the lock keeps
-        // cooperating processes from writing it meanwhile.
-        unsafe { std::ptr::copy_nonoverlapping(self.ring.add(pos), raw.as_mut_ptr(), HEADER) };
-        let len = u32::from_le_bytes([raw[0], raw[1], raw[2], raw[3]]) as usize;
-        let kind = u32::from_le_bytes([raw[4], raw[5], raw[6], raw[7]]);
-        let fits = match kind {
-            WRAP => true,
-            INLINE | SIDE => HEADER + padded(len) <= self.len - pos,
-            _ => false,
-        };
-        if !fits {
-            return Err(format!(
-                "corrupt queue record at {at}: kind {kind}, {len} bytes"
-            ));
-        }
-        Ok((len, kind))
-    }
-
-    /// Writes `bytes` at ring position `pos` (the lock is held, the room was checked).
-    fn write_at(&self, pos: usize, bytes: &[u8]) {
-        debug_assert!(pos + bytes.len() <= self.len);
-        // SAFETY: the caller checked `pos + bytes.len() <= len`; the lock excludes every other
-        // cooperating writer and reader of these bytes.
-        unsafe { std::ptr::copy_nonoverlapping(bytes.as_ptr(), self.ring.add(pos), bytes.len()) };
-    }
-
-    /// Where a record of `rec` bytes goes: the bytes to skip to the ring's start first, or
-    /// `None` without room (the lock is held).
-    fn room(&self, rec: usize) -> Result<Option<usize>, String> {
-        let cell = self.cell();
-        let (head, tail) = self.bounds()?;
-        let maxsize = cell.maxsize.load(SeqCst);
-        if maxsize != 0 && cell.items.load(SeqCst) >= maxsize {
-            return Ok(None);
-        }
-        let free = self.len - (tail - head) as usize;
-        let to_end = self.len - tail as usize % self.len;
-        Ok(if rec <= to_end {
-            (rec <= free).then_some(0)
-        } else {
-            (to_end + rec <= free).then_some(to_end)
-        })
     }
 
     /// Whether a payload of `len` bytes may go in the ring (else it goes aside).
@@ -308,8 +239,8 @@ impl Ring {
                 None => payload,
             };
             let rec = HEADER + padded(body.len());
-            let _inside = self.enter();
-            let skip = match self.room(rec) {
+            let inside = self.enter();
+            let skip = match inside.room(rec) {
                 Ok(Some(skip)) => skip,
                 Ok(None) => return None,
                 Err(e) => return Some(Err(PushError::Corrupt(e))),
@@ -327,19 +258,12 @@ impl Ring {
                     Err(e) => return Some(Err(PushError::Io(e))),
                 }
             }
-            // Checked by `room` just above, under the same lock.
-            let mut tail = cell.tail.load(SeqCst);
-            if skip > 0 {
-                self.write_at(tail as usize % self.len, &header(0, WRAP));
-                tail += skip as u64;
+            let kind = if side.is_some() { SIDE } else { INLINE };
+            // Room checked by `room` just above, under the same lock.
+            match inside.write_record(cell.tail.load(SeqCst), skip, kind, body) {
+                Ok(tail) => cell.tail.store(tail, SeqCst),
+                Err(e) => return Some(Err(PushError::Corrupt(e))),
             }
-            let pos = tail as usize % self.len;
-            self.write_at(
-                pos,
-                &header(body.len(), if side.is_some() { SIDE } else { INLINE }),
-            );
-            self.write_at(pos + HEADER, body);
-            cell.tail.store(tail + rec as u64, SeqCst);
             cell.items.fetch_add(1, SeqCst);
             cell.unfinished.fetch_add(1, SeqCst);
             Some(Ok(()))
@@ -379,8 +303,8 @@ impl Ring {
                 }
                 return None;
             }
-            let _inside = self.enter();
-            self.take_record(buf).transpose()
+            let inside = self.enter();
+            inside.take_record(buf).transpose()
         };
         let popped = match take(false) {
             Some(r) => r,
@@ -394,105 +318,6 @@ impl Ring {
             cell.not_full.wake_one();
         }
         popped
-    }
-
-    /// Takes the record at the head, if any (the lock is held).
-    fn take_record(&self, buf: &mut Vec<u8>) -> Result<Option<Popped>, PopError> {
-        let cell = self.cell();
-        loop {
-            let (head, tail) = self.bounds().map_err(PopError::Corrupt)?;
-            if head == tail {
-                return Ok(None);
-            }
-            let (len, kind) = self.header_at(head).map_err(PopError::Corrupt)?;
-            let pos = head as usize % self.len;
-            if kind == WRAP {
-                cell.head.store(head + (self.len - pos) as u64, SeqCst);
-                continue;
-            }
-            buf.clear();
-            buf.reserve(len);
-            // SAFETY: `header_at` checked that the payload lies inside the ring; `buf` has room
-            // for `len` bytes, which are initialised by the copy before `set_len`.
-            unsafe {
-                std::ptr::copy_nonoverlapping(self.ring.add(pos + HEADER), buf.as_mut_ptr(), len);
-                buf.set_len(len);
-            }
-            cell.head
-                .store(head + (HEADER + padded(len)) as u64, SeqCst);
-            cell.items.fetch_sub(1, SeqCst);
-            if kind == INLINE {
-                return Ok(Some(Popped::Inline));
-            }
-            match self.take_side(buf) {
-                Ok(Some(popped)) => return Ok(Some(popped)),
-                // Its message went with a reader that died holding the lock: the item is lost
-                // with that reader; go on with the next.
-                Ok(None) => {}
-                Err(e) => return Err(e),
-            }
-        }
-    }
-
-    /// Receives the side message whose nonce is in `buf` (the lock is held). `None` if that
-    /// message is gone.
-    fn take_side(&self, buf: &[u8]) -> Result<Option<Popped>, PopError> {
-        let want: [u8; 8] = buf
-            .try_into()
-            .map_err(|_| PopError::Corrupt("bad side record".into()))?;
-        loop {
-            let mut nonce = [0u8; 8];
-            match sys::fd::peek(self.side_rx.as_fd(), &mut nonce) {
-                Ok(8) => {}
-                Ok(_) => return Err(PopError::Corrupt("bad side message".into())),
-                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return Ok(None),
-                Err(e) => return Err(PopError::Corrupt(format!("side socket: {e}"))),
-            }
-            if nonce != want && self.nonce_ahead(nonce) {
-                return Ok(None);
-            }
-            let mut fds = Vec::new();
-            sys::fd::recv(self.side_rx.as_fd(), &mut nonce, &mut fds, true)
-                .map_err(|e| PopError::Corrupt(format!("side socket: {e}")))?;
-            if nonce != want {
-                continue; // left by a writer that died before adding its record
-            }
-            if fds.is_empty() {
-                return Err(PopError::Corrupt("side message without its memory".into()));
-            }
-            let memfd = fds.remove(0);
-            let bytes = SealedBytes::open(memfd).map_err(|e| PopError::Corrupt(e.to_string()))?;
-            return Ok(Some(Popped::Side(bytes, fds)));
-        }
-    }
-
-    /// Whether a side record further on carries `nonce` (the lock is held).
-    fn nonce_ahead(&self, nonce: [u8; 8]) -> bool {
-        let Ok((mut at, tail)) = self.bounds() else {
-            return false;
-        };
-        while at < tail {
-            let Ok((len, kind)) = self.header_at(at) else {
-                return false;
-            };
-            let pos = at as usize % self.len;
-            if kind == WRAP {
-                at += (self.len - pos) as u64;
-                continue;
-            }
-            if kind == SIDE && len == 8 {
-                let mut seen = [0u8; 8];
-                // SAFETY: `header_at` checked that the 8-byte payload is inside the ring.
-                unsafe {
-                    std::ptr::copy_nonoverlapping(self.ring.add(pos + HEADER), seen.as_mut_ptr(), 8)
-                };
-                if seen == nonce {
-                    return true;
-                }
-            }
-            at += (HEADER + padded(len)) as u64;
-        }
-        false
     }
 
     pub(crate) fn len(&self) -> usize {
@@ -546,8 +371,8 @@ impl Ring {
 
     /// Counts one more handle in process `identity`.
     pub(crate) fn hold(&self, identity: u64) {
-        let _inside = self.enter();
-        match self.seat_for(identity) {
+        let inside = self.enter();
+        match inside.seat_for(identity) {
             Some(seat) => {
                 seat.count.fetch_add(1, SeqCst);
             }
@@ -559,36 +384,13 @@ impl Ring {
 
     /// Counts process `identity` as a holder until it exits.
     pub(crate) fn pin(&self, identity: u64) {
-        let _inside = self.enter();
-        match self.seat_for(identity) {
+        let inside = self.enter();
+        match inside.seat_for(identity) {
             Some(seat) => seat.pinned.store(1, SeqCst),
             None => {
                 self.cell().untracked.fetch_add(1, SeqCst);
             }
         }
-    }
-
-    /// The seat of process `identity`, claimed if it has none (the lock is held).
-    fn seat_for(&self, identity: u64) -> Option<&Seat> {
-        let cell = self.cell();
-        let seat = cell
-            .seats
-            .iter()
-            .find(|s| s.process.load(SeqCst) == identity)
-            .or_else(|| cell.seats.iter().find(|s| s.process.load(SeqCst) == 0))
-            .or_else(|| {
-                cell.seats
-                    .iter()
-                    .find(|s| !identity_alive(s.process.load(SeqCst)))
-            });
-        if let Some(seat) = seat
-            && seat.process.load(SeqCst) != identity
-        {
-            seat.count.store(0, SeqCst);
-            seat.pinned.store(0, SeqCst);
-            seat.process.store(identity, SeqCst);
-        }
-        seat
     }
 
     /// Counts one handle less in process `identity`.
@@ -650,6 +452,263 @@ impl Ring {
     }
 }
 
+/// The ring under the queue's lock, made by [`Ring::enter`]; the lock is released when it
+/// drops. The ring's bytes, and everything else the lock guards, are reached only through it,
+/// so "the lock is held" is a fact of the type, not a comment; each access is checked to lie
+/// inside the ring.
+struct Inside<'a> {
+    ring: &'a Ring,
+    _held: Held<'a>,
+}
+
+impl std::ops::Deref for Inside<'_> {
+    type Target = Ring;
+
+    fn deref(&self) -> &Ring {
+        self.ring
+    }
+}
+
+impl Inside<'_> {
+    /// Recounts the items between head and tail.
+    fn recount(&self) {
+        let cell = self.cell();
+        let Ok((mut at, tail)) = self.bounds() else {
+            return; // corrupt: every later use reports it
+        };
+        let mut n = 0;
+        while at < tail {
+            let Ok((len, kind)) = self.header_at(at) else {
+                break;
+            };
+            if kind == WRAP {
+                at += (self.len - (at as usize % self.len)) as u64;
+            } else {
+                at += (HEADER + padded(len)) as u64;
+                n += 1;
+            }
+        }
+        cell.items.store(n, SeqCst);
+    }
+
+    /// Reads the record header at stream position `at`.
+    fn header_at(&self, at: u64) -> Result<(usize, u32), String> {
+        if at % 8 != 0 {
+            return Err(format!(
+                "corrupt queue: a record at unaligned position {at}"
+            ));
+        }
+        let pos = at as usize % self.len;
+        let mut raw = [0u8; HEADER];
+        // Inside the ring: `pos` is 8-aligned (every record is padded to 8) and the ring's
+        // length a multiple of 8.
+        self.read_at(pos, &mut raw)?;
+        let len = u32::from_le_bytes([raw[0], raw[1], raw[2], raw[3]]) as usize;
+        let kind = u32::from_le_bytes([raw[4], raw[5], raw[6], raw[7]]);
+        let fits = match kind {
+            WRAP => true,
+            INLINE | SIDE => HEADER + padded(len) <= self.len - pos,
+            _ => false,
+        };
+        if !fits {
+            return Err(format!(
+                "corrupt queue record at {at}: kind {kind}, {len} bytes"
+            ));
+        }
+        Ok((len, kind))
+    }
+
+    /// Where the ring's bytes `pos..pos + len` start; an error if they are not all inside it.
+    fn span(&self, pos: usize, len: usize) -> Result<*mut u8, String> {
+        match pos.checked_add(len) {
+            // SAFETY: `pos <= end <= self.len`: the result is inside the ring (or one past its
+            // end, for nothing).
+            Some(end) if end <= self.len => Ok(unsafe { self.bytes.add(pos) }),
+            _ => Err(format!(
+                "corrupt queue: {len} bytes at ring position {pos} pass the ring's end"
+            )),
+        }
+    }
+
+    /// Copies `bytes` to ring position `pos`; an error if they would pass the ring's end.
+    fn write_at(&self, pos: usize, bytes: &[u8]) -> Result<(), String> {
+        let to = self.span(pos, bytes.len())?;
+        // SAFETY: `span` checked that the bytes lie inside the ring, which `self.seg` keeps
+        // mapped; holding the lock (`self`) excludes every other cooperating reader and writer
+        // of them; `bytes` is our own memory, not the ring's.
+        unsafe { std::ptr::copy_nonoverlapping(bytes.as_ptr(), to, bytes.len()) };
+        Ok(())
+    }
+
+    /// Writes a record of `kind` holding `body` at stream position `tail`, after `skip` bytes
+    /// to the ring's start (marked by a `WRAP` header) if `room` asked for them. Returns the
+    /// new tail.
+    fn write_record(&self, tail: u64, skip: usize, kind: u32, body: &[u8]) -> Result<u64, String> {
+        let mut tail = tail;
+        if skip > 0 {
+            self.write_at(tail as usize % self.len, &header(0, WRAP))?;
+            tail += skip as u64;
+        }
+        let pos = tail as usize % self.len;
+        self.write_at(pos, &header(body.len(), kind))?;
+        self.write_at(pos + HEADER, body)?;
+        Ok(tail + (HEADER + padded(body.len())) as u64)
+    }
+
+    /// Fills `out` from ring position `pos`; an error if that would pass the ring's end.
+    fn read_at(&self, pos: usize, out: &mut [u8]) -> Result<(), String> {
+        let from = self.span(pos, out.len())?;
+        // SAFETY: as in `write_at`, the other way.
+        unsafe { std::ptr::copy_nonoverlapping(from, out.as_mut_ptr(), out.len()) };
+        Ok(())
+    }
+
+    /// Replaces the contents of `buf` with the `len` bytes at ring position `pos` (without
+    /// zeroing `buf` first); an error if they would pass the ring's end.
+    fn copy_out(&self, pos: usize, len: usize, buf: &mut Vec<u8>) -> Result<(), String> {
+        let from = self.span(pos, len)?;
+        buf.clear();
+        buf.reserve(len);
+        // SAFETY: the source as in `write_at`; `buf` has room for `len` bytes, which the copy
+        // initialises before `set_len`, and a heap allocation cannot overlap the ring.
+        unsafe {
+            std::ptr::copy_nonoverlapping(from, buf.as_mut_ptr(), len);
+            buf.set_len(len);
+        }
+        Ok(())
+    }
+
+    /// Where a record of `rec` bytes goes: the bytes to skip to the ring's start first, or
+    /// `None` without room.
+    fn room(&self, rec: usize) -> Result<Option<usize>, String> {
+        let cell = self.cell();
+        let (head, tail) = self.bounds()?;
+        let maxsize = cell.maxsize.load(SeqCst);
+        if maxsize != 0 && cell.items.load(SeqCst) >= maxsize {
+            return Ok(None);
+        }
+        let free = self.len - (tail - head) as usize;
+        let to_end = self.len - tail as usize % self.len;
+        Ok(if rec <= to_end {
+            (rec <= free).then_some(0)
+        } else {
+            (to_end + rec <= free).then_some(to_end)
+        })
+    }
+
+    /// Takes the record at the head, if any.
+    fn take_record(&self, buf: &mut Vec<u8>) -> Result<Option<Popped>, PopError> {
+        let cell = self.cell();
+        loop {
+            let (head, tail) = self.bounds().map_err(PopError::Corrupt)?;
+            if head == tail {
+                return Ok(None);
+            }
+            let (len, kind) = self.header_at(head).map_err(PopError::Corrupt)?;
+            let pos = head as usize % self.len;
+            if kind == WRAP {
+                cell.head.store(head + (self.len - pos) as u64, SeqCst);
+                continue;
+            }
+            self.copy_out(pos + HEADER, len, buf)
+                .map_err(PopError::Corrupt)?;
+            cell.head
+                .store(head + (HEADER + padded(len)) as u64, SeqCst);
+            cell.items.fetch_sub(1, SeqCst);
+            if kind == INLINE {
+                return Ok(Some(Popped::Inline));
+            }
+            match self.take_side(buf) {
+                Ok(Some(popped)) => return Ok(Some(popped)),
+                // Its message went with a reader that died holding the lock: the item is lost
+                // with that reader; go on with the next.
+                Ok(None) => {}
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// Receives the side message whose nonce is in `buf`. `None` if that message is gone.
+    fn take_side(&self, buf: &[u8]) -> Result<Option<Popped>, PopError> {
+        let want: [u8; 8] = buf
+            .try_into()
+            .map_err(|_| PopError::Corrupt("bad side record".into()))?;
+        loop {
+            let mut nonce = [0u8; 8];
+            match sys::fd::peek(self.side_rx.as_fd(), &mut nonce) {
+                Ok(8) => {}
+                Ok(_) => return Err(PopError::Corrupt("bad side message".into())),
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return Ok(None),
+                Err(e) => return Err(PopError::Corrupt(format!("side socket: {e}"))),
+            }
+            if nonce != want && self.nonce_ahead(nonce) {
+                return Ok(None);
+            }
+            let mut fds = Vec::new();
+            sys::fd::recv(self.side_rx.as_fd(), &mut nonce, &mut fds, true)
+                .map_err(|e| PopError::Corrupt(format!("side socket: {e}")))?;
+            if nonce != want {
+                continue; // left by a writer that died before adding its record
+            }
+            if fds.is_empty() {
+                return Err(PopError::Corrupt("side message without its memory".into()));
+            }
+            let memfd = fds.remove(0);
+            let bytes = SealedBytes::open(memfd).map_err(|e| PopError::Corrupt(e.to_string()))?;
+            return Ok(Some(Popped::Side(bytes, fds)));
+        }
+    }
+
+    /// Whether a side record further on carries `nonce`.
+    fn nonce_ahead(&self, nonce: [u8; 8]) -> bool {
+        let Ok((mut at, tail)) = self.bounds() else {
+            return false;
+        };
+        while at < tail {
+            let Ok((len, kind)) = self.header_at(at) else {
+                return false;
+            };
+            let pos = at as usize % self.len;
+            if kind == WRAP {
+                at += (self.len - pos) as u64;
+                continue;
+            }
+            if kind == SIDE && len == 8 {
+                let mut seen = [0u8; 8];
+                // Inside the ring: `header_at` checked that the record fits.
+                if self.read_at(pos + HEADER, &mut seen).is_ok() && seen == nonce {
+                    return true;
+                }
+            }
+            at += (HEADER + padded(len)) as u64;
+        }
+        false
+    }
+
+    /// The seat of process `identity`, claimed if it has none.
+    fn seat_for(&self, identity: u64) -> Option<&Seat> {
+        let cell = self.cell();
+        let seat = cell
+            .seats
+            .iter()
+            .find(|s| s.process.load(SeqCst) == identity)
+            .or_else(|| cell.seats.iter().find(|s| s.process.load(SeqCst) == 0))
+            .or_else(|| {
+                cell.seats
+                    .iter()
+                    .find(|s| !identity_alive(s.process.load(SeqCst)))
+            });
+        if let Some(seat) = seat
+            && seat.process.load(SeqCst) != identity
+        {
+            seat.count.store(0, SeqCst);
+            seat.pinned.store(0, SeqCst);
+            seat.process.store(identity, SeqCst);
+        }
+        seat
+    }
+}
+
 fn header(len: usize, kind: u32) -> [u8; HEADER] {
     let mut h = [0u8; HEADER];
     h[..4].copy_from_slice(&(len as u32).to_le_bytes());
@@ -674,8 +733,8 @@ mod tests {
     use super::*;
 
     fn corrupt(ring: &Ring, bytes: &[u8]) {
-        let _inside = ring.enter();
-        ring.write_at(0, bytes);
+        let inside = ring.enter();
+        inside.write_at(0, bytes).unwrap();
         let cell = ring.cell();
         cell.tail.store(bytes.len().max(HEADER) as u64, SeqCst);
         cell.items.store(1, SeqCst);
@@ -719,8 +778,8 @@ mod tests {
             let ring = Ring::create(0, MIN_RING).unwrap();
             ring.hold(me);
             {
-                let _inside = ring.enter();
-                ring.write_at(0, &first);
+                let inside = ring.enter();
+                inside.write_at(0, &first).unwrap();
                 ring.cell().head.store(head, SeqCst);
                 ring.cell().tail.store(tail, SeqCst);
             }

@@ -147,25 +147,26 @@ impl<T: Element> Cells<T> {
         self.slots().iter().map(T::load).collect()
     }
 
-    /// Takes the array's lock until `deadline`.
-    pub(crate) fn lock_until(&self, deadline: Option<Instant>) -> Result<()> {
+    /// Takes the array's lock until `deadline`; the guard gives it back.
+    pub(crate) fn lock_until(&self, deadline: Option<Instant>) -> Result<ArrayGuard<'_, T>> {
         let cell = self.lock_cell();
         if cell.held_by_me() {
             return Err(Error::Deadlock);
         }
-        taken(cell.take(deadline))
+        taken(cell.take(deadline))?;
+        Ok(ArrayGuard::new(self))
     }
 
-    /// Takes the array's lock if it is free; whether it did.
-    pub(crate) fn try_lock(&self) -> Result<bool> {
+    /// Takes the array's lock if it is free; `None` if it is held.
+    pub(crate) fn try_lock(&self) -> Result<Option<ArrayGuard<'_, T>>> {
         let cell = self.lock_cell();
         if cell.held_by_me() {
             return Err(Error::Deadlock);
         }
         match cell.take_now() {
-            None => Ok(false),
-            Some(Taken::Yes) => Ok(true),
-            died => taken(died).map(|()| false),
+            None => Ok(None),
+            Some(Taken::Yes) => Ok(Some(ArrayGuard::new(self))),
+            died => taken(died).map(|()| None),
         }
     }
 
@@ -281,8 +282,7 @@ impl<T: Element> Array<T> {
     /// [`Error::OwnerDied`]: a process died holding the lock; it is free again, the elements
     /// may be half-updated.
     pub fn lock(&self) -> Result<ArrayGuard<'_, T>> {
-        self.cells.lock_until(None)?;
-        Ok(ArrayGuard::new(&self.cells))
+        self.cells.lock_until(None)
     }
 
     /// Like [`lock`](Self::lock), waiting at most `timeout`.
@@ -290,8 +290,7 @@ impl<T: Element> Array<T> {
     /// # Errors
     /// [`Error::Timeout`], or as [`lock`](Self::lock).
     pub fn lock_timeout(&self, timeout: Duration) -> Result<ArrayGuard<'_, T>> {
-        self.cells.lock_until(parking::deadline(timeout))?;
-        Ok(ArrayGuard::new(&self.cells))
+        self.cells.lock_until(parking::deadline(timeout))
     }
 
     /// Takes the lock if it is free (or already this thread's); `Ok(None)` if it is held.
@@ -299,7 +298,7 @@ impl<T: Element> Array<T> {
     /// # Errors
     /// As [`lock`](Self::lock).
     pub fn try_lock(&self) -> Result<Option<ArrayGuard<'_, T>>> {
-        Ok(self.cells.try_lock()?.then(|| ArrayGuard::new(&self.cells)))
+        self.cells.try_lock()
     }
 
     /// Element `i`, read under the lock.
@@ -408,7 +407,10 @@ impl<T: Element> Drop for ArrayGuard<'_, T> {
 }
 
 impl<'a, T: Element> ArrayGuard<'a, T> {
-    pub(crate) fn new(cells: &'a Cells<T>) -> Self {
+    /// The guard of `cells`, whose lock this thread has just taken: only `Cells::lock_until`
+    /// and `Cells::try_lock` make one, so a guard's existence means the lock is held (what
+    /// its `&mut [T]` relies on).
+    fn new(cells: &'a Cells<T>) -> Self {
         Self {
             cells,
             _not_send: PhantomData,

@@ -377,24 +377,26 @@ impl SharedMemory {
     /// ```
     pub fn read(&self, offset: usize, buf: &mut [u8]) -> Result<()> {
         self.check_range(offset, buf.len())?;
+        let (words, trailing) = self.atomics();
         let mut at = offset;
         let mut rest = buf;
         while !rest.is_empty() {
             let n = if at % WORD == 0 && rest.len() >= WORD {
                 // Whole words: the hot loop.
                 let whole = rest.len() / WORD * WORD;
-                for (i, chunk) in rest[..whole].chunks_exact_mut(WORD).enumerate() {
-                    let word = self.word(at + i * WORD).load(Ordering::Acquire);
-                    chunk.copy_from_slice(&word.to_ne_bytes());
+                let these = &words[at / WORD..(at + whole) / WORD];
+                for (chunk, word) in rest[..whole].chunks_exact_mut(WORD).zip(these) {
+                    chunk.copy_from_slice(&word.load(Ordering::Acquire).to_ne_bytes());
                 }
                 whole
-            } else if let Some((start, skip)) = self.word_of(at) {
+            } else if let Some(word) = words.get(at / WORD) {
+                let skip = at % WORD;
                 let n = (WORD - skip).min(rest.len());
-                let word = self.word(start).load(Ordering::Acquire).to_ne_bytes();
+                let word = word.load(Ordering::Acquire).to_ne_bytes();
                 rest[..n].copy_from_slice(&word[skip..skip + n]);
                 n
             } else {
-                rest[0] = self.byte(at).load(Ordering::Acquire);
+                rest[0] = trailing[at - words.len() * WORD].load(Ordering::Acquire);
                 1
             };
             at += n;
@@ -425,20 +427,22 @@ impl SharedMemory {
     /// ```
     pub fn write(&self, offset: usize, data: &[u8]) -> Result<()> {
         self.check_range(offset, data.len())?;
+        let (words, trailing) = self.atomics();
         let mut at = offset;
         let mut rest = data;
         while !rest.is_empty() {
             let n = if at % WORD == 0 && rest.len() >= WORD {
                 let whole = rest.len() / WORD * WORD;
-                for (i, chunk) in rest[..whole].chunks_exact(WORD).enumerate() {
-                    let mut word = [0u8; WORD];
-                    word.copy_from_slice(chunk);
-                    self.word(at + i * WORD)
-                        .store(u64::from_ne_bytes(word), Ordering::Release);
+                let these = &words[at / WORD..(at + whole) / WORD];
+                for (chunk, word) in rest[..whole].chunks_exact(WORD).zip(these) {
+                    let mut bytes = [0u8; WORD];
+                    bytes.copy_from_slice(chunk);
+                    word.store(u64::from_ne_bytes(bytes), Ordering::Release);
                 }
                 whole
-            } else if let Some((start, skip)) = self.word_of(at) {
+            } else if let Some(word) = words.get(at / WORD) {
                 // Part of a word: replace only our bytes, whatever others store meanwhile.
+                let skip = at % WORD;
                 let n = (WORD - skip).min(rest.len());
                 let part = &rest[..n];
                 let merge = |old: u64| {
@@ -447,12 +451,10 @@ impl SharedMemory {
                     Some(u64::from_ne_bytes(bytes))
                 };
                 // The closure never returns `None`, so this cannot fail.
-                let _ = self
-                    .word(start)
-                    .fetch_update(Ordering::AcqRel, Ordering::Acquire, merge);
+                let _ = word.fetch_update(Ordering::AcqRel, Ordering::Acquire, merge);
                 n
             } else {
-                self.byte(at).store(rest[0], Ordering::Release);
+                trailing[at - words.len() * WORD].store(rest[0], Ordering::Release);
                 1
             };
             at += n;
@@ -545,28 +547,17 @@ impl SharedMemory {
         }
     }
 
-    /// The whole word holding byte `at` (its start, and `at`'s place in it), or `None` for the
-    /// trailing bytes that belong to no whole word.
-    fn word_of(&self, at: usize) -> Option<(usize, usize)> {
-        let start = at - at % WORD;
-        (start + WORD <= self.size()).then_some((start, at - start))
-    }
-
-    /// The word at `at` (a multiple of 8 with `at + 8 <= size`).
-    fn word(&self, at: usize) -> &AtomicU64 {
-        debug_assert!(at % WORD == 0 && at + WORD <= self.size());
-        // SAFETY: in bounds (callers pass whole words only), 8-aligned (the mapping is
-        // page-aligned), alive as long as `self`. Safe code reaches these bytes only as this
-        // same `AtomicU64` (see the module docs), so no racing access has another size.
-        unsafe { AtomicU64::from_ptr(self.inner.map.as_ptr().add(at).cast()) }
-    }
-
-    /// The byte at `at`, one of the trailing bytes that belong to no whole word.
-    fn byte(&self, at: usize) -> &AtomicU8 {
-        debug_assert!(at < self.size() && self.word_of(at).is_none());
-        // SAFETY: in bounds, alive as long as `self`; safe code reaches the trailing bytes
-        // only as `AtomicU8`.
-        unsafe { AtomicU8::from_ptr(self.inner.map.as_ptr().add(at)) }
+    /// The bytes as safe code reaches them (see the module docs): every whole word, from
+    /// offset 0, as an `AtomicU64`, and the `size % 8` trailing bytes that belong to no whole
+    /// word as `AtomicU8`s. The access size of a byte depends on its address only, so no two
+    /// racing accesses to it differ in size.
+    fn atomics(&self) -> (&[AtomicU64], &[AtomicU8]) {
+        let words = self.size() / WORD;
+        let map = &self.inner.map;
+        (
+            map.atomics(0, words),
+            map.atomics(words * WORD, self.size() % WORD),
+        )
     }
 }
 

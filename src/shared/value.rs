@@ -82,9 +82,8 @@ impl<T: Element> Value<T> {
     /// # Errors
     /// As [`get`](Self::get).
     pub fn lock(&self) -> Result<ValueGuard<'_, T>> {
-        self.cells.lock_until(None)?;
         Ok(ValueGuard {
-            inner: ArrayGuard::new(&self.cells),
+            inner: self.cells.lock_until(None)?,
         })
     }
 
@@ -93,9 +92,8 @@ impl<T: Element> Value<T> {
     /// # Errors
     /// [`Error::Timeout`](crate::Error::Timeout), or as [`get`](Self::get).
     pub fn lock_timeout(&self, timeout: Duration) -> Result<ValueGuard<'_, T>> {
-        self.cells.lock_until(parking::deadline(timeout))?;
         Ok(ValueGuard {
-            inner: ArrayGuard::new(&self.cells),
+            inner: self.cells.lock_until(parking::deadline(timeout))?,
         })
     }
 
@@ -104,9 +102,7 @@ impl<T: Element> Value<T> {
     /// # Errors
     /// As [`get`](Self::get).
     pub fn try_lock(&self) -> Result<Option<ValueGuard<'_, T>>> {
-        Ok(self.cells.try_lock()?.then(|| ValueGuard {
-            inner: ArrayGuard::new(&self.cells),
-        }))
+        Ok(self.cells.try_lock()?.map(|inner| ValueGuard { inner }))
     }
 }
 

@@ -49,9 +49,7 @@ impl SharedPage {
     /// If `i >= SLOTS` (a bug in this crate, never user input).
     pub(crate) fn slot(&self, i: usize) -> &AtomicU64 {
         assert!(i < SLOTS, "shared page slot out of range");
-        // SAFETY: the mapping is at least PAGE bytes, page-aligned, lives as long as `self`, and
-        // `i` is in range; `AtomicU64` has no invalid bit patterns, and all access is atomic.
-        unsafe { &*self.map.as_ptr().cast::<AtomicU64>().add(i) }
+        self.map.atomic(i * std::mem::size_of::<AtomicU64>())
     }
 
     pub(crate) fn as_fd(&self) -> BorrowedFd<'_> {

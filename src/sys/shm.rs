@@ -1,27 +1,84 @@
 //! Shared memory: mappings of memfds (no name anywhere, gone with the last descriptor or
 //! mapping) and of POSIX shared-memory objects (a name under `/dev/shm`).
+//!
+//! A mapping hands out its memory as raw pointers, for the types built on it to give meaning
+//! to, or as atomics ([`Mapping::atomics`]): the one view of memory that other processes may
+//! write at any moment that is sound whatever they write, checked here to lie inside it.
 
 use std::io;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::ptr::NonNull;
+use std::sync::atomic::{AtomicU8, AtomicU32, AtomicU64};
 
 use rustix::fs::Mode;
 use rustix::mm::{MapFlags, ProtFlags};
 use rustix::shm::OFlags;
 
-/// A read-write, shared mapping of a whole memory object.
+mod sealed {
+    pub trait Sealed {}
+}
+
+/// Atomic integers: what memory shared with other processes may be viewed as, since every
+/// bit pattern is a valid value and every access is atomic.
+pub(crate) trait Atomic: sealed::Sealed + Sized {}
+
+macro_rules! atomic {
+    ($($t:ty),*) => {$(
+        impl sealed::Sealed for $t {}
+        impl Atomic for $t {}
+    )*};
+}
+atomic!(AtomicU8, AtomicU32, AtomicU64);
+
+/// A read-write, shared mapping of `len` bytes, unmapped on drop.
 #[derive(Debug)]
-pub(crate) struct Mapping {
+struct Region {
     ptr: NonNull<u8>,
     len: usize,
-    fd: OwnedFd,
 }
 
 // SAFETY: the mapping is plain memory owned by this value; what is stored in it, and how it is
 // accessed, is the business of the types built on top (atomics, or accessors marked unsafe).
-unsafe impl Send for Mapping {}
-// SAFETY: as above; `Mapping` itself hands out only raw pointers.
-unsafe impl Sync for Mapping {}
+unsafe impl Send for Region {}
+// SAFETY: as above; a region itself hands out only raw pointers and atomics.
+unsafe impl Sync for Region {}
+
+impl Region {
+    /// `n` atomics `A` from byte `at` on.
+    ///
+    /// # Panics
+    /// If `at` is not a multiple of `A`'s alignment or the atomics are not all inside.
+    fn atomics<A: Atomic>(&self, at: usize, n: usize) -> &[A] {
+        let end = n
+            .checked_mul(std::mem::size_of::<A>())
+            .and_then(|bytes| at.checked_add(bytes));
+        assert!(
+            at % std::mem::align_of::<A>() == 0 && end.is_some_and(|end| end <= self.len),
+            "{n} atomics at byte {at} of a {}-byte mapping",
+            self.len
+        );
+        // SAFETY: the atomics lie inside the mapping (checked just above), which lives as long
+        // as `self`; the mapping is page-aligned, so an offset aligned for `A` is an aligned
+        // address. Atomic integers are valid for every bit pattern and accessed only
+        // atomically, so other processes writing the same bytes meanwhile is no data race.
+        unsafe { std::slice::from_raw_parts(self.ptr.as_ptr().add(at).cast::<A>(), n) }
+    }
+}
+
+impl Drop for Region {
+    fn drop(&mut self) {
+        // SAFETY: `ptr`/`len` came from one mmap; the types built on a mapping tie every
+        // reference into it to a borrow of the mapping, so none outlives this.
+        let _ = unsafe { rustix::mm::munmap(self.ptr.as_ptr().cast(), self.len) };
+    }
+}
+
+/// A read-write, shared mapping of a whole memory object.
+#[derive(Debug)]
+pub(crate) struct Mapping {
+    region: Region,
+    fd: OwnedFd,
+}
 
 impl Mapping {
     /// A new zero-filled memory object of `len` bytes with no name (a memfd), sealed against
@@ -95,17 +152,34 @@ impl Mapping {
         };
         let ptr =
             NonNull::new(ptr.cast::<u8>()).ok_or_else(|| io::Error::other("mmap returned null"))?;
-        Ok(Self { ptr, len, fd })
+        Ok(Self {
+            region: Region { ptr, len },
+            fd,
+        })
     }
 
     /// Start of the mapping (page-aligned).
     pub(crate) fn as_ptr(&self) -> *mut u8 {
-        self.ptr.as_ptr()
+        self.region.ptr.as_ptr()
     }
 
     /// Length in bytes.
     pub(crate) fn len(&self) -> usize {
-        self.len
+        self.region.len
+    }
+
+    /// `n` atomics `A` from byte `at` on, shared with every process that maps the object.
+    ///
+    /// # Panics
+    /// If `at` is not a multiple of `A`'s alignment or the atomics are not all inside the
+    /// mapping.
+    pub(crate) fn atomics<A: Atomic>(&self, at: usize, n: usize) -> &[A] {
+        self.region.atomics(at, n)
+    }
+
+    /// The atomic `A` at byte `at`; see [`atomics`](Self::atomics).
+    pub(crate) fn atomic<A: Atomic>(&self, at: usize) -> &A {
+        &self.region.atomics(at, 1)[0]
     }
 
     pub(crate) fn as_fd(&self) -> BorrowedFd<'_> {
@@ -117,54 +191,32 @@ impl Mapping {
     /// The mapping without its descriptor, which is closed: the mapping alone keeps the memory
     /// object alive, and a process that keeps many mappings need not keep as many descriptors.
     pub(crate) fn into_view(self) -> View {
-        let me = std::mem::ManuallyDrop::new(self);
-        // SAFETY: `me` is never dropped, so the descriptor is read out exactly once, and
-        // dropped here (closed); the mapping passes to the view, which unmaps it.
-        drop(unsafe { std::ptr::read(&me.fd) });
-        View {
-            ptr: me.ptr,
-            len: me.len,
-        }
+        let Mapping { region, fd } = self;
+        drop(fd);
+        View { region }
     }
 }
 
 /// A read-write, shared mapping of a memory object whose descriptor is closed.
 #[derive(Debug)]
 pub(crate) struct View {
-    ptr: NonNull<u8>,
-    len: usize,
+    region: Region,
 }
-
-// SAFETY: as for `Mapping`: plain memory owned by this value, handed out as raw pointers only.
-unsafe impl Send for View {}
-// SAFETY: as above.
-unsafe impl Sync for View {}
 
 impl View {
     /// Start of the mapping (page-aligned).
     pub(crate) fn as_ptr(&self) -> *mut u8 {
-        self.ptr.as_ptr()
+        self.region.ptr.as_ptr()
     }
 
     /// Length in bytes.
     pub(crate) fn len(&self) -> usize {
-        self.len
+        self.region.len
     }
-}
 
-impl Drop for View {
-    fn drop(&mut self) {
-        // SAFETY: `ptr`/`len` came from one mmap (through `Mapping::into_view`); no reference
-        // into the mapping outlives the view (users tie them to a borrow of it).
-        let _ = unsafe { rustix::mm::munmap(self.ptr.as_ptr().cast(), self.len) };
-    }
-}
-
-impl Drop for Mapping {
-    fn drop(&mut self) {
-        // SAFETY: `ptr`/`len` came from one mmap in `map`; the types built on a mapping tie every
-        // reference into it to a borrow of the mapping, so none outlives this.
-        let _ = unsafe { rustix::mm::munmap(self.ptr.as_ptr().cast(), self.len) };
+    /// The atomic `A` at byte `at`; see [`Mapping::atomics`].
+    pub(crate) fn atomic<A: Atomic>(&self, at: usize) -> &A {
+        &self.region.atomics(at, 1)[0]
     }
 }
 

@@ -1,6 +1,6 @@
 //! Telling a stack overflow from any other segfault, in a child process.
 //!
-//! A child serves tasks from a start-up hook that runs before `main` (see `bootstrap`), so
+//! A child serves tasks from a start-up hook that runs before `main` (see `child::start`), so
 //! std's runtime never installs its guard-page handler there, and an overflow would end the
 //! child as a bare `SIGSEGV`. [`catch_stack_overflow`] installs a handler of ours for `SIGSEGV`
 //! and `SIGBUS`, running on an alternate signal stack (the thread's own stack is used up when it

@@ -33,6 +33,8 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use crate::sys::fd::{ObjectId, object_id};
 use crate::sys::shm::{Mapping, View};
 
+/// Where a buffer's `busy` word is.
+const BUSY: usize = 0;
 /// Where the payload starts in a buffer; the bytes before it hold the `busy` word.
 const DATA: usize = 64;
 /// Buffers are sized in steps of this, so payloads of similar sizes share one.
@@ -41,14 +43,6 @@ const STEP: usize = 1 << 20;
 /// in flight at once). How much memory they may hold is the channel's business: it counts its
 /// other buffers too (see [`keep_within`]).
 const KEEP: usize = 4;
-
-/// The `busy` word of the buffer mapped at `base`, borrowed as long as `owner`, the mapping.
-fn busy<M>(base: *mut u8, _owner: &M) -> &AtomicU32 {
-    // SAFETY: every buffer here is at least `DATA` bytes (checked on creation and on receipt)
-    // and page-aligned; `base` is the start of the mapping `owner` holds, so the word lives as
-    // long as the borrow; it is only ever accessed atomically, by both processes.
-    unsafe { &*base.cast::<AtomicU32>() }
-}
 
 /// The sending side: the buffers of the last few bulk frames, kept for the next ones.
 #[derive(Debug, Default)]
@@ -75,7 +69,7 @@ impl Sender {
         let free = (0..self.kept.len())
             .filter(|&i| {
                 let m = &self.kept[i];
-                m.len() >= need && busy(m.as_ptr(), m).load(Ordering::Acquire) == 0
+                m.len() >= need && m.atomic::<AtomicU32>(BUSY).load(Ordering::Acquire) == 0
             })
             .min_by_key(|&i| self.kept[i].len());
         let chosen = match free {
@@ -87,7 +81,7 @@ impl Sender {
             }
         };
         let map = &self.kept[chosen];
-        busy(map.as_ptr(), map).store(1, Ordering::Relaxed);
+        map.atomic::<AtomicU32>(BUSY).store(1, Ordering::Relaxed);
         let mut at = DATA;
         for part in parts {
             // SAFETY: the buffer holds `need` bytes, the sum of the parts' lengths after `DATA`;
@@ -100,7 +94,7 @@ impl Sender {
             at += part.len();
         }
         map.as_fd().try_clone_to_owned().inspect_err(|_| {
-            busy(map.as_ptr(), map).store(0, Ordering::Relaxed);
+            map.atomic::<AtomicU32>(BUSY).store(0, Ordering::Relaxed);
         })
     }
 }
@@ -197,7 +191,9 @@ impl Payload {
 
 impl Drop for Payload {
     fn drop(&mut self) {
-        busy(self.map.as_ptr(), &*self.map).store(0, Ordering::Release);
+        self.map
+            .atomic::<AtomicU32>(BUSY)
+            .store(0, Ordering::Release);
     }
 }
 
