@@ -1,9 +1,9 @@
 //! Death accounting: when a worker ends, which of the items it held fail and which run again.
 //!
 //! The worker bumps a progress counter before each item (`child/worker.rs`), so at its death the
-//! counter says which item was running: that one is blamed (it killed the worker, or overran,
-//! or sent garbage), and the others it held but did not answer run again elsewhere — items it
-//! never reached, and (rarely) items it finished whose answers died with it.
+//! counter says which item was running: that one is blamed (it killed the worker, or overran, or
+//! sent garbage), and the others it held but did not answer run again elsewhere — items it never
+//! reached, and (rarely) items it finished whose answers died with it.
 //!
 //! Retries are charged so that nothing runs for ever: a death pinned on an item made progress,
 //! and charges nothing else; one pinned on no item (the worker died between items, or before

@@ -1,10 +1,10 @@
 //! The parent's side of one pool worker: its link (socket, pidfd, progress page), the chunks
 //! it holds, what it has answered, and the frames that carry its work and its answers.
 //!
-//! The child's side is `crate::child::worker`. Everything here is driven by the supervisor (and, for
-//! reading answers, by waiters that borrow its core; see `handoff.rs`): it sends chunks without
-//! blocking, reads whatever a worker has sent, turns `RESULTS` frames into [`Delivery`]s for
-//! the calls that wait for them, and times the chunks it answers for `pace.rs`.
+//! The child's side is `crate::child::worker`. Everything here is driven by the supervisor (and,
+//! for reading answers, by waiters that borrow its core; see `handoff.rs`): it sends chunks without
+//! blocking, reads whatever a worker has sent, turns `RESULTS` frames into [`Delivery`]s for the
+//! calls that wait for them, and times the chunks it answers for `pace.rs`.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
