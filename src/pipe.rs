@@ -59,8 +59,8 @@ impl<T: Serialize + DeserializeOwned> Pipe<T> {
     pub fn duplex() -> Result<(Connection<T>, Connection<T>)> {
         let (a, b) = sys::fd::socketpair()?;
         Ok((
-            Connection::new(Channel::new(a, Io::Blocking)?, true, true),
-            Connection::new(Channel::new(b, Io::Blocking)?, true, true),
+            Connection::new(Channel::new(a, Io::Blocking)?, Ends::Both),
+            Connection::new(Channel::new(b, Io::Blocking)?, Ends::Both),
         ))
     }
 
@@ -71,8 +71,8 @@ impl<T: Serialize + DeserializeOwned> Pipe<T> {
     pub fn one_way() -> Result<(Connection<T>, Connection<T>)> {
         let (a, b) = sys::fd::socketpair()?;
         Ok((
-            Connection::new(Channel::new(a, Io::Blocking)?, true, false),
-            Connection::new(Channel::new(b, Io::Blocking)?, false, true),
+            Connection::new(Channel::new(a, Io::Blocking)?, Ends::Receive),
+            Connection::new(Channel::new(b, Io::Blocking)?, Ends::Send),
         ))
     }
 }
@@ -84,27 +84,36 @@ impl<T: Serialize + DeserializeOwned> Pipe<T> {
 /// it has read what was sent (unless another process still holds a copy of this end).
 pub struct Connection<T> {
     chan: Option<Channel>,
-    readable: bool,
-    writable: bool,
+    ends: Ends,
     _t: PhantomData<fn(T) -> T>,
+}
+
+/// What an end of a pipe may do.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+enum Ends {
+    /// Send and receive (a duplex pipe).
+    Both,
+    /// Only receive (the reading end of a one-way pipe).
+    Receive,
+    /// Only send (the writing end of a one-way pipe).
+    Send,
 }
 
 impl<T> std::fmt::Debug for Connection<T> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Connection")
-            .field("readable", &self.readable)
-            .field("writable", &self.writable)
+            .field("readable", &self.readable())
+            .field("writable", &self.writable())
             .field("closed", &self.chan.is_none())
             .finish()
     }
 }
 
 impl<T> Connection<T> {
-    fn new(chan: Channel, readable: bool, writable: bool) -> Self {
+    fn new(chan: Channel, ends: Ends) -> Self {
         Self {
             chan: Some(chan),
-            readable,
-            writable,
+            ends,
             _t: PhantomData,
         }
     }
@@ -120,12 +129,12 @@ impl<T> Connection<T> {
 
     /// Whether this end can receive.
     pub fn readable(&self) -> bool {
-        self.readable
+        self.ends != Ends::Send
     }
 
     /// Whether this end can send.
     pub fn writable(&self) -> bool {
-        self.writable
+        self.ends != Ends::Receive
     }
 
     /// Whether a message (or the end of the stream) is ready to be received, waiting at most
@@ -134,7 +143,7 @@ impl<T> Connection<T> {
     /// # Errors
     /// The end is closed or not readable, or the socket failed.
     pub fn poll(&mut self, timeout: Duration) -> Result<bool> {
-        if !self.readable {
+        if !self.readable() {
             return Err(Error::InvalidArgument(
                 "this end of the pipe cannot receive".into(),
             ));
@@ -157,7 +166,7 @@ impl<T: Serialize + DeserializeOwned> Connection<T> {
     /// [`Error::Encode`] if the value cannot be encoded (nothing is sent);
     /// [`Error::Disconnected`] if the other end is closed; [`Error::Closed`] if this one is.
     pub fn send(&mut self, value: &T) -> Result<()> {
-        if !self.writable {
+        if !self.writable() {
             return Err(Error::InvalidArgument(
                 "this end of the pipe cannot send".into(),
             ));
@@ -211,7 +220,7 @@ impl<T: Serialize + DeserializeOwned> Connection<T> {
     }
 
     fn recv_until(&mut self, deadline: Option<Instant>) -> Result<T> {
-        if !self.readable {
+        if !self.readable() {
             return Err(Error::InvalidArgument(
                 "this end of the pipe cannot receive".into(),
             ));
@@ -241,17 +250,17 @@ impl<T> Serialize for Connection<T> {
             ));
         }
         let index = fds::attach(chan.as_fd()).map_err(S::Error::custom)?;
-        (index, self.readable, self.writable).serialize(s)
+        (index, self.ends).serialize(s)
     }
 }
 
 impl<'de, T> Deserialize<'de> for Connection<T> {
     fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
         use serde::de::Error as _;
-        let (index, readable, writable) = <(u32, bool, bool)>::deserialize(d)?;
+        let (index, ends) = <(u32, Ends)>::deserialize(d)?;
         let fd = fds::take(index).map_err(D::Error::custom)?;
         let chan = Channel::new(fd, Io::Blocking).map_err(D::Error::custom)?;
-        Ok(Self::new(chan, readable, writable))
+        Ok(Self::new(chan, ends))
     }
 }
 
@@ -263,7 +272,7 @@ mod tests {
     fn raw_pair() -> (Connection<String>, std::os::unix::net::UnixStream) {
         let (a, b) = sys::fd::socketpair().unwrap();
         (
-            Connection::new(Channel::new(a, Io::Blocking).unwrap(), true, true),
+            Connection::new(Channel::new(a, Io::Blocking).unwrap(), Ends::Both),
             std::os::unix::net::UnixStream::from(b),
         )
     }
