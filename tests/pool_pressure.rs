@@ -17,6 +17,32 @@ fn square(x: u64) -> u64 {
     x * x
 }
 
+/// `RLIMIT_NOFILE` lowered to leave `slack` descriptors free, until lifted (or dropped: a
+/// failing test must not leave the limit on the tests after it).
+struct FdLimit(Option<rustix::process::Rlimit>);
+
+impl FdLimit {
+    fn leaving(slack: u64) -> Self {
+        let saved = getrlimit(Resource::Nofile);
+        let mut tight = saved;
+        tight.current = Some(next_fd() + slack);
+        setrlimit(Resource::Nofile, tight).unwrap();
+        Self(Some(saved))
+    }
+
+    fn lift(&mut self) {
+        if let Some(saved) = self.0.take() {
+            setrlimit(Resource::Nofile, saved).unwrap();
+        }
+    }
+}
+
+impl Drop for FdLimit {
+    fn drop(&mut self) {
+        self.lift();
+    }
+}
+
 /// The number a new descriptor would get: the lowest one free.
 fn next_fd() -> u64 {
     use std::os::fd::AsRawFd;
@@ -30,10 +56,7 @@ fn a_descriptor_limit_fails_waiting_calls_with_the_cause_and_the_pool_recovers()
     within(SECS(120), || {
         // With 1..3 descriptors to spare, the pool and its supervisor start but no worker can.
         for slack in 1..4u64 {
-            let saved = getrlimit(Resource::Nofile);
-            let mut tight = saved;
-            tight.current = Some(next_fd() + slack);
-            setrlimit(Resource::Nofile, tight).unwrap();
+            let mut limit = FdLimit::leaving(slack);
             let start_timeout = Duration::from_millis(700);
             let built = Pool::builder()
                 .processes(2)
@@ -45,7 +68,7 @@ fn a_descriptor_limit_fails_waiting_calls_with_the_cause_and_the_pool_recovers()
                 .map(|p| p.apply(square, 7))
                 .map_err(|e| e.to_string());
             let took = t.elapsed();
-            setrlimit(Resource::Nofile, saved).unwrap();
+            limit.lift();
             let Ok(pool) = built else {
                 continue; // no room even for the pool itself: nothing to wait for
             };
@@ -76,17 +99,14 @@ fn a_descriptor_limit_fails_waiting_calls_with_the_cause_and_the_pool_recovers()
 fn a_call_made_after_the_cause_is_gone_is_served_not_failed_on_old_news() {
     let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
     within(SECS(60), || {
-        let saved = getrlimit(Resource::Nofile);
-        let mut tight = saved;
-        tight.current = Some(next_fd() + 2);
-        setrlimit(Resource::Nofile, tight).unwrap();
+        let mut limit = FdLimit::leaving(2);
         let pool = Pool::builder()
             .processes(1)
             .start_timeout(Duration::from_millis(200))
             .build();
         // The outage outlasts the start timeout, and the back-off grows to its cap.
         std::thread::sleep(Duration::from_millis(1500));
-        setrlimit(Resource::Nofile, saved).unwrap();
+        limit.lift();
         let pool = pool.unwrap();
         let t = Instant::now();
         assert_eq!(pool.apply(square, 9).unwrap(), 81);
@@ -354,10 +374,7 @@ fn failures_beside_a_serving_worker_are_no_outage_when_it_dies() {
 fn a_stream_of_calls_does_not_defeat_the_back_off() {
     let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
     within(SECS(60), || {
-        let saved = getrlimit(Resource::Nofile);
-        let mut tight = saved;
-        tight.current = Some(next_fd() + 2);
-        setrlimit(Resource::Nofile, tight).unwrap();
+        let mut limit = FdLimit::leaving(2);
         let pool = Pool::builder()
             .processes(1)
             .start_timeout(Duration::from_secs(3))
@@ -372,7 +389,7 @@ fn a_stream_of_calls_does_not_defeat_the_back_off() {
             std::thread::sleep(Duration::from_millis(10));
         }
         let first = first.map(|r| r.get_timeout(SECS(20)));
-        setrlimit(Resource::Nofile, saved).unwrap();
+        limit.lift();
         let why = match first {
             Ok(Err(Error::Spawn(why))) => why,
             other => panic!("expected a spawn error, got {other:?}"),
