@@ -4,7 +4,7 @@
 //! of the process, so they run one at a time and in a file of their own.
 
 mod common;
-use common::{SECS, children_of, within};
+use common::{SECS, children_of, sigkill, within};
 use multiproc::{Error, Pool};
 use rustix::process::{Resource, getrlimit, setrlimit};
 use std::sync::Mutex;
@@ -134,11 +134,7 @@ fn a_kill_storm_through_start_up_never_breaks_the_pool_for_good() {
                 let mut n = 0u64;
                 while storm.load(Ordering::Relaxed) {
                     for pid in children_of(me) {
-                        let raw = rustix::process::Pid::from_raw(pid as i32).unwrap();
-                        if rustix::process::kill_process(raw, rustix::process::Signal::KILL).is_ok()
-                        {
-                            kills += 1;
-                        }
+                        kills += u32::from(sigkill(pid));
                     }
                     n = n
                         .wrapping_mul(6364136223846793005)
@@ -215,9 +211,7 @@ fn kill_soak_every_call_ends_and_the_pool_recovers() {
                             every || *i as u64 == (n >> 40) % children.len().max(1) as u64
                         });
                         for (_, &pid) in chosen {
-                            let raw = rustix::process::Pid::from_raw(pid as i32).unwrap();
-                            let sig = rustix::process::Signal::KILL;
-                            kills += u64::from(rustix::process::kill_process(raw, sig).is_ok());
+                            kills += u64::from(sigkill(pid));
                         }
                         std::thread::sleep(Duration::from_micros(200 + (n >> 33) % 3800));
                     }

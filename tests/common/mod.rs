@@ -61,11 +61,11 @@ pub fn eventually(limit: Duration, mut cond: impl FnMut() -> bool) -> bool {
     cond()
 }
 
-/// Sends `SIGKILL` to `pid` (gone already is fine).
-pub fn sigkill(pid: u32) {
-    if let Some(pid) = rustix::process::Pid::from_raw(pid as i32) {
-        let _ = rustix::process::kill_process(pid, rustix::process::Signal::KILL);
-    }
+/// Sends `SIGKILL` to `pid` (gone already is fine); returns whether it was sent.
+pub fn sigkill(pid: u32) -> bool {
+    rustix::process::Pid::from_raw(pid as i32).is_some_and(|pid| {
+        rustix::process::kill_process(pid, rustix::process::Signal::KILL).is_ok()
+    })
 }
 
 /// Starts `sleep 60` as a plain child (`Command::spawn`, not a multiproc `Process`) and
