@@ -54,13 +54,19 @@ fn map_keeps_order_with_any_chunksize() {
         let odd = (0..1000u64).filter(|x| x % 2 == 1);
         let expect: Vec<u64> = odd.clone().map(square).collect();
         assert_eq!(pool.map(square, odd).unwrap(), expect);
-        let liar = Liar(0..1000u64);
-        assert_eq!(pool.map(square, liar).unwrap().len(), 1000);
+        // Inputs that say they have fewer or more items than they do still get every result,
+        // in order.
+        for (claim, holds) in [(10, 1000u64), (1000, 10), (0, 5), (7, 7)] {
+            let want: Vec<u64> = (0..holds).map(square).collect();
+            assert_eq!(pool.map(square, Liar(0..holds, claim)).unwrap(), want);
+            let chunked = pool.map_chunked(square, Liar(0..holds, claim), 3).unwrap();
+            assert_eq!(chunked, want);
+        }
     });
 }
 
-/// An iterator that claims an exact length of 10, whatever it holds.
-struct Liar(std::ops::Range<u64>);
+/// An iterator that claims an exact length (the second field), whatever it holds.
+struct Liar(std::ops::Range<u64>, usize);
 
 impl Iterator for Liar {
     type Item = u64;
@@ -68,7 +74,7 @@ impl Iterator for Liar {
         self.0.next()
     }
     fn size_hint(&self) -> (usize, Option<usize>) {
-        (10, Some(10))
+        (self.1, Some(self.1))
     }
 }
 

@@ -78,7 +78,7 @@ pub(crate) struct Chunk {
     /// The items' encodings back to back.
     pub(crate) payload: Vec<u8>,
     /// Where each item starts in `payload`.
-    pub(crate) offsets: Vec<u32>,
+    pub(crate) offsets: Offsets,
     /// How many times this chunk was handed back after its worker died.
     pub(crate) retries: u8,
     /// Descriptors of the handles inside the items (sent with every copy of the chunk).
@@ -99,11 +99,11 @@ impl Chunk {
 
     /// Items `range` of this chunk as a chunk of their own, with `charge` more retries counted.
     pub(crate) fn slice(&self, range: std::ops::Range<usize>, charge: u8) -> Chunk {
-        let start = self.offsets[range.start] as usize;
+        let start = self.offsets.start(range.start);
         let end = if range.end == self.len() {
             self.payload.len()
         } else {
-            self.offsets[range.end] as usize
+            self.offsets.start(range.end)
         };
         Chunk {
             sink: self.sink.clone(),
@@ -111,14 +111,157 @@ impl Chunk {
             entry: self.entry,
             first: self.first + range.start,
             payload: self.payload[start..end].to_vec(),
-            offsets: self.offsets[range]
-                .iter()
-                .map(|o| o - start as u32)
-                .collect(),
+            offsets: self.offsets.slice(range),
             retries: self.retries.saturating_add(charge),
             fds: self.fds.clone(),
         }
     }
+}
+
+/// Where each item of a chunk starts in its payload: a position per item, or none at all while
+/// every item takes the same number of bytes (numbers, fixed-size records) — for tiny items,
+/// four bytes an item less to write, and memory a large `map` does not have to find.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum Offsets {
+    /// `len` items of `size` bytes each (`size` is known once there are two).
+    Uniform {
+        len: usize,
+        size: u32,
+    },
+    Each(Vec<u32>),
+}
+
+impl Default for Offsets {
+    fn default() -> Self {
+        Offsets::Uniform { len: 0, size: 0 }
+    }
+}
+
+impl Offsets {
+    /// The offsets of a chunk of one item.
+    pub(crate) fn one() -> Self {
+        Offsets::Uniform { len: 1, size: 0 }
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        match self {
+            Offsets::Uniform { len, .. } => *len,
+            Offsets::Each(v) => v.len(),
+        }
+    }
+
+    /// Where item `i` starts.
+    pub(crate) fn start(&self, i: usize) -> usize {
+        match self {
+            Offsets::Uniform { size, .. } => i * *size as usize,
+            Offsets::Each(v) => v[i] as usize,
+        }
+    }
+
+    /// Adds an item that starts at `at`, just after the last one.
+    #[inline(always)]
+    pub(crate) fn push(&mut self, at: u32) {
+        match *self {
+            Offsets::Uniform { len: 0, .. } if at == 0 => *self = Offsets::one(),
+            Offsets::Uniform { len: 1, .. } => *self = Offsets::Uniform { len: 2, size: at },
+            Offsets::Uniform { ref mut len, size } if *len as u64 * size as u64 == at as u64 => {
+                *len += 1
+            }
+            Offsets::Each(ref mut v) => v.push(at),
+            Offsets::Uniform { len, size } => self.spell_out(len, size, at),
+        }
+    }
+
+    /// An item of another size than the ones before: a position per item from now on.
+    #[cold]
+    fn spell_out(&mut self, len: usize, size: u32, at: u32) {
+        let mut each: Vec<u32> = (0..len as u32).map(|i| i * size).collect();
+        each.push(at);
+        *self = Offsets::Each(each);
+    }
+
+    /// Forgets the last item.
+    pub(crate) fn pop(&mut self) {
+        match self {
+            Offsets::Uniform { len, .. } => *len = len.saturating_sub(1),
+            Offsets::Each(v) => {
+                v.pop();
+            }
+        }
+    }
+
+    /// The offsets of items `range`, counted from the first of them.
+    fn slice(&self, range: std::ops::Range<usize>) -> Offsets {
+        match self {
+            Offsets::Uniform { size, .. } => Offsets::Uniform {
+                len: range.len(),
+                size: *size,
+            },
+            Offsets::Each(v) => {
+                let start = v[range.start];
+                Offsets::Each(v[range].iter().map(|o| o - start).collect())
+            }
+        }
+    }
+}
+
+/// How a call's items are cut into chunks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Chunking {
+    /// Chunks of this many items (the last may be shorter): a chunk size the caller chose.
+    Fixed(usize),
+    /// Chunks that shrink as the input runs out (OpenMP's "guided" schedule), for an input of
+    /// `total` items shared by `workers`: each chunk is a [`GUIDED_SHARE`] of what remains per
+    /// worker, never below `min`. The first chunks are large (little overhead per item), the
+    /// last ones small, so that the end of a call never waits long for one worker, even when
+    /// the workers' cores run at different speeds (virtual machines' often do) or the items
+    /// differ in cost.
+    Guided {
+        total: usize,
+        workers: usize,
+        min: usize,
+    },
+}
+
+/// Which share of the items left per worker a guided chunk takes: a half, so that every
+/// worker's first chunk is twice Python's automatic chunk size, and the sizes then fall by a
+/// quarter per chunk (with two workers).
+const GUIDED_SHARE: usize = 2;
+/// The smallest guided chunk, as a fraction of Python's automatic chunk size (about four
+/// chunks per worker): small enough for an even end, large enough that the per-chunk cost
+/// (a few µs) stays small beside tiny items' own.
+const GUIDED_MIN_DIVISOR: usize = 8;
+
+impl Chunking {
+    /// The guided schedule for `total` items and `workers` workers.
+    pub(crate) fn guided(total: usize, workers: usize) -> Self {
+        let workers = workers.max(1);
+        Chunking::Guided {
+            total,
+            workers,
+            min: python_chunksize(total, workers).div_ceil(GUIDED_MIN_DIVISOR),
+        }
+    }
+
+    /// How many items the chunk that starts at item `next` of the call takes.
+    pub(crate) fn size_at(&self, next: usize) -> usize {
+        match *self {
+            Chunking::Fixed(n) => n.max(1),
+            Chunking::Guided {
+                total,
+                workers,
+                min,
+            } => {
+                let left = total.saturating_sub(next);
+                left.div_ceil(GUIDED_SHARE * workers).max(min).max(1)
+            }
+        }
+    }
+}
+
+/// Python's automatic chunk size for `map`: about four chunks per worker.
+pub(crate) fn python_chunksize(len: usize, workers: usize) -> usize {
+    len.div_ceil(workers.max(1) * 4).max(1)
 }
 
 /// Builds chunks by encoding items one after another.
@@ -126,6 +269,8 @@ pub(crate) struct ChunkBuilder {
     sink: Arc<dyn Sink>,
     call: u64,
     entry: i64,
+    chunking: Chunking,
+    /// How many items the current chunk takes.
     chunksize: usize,
     next_index: usize,
     current: Option<Chunk>,
@@ -137,13 +282,19 @@ pub(crate) struct ChunkBuilder {
 
 impl ChunkBuilder {
     pub(crate) fn new(sink: Arc<dyn Sink>, entry: i64, chunksize: usize) -> Self {
+        Self::with(sink, entry, Chunking::Fixed(chunksize))
+    }
+
+    /// A builder whose chunks are cut as `chunking` says.
+    pub(crate) fn with(sink: Arc<dyn Sink>, entry: i64, chunking: Chunking) -> Self {
         /// Numbers calls apart (see [`Chunk::call`]).
         static CALLS: AtomicU64 = AtomicU64::new(1);
         Self {
             sink,
             call: CALLS.fetch_add(1, Ordering::Relaxed),
             entry,
-            chunksize: chunksize.max(1),
+            chunking,
+            chunksize: chunking.size_at(0),
             next_index: 0,
             current: None,
             fds: FdSet::default(),
@@ -163,13 +314,16 @@ impl ChunkBuilder {
     pub(crate) fn push<T: Serialize>(&mut self, item: &T) -> Option<Chunk> {
         let index = self.next_index;
         self.next_index += 1;
+        if self.current.is_none() {
+            self.chunksize = self.chunking.size_at(index);
+        }
         let chunk = self.current.get_or_insert_with(|| Chunk {
             sink: self.sink.clone(),
             call: self.call,
             entry: self.entry,
             first: index,
             payload: Vec::new(),
-            offsets: Vec::new(),
+            offsets: Offsets::default(),
             retries: 0,
             fds: Arc::default(),
         });
@@ -195,13 +349,14 @@ impl ChunkBuilder {
         // the item that made it too large starts the next chunk.
         if chunk.payload.len() > self.max_payload && at > 0 && self.fds.is_empty() {
             chunk.offsets.pop();
+            self.chunksize = self.chunking.size_at(index);
             let next = Chunk {
                 sink: chunk.sink.clone(),
                 call: chunk.call,
                 entry: chunk.entry,
                 first: index,
                 payload: chunk.payload.split_off(at),
-                offsets: vec![0],
+                offsets: Offsets::one(),
                 retries: 0,
                 fds: Arc::default(),
             };
@@ -252,6 +407,101 @@ mod tests {
         fn fail(&self, index: usize, _: Error) {
             self.0.lock().unwrap().push(index);
         }
+    }
+
+    /// The sizes of the chunks `chunking` cuts `total` items into.
+    fn sizes(chunking: Chunking, total: usize) -> Vec<usize> {
+        let mut at = 0;
+        std::iter::from_fn(|| {
+            (at < total).then(|| {
+                let n = chunking.size_at(at).min(total - at);
+                at += n;
+                n
+            })
+        })
+        .collect()
+    }
+
+    #[test]
+    fn offsets_need_no_list_while_items_are_the_same_size() {
+        let mut o = Offsets::default();
+        for at in [0, 8, 16, 24] {
+            o.push(at);
+        }
+        assert_eq!(o, Offsets::Uniform { len: 4, size: 8 });
+        assert_eq!((o.len(), o.start(3)), (4, 24));
+        assert_eq!(o.slice(1..3), Offsets::Uniform { len: 2, size: 8 });
+        o.push(35); // the fourth item took 11 bytes
+        o.push(40);
+        assert_eq!(o, Offsets::Each(vec![0, 8, 16, 24, 35, 40]));
+        assert_eq!(o.slice(3..5), Offsets::Each(vec![0, 11]));
+        o.pop();
+        assert_eq!((o.len(), o.start(4)), (5, 35));
+        let mut zero = Offsets::default();
+        (0..3).for_each(|_| zero.push(0));
+        assert_eq!((zero.len(), zero.start(2)), (3, 0));
+    }
+
+    #[test]
+    fn sliced_chunks_keep_their_items_whatever_their_sizes() {
+        let sink = Arc::new(Failures(std::sync::Mutex::new(Vec::new())));
+        let items = ["a".to_string(), "bbb".into(), "cc".into(), "dddd".into()];
+        for same in [true, false] {
+            let mut b = ChunkBuilder::new(sink.clone(), 0, 4);
+            let all: Vec<String> = match same {
+                true => items.iter().map(|_| "xy".to_string()).collect(),
+                false => items.to_vec(),
+            };
+            let chunk = all.iter().find_map(|s| b.push(s)).unwrap();
+            let part = chunk.slice(1..3, 1);
+            assert_eq!((part.first, part.len(), part.retries), (1, 2, 1));
+            let mut bytes = &part.payload[..];
+            for want in &all[1..3] {
+                let got: String = codec::decode_front(&mut bytes).unwrap();
+                assert_eq!(&got, want);
+            }
+            assert!(bytes.is_empty());
+        }
+    }
+
+    #[test]
+    fn guided_chunks_shrink_as_the_input_runs_out() {
+        // 64 equal tasks on two workers: a quarter of what is left each time, down to one.
+        assert_eq!(
+            sizes(Chunking::guided(64, 2), 64),
+            [16, 12, 9, 7, 5, 4, 3, 2, 2, 1, 1, 1, 1]
+        );
+        for (total, workers) in [
+            (1, 1),
+            (7, 2),
+            (1000, 2),
+            (1_000_000, 2),
+            (5000, 64),
+            (3, 8),
+        ] {
+            let got = sizes(Chunking::guided(total, workers), total);
+            assert_eq!(got.iter().sum::<usize>(), total, "{total} on {workers}");
+            assert!(got.windows(2).all(|w| w[0] >= w[1]), "never grow: {got:?}");
+            let python = python_chunksize(total, workers);
+            assert!(got[0] <= 2 * python, "first chunk {} vs {python}", got[0]);
+            // The end is fine-grained: the last chunks are an eighth of Python's size.
+            assert!(*got.last().unwrap() <= python.div_ceil(GUIDED_MIN_DIVISOR));
+            // And the cost per chunk stays bounded: about ln(1/8)/ln(1 - 1/2w) + 8w chunks.
+            assert!(got.len() <= 12 * workers + 8, "{} chunks", got.len());
+        }
+        assert_eq!(sizes(Chunking::Fixed(3), 7), [3, 3, 1]);
+    }
+
+    #[test]
+    fn a_builder_cuts_chunks_as_its_schedule_says() {
+        let sink = Arc::new(Failures(std::sync::Mutex::new(Vec::new())));
+        let mut b = ChunkBuilder::with(sink, 0, Chunking::guided(64, 2));
+        let mut lens: Vec<usize> = (0..64u32)
+            .filter_map(|i| b.push(&i))
+            .map(|c| c.len())
+            .collect();
+        lens.extend(b.finish().map(|c| c.len()));
+        assert_eq!(lens, sizes(Chunking::guided(64, 2), 64));
     }
 
     #[test]

@@ -14,6 +14,7 @@ mod imap;
 mod job;
 mod link;
 mod pace;
+mod placed;
 mod result;
 mod starts;
 mod supervisor;
@@ -34,7 +35,7 @@ use crate::task::{self, StarFn};
 use crate::wire::codec;
 use crate::wire::fds::{self, FdSet};
 use handoff::{Config, InitTask, PoolState, Shared};
-use job::{Chunk, ChunkBuilder, Sink};
+use job::{Chunk, ChunkBuilder, Chunking, Sink, python_chunksize};
 use result::{CallbackQueue, Gather, Slot, lock};
 use supervisor::Supervisor;
 
@@ -264,12 +265,13 @@ impl<T, A: Iterator<Item = T>, B: Iterator<Item = T>> Iterator for Either<A, B> 
             Either::Collected(b) => b.next(),
         }
     }
-}
 
-/// Python's default chunk size for `map`: about four chunks per worker.
-fn auto_chunksize(len: usize, processes: usize) -> usize {
-    let per = processes * 4;
-    (len / per + usize::from(len % per != 0)).max(1)
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        match self {
+            Either::Sized(a) => a.size_hint(),
+            Either::Collected(b) => b.size_hint(),
+        }
+    }
 }
 
 impl Pool {
@@ -346,14 +348,19 @@ impl Pool {
         R: Serialize + DeserializeOwned + Send + 'static,
     {
         let entry = task::entry_for(f);
-        self.submit_collect(entry, std::iter::once(arg), 1, result::single)
+        self.submit_collect(
+            entry,
+            std::iter::once(arg),
+            Chunking::Fixed(1),
+            result::single,
+        )
     }
 
     fn submit_collect<T, R, Out>(
         &self,
         entry: i64,
         items: impl Iterator<Item = T>,
-        chunksize: usize,
+        chunking: Chunking,
         finish: fn(result::Outcomes<R>) -> Result<Out>,
     ) -> AsyncResult<Out>
     where
@@ -363,8 +370,12 @@ impl Pool {
     {
         let collector: std::sync::Weak<dyn job::Collector> = Arc::downgrade(&self.shared) as _;
         let slot = Slot::new(self.callbacks.clone(), collector);
-        let sink = Gather::new(slot.clone(), finish);
-        let mut builder = ChunkBuilder::new(sink.clone() as Arc<dyn Sink>, entry, chunksize);
+        let len = match items.size_hint() {
+            (lo, Some(hi)) if lo == hi => Some(lo),
+            _ => None,
+        };
+        let sink = Gather::new(slot.clone(), finish, len);
+        let mut builder = ChunkBuilder::with(sink.clone() as Arc<dyn Sink>, entry, chunking);
         let mut chunks = Vec::new();
         let mut queued_items = 0;
         for item in items {
@@ -388,9 +399,11 @@ impl Pool {
     // ----- map -----
 
     /// Applies `f` to every item in workers and returns the results in order, like Python's
-    /// `map`. Chunks are sized automatically (about four per worker, as Python does), which
-    /// needs the input's length: an input that knows it exactly (a range, a vector) is encoded
-    /// as it is iterated, any other is read whole first.
+    /// `map`. Chunks are sized automatically, and shrink as the input runs out: the first ones
+    /// are twice Python's automatic size (a quarter of a worker's share), the last an eighth of
+    /// it, so that the end of the call never waits long for one worker. That needs the
+    /// input's length: an input that knows it exactly (a range, a vector) is encoded as it is
+    /// iterated, any other is read whole first.
     ///
     /// # Errors
     /// The error of the first item (by position) that failed; use [`imap`](Self::imap) to get
@@ -431,8 +444,13 @@ impl Pool {
         T: Serialize + DeserializeOwned,
         R: Serialize + DeserializeOwned + Send + 'static,
     {
-        let (items, chunksize) = self.sized_input(items);
-        self.map_async_chunked(f, items, chunksize)
+        let (items, chunking) = self.sized_input(items);
+        self.submit_collect(
+            task::entry_for(f),
+            items,
+            chunking,
+            result::all_or_first_error,
+        )
     }
 
     /// [`map_async`](Self::map_async) with an explicit chunk size.
@@ -447,11 +465,10 @@ impl Pool {
         T: Serialize + DeserializeOwned,
         R: Serialize + DeserializeOwned + Send + 'static,
     {
-        let entry = task::entry_for(f);
         self.submit_collect(
-            entry,
+            task::entry_for(f),
             items.into_iter(),
-            chunksize,
+            Chunking::Fixed(chunksize),
             result::all_or_first_error,
         )
     }
@@ -511,8 +528,13 @@ impl Pool {
         Args: Serialize + DeserializeOwned,
         F::Output: Serialize + DeserializeOwned + Send + 'static,
     {
-        let (items, chunksize) = self.sized_input(items);
-        self.starmap_async_chunked(f, items, chunksize)
+        let (items, chunking) = self.sized_input(items);
+        self.submit_collect(
+            task::star_entry_for(f),
+            items,
+            chunking,
+            result::all_or_first_error,
+        )
     }
 
     /// [`starmap_async`](Self::starmap_async) with an explicit chunk size.
@@ -527,11 +549,10 @@ impl Pool {
         Args: Serialize + DeserializeOwned,
         F::Output: Serialize + DeserializeOwned + Send + 'static,
     {
-        let entry = task::star_entry_for(f);
         self.submit_collect(
-            entry,
+            task::star_entry_for(f),
             items.into_iter(),
-            chunksize,
+            Chunking::Fixed(chunksize),
             result::all_or_first_error,
         )
     }
@@ -614,25 +635,25 @@ impl Pool {
         )
     }
 
-    /// The input of `map`-like calls and their automatic chunk size, which needs its length:
-    /// an input that knows its exact length (a range, a vector) is encoded as it is iterated;
-    /// any other is read whole first, as Python does.
+    /// The input of `map`-like calls and their automatic chunks ([`Chunking::guided`]), which
+    /// need its length: an input that knows its exact length (a range, a vector) is encoded as
+    /// it is iterated; any other is read whole first, as Python does.
     fn sized_input<T>(
         &self,
         items: impl IntoIterator<Item = T>,
     ) -> (
         Either<impl Iterator<Item = T>, std::vec::IntoIter<T>>,
-        usize,
+        Chunking,
     ) {
         let items = items.into_iter();
         match items.size_hint() {
             (lo, Some(hi)) if lo == hi => {
-                (Either::Sized(items), auto_chunksize(lo, self.processes))
+                (Either::Sized(items), Chunking::guided(lo, self.processes))
             }
             _ => {
                 let all: Vec<T> = items.collect();
-                let chunksize = auto_chunksize(all.len(), self.processes);
-                (Either::Collected(all.into_iter()), chunksize)
+                let chunking = Chunking::guided(all.len(), self.processes);
+                (Either::Collected(all.into_iter()), chunking)
             }
         }
     }
@@ -640,7 +661,7 @@ impl Pool {
     fn lazy_chunksize(&self, items: &impl Iterator) -> usize {
         match items.size_hint() {
             // Capped, so that even a long input is pulled a window at a time, not whole.
-            (lo, Some(hi)) if lo == hi => auto_chunksize(lo, self.processes).min(64),
+            (lo, Some(hi)) if lo == hi => python_chunksize(lo, self.processes).min(64),
             _ => 1,
         }
     }

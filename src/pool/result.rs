@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 use serde::de::DeserializeOwned;
 
 use super::job::{Collector, Sink, WaiterId, decode_outcomes};
+use super::placed::{Misplaced, Placed};
 use crate::error::{Error, Result};
 use crate::wire::codec;
 
@@ -390,30 +391,63 @@ impl<T: Send + 'static> AsyncResult<T> {
 
 /// Gathers every item's outcome of a call, then finishes the slot.
 ///
-/// Values are kept in runs of consecutive items, as they arrive (one run per delivered batch),
-/// and errors apart from them; they are put in order once, at the end. An item costs the size
-/// of its value, not of a `Result<R, Error>`.
+/// When the call's length is known from the start (`map` over a range or a vector), values are
+/// moved to their places in the final list as they arrive ([`Placed`]); otherwise they are kept
+/// in runs of consecutive items (one run per delivered batch) and put in order once, at the
+/// end. Errors are kept apart. An item costs the size of its value, not of a
+/// `Result<R, Error>`.
 pub(crate) struct Gather<R, Out> {
     state: Mutex<GatherState<R>>,
     slot: Arc<Slot<Out>>,
     finish: fn(Outcomes<R>) -> Result<Out>,
 }
 
-/// Every outcome of a call: the values in runs, and the errors by index.
+/// Every outcome of a call: the values in place or in runs, and the errors by index.
 pub(crate) struct Outcomes<R> {
+    /// The final list, when the call's length was known from the start.
+    placed: Option<Placed<R>>,
     runs: Vec<(usize, Vec<R>)>,
     errors: Vec<(usize, Error)>,
     total: usize,
 }
 
 impl<R> Outcomes<R> {
+    fn new(len: Option<usize>) -> Self {
+        Self {
+            placed: len.filter(|&n| n > 1).and_then(Placed::new),
+            runs: Vec::new(),
+            errors: Vec::new(),
+            total: 0,
+        }
+    }
+
+    /// Keeps a run of values of items `first ..`, leaving `run` empty.
+    fn keep(&mut self, first: usize, run: &mut Vec<R>) {
+        let placed = self.placed.as_mut().map(|p| p.put(first, run));
+        match placed {
+            Some(Ok(())) => {}
+            Some(Err(Misplaced::Overlap)) => {
+                let e = "an item's outcome arrived twice".into();
+                self.errors.push((first, Error::Protocol(e)));
+            }
+            // Past the length the input said it had, or no list in place.
+            Some(Err(Misplaced::Outside)) | None => {
+                self.runs.push((first, std::mem::take(run)));
+            }
+        }
+    }
+
     /// The values in item order, or the error of the first item that failed.
     pub(crate) fn into_ordered(mut self) -> Result<Vec<R>> {
         if let Some(i) = (0..self.errors.len()).min_by_key(|&i| self.errors[i].0) {
             return Err(self.errors.swap_remove(i).1);
         }
+        let missing = || Error::Protocol("an item's outcome is missing".into());
+        let mut out = match self.placed {
+            Some(placed) => placed.into_vec().ok_or_else(missing)?,
+            None => Vec::with_capacity(self.total),
+        };
         self.runs.sort_unstable_by_key(|(first, _)| *first);
-        let mut out = Vec::with_capacity(self.total);
         for (first, run) in self.runs {
             if first != out.len() {
                 return Err(Error::Protocol("an item's outcome is missing".into()));
@@ -426,20 +460,24 @@ impl<R> Outcomes<R> {
 
 struct GatherState<R> {
     outcomes: Outcomes<R>,
+    /// An emptied run's memory, for the next delivery to decode into.
+    spare: Vec<R>,
     received: usize,
     expected: Option<usize>,
     done: bool,
 }
 
 impl<R: DeserializeOwned + Send + 'static, Out: Send + 'static> Gather<R, Out> {
-    pub(crate) fn new(slot: Arc<Slot<Out>>, finish: fn(Outcomes<R>) -> Result<Out>) -> Arc<Self> {
+    /// A gatherer for a call of `len` items, if that is known before they are submitted.
+    pub(crate) fn new(
+        slot: Arc<Slot<Out>>,
+        finish: fn(Outcomes<R>) -> Result<Out>,
+        len: Option<usize>,
+    ) -> Arc<Self> {
         Arc::new(Self {
             state: Mutex::new(GatherState {
-                outcomes: Outcomes {
-                    runs: Vec::new(),
-                    errors: Vec::new(),
-                    total: 0,
-                },
+                outcomes: Outcomes::new(len),
+                spare: Vec::new(),
                 received: 0,
                 expected: None,
                 done: false,
@@ -461,14 +499,8 @@ impl<R: DeserializeOwned + Send + 'static, Out: Send + 'static> Gather<R, Out> {
             return;
         }
         st.done = true;
-        let outcomes = std::mem::replace(
-            &mut st.outcomes,
-            Outcomes {
-                runs: Vec::new(),
-                errors: Vec::new(),
-                total: 0,
-            },
-        );
+        let outcomes = std::mem::replace(&mut st.outcomes, Outcomes::new(None));
+        st.spare = Vec::new();
         drop(st);
         self.slot.complete((self.finish)(outcomes));
     }
@@ -476,7 +508,8 @@ impl<R: DeserializeOwned + Send + 'static, Out: Send + 'static> Gather<R, Out> {
 
 impl<R: DeserializeOwned + Send + 'static, Out: Send + 'static> Sink for Gather<R, Out> {
     fn deliver(&self, first: usize, count: usize, bytes: &[u8]) {
-        let mut run: (usize, Vec<R>) = (first, Vec::with_capacity(count));
+        let spare = std::mem::take(&mut lock(&self.state).spare);
+        let mut run: (usize, Vec<R>) = (first, spare);
         let mut errors = Vec::new();
         let mut runs = Vec::new();
         // Successes, the usual case, in one tight loop; whatever follows the first outcome
@@ -500,7 +533,12 @@ impl<R: DeserializeOwned + Send + 'static, Out: Send + 'static> Sink for Gather<
         let mut st = lock(&self.state);
         st.received += count;
         st.outcomes.total += count;
-        st.outcomes.runs.extend(runs);
+        for (first, mut run) in runs {
+            st.outcomes.keep(first, &mut run);
+            if run.capacity() > st.spare.capacity() && st.outcomes.placed.is_some() {
+                st.spare = run;
+            }
+        }
         st.outcomes.errors.extend(errors);
         self.maybe_finish(st);
     }

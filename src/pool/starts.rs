@@ -190,7 +190,7 @@ impl Backlog {
 mod tests {
     use super::*;
     use crate::error::Error;
-    use crate::pool::job::Sink;
+    use crate::pool::job::{Offsets, Sink};
     use std::sync::Arc;
 
     struct Nobody;
@@ -206,7 +206,7 @@ mod tests {
             entry: 0,
             first,
             payload: Vec::new(),
-            offsets: vec![0],
+            offsets: Offsets::one(),
             retries: 0,
             fds: Arc::default(),
         }

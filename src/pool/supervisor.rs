@@ -24,7 +24,7 @@ use std::time::{Duration, Instant};
 
 use super::deaths::{self, Ending, Fate, Held, Progress, Standing};
 use super::handoff::{Broken, Config, DISPATCH_HERE_MAX, Inbox, PoolState, Shared};
-use super::job::{Chunk, Sink};
+use super::job::{Chunk, Offsets, Sink};
 use super::link::{
     Delivery, KillReason, STALLED, WorkerLink, kill, note_serving, read_available, reap, send_chunk,
 };
@@ -462,7 +462,7 @@ impl Core {
                 entry: init.entry,
                 first: 0,
                 payload: init.payload.clone(),
-                offsets: vec![0],
+                offsets: Offsets::one(),
                 retries: 0,
                 fds: init.fds.clone(),
             };
