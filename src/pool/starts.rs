@@ -147,6 +147,11 @@ impl Backlog {
         self.chunks.is_empty()
     }
 
+    /// How many chunks wait.
+    pub(crate) fn len(&self) -> usize {
+        self.chunks.len()
+    }
+
     pub(crate) fn front(&self) -> Option<&Chunk> {
         self.chunks.front()
     }

@@ -491,7 +491,8 @@ impl Core {
             let depth = if chunk.retries > 0 {
                 1
             } else {
-                self.pace.depth(chunk.call)
+                let waiting = self.pending.len() - 1;
+                self.pace.depth(chunk.call, waiting, self.live_workers())
             };
             let choice = self
                 .workers
