@@ -14,6 +14,7 @@ mod imap;
 mod job;
 mod link;
 mod pace;
+mod readahead;
 mod result;
 mod starts;
 mod supervisor;
@@ -34,7 +35,9 @@ use crate::task::{self, StarFn};
 use crate::wire::codec;
 use crate::wire::fds::{self, FdSet};
 use handoff::{Config, InitTask, PoolState, Shared};
+use imap::Order;
 use job::{Chunk, ChunkBuilder, Sink};
+use readahead::Readahead;
 use result::{CallbackQueue, Gather, Slot, lock};
 use supervisor::Supervisor;
 
@@ -542,8 +545,11 @@ impl Pool {
     /// input is pulled lazily, with a bounded number of items in flight, so an endless
     /// iterator works. Each result is that item's own `Result`.
     ///
-    /// The chunk size is 1 unless the input knows its exact length (then it is sized as for
-    /// `map`, at most 64); see [`imap_chunked`](Self::imap_chunked).
+    /// Chunks are sized automatically: they start at one item, so that slow items are spread
+    /// one at a time, and grow while the workers serve them fast, up to the size `map` would
+    /// use when the input knows its exact length. At most a few chunks per worker are in
+    /// flight, bounded in items and bytes. See [`imap_chunked`](Self::imap_chunked) for a
+    /// fixed size.
     pub fn imap<F, I, R>(&self, f: F, items: I) -> IMap<'_, I::IntoIter, R>
     where
         F: Fn(I::Item) -> R + Copy + Send + Sync + 'static,
@@ -552,8 +558,8 @@ impl Pool {
         R: Serialize + DeserializeOwned + Send + 'static,
     {
         let items = items.into_iter();
-        let chunksize = self.lazy_chunksize(&items);
-        IMap::new(self, items, task::entry_for(f), chunksize, true)
+        let readahead = self.auto_readahead(&items);
+        IMap::new(self, items, task::entry_for(f), readahead, Order::Input)
     }
 
     /// [`imap`](Self::imap) with an explicit chunk size.
@@ -573,8 +579,8 @@ impl Pool {
             self,
             items.into_iter(),
             task::entry_for(f),
-            chunksize.max(1),
-            true,
+            Readahead::fixed(chunksize, self.processes),
+            Order::Input,
         )
     }
 
@@ -588,8 +594,14 @@ impl Pool {
         R: Serialize + DeserializeOwned + Send + 'static,
     {
         let items = items.into_iter();
-        let chunksize = self.lazy_chunksize(&items);
-        IMap::new(self, items, task::entry_for(f), chunksize, false)
+        let readahead = self.auto_readahead(&items);
+        IMap::new(
+            self,
+            items,
+            task::entry_for(f),
+            readahead,
+            Order::Completion,
+        )
     }
 
     /// [`imap_unordered`](Self::imap_unordered) with an explicit chunk size.
@@ -609,8 +621,8 @@ impl Pool {
             self,
             items.into_iter(),
             task::entry_for(f),
-            chunksize.max(1),
-            false,
+            Readahead::fixed(chunksize, self.processes),
+            Order::Completion,
         )
     }
 
@@ -637,12 +649,14 @@ impl Pool {
         }
     }
 
-    fn lazy_chunksize(&self, items: &impl Iterator) -> usize {
-        match items.size_hint() {
-            // Capped, so that even a long input is pulled a window at a time, not whole.
-            (lo, Some(hi)) if lo == hi => auto_chunksize(lo, self.processes).min(64),
-            _ => 1,
-        }
+    /// Automatic chunks for a lazy input: never larger than `map`'s for an input that knows its
+    /// exact length (so that its last chunks still spread over the workers).
+    fn auto_readahead(&self, items: &impl Iterator) -> Readahead {
+        let cap = match items.size_hint() {
+            (lo, Some(hi)) if lo == hi => auto_chunksize(lo, self.processes),
+            _ => usize::MAX,
+        };
+        Readahead::growing(cap, self.processes)
     }
 
     // ----- lifetime -----
