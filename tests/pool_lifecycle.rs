@@ -246,7 +246,7 @@ fn imap_memory_stays_bounded_on_an_endless_input() {
                 consumed += 1;
             }
             // Only a bounded window is read ahead of the consumer, however far it goes: with
-            // two workers, at most four chunks each of at most 64 Ki items (`readahead.rs`).
+            // two workers, at most four chunks each of at most 32 Ki items (`readahead.rs`).
             let ahead = pulled.load(Ordering::Relaxed) - consumed;
             assert!(
                 ahead <= 1 << 19,

@@ -25,11 +25,11 @@
 use std::time::Duration;
 
 /// About how much work an automatic chunk is sized for.
-const TARGET: Duration = Duration::from_millis(1);
+const TARGET: Duration = Duration::from_micros(500);
 /// The most an automatic chunk grows on the strength of one timed chunk.
 const GROWTH: usize = 4;
 /// The most items in an automatic chunk.
-const MAX_CHUNK: usize = 1 << 16;
+const MAX_CHUNK: usize = 1 << 15;
 /// Chunks in flight per worker.
 const CHUNKS_PER_WORKER: usize = 4;
 /// The least window with an explicit chunk size, in items.
@@ -154,7 +154,7 @@ mod tests {
         assert_eq!(r.window(), 2 * CHUNKS_PER_WORKER);
         let sizes = ramp(&mut r, Duration::from_nanos(10), US(50));
         assert_eq!(&sizes[..4], [1, 4, 16, 64]);
-        // Settles near a millisecond of work per chunk, within a handful of round trips.
+        // Settles near half a millisecond of work per chunk, within a handful of round trips.
         let last = *sizes.last().unwrap();
         assert_eq!(last, MAX_CHUNK, "{sizes:?}");
         assert!(sizes.len() <= 10, "{sizes:?}");
@@ -166,9 +166,9 @@ mod tests {
         let mut r = Readahead::growing(usize::MAX, 2);
         r.served(1, US(5_000));
         assert_eq!(r.chunksize(), 1);
-        // Items of a tenth of a millisecond: about ten per chunk.
+        // Items of a tenth of a millisecond: about five per chunk.
         let mut r = Readahead::growing(usize::MAX, 2);
-        assert_eq!(*ramp(&mut r, US(100), US(0)).last().unwrap(), 10);
+        assert_eq!(*ramp(&mut r, US(100), US(0)).last().unwrap(), 5);
     }
 
     #[test]
@@ -179,13 +179,13 @@ mod tests {
         // A small chunk sent before the growth comes back: no change, though its round trip
         // makes each of its items look slow.
         r.served(16, US(40));
-        r.served(MAX_CHUNK, US(1_500));
+        r.served(MAX_CHUNK, US(800));
         assert_eq!(r.chunksize(), MAX_CHUNK);
-        // Items got slow: 64 Ki items took 64 ms, so about a thousand fit a millisecond.
-        r.served(MAX_CHUNK, US(64_000));
-        assert_eq!(r.chunksize(), 1024);
-        r.served(1024, US(20_000));
-        assert_eq!(r.chunksize(), 51);
+        // Items got slow: 32 Ki items took 32 ms, so about 500 fit half a millisecond.
+        r.served(MAX_CHUNK, US(32_000));
+        assert_eq!(r.chunksize(), 512);
+        r.served(512, US(10_000));
+        assert_eq!(r.chunksize(), 25);
     }
 
     #[test]
