@@ -13,6 +13,12 @@
 //! a list under its lock and wakes the consumer only if it sleeps; the consumer swaps the whole
 //! list out in one lock round and then yields from its own buffer without locking. Ordered
 //! results wait there, by run, until their turn; unordered ones are yielded as they arrived.
+//!
+//! An `imap` made while the pool runs holds an admission (`handoff::Admission`): after
+//! `close()` it goes on handing in its input, as Python's does, until its input ends or it is
+//! dropped; the workers wait for it. `join()` ends that: it must never wait for an input that
+//! nobody may ever pull (the joining thread may hold the `imap` itself), so from then on the
+//! pool refuses everyone, and items not handed in yet fail with `PoolClosed`.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -23,6 +29,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use super::Pool;
+use super::handoff::Admission;
 use super::job::{ChunkBuilder, Piece, Sink, decode_pieces};
 use super::readahead::Readahead;
 use super::result::lock;
@@ -112,11 +119,16 @@ impl<R> Taken<R> {
 /// A lazy iterator over a pool's results: what [`Pool::imap`] and [`Pool::imap_unordered`]
 /// return. Each item is that task's own `Result`, so one failure loses nothing else.
 ///
+/// One made while the pool runs goes on after [`Pool::close`], until [`Pool::join`]: items
+/// it has not handed to the pool by then fail with [`Error::PoolClosed`].
+///
 /// Dropping it stops feeding the pool; tasks not yet started are skipped.
 pub struct IMap<'p, I: Iterator, R> {
     pool: &'p Pool,
     /// `None` once it has ended.
     input: Option<I>,
+    /// Leave to go on after `close()` (`None` if made after it, or once the input ended).
+    admission: Option<Admission>,
     builder: ChunkBuilder,
     stream: Arc<Stream<R>>,
     readahead: Readahead,
@@ -170,6 +182,7 @@ where
         Self {
             pool,
             input: Some(input),
+            admission: pool.admit(),
             builder: ChunkBuilder::new(stream.clone(), entry, readahead.chunksize()),
             stream,
             readahead,
@@ -207,14 +220,16 @@ where
         if ended || on_their_way <= self.yielded {
             chunks.extend(self.builder.finish());
         }
-        if ended {
-            self.input = None;
-        }
         for c in &chunks {
             self.readahead.item_bytes(c.payload.len() / c.len());
         }
         if !chunks.is_empty() {
-            self.pool.submit_or_fail(chunks);
+            self.pool.submit_or_fail(chunks, self.admission.as_ref());
+        }
+        if ended {
+            self.input = None;
+            // Its last chunks are in: the pool need not wait for it any more.
+            self.admission = None;
         }
         let step = chunksize.max(window / 4);
         self.refill_at = match self.input {

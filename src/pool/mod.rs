@@ -34,7 +34,7 @@ use crate::launch::Launch;
 use crate::task::{self, StarFn};
 use crate::wire::codec;
 use crate::wire::fds::{self, FdSet};
-use handoff::{Config, InitTask, PoolState, Shared};
+use handoff::{Admission, Config, InitTask, PoolState, Shared};
 use imap::Order;
 use job::{Chunk, ChunkBuilder, Sink};
 use readahead::Readahead;
@@ -303,14 +303,21 @@ impl Pool {
     }
 
     /// Queues chunks; if the pool refuses them, their items fail with the reason.
-    pub(crate) fn submit_or_fail(&self, chunks: Vec<Chunk>) {
-        if let Err((refusal, chunks)) = self.shared.submit(chunks) {
+    /// Queues chunks (of an admitted call, if `admission`), or fails their items with the reason
+    /// they were refused.
+    pub(crate) fn submit_or_fail(&self, chunks: Vec<Chunk>, admission: Option<&Admission>) {
+        if let Err((refusal, chunks)) = self.shared.submit(chunks, admission) {
             for c in &chunks {
                 for i in 0..c.len() {
                     c.sink.fail(c.first + i, refusal.to_error());
                 }
             }
         }
+    }
+
+    /// Admits an `imap` (see [`Admission`]); `None` unless the pool runs.
+    pub(crate) fn admit(&self) -> Option<Admission> {
+        self.shared.admit()
     }
 
     // ----- apply -----
@@ -377,13 +384,13 @@ impl Pool {
                 // Hand chunks over as they are made, so workers start while we encode; tiny
                 // chunks go in batches, to keep the inbox lock and wake-ups off the hot path.
                 if queued_items >= 1024 || chunks.len() >= 256 {
-                    self.submit_or_fail(std::mem::take(&mut chunks));
+                    self.submit_or_fail(std::mem::take(&mut chunks), None);
                     queued_items = 0;
                 }
             }
         }
         chunks.extend(builder.finish());
-        self.submit_or_fail(chunks);
+        self.submit_or_fail(chunks, None);
         sink.set_expected(builder.count());
         AsyncResult::new(slot)
     }
@@ -662,6 +669,11 @@ impl Pool {
     // ----- lifetime -----
 
     /// Stops accepting tasks; queued and running ones complete. Like Python's `close`.
+    ///
+    /// An [`imap`](Self::imap) made before goes on pulling its input and handing it to the
+    /// workers, as Python accepts a whole `imap` when it is called; the workers exit once no
+    /// work and no such `imap` is left (its input has ended, or it was dropped), or at
+    /// [`join`](Self::join).
     pub fn close(&self) {
         let _ = self.shared.set_state(PoolState::Closed);
     }
@@ -676,12 +688,19 @@ impl Pool {
     /// Waits for the workers to exit and for callbacks to finish. Call [`close`](Self::close)
     /// or [`terminate`](Self::terminate) first.
     ///
+    /// From the moment it is called, nothing more is accepted, not even from an `imap` made
+    /// before `close()`: the work already handed in completes, and that `imap`'s items not
+    /// handed in yet fail with [`Error::PoolClosed`]. So `join` never waits for an input that
+    /// nobody pulls (an `imap` held, unconsumed, by the thread that joins). Python instead
+    /// reads every `imap`'s whole input at once, and `join` waits for all of it.
+    ///
     /// # Errors
     /// [`Error::PoolStillRunning`] if neither was called (Python raises `ValueError`).
     pub fn join(&self) -> Result<()> {
         if lock(&self.shared.inbox).state == PoolState::Running {
             return Err(Error::PoolStillRunning);
         }
+        let _ = self.shared.set_state(PoolState::Joining);
         self.wait_supervisor();
         Ok(())
     }
