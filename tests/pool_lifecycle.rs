@@ -256,6 +256,35 @@ fn imap_memory_stays_bounded_on_an_endless_input() {
     });
 }
 
+#[test]
+fn imap_of_large_items_reads_ahead_a_bounded_number_of_bytes() {
+    fn len_of(v: Vec<u8>) -> usize {
+        v.len()
+    }
+    within(SECS(120), || {
+        let pool = Pool::new(2).unwrap();
+        for chunksize in [None, Some(4)] {
+            let pulled = Arc::new(AtomicU64::new(0));
+            let p2 = pulled.clone();
+            let input = std::iter::repeat_with(move || {
+                p2.fetch_add(1, Ordering::Relaxed);
+                vec![7u8; 1 << 20]
+            });
+            let mut results = match chunksize {
+                None => pool.imap(len_of, input),
+                Some(n) => pool.imap_chunked(len_of, input, n),
+            };
+            for consumed in 1..=150u64 {
+                assert_eq!(results.next().unwrap().unwrap(), 1 << 20);
+                // About 64 MiB in flight (`readahead.rs`), and never the 4096 items an explicit
+                // chunk size of small items keeps in flight.
+                let ahead = pulled.load(Ordering::Relaxed) - consumed;
+                assert!(ahead <= 72, "{chunksize:?}: {ahead} MiB read ahead");
+            }
+        }
+    });
+}
+
 /// Runs an endless `imap` in a process of its own (no other test's memory counts there) and
 /// consumes `n` results; returns its resident memory after the first tenth and at the end.
 fn endless_imap_rss(n: u64) -> (u64, u64) {

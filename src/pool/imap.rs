@@ -202,14 +202,21 @@ where
             self.refill_at = usize::MAX;
             return;
         };
-        let window = self.readahead.window();
+        let mut window = self.readahead.window();
         let chunksize = self.readahead.chunksize();
         self.builder.set_chunksize(chunksize);
         let mut chunks = Vec::new();
         let mut ended = false;
         while self.builder.count() - self.yielded < window {
             match input.next() {
-                Some(item) => chunks.extend(self.builder.push(&item)),
+                Some(item) => {
+                    if let Some(chunk) = self.builder.push(&item) {
+                        // Large items narrow the window at once, not at the next top-up.
+                        self.readahead.item_bytes(chunk.payload.len() / chunk.len());
+                        window = self.readahead.window();
+                        chunks.push(chunk);
+                    }
+                }
                 None => {
                     ended = true;
                     break;
@@ -219,9 +226,6 @@ where
         let on_their_way = self.builder.count() - self.builder.pending();
         if ended || on_their_way <= self.yielded {
             chunks.extend(self.builder.finish());
-        }
-        for c in &chunks {
-            self.readahead.item_bytes(c.payload.len() / c.len());
         }
         if !chunks.is_empty() {
             self.pool.submit_or_fail(chunks, self.admission.as_ref());
