@@ -10,7 +10,8 @@
 //!
 //! Outcomes arrive on the thread that read them (the supervisor's) as pieces: a run of
 //! consecutive values (one results frame's worth) or one item's error. The sink appends them to
-//! a list under its lock and wakes the consumer only if it sleeps; the consumer swaps the whole
+//! a list under its lock and wakes the consumer only if it sleeps waiting for one of them (an
+//! ordered `imap` waits for the piece that holds its next item); the consumer swaps the whole
 //! list out in one lock round and then yields from its own buffer without locking. Ordered
 //! results wait there, by run, until their turn; unordered ones are yielded as they arrived.
 //!
@@ -43,8 +44,29 @@ struct Arrived<R> {
     served: Vec<(usize, Duration)>,
     /// The largest encoded size of a result seen, averaged over each piece.
     result_bytes: usize,
-    /// Whether the consumer sleeps on `Stream::cond`.
-    waiting: bool,
+    /// What the consumer sleeps on `Stream::cond` for.
+    wanted: Wanted,
+}
+
+/// What a consumer asleep waits for: it is woken for that only (an ordered `imap` waiting for
+/// its next item has no use for the pieces that arrive before it).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Wanted {
+    /// It does not sleep.
+    Nothing,
+    AnyPiece,
+    /// The piece that starts at this item.
+    PieceAt(usize),
+}
+
+impl Wanted {
+    fn met_by<R>(self, pieces: &[(usize, Piece<R>)]) -> bool {
+        match self {
+            Wanted::Nothing => false,
+            Wanted::AnyPiece => !pieces.is_empty(),
+            Wanted::PieceAt(index) => pieces.iter().any(|(first, _)| *first == index),
+        }
+    }
 }
 
 /// Where an `imap`'s outcomes arrive.
@@ -59,11 +81,11 @@ pub(crate) struct Stream<R> {
 impl<R> Stream<R> {
     fn publish(&self, pieces: &mut Vec<(usize, Piece<R>)>, result_bytes: usize) {
         let mut arrived = lock(&self.arrived);
+        let wake = arrived.wanted.met_by(pieces);
         arrived.pieces.append(pieces);
         arrived.result_bytes = arrived.result_bytes.max(result_bytes);
-        let waiting = arrived.waiting;
         drop(arrived);
-        if waiting {
+        if wake {
             self.cond.notify_one();
         }
     }
@@ -169,7 +191,7 @@ where
                 pieces: Vec::new(),
                 served: Vec::new(),
                 result_bytes: 0,
-                waiting: false,
+                wanted: Wanted::Nothing,
             }),
             timed: readahead.grows(),
             cond: Condvar::new(),
@@ -242,19 +264,23 @@ where
         };
     }
 
-    /// Takes what has arrived, waiting until something has.
+    /// Takes what has arrived, waiting until it holds the next piece to yield.
     fn take_arrived(&mut self) {
         // Whatever we wait for must be on its way: hand over a partly filled chunk if need be.
         self.top_up();
+        let wanted = match self.taken {
+            Taken::InOrder(_) => Wanted::PieceAt(self.yielded),
+            Taken::AnyOrder(_) => Wanted::AnyPiece,
+        };
         let mut arrived = lock(&self.stream.arrived);
-        while arrived.pieces.is_empty() {
-            arrived.waiting = true;
+        while !wanted.met_by(&arrived.pieces) {
+            arrived.wanted = wanted;
             arrived = self
                 .stream
                 .cond
                 .wait(arrived)
                 .unwrap_or_else(|p| p.into_inner());
-            arrived.waiting = false;
+            arrived.wanted = Wanted::Nothing;
         }
         std::mem::swap(&mut arrived.pieces, &mut self.spare);
         let served = std::mem::take(&mut arrived.served);
