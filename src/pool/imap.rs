@@ -293,8 +293,10 @@ where
             self.readahead.item_bytes(result_bytes);
         }
         self.taken.extend(self.spare.drain(..));
-        // The read-ahead may have grown: look again at the next item (unless the input ended).
-        self.refill_at = self.refill_at.min(self.yielded);
+        if self.input.is_some() {
+            // The read-ahead may have grown: look again at the next item.
+            self.refill_at = self.refill_at.min(self.yielded);
+        }
     }
 }
 
