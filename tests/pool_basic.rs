@@ -160,6 +160,56 @@ fn closed_pool_refuses_work_and_join_waits() {
 }
 
 #[test]
+fn an_imap_made_before_close_goes_on_after_it() {
+    within(SECS(60), || {
+        let pool = Pool::new(2).unwrap();
+        let ordered = pool.imap(square, 0..20_000u64);
+        let unordered = pool.imap_unordered_chunked(square, 0u64.., 7);
+        pool.close();
+        // As in Python, close() refuses new calls only.
+        assert!(matches!(
+            pool.imap(square, 0..3u64).next(),
+            Some(Err(Error::PoolClosed))
+        ));
+        let got: Vec<u64> = ordered.map(Result::unwrap).collect();
+        assert_eq!(got, (0..20_000u64).map(square).collect::<Vec<_>>());
+        let got: Vec<u64> = unordered.take(5_000).map(Result::unwrap).collect();
+        assert_eq!(got.len(), 5_000);
+        pool.join().unwrap();
+    });
+}
+
+#[test]
+fn join_returns_while_its_own_thread_holds_an_unconsumed_imap() {
+    within(SECS(30), || {
+        for order in ["in order", "unordered"] {
+            let pool = Pool::new(2).unwrap();
+            let mut results: Box<dyn Iterator<Item = multiproc::Result<u64>>> = match order {
+                "in order" => Box::new(pool.imap(square, 0u64..)),
+                _ => Box::new(pool.imap_unordered(square, 0u64..)),
+            };
+            assert!(results.next().unwrap().is_ok());
+            pool.close();
+            // Waits for what was handed in, not for the endless rest, which nobody pulls.
+            pool.join().unwrap();
+            pool.close();
+            // What was handed in before join() completed; everything after fails.
+            let rest: Vec<_> = results.take(10_000).collect();
+            let done = rest.iter().take_while(|r| r.is_ok()).count();
+            assert!(done < 10_000, "{order}: the pool took work after join()");
+            for r in &rest[done..] {
+                assert!(matches!(r, Err(Error::PoolClosed)), "{order}: {r:?}");
+            }
+            if order == "in order" {
+                for (i, r) in rest[..done].iter().enumerate() {
+                    assert_eq!(*r.as_ref().unwrap(), square(i as u64 + 1));
+                }
+            }
+        }
+    });
+}
+
+#[test]
 fn get_timeout_times_out_without_losing_the_value() {
     fn nap(ms: u64) -> u64 {
         std::thread::sleep(Duration::from_millis(ms));

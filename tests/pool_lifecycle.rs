@@ -1,9 +1,12 @@
 //! Worker lifecycle: recycling, initializers, terminate, drop, and callbacks.
 
 mod common;
-use common::{SECS, children_of, eventually, exists, sigkill, spawn_plain_sleeper, state, within};
+use common::{
+    SECS, children_of, eventually, exists, rss, sigkill, spawn_plain_sleeper, state, within,
+};
 use multiproc::{Error, Pool};
 use std::collections::HashSet;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
@@ -230,20 +233,93 @@ fn map_async_callback_gets_the_whole_list() {
 fn imap_memory_stays_bounded_on_an_endless_input() {
     within(SECS(60), || {
         let pool = Pool::new(2).unwrap();
-        let pulled = Arc::new(Mutex::new(0u64));
+        let pulled = Arc::new(AtomicU64::new(0));
         let p2 = pulled.clone();
-        let input = (0u64..).inspect(move |_| *p2.lock().unwrap() += 1);
+        let input = (0u64..).inspect(move |_| {
+            p2.fetch_add(1, Ordering::Relaxed);
+        });
         let mut it = pool.imap(pid_of, input);
         let mut consumed = 0u64;
-        for target in [10u64, 3_000, 12_000] {
+        for target in [10u64, 3_000, 12_000, 700_000, 1_500_000] {
             while consumed < target {
                 it.next().unwrap().unwrap();
                 consumed += 1;
             }
-            // Only a bounded window is read ahead of the consumer, however far it goes.
-            let ahead = *pulled.lock().unwrap() - consumed;
-            assert!(ahead <= 2048, "read {ahead} items ahead after {consumed}");
+            // Only a bounded window is read ahead of the consumer, however far it goes: with
+            // two workers, at most four chunks each of at most 32 Ki items (`readahead.rs`).
+            let ahead = pulled.load(Ordering::Relaxed) - consumed;
+            assert!(
+                ahead <= 1 << 19,
+                "read {ahead} items ahead after {consumed}"
+            );
         }
+    });
+}
+
+#[test]
+fn imap_of_large_items_reads_ahead_a_bounded_number_of_bytes() {
+    fn len_of(v: Vec<u8>) -> usize {
+        v.len()
+    }
+    within(SECS(120), || {
+        let pool = Pool::new(2).unwrap();
+        for chunksize in [None, Some(4)] {
+            let pulled = Arc::new(AtomicU64::new(0));
+            let p2 = pulled.clone();
+            let input = std::iter::repeat_with(move || {
+                p2.fetch_add(1, Ordering::Relaxed);
+                vec![7u8; 1 << 20]
+            });
+            let mut results = match chunksize {
+                None => pool.imap(len_of, input),
+                Some(n) => pool.imap_chunked(len_of, input, n),
+            };
+            for consumed in 1..=150u64 {
+                assert_eq!(results.next().unwrap().unwrap(), 1 << 20);
+                // About 64 MiB in flight (`readahead.rs`), and never the 4096 items an explicit
+                // chunk size of small items keeps in flight.
+                let ahead = pulled.load(Ordering::Relaxed) - consumed;
+                assert!(ahead <= 72, "{chunksize:?}: {ahead} MiB read ahead");
+            }
+        }
+    });
+}
+
+/// Runs an endless `imap` in a process of its own (no other test's memory counts there) and
+/// consumes `n` results; returns its resident memory after the first tenth and at the end.
+fn endless_imap_rss(n: u64) -> (u64, u64) {
+    fn double(x: u64) -> u64 {
+        x * 2
+    }
+    let pool = Pool::new(2).unwrap();
+    let mut results = pool.imap(double, 0u64..);
+    let mut early = 0;
+    for i in 0..n {
+        assert_eq!(results.next().unwrap().unwrap(), i * 2);
+        if i == n / 10 {
+            early = rss(std::process::id());
+        }
+    }
+    (early, rss(std::process::id()))
+}
+
+#[test]
+fn imap_resident_memory_stays_flat_on_an_endless_input() {
+    within(SECS(120), || {
+        let n = 6_000_000;
+        let mut p = multiproc::Process::new(endless_imap_rss, n);
+        p.start().unwrap();
+        let (early, late) = p.join().unwrap();
+        assert!(early > 0, "no VmRSS");
+        // Reading the whole input (or a window that grows with it) would hold ~100 MiB of
+        // arguments and results by the end; a window holds a few MiB, whatever `n` is.
+        let mib = |b: u64| b as f64 / (1 << 20) as f64;
+        assert!(
+            late <= early + (16 << 20),
+            "resident memory grew from {:.1} MiB to {:.1} MiB over {n} items",
+            mib(early),
+            mib(late)
+        );
     });
 }
 

@@ -1,7 +1,8 @@
 //! The hand-off between the threads that call the pool and its supervisor thread.
 //!
 //! Calls put chunks in the [`Inbox`]; the supervisor (`supervisor.rs`) takes them from there.
-//! A pool's state (running, closed, terminating) and what broke it travel the same way.
+//! A pool's state (running, closed, joining, terminating), how many `imap`s may still hand in
+//! work after `close()` ([`Admission`]), and what broke it travel the same way.
 //!
 //! Everything about the workers lives in [`Core`], behind `Shared::core`. The supervisor thread
 //! holds that lock while it works and lets go of it only while it sleeps in `poll`. A thread
@@ -70,10 +71,18 @@ pub(crate) struct InitTask {
     pub(crate) fds: Arc<FdSet>,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// A pool's state. It only ever moves forward, in this order.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub(crate) enum PoolState {
     Running,
+    /// `close()` was called: new calls are refused, but an `imap` made before (an
+    /// [`Admission`]) still hands in its input. The workers exit once no work is left and no
+    /// such `imap` is.
     Closed,
+    /// `join()` was called: nothing more is accepted, from anyone, so that the work left is
+    /// finite and `join` cannot wait forever (for an `imap` its own thread holds, say). The
+    /// workers exit once it is done.
+    Joining,
     Terminating,
 }
 
@@ -98,6 +107,8 @@ impl Broken {
 pub(crate) struct Inbox {
     pub(crate) chunks: VecDeque<Chunk>,
     pub(crate) state: PoolState,
+    /// Live [`Admission`]s.
+    pub(crate) admitted: usize,
     pub(crate) broken: Option<Broken>,
 }
 
@@ -137,6 +148,7 @@ impl Shared {
         let inbox = Arc::new(Mutex::new(Inbox {
             chunks: VecDeque::new(),
             state: PoolState::Running,
+            admitted: 0,
             broken: None,
         }));
         Ok(Arc::new(Self {
@@ -149,18 +161,32 @@ impl Shared {
         }))
     }
 
+    /// Admits a call that hands in its work over time (an `imap`) while the pool runs, so
+    /// that it may go on after `close()`; `None` once the pool no longer runs.
+    pub(crate) fn admit(self: &Arc<Self>) -> Option<Admission> {
+        let mut inbox = lock(&self.inbox);
+        if inbox.state != PoolState::Running {
+            return None;
+        }
+        inbox.admitted += 1;
+        Some(Admission(self.clone()))
+    }
+
     /// Queues chunks for the workers, or hands them back with the reason they were refused.
+    /// After `close()`, only the work of an admitted call is accepted, and only until `join()`.
     /// When it can, it also hands them to idle workers right away (see the module docs).
     pub(crate) fn submit(
         &self,
         chunks: Vec<Chunk>,
+        admission: Option<&Admission>,
     ) -> std::result::Result<(), (Refusal, Vec<Chunk>)> {
         let mut inbox = lock(&self.inbox);
         let refusal = match (&inbox.state, &inbox.broken) {
-            (PoolState::Closed, _) => Some(Refusal::Closed),
             (PoolState::Terminating, _) => Some(Refusal::Terminated),
-            (PoolState::Running, Some(broken)) => Some(Refusal::Broken(broken.clone())),
-            (PoolState::Running, None) => None,
+            (PoolState::Joining, _) => Some(Refusal::Closed),
+            (PoolState::Closed, _) if admission.is_none() => Some(Refusal::Closed),
+            (_, Some(broken)) => Some(Refusal::Broken(broken.clone())),
+            (PoolState::Running | PoolState::Closed, None) => None,
         };
         if let Some(refusal) = refusal {
             return Err((refusal, chunks));
@@ -236,11 +262,10 @@ impl Shared {
         }
     }
 
+    /// Moves the pool to `state`, unless it is there or further already.
     pub(crate) fn set_state(&self, state: PoolState) -> Result<()> {
         let mut inbox = lock(&self.inbox);
-        if inbox.state != PoolState::Terminating {
-            inbox.state = state;
-        }
+        inbox.state = inbox.state.max(state);
         drop(inbox);
         self.waker.notify()?;
         Ok(())
@@ -254,6 +279,31 @@ impl Collector for Shared {
         {
             // As in `submit`: the descriptor is ours as long as `self` lives.
             let _ = self.waker.notify();
+        }
+    }
+}
+
+/// A call's leave to hand in work after `close()` (until `join()`): an `imap` admitted while
+/// the pool ran, as Python accepts a whole `imap` at call time. Let go of when its input ends
+/// or it is dropped; the last one let go of after `close()` lets the workers exit.
+pub(crate) struct Admission(Arc<Shared>);
+
+impl std::fmt::Debug for Admission {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Admission")
+    }
+}
+
+impl Drop for Admission {
+    fn drop(&mut self) {
+        let mut inbox = lock(&self.0.inbox);
+        inbox.admitted -= 1;
+        let last_after_close = inbox.admitted == 0 && inbox.state == PoolState::Closed;
+        drop(inbox);
+        if last_after_close {
+            // The supervisor may be waiting only for us to end the pool. As in `submit`, the
+            // descriptor is ours as long as `self.0` lives.
+            let _ = self.0.waker.notify();
         }
     }
 }

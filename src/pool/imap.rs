@@ -1,41 +1,92 @@
 //! `imap` and `imap_unordered`: lazy iterators over a pool's results.
 //!
-//! The input iterator is pulled on the consumer's thread, inside `next()`, and only while fewer
-//! than `window` items are in flight — so an endless iterator works and memory stays flat, unlike
-//! CPython, which reads the whole input first. Ordered results wait in a small map until their
-//! turn; unordered ones are yielded as they arrive.
+//! The input iterator is pulled on the consumer's thread, inside `next()`, and only while the
+//! window has room — so an endless iterator works and memory stays flat, unlike CPython, which
+//! reads the whole input first. How large chunks are and how many items may be in flight is
+//! `readahead.rs`: automatic chunks start at one item and grow while the supervisor serves
+//! them fast, and the window is a few chunks per worker, bounded in items and bytes. The input
+//! is pulled a batch at a time (once a quarter of the window, or a chunk, has room), so that
+//! chunks are handed to the pool several at once.
+//!
+//! Outcomes arrive on the thread that read them (the supervisor's) as pieces: a run of
+//! consecutive values (one results frame's worth) or one item's error. The sink appends them to
+//! a list under its lock and wakes the consumer only if it sleeps waiting for one of them (an
+//! ordered `imap` waits for the piece that holds its next item); the consumer swaps the whole
+//! list out in one lock round and then yields from its own buffer without locking. Ordered
+//! results wait there, by run, until their turn; unordered ones are yielded as they arrived.
+//!
+//! An `imap` made while the pool runs holds an admission (`handoff::Admission`): after
+//! `close()` it goes on handing in its input, as Python's does, until its input ends or it is
+//! dropped; the workers wait for it. `join()` ends that: it must never wait for an input that
+//! nobody may ever pull (the joining thread may hold the `imap` itself), so from then on the
+//! pool refuses everyone, and items not handed in yet fail with `PoolClosed`.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeMap, VecDeque};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
+use std::time::Duration;
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use super::Pool;
-use super::job::{ChunkBuilder, Sink, decode_outcomes};
+use super::handoff::Admission;
+use super::job::{ChunkBuilder, Piece, Sink, decode_pieces};
+use super::readahead::Readahead;
 use super::result::lock;
 use crate::error::{Error, Result};
 
+/// What arrived since the consumer last looked.
 struct Arrived<R> {
-    in_order: HashMap<usize, Result<R>>,
-    any_order: VecDeque<Result<R>>,
+    /// Pieces, each with the index of its first item, in the order they arrived.
+    pieces: Vec<(usize, Piece<R>)>,
+    /// Chunks answered whole: their items and how long they took (for `Readahead::served`).
+    served: Vec<(usize, Duration)>,
+    /// The largest encoded size of a result seen, averaged over each piece.
+    result_bytes: usize,
+    /// What the consumer sleeps on `Stream::cond` for.
+    wanted: Wanted,
+}
+
+/// What a consumer asleep waits for: it is woken for that only (an ordered `imap` waiting for
+/// its next item has no use for the pieces that arrive before it).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Wanted {
+    /// It does not sleep.
+    Nothing,
+    AnyPiece,
+    /// The piece that starts at this item.
+    PieceAt(usize),
+}
+
+impl Wanted {
+    fn met_by<R>(self, pieces: &[(usize, Piece<R>)]) -> bool {
+        match self {
+            Wanted::Nothing => false,
+            Wanted::AnyPiece => !pieces.is_empty(),
+            Wanted::PieceAt(index) => pieces.iter().any(|(first, _)| *first == index),
+        }
+    }
 }
 
 /// Where an `imap`'s outcomes arrive.
 pub(crate) struct Stream<R> {
-    ordered: bool,
     arrived: Mutex<Arrived<R>>,
+    /// Whether chunks' timings are wanted (automatic chunk sizes).
+    timed: bool,
     cond: Condvar,
     abandoned: AtomicBool,
 }
 
 impl<R> Stream<R> {
-    fn push(&self, arrived: &mut Arrived<R>, index: usize, value: Result<R>) {
-        if self.ordered {
-            arrived.in_order.insert(index, value);
-        } else {
-            arrived.any_order.push_back(value);
+    fn publish(&self, pieces: &mut Vec<(usize, Piece<R>)>, result_bytes: usize) {
+        let mut arrived = lock(&self.arrived);
+        let wake = arrived.wanted.met_by(pieces);
+        arrived.pieces.append(pieces);
+        arrived.result_bytes = arrived.result_bytes.max(result_bytes);
+        drop(arrived);
+        if wake {
+            self.cond.notify_one();
         }
     }
 }
@@ -43,41 +94,76 @@ impl<R> Stream<R> {
 impl<R: DeserializeOwned + Send + 'static> Sink for Stream<R> {
     fn deliver(&self, first: usize, count: usize, bytes: &[u8]) {
         // Decode first, publish after: a panicking `Deserialize` leaves nothing half-delivered.
-        let mut decoded = Vec::with_capacity(count);
-        decode_outcomes::<R>(first, count, bytes, |i, v| decoded.push((i, v)));
-        let mut arrived = lock(&self.arrived);
-        for (i, v) in decoded {
-            self.push(&mut arrived, i, v);
-        }
-        drop(arrived);
-        self.cond.notify_all();
+        let mut pieces = Vec::new();
+        decode_pieces::<R>(first, count, bytes, Vec::new(), |at, piece| {
+            pieces.push((at, piece))
+        });
+        self.publish(&mut pieces, bytes.len() / count.max(1));
     }
 
     fn fail(&self, index: usize, error: Error) {
-        let mut arrived = lock(&self.arrived);
-        self.push(&mut arrived, index, Err(error));
-        drop(arrived);
-        self.cond.notify_all();
+        self.publish(&mut vec![(index, Piece::Failed(error))], 0);
     }
 
     fn abandoned(&self) -> bool {
         self.abandoned.load(Ordering::Relaxed)
+    }
+
+    fn served(&self, len: usize, took: Duration) {
+        if self.timed {
+            lock(&self.arrived).served.push((len, took));
+        }
+    }
+}
+
+/// Outcomes taken from the stream and not yet yielded.
+enum Taken<R> {
+    /// By the index of their first item, until their turn comes.
+    InOrder(BTreeMap<usize, Piece<R>>),
+    AnyOrder(VecDeque<Piece<R>>),
+}
+
+impl<R> Taken<R> {
+    fn extend(&mut self, pieces: impl Iterator<Item = (usize, Piece<R>)>) {
+        match self {
+            Taken::InOrder(map) => map.extend(pieces),
+            Taken::AnyOrder(queue) => queue.extend(pieces.map(|(_, piece)| piece)),
+        }
+    }
+
+    /// The piece to yield once `yielded` items have been.
+    fn next(&mut self, yielded: usize) -> Option<Piece<R>> {
+        match self {
+            Taken::InOrder(map) => map.remove(&yielded),
+            Taken::AnyOrder(queue) => queue.pop_front(),
+        }
     }
 }
 
 /// A lazy iterator over a pool's results: what [`Pool::imap`] and [`Pool::imap_unordered`]
 /// return. Each item is that task's own `Result`, so one failure loses nothing else.
 ///
+/// One made while the pool runs goes on after [`Pool::close`], until [`Pool::join`]: items
+/// it has not handed to the pool by then fail with [`Error::PoolClosed`].
+///
 /// Dropping it stops feeding the pool; tasks not yet started are skipped.
 pub struct IMap<'p, I: Iterator, R> {
     pool: &'p Pool,
-    input: std::iter::Fuse<I>,
+    /// `None` once it has ended.
+    input: Option<I>,
+    /// Leave to go on after `close()` (`None` if made after it, or once the input ended).
+    admission: Option<Admission>,
     builder: ChunkBuilder,
     stream: Arc<Stream<R>>,
-    window: usize,
-    /// Items handed to the pool (a partly filled chunk is not handed over yet).
-    submitted: usize,
+    readahead: Readahead,
     yielded: usize,
+    /// The input is pulled again once `yielded` reaches this.
+    refill_at: usize,
+    taken: Taken<R>,
+    /// The run of values being yielded.
+    run: std::vec::IntoIter<R>,
+    /// An empty list to swap with the stream's (keeps its allocation).
+    spare: Vec<(usize, Piece<R>)>,
 }
 
 impl<I: Iterator, R> std::fmt::Debug for IMap<'_, I, R> {
@@ -99,56 +185,130 @@ where
         pool: &'p Pool,
         input: I,
         entry: i64,
-        chunksize: usize,
-        ordered: bool,
+        readahead: Readahead,
+        order: Order,
     ) -> Self {
         let stream = Arc::new(Stream {
-            ordered,
             arrived: Mutex::new(Arrived {
-                in_order: HashMap::new(),
-                any_order: VecDeque::new(),
+                pieces: Vec::new(),
+                served: Vec::new(),
+                result_bytes: 0,
+                wanted: Wanted::Nothing,
             }),
+            timed: readahead.grows(),
             cond: Condvar::new(),
             abandoned: AtomicBool::new(false),
         });
-        // Enough in flight to keep every worker a few chunks deep (the supervisor's queue
-        // covers the round trips), yet bounded whatever the input's length.
-        let window = (chunksize * pool.processes() * 8).max(1024);
+        let taken = match order {
+            Order::Input => Taken::InOrder(BTreeMap::new()),
+            Order::Completion => Taken::AnyOrder(VecDeque::new()),
+        };
         Self {
             pool,
-            input: input.fuse(),
-            builder: ChunkBuilder::new(stream.clone(), entry, chunksize),
+            input: Some(input),
+            admission: pool.admit(),
+            builder: ChunkBuilder::new(stream.clone(), entry, readahead.chunksize()),
             stream,
-            window,
-            submitted: 0,
+            readahead,
             yielded: 0,
+            refill_at: 0,
+            taken,
+            run: Vec::new().into_iter(),
+            spare: Vec::new(),
         }
     }
 
-    /// Encodes and submits input until `window` items are in flight or the input ends. A partly
-    /// filled chunk is kept back (so chunks stay full) unless the input has ended or the
-    /// consumer has nothing else to wait for.
+    /// Encodes and submits input until the window is full or the input ends. A partly filled
+    /// chunk is kept back (so chunks stay full) unless the input has ended or the consumer has
+    /// nothing else to wait for.
     fn top_up(&mut self) {
+        let Some(input) = &mut self.input else {
+            self.refill_at = usize::MAX;
+            return;
+        };
+        let mut window = self.readahead.window();
+        let chunksize = self.readahead.chunksize();
+        self.builder.set_chunksize(chunksize);
         let mut chunks = Vec::new();
         let mut ended = false;
-        while self.builder.count() - self.yielded < self.window {
-            match self.input.next() {
-                Some(item) => chunks.extend(self.builder.push(&item)),
+        while self.builder.count() - self.yielded < window {
+            match input.next() {
+                Some(item) => {
+                    if let Some(chunk) = self.builder.push(&item) {
+                        // Large items narrow the window at once, not at the next top-up.
+                        self.readahead.item_bytes(chunk.payload.len() / chunk.len());
+                        window = self.readahead.window();
+                        chunks.push(chunk);
+                    }
+                }
                 None => {
                     ended = true;
                     break;
                 }
             }
         }
-        let submitted_after = self.submitted + chunks.iter().map(|c| c.len()).sum::<usize>();
-        if ended || submitted_after <= self.yielded {
+        let on_their_way = self.builder.count() - self.builder.pending();
+        if ended || on_their_way <= self.yielded {
             chunks.extend(self.builder.finish());
         }
         if !chunks.is_empty() {
-            self.submitted += chunks.iter().map(|c| c.len()).sum::<usize>();
-            self.pool.submit_or_fail(chunks);
+            self.pool.submit_or_fail(chunks, self.admission.as_ref());
+        }
+        if ended {
+            self.input = None;
+            // Its last chunks are in: the pool need not wait for it any more.
+            self.admission = None;
+        }
+        let step = chunksize.max(window / 4);
+        self.refill_at = match self.input {
+            Some(_) => (self.builder.count() + step).saturating_sub(window),
+            None => usize::MAX,
+        };
+    }
+
+    /// Takes what has arrived, waiting until it holds the next piece to yield.
+    fn take_arrived(&mut self) {
+        // Whatever we wait for must be on its way: hand over a partly filled chunk if need be.
+        self.top_up();
+        let wanted = match self.taken {
+            Taken::InOrder(_) => Wanted::PieceAt(self.yielded),
+            Taken::AnyOrder(_) => Wanted::AnyPiece,
+        };
+        let mut arrived = lock(&self.stream.arrived);
+        while !wanted.met_by(&arrived.pieces) {
+            arrived.wanted = wanted;
+            arrived = self
+                .stream
+                .cond
+                .wait(arrived)
+                .unwrap_or_else(|p| p.into_inner());
+            arrived.wanted = Wanted::Nothing;
+        }
+        std::mem::swap(&mut arrived.pieces, &mut self.spare);
+        let served = std::mem::take(&mut arrived.served);
+        let result_bytes = std::mem::take(&mut arrived.result_bytes);
+        drop(arrived);
+        for (len, took) in served {
+            self.readahead.served(len, took);
+        }
+        if result_bytes > 0 {
+            self.readahead.item_bytes(result_bytes);
+        }
+        self.taken.extend(self.spare.drain(..));
+        if self.input.is_some() {
+            // The read-ahead may have grown: look again at the next item.
+            self.refill_at = self.refill_at.min(self.yielded);
         }
     }
+}
+
+/// The order in which an `imap` yields its results.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Order {
+    /// The input's (`imap`).
+    Input,
+    /// As they complete (`imap_unordered`).
+    Completion,
 }
 
 impl<I, R> Iterator for IMap<'_, I, R>
@@ -160,27 +320,28 @@ where
     type Item = Result<R>;
 
     fn next(&mut self) -> Option<Result<R>> {
-        self.top_up();
-        if self.yielded == self.builder.count() {
-            return None;
+        if self.yielded >= self.refill_at {
+            self.top_up();
         }
-        let index = self.yielded;
-        let mut arrived = lock(&self.stream.arrived);
         loop {
-            let got = if self.stream.ordered {
-                arrived.in_order.remove(&index)
-            } else {
-                arrived.any_order.pop_front()
-            };
-            if let Some(value) = got {
+            if let Some(value) = self.run.next() {
                 self.yielded += 1;
-                return Some(value);
+                return Some(Ok(value));
             }
-            arrived = self
-                .stream
-                .cond
-                .wait(arrived)
-                .unwrap_or_else(|p| p.into_inner());
+            if self.yielded == self.builder.count() {
+                self.top_up();
+                if self.yielded == self.builder.count() {
+                    return None;
+                }
+            }
+            match self.taken.next(self.yielded) {
+                Some(Piece::Values(values)) => self.run = values.into_iter(),
+                Some(Piece::Failed(error)) => {
+                    self.yielded += 1;
+                    return Some(Err(error));
+                }
+                None => self.take_arrived(),
+            }
         }
     }
 }

@@ -25,6 +25,9 @@ pub(crate) trait Sink: Send + Sync {
     fn abandoned(&self) -> bool {
         false
     }
+    /// A chunk of `len` items of this call was answered whole, `took` after its worker started
+    /// on it (the supervisor's measure, as for `pace.rs`). For sinks that size their chunks.
+    fn served(&self, _len: usize, _took: std::time::Duration) {}
     /// Who waits for the outcomes (a `Collector` hands a waiter its own, and only those);
     /// `None` for nobody in particular.
     fn waiter(&self) -> Option<WaiterId> {
@@ -63,6 +66,46 @@ pub(crate) fn decode_outcomes<R: serde::de::DeserializeOwned>(
                 return;
             }
         }
+    }
+}
+
+/// Outcomes of consecutive items, from a first item's index on.
+pub(crate) enum Piece<R> {
+    /// A run of values.
+    Values(Vec<R>),
+    /// One item's error.
+    Failed(Error),
+}
+
+/// Decodes `count` outcomes from `bytes` as [`decode_outcomes`] does, but hands them over as
+/// pieces, `each(index of the first item, piece)`: a run of values costs one piece, not one per
+/// item, and successes, the usual case, are decoded in one tight loop. The first run is
+/// decoded into `spare` (an emptied vector whose memory is reused; `Vec::new()` for none).
+pub(crate) fn decode_pieces<R: serde::de::DeserializeOwned>(
+    first: usize,
+    count: usize,
+    mut bytes: &[u8],
+    mut spare: Vec<R>,
+    mut each: impl FnMut(usize, Piece<R>),
+) {
+    spare.clear();
+    spare.reserve(count);
+    let mut run: (usize, Vec<R>) = (first, spare);
+    codec::decode_successes(&mut bytes, count, &mut run.1);
+    let done = run.1.len();
+    // Whatever follows the first outcome that is not a value goes the general way.
+    decode_outcomes::<R>(first + done, count - done, bytes, |i, v| match v {
+        Ok(v) => run.1.push(v),
+        Err(e) => {
+            let ended = std::mem::replace(&mut run, (i + 1, Vec::new()));
+            if !ended.1.is_empty() {
+                each(ended.0, Piece::Values(ended.1));
+            }
+            each(i, Piece::Failed(e));
+        }
+    });
+    if !run.1.is_empty() {
+        each(run.0, Piece::Values(run.1));
     }
 }
 
@@ -264,6 +307,9 @@ pub(crate) fn python_chunksize(len: usize, workers: usize) -> usize {
     len.div_ceil(workers.max(1) * 4).max(1)
 }
 
+/// The most bytes of payload reserved for a chunk before its items are encoded.
+const MAX_PAYLOAD_RESERVED: usize = 1 << 20;
+
 /// Builds chunks by encoding items one after another.
 pub(crate) struct ChunkBuilder {
     sink: Arc<dyn Sink>,
@@ -278,6 +324,9 @@ pub(crate) struct ChunkBuilder {
     fds: FdSet,
     /// The most encoded bytes a chunk of several items may hold: what one message can carry.
     max_payload: usize,
+    /// The encoded size of the last chunk closed: what the next one is allocated for, so that
+    /// its payload is not copied as it grows.
+    last_payload: usize,
 }
 
 impl ChunkBuilder {
@@ -299,12 +348,24 @@ impl ChunkBuilder {
             current: None,
             fds: FdSet::default(),
             max_payload: MAX_VALUE,
+            last_payload: 0,
         }
+    }
+
+    /// Sets the size of the chunks made from now on (the current one included).
+    pub(crate) fn set_chunksize(&mut self, chunksize: usize) {
+        self.chunking = Chunking::Fixed(chunksize);
+        self.chunksize = self.chunking.size_at(self.next_index);
     }
 
     /// Number of items added so far.
     pub(crate) fn count(&self) -> usize {
         self.next_index
+    }
+
+    /// Number of items in the partly filled chunk, not handed out yet.
+    pub(crate) fn pending(&self) -> usize {
+        self.current.as_ref().map_or(0, Chunk::len)
     }
 
     /// Encodes one item; returns a chunk when one is full. An item that cannot be encoded fails
@@ -322,7 +383,7 @@ impl ChunkBuilder {
             call: self.call,
             entry: self.entry,
             first: index,
-            payload: Vec::new(),
+            payload: Vec::with_capacity(self.last_payload),
             offsets: Offsets::default(),
             retries: 0,
             fds: Arc::default(),
@@ -390,6 +451,7 @@ impl ChunkBuilder {
     /// Closes the current chunk (if it has items), handing it the descriptors gathered so far.
     fn take_current(&mut self) -> Option<Chunk> {
         let mut chunk = self.current.take().filter(|c| c.len() > 0)?;
+        self.last_payload = chunk.payload.len().min(MAX_PAYLOAD_RESERVED);
         if !self.fds.is_empty() {
             chunk.fds = Arc::new(std::mem::take(&mut self.fds));
         }

@@ -276,7 +276,9 @@ pub(super) fn apply_frame(
                 if let Some(done) = done {
                     w.done_items += done.chunk.len() as u64;
                     if !done.is_init {
-                        pace.record(done.chunk.call, now - done.sent.max(w.last_done));
+                        let took = now - done.sent.max(w.last_done);
+                        pace.record(done.chunk.call, took);
+                        done.chunk.sink.served(done.chunk.len(), took);
                     }
                 }
                 w.last_done = now;

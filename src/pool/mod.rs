@@ -15,6 +15,7 @@ mod job;
 mod link;
 mod pace;
 mod placed;
+mod readahead;
 mod result;
 mod starts;
 mod supervisor;
@@ -34,8 +35,10 @@ use crate::launch::Launch;
 use crate::task::{self, StarFn};
 use crate::wire::codec;
 use crate::wire::fds::{self, FdSet};
-use handoff::{Config, InitTask, PoolState, Shared};
+use handoff::{Admission, Config, InitTask, PoolState, Shared};
+use imap::Order;
 use job::{Chunk, ChunkBuilder, Chunking, Sink, python_chunksize};
+use readahead::Readahead;
 use result::{CallbackQueue, Gather, Slot, lock};
 use supervisor::Supervisor;
 
@@ -302,14 +305,21 @@ impl Pool {
     }
 
     /// Queues chunks; if the pool refuses them, their items fail with the reason.
-    pub(crate) fn submit_or_fail(&self, chunks: Vec<Chunk>) {
-        if let Err((refusal, chunks)) = self.shared.submit(chunks) {
+    /// Queues chunks (of an admitted call, if `admission`), or fails their items with the reason
+    /// they were refused.
+    pub(crate) fn submit_or_fail(&self, chunks: Vec<Chunk>, admission: Option<&Admission>) {
+        if let Err((refusal, chunks)) = self.shared.submit(chunks, admission) {
             for c in &chunks {
                 for i in 0..c.len() {
                     c.sink.fail(c.first + i, refusal.to_error());
                 }
             }
         }
+    }
+
+    /// Admits an `imap` (see [`Admission`]); `None` unless the pool runs.
+    pub(crate) fn admit(&self) -> Option<Admission> {
+        self.shared.admit()
     }
 
     // ----- apply -----
@@ -385,13 +395,13 @@ impl Pool {
                 // Hand chunks over as they are made, so workers start while we encode; tiny
                 // chunks go in batches, to keep the inbox lock and wake-ups off the hot path.
                 if queued_items >= 1024 || chunks.len() >= 256 {
-                    self.submit_or_fail(std::mem::take(&mut chunks));
+                    self.submit_or_fail(std::mem::take(&mut chunks), None);
                     queued_items = 0;
                 }
             }
         }
         chunks.extend(builder.finish());
-        self.submit_or_fail(chunks);
+        self.submit_or_fail(chunks, None);
         sink.set_expected(builder.count());
         AsyncResult::new(slot)
     }
@@ -563,8 +573,11 @@ impl Pool {
     /// input is pulled lazily, with a bounded number of items in flight, so an endless
     /// iterator works. Each result is that item's own `Result`.
     ///
-    /// The chunk size is 1 unless the input knows its exact length (then it is sized as for
-    /// `map`, at most 64); see [`imap_chunked`](Self::imap_chunked).
+    /// Chunks are sized automatically: they start at one item, so that slow items are spread
+    /// one at a time, and grow while the workers serve them fast, up to the size `map` would
+    /// use when the input knows its exact length. At most a few chunks per worker are in
+    /// flight, bounded in items and bytes. See [`imap_chunked`](Self::imap_chunked) for a
+    /// fixed size.
     pub fn imap<F, I, R>(&self, f: F, items: I) -> IMap<'_, I::IntoIter, R>
     where
         F: Fn(I::Item) -> R + Copy + Send + Sync + 'static,
@@ -573,8 +586,8 @@ impl Pool {
         R: Serialize + DeserializeOwned + Send + 'static,
     {
         let items = items.into_iter();
-        let chunksize = self.lazy_chunksize(&items);
-        IMap::new(self, items, task::entry_for(f), chunksize, true)
+        let readahead = self.auto_readahead(&items);
+        IMap::new(self, items, task::entry_for(f), readahead, Order::Input)
     }
 
     /// [`imap`](Self::imap) with an explicit chunk size.
@@ -594,8 +607,8 @@ impl Pool {
             self,
             items.into_iter(),
             task::entry_for(f),
-            chunksize.max(1),
-            true,
+            Readahead::fixed(chunksize, self.processes),
+            Order::Input,
         )
     }
 
@@ -609,8 +622,14 @@ impl Pool {
         R: Serialize + DeserializeOwned + Send + 'static,
     {
         let items = items.into_iter();
-        let chunksize = self.lazy_chunksize(&items);
-        IMap::new(self, items, task::entry_for(f), chunksize, false)
+        let readahead = self.auto_readahead(&items);
+        IMap::new(
+            self,
+            items,
+            task::entry_for(f),
+            readahead,
+            Order::Completion,
+        )
     }
 
     /// [`imap_unordered`](Self::imap_unordered) with an explicit chunk size.
@@ -630,8 +649,8 @@ impl Pool {
             self,
             items.into_iter(),
             task::entry_for(f),
-            chunksize.max(1),
-            false,
+            Readahead::fixed(chunksize, self.processes),
+            Order::Completion,
         )
     }
 
@@ -658,17 +677,24 @@ impl Pool {
         }
     }
 
-    fn lazy_chunksize(&self, items: &impl Iterator) -> usize {
-        match items.size_hint() {
-            // Capped, so that even a long input is pulled a window at a time, not whole.
-            (lo, Some(hi)) if lo == hi => python_chunksize(lo, self.processes).min(64),
-            _ => 1,
-        }
+    /// Automatic chunks for a lazy input: never larger than `map`'s for an input that knows its
+    /// exact length (so that its last chunks still spread over the workers).
+    fn auto_readahead(&self, items: &impl Iterator) -> Readahead {
+        let cap = match items.size_hint() {
+            (lo, Some(hi)) if lo == hi => python_chunksize(lo, self.processes),
+            _ => usize::MAX,
+        };
+        Readahead::growing(cap, self.processes)
     }
 
     // ----- lifetime -----
 
     /// Stops accepting tasks; queued and running ones complete. Like Python's `close`.
+    ///
+    /// An [`imap`](Self::imap) made before goes on pulling its input and handing it to the
+    /// workers, as Python accepts a whole `imap` when it is called; the workers exit once no
+    /// work and no such `imap` is left (its input has ended, or it was dropped), or at
+    /// [`join`](Self::join).
     pub fn close(&self) {
         let _ = self.shared.set_state(PoolState::Closed);
     }
@@ -683,12 +709,19 @@ impl Pool {
     /// Waits for the workers to exit and for callbacks to finish. Call [`close`](Self::close)
     /// or [`terminate`](Self::terminate) first.
     ///
+    /// From the moment it is called, nothing more is accepted, not even from an `imap` made
+    /// before `close()`: the work already handed in completes, and that `imap`'s items not
+    /// handed in yet fail with [`Error::PoolClosed`]. So `join` never waits for an input that
+    /// nobody pulls (an `imap` held, unconsumed, by the thread that joins). Python instead
+    /// reads every `imap`'s whole input at once, and `join` waits for all of it.
+    ///
     /// # Errors
     /// [`Error::PoolStillRunning`] if neither was called (Python raises `ValueError`).
     pub fn join(&self) -> Result<()> {
         if lock(&self.shared.inbox).state == PoolState::Running {
             return Err(Error::PoolStillRunning);
         }
+        let _ = self.shared.set_state(PoolState::Joining);
         self.wait_supervisor();
         Ok(())
     }

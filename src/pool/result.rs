@@ -12,10 +12,9 @@ use std::time::{Duration, Instant};
 
 use serde::de::DeserializeOwned;
 
-use super::job::{Collector, Sink, WaiterId, decode_outcomes};
+use super::job::{Collector, Piece, Sink, WaiterId, decode_pieces};
 use super::placed::{Misplaced, Placed};
 use crate::error::{Error, Result};
-use crate::wire::codec;
 
 type Job = Box<dyn FnOnce() + Send>;
 
@@ -509,27 +508,12 @@ impl<R: DeserializeOwned + Send + 'static, Out: Send + 'static> Gather<R, Out> {
 impl<R: DeserializeOwned + Send + 'static, Out: Send + 'static> Sink for Gather<R, Out> {
     fn deliver(&self, first: usize, count: usize, bytes: &[u8]) {
         let spare = std::mem::take(&mut lock(&self.state).spare);
-        let mut run: (usize, Vec<R>) = (first, spare);
-        let mut errors = Vec::new();
         let mut runs = Vec::new();
-        // Successes, the usual case, in one tight loop; whatever follows the first outcome
-        // that is not one goes the general way.
-        let mut bytes = bytes;
-        codec::decode_successes(&mut bytes, count, &mut run.1);
-        let done = run.1.len();
-        decode_outcomes::<R>(first + done, count - done, bytes, |i, v| match v {
-            Ok(v) => run.1.push(v),
-            Err(e) => {
-                errors.push((i, e));
-                let done = std::mem::replace(&mut run, (i + 1, Vec::new()));
-                if !done.1.is_empty() {
-                    runs.push(done);
-                }
-            }
+        let mut errors = Vec::new();
+        decode_pieces::<R>(first, count, bytes, spare, |at, piece| match piece {
+            Piece::Values(run) => runs.push((at, run)),
+            Piece::Failed(e) => errors.push((at, e)),
         });
-        if !run.1.is_empty() {
-            runs.push(run);
-        }
         let mut st = lock(&self.state);
         st.received += count;
         st.outcomes.total += count;

@@ -74,6 +74,8 @@ pub(crate) struct Core {
     workers: Vec<WorkerLink>,
     pending: Backlog,
     state: PoolState,
+    /// Live `Admission`s, as of the last look at the inbox.
+    admitted: usize,
     broken: Option<Broken>,
     next_name: usize,
     next_seq: u64,
@@ -216,6 +218,7 @@ impl Core {
             workers: Vec::new(),
             pending: Backlog::default(),
             state: PoolState::Running,
+            admitted: 0,
             broken: None,
             next_name: 1,
             next_seq: 1,
@@ -247,7 +250,7 @@ impl Core {
         self.dispatch(None);
         self.flush_writes();
         self.trim_idle_channels();
-        if self.state == PoolState::Closed && self.idle() {
+        if self.winding_down() && self.idle() {
             self.shutdown_gracefully();
             return Next::Stop;
         }
@@ -352,6 +355,7 @@ impl Core {
             .drain(..)
             .for_each(|c| self.pending.push_back(c));
         self.state = inbox.state;
+        self.admitted = inbox.admitted;
         if inbox.broken.is_none() {
             inbox.broken = self.broken.clone();
         }
@@ -432,7 +436,17 @@ impl Core {
     fn wants_workers(&self) -> bool {
         self.broken.is_none()
             && self.state != PoolState::Terminating
-            && !(self.state == PoolState::Closed && self.pending.is_empty())
+            && !(self.state >= PoolState::Closed && self.pending.is_empty())
+    }
+
+    /// Whether the workers are to exit once idle: after `close()` when no admitted `imap` may
+    /// hand in more work, and after `join()` in any case (see `PoolState`).
+    fn winding_down(&self) -> bool {
+        match self.state {
+            PoolState::Running | PoolState::Terminating => false,
+            PoolState::Closed => self.admitted == 0,
+            PoolState::Joining => true,
+        }
     }
 
     fn spawn_worker(&mut self) -> Result<()> {
