@@ -4,13 +4,13 @@
 //! A pool's state (running, closed, terminating) and what broke it travel the same way.
 //!
 //! Everything about the workers lives in [`Core`], behind `Shared::core`. The supervisor thread
-//! holds that lock while it works and lets go of it only while it sleeps in `poll`. A thread
+//! holds that lock while it works and lets go of it only while it sleeps in its poller. A thread
 //! that submits a little work (`DISPATCH_HERE_MAX`) `try_lock`s it and, when it gets it, hands
 //! the new chunks to idle workers and writes them to their sockets itself
 //! ([`Core::dispatch_here`]): the supervisor is not woken for an `apply`, which saves a thread
 //! wake-up (several µs, more on a virtual machine) on every round trip. The submitter wakes it
 //! (through the eventfd) whenever it leaves something the sleeping supervisor would not notice:
-//! a partly written frame (`poll` must watch for writability), chunks still queued, a task
+//! a partly written frame (the poller must watch for writability), chunks still queued, a task
 //! clock to start, a worker to start, or a changed pool state — and whenever the lock was busy.
 //!
 //! Likewise, a thread waiting for a result (`AsyncResult::get`) spends its first few tens of
@@ -26,8 +26,9 @@
 //!
 //! Those other threads never start, bury or drop a worker, and never change `Core::workers`
 //! itself (at most, a waiter signals a worker that sent garbage; the supervisor buries it). So
-//! the descriptors the supervisor polls, which it collects while it holds the lock, stay open
-//! and keep their positions while it polls without it (`Supervisor::serve` relies on this).
+//! what the supervisor's poller watches, and the positions its keys name, change only while
+//! the supervisor holds the lock, and a wait's answer still holds when it takes the lock back
+//! (`Core::handle_ready` relies on this).
 //!
 //! Lock order: `core`, then `inbox`. Submitters let go of `inbox` before they try `core`.
 
@@ -134,6 +135,7 @@ impl Refusal {
 
 impl Shared {
     pub(crate) fn new(cfg: Config) -> Result<Arc<Self>> {
+        let waker = Waker::new()?;
         let inbox = Arc::new(Mutex::new(Inbox {
             chunks: VecDeque::new(),
             state: PoolState::Running,
@@ -141,9 +143,9 @@ impl Shared {
         }));
         Ok(Arc::new(Self {
             inbox: inbox.clone(),
-            waker: Waker::new()?,
             waiters_collect: cfg.task_timeout.is_none() && cfg.max_tasks_per_child.is_none(),
-            core: Mutex::new(Core::new(inbox, cfg)),
+            core: Mutex::new(Core::new(inbox, cfg, &waker)?),
+            waker,
             in_hand: Mutex::new(0),
             in_hand_done: Condvar::new(),
         }))

@@ -18,6 +18,7 @@ use crate::bootstrap::{self, ChildLink};
 use crate::child::protocol::STARTED_SLOT;
 use crate::error::{Death, Error, Result};
 use crate::sys;
+use crate::sys::fd::Interest;
 use crate::wire::Frame;
 use crate::wire::message::{ResultsHeader, TaskHeader, kind};
 
@@ -60,6 +61,8 @@ pub(super) struct WorkerLink {
     /// Whether it is ready to serve tasks (greeted, and through its initializer); noted once
     /// in `Starts`.
     pub(super) serving: bool,
+    /// What the supervisor's poller watches its socket for (see `Core::rewatch`).
+    pub(super) watched: Interest,
 }
 
 impl WorkerLink {

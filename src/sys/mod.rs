@@ -5,6 +5,7 @@
 //! rustix or a raw syscall, so porting to another Unix means touching only these files.
 //! Linux is the complete platform today (pidfd, memfd, `PR_SET_PDEATHSIG`).
 
+pub(crate) mod epoll;
 pub(crate) mod fd;
 pub(crate) mod futex;
 pub(crate) mod page;
