@@ -297,3 +297,26 @@ fn deaths_among_many_workers_are_noticed_wherever_they_sit() {
         assert!(last.iter().all(|p| !killed.contains(p)));
     });
 }
+
+#[test]
+fn a_waiter_among_busy_workers_sees_its_own_worker_die() {
+    // The waiter checks all the busy workers' sockets with one poll and reads those that are
+    // ready: a hang-up among them is read, and the death reported, like an answer.
+    fn nap(ms: u64) -> u64 {
+        std::thread::sleep(Duration::from_millis(ms));
+        ms
+    }
+    within(SECS(30), || {
+        let pool = Pool::new(4).unwrap();
+        for round in 0..5 {
+            let naps = pool.map_async_chunked(nap, vec![300u64; 3], 1);
+            std::thread::sleep(Duration::from_millis(50));
+            match pool.apply(killed_at_13, 13) {
+                Err(Error::WorkerDied { task, .. }) => assert_eq!(task, Some(0)),
+                other => panic!("round {round}: expected WorkerDied, got {other:?}"),
+            }
+            assert_eq!(pool.apply(killed_at_13, 2).unwrap(), 4);
+            assert_eq!(naps.get().unwrap(), vec![300; 3]);
+        }
+    });
+}

@@ -15,7 +15,9 @@
 //!
 //! Likewise, a thread waiting for a result (`AsyncResult::get`) spends its first few tens of
 //! µs reading the workers' sockets itself ([`Core::collect_here`]), so that a quick result
-//! reaches it without the supervisor being woken at all. Having read them, it may have consumed
+//! reaches it without the supervisor being woken at all. Each look is one `poll` of the busy
+//! workers' sockets, without waiting, then a read of those that answered: its cost does not
+//! grow with the number of workers (one read per busy worker did, under the lock). Having read them, it may have consumed
 //! what would have woken the supervisor, so it wakes it when something needs it: a worker that
 //! hung up or sent garbage, a freed worker with chunks still queued, a pool closing.
 //! Whoever reads results under the lock hands them over after releasing it ([`Delivery`]),

@@ -330,15 +330,8 @@ impl Core {
     pub(super) fn collect_here(&mut self) -> Wake {
         let mut changed = false;
         let mut trouble = false;
-        for w in &mut self.workers {
-            if !w.ready
-                || w.killed.is_some()
-                || w.running_init()
-                || w.inflight.is_empty()
-                || w.link.channel.at_eof()
-            {
-                continue;
-            }
+        for at in self.answered_here() {
+            let w = &mut self.workers[at];
             let before = w.answered();
             let kept_memory = w.link.channel.keeps_memory();
             if let Err(e) = read_available(w, &mut self.pace, &mut self.deliveries) {
@@ -359,6 +352,40 @@ impl Core {
         } else {
             self.dispatch_here()
         }
+    }
+
+    /// The workers a waiter reads (by position): those in good standing that owe answers and
+    /// have sent something. One `poll` of their sockets, without waiting, tells which have: a
+    /// waiter's turn costs a system call, not one per busy worker. A lone candidate is simply
+    /// read (the read is as cheap as the poll), as is every candidate if the poll fails.
+    fn answered_here(&self) -> Vec<usize> {
+        let candidates: Vec<usize> = (0..self.workers.len())
+            .filter(|&at| {
+                let w = &self.workers[at];
+                w.ready
+                    && w.killed.is_none()
+                    && !w.running_init()
+                    && !w.inflight.is_empty()
+                    && !w.link.channel.at_eof()
+            })
+            .collect();
+        if candidates.len() < 2 {
+            return candidates;
+        }
+        let sockets: Vec<_> = candidates
+            .iter()
+            .map(|&at| (self.workers[at].link.channel.as_fd(), READ))
+            .collect();
+        let mut seen = Vec::with_capacity(sockets.len());
+        if sys::fd::poll(&sockets, Some(Duration::ZERO), &mut seen).is_err() {
+            return candidates;
+        }
+        candidates
+            .into_iter()
+            .zip(seen)
+            .filter(|(_, seen)| seen.read || seen.hangup)
+            .map(|(at, _)| at)
+            .collect()
     }
 
     fn idle(&self) -> bool {
