@@ -15,16 +15,17 @@
 //!
 //! Likewise, a thread waiting for a result (`AsyncResult::get`) spends its first few tens of
 //! µs reading the workers' sockets itself ([`Core::collect_here`]), so that a quick result
-//! reaches it without the supervisor being woken at all. Each look is one `poll` of the busy
-//! workers' sockets, without waiting, then a read of those that answered: its cost does not
-//! grow with the number of workers (one read per busy worker did, under the lock). Having read them, it may have consumed
-//! what would have woken the supervisor, so it wakes it when something needs it: a worker that
-//! hung up or sent garbage, a freed worker with chunks still queued, a pool closing.
-//! Whoever reads results under the lock hands them over after releasing it ([`Delivery`]),
-//! so that a caller it wakes finds the lock free for its next call. A waiter hands over only
-//! its own results and leaves the rest to the supervisor (decoding them runs user code, which
-//! a bystander's short wait must not pay for); `join` waits for results a waiter is still
-//! handing over (`InHand`).
+//! reaches it without the supervisor being woken at all. It reads only the workers whose next
+//! answers are its own (their first chunk is of its call), and with one `poll` of their sockets,
+//! without waiting, it reads only those that have sent something: its cost does not grow with
+//! the number of workers (one read per busy worker, under the lock, did). Having read them, it
+//! may have consumed what would have woken the supervisor, so it wakes it when something needs
+//! it: a worker that hung up or sent garbage, a freed worker with chunks still queued, a pool
+//! closing. Whoever reads results under the lock hands them over after releasing it
+//! ([`Delivery`]), so that a caller it wakes finds the lock free for its next call. A waiter
+//! hands over only its own results and leaves the rest (of the chunks that follow its own) to
+//! the supervisor (decoding them runs user code, which a bystander's short wait must not pay
+//! for); `join` waits for results a waiter is still handing over (`InHand`).
 //!
 //! Those other threads never start, bury or drop a worker, and never change `Core::workers`
 //! itself (at most, a waiter signals a worker that sent garbage; the supervisor buries it). So
@@ -254,7 +255,8 @@ impl Shared {
 impl Collector for Shared {
     fn collect_here(&self, waiter: WaiterId) {
         if self.waiters_collect
-            && self.on_core_here(Some(waiter), Core::collect_here) == Some(Wake::Needed)
+            && self.on_core_here(Some(waiter), |core| core.collect_here(waiter))
+                == Some(Wake::Needed)
         {
             // As in `submit`: the descriptor is ours as long as `self` lives.
             let _ = self.waker.notify();

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use super::job::{Chunk, Sink};
+use super::job::{Chunk, Sink, WaiterId};
 use super::pace::Pace;
 use super::starts::Starts;
 use crate::bootstrap::{self, ChildLink};
@@ -33,6 +33,8 @@ pub(super) struct InFlight {
     pub(super) chunk: Chunk,
     pub(super) reported: usize,
     pub(super) is_init: bool,
+    /// Who waits for the chunk's outcomes (its sink's [`Sink::waiter`], asked once).
+    pub(super) waiter: Option<WaiterId>,
 }
 
 /// Why we killed a worker ourselves.
@@ -168,6 +170,7 @@ pub(super) fn send_chunk(w: &mut WorkerLink, seq: u64, chunk: Chunk, is_init: bo
             w.inflight.push_back(InFlight {
                 seq,
                 sent: Instant::now(),
+                waiter: chunk.sink.waiter(),
                 chunk,
                 reported: 0,
                 is_init,

@@ -34,7 +34,7 @@ use std::time::{Duration, Instant};
 
 use super::deaths::{self, Ending, Fate, Held, Progress, Standing};
 use super::handoff::{Broken, Config, DISPATCH_HERE_MAX, Inbox, PoolState, Shared};
-use super::job::{Chunk, Sink};
+use super::job::{Chunk, Sink, WaiterId};
 use super::link::{
     Delivery, KillReason, STALLED, WorkerLink, kill, note_serving, read_available, reap, send_chunk,
 };
@@ -329,18 +329,20 @@ impl Core {
         self.deliveries.drain(..).for_each(Delivery::deliver);
     }
 
-    /// A waiter's turn (see the module docs): reads what workers in good standing have
-    /// answered, and if that freed one, dispatches as a submitter does. Returns whether the
-    /// sleeping supervisor can be left alone; it cannot if a worker misbehaved or hung up (it
-    /// must bury it): having read its socket, we may have consumed what would have woken it.
+    /// A waiter's turn (see the module docs): reads what the workers in good standing whose next
+    /// answers are for `waiter` have sent, and if that freed one, dispatches as a submitter
+    /// does; other workers are left to the supervisor, whose poller reports them anyway.
+    /// Returns whether the sleeping supervisor can be left alone; it cannot if a worker
+    /// misbehaved or hung up (it must bury it): having read its socket, we may have consumed
+    /// what would have woken it.
     ///
     /// Pools with a `task_timeout` or `max_tasks_per_child` leave results to the supervisor
     /// (`Shared::waiters_collect`): it times tasks from the moments it sees them start, which
     /// it checks whenever results arrive, and it retires workers as their last result comes in.
-    pub(super) fn collect_here(&mut self) -> Wake {
+    pub(super) fn collect_here(&mut self, waiter: WaiterId) -> Wake {
         let mut changed = false;
         let mut trouble = false;
-        for at in self.answered_here() {
+        for at in self.answered_here(waiter) {
             let w = &mut self.workers[at];
             let before = w.answered();
             let kept_memory = w.link.channel.keeps_memory();
@@ -364,19 +366,20 @@ impl Core {
         }
     }
 
-    /// The workers a waiter reads (by position): those in good standing that owe answers and
-    /// have sent something. One `poll` of their sockets, without waiting, tells which have: a
-    /// waiter's turn costs a system call, not one per busy worker. A lone candidate is simply
-    /// read (the read is as cheap as the poll), as is every candidate if the poll fails.
-    fn answered_here(&self) -> Vec<usize> {
+    /// The workers `waiter` reads (by position): those in good standing whose first chunk
+    /// (whose outcomes come next; never the initializer's, which nobody waits for) is of its
+    /// call, and that have sent something. One `poll` of
+    /// their sockets, without waiting, tells which have: a waiter's turn costs a system call,
+    /// not one per busy worker. A lone candidate (an `apply`) is simply read (the read is as
+    /// cheap as the poll), as is every candidate if the poll fails.
+    fn answered_here(&self, waiter: WaiterId) -> Vec<usize> {
         let candidates: Vec<usize> = (0..self.workers.len())
             .filter(|&at| {
                 let w = &self.workers[at];
                 w.ready
                     && w.killed.is_none()
-                    && !w.running_init()
-                    && !w.inflight.is_empty()
                     && !w.link.channel.at_eof()
+                    && w.inflight.front().is_some_and(|f| f.waiter == Some(waiter))
             })
             .collect();
         if candidates.len() < 2 {
