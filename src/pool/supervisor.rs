@@ -6,12 +6,13 @@
 //!
 //! The cost of a call or a chunk should not grow with the number of workers. The poller is set
 //! up once per worker, so a wait costs what is ready, not what is watched (a `poll` of 1 + 2N
-//! descriptors cost some 15 µs a wake-up with 64 workers); a waiter checks the busy workers'
-//! sockets with one `poll` instead of one read each; `dispatch` ranks the workers once per
-//! round, not once per chunk. What is left proportional to the workers is a few walks over
-//! them in memory per round (`watch`, `rewatch`, `flush_writes`: tens of ns per worker). More
-//! workers do mean fewer results per read and fewer chunks per write, hence more system calls
-//! per chunk: chunk size 1 costs about 1 µs a chunk with 2 workers here, 2–3 µs with 64.
+//! descriptors cost some 15 µs a wake-up with 64 workers); a waiter looks only at the workers
+//! whose next answers are its own, with one `poll` rather than a read each (`collect_here`);
+//! `dispatch` ranks the workers once per round, not once per chunk. What is left proportional
+//! to the workers is a few walks over them in memory per round (`watch`, `rewatch`,
+//! `flush_writes`: some tens of ns per worker). More workers do mean fewer results per read and
+//! fewer chunks per write, hence more system calls per chunk: chunk size 1 costs about 1 µs a
+//! chunk with 2 workers on the project's 2-core machine, 2–3 µs with 64.
 //!
 //! When a worker dies, the progress counter it shares with us says which item it was running:
 //! that item fails (`WorkerDied`, or `TaskTimeout` if we killed it for overrunning), items it had

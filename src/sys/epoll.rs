@@ -20,8 +20,8 @@ use rustix::io::Errno;
 
 use super::fd::{Interest, Ready};
 
-/// The longest single wait: a longer timeout is waited for in several (a wait's result is
-/// re-examined by its caller anyway).
+/// The longest single wait: a longer timeout is cut to this (the caller finds nothing ready,
+/// works out what is left and waits again), which any kernel's `epoll_wait` accepts.
 const LONGEST_WAIT: Duration = Duration::from_secs(24 * 3600);
 
 /// Most events one wait reports; any others stay ready for the next.
