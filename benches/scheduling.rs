@@ -9,8 +9,9 @@
 //!   worker ran each item. Speedup = serial time / map time; rayon's, measured the same way in
 //!   the same run, is the peer. Target: ≥ 1.85× in every round on 2 cores.
 //! - `workers`: `apply` round trip (p50), chunksize-1 dispatch and an automatic `map` of 1 M
-//!   tiny items with 2, 8, 32 and 64 workers (oversubscribed on a small machine): the
-//!   per-call cost should not grow with the number of workers.
+//!   tiny items with 2, 8, 32 and 64 workers (oversubscribed on a small machine), and the
+//!   `apply` round trip again while every other worker runs a long task: the per-call cost
+//!   should not grow with the number of workers.
 //! - `fresh`: a user's first big maps: a new pool of 2, a 1,000-item warm-up, then maps of
 //!   x*x over 1 M `u64`; the median of the first three beside CPython's `Pool.map` measured
 //!   the same way, and the first map beside the steady state.
@@ -34,6 +35,11 @@ fn smoke() -> bool {
 
 fn sq(x: u64) -> u64 {
     x * x
+}
+
+fn nap(ms: u64) -> u64 {
+    std::thread::sleep(std::time::Duration::from_millis(ms));
+    ms
 }
 
 /// Sum of i³ for i below `n`, in a loop the optimiser cannot turn into a formula.
@@ -141,8 +147,8 @@ fn workers() -> Result<(), multiproc::Error> {
     };
     println!("\n## workers: per-call cost against the number of workers");
     println!(
-        "{:<9}{:>14}{:>16}{:>14}",
-        "workers", "apply p50 µs", "chunksize 1 k/s", "map auto M/s"
+        "{:<9}{:>14}{:>16}{:>14}{:>20}",
+        "workers", "apply p50 µs", "chunksize 1 k/s", "map auto M/s", "others busy p50 µs"
     );
     for n in [2, 8, 32, 64] {
         let pool = Pool::new(n)?;
@@ -164,11 +170,21 @@ fn workers() -> Result<(), multiproc::Error> {
                 .map(|_| secs(|| drop(pool.map(sq, 0..map_n).unwrap())))
                 .collect(),
         );
+        // Every worker but one naps (one each: the least loaded is served first), and the
+        // round trips go to the one left.
+        let naps = pool.map_async_chunked(nap, vec![1_000; n - 1], 1);
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        let busy: Vec<f64> = (0..calls as u64)
+            .map(|i| secs(|| assert_eq!(pool.apply(sq, i).unwrap(), i * i)))
+            .collect();
+        // Dropping the pool terminates the naps.
+        drop(naps);
         println!(
-            "{n:<9}{:>14.1}{:>16.0}{:>14.1}",
+            "{n:<9}{:>14.1}{:>16.0}{:>14.1}{:>20.1}",
             median(rtts) * 1e6,
             chunk1 as f64 / one / 1e3,
-            map_n as f64 / auto / 1e6
+            map_n as f64 / auto / 1e6,
+            median(busy) * 1e6
         );
     }
     Ok(())

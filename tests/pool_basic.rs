@@ -278,3 +278,30 @@ fn starmap_takes_functions_of_up_to_twelve_arguments() {
         assert_eq!(out, vec!["1 2 3 4 -5 -6 -7 -8 0.5 0.25 true z"; 2]);
     });
 }
+
+#[test]
+fn a_call_queued_behind_another_on_the_same_worker_gets_its_result() {
+    // A waiter reads only the workers whose next answers are its own; a call queued behind
+    // someone else's chunk gets its result through the supervisor, or once it comes first.
+    fn nap_pid(ms: u64) -> (u64, u32) {
+        std::thread::sleep(Duration::from_millis(ms));
+        (ms, std::process::id())
+    }
+    fn pid_square(x: u64) -> (u64, u32) {
+        (x * x, std::process::id())
+    }
+    within(SECS(30), || {
+        let pool = Pool::new(1).unwrap();
+        // Fast calls let chunks queue a few deep on a worker.
+        for i in 0..200 {
+            pool.apply(square, i).unwrap();
+        }
+        for round in 0..20 {
+            let nap = pool.apply_async(nap_pid, 20);
+            let (sq, at) = pool.apply(pid_square, round).unwrap();
+            assert_eq!(sq, round * round);
+            let (ms, napped_at) = nap.get().unwrap();
+            assert_eq!((ms, napped_at), (20, at), "one worker runs both");
+        }
+    });
+}

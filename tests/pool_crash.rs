@@ -264,3 +264,59 @@ fn a_forged_frame_header_fails_that_task_and_the_worker_is_replaced() {
         }
     });
 }
+
+#[test]
+fn deaths_among_many_workers_are_noticed_wherever_they_sit() {
+    // Burying a worker moves the last one into its place in the supervisor's list, and its
+    // socket and pidfd are watched under that place from then on: the moved workers must still
+    // be heard, and deaths noticed, however the places were shuffled.
+    fn slow_pid(ms: u64) -> u32 {
+        std::thread::sleep(Duration::from_millis(ms));
+        std::process::id()
+    }
+    within(SECS(60), || {
+        let pool = Pool::new(8).unwrap();
+        let mut killed = std::collections::HashSet::new();
+        for round in 0..4 {
+            let pids = pool.map_chunked(slow_pid, vec![30; 16], 1).unwrap();
+            assert!(
+                pids.iter().all(|p| !killed.contains(p)),
+                "round {round}: a killed worker answered"
+            );
+            let mut serving: Vec<u32> = pids.clone();
+            serving.sort_unstable();
+            serving.dedup();
+            // Idle workers, killed from outside: no task fails, each is buried and replaced.
+            for &victim in serving.iter().skip(round).step_by(3) {
+                assert!(common::sigkill(victim));
+                killed.insert(victim);
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let last = pool.map_chunked(slow_pid, vec![30; 16], 1).unwrap();
+        assert!(last.iter().all(|p| !killed.contains(p)));
+    });
+}
+
+#[test]
+fn a_waiter_among_busy_workers_sees_its_own_worker_die() {
+    // The waiter checks all the busy workers' sockets with one poll and reads those that are
+    // ready: a hang-up among them is read, and the death reported, like an answer.
+    fn nap(ms: u64) -> u64 {
+        std::thread::sleep(Duration::from_millis(ms));
+        ms
+    }
+    within(SECS(30), || {
+        let pool = Pool::new(4).unwrap();
+        for round in 0..5 {
+            let naps = pool.map_async_chunked(nap, vec![300u64; 3], 1);
+            std::thread::sleep(Duration::from_millis(50));
+            match pool.apply(killed_at_13, 13) {
+                Err(Error::WorkerDied { task, .. }) => assert_eq!(task, Some(0)),
+                other => panic!("round {round}: expected WorkerDied, got {other:?}"),
+            }
+            assert_eq!(pool.apply(killed_at_13, 2).unwrap(), 4);
+            assert_eq!(naps.get().unwrap(), vec![300; 3]);
+        }
+    });
+}

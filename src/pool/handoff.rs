@@ -5,30 +5,34 @@
 //! work after `close()` ([`Admission`]), and what broke it travel the same way.
 //!
 //! Everything about the workers lives in [`Core`], behind `Shared::core`. The supervisor thread
-//! holds that lock while it works and lets go of it only while it sleeps in `poll`. A thread
+//! holds that lock while it works and lets go of it only while it sleeps in its poller. A thread
 //! that submits a little work (`DISPATCH_HERE_MAX`) `try_lock`s it and, when it gets it, hands
 //! the new chunks to idle workers and writes them to their sockets itself
 //! ([`Core::dispatch_here`]): the supervisor is not woken for an `apply`, which saves a thread
 //! wake-up (several µs, more on a virtual machine) on every round trip. The submitter wakes it
 //! (through the eventfd) whenever it leaves something the sleeping supervisor would not notice:
-//! a partly written frame (`poll` must watch for writability), chunks still queued, a task
+//! a partly written frame (the poller must watch for writability), chunks still queued, a task
 //! clock to start, a worker to start, or a changed pool state — and whenever the lock was busy.
 //!
 //! Likewise, a thread waiting for a result (`AsyncResult::get`) spends its first few tens of
 //! µs reading the workers' sockets itself ([`Core::collect_here`]), so that a quick result
-//! reaches it without the supervisor being woken at all. Having read them, it may have consumed
-//! what would have woken the supervisor, so it wakes it when something needs it: a worker that
-//! hung up or sent garbage, a freed worker with chunks still queued, a pool closing.
-//! Whoever reads results under the lock hands them over after releasing it ([`Delivery`]),
-//! so that a caller it wakes finds the lock free for its next call. A waiter hands over only
-//! its own results and leaves the rest to the supervisor (decoding them runs user code, which
-//! a bystander's short wait must not pay for); `join` waits for results a waiter is still
-//! handing over (`InHand`).
+//! reaches it without the supervisor being woken at all. It reads only the workers whose next
+//! answers are its own (their first chunk is of its call), and with one `poll` of their sockets,
+//! without waiting, it reads only those that have sent something: its cost does not grow with
+//! the number of workers (one read per busy worker, under the lock, did). Having read them, it
+//! may have consumed what would have woken the supervisor, so it wakes it when something needs
+//! it: a worker that hung up or sent garbage, a freed worker with chunks still queued, a pool
+//! closing. Whoever reads results under the lock hands them over after releasing it
+//! ([`Delivery`]), so that a caller it wakes finds the lock free for its next call. A waiter
+//! hands over only its own results and leaves the rest (of the chunks that follow its own) to
+//! the supervisor (decoding them runs user code, which a bystander's short wait must not pay
+//! for); `join` waits for results a waiter is still handing over (`InHand`).
 //!
 //! Those other threads never start, bury or drop a worker, and never change `Core::workers`
 //! itself (at most, a waiter signals a worker that sent garbage; the supervisor buries it). So
-//! the descriptors the supervisor polls, which it collects while it holds the lock, stay open
-//! and keep their positions while it polls without it (`Supervisor::serve` relies on this).
+//! what the supervisor's poller watches, and the positions its keys name, change only while
+//! the supervisor holds the lock, and a wait's answer still holds when it takes the lock back
+//! (`Core::handle_ready` relies on this).
 //!
 //! Lock order: `core`, then `inbox`. Submitters let go of `inbox` before they try `core`.
 
@@ -145,6 +149,7 @@ impl Refusal {
 
 impl Shared {
     pub(crate) fn new(cfg: Config) -> Result<Arc<Self>> {
+        let waker = Waker::new()?;
         let inbox = Arc::new(Mutex::new(Inbox {
             chunks: VecDeque::new(),
             state: PoolState::Running,
@@ -153,9 +158,9 @@ impl Shared {
         }));
         Ok(Arc::new(Self {
             inbox: inbox.clone(),
-            waker: Waker::new()?,
             waiters_collect: cfg.task_timeout.is_none() && cfg.max_tasks_per_child.is_none(),
-            core: Mutex::new(Core::new(inbox, cfg)),
+            core: Mutex::new(Core::new(inbox, cfg, &waker)?),
+            waker,
             in_hand: Mutex::new(0),
             in_hand_done: Condvar::new(),
         }))
@@ -275,7 +280,8 @@ impl Shared {
 impl Collector for Shared {
     fn collect_here(&self, waiter: WaiterId) {
         if self.waiters_collect
-            && self.on_core_here(Some(waiter), Core::collect_here) == Some(Wake::Needed)
+            && self.on_core_here(Some(waiter), |core| core.collect_here(waiter))
+                == Some(Wake::Needed)
         {
             // As in `submit`: the descriptor is ours as long as `self` lives.
             let _ = self.waker.notify();

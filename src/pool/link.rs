@@ -11,13 +11,14 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use super::job::{Chunk, Sink};
+use super::job::{Chunk, Sink, WaiterId};
 use super::pace::Pace;
 use super::starts::Starts;
 use crate::bootstrap::{self, ChildLink};
 use crate::child::protocol::STARTED_SLOT;
 use crate::error::{Death, Error, Result};
 use crate::sys;
+use crate::sys::fd::Interest;
 use crate::wire::Frame;
 use crate::wire::message::{ResultsHeader, TaskHeader, kind};
 
@@ -32,6 +33,8 @@ pub(super) struct InFlight {
     pub(super) chunk: Chunk,
     pub(super) reported: usize,
     pub(super) is_init: bool,
+    /// Who waits for the chunk's outcomes (its sink's [`Sink::waiter`], asked once).
+    pub(super) waiter: Option<WaiterId>,
 }
 
 /// Why we killed a worker ourselves.
@@ -60,6 +63,8 @@ pub(super) struct WorkerLink {
     /// Whether it is ready to serve tasks (greeted, and through its initializer); noted once
     /// in `Starts`.
     pub(super) serving: bool,
+    /// What the supervisor's poller watches its socket for (see `Core::rewatch`).
+    pub(super) watched: Interest,
 }
 
 impl WorkerLink {
@@ -165,6 +170,7 @@ pub(super) fn send_chunk(w: &mut WorkerLink, seq: u64, chunk: Chunk, is_init: bo
             w.inflight.push_back(InFlight {
                 seq,
                 sent: Instant::now(),
+                waiter: chunk.sink.waiter(),
                 chunk,
                 reported: 0,
                 is_init,

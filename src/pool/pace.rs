@@ -12,11 +12,12 @@
 //! eighth per chunk), not the mean: queueing deep behind a slow chunk is what costs, and the
 //! tasks of one call are often uneven.
 //!
-//! Slow chunks, too, are queued one behind the chunk a worker runs while more chunks wait than
-//! there are workers ([`Pace::depth`]'s `waiting`): every worker then still finds one waiting
-//! when it is done, and none waits for a round trip between two chunks (a large `map` cuts its
-//! input into a dozen or more). Near the end of the queue, one at a time again, so that the end
-//! of a call never waits behind a chunk queued on a busy worker.
+//! Slow chunks, too, are queued one behind the chunk a worker runs, while the items waiting
+//! behind it are at least as many as it holds for every worker ([`Pace::depth`]'s `waiting`):
+//! every worker then still finds as much waiting when it is done, and none waits for a round
+//! trip between two chunks (a large `map` cuts its input into a dozen or more). Near the end
+//! of the queue, one at a time again, so that the end of a call waits behind no chunk queued on
+//! a busy worker.
 
 use std::time::Duration;
 
@@ -50,14 +51,14 @@ impl Pace {
         }
     }
 
-    /// How many chunks each worker may hold when a chunk of `call` is handed out, with
-    /// `waiting` other chunks still waiting behind it for `workers` workers: one while chunks
-    /// are slow (or not timed yet), or two while at least as many chunks wait as there are
-    /// workers; a few when the last ones timed were fast; and once enough chunks of `call`
+    /// How many chunks each worker may hold when a chunk of `call` with `len` items is handed
+    /// out, with `waiting` other items still waiting behind it for `workers` workers: one while
+    /// chunks are slow (or not timed yet), or two while `waiting` is at least `len` for every
+    /// worker; a few when the last ones timed were fast; and once enough chunks of `call`
     /// itself were timed and all were fast, enough for about [`QUEUED_WORK`] of work.
-    pub(crate) fn depth(&self, call: u64, waiting: usize, workers: usize) -> usize {
+    pub(crate) fn depth(&self, call: u64, len: usize, waiting: usize, workers: usize) -> usize {
         let timed = self.timed_depth(call);
-        if timed == 1 && waiting >= workers {
+        if timed == 1 && waiting >= workers.saturating_mul(len) {
             2
         } else {
             timed
@@ -93,40 +94,46 @@ mod tests {
 
     #[test]
     fn untimed_and_slow_calls_go_one_chunk_at_a_time() {
-        assert_eq!(Pace::default().depth(1, 0, 2), 1);
-        assert_eq!(timed(1, US(5_000), 100).depth(1, 0, 2), 1);
+        assert_eq!(Pace::default().depth(1, 1, 0, 2), 1);
+        assert_eq!(timed(1, US(5_000), 100).depth(1, 1, 0, 2), 1);
     }
 
     #[test]
     fn fast_chunks_of_the_same_call_are_queued_for_about_a_quarter_millisecond() {
-        assert_eq!(timed(1, US(10), SAMPLES).depth(1, 0, 2), 25);
-        assert_eq!(timed(1, US(1), SAMPLES).depth(1, 0, 2), MAX_DEPTH);
-        assert_eq!(timed(1, US(200), SAMPLES).depth(1, 0, 2), FAST_DEPTH);
+        assert_eq!(timed(1, US(10), SAMPLES).depth(1, 1, 0, 2), 25);
+        assert_eq!(timed(1, US(1), SAMPLES).depth(1, 1, 0, 2), MAX_DEPTH);
+        assert_eq!(timed(1, US(200), SAMPLES).depth(1, 1, 0, 2), FAST_DEPTH);
         // Too few samples yet: only a few deep.
-        assert_eq!(timed(1, US(10), SAMPLES - 1).depth(1, 0, 2), FAST_DEPTH);
+        assert_eq!(timed(1, US(10), SAMPLES - 1).depth(1, 1, 0, 2), FAST_DEPTH);
     }
 
     #[test]
     fn another_calls_timing_never_queues_a_call_deep() {
         let pace = timed(1, US(10), 100);
-        assert_eq!(pace.depth(2, 0, 2), FAST_DEPTH, "a few, not 25");
-        assert_eq!(timed(1, US(5_000), 100).depth(2, 0, 2), 1);
+        assert_eq!(pace.depth(2, 1, 0, 2), FAST_DEPTH, "a few, not 25");
+        assert_eq!(timed(1, US(5_000), 100).depth(2, 1, 0, 2), 1);
     }
 
     #[test]
-    fn slow_chunks_queue_one_behind_another_while_every_worker_has_one_waiting() {
+    fn slow_chunks_queue_one_behind_another_while_every_worker_has_as_much_waiting() {
         let slow = timed(1, US(5_000), 100);
-        assert_eq!(slow.depth(1, 4, 4), 2);
-        assert_eq!(slow.depth(1, 9, 2), 2);
-        assert_eq!(slow.depth(1, 3, 4), 1, "near the end, one at a time");
-        assert_eq!(Pace::default().depth(7, 0, 2), 1);
+        assert_eq!(slow.depth(1, 1, 4, 4), 2);
+        assert_eq!(slow.depth(1, 1, 9, 2), 2);
+        assert_eq!(slow.depth(1, 1, 3, 4), 1, "near the end, one at a time");
+        assert_eq!(slow.depth(1, 5, 10, 2), 2);
         assert_eq!(
-            Pace::default().depth(7, 2, 2),
+            slow.depth(1, 5, 9, 2),
+            1,
+            "a large chunk needs as much behind it"
+        );
+        assert_eq!(Pace::default().depth(7, 1, 0, 2), 1);
+        assert_eq!(
+            Pace::default().depth(7, 1, 2, 2),
             2,
             "an untimed call's first chunks"
         );
         // Fast chunks keep their own depth.
-        assert_eq!(timed(1, US(10), SAMPLES).depth(1, 100, 2), 25);
+        assert_eq!(timed(1, US(10), SAMPLES).depth(1, 1, 100, 2), 25);
     }
 
     #[test]
@@ -134,17 +141,17 @@ mod tests {
         let mut pace = timed(1, US(10), SAMPLES);
         pace.record(1, US(800));
         assert_eq!(
-            pace.depth(1, 0, 2),
+            pace.depth(1, 1, 0, 2),
             FAST_DEPTH,
             "one slow chunk keeps queues shallow"
         );
         // An eighth forgotten per chunk: 800 µs needs about 30 fast chunks to fall below 10.
         (0..20).for_each(|_| pace.record(1, US(10)));
-        assert!(pace.depth(1, 0, 2) < 25);
+        assert!(pace.depth(1, 1, 0, 2) < 25);
         (0..20).for_each(|_| pace.record(1, US(10)));
-        assert_eq!(pace.depth(1, 0, 2), 25);
+        assert_eq!(pace.depth(1, 1, 0, 2), 25);
         // A new call starts over.
         pace.record(2, US(5_000));
-        assert_eq!(pace.depth(2, 0, 2), 1);
+        assert_eq!(pace.depth(2, 1, 0, 2), 1);
     }
 }

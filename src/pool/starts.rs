@@ -140,6 +140,8 @@ impl Starts {
 pub(crate) struct Backlog {
     chunks: VecDeque<Chunk>,
     decided: usize,
+    /// Items in `chunks`.
+    items: usize,
 }
 
 impl Backlog {
@@ -147,9 +149,9 @@ impl Backlog {
         self.chunks.is_empty()
     }
 
-    /// How many chunks wait.
-    pub(crate) fn len(&self) -> usize {
-        self.chunks.len()
+    /// How many items wait.
+    pub(crate) fn items(&self) -> usize {
+        self.items
     }
 
     pub(crate) fn front(&self) -> Option<&Chunk> {
@@ -158,17 +160,21 @@ impl Backlog {
 
     pub(crate) fn pop_front(&mut self) -> Option<Chunk> {
         self.decided = self.decided.saturating_sub(1);
-        self.chunks.pop_front()
+        let chunk = self.chunks.pop_front()?;
+        self.items -= chunk.len();
+        Some(chunk)
     }
 
     /// New work, behind everything waiting.
     pub(crate) fn push_back(&mut self, chunk: Chunk) {
+        self.items += chunk.len();
         self.chunks.push_back(chunk);
     }
 
     /// Work taken back from a worker that died, ahead of everything else: it was sent to a
     /// worker before, so it counts as having seen an attempt.
     pub(crate) fn push_front(&mut self, chunk: Chunk) {
+        self.items += chunk.len();
         self.chunks.push_front(chunk);
         self.decided += 1;
     }
@@ -181,12 +187,15 @@ impl Backlog {
     /// Takes out the chunks that have seen a failed attempt.
     pub(crate) fn take_decided(&mut self) -> Vec<Chunk> {
         let n = std::mem::take(&mut self.decided).min(self.chunks.len());
-        self.chunks.drain(..n).collect()
+        let taken: Vec<Chunk> = self.chunks.drain(..n).collect();
+        self.items -= taken.iter().map(Chunk::len).sum::<usize>();
+        taken
     }
 
     /// Takes out everything.
     pub(crate) fn take_all(&mut self) -> Vec<Chunk> {
         self.decided = 0;
+        self.items = 0;
         self.chunks.drain(..).collect()
     }
 }

@@ -177,8 +177,8 @@ pub(crate) fn peek(sock: BorrowedFd<'_>, buf: &mut [u8]) -> io::Result<usize> {
     }
 }
 
-/// What `poll` should wait for on one descriptor, and what it saw.
-#[derive(Clone, Copy, Debug, Default)]
+/// What `poll` should wait for on one descriptor.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub(crate) struct Interest {
     pub(crate) read: bool,
     pub(crate) write: bool,

@@ -3,8 +3,9 @@
 //! Everything that makes a system call lives below this module, behind small functions that
 //! speak in std types (`OwnedFd`, `Duration`, `u32` pids). The rest of the crate never names
 //! rustix or a raw syscall, so porting to another Unix means touching only these files.
-//! Linux is the complete platform today (pidfd, memfd, `PR_SET_PDEATHSIG`).
+//! Linux is the complete platform today (pidfd, memfd, epoll, `PR_SET_PDEATHSIG`).
 
+pub(crate) mod epoll;
 pub(crate) mod fd;
 pub(crate) mod futex;
 pub(crate) mod page;
