@@ -52,8 +52,16 @@ fn cube_sum(n: u64) -> u64 {
     total
 }
 
-fn pid_cube((n, _i): (u64, u32)) -> (u32, u64) {
-    (std::process::id(), cube_sum(n))
+/// A cube sum that says which worker ran it and for how long (in µs of the wall clock, which
+/// all processes share).
+fn pid_cube((n, _i): (u64, u32)) -> (u32, u64, u64) {
+    let micros = || {
+        let since = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH);
+        since.map_or(0, |d| d.as_micros() as u64)
+    };
+    let start = micros();
+    black_box(cube_sum(n));
+    (std::process::id(), start, micros())
 }
 
 fn secs(f: impl FnOnce()) -> f64 {
@@ -71,7 +79,7 @@ fn rounds() -> Result<(), multiproc::Error> {
     let (tasks, n, rounds) = if smoke() {
         (64, 200_000, 2)
     } else {
-        (64, 2_000_000, 6)
+        (64, 2_000_000, 10)
     };
     let pool = Pool::new(2)?;
     pool.map(sq, 0..1000u64)?;
@@ -81,13 +89,15 @@ fn rounds() -> Result<(), multiproc::Error> {
         .unwrap();
     println!("\n## rounds: {tasks} cube sums, serial then parallel, {rounds} rounds");
     println!(
-        "{:<7}{:>10}{:>12}{:>12}{:>12}{:>12}{:>12}",
-        "round", "serial ms", "first map", "chunk 1", "pid map", "split", "rayon"
+        "{:<7}{:>10}{:>12}{:>12}{:>12}{:>12}{:>8}{:>12}",
+        "round", "serial ms", "first map", "chunk 1", "pid map", "split", "busy", "rayon"
     );
     let serial = || {
         black_box((0..tasks).map(|_| cube_sum(n)).sum::<u64>());
     };
-    let (mut worst, mut worst_rayon) = (f64::INFINITY, f64::INFINITY);
+    // Per column: every round's speedup (first map, chunk 1, pid map, rayon).
+    let mut columns: [Vec<f64>; 4] = Default::default();
+    let mut busy_rounds = Vec::new();
     for round in 1..=rounds {
         let s = secs(serial);
         let first = s / secs(|| drop(black_box(pool.map(cube_sum, vec![n; tasks]).unwrap())));
@@ -95,18 +105,22 @@ fn rounds() -> Result<(), multiproc::Error> {
         let one = s1 / secs(|| drop(pool.map_chunked(cube_sum, vec![n; tasks], 1).unwrap()));
         let s2 = secs(serial);
         let mut pids = Vec::new();
-        let pid = s2
-            / secs(|| {
-                pids = pool
-                    .map(
-                        pid_cube,
-                        (0..tasks as u32).map(|i| (n, i)).collect::<Vec<_>>(),
-                    )
-                    .unwrap()
-            });
+        let took = secs(|| {
+            pids = pool
+                .map(
+                    pid_cube,
+                    (0..tasks as u32).map(|i| (n, i)).collect::<Vec<_>>(),
+                )
+                .unwrap()
+        });
+        let pid = s2 / took;
+        // How much of the map's time both workers spent in items: what scheduling costs, apart
+        // from how fast the machine's cores happened to be.
+        let in_items: u64 = pids.iter().map(|(_, start, end)| end - start).sum();
+        let busy = in_items as f64 / 1e6 / (2.0 * took);
         let mut split: Vec<usize> = Vec::new();
         let mut seen: Vec<u32> = Vec::new();
-        for (p, _) in &pids {
+        for (p, _, _) in &pids {
             match seen.iter().position(|q| q == p) {
                 Some(i) => split[i] += 1,
                 None => {
@@ -123,19 +137,35 @@ fn rounds() -> Result<(), multiproc::Error> {
                     black_box((0..tasks).into_par_iter().map(|_| cube_sum(n)).sum::<u64>())
                 });
             });
-        worst = worst.min(first).min(one).min(pid);
-        worst_rayon = worst_rayon.min(rayon);
+        for (column, v) in columns.iter_mut().zip([first, one, pid, rayon]) {
+            column.push(v);
+        }
+        busy_rounds.push(busy);
         let split = split
             .iter()
             .map(|c| c.to_string())
             .collect::<Vec<_>>()
             .join("/");
         println!(
-            "{round:<7}{:>10.1}{first:>11.2}x{one:>11.2}x{pid:>11.2}x{split:>12}{rayon:>11.2}x",
-            s * 1e3
+            "{round:<7}{:>10.1}{first:>11.2}x{one:>11.2}x{pid:>11.2}x{split:>12}{:>7.1}%{rayon:>11.2}x",
+            s * 1e3,
+            busy * 100.0
         );
     }
-    println!("worst multiproc round: {worst:.2}x; worst rayon round: {worst_rayon:.2}x");
+    // The machine's own noise moves every column, rayon's too: read multiproc's beside it.
+    for (name, column) in ["first map", "chunk 1", "pid map", "rayon"].iter().zip(&columns) {
+        let good = column.iter().filter(|&&v| v >= 1.85).count();
+        let worst = column.iter().copied().fold(f64::INFINITY, f64::min);
+        println!(
+            "{name:<10} median {:.2}x, worst {worst:.2}x, {good} of {rounds} rounds at 1.85x or more",
+            median(column.clone())
+        );
+    }
+    println!(
+        "workers busy in items during the pid map: median {:.1}%, worst {:.1}%",
+        median(busy_rounds.clone()) * 100.0,
+        busy_rounds.iter().copied().fold(f64::INFINITY, f64::min) * 100.0
+    );
     Ok(())
 }
 
