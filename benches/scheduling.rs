@@ -153,7 +153,10 @@ fn rounds() -> Result<(), multiproc::Error> {
         );
     }
     // The machine's own noise moves every column, rayon's too: read multiproc's beside it.
-    for (name, column) in ["first map", "chunk 1", "pid map", "rayon"].iter().zip(&columns) {
+    for (name, column) in ["first map", "chunk 1", "pid map", "rayon"]
+        .iter()
+        .zip(&columns)
+    {
         let good = column.iter().filter(|&&v| v >= 1.85).count();
         let worst = column.iter().copied().fold(f64::INFINITY, f64::min);
         println!(
