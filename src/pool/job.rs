@@ -255,10 +255,12 @@ pub(crate) enum Chunking {
     Fixed(usize),
     /// Chunks that shrink as the input runs out (OpenMP's "guided" schedule), for an input of
     /// `total` items shared by `workers`: each chunk is a [`GUIDED_SHARE`] of what remains per
-    /// worker, never below `min`. The first chunks are large (little overhead per item), the
+    /// worker, never below `min`. The middle chunks are large (little overhead per item), the
     /// last ones small, so that the end of a call never waits long for one worker, even when
     /// the workers' cores run at different speeds (virtual machines' often do) or the items
-    /// differ in cost.
+    /// differ in cost. The first chunks are small too, doubling from `min`: the caller encodes
+    /// the input as the workers run it, and a large first chunk would keep every worker
+    /// waiting for it to be encoded whole.
     Guided {
         total: usize,
         workers: usize,
@@ -296,7 +298,9 @@ impl Chunking {
                 min,
             } => {
                 let left = total.saturating_sub(next);
-                left.div_ceil(GUIDED_SHARE * workers).max(min).max(1)
+                let guided = left.div_ceil(GUIDED_SHARE * workers);
+                // No larger than all the chunks before it together: doubling from `min`.
+                guided.min(next).max(min).max(1)
             }
         }
     }
@@ -521,11 +525,12 @@ mod tests {
     }
 
     #[test]
-    fn guided_chunks_shrink_as_the_input_runs_out() {
-        // 64 equal tasks on two workers: a quarter of what is left each time, down to one.
+    fn guided_chunks_grow_from_small_then_shrink_as_the_input_runs_out() {
+        // 64 equal tasks on two workers: doubling from one, then a quarter of what is left each
+        // time, down to one.
         assert_eq!(
             sizes(Chunking::guided(64, 2), 64),
-            [16, 12, 9, 7, 5, 4, 3, 2, 2, 1, 1, 1, 1]
+            [1, 1, 2, 4, 8, 12, 9, 7, 5, 4, 3, 2, 2, 1, 1, 1, 1]
         );
         for (total, workers) in [
             (1, 1),
@@ -537,13 +542,26 @@ mod tests {
         ] {
             let got = sizes(Chunking::guided(total, workers), total);
             assert_eq!(got.iter().sum::<usize>(), total, "{total} on {workers}");
-            assert!(got.windows(2).all(|w| w[0] >= w[1]), "never grow: {got:?}");
+            // Up, then down.
+            let top = got
+                .iter()
+                .position(|&n| n == *got.iter().max().unwrap())
+                .unwrap();
+            assert!(got[..=top].windows(2).all(|w| w[0] <= w[1]), "{got:?}");
+            assert!(got[top..].windows(2).all(|w| w[0] >= w[1]), "{got:?}");
             let python = python_chunksize(total, workers);
-            assert!(got[0] <= 2 * python, "first chunk {} vs {python}", got[0]);
+            let min = python.div_ceil(GUIDED_MIN_DIVISOR);
+            assert!(got[0] <= min, "first chunk {} vs {min}", got[0]);
+            assert!(
+                got[top] <= 2 * python,
+                "largest chunk {} vs {python}",
+                got[top]
+            );
             // The end is fine-grained: the last chunks are an eighth of Python's size.
             assert!(*got.last().unwrap() <= python.div_ceil(GUIDED_MIN_DIVISOR));
-            // And the cost per chunk stays bounded: about ln(1/8)/ln(1 - 1/2w) + 8w chunks.
-            assert!(got.len() <= 12 * workers + 8, "{} chunks", got.len());
+            // And the cost per chunk stays bounded: about ln(1/8)/ln(1 - 1/2w) + 8w chunks,
+            // and a few more on the way up.
+            assert!(got.len() <= 12 * workers + 12, "{} chunks", got.len());
         }
         assert_eq!(sizes(Chunking::Fixed(3), 7), [3, 3, 1]);
     }
