@@ -409,11 +409,12 @@ impl Pool {
     // ----- map -----
 
     /// Applies `f` to every item in workers and returns the results in order, like Python's
-    /// `map`. Chunks are sized automatically, and shrink as the input runs out: the first ones
-    /// are twice Python's automatic size (a quarter of a worker's share), the last an eighth of
-    /// it, so that the end of the call never waits long for one worker. That needs the
-    /// input's length: an input that knows it exactly (a range, a vector) is encoded as it is
-    /// iterated, any other is read whole first.
+    /// `map`. Chunks are sized automatically: they start small and double (the workers start
+    /// while the rest is encoded), reach at most twice Python's automatic size (a quarter of a
+    /// worker's share), then shrink as the input runs out, down to an eighth of it, so that the
+    /// end of the call never waits long for one worker. That needs the input's length: an
+    /// input that knows it exactly (a range, a vector) is encoded as it is iterated, any other
+    /// is read whole first. The results are moved into the returned list as they arrive.
     ///
     /// # Errors
     /// The error of the first item (by position) that failed; use [`imap`](Self::imap) to get
