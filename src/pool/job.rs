@@ -373,20 +373,11 @@ impl ChunkBuilder {
         let index = self.next_index;
         self.next_index += 1;
         if self.current.is_none() {
-            self.chunksize = self.chunking.size_at(index);
+            self.open_chunk(index);
         }
-        let chunk = self.current.get_or_insert_with(|| Chunk {
-            sink: self.sink.clone(),
-            call: self.call,
-            entry: self.entry,
-            first: index,
-            // Not reserved ahead: measured, a large reservation made each chunk's memory fresh
-            // from the system (a page fault per 4 KiB), where growing reuses the allocator's.
-            payload: Vec::new(),
-            offsets: Offsets::default(),
-            retries: 0,
-            fds: Arc::default(),
-        });
+        let Some(chunk) = self.current.as_mut() else {
+            unreachable!("a chunk was just opened")
+        };
         let at = chunk.payload.len();
         // Plain numbers carry no handles: no descriptor context to set up per item.
         // An argument too large for a message is refused before it is copied whole.
@@ -428,6 +419,25 @@ impl ChunkBuilder {
         } else {
             None
         }
+    }
+
+    /// Starts the chunk whose first item is `index` (out of line: once a chunk, not once an
+    /// item).
+    #[inline(never)]
+    fn open_chunk(&mut self, index: usize) {
+        self.chunksize = self.chunking.size_at(index);
+        self.current = Some(Chunk {
+            sink: self.sink.clone(),
+            call: self.call,
+            entry: self.entry,
+            first: index,
+            // Not reserved ahead: measured, a large reservation made each chunk's memory fresh
+            // from the system (a page fault per 4 KiB), where growing reuses the allocator's.
+            payload: Vec::new(),
+            offsets: Offsets::default(),
+            retries: 0,
+            fds: Arc::default(),
+        });
     }
 
     /// Fails item `index`, whose encoding started at `at` in the current chunk, and closes the
