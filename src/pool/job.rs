@@ -325,7 +325,17 @@ pub(crate) struct ChunkBuilder {
     fds: FdSet,
     /// The most encoded bytes a chunk of several items may hold: what one message can carry.
     max_payload: usize,
+    /// The encoded size of the last chunk closed: what the next one is allocated for, up to
+    /// [`RESERVED_MAX`].
+    last_payload: usize,
 }
+
+/// The most payload reserved for a chunk before its items are encoded. Small chunks (an `imap`
+/// with chunk size 64, say) are then allocated once rather than grown item by item; larger ones
+/// grow: measured, reserving them whole made each chunk's memory fresh from the system (a page
+/// fault per 4 KiB, for allocations past the allocator's threshold for mapping memory of their
+/// own), where growing reuses memory.
+const RESERVED_MAX: usize = 64 << 10;
 
 impl ChunkBuilder {
     pub(crate) fn new(sink: Arc<dyn Sink>, entry: i64, chunksize: usize) -> Self {
@@ -346,6 +356,7 @@ impl ChunkBuilder {
             current: None,
             fds: FdSet::default(),
             max_payload: MAX_VALUE,
+            last_payload: 0,
         }
     }
 
@@ -431,9 +442,7 @@ impl ChunkBuilder {
             call: self.call,
             entry: self.entry,
             first: index,
-            // Not reserved ahead: measured, a large reservation made each chunk's memory fresh
-            // from the system (a page fault per 4 KiB), where growing reuses the allocator's.
-            payload: Vec::new(),
+            payload: Vec::with_capacity(self.last_payload.min(RESERVED_MAX)),
             offsets: Offsets::default(),
             retries: 0,
             fds: Arc::default(),
@@ -460,6 +469,7 @@ impl ChunkBuilder {
     /// Closes the current chunk (if it has items), handing it the descriptors gathered so far.
     fn take_current(&mut self) -> Option<Chunk> {
         let mut chunk = self.current.take().filter(|c| c.len() > 0)?;
+        self.last_payload = chunk.payload.len();
         if !self.fds.is_empty() {
             chunk.fds = Arc::new(std::mem::take(&mut self.fds));
         }
