@@ -388,3 +388,26 @@ fn a_short_wait_does_not_decode_other_calls_results() {
         assert_eq!(long.get().unwrap(), 300);
     });
 }
+
+/// Review: slow chunks were queued one behind another whenever enough work waited, even for
+/// calls never timed: of five `apply`s, the first long and the others short, the third waited
+/// behind the first on one worker while the other worker, done with the rest, sat idle.
+#[test]
+fn a_short_apply_never_waits_behind_a_long_one_while_a_worker_idles() {
+    within(SECS(60), || {
+        let pool = Pool::new(2).unwrap();
+        pool.map(sleep_ms, [0, 0]).unwrap();
+        let start = Instant::now();
+        let long = pool.apply_async(sleep_ms, 3_000);
+        let short: Vec<_> = (0..4).map(|_| pool.apply_async(sleep_ms, 100)).collect();
+        for r in short {
+            assert_eq!(r.get().unwrap(), 100);
+        }
+        let took = start.elapsed();
+        assert!(
+            took < Duration::from_millis(2_000),
+            "four 100 ms tasks beside a 3 s one took {took:?}: one waited behind the long one"
+        );
+        assert_eq!(long.get().unwrap(), 3_000);
+    });
+}

@@ -101,12 +101,13 @@ impl Replies {
             self.split_last(ch, at)?;
         }
         let now = Instant::now();
-        // Fast items: look at the clock less often (quickly: a batch starts at one item, and a
-        // small batch of tiny items would otherwise spend more on the clock than on its items);
+        // Fast items: look at the clock less often (at once to 8: a batch starts at one item,
+        // and a small batch of tiny items would otherwise spend more on the clock than on its
+        // items; then doubling, so that items that turn slow are caught within a few);
         // slow ones: after each.
         let since_check = now - self.last_check;
         self.stride = if since_check < FLUSH_AFTER / 64 {
-            (self.stride * 8).min(MAX_STRIDE)
+            (self.stride * if self.stride < 8 { 8 } else { 2 }).min(MAX_STRIDE)
         } else if since_check > FLUSH_AFTER / 4 {
             (self.stride / 4).max(1)
         } else {

@@ -268,9 +268,9 @@ pub(crate) enum Chunking {
     },
 }
 
-/// Which share of the items left per worker a guided chunk takes: a half, so that every
-/// worker's first chunk is twice Python's automatic chunk size, and the sizes then fall by a
-/// quarter per chunk (with two workers).
+/// Which share of the items left per worker a guided chunk takes: a half, so that the largest
+/// chunk (where the doubling from the smallest meets it) is at most twice Python's automatic
+/// chunk size, and the sizes then fall by a quarter per chunk with two workers.
 const GUIDED_SHARE: usize = 2;
 /// The smallest guided chunk, as a fraction of Python's automatic chunk size (about four
 /// chunks per worker): small enough for an even end, large enough that the per-chunk cost

@@ -277,6 +277,15 @@ impl<T, A: Iterator<Item = T>, B: Iterator<Item = T>> Iterator for Either<A, B> 
     }
 }
 
+/// The length an input says it has exactly (a range, a vector), if it does. Only a hint: an
+/// iterator may say wrong, and nothing that depends on it may go wrong then (see `Placed`).
+fn exact_len(items: &impl Iterator) -> Option<usize> {
+    match items.size_hint() {
+        (lo, Some(hi)) if lo == hi => Some(lo),
+        _ => None,
+    }
+}
+
 impl Pool {
     /// A pool of `n` worker processes with default settings.
     ///
@@ -380,11 +389,7 @@ impl Pool {
     {
         let collector: std::sync::Weak<dyn job::Collector> = Arc::downgrade(&self.shared) as _;
         let slot = Slot::new(self.callbacks.clone(), collector);
-        let len = match items.size_hint() {
-            (lo, Some(hi)) if lo == hi => Some(lo),
-            _ => None,
-        };
-        let sink = Gather::new(slot.clone(), finish, len);
+        let sink = Gather::new(slot.clone(), finish, exact_len(&items));
         let mut builder = ChunkBuilder::with(sink.clone() as Arc<dyn Sink>, entry, chunking);
         let mut chunks = Vec::new();
         let mut queued_items = 0;
@@ -410,9 +415,9 @@ impl Pool {
 
     /// Applies `f` to every item in workers and returns the results in order, like Python's
     /// `map`. Chunks are sized automatically: they start small and double (the workers start
-    /// while the rest is encoded), reach at most twice Python's automatic size (a quarter of a
-    /// worker's share), then shrink as the input runs out, down to an eighth of it, so that the
-    /// end of the call never waits long for one worker. That needs the input's length: an
+    /// while the rest is encoded), then each takes half of a worker's share of what is left
+    /// (the largest, twice Python's automatic size), down to an eighth of Python's size, so
+    /// that the end of the call never waits long for one worker. That needs the input's length: an
     /// input that knows it exactly (a range, a vector) is encoded as it is iterated, any other
     /// is read whole first. The results are moved into the returned list as they arrive.
     ///
@@ -666,11 +671,9 @@ impl Pool {
         Chunking,
     ) {
         let items = items.into_iter();
-        match items.size_hint() {
-            (lo, Some(hi)) if lo == hi => {
-                (Either::Sized(items), Chunking::guided(lo, self.processes))
-            }
-            _ => {
+        match exact_len(&items) {
+            Some(len) => (Either::Sized(items), Chunking::guided(len, self.processes)),
+            None => {
                 let all: Vec<T> = items.collect();
                 let chunking = Chunking::guided(all.len(), self.processes);
                 (Either::Collected(all.into_iter()), chunking)
@@ -681,10 +684,7 @@ impl Pool {
     /// Automatic chunks for a lazy input: never larger than `map`'s for an input that knows its
     /// exact length (so that its last chunks still spread over the workers).
     fn auto_readahead(&self, items: &impl Iterator) -> Readahead {
-        let cap = match items.size_hint() {
-            (lo, Some(hi)) if lo == hi => python_chunksize(lo, self.processes),
-            _ => usize::MAX,
-        };
+        let cap = exact_len(items).map_or(usize::MAX, |len| python_chunksize(len, self.processes));
         Readahead::growing(cap, self.processes)
     }
 

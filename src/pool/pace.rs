@@ -12,12 +12,13 @@
 //! eighth per chunk), not the mean: queueing deep behind a slow chunk is what costs, and the
 //! tasks of one call are often uneven.
 //!
-//! Slow chunks, too, are queued one behind the chunk a worker runs, while the items waiting
-//! behind it are at least as many as it holds for every worker ([`Pace::depth`]'s `waiting`):
-//! every worker then still finds as much waiting when it is done, and none waits for a round
-//! trip between two chunks (a large `map` cuts its input into a dozen or more). Near the end
-//! of the queue, one at a time again, so that the end of a call waits behind no chunk queued on
-//! a busy worker.
+//! Slow chunks of a call whose own chunks were all timed under [`QUEUE_BEHIND_BELOW`] are
+//! queued one behind the chunk a worker runs, too, while the items waiting behind it are at
+//! least as many as it holds for every worker ([`Pace::depth`]'s `waiting`): every worker then
+//! still finds as much waiting when it is done, and none waits for a round trip between two
+//! chunks (a large `map` cuts its input into a dozen or more). Near the end of the queue, one
+//! at a time again, so that the end of a call waits behind no chunk queued on a busy worker;
+//! and never for a call not timed yet (an `apply` of unknown length behind a long one).
 
 use std::time::Duration;
 
@@ -29,6 +30,11 @@ const QUEUED_WORK: Duration = Duration::from_micros(250);
 const MAX_DEPTH: usize = 64;
 /// Chunks of a call that must have been timed before it is queued deeper than a few.
 const SAMPLES: u32 = 16;
+/// Slow chunks are queued one behind another only if the call's own chunks were timed, all
+/// under this: a round trip between two chunks (some 100 µs) is worth saving for those, and a
+/// chunk queued behind one far slower, or of unknown length, could wait long while another
+/// worker idles.
+const QUEUE_BEHIND_BELOW: std::time::Duration = std::time::Duration::from_millis(20);
 
 /// How fast chunks are served (see the module docs).
 #[derive(Debug, Default)]
@@ -58,7 +64,9 @@ impl Pace {
     /// itself were timed and all were fast, enough for about [`QUEUED_WORK`] of work.
     pub(crate) fn depth(&self, call: u64, len: usize, waiting: usize, workers: usize) -> usize {
         let timed = self.timed_depth(call);
-        if timed == 1 && waiting >= workers.saturating_mul(len) {
+        let own_moderate =
+            self.call == call && self.slowest.is_some_and(|t| t < QUEUE_BEHIND_BELOW);
+        if timed == 1 && own_moderate && waiting >= workers.saturating_mul(len) {
             2
         } else {
             timed
@@ -127,11 +135,12 @@ mod tests {
             "a large chunk needs as much behind it"
         );
         assert_eq!(Pace::default().depth(7, 1, 0, 2), 1);
-        assert_eq!(
-            Pace::default().depth(7, 1, 2, 2),
-            2,
-            "an untimed call's first chunks"
-        );
+        // Never for a call not timed yet: five `apply`s, the first long, the others not (the
+        // third must not wait behind the first while the second worker idles).
+        assert_eq!(Pace::default().depth(7, 1, 2, 2), 1, "untimed");
+        assert_eq!(slow.depth(2, 1, 9, 2), 1, "another call's timing");
+        // Nor behind chunks that take long.
+        assert_eq!(timed(1, US(30_000), 3).depth(1, 1, 9, 2), 1);
         // Fast chunks keep their own depth.
         assert_eq!(timed(1, US(10), SAMPLES).depth(1, 1, 100, 2), 25);
     }

@@ -20,7 +20,6 @@ pub(crate) struct Placed<R> {
     len: usize,
     /// The ranges of `items` that hold values: sorted, disjoint.
     filled: Vec<Range<usize>>,
-    count: usize,
 }
 
 impl<R> Placed<R> {
@@ -40,7 +39,6 @@ impl<R> Placed<R> {
             items,
             len,
             filled: Vec::new(),
-            count: 0,
         })
     }
 
@@ -74,7 +72,6 @@ impl<R> Placed<R> {
             );
             run.set_len(0);
         }
-        self.count += at.len();
         // Kept merged with its neighbours, so that a call's runs end as one range.
         let joins_prev = next > 0 && self.filled[next - 1].end == at.start;
         let joins_next = self.filled.get(next).is_some_and(|r| r.start == at.end);

@@ -116,13 +116,15 @@ impl Readahead {
     /// worker, whatever the bytes.
     pub(crate) fn window(&self) -> usize {
         let chunk = self.chunksize();
-        let mut items = chunk * self.processes * CHUNKS_PER_WORKER;
+        let mut items = chunk
+            .saturating_mul(self.processes)
+            .saturating_mul(CHUNKS_PER_WORKER);
         if let Sizing::Fixed(_) = self.sizing {
             items = items.max(FIXED_MIN_WINDOW);
         }
         items
             .min(MAX_WINDOW_BYTES / self.item_bytes)
-            .max(chunk * self.processes)
+            .max(chunk.saturating_mul(self.processes))
     }
 }
 

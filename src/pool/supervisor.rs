@@ -751,8 +751,12 @@ impl Core {
         for &(key, seen) in ready {
             let at = match Source::of(key) {
                 Source::Waker => continue,
-                Source::Exit(at) => {
+                Source::Exit(at) if at < self.workers.len() => {
                     died.push(at);
+                    continue;
+                }
+                Source::Exit(at) => {
+                    debug_assert!(false, "an exit for worker {at} of {}", self.workers.len());
                     continue;
                 }
                 Source::Socket(at) => at,
