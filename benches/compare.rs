@@ -8,11 +8,14 @@
 //! benchmark from rotting; its figures are not judged there). Set `MULTIPROC_BENCH_PEERS=none`
 //! to measure multiproc alone (a quick look while optimising; no ratios).
 
+mod common;
+
 use std::collections::BTreeMap;
 use std::hint::black_box;
 use std::process::Command;
 use std::time::Instant;
 
+use common::{cube_sum, median, secs};
 use multiproc::Pool;
 use rayon::prelude::*;
 
@@ -64,16 +67,6 @@ fn echo(bytes: Vec<u8>) -> Vec<u8> {
     bytes
 }
 
-/// Sum of i³ for i below `n`, in a loop the optimiser cannot turn into a formula.
-fn cube_sum(n: u64) -> u64 {
-    let mut total = 0u64;
-    for i in 0..n {
-        let i = black_box(i);
-        total = total.wrapping_add(i.wrapping_mul(i).wrapping_mul(i));
-    }
-    total
-}
-
 /// Serial and parallel times of the CPU-bound workload: the best of nine alternating runs.
 /// Interference (other guests on this virtual machine's cores) only ever slows a run down,
 /// so the fastest run of each is the fairest estimate of what the code itself costs.
@@ -84,11 +77,6 @@ fn cpu_times(serial: impl Fn(), parallel: impl Fn()) -> (f64, f64) {
         p = p.min(secs(&parallel));
     }
     (s, p)
-}
-
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(f64::total_cmp);
-    v[v.len() / 2]
 }
 
 fn percentile(mut v: Vec<f64>, p: f64) -> f64 {
@@ -115,12 +103,6 @@ fn echo_secs(s: &Scale, send: impl Fn(Vec<u8>) -> Vec<u8>) -> f64 {
         })
         .collect();
     median(times)
-}
-
-fn secs(f: impl FnOnce()) -> f64 {
-    let t = Instant::now();
-    f();
-    t.elapsed().as_secs_f64()
 }
 
 /// Resident memory of a process, KiB.

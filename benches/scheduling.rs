@@ -22,10 +22,13 @@
 //!
 //! `MULTIPROC_BENCH=smoke` runs small inputs (what CI does, so the benchmark cannot rot).
 
+mod common;
+
 use std::hint::black_box;
 use std::process::Command;
 use std::time::Instant;
 
+use common::{cube_sum, median, secs};
 use multiproc::Pool;
 use rayon::prelude::*;
 
@@ -42,16 +45,6 @@ fn nap(ms: u64) -> u64 {
     ms
 }
 
-/// Sum of i³ for i below `n`, in a loop the optimiser cannot turn into a formula.
-fn cube_sum(n: u64) -> u64 {
-    let mut total = 0u64;
-    for i in 0..n {
-        let i = black_box(i);
-        total = total.wrapping_add(i.wrapping_mul(i).wrapping_mul(i));
-    }
-    total
-}
-
 /// A cube sum that says which worker ran it and for how long (in µs of the wall clock, which
 /// all processes share).
 fn pid_cube((n, _i): (u64, u32)) -> (u32, u64, u64) {
@@ -62,17 +55,6 @@ fn pid_cube((n, _i): (u64, u32)) -> (u32, u64, u64) {
     let start = micros();
     black_box(cube_sum(n));
     (std::process::id(), start, micros())
-}
-
-fn secs(f: impl FnOnce()) -> f64 {
-    let t = Instant::now();
-    f();
-    t.elapsed().as_secs_f64()
-}
-
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(f64::total_cmp);
-    v[v.len() / 2]
 }
 
 fn rounds() -> Result<(), multiproc::Error> {
