@@ -239,7 +239,7 @@ impl Channel {
     }
 
     /// Brings what the channel keeps for the next messages back within [`KEEP_MAX`], once a
-    /// large message is done: at most four bulk buffers (`bulk::keep_within`), and if with the
+    /// large message is done: at most eight bulk buffers (`bulk::keep_within`), and if with the
     /// socket buffers they would take more, those shrink back to [`SMALL`] first (what they
     /// held is done with; the next large message costs page faults, not a copy), then the
     /// oldest bulk buffers go. So a 64 MiB echo keeps every buffer, and a 400 MiB result none.
