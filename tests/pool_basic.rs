@@ -305,3 +305,28 @@ fn a_call_queued_behind_another_on_the_same_worker_gets_its_result() {
         }
     });
 }
+
+/// Review: after `join()`, an `imap` over an endless input failed its items one by one for
+/// ever: a loop that skipped the errors never ended.
+#[test]
+fn an_endless_imap_ends_once_the_pool_is_joined() {
+    within(SECS(30), || {
+        let pool = Pool::new(2).unwrap();
+        let mut results = pool.imap_unordered(square, 0u64..);
+        assert!(results.next().unwrap().is_ok());
+        pool.close();
+        pool.join().unwrap();
+        let rest: Vec<_> = results.collect();
+        let done = rest.iter().take_while(|r| r.is_ok()).count();
+        assert!(rest.len() > done, "what it had pulled fails");
+        assert!(
+            rest[done..]
+                .iter()
+                .all(|r| matches!(r, Err(Error::PoolClosed)))
+        );
+        // A new one made after close() fails the items of its first pull and ends.
+        let late: Vec<_> = pool.imap(square, 0u64..).collect();
+        assert!(!late.is_empty() && late.len() <= 1024, "{}", late.len());
+        assert!(late.iter().all(|r| matches!(r, Err(Error::PoolClosed))));
+    });
+}

@@ -19,7 +19,8 @@
 //! `close()` it goes on handing in its input, as Python's does, until its input ends or it is
 //! dropped; the workers wait for it. `join()` ends that: it must never wait for an input that
 //! nobody may ever pull (the joining thread may hold the `imap` itself), so from then on the
-//! pool refuses everyone, and items not handed in yet fail with `PoolClosed`.
+//! pool refuses everyone: the items pulled but not handed in yet fail with `PoolClosed`, and
+//! the input is pulled no more (the `imap` ends after them).
 
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -143,8 +144,9 @@ impl<R> Taken<R> {
 /// A lazy iterator over a pool's results: what [`Pool::imap`] and [`Pool::imap_unordered`]
 /// return. Each item is that task's own `Result`, so one failure loses nothing else.
 ///
-/// One made while the pool runs goes on after [`Pool::close`], until [`Pool::join`]: items
-/// it has not handed to the pool by then fail with [`Error::PoolClosed`].
+/// One made while the pool runs goes on after [`Pool::close`], until [`Pool::join`]: the items
+/// it has pulled but not handed to the pool by then fail with [`Error::PoolClosed`], and it
+/// ends after them, pulling no more of its input.
 ///
 /// Dropping it stops feeding the pool; tasks not yet started are skipped.
 pub struct IMap<'p, I: Iterator, R> {
@@ -251,8 +253,14 @@ where
         if ended || on_their_way <= self.yielded {
             chunks.extend(self.builder.finish());
         }
-        if !chunks.is_empty() {
-            self.pool.submit_or_fail(chunks, self.admission.as_ref());
+        if !chunks.is_empty() && !self.pool.submit_or_fail(chunks, self.admission.as_ref()) {
+            // The pool takes no more work (joined, or closed before this `imap` was made): the
+            // items pulled so far have failed with the reason, and the input is pulled no more
+            // (on an endless one, failing them one by one would never end).
+            if let Some(rest) = self.builder.finish() {
+                self.pool.submit_or_fail(vec![rest], None);
+            }
+            ended = true;
         }
         if ended {
             self.input = None;

@@ -315,13 +315,15 @@ impl Pool {
 
     /// Queues chunks; if the pool refuses them, their items fail with the reason.
     /// Queues chunks (of an admitted call, if `admission`), or fails their items with the reason
-    /// they were refused.
-    pub(crate) fn submit_or_fail(&self, chunks: Vec<Chunk>, admission: Option<&Admission>) {
-        if let Err((refusal, chunks)) = self.shared.submit(chunks, admission) {
-            for c in &chunks {
-                for i in 0..c.len() {
-                    c.sink.fail(c.first + i, refusal.to_error());
+    /// they were refused. Returns whether they were queued.
+    pub(crate) fn submit_or_fail(&self, chunks: Vec<Chunk>, admission: Option<&Admission>) -> bool {
+        match self.shared.submit(chunks, admission) {
+            Ok(()) => true,
+            Err((refusal, chunks)) => {
+                for c in &chunks {
+                    c.fail(0..c.len(), |_| refusal.to_error());
                 }
+                false
             }
         }
     }
@@ -711,8 +713,9 @@ impl Pool {
     /// or [`terminate`](Self::terminate) first.
     ///
     /// From the moment it is called, nothing more is accepted, not even from an `imap` made
-    /// before `close()`: the work already handed in completes, and that `imap`'s items not
-    /// handed in yet fail with [`Error::PoolClosed`]. So `join` never waits for an input that
+    /// before `close()`: the work already handed in completes, that `imap`'s items pulled but
+    /// not handed in yet fail with [`Error::PoolClosed`], and it ends after them, pulling no
+    /// more of its input. So `join` never waits for an input that
     /// nobody pulls (an `imap` held, unconsumed, by the thread that joins). Python instead
     /// reads every `imap`'s whole input at once, and `join` waits for all of it.
     ///
