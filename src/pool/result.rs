@@ -407,6 +407,7 @@ pub(crate) struct Outcomes<R> {
     placed: Option<Placed<R>>,
     runs: Vec<(usize, Vec<R>)>,
     errors: Vec<(usize, Error)>,
+    /// Items with an outcome so far.
     total: usize,
 }
 
@@ -461,7 +462,6 @@ struct GatherState<R> {
     outcomes: Outcomes<R>,
     /// An emptied run's memory, for the next delivery to decode into.
     spare: Vec<R>,
-    received: usize,
     expected: Option<usize>,
     done: bool,
 }
@@ -477,7 +477,6 @@ impl<R: DeserializeOwned + Send + 'static, Out: Send + 'static> Gather<R, Out> {
             state: Mutex::new(GatherState {
                 outcomes: Outcomes::new(len),
                 spare: Vec::new(),
-                received: 0,
                 expected: None,
                 done: false,
             }),
@@ -494,7 +493,7 @@ impl<R: DeserializeOwned + Send + 'static, Out: Send + 'static> Gather<R, Out> {
     }
 
     fn maybe_finish(&self, mut st: MutexGuard<'_, GatherState<R>>) {
-        if st.done || st.expected != Some(st.received) {
+        if st.done || st.expected != Some(st.outcomes.total) {
             return;
         }
         st.done = true;
@@ -515,7 +514,6 @@ impl<R: DeserializeOwned + Send + 'static, Out: Send + 'static> Sink for Gather<
             Piece::Failed(e) => errors.push((at, e)),
         });
         let mut st = lock(&self.state);
-        st.received += count;
         st.outcomes.total += count;
         for (first, mut run) in runs {
             st.outcomes.keep(first, &mut run);
@@ -533,7 +531,6 @@ impl<R: DeserializeOwned + Send + 'static, Out: Send + 'static> Sink for Gather<
 
     fn fail(&self, index: usize, error: Error) {
         let mut st = lock(&self.state);
-        st.received += 1;
         st.outcomes.total += 1;
         st.outcomes.errors.push((index, error));
         self.maybe_finish(st);
