@@ -233,18 +233,22 @@ where
         self.builder.set_chunksize(chunksize);
         let mut chunks = Vec::new();
         let mut ended = false;
-        while self.builder.count() - self.yielded < window {
-            match input.next() {
-                Some(item) => {
-                    if let Some(chunk) = self.builder.push(&item) {
-                        // Large items narrow the window at once, not at the next top-up.
-                        self.readahead.item_bytes(chunk.payload.len() / chunk.len());
-                        window = self.readahead.window();
-                        chunks.push(chunk);
-                    }
+        loop {
+            let room = window.saturating_sub(self.builder.count() - self.yielded);
+            if room == 0 {
+                break;
+            }
+            let before = self.builder.count();
+            match self.builder.fill(&mut input.by_ref().take(room)) {
+                Some(chunk) => {
+                    // Large items narrow the window at once, not at the next top-up.
+                    self.readahead.item_bytes(chunk.payload.len() / chunk.len());
+                    window = self.readahead.window();
+                    chunks.push(chunk);
                 }
                 None => {
-                    ended = true;
+                    // The window is full, or the input ended short of it.
+                    ended = self.builder.count() - before < room;
                     break;
                 }
             }

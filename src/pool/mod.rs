@@ -380,7 +380,7 @@ impl Pool {
     fn submit_collect<T, R, Out>(
         &self,
         entry: i64,
-        items: impl Iterator<Item = T>,
+        mut items: impl Iterator<Item = T>,
         chunking: Chunking,
         finish: fn(result::Outcomes<R>) -> Result<Out>,
     ) -> AsyncResult<Out>
@@ -395,16 +395,14 @@ impl Pool {
         let mut builder = ChunkBuilder::with(sink.clone() as Arc<dyn Sink>, entry, chunking);
         let mut chunks = Vec::new();
         let mut queued_items = 0;
-        for item in items {
-            if let Some(chunk) = builder.push(&item) {
-                queued_items += chunk.len();
-                chunks.push(chunk);
-                // Hand chunks over as they are made, so workers start while we encode; tiny
-                // chunks go in batches, to keep the inbox lock and wake-ups off the hot path.
-                if queued_items >= 1024 || chunks.len() >= 256 {
-                    self.submit_or_fail(std::mem::take(&mut chunks), None);
-                    queued_items = 0;
-                }
+        while let Some(chunk) = builder.fill(&mut items) {
+            queued_items += chunk.len();
+            chunks.push(chunk);
+            // Hand chunks over as they are made, so workers start while we encode; tiny chunks
+            // go in batches, to keep the inbox lock and wake-ups off the hot path.
+            if queued_items >= 1024 || chunks.len() >= 256 {
+                self.submit_or_fail(std::mem::take(&mut chunks), None);
+                queued_items = 0;
             }
         }
         chunks.extend(builder.finish());
