@@ -318,6 +318,46 @@ pub(crate) mod plain {
                 0
             }
 
+            /// Decodes outcomes that carry plain numbers from the front of `input` into `out`,
+            /// at most `max` of them, as [`super::decode_successes`] does, if `T` is a plain
+            /// number; says whether it was.
+            #[inline(always)]
+            pub(super) fn take_successes<T>(
+                input: &mut &[u8],
+                max: usize,
+                out: &mut Vec<T>,
+            ) -> bool {
+                if !cfg!(target_endian = "little") {
+                    return false;
+                }
+                let id = typeid::of::<T>();
+                $(
+                    if id == TypeId::of::<$t>() {
+                        // SAFETY: `T` is `$t` (same type id, no lifetimes), so `Vec<T>` is
+                        // `Vec<$t>`.
+                        let out = unsafe { &mut *(out as *mut Vec<T>).cast::<Vec<$t>>() };
+                        // An outcome is its tag byte, then the number.
+                        const STRIDE: usize = 1 + size_of::<$t>();
+                        let whole = (input.len() / STRIDE).min(max);
+                        let outcomes = input[..whole * STRIDE].chunks_exact(STRIDE);
+                        // The values before the first failure, in one pass the compiler can
+                        // write without a length check per value.
+                        let taken = outcomes
+                            .clone()
+                            .position(|o| o[0] != super::OUTCOME_OK)
+                            .unwrap_or(whole);
+                        out.extend(
+                            outcomes
+                                .take(taken)
+                                .map(|o| bytemuck::pod_read_unaligned::<$t>(&o[1..])),
+                        );
+                        *input = &input[taken * STRIDE..];
+                        return true;
+                    }
+                )*
+                false
+            }
+
             /// Decodes a vector of plain numbers from the front of `input`, if `T` is one.
             #[inline(always)]
             pub(super) fn decode_front<T>(input: &mut &[u8]) -> Option<Result<T>> {
@@ -502,6 +542,9 @@ pub(crate) fn decode_successes<R: DeserializeOwned>(
     out: &mut Vec<R>,
 ) {
     out.reserve(max);
+    if plain::take_successes(input, max, out) {
+        return;
+    }
     for _ in 0..max {
         let Some((&OUTCOME_OK, mut rest)) = input.split_first() else {
             return;
@@ -741,5 +784,15 @@ mod tests {
         let (mut input, mut got) = (&[OUTCOME_OK, 1][..], Vec::new());
         decode_successes::<u32>(&mut input, 1, &mut got);
         assert!(got.is_empty() && input.len() == 2);
+        // Values that are not plain numbers stop at the failure the same way.
+        let mut out = Vec::new();
+        for x in ["a", "bc"] {
+            encode_ok(&x.to_string(), &mut out).unwrap();
+        }
+        encode_failure(&Failure::Decode("x".into()), &mut out);
+        let (mut input, mut got) = (&out[..], Vec::<String>::new());
+        decode_successes(&mut input, 10, &mut got);
+        assert_eq!(got, ["a", "bc"]);
+        assert!(decode_outcome::<String>(&mut input).unwrap().is_err());
     }
 }
