@@ -205,7 +205,7 @@ pub use sync::condition::{Condition, ConditionGuard};
 pub use sync::event::Event;
 pub use sync::lock::{Lock, LockGuard, RLock, RLockGuard};
 pub use sync::semaphore::{BoundedSemaphore, Semaphore, SemaphoreGuard};
-pub use task::StarFn;
+pub use task::{ArgTuple, Data, OneArg, Task};
 
 /// The README's Rust examples, compiled and run as doctests so that the front door never lies.
 #[cfg(doctest)]

@@ -19,7 +19,6 @@
 use std::os::fd::{AsFd, BorrowedFd};
 use std::time::{Duration, Instant};
 
-use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::bootstrap::{self, ChildLink};
@@ -29,6 +28,7 @@ use crate::launch::{self, Io};
 use crate::pool::StartMethod;
 use crate::sys;
 use crate::sys::proc::Stop;
+use crate::task::{self, Data, Task};
 use crate::wire::codec;
 use crate::wire::fds::{self, FdSet};
 use crate::wire::message::{ResultsHeader, Role, TaskHeader, kind};
@@ -113,23 +113,42 @@ fn next_name() -> String {
     )
 }
 
-fn run_local<F, T, R>(payload: &[u8]) -> Result<R>
+fn run_local<F, Args, K>(payload: &[u8]) -> Result<F::Output>
 where
-    F: Fn(T) -> R + Copy + Send + Sync + 'static,
-    T: DeserializeOwned,
+    F: Task<Args, K>,
+    Args: DeserializeOwned,
 {
-    let arg: T = codec::decode(payload)?;
-    Ok(crate::task::call_here::<F, T, R>(arg))
+    let args: Args = codec::decode(payload)?;
+    Ok(task::call_here::<F, Args, K>(args))
 }
 
-impl<R: Serialize + DeserializeOwned + Send + 'static> Process<R> {
-    /// A process that will run `f(arg)`. Nothing starts until [`start`](Self::start).
-    /// `f` is a `fn` item or a closure that captures nothing.
-    pub fn new<F, T>(f: F, arg: T) -> Self
+impl<R: Data> Process<R> {
+    /// A process that will run `f` with `args`, given as Python's `args=` gives them: `()` for
+    /// a function of no arguments, the value for a function of one, a tuple for several (see
+    /// [`Task`]). Nothing starts until [`start`](Self::start). `f` is a `fn` item or a closure
+    /// that captures nothing.
+    ///
+    /// # Examples
+    /// ```
+    /// fn hello() -> String { "hello".into() }
+    /// fn add(a: u32, b: u32) -> u32 { a + b }
+    ///
+    /// multiproc::init();
+    /// let mut greeter = multiproc::Process::new(hello, ());
+    /// let mut adder = multiproc::Process::new(add, (2, 3));
+    /// greeter.start()?;
+    /// adder.start()?;
+    /// assert_eq!(greeter.join()?, "hello");
+    /// assert_eq!(adder.join()?, 5);
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
+    pub fn new<F, Args, K>(f: F, args: Args) -> Self
     where
-        F: Fn(T) -> R + Copy + Send + Sync + 'static,
-        T: Serialize + DeserializeOwned,
+        F: Task<Args, K, Output = R>,
+        Args: Data,
     {
+        task::reject_captures!(F, Args, K);
+        let arg = args;
         let mut fds = FdSet::default();
         let mut payload = Vec::new();
         let payload = fds::collect(&mut fds, || {
@@ -140,10 +159,10 @@ impl<R: Serialize + DeserializeOwned + Send + 'static> Process<R> {
         Self {
             name: next_name(),
             daemon: false,
-            entry: crate::task::entry_for(f),
+            entry: task::entry_for::<F, Args, K>(f),
             payload,
             fds,
-            local: run_local::<F, T, R>,
+            local: run_local::<F, Args, K>,
             state: State::Created,
         }
     }

@@ -109,57 +109,48 @@ pub(crate) unsafe fn entry_at(offset: i64) -> Entry {
     unsafe { std::mem::transmute::<usize, Entry>(addr) }
 }
 
-/// Produces the value of a zero-sized function type.
+/// Produces the value of a task's type, which is zero-sized (the compiler checks
+/// [`Task::ZERO_SIZED`]).
 ///
 /// # Safety
 /// `F` must be inhabited: a zero-sized type without values (an empty enum) has none to
 /// produce. A type some code held a value of, such as the one handed to [`entry_for`], is.
-unsafe fn conjure<F: Copy>() -> F {
-    const {
-        assert!(
-            std::mem::size_of::<F>() == 0,
-            "multiproc tasks must be fn items or closures that capture nothing: pass data as the argument"
-        )
-    };
+unsafe fn conjure<F: Task<Args, K>, Args, K>() -> F {
+    let () = F::ZERO_SIZED;
     // SAFETY: `F` is zero-sized (checked at compile time above), so reading it touches no
     // memory; it is inhabited (the caller's guarantee), and a zero-sized type has one value.
     unsafe { std::ptr::NonNull::<F>::dangling().as_ptr().read() }
 }
 
 /// Checks at compile time that `F` can cross the boundary, and returns its trampoline offset.
-pub(crate) fn entry_for<F, T, R>(_f: F) -> i64
+pub(crate) fn entry_for<F, Args, K>(_f: F) -> i64
 where
-    F: Fn(T) -> R + Copy + Send + Sync + 'static,
-    T: DeserializeOwned,
-    R: Serialize,
-{
-    let _ = conjure::<F>;
-    offset_of(trampoline::<F, T, R>)
-}
-
-/// Same as [`entry_for`] for functions of several arguments, called with a tuple.
-pub(crate) fn star_entry_for<F, Args>(_f: F) -> i64
-where
-    F: StarFn<Args>,
+    F: Task<Args, K>,
     Args: DeserializeOwned,
     F::Output: Serialize,
 {
-    let _ = conjure::<F>;
-    offset_of(star_trampoline::<F, Args>)
+    let () = F::ZERO_SIZED;
+    offset_of(trampoline::<F, Args, K>)
 }
+
+/// Refers to [`Task::ZERO_SIZED`] in the body of a public method that takes a task: a capturing
+/// closure's compile error then names the user's call, since a constant that fails to evaluate
+/// is reported with the call that instantiated the function using it.
+macro_rules! reject_captures {
+    ($f:ty, $args:ty, $kind:ty) => {
+        let () = <$f as $crate::task::Task<$args, $kind>>::ZERO_SIZED;
+    };
+}
+pub(crate) use reject_captures;
 
 /// Calls a task in this process (what `Process::run` does).
-pub(crate) fn call_here<F, T, R>(arg: T) -> R
-where
-    F: Fn(T) -> R + Copy + Send + Sync + 'static,
-{
-    // SAFETY: only fn items and closures implement `Fn` (user types cannot, on stable Rust),
-    // and each such type has a value.
-    let f = unsafe { conjure::<F>() };
-    f(arg)
+pub(crate) fn call_here<F: Task<Args, K>, Args, K>(args: Args) -> F::Output {
+    // SAFETY: `Task` is sealed: only functions and closures implement it (user types cannot
+    // implement `Fn` on stable Rust), and each such type has a value.
+    unsafe { conjure::<F, Args, K>() }.call(args)
 }
 
-fn trampoline<F, T, R>(
+fn trampoline<F, Args, K>(
     input: &mut &[u8],
     out: &mut Vec<u8>,
     max: u32,
@@ -167,34 +158,12 @@ fn trampoline<F, T, R>(
     progress: &AtomicU64,
 ) -> Run
 where
-    F: Fn(T) -> R + Copy + Send + Sync + 'static,
-    T: DeserializeOwned,
-    R: Serialize,
-{
-    run_many(input, out, max, started, progress, |arg: T| {
-        // SAFETY: as in `call_here`: `F: Fn`.
-        let f = unsafe { conjure::<F>() };
-        f(arg)
-    })
-}
-
-fn star_trampoline<F, Args>(
-    input: &mut &[u8],
-    out: &mut Vec<u8>,
-    max: u32,
-    started: &mut u64,
-    progress: &AtomicU64,
-) -> Run
-where
-    F: StarFn<Args>,
+    F: Task<Args, K>,
     Args: DeserializeOwned,
     F::Output: Serialize,
 {
     run_many(input, out, max, started, progress, |args: Args| {
-        // SAFETY: this trampoline is named only by `star_entry_for`, which was handed a value of
-        // `F` (`StarFn` is open to other types than functions, but one without values could
-        // not have been handed over).
-        unsafe { conjure::<F>() }.call_star(args)
+        call_here::<F, Args, K>(args)
     })
 }
 
@@ -320,44 +289,148 @@ pub(crate) fn panic_message(payload: &(dyn Any + Send)) -> String {
     }
 }
 
-/// A function of several arguments, called with them packed in a tuple: what `starmap` runs.
+/// What can cross between processes as a task's argument or result: an owned value that
+/// serde can encode and decode (`String`, `Vec<T>`, numbers, tuples, your `#[derive(Serialize,
+/// Deserialize)]` types, and multiproc's handles in arguments). Implemented for every such
+/// type; you never implement it.
 ///
-/// Implemented for every `Fn(A, B, …) -> R` of 1 to 12 arguments that is `Copy + Send + Sync +
-/// 'static` (a `fn` item or a closure that captures nothing).
-pub trait StarFn<Args>: Copy + Send + Sync + 'static {
+/// A borrowed type (`&str`, `&[T]`) cannot arrive in another process: the compiler then says
+/// "implementation of `Deserialize` is not general enough". Pass `String` or `Vec<T>`.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` cannot cross between processes",
+    label = "not a value a task can take or return",
+    note = "arguments and results of tasks are owned serde types: derive `Serialize` and `Deserialize`, and use `String` for `&str`, `Vec<T>` for `&[T]`"
+)]
+pub trait Data: Serialize + DeserializeOwned + Send + 'static {}
+
+#[diagnostic::do_not_recommend]
+impl<T: Serialize + DeserializeOwned + Send + 'static> Data for T {}
+
+/// A function a process or pool can run: a `fn` item or a closure that captures nothing,
+/// of any number of arguments, given as one value as Python's `args=` gives them:
+///
+/// | the function | the argument you pass |
+/// |---|---|
+/// | `fn() -> R` | `()` |
+/// | `fn(A) -> R` | `a` |
+/// | `fn(A, B, …) -> R` (up to 12) | `(a, b, …)` |
+///
+/// A function of one tuple, `fn((A, B)) -> R`, takes the tuple as it is. `Kind` tells these
+/// apart ([`OneArg`] or [`ArgTuple`]); the compiler infers it, you never write it.
+///
+/// Implemented for every such function; you never implement it. A closure that captures a
+/// variable cannot run in another process (its captures would have to travel with it): that is
+/// a compile error naming the closure. Pass the data as the argument instead.
+///
+/// # Examples
+/// ```
+/// fn hello() -> String { "hi".into() }
+/// fn square(x: u64) -> u64 { x * x }
+/// fn join(a: String, b: String) -> String { a + &b }
+///
+/// multiproc::init();
+/// let pool = multiproc::Pool::new(2)?;
+/// assert_eq!(pool.apply(hello, ())?, "hi");
+/// assert_eq!(pool.apply(square, 7)?, 49);
+/// assert_eq!(pool.apply(join, ("a".to_string(), "b".to_string()))?, "ab");
+/// # Ok::<(), multiproc::Error>(())
+/// ```
+///
+/// A capturing closure does not compile:
+/// ```compile_fail
+/// multiproc::init();
+/// let pool = multiproc::Pool::new(2).unwrap();
+/// let offset = 10u64;
+/// pool.apply(move |x: u64| x + offset, 1).unwrap();
+/// ```
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` cannot run as a task taking `{Args}`",
+    label = "not a task that takes `{Args}`",
+    note = "a task is a `fn` item or a closure that captures nothing; `f()` takes `()`, `f(a)` takes `a`, `f(a, b)` takes `(a, b)`"
+)]
+pub trait Task<Args, Kind>: sealed::Sealed<Args, Kind> + Copy + Send + Sync + 'static {
     /// What the function returns.
     type Output;
-    /// Calls the function with the tuple's fields as arguments.
-    fn call_star(self, args: Args) -> Self::Output;
+
+    /// Fails to compile for a task that is not zero-sized (a closure that captures), at the
+    /// call that passed it: referred to by every method that takes a task.
+    #[doc(hidden)]
+    const ZERO_SIZED: () = assert!(
+        std::mem::size_of::<Self>() == 0,
+        "a multiproc task must be a fn item or a closure that captures nothing: pass data as the argument"
+    );
+
+    /// Calls the function with `args`.
+    #[doc(hidden)]
+    fn call(self, args: Args) -> Self::Output;
 }
 
-macro_rules! star_fn {
-    ($($arg:ident),+) => {
-        impl<Func, Ret, $($arg),+> StarFn<($($arg,)+)> for Func
+/// [`Task`]'s kind for a function of one argument, passed as it is.
+#[derive(Debug)]
+pub enum OneArg {}
+
+/// [`Task`]'s kind for a function of no or several arguments, passed as a tuple.
+#[derive(Debug)]
+pub enum ArgTuple {}
+
+mod sealed {
+    /// Keeps [`Task`](super::Task) to the implementations below: the child conjures a task's
+    /// value out of no bytes, which is sound for functions and closures only.
+    pub trait Sealed<Args, Kind> {}
+}
+
+#[diagnostic::do_not_recommend]
+impl<Func, A, Ret> sealed::Sealed<A, OneArg> for Func where
+    Func: Fn(A) -> Ret + Copy + Send + Sync + 'static
+{
+}
+
+#[diagnostic::do_not_recommend]
+impl<Func, A, Ret> Task<A, OneArg> for Func
+where
+    Func: Fn(A) -> Ret + Copy + Send + Sync + 'static,
+{
+    type Output = Ret;
+    fn call(self, arg: A) -> Ret {
+        self(arg)
+    }
+}
+
+macro_rules! arg_tuple {
+    ($($arg:ident),*) => {
+        #[diagnostic::do_not_recommend]
+        impl<Func, Ret, $($arg),*> sealed::Sealed<($($arg,)*), ArgTuple> for Func where
+            Func: Fn($($arg),*) -> Ret + Copy + Send + Sync + 'static
+        {
+        }
+
+        #[diagnostic::do_not_recommend]
+        impl<Func, Ret, $($arg),*> Task<($($arg,)*), ArgTuple> for Func
         where
-            Func: Fn($($arg),+) -> Ret + Copy + Send + Sync + 'static,
+            Func: Fn($($arg),*) -> Ret + Copy + Send + Sync + 'static,
         {
             type Output = Ret;
-            #[allow(non_snake_case)]
-            fn call_star(self, ($($arg,)+): ($($arg,)+)) -> Ret {
-                self($($arg),+)
+            #[allow(non_snake_case, clippy::unused_unit)]
+            fn call(self, ($($arg,)*): ($($arg,)*)) -> Ret {
+                self($($arg),*)
             }
         }
     };
 }
 
-star_fn!(A);
-star_fn!(A, B);
-star_fn!(A, B, C);
-star_fn!(A, B, C, D);
-star_fn!(A, B, C, D, E);
-star_fn!(A, B, C, D, E, G);
-star_fn!(A, B, C, D, E, G, H);
-star_fn!(A, B, C, D, E, G, H, I);
-star_fn!(A, B, C, D, E, G, H, I, J);
-star_fn!(A, B, C, D, E, G, H, I, J, K);
-star_fn!(A, B, C, D, E, G, H, I, J, K, L);
-star_fn!(A, B, C, D, E, G, H, I, J, K, L, M);
+arg_tuple!();
+arg_tuple!(A);
+arg_tuple!(A, B);
+arg_tuple!(A, B, C);
+arg_tuple!(A, B, C, D);
+arg_tuple!(A, B, C, D, E);
+arg_tuple!(A, B, C, D, E, G);
+arg_tuple!(A, B, C, D, E, G, H);
+arg_tuple!(A, B, C, D, E, G, H, I);
+arg_tuple!(A, B, C, D, E, G, H, I, J);
+arg_tuple!(A, B, C, D, E, G, H, I, J, K);
+arg_tuple!(A, B, C, D, E, G, H, I, J, K, L);
+arg_tuple!(A, B, C, D, E, G, H, I, J, K, L, M);
 
 #[cfg(test)]
 mod tests {
@@ -369,7 +442,7 @@ mod tests {
 
     #[test]
     fn an_offset_resolves_to_the_same_trampoline() {
-        let off = entry_for(square);
+        let off = entry_for::<_, u64, OneArg>(square);
         // SAFETY: the offset was just computed in this very process.
         let entry = unsafe { entry_at(off) };
         let mut input = Vec::new();
@@ -398,7 +471,7 @@ mod tests {
             }
             x
         }
-        let off = entry_for(boom);
+        let off = entry_for::<_, u32, OneArg>(boom);
         // SAFETY: computed in this process.
         let entry2 = unsafe { entry_at(off) };
         let mut input = Vec::new();
@@ -430,21 +503,43 @@ mod tests {
     }
 
     #[test]
-    fn star_functions_take_tuples() {
+    fn functions_of_any_arity_take_their_arguments_as_one_value() {
+        fn none() -> u8 {
+            5
+        }
         fn mul(a: i64, b: i64) -> i64 {
             a * b
         }
-        assert_eq!(mul.call_star((6, 7)), 42);
-        let off = star_entry_for::<_, (i64, i64)>(mul);
+        fn pair(t: (i64, i64)) -> i64 {
+            t.0 - t.1
+        }
+        assert_eq!(Task::<(), ArgTuple>::call(none, ()), 5);
+        assert_eq!(Task::<(i64, i64), ArgTuple>::call(mul, (6, 7)), 42);
+        assert_eq!(Task::<(i64, i64), OneArg>::call(pair, (6, 7)), -1);
+        assert_eq!(Task::<(i64,), ArgTuple>::call(|x: i64| x + 1, (1,)), 2);
+        let run = |off: i64, input: &[u8]| {
+            // SAFETY: computed in this process.
+            let entry = unsafe { entry_at(off) };
+            let (mut out, mut started, progress) = (Vec::new(), 0, AtomicU64::new(0));
+            let ran = entry(&mut &input[..], &mut out, 1, &mut started, &progress);
+            assert_eq!((ran.items, ran.last), (1, Ran::Ok));
+            codec::decode_outcome::<i64>(&mut &out[..])
+                .unwrap()
+                .unwrap()
+        };
+        let four = codec::encode(&(3i64, 4i64)).unwrap();
+        assert_eq!(run(entry_for::<_, _, ArgTuple>(mul), &four), 12);
+        assert_eq!(run(entry_for::<_, _, OneArg>(pair), &four), -1);
+        let none_off = entry_for::<_, (), ArgTuple>(none);
         // SAFETY: computed in this process.
-        let entry = unsafe { entry_at(off) };
-        let mut input = Vec::new();
-        codec::encode_into(&(3i64, 4i64), &mut input).unwrap();
+        let entry = unsafe { entry_at(none_off) };
         let (mut out, mut started, progress) = (Vec::new(), 0, AtomicU64::new(0));
-        let ran = entry(&mut &input[..], &mut out, 1, &mut started, &progress);
+        let ran = entry(&mut &[][..], &mut out, 1, &mut started, &progress);
         assert_eq!((ran.items, ran.last), (1, Ran::Ok));
-        let got = codec::decode_outcome::<i64>(&mut &out[..]).unwrap();
-        assert_eq!(got.unwrap(), 12);
+        assert_eq!(
+            codec::decode_outcome::<u8>(&mut &out[..]).unwrap().unwrap(),
+            5
+        );
     }
 
     /// A vector of `n` zero bytes: calloc'd, so untouched until written.
@@ -455,7 +550,7 @@ mod tests {
     #[test]
     fn a_run_ends_after_a_large_outcome() {
         let entry = {
-            let off = entry_for(zeros);
+            let off = entry_for::<_, usize, OneArg>(zeros);
             // SAFETY: computed in this process.
             unsafe { entry_at(off) }
         };
@@ -482,7 +577,7 @@ mod tests {
     #[test]
     fn a_result_too_large_for_a_message_fails_its_item_alone() {
         let entry = {
-            let off = entry_for(zeros);
+            let off = entry_for::<_, usize, OneArg>(zeros);
             // SAFETY: computed in this process.
             unsafe { entry_at(off) }
         };

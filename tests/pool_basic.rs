@@ -17,7 +17,7 @@ fn describe(name: String, tag: String) -> (String, String, Vec<i32>) {
     (name.to_uppercase(), tag, vec![1, 2, 3])
 }
 
-fn whoami(_: ()) -> (u32, String, bool) {
+fn whoami() -> (u32, String, bool) {
     let me = multiproc::current_process();
     (me.pid(), me.name().to_string(), me.is_worker())
 }
@@ -31,6 +31,67 @@ fn apply_runs_in_another_process() {
         assert_ne!(pid, std::process::id());
         assert!(name.starts_with("PoolWorker-"), "{name}");
         assert!(worker);
+    });
+}
+
+fn concat(a: String, b: String) -> String {
+    a + &b
+}
+
+fn unit_arg(_: ()) -> u8 {
+    7
+}
+
+fn pair_sum(p: (u32, u32)) -> u32 {
+    p.0 + p.1
+}
+
+fn many(a: u8, b: u16, c: u32, d: u64, e: String) -> String {
+    format!("{a}{b}{c}{d}{e}")
+}
+
+static TAG: std::sync::Mutex<String> = std::sync::Mutex::new(String::new());
+
+fn set_tag(prefix: String, n: u32) {
+    *TAG.lock().unwrap() = format!("{prefix}-{n}");
+}
+
+fn tag() -> String {
+    TAG.lock().unwrap().clone()
+}
+
+#[test]
+fn tasks_of_any_arity_take_their_arguments_as_python_args_does() {
+    within(SECS(30), || {
+        let pool = Pool::new(2).unwrap();
+        // No argument, one, one tuple as it is, a 1-tuple of one (Python's `args=(x,)`),
+        // several.
+        assert!(pool.apply(whoami, ()).unwrap().2);
+        assert_eq!(pool.apply(unit_arg, ()).unwrap(), 7);
+        assert_eq!(pool.apply(square, 9).unwrap(), 81);
+        assert_eq!(pool.apply(square, (9,)).unwrap(), 81);
+        assert_eq!(pool.apply(pair_sum, (2, 3)).unwrap(), 5);
+        let (s1, s2) = ("ab".to_string(), "cd".to_string());
+        assert_eq!(pool.apply_async(concat, (s1, s2)).get().unwrap(), "abcd");
+        assert_eq!(
+            pool.apply(many, (1, 2, 3, 4, "five".to_string())).unwrap(),
+            "1234five"
+        );
+        // Closures that capture nothing, of any arity.
+        assert_eq!(pool.apply(|| 11u8, ()).unwrap(), 11);
+        assert_eq!(pool.apply(|a: u8, b: u8| a * b, (3, 4)).unwrap(), 12);
+        assert_eq!(
+            pool.starmap(concat, vec![("x".into(), "y".into())])
+                .unwrap(),
+            vec!["xy".to_string()]
+        );
+        // An initializer of two arguments, as Python's `initargs=(a, b)`.
+        let pool = Pool::builder()
+            .processes(1)
+            .initializer(set_tag, ("w".to_string(), 3))
+            .build()
+            .unwrap();
+        assert_eq!(pool.apply(tag, ()).unwrap(), "w-3");
     });
 }
 

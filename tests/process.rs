@@ -13,7 +13,7 @@ fn cube(x: i64) -> i64 {
     x * x * x
 }
 
-fn identity(_: ()) -> (u32, String, bool) {
+fn identity() -> (u32, String, bool) {
     let me = multiproc::current_process();
     (me.pid(), me.name().to_string(), me.is_worker())
 }

@@ -32,7 +32,7 @@ pub use result::AsyncResult;
 
 use crate::error::{Error, Result};
 use crate::launch::Launch;
-use crate::task::{self, StarFn};
+use crate::task::{self, ArgTuple, Data, OneArg, Task};
 use crate::wire::codec;
 use crate::wire::fds::{self, FdSet};
 use handoff::{Admission, Config, InitTask, PoolState, Shared};
@@ -116,12 +116,13 @@ impl PoolBuilder {
     /// that is the "initializer as worker" pattern (see `examples/pool_queue_workers.rs`,
     /// where initializers drain a [`Queue`](crate::Queue)). `task_timeout` does not apply to
     /// it; tasks submitted to such a pool wait, so use bounded waits or `terminate()`.
-    pub fn initializer<F, A>(mut self, f: F, arg: A) -> Self
+    pub fn initializer<F, Args, K>(mut self, f: F, arg: Args) -> Self
     where
-        F: Fn(A) + Copy + Send + Sync + 'static,
-        A: Serialize + DeserializeOwned,
+        F: Task<Args, K, Output = ()>,
+        Args: Data,
     {
-        let entry = task::entry_for::<F, A, ()>(f);
+        task::reject_captures!(F, Args, K);
+        let entry = task::entry_for::<F, Args, K>(f);
         let mut fds = FdSet::default();
         let mut payload = Vec::new();
         self.init = Some(
@@ -349,29 +350,31 @@ impl Pool {
     /// assert_eq!(pool.apply(greet, "ada".to_string())?, "hello ada");
     /// # Ok::<(), multiproc::Error>(())
     /// ```
-    pub fn apply<F, T, R>(&self, f: F, arg: T) -> Result<R>
+    pub fn apply<F, Args, K>(&self, f: F, args: Args) -> Result<F::Output>
     where
-        F: Fn(T) -> R + Copy + Send + Sync + 'static,
-        T: Serialize + DeserializeOwned,
-        R: Serialize + DeserializeOwned + Send + 'static,
+        F: Task<Args, K>,
+        Args: Data,
+        F::Output: Data,
     {
-        self.apply_async(f, arg).get()
+        task::reject_captures!(F, Args, K);
+        self.apply_async(f, args).get()
     }
 
     /// Runs `f(arg)` in a worker and returns at once, like Python's `apply_async`. Attach
     /// callbacks with [`AsyncResult::on_success`] and [`AsyncResult::on_error`].
     ///
     /// Errors (a closed pool, an argument that cannot be encoded) are reported by the result.
-    pub fn apply_async<F, T, R>(&self, f: F, arg: T) -> AsyncResult<R>
+    pub fn apply_async<F, Args, K>(&self, f: F, args: Args) -> AsyncResult<F::Output>
     where
-        F: Fn(T) -> R + Copy + Send + Sync + 'static,
-        T: Serialize + DeserializeOwned,
-        R: Serialize + DeserializeOwned + Send + 'static,
+        F: Task<Args, K>,
+        Args: Data,
+        F::Output: Data,
     {
-        let entry = task::entry_for(f);
+        task::reject_captures!(F, Args, K);
+        let entry = task::entry_for::<F, Args, K>(f);
         self.submit_collect(
             entry,
-            std::iter::once(arg),
+            std::iter::once(args),
             Chunking::Fixed(1),
             result::single,
         )
@@ -427,9 +430,10 @@ impl Pool {
     pub fn map<F, T, R>(&self, f: F, items: impl IntoIterator<Item = T>) -> Result<Vec<R>>
     where
         F: Fn(T) -> R + Copy + Send + Sync + 'static,
-        T: Serialize + DeserializeOwned,
-        R: Serialize + DeserializeOwned + Send + 'static,
+        T: Data,
+        R: Data,
     {
+        task::reject_captures!(F, T, OneArg);
         self.map_async(f, items).get()
     }
 
@@ -442,9 +446,10 @@ impl Pool {
     ) -> Result<Vec<R>>
     where
         F: Fn(T) -> R + Copy + Send + Sync + 'static,
-        T: Serialize + DeserializeOwned,
-        R: Serialize + DeserializeOwned + Send + 'static,
+        T: Data,
+        R: Data,
     {
+        task::reject_captures!(F, T, OneArg);
         self.map_async_chunked(f, items, chunksize).get()
     }
 
@@ -457,12 +462,13 @@ impl Pool {
     ) -> AsyncResult<Vec<R>>
     where
         F: Fn(T) -> R + Copy + Send + Sync + 'static,
-        T: Serialize + DeserializeOwned,
-        R: Serialize + DeserializeOwned + Send + 'static,
+        T: Data,
+        R: Data,
     {
+        task::reject_captures!(F, T, OneArg);
         let (items, chunking) = self.sized_input(items);
         self.submit_collect(
-            task::entry_for(f),
+            task::entry_for::<_, _, OneArg>(f),
             items,
             chunking,
             result::all_or_first_error,
@@ -478,11 +484,12 @@ impl Pool {
     ) -> AsyncResult<Vec<R>>
     where
         F: Fn(T) -> R + Copy + Send + Sync + 'static,
-        T: Serialize + DeserializeOwned,
-        R: Serialize + DeserializeOwned + Send + 'static,
+        T: Data,
+        R: Data,
     {
+        task::reject_captures!(F, T, OneArg);
         self.submit_collect(
-            task::entry_for(f),
+            task::entry_for::<_, _, OneArg>(f),
             items.into_iter(),
             Chunking::Fixed(chunksize),
             result::all_or_first_error,
@@ -511,10 +518,11 @@ impl Pool {
         items: impl IntoIterator<Item = Args>,
     ) -> Result<Vec<F::Output>>
     where
-        F: StarFn<Args>,
-        Args: Serialize + DeserializeOwned,
-        F::Output: Serialize + DeserializeOwned + Send + 'static,
+        F: Task<Args, ArgTuple>,
+        Args: Data,
+        F::Output: Data,
     {
+        task::reject_captures!(F, Args, ArgTuple);
         self.starmap_async(f, items).get()
     }
 
@@ -526,10 +534,11 @@ impl Pool {
         chunksize: usize,
     ) -> Result<Vec<F::Output>>
     where
-        F: StarFn<Args>,
-        Args: Serialize + DeserializeOwned,
-        F::Output: Serialize + DeserializeOwned + Send + 'static,
+        F: Task<Args, ArgTuple>,
+        Args: Data,
+        F::Output: Data,
     {
+        task::reject_captures!(F, Args, ArgTuple);
         self.starmap_async_chunked(f, items, chunksize).get()
     }
 
@@ -540,13 +549,14 @@ impl Pool {
         items: impl IntoIterator<Item = Args>,
     ) -> AsyncResult<Vec<F::Output>>
     where
-        F: StarFn<Args>,
-        Args: Serialize + DeserializeOwned,
-        F::Output: Serialize + DeserializeOwned + Send + 'static,
+        F: Task<Args, ArgTuple>,
+        Args: Data,
+        F::Output: Data,
     {
+        task::reject_captures!(F, Args, ArgTuple);
         let (items, chunking) = self.sized_input(items);
         self.submit_collect(
-            task::star_entry_for(f),
+            task::entry_for::<_, _, ArgTuple>(f),
             items,
             chunking,
             result::all_or_first_error,
@@ -561,12 +571,13 @@ impl Pool {
         chunksize: usize,
     ) -> AsyncResult<Vec<F::Output>>
     where
-        F: StarFn<Args>,
-        Args: Serialize + DeserializeOwned,
-        F::Output: Serialize + DeserializeOwned + Send + 'static,
+        F: Task<Args, ArgTuple>,
+        Args: Data,
+        F::Output: Data,
     {
+        task::reject_captures!(F, Args, ArgTuple);
         self.submit_collect(
-            task::star_entry_for(f),
+            task::entry_for::<_, _, ArgTuple>(f),
             items.into_iter(),
             Chunking::Fixed(chunksize),
             result::all_or_first_error,
@@ -588,12 +599,19 @@ impl Pool {
     where
         F: Fn(I::Item) -> R + Copy + Send + Sync + 'static,
         I: IntoIterator,
-        I::Item: Serialize + DeserializeOwned,
-        R: Serialize + DeserializeOwned + Send + 'static,
+        I::Item: Data,
+        R: Data,
     {
+        task::reject_captures!(F, I::Item, OneArg);
         let items = items.into_iter();
         let readahead = self.auto_readahead(&items);
-        IMap::new(self, items, task::entry_for(f), readahead, Order::Input)
+        IMap::new(
+            self,
+            items,
+            task::entry_for::<_, _, OneArg>(f),
+            readahead,
+            Order::Input,
+        )
     }
 
     /// [`imap`](Self::imap) with an explicit chunk size.
@@ -606,13 +624,14 @@ impl Pool {
     where
         F: Fn(I::Item) -> R + Copy + Send + Sync + 'static,
         I: IntoIterator,
-        I::Item: Serialize + DeserializeOwned,
-        R: Serialize + DeserializeOwned + Send + 'static,
+        I::Item: Data,
+        R: Data,
     {
+        task::reject_captures!(F, I::Item, OneArg);
         IMap::new(
             self,
             items.into_iter(),
-            task::entry_for(f),
+            task::entry_for::<_, _, OneArg>(f),
             Readahead::fixed(chunksize, self.processes),
             Order::Input,
         )
@@ -624,15 +643,16 @@ impl Pool {
     where
         F: Fn(I::Item) -> R + Copy + Send + Sync + 'static,
         I: IntoIterator,
-        I::Item: Serialize + DeserializeOwned,
-        R: Serialize + DeserializeOwned + Send + 'static,
+        I::Item: Data,
+        R: Data,
     {
+        task::reject_captures!(F, I::Item, OneArg);
         let items = items.into_iter();
         let readahead = self.auto_readahead(&items);
         IMap::new(
             self,
             items,
-            task::entry_for(f),
+            task::entry_for::<_, _, OneArg>(f),
             readahead,
             Order::Completion,
         )
@@ -648,13 +668,14 @@ impl Pool {
     where
         F: Fn(I::Item) -> R + Copy + Send + Sync + 'static,
         I: IntoIterator,
-        I::Item: Serialize + DeserializeOwned,
-        R: Serialize + DeserializeOwned + Send + 'static,
+        I::Item: Data,
+        R: Data,
     {
+        task::reject_captures!(F, I::Item, OneArg);
         IMap::new(
             self,
             items.into_iter(),
-            task::entry_for(f),
+            task::entry_for::<_, _, OneArg>(f),
             Readahead::fixed(chunksize, self.processes),
             Order::Completion,
         )
