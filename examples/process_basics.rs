@@ -58,7 +58,7 @@ fn main() -> Result<(), Error> {
     Process::new(cube, 2).run()?;
 
     println!("\nstart() runs it in a child process of its own:");
-    let mut p = Process::new(cube, 2).name("cuber");
+    let mut p = Process::new(cube, 2).with_name("cuber");
     p.start()?;
     println!("  started pid {:?}; join() returned {}", p.pid(), p.join()?);
 
@@ -84,7 +84,7 @@ fn main() -> Result<(), Error> {
     println!("  parallel:   {:.2?}  -> {cubes:?}", t.elapsed());
 
     println!("\nis_alive() around join_timeout:");
-    let mut p = Process::new(nap, 300).name("napper");
+    let mut p = Process::new(nap, 300).with_name("napper");
     p.start()?;
     println!("  after start:             is_alive = {}", p.is_alive());
     let early = p.join_timeout(Duration::from_millis(50));
@@ -101,8 +101,10 @@ fn main() -> Result<(), Error> {
 
     println!("\na daemon is killed when its handle is dropped:");
     let daemon_pid = {
-        let mut daemon = Process::new(nap, 10_000).name("daemon").daemon(true);
-        let mut worker = Process::new(nap, 100).name("non-daemon");
+        let mut daemon = Process::new(nap, 10_000)
+            .with_name("daemon")
+            .with_daemon(true);
+        let mut worker = Process::new(nap, 100).with_name("non-daemon");
         daemon.start()?;
         worker.start()?;
         worker.join()?;
@@ -125,7 +127,7 @@ fn main() -> Result<(), Error> {
     }
 
     println!("\nterminate() sends SIGTERM:");
-    let mut p = Process::new(nap, 10_000).name("doomed");
+    let mut p = Process::new(nap, 10_000).with_name("doomed");
     p.start()?;
     println!(
         "  before terminate: is_alive = {}, exitcode = {:?}",

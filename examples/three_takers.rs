@@ -40,7 +40,7 @@ fn main() -> Result<(), Error> {
     }
 
     let mut procs: Vec<Process<String>> = (1..=3)
-        .map(|n| Process::new(take, q.clone()).name(format!("taker-{n}")))
+        .map(|n| Process::new(take, q.clone()).with_name(format!("taker-{n}")))
         .collect();
     for p in &mut procs {
         p.start()?;

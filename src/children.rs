@@ -68,7 +68,7 @@ impl ActiveChild {
         self.pid
     }
 
-    /// The name given with [`Process::name`](crate::Process::name).
+    /// The name given with [`Process::with_name`](crate::Process::with_name).
     pub fn name(&self) -> &str {
         &self.name
     }
@@ -369,7 +369,7 @@ fn lost(why: &str) -> io::Error {
 /// }
 ///
 /// multiproc::init();
-/// let mut p = multiproc::Process::new(nap, 200).name("napper");
+/// let mut p = multiproc::Process::new(nap, 200).with_name("napper");
 /// p.start()?;
 /// let live = multiproc::active_children();
 /// assert!(live.iter().any(|c| Some(c.pid()) == p.pid() && c.name() == "napper"));
@@ -510,7 +510,7 @@ mod tests {
         sys::signal::ignore_child_exits().unwrap();
         let mut waited = crate::Process::new(nap, 300);
         waited.start().unwrap();
-        let mut killed = crate::Process::new(nap, 60_000).daemon(true);
+        let mut killed = crate::Process::new(nap, 60_000).with_daemon(true);
         killed.start().unwrap();
         // A dropped handle: its watcher thread sees the exit.
         let mut dropped = crate::Process::new(nap, 100);

@@ -52,7 +52,7 @@ enum State<R> {
 /// # Drop
 /// Dropping a started `Process` leaves the child running, as in Python: it is reaped in the
 /// background when it ends, stays listed by [`active_children`](crate::active_children) until
-/// then, and the program waits for it when it exits. A [`daemon`](Self::daemon) process is
+/// then, and the program waits for it when it exits. A [`daemon`](Self::with_daemon) process is
 /// killed instead.
 ///
 /// # At exit
@@ -63,7 +63,7 @@ enum State<R> {
 /// every child along instead.
 ///
 /// Inside a pool worker (a `Process` started by a task or an initializer), every child is a
-/// daemon for this rule, whatever [`daemon`](Self::daemon) says: it is killed when the worker
+/// daemon for this rule, whatever [`daemon`](Self::with_daemon) says: it is killed when the worker
 /// exits, not waited for. Pool workers are daemonic, and Python forbids daemonic processes to
 /// have children at all; a worker that waited would hold up its pool's `join()`. A task that
 /// needs its child's work done joins it before it returns.
@@ -73,7 +73,7 @@ enum State<R> {
 /// fn cube(x: i64) -> i64 { x * x * x }
 ///
 /// multiproc::init();
-/// let mut p = multiproc::Process::new(cube, 3).name("cuber");
+/// let mut p = multiproc::Process::new(cube, 3).with_name("cuber");
 /// p.start()?;
 /// assert_eq!(p.join()?, 27);
 /// assert_eq!(p.exitcode(), Some(0));
@@ -167,27 +167,33 @@ impl<R: Data> Process<R> {
         }
     }
 
-    /// Sets the name the child sees in [`current_process()`](crate::current_process).
-    /// Default: `"Process-N"`.
-    pub fn name(mut self, name: impl Into<String>) -> Self {
+    /// Sets the name the child sees in [`current_process()`](crate::current_process), like
+    /// Python's `name=`. Default: `"Process-N"`.
+    pub fn with_name(mut self, name: impl Into<String>) -> Self {
         self.name = name.into();
         self
     }
 
-    /// Marks the process as a daemon: it is killed when its `Process` is dropped, and when this
-    /// program exits (after the non-daemon children ended), instead of being waited for.
-    /// Default: `false`.
-    pub fn daemon(mut self, daemon: bool) -> Self {
+    /// Makes the process a daemon, like Python's `daemon=True`: it is killed when its `Process`
+    /// is dropped, and when this program exits (after the non-daemon children ended), instead
+    /// of being waited for. Default: `false`.
+    pub fn with_daemon(mut self, daemon: bool) -> Self {
         self.daemon = daemon;
         self
     }
 
+    /// The process's name (see [`with_name`](Self::with_name)).
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
     /// The process's name.
+    #[deprecated(since = "0.2.0", note = "use `name()`")]
     pub fn get_name(&self) -> &str {
         &self.name
     }
 
-    /// Whether the process is a daemon.
+    /// Whether the process is a daemon (see [`with_daemon`](Self::with_daemon)).
     pub fn is_daemon(&self) -> bool {
         self.daemon
     }

@@ -85,7 +85,7 @@ fn start_writer(daemon: bool, line: &str, when: When) -> Process<()> {
         When::AfterNap => Process::new(write_line_later, args),
         When::WhenTold => Process::new(write_line_when_told, args),
     };
-    let mut p = p.daemon(daemon);
+    let mut p = p.with_daemon(daemon);
     p.start().unwrap();
     println!("{}", p.pid().unwrap());
     p

@@ -418,3 +418,43 @@ fn a_process_a_task_starts_is_killed_when_its_worker_exits() {
         );
     });
 }
+
+#[test]
+fn join_timeout_is_bounded_by_workers_and_callbacks_and_loses_nothing() {
+    within(SECS(30), || {
+        let pool = Pool::new(1).unwrap();
+        assert!(matches!(
+            pool.join_timeout(Duration::from_millis(1)),
+            Err(Error::PoolStillRunning)
+        ));
+        let slow = pool.apply_async(nap, 400);
+        pool.close();
+        let t = Instant::now();
+        assert!(matches!(
+            pool.join_timeout(Duration::from_millis(50)),
+            Err(Error::Timeout)
+        ));
+        let took = t.elapsed();
+        assert!(
+            took >= Duration::from_millis(50) && took < Duration::from_millis(350),
+            "{took:?}"
+        );
+        pool.join_timeout(Duration::from_secs(10)).unwrap();
+        assert!(slow.get().is_ok(), "the task finished during the join");
+
+        // A callback that blocks keeps `join` waiting, but not `join_timeout`.
+        let pool = Pool::new(1).unwrap();
+        let (tx, rx) = std::sync::mpsc::channel::<()>();
+        let rx = Mutex::new(rx);
+        let _ = pool.apply_async(nap, 1).on_success(move |_| {
+            let _ = rx.lock().unwrap().recv();
+        });
+        pool.close();
+        assert!(matches!(
+            pool.join_timeout(Duration::from_millis(200)),
+            Err(Error::Timeout)
+        ));
+        drop(tx);
+        pool.join_timeout(Duration::from_secs(10)).unwrap();
+    });
+}

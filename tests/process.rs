@@ -71,8 +71,8 @@ fn join_returns_the_value_and_exit_code_is_zero() {
 #[test]
 fn the_child_knows_its_name_and_run_stays_here() {
     within(SECS(30), || {
-        let mut p = Process::new(identity, ()).name("worker-x");
-        assert_eq!(p.get_name(), "worker-x");
+        let mut p = Process::new(identity, ()).with_name("worker-x");
+        assert_eq!(p.name(), "worker-x");
         // run(): in this very process.
         let (pid, name, worker) = p.run().unwrap();
         assert_eq!(pid, std::process::id());
@@ -127,7 +127,7 @@ fn terminate_and_kill_report_signals() {
     within(SECS(30), || {
         // Daemons, here and below where the flag does not matter: a failed assertion kills
         // them with their handle instead of leaving them for the exit to wait for.
-        let mut p = Process::new(sleep_ms, 30_000).daemon(true);
+        let mut p = Process::new(sleep_ms, 30_000).with_daemon(true);
         p.start().unwrap();
         p.terminate().unwrap();
         match p.join() {
@@ -136,7 +136,7 @@ fn terminate_and_kill_report_signals() {
         }
         assert_eq!(p.exitcode(), Some(-15));
 
-        let mut p = Process::new(sleep_ms, 30_000).daemon(true);
+        let mut p = Process::new(sleep_ms, 30_000).with_daemon(true);
         p.start().unwrap();
         p.kill().unwrap();
         match p.join() {
@@ -179,7 +179,7 @@ fn the_sentinel_becomes_readable_at_exit() {
 #[test]
 fn a_dropped_daemon_is_killed_and_reaped() {
     within(SECS(30), || {
-        let mut p = Process::new(sleep_ms, 30_000).daemon(true);
+        let mut p = Process::new(sleep_ms, 30_000).with_daemon(true);
         assert!(p.is_daemon());
         p.start().unwrap();
         let pid = p.pid().unwrap();
@@ -208,7 +208,7 @@ fn parent_of_sleeper(_: ()) -> u32 {
 #[test]
 fn children_die_with_their_parent_even_on_sigkill() {
     within(SECS(30), || {
-        let mut p = Process::new(parent_of_sleeper, ()).daemon(true);
+        let mut p = Process::new(parent_of_sleeper, ()).with_daemon(true);
         p.start().unwrap();
         let middle = p.pid().unwrap();
         let file = std::env::temp_dir().join(format!("multiproc-grandchild-{middle}"));
@@ -239,8 +239,10 @@ fn listed(pid: Option<u32>) -> Option<(String, bool)> {
 #[test]
 fn active_children_lists_the_live_children_only() {
     within(SECS(30), || {
-        let mut sleeper = KillOnDrop(Process::new(sleep_ms, 30_000).name("sleeper"));
-        let mut daemon = Process::new(sleep_ms, 30_000).name("lurker").daemon(true);
+        let mut sleeper = KillOnDrop(Process::new(sleep_ms, 30_000).with_name("sleeper"));
+        let mut daemon = Process::new(sleep_ms, 30_000)
+            .with_name("lurker")
+            .with_daemon(true);
         let mut quick = Process::new(sleep_ms, 0);
         sleeper.start().unwrap();
         daemon.start().unwrap();
@@ -264,7 +266,7 @@ fn active_children_lists_the_live_children_only() {
         assert_eq!(sleeper.exitcode(), Some(-9));
 
         // A child whose handle was dropped is listed while it runs, and reaped when it ends.
-        let mut dropped = Process::new(sleep_ms, 300).name("dropped");
+        let mut dropped = Process::new(sleep_ms, 300).with_name("dropped");
         dropped.start().unwrap();
         let pid = dropped.pid();
         drop(dropped);
@@ -292,7 +294,7 @@ fn parent_of_plain_grandchild(pids: Queue<u32>) {
 fn a_plain_grandchild_outlives_a_killed_process() {
     within(SECS(30), || {
         let pids = Queue::new().unwrap();
-        let mut p = Process::new(parent_of_plain_grandchild, pids.clone()).daemon(true);
+        let mut p = Process::new(parent_of_plain_grandchild, pids.clone()).with_daemon(true);
         p.start().unwrap();
         let grandchild = pids.get_timeout(SECS(10)).unwrap();
         p.kill().unwrap();

@@ -12,6 +12,7 @@ mod deaths;
 mod handoff;
 mod imap;
 mod job;
+mod joinable;
 mod link;
 mod pace;
 mod placed;
@@ -21,8 +22,7 @@ mod starts;
 mod supervisor;
 
 use std::sync::{Arc, Mutex};
-use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -38,6 +38,7 @@ use crate::wire::fds::{self, FdSet};
 use handoff::{Admission, Config, InitTask, PoolState, Shared};
 use imap::Order;
 use job::{Chunk, ChunkBuilder, Chunking, Sink, python_chunksize};
+use joinable::{Joinable, ThreadEnd};
 use readahead::Readahead;
 use result::{CallbackQueue, Gather, Slot, lock};
 use supervisor::Supervisor;
@@ -196,12 +197,11 @@ impl PoolBuilder {
             launch: self.launch,
         })?;
         let supervisor = Supervisor::new(shared.clone());
-        let handle = std::thread::Builder::new()
-            .name("multiproc-supervisor".into())
-            .spawn(move || supervisor.run())?;
+        let supervisor = Joinable::spawn("multiproc-supervisor", move || supervisor.run())?;
         Ok(Pool {
             shared,
-            supervisor: Mutex::new(Some(handle)),
+            supervisor_end: supervisor.end(),
+            supervisor: Mutex::new(supervisor),
             callbacks: CallbackQueue::new(),
             processes,
         })
@@ -240,7 +240,9 @@ impl PoolBuilder {
 /// ```
 pub struct Pool {
     shared: Arc<Shared>,
-    supervisor: Mutex<Option<JoinHandle<()>>>,
+    supervisor: Mutex<Joinable>,
+    /// When the supervisor thread has ended (its workers are gone).
+    supervisor_end: ThreadEnd,
     callbacks: Arc<CallbackQueue>,
     processes: usize,
 }
@@ -288,12 +290,28 @@ fn exact_len(items: &impl Iterator) -> Option<usize> {
 }
 
 impl Pool {
-    /// A pool of `n` worker processes with default settings.
+    /// A pool of `processes` worker processes with default settings: `Pool::new(4)`, or
+    /// `Pool::new(None)` for one per CPU ([`cpu_count()`](crate::cpu_count)), as Python's
+    /// `Pool()`.
+    ///
+    /// # Examples
+    /// ```
+    /// multiproc::init();
+    /// let pool = multiproc::Pool::new(None)?;
+    /// assert_eq!(pool.processes(), multiproc::cpu_count());
+    /// assert_eq!(multiproc::Pool::new(3)?.processes(), 3);
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
     ///
     /// # Errors
     /// As [`PoolBuilder::build`].
-    pub fn new(n: usize) -> Result<Pool> {
-        Self::builder().processes(n).build()
+    pub fn new(processes: impl Into<Option<usize>>) -> Result<Pool> {
+        let builder = Self::builder();
+        match processes.into() {
+            Some(n) => builder.processes(n),
+            None => builder,
+        }
+        .build()
     }
 
     /// A builder for a configured pool.
@@ -725,7 +743,7 @@ impl Pool {
     /// Like Python's `terminate`. Returns once the workers are gone.
     pub fn terminate(&self) {
         let _ = self.shared.set_state(PoolState::Terminating);
-        self.wait_supervisor();
+        let _ = self.wait_supervisor(None);
     }
 
     /// Waits for the workers to exit and for callbacks to finish. Call [`close`](Self::close)
@@ -741,24 +759,54 @@ impl Pool {
     /// # Errors
     /// [`Error::PoolStillRunning`] if neither was called (Python raises `ValueError`).
     pub fn join(&self) -> Result<()> {
+        self.join_until(None)
+    }
+
+    /// Like [`join`](Self::join), waiting at most `timeout`.
+    ///
+    /// # Errors
+    /// [`Error::Timeout`] if the workers or the callbacks still run when the time is up; the
+    /// pool goes on finishing its work, and `join` or `join_timeout` may be called again.
+    /// Otherwise as [`join`](Self::join).
+    ///
+    /// # Examples
+    /// ```
+    /// # use std::time::Duration;
+    /// fn nap(ms: u64) -> u64 { std::thread::sleep(Duration::from_millis(ms)); ms }
+    ///
+    /// multiproc::init();
+    /// let pool = multiproc::Pool::new(1)?;
+    /// let slow = pool.apply_async(nap, 300);
+    /// pool.close();
+    /// assert!(matches!(pool.join_timeout(Duration::from_millis(10)), Err(multiproc::Error::Timeout)));
+    /// pool.join()?; // the task was not lost
+    /// assert_eq!(slow.get()?, 300);
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
+    pub fn join_timeout(&self, timeout: Duration) -> Result<()> {
+        self.join_until(Instant::now().checked_add(timeout))
+    }
+
+    fn join_until(&self, deadline: Option<Instant>) -> Result<()> {
         if lock(&self.shared.inbox).state == PoolState::Running {
             return Err(Error::PoolStillRunning);
         }
         let _ = self.shared.set_state(PoolState::Joining);
-        self.wait_supervisor();
-        Ok(())
+        self.wait_supervisor(deadline)
     }
 
-    fn wait_supervisor(&self) {
-        // Held while joining, so that a second, concurrent join() waits for the first.
-        let mut supervisor = lock(&self.supervisor);
-        if let Some(handle) = supervisor.take() {
-            let _ = handle.join();
+    /// Waits for the supervisor thread, then for the callbacks, until `deadline`.
+    fn wait_supervisor(&self, deadline: Option<Instant>) -> Result<()> {
+        if !self.supervisor_end.wait_until(deadline) {
+            return Err(Error::Timeout);
         }
-        drop(supervisor);
+        lock(&self.supervisor).join_if_ended();
         // Results read by a waiting caller may still be on their way to their callbacks.
         self.shared.wait_in_hand();
-        self.callbacks.shutdown();
+        if !self.callbacks.shutdown_until(deadline) {
+            return Err(Error::Timeout);
+        }
+        Ok(())
     }
 }
 

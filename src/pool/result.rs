@@ -7,12 +7,12 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, Weak};
-use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use serde::de::DeserializeOwned;
 
 use super::job::{Collector, Piece, Sink, WaiterId, decode_pieces};
+use super::joinable::Joinable;
 use super::placed::{Misplaced, Placed};
 use crate::error::{Error, Result};
 
@@ -26,7 +26,7 @@ pub(crate) struct CallbackQueue {
 #[derive(Default)]
 struct CallbackThread {
     tx: Option<mpsc::Sender<Job>>,
-    handle: Option<JoinHandle<()>>,
+    thread: Option<Joinable>,
     shut: bool,
 }
 
@@ -61,16 +61,14 @@ impl CallbackQueue {
         }
         if inner.tx.is_none() {
             let (tx, rx) = mpsc::channel::<Job>();
-            match std::thread::Builder::new()
-                .name("multiproc-callbacks".into())
-                .spawn(move || {
-                    for job in rx {
-                        job();
-                    }
-                }) {
-                Ok(handle) => {
+            match Joinable::spawn("multiproc-callbacks", move || {
+                for job in rx {
+                    job();
+                }
+            }) {
+                Ok(thread) => {
                     inner.tx = Some(tx);
-                    inner.handle = Some(handle);
+                    inner.thread = Some(thread);
                 }
                 Err(_) => {
                     // No thread to be had: run the callback here rather than never.
@@ -86,19 +84,26 @@ impl CallbackQueue {
         }
     }
 
-    /// Runs what is queued, then stops the thread. Later callbacks get threads of their own.
-    pub(crate) fn shutdown(&self) {
-        let handle = {
+    /// Runs what is queued, then stops the thread; waits for that until `deadline` (`None`: no
+    /// limit) and returns whether it is done. Later callbacks get threads of their own. Called
+    /// from a callback (on the thread itself), it does not wait.
+    pub(crate) fn shutdown_until(&self, deadline: Option<Instant>) -> bool {
+        let end = {
             let mut inner = lock(&self.inner);
             inner.shut = true;
             inner.tx = None;
-            inner.handle.take()
-        };
-        if let Some(handle) = handle {
-            if handle.thread().id() != std::thread::current().id() {
-                let _ = handle.join();
+            match &inner.thread {
+                Some(t) if t.id() != Some(std::thread::current().id()) => t.end(),
+                _ => return true,
             }
+        };
+        if !end.wait_until(deadline) {
+            return false;
         }
+        if let Some(t) = lock(&self.inner).thread.as_mut() {
+            t.join_if_ended();
+        }
+        true
     }
 }
 
