@@ -34,7 +34,7 @@ fn queue_seconds(n: u64) -> Result<f64, multiproc::Error> {
     for i in 0..n {
         q.put(i)?;
     }
-    let sum = p.join()?;
+    let sum = p.into_value()?;
     let dt = t.elapsed().as_secs_f64();
     assert_eq!(sum, n * (n - 1) / 2);
     Ok(dt)

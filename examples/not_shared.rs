@@ -46,8 +46,8 @@ fn main() -> Result<(), Error> {
         p.start()?;
     }
     let copies = procs
-        .iter_mut()
-        .map(Process::join)
+        .into_iter()
+        .map(Process::into_value)
         .collect::<Result<Vec<_>, _>>()?;
 
     println!("parent after:  {items:?}");

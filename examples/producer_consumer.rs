@@ -62,7 +62,7 @@ fn main() -> Result<(), Error> {
     prod.start()?;
     cons.start()?;
     prod.join()?;
-    let consumed = cons.join()?;
+    let consumed = cons.into_value()?;
     println!("parent: the consumer got {consumed:?}");
     assert_eq!(consumed, (0..ITEMS).collect::<Vec<_>>());
     Ok(())

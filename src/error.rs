@@ -144,6 +144,12 @@ pub enum Error {
     /// same executable as the parent).
     #[error("could not start the child process: {0}")]
     Spawn(String),
+    /// The process was not started yet (`join`, say, before `start`).
+    #[error("the process was not started")]
+    NotStarted,
+    /// The process was started already: a `Process` runs once.
+    #[error("the process was already started")]
+    AlreadyStarted,
     /// The other end of a channel is gone.
     #[error("the other end disconnected")]
     Disconnected,
@@ -185,3 +191,79 @@ pub enum Error {
 
 /// `Result` with [`Error`].
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// A copy of the error: what it says is kept whole, so that an outcome kept by a handle (a
+/// [`Process`](crate::Process)'s) can be reported again. An [`Error::Io`] is copied as its OS
+/// error code where it has one, otherwise as its kind and message.
+impl Clone for Error {
+    fn clone(&self) -> Self {
+        match self {
+            Error::TaskPanicked {
+                message,
+                location,
+                backtrace,
+            } => Error::TaskPanicked {
+                message: message.clone(),
+                location: location.clone(),
+                backtrace: backtrace.clone(),
+            },
+            Error::WorkerDied { pid, cause, task } => Error::WorkerDied {
+                pid: *pid,
+                cause: cause.clone(),
+                task: *task,
+            },
+            Error::TaskTimeout { task, after, pid } => Error::TaskTimeout {
+                task: *task,
+                after: *after,
+                pid: *pid,
+            },
+            Error::Timeout => Error::Timeout,
+            Error::PoolClosed => Error::PoolClosed,
+            Error::PoolStillRunning => Error::PoolStillRunning,
+            Error::PoolTerminated => Error::PoolTerminated,
+            Error::InitializerFailed(e) => Error::InitializerFailed(e.clone()),
+            Error::Encode(m) => Error::Encode(m.clone()),
+            Error::Decode(m) => Error::Decode(m.clone()),
+            Error::Protocol(m) => Error::Protocol(m.clone()),
+            Error::Spawn(m) => Error::Spawn(m.clone()),
+            Error::NotStarted => Error::NotStarted,
+            Error::AlreadyStarted => Error::AlreadyStarted,
+            Error::Disconnected => Error::Disconnected,
+            Error::ResultTaken => Error::ResultTaken,
+            Error::OwnerDied { thread } => Error::OwnerDied { thread: *thread },
+            Error::Deadlock => Error::Deadlock,
+            Error::ReleasedTooManyTimes => Error::ReleasedTooManyTimes,
+            Error::BrokenBarrier => Error::BrokenBarrier,
+            Error::InvalidArgument(m) => Error::InvalidArgument(m.clone()),
+            Error::Full => Error::Full,
+            Error::Closed => Error::Closed,
+            Error::Io(e) => Error::Io(match e.raw_os_error() {
+                Some(code) => std::io::Error::from_raw_os_error(code),
+                None => std::io::Error::new(e.kind(), e.to_string()),
+            }),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_copied_error_says_the_same() {
+        let errors = [
+            Error::TaskPanicked {
+                message: "boom".into(),
+                location: Some("a.rs:1:2".into()),
+                backtrace: None,
+            },
+            Error::InitializerFailed(Box::new(Error::Decode("bad".into()))),
+            Error::Io(std::io::Error::from_raw_os_error(24)),
+            Error::Io(std::io::Error::other("custom")),
+        ];
+        for e in errors {
+            assert_eq!(e.clone().to_string(), e.to_string());
+            assert_eq!(format!("{:?}", e.clone()), format!("{e:?}"));
+        }
+    }
+}

@@ -23,7 +23,7 @@
 //! multiproc::init();
 //! let mut p = multiproc::Process::new(cube, 4);
 //! p.start()?;
-//! assert_eq!(p.join()?, 64); // join() returns the function's value
+//! assert_eq!(*p.join()?, 64); // join() returns the function's value
 //! # Ok::<(), multiproc::Error>(())
 //! ```
 //!

@@ -75,7 +75,7 @@ enum State<R> {
 /// multiproc::init();
 /// let mut p = multiproc::Process::new(cube, 3).with_name("cuber");
 /// p.start()?;
-/// assert_eq!(p.join()?, 27);
+/// assert_eq!(*p.join()?, 27);
 /// assert_eq!(p.exitcode(), Some(0));
 /// # Ok::<(), multiproc::Error>(())
 /// ```
@@ -138,8 +138,8 @@ impl<R: Data> Process<R> {
     /// let mut adder = multiproc::Process::new(add, (2, 3));
     /// greeter.start()?;
     /// adder.start()?;
-    /// assert_eq!(greeter.join()?, "hello");
-    /// assert_eq!(adder.join()?, 5);
+    /// assert_eq!(greeter.into_value()?, "hello");
+    /// assert_eq!(*adder.join()?, 5);
     /// # Ok::<(), multiproc::Error>(())
     /// ```
     pub fn new<F, Args, K>(f: F, args: Args) -> Self
@@ -217,11 +217,11 @@ impl<R: Data> Process<R> {
     /// Starts the child and hands it the function and its argument.
     ///
     /// # Errors
-    /// The process was already started, the argument cannot be encoded, or the child could not
-    /// be started ([`Error::Spawn`]).
+    /// The process was already started ([`Error::AlreadyStarted`]: a `Process` runs once), the
+    /// argument cannot be encoded, or the child could not be started ([`Error::Spawn`]).
     pub fn start(&mut self) -> Result<()> {
         if !matches!(self.state, State::Created) {
-            return Err(Error::Spawn("the process was already started".into()));
+            return Err(Error::AlreadyStarted);
         }
         let payload = match &self.payload {
             Ok(p) => p,
@@ -265,13 +265,34 @@ impl<R: Data> Process<R> {
         Ok(())
     }
 
-    /// Waits for the child to finish and returns the function's value.
+    /// Waits for the child to finish and returns the function's value, like Python's `join()`
+    /// — which may be called again, as here: the value stays with the process, and every join
+    /// after the child ended returns it (or the same error) at once. Take it out with
+    /// [`into_value`](Self::into_value).
+    ///
+    /// # Examples
+    /// ```
+    /// use std::time::Duration;
+    /// fn nap(ms: u64) -> u64 { std::thread::sleep(Duration::from_millis(ms)); ms }
+    ///
+    /// multiproc::init();
+    /// let mut p = multiproc::Process::new(nap, 200);
+    /// p.start()?;
+    /// // Python's `p.join(0.01); if p.is_alive(): …`
+    /// assert!(matches!(p.join_timeout(Duration::from_millis(10)), Err(multiproc::Error::Timeout)));
+    /// assert!(p.is_alive());
+    /// assert_eq!(*p.join()?, 200);
+    /// assert_eq!(*p.join()?, 200); // again: the same value
+    /// assert_eq!(p.exitcode(), Some(0));
+    /// assert_eq!(p.into_value()?, 200);
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
     ///
     /// # Errors
     /// The function panicked ([`Error::TaskPanicked`]); the child died before answering
-    /// ([`Error::WorkerDied`], with the signal or exit status); the process was never started;
-    /// or the value was already returned by an earlier join.
-    pub fn join(&mut self) -> Result<R> {
+    /// ([`Error::WorkerDied`], with the signal or exit status); the process was not started
+    /// ([`Error::NotStarted`]). A failure of the wait itself ([`Error::Io`]) can be retried.
+    pub fn join(&mut self) -> Result<&R> {
         self.wait(None)
     }
 
@@ -280,11 +301,27 @@ impl<R: Data> Process<R> {
     /// # Errors
     /// [`Error::Timeout`] if the child is still running (it is left running; join again later),
     /// otherwise as [`join`](Self::join).
-    pub fn join_timeout(&mut self, timeout: Duration) -> Result<R> {
+    pub fn join_timeout(&mut self, timeout: Duration) -> Result<&R> {
         self.wait(Instant::now().checked_add(timeout))
     }
 
-    fn wait(&mut self, deadline: Option<Instant>) -> Result<R> {
+    /// Waits for the child to finish and hands over the function's value, giving up the
+    /// process (as `std::thread::JoinHandle::join` does).
+    ///
+    /// # Errors
+    /// As [`join`](Self::join).
+    pub fn into_value(mut self) -> Result<R> {
+        self.wait(None)?;
+        match std::mem::replace(&mut self.state, State::Created) {
+            State::Started {
+                outcome: Some(outcome),
+                ..
+            } => outcome,
+            _ => unreachable!("a process that was joined has its outcome"),
+        }
+    }
+
+    fn wait(&mut self, deadline: Option<Instant>) -> Result<&R> {
         let State::Started {
             link,
             child,
@@ -292,7 +329,7 @@ impl<R: Data> Process<R> {
             exit,
         } = &mut self.state
         else {
-            return Err(Error::Spawn("the process was never started".into()));
+            return Err(Error::NotStarted);
         };
         if outcome.is_none() && !link.channel.at_eof() {
             // Read the answer first: the child cannot exit until a large one is read. Once the
@@ -311,23 +348,15 @@ impl<R: Data> Process<R> {
             }
             *exit = Some(children::reap_exited(*child)?);
         }
-        let pid = link.pid;
-        let died = exit.map_or(Death::Unknown, |e| link.death(e));
-        match outcome.take() {
-            Some(value) => {
-                // Leave a marker so a second join reports that the value was handed out.
-                *outcome = Some(Err(Error::ResultTaken));
-                value
-            }
-            None => {
-                *outcome = Some(Err(Error::ResultTaken));
-                Err(Error::WorkerDied {
-                    pid,
-                    cause: died,
-                    task: Some(0),
-                })
-            }
-        }
+        let outcome = outcome.get_or_insert_with(|| {
+            // It ended without answering.
+            Err(Error::WorkerDied {
+                pid: link.pid,
+                cause: exit.map_or(Death::Unknown, |e| link.death(e)),
+                task: Some(0),
+            })
+        });
+        outcome.as_ref().map_err(Error::clone)
     }
 
     /// Whether the child has been started and has not exited.

@@ -24,7 +24,7 @@ fn inner_main_runs() {
     assert!(!multiproc::current_process().is_worker());
     let mut p = Process::new(double, 21u32);
     p.start().unwrap();
-    assert_eq!(p.join().unwrap(), 42);
+    assert_eq!(p.join().cloned().unwrap(), 42);
     println!("main ran");
 }
 
@@ -149,7 +149,7 @@ fn tasks_and_the_programs_they_start_do_not_see_the_marker() {
         assert!(!stderr.contains(ENV), "{stderr}");
         let mut p = Process::new(look_for_marker, exe);
         p.start().unwrap();
-        let (own, ok, stdout, stderr) = p.join().unwrap();
+        let (own, ok, stdout, stderr) = p.join().cloned().unwrap();
         assert_eq!(own, None, "a process sees {ENV}");
         assert!(ok && stdout.contains("main ran"), "{stdout}\n{stderr}");
         assert!(!stderr.contains(ENV), "{stderr}");

@@ -113,7 +113,7 @@ fn program(name: &str) {
             let output = PathBuf::from(std::env::var_os(OUTPUT).unwrap());
             let mut p = Process::new(start_writer_and_return, (output, "grandchild".into()));
             p.start().unwrap();
-            let grandchild = p.join().unwrap();
+            let grandchild = p.join().cloned().unwrap();
             println!("{}\n{grandchild}", p.pid().unwrap());
         }
         // Killed from outside while its child sleeps.

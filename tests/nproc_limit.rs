@@ -41,7 +41,7 @@ fn inner_spawn_under_a_process_limit() {
     within(SECS(60), || {
         let mut p = Process::new(double, 21u32);
         p.start().unwrap();
-        assert_eq!(p.join().unwrap(), 42);
+        assert_eq!(p.join().cloned().unwrap(), 42);
         let pool = Pool::new(2).unwrap();
         assert_eq!(pool.apply(double, 4).unwrap(), 8);
     });

@@ -49,7 +49,7 @@ fn duplex_messages_go_both_ways() {
             assert_eq!(mine.recv().unwrap(), i * 2);
         }
         mine.close();
-        assert_eq!(p.join().unwrap(), 1000);
+        assert_eq!(p.join().cloned().unwrap(), 1000);
         assert!(matches!(mine.recv(), Err(Error::Closed)));
     });
 }

@@ -309,7 +309,7 @@ fn imap_resident_memory_stays_flat_on_an_endless_input() {
         let n = 6_000_000;
         let mut p = multiproc::Process::new(endless_imap_rss, n);
         p.start().unwrap();
-        let (early, late) = p.join().unwrap();
+        let (early, late) = p.join().cloned().unwrap();
         assert!(early > 0, "no VmRSS");
         // Reading the whole input (or a window that grows with it) would hold ~100 MiB of
         // arguments and results by the end; a window holds a few MiB, whatever `n` is.

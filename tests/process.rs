@@ -60,11 +60,24 @@ fn join_returns_the_value_and_exit_code_is_zero() {
         assert_eq!(p.exitcode(), None);
         p.start().unwrap();
         assert!(p.pid().is_some());
-        assert_eq!(p.join().unwrap(), 27);
+        assert_eq!(*p.join().unwrap(), 27);
         assert_eq!(p.exitcode(), Some(0));
         assert!(!p.is_alive());
-        // The value was handed out once.
-        assert!(matches!(p.join(), Err(Error::ResultTaken)));
+        // Joining again, as Python allows, gives the value again; then it can be taken.
+        assert_eq!(*p.join().unwrap(), 27);
+        assert_eq!(*p.join_timeout(Duration::ZERO).unwrap(), 27);
+        assert_eq!(p.into_value().unwrap(), 27);
+        // Misuse says what it was.
+        let mut never = Process::new(cube, 1);
+        assert!(matches!(never.join(), Err(Error::NotStarted)));
+        assert!(matches!(
+            never.join_timeout(SECS(1)),
+            Err(Error::NotStarted)
+        ));
+        assert!(matches!(
+            Process::new(cube, 1).into_value(),
+            Err(Error::NotStarted)
+        ));
     });
 }
 
@@ -79,12 +92,12 @@ fn the_child_knows_its_name_and_run_stays_here() {
         assert_eq!(name, "MainProcess");
         assert!(!worker);
         p.start().unwrap();
-        let (pid, name, worker) = p.join().unwrap();
+        let (pid, name, worker) = p.join().cloned().unwrap();
         assert_eq!(Some(pid), p.pid());
         assert_ne!(pid, std::process::id());
         assert_eq!(name, "worker-x");
         assert!(worker);
-        assert!(matches!(p.start(), Err(Error::Spawn(_))));
+        assert!(matches!(p.start(), Err(Error::AlreadyStarted)));
     });
 }
 
@@ -103,6 +116,13 @@ fn a_panic_comes_back_with_message_and_location() {
             other => panic!("{other:?}"),
         }
         assert_eq!(p.exitcode(), Some(1));
+        // Every join reports the same failure.
+        for _ in 0..2 {
+            assert!(
+                matches!(p.join(), Err(Error::TaskPanicked { message, .. }) if message == "kaboom")
+            );
+        }
+        assert!(matches!(p.into_value(), Err(Error::TaskPanicked { .. })));
     });
 }
 
@@ -117,7 +137,7 @@ fn join_timeout_and_is_alive() {
             Err(Error::Timeout)
         ));
         assert!(p.is_alive());
-        assert_eq!(p.join_timeout(SECS(10)).unwrap(), 400);
+        assert_eq!(p.join_timeout(SECS(10)).cloned().unwrap(), 400);
         assert!(!p.is_alive());
     });
 }
@@ -172,7 +192,7 @@ fn the_sentinel_becomes_readable_at_exit() {
         };
         assert_eq!(rustix::event::poll(&mut fds, Some(&ten)).unwrap(), 1);
         assert!(t.elapsed() >= Duration::from_millis(150));
-        assert_eq!(p.join().unwrap(), 200);
+        assert_eq!(p.join().cloned().unwrap(), 200);
     });
 }
 
@@ -319,7 +339,7 @@ fn shout(word: String) -> usize {
 fn inner_child_prints() {
     let mut p = Process::new(shout, "hello".to_string());
     p.start().unwrap();
-    assert_eq!(p.join().unwrap(), 5);
+    assert_eq!(p.join().cloned().unwrap(), 5);
 }
 
 #[test]

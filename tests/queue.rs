@@ -46,11 +46,11 @@ fn many_producers_and_consumers_lose_and_duplicate_nothing() {
                 p.start().unwrap();
             }
             for p in &mut prods {
-                assert_eq!(p.join().unwrap(), per_producer);
+                assert_eq!(p.join().cloned().unwrap(), per_producer);
             }
             let mut seen = HashSet::new();
             for c in &mut cons {
-                let got = c.join().unwrap();
+                let got = c.join().cloned().unwrap();
                 // FIFO per producer, as seen by each consumer.
                 let mut last = vec![None; producers as usize];
                 for &(p, i) in &got {
@@ -92,7 +92,7 @@ fn a_bounded_queue_blocks_times_out_and_gives_the_item_back() {
         );
         p.start().unwrap();
         q.put(5).unwrap();
-        assert_eq!(p.join().unwrap(), 1);
+        assert_eq!(p.join().cloned().unwrap(), 1);
         assert_eq!(q.get().unwrap(), 2);
         assert_eq!(q.get().unwrap(), 5);
         // Alone with the queue, this process gets a clear answer instead of a wait...
@@ -122,7 +122,7 @@ fn big_items_and_items_with_handles_travel() {
         );
         p.start().unwrap();
         q.put(big.clone()).unwrap();
-        assert_eq!(p.join().unwrap(), big.len());
+        assert_eq!(p.join().cloned().unwrap(), big.len());
         let back = q.get_timeout(SECS(10)).unwrap();
         assert!(back.iter().rev().eq(big.iter()));
 

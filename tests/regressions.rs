@@ -44,7 +44,7 @@ fn exitcode_before_join_keeps_the_value() {
         p.start().unwrap();
         std::thread::sleep(Duration::from_millis(500));
         assert_eq!(p.exitcode(), Some(0));
-        let r = p.join();
+        let r = p.join().cloned();
         assert_eq!(r.unwrap(), 27);
     });
 }

@@ -41,7 +41,11 @@ fn an_anonymous_segment_written_by_a_child_is_seen_by_the_parent() {
         assert_eq!(shm.name(), None);
         let mut p = Process::new(fill, (shm.clone(), 7));
         p.start().unwrap();
-        assert_eq!(p.join().unwrap(), 1000, "the child sees the exact size");
+        assert_eq!(
+            p.join().cloned().unwrap(),
+            1000,
+            "the child sees the exact size"
+        );
         assert!(read_all(&shm).iter().all(|&b| b == 7));
     });
 }
@@ -87,7 +91,7 @@ fn a_named_segment_is_opened_by_name_in_another_process() {
         shm.write(0, b"ping!").unwrap();
         let mut p = Process::new(open_and_answer, name.clone());
         p.start().unwrap();
-        assert_eq!(p.join().unwrap(), Ok((13, b"ping!".to_vec())));
+        assert_eq!(p.join().cloned().unwrap(), Ok((13, b"ping!".to_vec())));
         let mut answer = [0; 4];
         shm.read(8, &mut answer).unwrap();
         assert_eq!(&answer, b"pong");

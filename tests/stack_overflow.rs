@@ -113,7 +113,7 @@ fn a_stack_overflow_in_a_process_is_reported_by_join() {
     within(SECS(60), || {
         let mut p = Process::new(overflow, 0);
         p.start().unwrap();
-        assert_stack_overflow(p.join());
+        assert_stack_overflow(p.join().cloned());
         // The exit code is unchanged: the process still died by SIGSEGV.
         assert_eq!(p.exitcode(), Some(-11));
 

@@ -55,7 +55,7 @@ fn condition_waiters_in_other_processes_see_notifications() {
             guard.notify_all();
         }
         for (i, w) in waiters.iter_mut().enumerate() {
-            assert!(w.join().unwrap() >= (i as u32 + 1) * 10);
+            assert!(w.join().cloned().unwrap() >= (i as u32 + 1) * 10);
         }
     });
 }
@@ -93,7 +93,7 @@ fn a_barrier_releases_all_parties_each_round() {
         let mine = meet((barrier.clone(), 5));
         let mut per_round: Vec<Vec<u32>> = vec![mine];
         for p in &mut ps {
-            per_round.push(p.join().unwrap());
+            per_round.push(p.join().cloned().unwrap());
         }
         for round in 0..5 {
             let mut idx: Vec<u32> = per_round.iter().map(|r| r[round]).collect();

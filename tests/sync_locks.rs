@@ -31,7 +31,7 @@ fn a_counter_under_contention_from_three_processes_is_exact() {
         // The parent competes too.
         add_under_lock((counter.clone(), 20_000));
         for p in &mut procs {
-            assert_eq!(p.join().unwrap(), 20_000);
+            assert_eq!(p.join().cloned().unwrap(), 20_000);
         }
         assert_eq!(counter.get().unwrap(), 80_000);
     });
@@ -156,7 +156,7 @@ fn semaphore_units_cross_processes() {
         for _ in 0..100 {
             sem.release().unwrap();
         }
-        assert_eq!(p.join().unwrap(), 100);
+        assert_eq!(p.join().cloned().unwrap(), 100);
         assert_eq!(sem.get_value(), 0);
         assert!(sem.try_acquire().is_none());
         assert!(matches!(
