@@ -96,14 +96,24 @@ pub enum Error {
     /// The process running the task died before answering (killed, crashed, overflowed its
     /// stack, or exited). `cause` says which; the pool replaces the worker and runs the other
     /// tasks, and `Process::join` reports the same way.
-    #[error("worker died ({cause}) while running task {}, pid {pid}", task.map(|t| t.to_string()).unwrap_or_else(|| "?".into()))]
+    ///
+    /// # Examples
+    /// ```
+    /// use multiproc::{Death, Error};
+    ///
+    /// let e = Error::WorkerDied { pid: 4242, cause: Death::Exit(3), task: 7 };
+    /// assert_eq!(e.to_string(), "worker died (exit status 3) while running task 7, pid 4242");
+    /// ```
+    #[error("worker died ({cause}) while running task {task}, pid {pid}")]
     WorkerDied {
         /// Process id of the worker.
         pid: u32,
         /// The signal or exit status, or [`Death::StackOverflow`] when the signal was one.
         cause: Death,
-        /// Index of the task within its call (`map` position; 0 for `apply`).
-        task: Option<usize>,
+        /// Index of the task within its call: its position in `map`'s input, 0 for `apply`
+        /// and for a [`Process`](crate::Process) (whose target is one task). Always known:
+        /// the pool blames only items it handed to that worker.
+        task: usize,
     },
     /// The task ran longer than the pool's `task_timeout`; its worker was killed and replaced.
     #[error("task {task} timed out after {after:?} (worker pid {pid} was killed)")]
@@ -147,7 +157,29 @@ pub enum Error {
     /// The other end of a channel is gone.
     #[error("the other end disconnected")]
     Disconnected,
-    /// The result was already taken out by an earlier `get`.
+    /// [`Process::join`](crate::Process::join) or another call that needs a running or
+    /// finished process was made on one that was never started: there is nothing to wait for
+    /// (Python raises `AssertionError` there).
+    ///
+    /// # Examples
+    /// ```
+    /// let e = multiproc::Error::NotStarted;
+    /// assert_eq!(e.to_string(), "the process was not started");
+    /// ```
+    #[error("the process was not started")]
+    NotStarted,
+    /// [`Process::start`](crate::Process::start) was called a second time: a process runs at
+    /// most once (Python raises `AssertionError` there); make a new `Process` to run it again.
+    ///
+    /// # Examples
+    /// ```
+    /// let e = multiproc::Error::AlreadyStarted;
+    /// assert_eq!(e.to_string(), "the process was already started");
+    /// ```
+    #[error("the process was already started")]
+    AlreadyStarted,
+    /// The result was already taken out by an earlier `get` (or `join`): a value is handed
+    /// over once, like an item taken from a queue.
     #[error("the result was already taken")]
     ResultTaken,
     /// The thread that held a lock died while holding it (its process was killed, say). The

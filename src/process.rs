@@ -299,7 +299,7 @@ impl<R: Serialize + DeserializeOwned + Send + 'static> Process<R> {
                 Err(Error::WorkerDied {
                     pid,
                     cause: died,
-                    task: Some(0),
+                    task: 0,
                 })
             }
         }
