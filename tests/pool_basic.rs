@@ -228,6 +228,51 @@ fn get_timeout_times_out_without_losing_the_value() {
     });
 }
 
+#[test]
+fn get_and_get_timeout_hand_the_value_over_once_whichever_comes_first() {
+    fn fails(_: u64) -> u64 {
+        panic!("boom")
+    }
+    within(SECS(30), || {
+        let pool = Pool::new(2).unwrap();
+        // `get` first, then either form finds it taken.
+        let r = pool.apply_async(square, 6);
+        assert_eq!(r.get().unwrap(), 36);
+        assert!(matches!(r.get(), Err(Error::ResultTaken)));
+        assert!(matches!(r.get_timeout(SECS(1)), Err(Error::ResultTaken)));
+        assert!(r.ready());
+        assert_eq!(r.successful(), Some(true));
+
+        // `get_timeout` first, then `get` finds it taken.
+        let r = pool.apply_async(square, 7);
+        assert_eq!(r.get_timeout(SECS(20)).unwrap(), 49);
+        assert!(matches!(r.get(), Err(Error::ResultTaken)));
+
+        // An error is handed over once too; `successful` still tells what it was.
+        let r = pool.apply_async(fails, 0);
+        assert!(matches!(r.get(), Err(Error::TaskPanicked { .. })));
+        assert!(matches!(r.get(), Err(Error::ResultTaken)));
+        assert_eq!(r.successful(), Some(false));
+
+        // Several threads waiting on one result: exactly one of them gets it.
+        let r = pool.apply_async(square, 8);
+        let got: Vec<Result<u64, Error>> = std::thread::scope(|s| {
+            let waiters: Vec<_> = (0..4).map(|_| s.spawn(|| r.get())).collect();
+            waiters.into_iter().map(|w| w.join().unwrap()).collect()
+        });
+        let values: Vec<u64> = got
+            .iter()
+            .filter_map(|g| g.as_ref().ok().copied())
+            .collect();
+        assert_eq!(values, [64], "{got:?}");
+        assert!(
+            got.iter()
+                .all(|g| matches!(g, Ok(64) | Err(Error::ResultTaken))),
+            "{got:?}"
+        );
+    });
+}
+
 #[allow(clippy::too_many_arguments)]
 fn twelve(
     a: u8,
