@@ -141,7 +141,24 @@ pub enum Error {
     /// The pool's initializer failed in a worker, so the pool cannot serve tasks.
     #[error("the pool initializer failed: {0}")]
     InitializerFailed(Box<Error>),
-    /// A value could not be encoded.
+    /// A value could not be encoded; the message says why in words: its `Serialize` failed
+    /// (with that message), it is too large for one message, or it carries a handle where
+    /// none can go — a task's result never can, as handles travel only in arguments, queue
+    /// items and pipe messages.
+    ///
+    /// # Examples
+    /// ```
+    /// fn make_queue(_: ()) -> multiproc::Queue<u32> {
+    ///     multiproc::Queue::new().unwrap()
+    /// }
+    /// multiproc::init();
+    /// let pool = multiproc::Pool::new(1)?;
+    /// match pool.apply(make_queue, ()) {
+    ///     Err(multiproc::Error::Encode(why)) => assert!(why.contains("cannot carry a multiproc handle")),
+    ///     other => panic!("{other:?}"),
+    /// }
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
     #[error("could not encode a value: {0}")]
     Encode(String),
     /// Bytes could not be decoded into the expected type.
