@@ -96,14 +96,24 @@ pub enum Error {
     /// The process running the task died before answering (killed, crashed, overflowed its
     /// stack, or exited). `cause` says which; the pool replaces the worker and runs the other
     /// tasks, and `Process::join` reports the same way.
-    #[error("worker died ({cause}) while running task {}, pid {pid}", task.map(|t| t.to_string()).unwrap_or_else(|| "?".into()))]
+    ///
+    /// # Examples
+    /// ```
+    /// use multiproc::{Death, Error};
+    ///
+    /// let e = Error::WorkerDied { pid: 4242, cause: Death::Exit(3), task: 7 };
+    /// assert_eq!(e.to_string(), "worker died (exit status 3) while running task 7, pid 4242");
+    /// ```
+    #[error("worker died ({cause}) while running task {task}, pid {pid}")]
     WorkerDied {
         /// Process id of the worker.
         pid: u32,
         /// The signal or exit status, or [`Death::StackOverflow`] when the signal was one.
         cause: Death,
-        /// Index of the task within its call (`map` position; 0 for `apply`).
-        task: Option<usize>,
+        /// Index of the task within its call: its position in `map`'s input, 0 for `apply`
+        /// and for a [`Process`](crate::Process) (whose target is one task). Always known:
+        /// the pool blames only items it handed to that worker.
+        task: usize,
     },
     /// The task ran longer than the pool's `task_timeout`; its worker was killed and replaced.
     #[error("task {task} timed out after {after:?} (worker pid {pid} was killed)")]
@@ -131,7 +141,24 @@ pub enum Error {
     /// The pool's initializer failed in a worker, so the pool cannot serve tasks.
     #[error("the pool initializer failed: {0}")]
     InitializerFailed(Box<Error>),
-    /// A value could not be encoded.
+    /// A value could not be encoded; the message says why in words: its `Serialize` failed
+    /// (with that message), it is too large for one message, or it carries a handle where
+    /// none can go — a task's result never can, as handles travel only in arguments, queue
+    /// items and pipe messages.
+    ///
+    /// # Examples
+    /// ```
+    /// fn make_queue(_: ()) -> multiproc::Queue<u32> {
+    ///     multiproc::Queue::new().unwrap()
+    /// }
+    /// multiproc::init();
+    /// let pool = multiproc::Pool::new(1)?;
+    /// match pool.apply(make_queue, ()) {
+    ///     Err(multiproc::Error::Encode(why)) => assert!(why.contains("cannot carry a multiproc handle")),
+    ///     other => panic!("{other:?}"),
+    /// }
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
     #[error("could not encode a value: {0}")]
     Encode(String),
     /// Bytes could not be decoded into the expected type.
@@ -144,16 +171,32 @@ pub enum Error {
     /// same executable as the parent).
     #[error("could not start the child process: {0}")]
     Spawn(String),
-    /// The process was not started yet (`join`, say, before `start`).
-    #[error("the process was not started")]
-    NotStarted,
-    /// The process was started already: a `Process` runs once.
-    #[error("the process was already started")]
-    AlreadyStarted,
     /// The other end of a channel is gone.
     #[error("the other end disconnected")]
     Disconnected,
-    /// The result was already taken out by an earlier `get`.
+    /// [`Process::join`](crate::Process::join) or another call that needs a running or
+    /// finished process was made on one that was never started: there is nothing to wait for
+    /// (Python raises `AssertionError` there).
+    ///
+    /// # Examples
+    /// ```
+    /// let e = multiproc::Error::NotStarted;
+    /// assert_eq!(e.to_string(), "the process was not started");
+    /// ```
+    #[error("the process was not started")]
+    NotStarted,
+    /// [`Process::start`](crate::Process::start) was called a second time: a process runs at
+    /// most once (Python raises `AssertionError` there); make a new `Process` to run it again.
+    ///
+    /// # Examples
+    /// ```
+    /// let e = multiproc::Error::AlreadyStarted;
+    /// assert_eq!(e.to_string(), "the process was already started");
+    /// ```
+    #[error("the process was already started")]
+    AlreadyStarted,
+    /// The result was already taken out by an earlier `get`: a value is handed over once,
+    /// like an item taken from a queue.
     #[error("the result was already taken")]
     ResultTaken,
     /// The thread that held a lock died while holding it (its process was killed, say). The

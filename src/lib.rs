@@ -196,7 +196,7 @@ pub use pipe::{Connection, Pipe};
 pub use pool::{AsyncResult, IMap, Pool, PoolBuilder, StartMethod};
 pub use process::Process;
 pub use queue::{JoinableQueue, PutError, Queue, SimpleQueue};
-pub use shared::array::{Array, ArrayGuard, RawArray};
+pub use shared::array::{Array, ArrayGuard, ArrayIter, RawArray};
 pub use shared::element::Element;
 pub use shared::memory::SharedMemory;
 pub use shared::value::{RawValue, Value, ValueGuard};

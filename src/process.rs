@@ -353,7 +353,7 @@ impl<R: Data> Process<R> {
             Err(Error::WorkerDied {
                 pid: link.pid,
                 cause: exit.map_or(Death::Unknown, |e| link.death(e)),
-                task: Some(0),
+                task: 0,
             })
         });
         outcome.as_ref().map_err(Error::clone)

@@ -289,6 +289,126 @@ fn get_timeout_times_out_without_losing_the_value() {
     });
 }
 
+#[test]
+fn get_and_get_timeout_hand_the_value_over_once_whichever_comes_first() {
+    fn fails(_: u64) -> u64 {
+        panic!("boom")
+    }
+    within(SECS(30), || {
+        let pool = Pool::new(2).unwrap();
+        // `get` first, then either form finds it taken.
+        let r = pool.apply_async(square, 6);
+        assert_eq!(r.get().unwrap(), 36);
+        assert!(matches!(r.get(), Err(Error::ResultTaken)));
+        assert!(matches!(r.get_timeout(SECS(1)), Err(Error::ResultTaken)));
+        assert!(r.ready());
+        assert_eq!(r.successful(), Some(true));
+
+        // `get_timeout` first, then `get` finds it taken.
+        let r = pool.apply_async(square, 7);
+        assert_eq!(r.get_timeout(SECS(20)).unwrap(), 49);
+        assert!(matches!(r.get(), Err(Error::ResultTaken)));
+
+        // An error is handed over once too; `successful` still tells what it was.
+        let r = pool.apply_async(fails, 0);
+        assert!(matches!(r.get(), Err(Error::TaskPanicked { .. })));
+        assert!(matches!(r.get(), Err(Error::ResultTaken)));
+        assert_eq!(r.successful(), Some(false));
+
+        // Several threads waiting on one result: exactly one of them gets it.
+        let r = pool.apply_async(square, 8);
+        let got: Vec<Result<u64, Error>> = std::thread::scope(|s| {
+            let waiters: Vec<_> = (0..4).map(|_| s.spawn(|| r.get())).collect();
+            waiters.into_iter().map(|w| w.join().unwrap()).collect()
+        });
+        let values: Vec<u64> = got
+            .iter()
+            .filter_map(|g| g.as_ref().ok().copied())
+            .collect();
+        assert_eq!(values, [64], "{got:?}");
+        assert!(
+            got.iter()
+                .all(|g| matches!(g, Ok(64) | Err(Error::ResultTaken))),
+            "{got:?}"
+        );
+    });
+}
+
+/// Sleeps `ms`, then returns its item's index.
+fn nap_then_index((index, ms): (usize, u64)) -> usize {
+    std::thread::sleep(Duration::from_millis(ms));
+    index
+}
+
+/// Drains `results` with `next_timeout(20 ms)`; the items in the order they came, and how many
+/// calls timed out.
+fn drain_with_timeouts<I>(results: &mut multiproc::IMap<'_, I, usize>) -> (Vec<usize>, usize)
+where
+    I: Iterator<Item = (usize, u64)>,
+{
+    let (mut got, mut timeouts) = (Vec::new(), 0);
+    while let Some(next) = results.next_timeout(Duration::from_millis(20)) {
+        match next {
+            Ok(index) => got.push(index),
+            Err(Error::Timeout) => timeouts += 1,
+            Err(other) => panic!("unexpected {other:?}"),
+        }
+    }
+    (got, timeouts)
+}
+
+#[test]
+fn imap_next_timeout_times_out_and_then_yields_every_item_in_order_once() {
+    within(SECS(30), || {
+        let pool = Pool::new(2).unwrap();
+        // Item 0 is slow; the others finish (and arrive) while the consumer waits for it.
+        let naps: Vec<(usize, u64)> = (0..12).map(|i| (i, if i == 0 { 300 } else { 5 })).collect();
+        let mut results = pool.imap(nap_then_index, naps);
+        assert!(matches!(
+            results.next_timeout(Duration::from_millis(20)),
+            Some(Err(Error::Timeout))
+        ));
+        let (got, timeouts) = drain_with_timeouts(&mut results);
+        assert_eq!(got, (0..12).collect::<Vec<_>>());
+        assert!(
+            timeouts >= 1,
+            "item 0 takes 300 ms: later waits of 20 ms time out too"
+        );
+        // Exhausted: `None` at once, from either form.
+        assert!(results.next_timeout(Duration::ZERO).is_none());
+        assert!(results.next().is_none());
+
+        // `next` goes on where a timed-out `next_timeout` stopped.
+        let mut results = pool.imap(nap_then_index, [(0, 300), (1, 0), (2, 0)]);
+        assert!(matches!(
+            results.next_timeout(Duration::from_millis(20)),
+            Some(Err(Error::Timeout))
+        ));
+        let rest: Vec<usize> = results.by_ref().map(Result::unwrap).collect();
+        assert_eq!(rest, [0, 1, 2]);
+        // A wait too long to be a deadline is no deadline.
+        assert!(results.next_timeout(Duration::MAX).is_none());
+    });
+}
+
+#[test]
+fn imap_unordered_next_timeout_times_out_and_then_yields_every_item_once() {
+    within(SECS(30), || {
+        let pool = Pool::new(2).unwrap();
+        // The first two items (one per worker) are slow: nothing can finish within 20 ms.
+        let naps: Vec<(usize, u64)> = (0..12).map(|i| (i, if i < 2 { 300 } else { 5 })).collect();
+        let mut results = pool.imap_unordered(nap_then_index, naps);
+        assert!(matches!(
+            results.next_timeout(Duration::from_millis(20)),
+            Some(Err(Error::Timeout))
+        ));
+        let (mut got, _) = drain_with_timeouts(&mut results);
+        got.sort_unstable();
+        assert_eq!(got, (0..12).collect::<Vec<_>>(), "every item exactly once");
+        assert!(results.next_timeout(Duration::ZERO).is_none());
+    });
+}
+
 #[allow(clippy::too_many_arguments)]
 fn twelve(
     a: u8,

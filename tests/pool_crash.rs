@@ -33,7 +33,7 @@ fn assert_killed_13(results: &[Result<u64, Error>]) {
                     pid,
                 }) => {
                     assert_eq!(name, "SIGKILL");
-                    assert_eq!(*task, Some(13));
+                    assert_eq!(*task, 13);
                     assert_ne!(*pid, std::process::id());
                 }
                 other => panic!("item 13: expected WorkerDied(SIGKILL), got {other:?}"),
@@ -58,7 +58,7 @@ fn sigkill_mid_map_fails_one_task_and_keeps_the_rest() {
         }
         // map reports the failure instead of hanging (CPython's Pool hangs here forever).
         match pool.map(killed_at_13, 0..50u64) {
-            Err(Error::WorkerDied { task, .. }) => assert_eq!(task, Some(13)),
+            Err(Error::WorkerDied { task, .. }) => assert_eq!(task, 13),
             other => panic!("expected WorkerDied, got {other:?}"),
         }
         // The pool still has its workers and works.
@@ -312,7 +312,7 @@ fn a_waiter_among_busy_workers_sees_its_own_worker_die() {
             let naps = pool.map_async_chunked(nap, vec![300u64; 3], 1);
             std::thread::sleep(Duration::from_millis(50));
             match pool.apply(killed_at_13, 13) {
-                Err(Error::WorkerDied { task, .. }) => assert_eq!(task, Some(0)),
+                Err(Error::WorkerDied { task, .. }) => assert_eq!(task, 0),
                 other => panic!("round {round}: expected WorkerDied, got {other:?}"),
             }
             assert_eq!(pool.apply(killed_at_13, 2).unwrap(), 4);

@@ -48,7 +48,7 @@ fn random_kills_fail_exactly_the_killing_items() {
             assert_eq!(failures.len(), kills.len(), "round {round}: {failures:?}");
             for e in &failures {
                 match e {
-                    Error::WorkerDied { task: Some(t), .. } => {
+                    Error::WorkerDied { task: t, .. } => {
                         assert!(kills.contains(&(*t as u64)), "blamed the wrong item {t}")
                     }
                     other => panic!("round {round}: unexpected {other:?}"),

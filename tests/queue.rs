@@ -251,6 +251,35 @@ fn joinable_queue_join_waits_for_task_done() {
     });
 }
 
+fn put_after((q, ms, item): (SimpleQueue<String>, u64, String)) {
+    std::thread::sleep(Duration::from_millis(ms));
+    q.put(item).unwrap();
+}
+
+#[test]
+fn simple_queue_try_get_and_get_timeout_take_what_another_process_put() {
+    within(SECS(30), || {
+        let q: SimpleQueue<String> = SimpleQueue::new().unwrap();
+        let mut p = Process::new(put_after, (q.clone(), 300, "late".to_string()));
+        p.start().unwrap();
+        assert_eq!(q.try_get().unwrap(), None);
+        let t = Instant::now();
+        assert!(matches!(
+            q.get_timeout(Duration::from_millis(50)),
+            Err(Error::Timeout)
+        ));
+        assert!(t.elapsed() >= Duration::from_millis(50));
+        assert_eq!(q.get_timeout(SECS(20)).unwrap(), "late");
+        p.join().unwrap();
+        assert_eq!(q.try_get().unwrap(), None);
+
+        // A closed handle refuses, as a Queue's does.
+        q.close();
+        assert!(matches!(q.try_get(), Err(Error::Closed)));
+        assert!(matches!(q.get_timeout(SECS(1)), Err(Error::Closed)));
+    });
+}
+
 #[test]
 fn simple_queue_round_trip() {
     let q = SimpleQueue::new().unwrap();
@@ -512,8 +541,13 @@ fn a_lone_handle_is_empty_for_try_get_and_get_timeout_not_disconnected() {
             Err(Error::Timeout)
         ));
         assert!(matches!(jq.get(), Err(Error::Disconnected)));
-        // SimpleQueue has only the blocking get: alone, it answers instead of hanging.
+        // SimpleQueue answers the same way through the same code.
         let sq: SimpleQueue<u32> = SimpleQueue::new().unwrap();
+        assert_eq!(sq.try_get().unwrap(), None);
+        assert!(matches!(
+            sq.get_timeout(Duration::from_millis(20)),
+            Err(Error::Timeout)
+        ));
         assert!(matches!(sq.get(), Err(Error::Disconnected)));
     });
 }

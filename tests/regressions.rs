@@ -411,3 +411,85 @@ fn a_short_apply_never_waits_behind_a_long_one_while_a_worker_idles() {
         assert_eq!(long.get().unwrap(), 3_000);
     });
 }
+
+fn make_queue(x: u32) -> multiproc::Queue<u32> {
+    let q = multiproc::Queue::new().unwrap();
+    q.put(x).unwrap();
+    q
+}
+
+fn make_lock(_: ()) -> multiproc::Lock {
+    multiproc::Lock::new().unwrap()
+}
+
+/// Asserts that `r` failed because a handle was returned, in plain words.
+fn assert_handle_refused<T: std::fmt::Debug>(r: Result<T, multiproc::Error>) {
+    match r {
+        Err(multiproc::Error::Encode(m)) => {
+            assert!(m.contains("cannot carry a multiproc handle"), "{m}");
+            assert!(m.contains("return plain data"), "{m}");
+            assert!(
+                !m.contains("OtherString") && !m.contains('"'),
+                "codec insides: {m}"
+            );
+        }
+        other => panic!("expected Error::Encode, got {other:?}"),
+    }
+}
+
+/// Review: a task returning a `Queue` failed with `Encode(OtherString("a multiproc handle can
+/// only be sent as …"))`: the codec's `Debug` leaked into the message, which never said that
+/// results cannot carry handles.
+#[test]
+fn a_task_returning_a_handle_is_told_results_cannot_carry_handles() {
+    within(SECS(60), || {
+        let pool = Pool::new(1).unwrap();
+        let r = pool.apply(make_queue, 7);
+        let shown = r.as_ref().map(|_| ()).unwrap_err().to_string();
+        assert!(
+            shown.starts_with("could not encode a value: a task's result cannot carry"),
+            "{shown}"
+        );
+        assert_handle_refused(r);
+        // Every item of a map fails alike, and the pool goes on serving.
+        for r in pool.imap(make_queue, 0..3) {
+            assert_handle_refused(r);
+        }
+        assert_eq!(pool.apply(cube, 3).unwrap(), 27);
+
+        // A Process's target is a task too.
+        let mut p = Process::new(make_lock, ());
+        p.start().unwrap();
+        assert_handle_refused(p.join());
+    });
+}
+
+#[derive(Debug, serde::Deserialize)]
+struct Refuses(u32);
+impl serde::Serialize for Refuses {
+    fn serialize<S: serde::Serializer>(&self, _: S) -> Result<S::Ok, S::Error> {
+        Err(serde::ser::Error::custom(format!(
+            "{} cannot be sent",
+            self.0
+        )))
+    }
+}
+fn refuses(x: u32) -> Refuses {
+    Refuses(x)
+}
+
+/// Review: a `Serialize` that returned an error reached the user as
+/// `OtherString("…")`, bincode's `Debug`; its own message is what they should see.
+#[test]
+fn a_failed_result_serialize_shows_its_own_message() {
+    within(SECS(30), || {
+        let pool = Pool::new(1).unwrap();
+        match pool.apply(refuses, 13) {
+            Err(e @ multiproc::Error::Encode(_)) => {
+                assert_eq!(e.to_string(), "could not encode a value: 13 cannot be sent")
+            }
+            other => panic!("expected Error::Encode, got {other:?}"),
+        }
+        assert_eq!(pool.apply(cube, 2).unwrap(), 8);
+    });
+}

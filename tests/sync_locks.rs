@@ -158,11 +158,41 @@ fn semaphore_units_cross_processes() {
         }
         assert_eq!(p.join().cloned().unwrap(), 100);
         assert_eq!(sem.get_value(), 0);
-        assert!(sem.try_acquire().is_none());
+        assert!(sem.try_acquire().unwrap().is_none());
         assert!(matches!(
             sem.acquire_timeout(Duration::from_millis(20)),
             Err(Error::Timeout)
         ));
+    });
+}
+
+/// Takes one unit and keeps it (the process stays alive) until `done` is released.
+fn hold_a_unit((sem, taken, done): (BoundedSemaphore, Semaphore, Semaphore)) {
+    let unit = sem.acquire().unwrap();
+    taken.release().unwrap();
+    done.acquire().unwrap().forget();
+    drop(unit);
+}
+
+#[test]
+fn try_acquire_is_ok_none_while_another_process_holds_every_unit() {
+    within(SECS(30), || {
+        let sem = BoundedSemaphore::new(1).unwrap();
+        let (taken, done) = (Semaphore::new(0).unwrap(), Semaphore::new(0).unwrap());
+        let mut p = Process::new(hold_a_unit, (sem.clone(), taken.clone(), done.clone()));
+        p.start().unwrap();
+        taken.acquire_timeout(SECS(20)).unwrap().forget();
+        assert!(
+            sem.try_acquire().unwrap().is_none(),
+            "the child holds the unit"
+        );
+        done.release().unwrap();
+        p.join().unwrap();
+        let unit = sem.try_acquire().unwrap();
+        assert!(unit.is_some(), "released by the child's guard");
+        assert!(sem.try_acquire().unwrap().is_none());
+        drop(unit);
+        assert_eq!(sem.get_value(), 1);
     });
 }
 

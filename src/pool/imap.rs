@@ -25,7 +25,7 @@
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -36,6 +36,7 @@ use super::job::{ChunkBuilder, Piece, Sink, decode_pieces};
 use super::readahead::Readahead;
 use super::result::lock;
 use crate::error::{Error, Result};
+use crate::mem::parking;
 
 /// What arrived since the consumer last looked.
 struct Arrived<R> {
@@ -143,6 +144,7 @@ impl<R> Taken<R> {
 
 /// A lazy iterator over a pool's results: what [`Pool::imap`] and [`Pool::imap_unordered`]
 /// return. Each item is that task's own `Result`, so one failure loses nothing else.
+/// [`next_timeout`](Self::next_timeout) is the bounded form of `next`.
 ///
 /// One made while the pool runs goes on after [`Pool::close`], until [`Pool::join`]: the items
 /// it has pulled but not handed to the pool by then fail with [`Error::PoolClosed`], and it
@@ -278,8 +280,10 @@ where
         };
     }
 
-    /// Takes what has arrived, waiting until it holds the next piece to yield.
-    fn take_arrived(&mut self) {
+    /// Takes what has arrived, waiting until it holds the next piece to yield or `deadline`
+    /// passes; whether the piece is there. Whatever arrived meanwhile is taken either way
+    /// (into `taken`, where the next call finds it): a wait that runs out loses nothing.
+    fn take_arrived(&mut self, deadline: Option<Instant>) -> bool {
         // Whatever we wait for must be on its way: hand over a partly filled chunk if need be.
         self.top_up();
         let wanted = match self.taken {
@@ -287,14 +291,32 @@ where
             Taken::AnyOrder(_) => Wanted::AnyPiece,
         };
         let mut arrived = lock(&self.stream.arrived);
-        while !wanted.met_by(&arrived.pieces) {
+        let mut met = wanted.met_by(&arrived.pieces);
+        while !met {
+            let left = match deadline {
+                None => None,
+                Some(d) => match d.checked_duration_since(Instant::now()) {
+                    Some(left) if !left.is_zero() => Some(left),
+                    _ => break,
+                },
+            };
             arrived.wanted = wanted;
-            arrived = self
-                .stream
-                .cond
-                .wait(arrived)
-                .unwrap_or_else(|p| p.into_inner());
+            arrived = match left {
+                None => self
+                    .stream
+                    .cond
+                    .wait(arrived)
+                    .unwrap_or_else(|p| p.into_inner()),
+                Some(left) => {
+                    self.stream
+                        .cond
+                        .wait_timeout(arrived, left)
+                        .unwrap_or_else(|p| p.into_inner())
+                        .0
+                }
+            };
             arrived.wanted = Wanted::Nothing;
+            met = wanted.met_by(&arrived.pieces);
         }
         std::mem::swap(&mut arrived.pieces, &mut self.spare);
         let served = std::mem::take(&mut arrived.served);
@@ -311,6 +333,75 @@ where
             // The read-ahead may have grown: look again at the next item.
             self.refill_at = self.refill_at.min(self.yielded);
         }
+        met
+    }
+
+    /// The next result, waiting for it until `deadline` (`None`: as long as it takes).
+    /// `Some(Err(Error::Timeout))` if it passed first; `None` once every result was yielded.
+    fn next_until(&mut self, deadline: Option<Instant>) -> Option<Result<R>> {
+        if self.yielded >= self.refill_at {
+            self.top_up();
+        }
+        loop {
+            if let Some(value) = self.run.next() {
+                self.yielded += 1;
+                return Some(Ok(value));
+            }
+            if self.yielded == self.builder.count() {
+                self.top_up();
+                if self.yielded == self.builder.count() {
+                    return None;
+                }
+            }
+            match self.taken.next(self.yielded) {
+                Some(Piece::Values(values)) => self.run = values.into_iter(),
+                Some(Piece::Failed(error)) => {
+                    self.yielded += 1;
+                    return Some(Err(error));
+                }
+                None => {
+                    if !self.take_arrived(deadline) {
+                        return Some(Err(Error::Timeout));
+                    }
+                }
+            }
+        }
+    }
+
+    /// The next result, waiting at most `timeout` for it: the bounded form of
+    /// [`next`](Iterator::next), like Python's `IMapIterator.next(timeout)`.
+    ///
+    /// - `None`: every result was yielded (the iterator is exhausted), as for `next`.
+    /// - `Some(Err(Error::Timeout))`: the next result is not there yet. Nothing is lost: the
+    ///   next call (`next` or `next_timeout`) goes on where this one stopped, and an `imap`
+    ///   still yields in input order.
+    /// - Otherwise, as `next`: `Some(Ok(value))`, or `Some(Err(e))` with that item's own error.
+    ///
+    /// The deadline bounds the wait for results; pulling the input (which happens inside
+    /// `next` and `next_timeout`, as the window has room) takes as long as the input iterator
+    /// takes.
+    ///
+    /// # Errors
+    /// [`Error::Timeout`] as above; otherwise each item's own error, as for `next`.
+    ///
+    /// # Examples
+    /// ```
+    /// use std::time::Duration;
+    /// use multiproc::Error;
+    ///
+    /// fn slow(ms: u64) -> u64 { std::thread::sleep(Duration::from_millis(ms)); ms }
+    /// multiproc::init();
+    /// let pool = multiproc::Pool::new(2)?;
+    /// let mut results = pool.imap(slow, [300, 1]);
+    /// // Python: `it.next(timeout=0.01)` raises `TimeoutError`.
+    /// assert!(matches!(results.next_timeout(Duration::from_millis(10)), Some(Err(Error::Timeout))));
+    /// let later: Vec<u64> = std::iter::from_fn(|| results.next_timeout(Duration::from_secs(30)))
+    ///     .collect::<Result<_, _>>()?;
+    /// assert_eq!(later, [300, 1]); // in input order, nothing lost
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
+    pub fn next_timeout(&mut self, timeout: Duration) -> Option<Result<R>> {
+        self.next_until(parking::deadline(timeout))
     }
 }
 
@@ -332,29 +423,7 @@ where
     type Item = Result<R>;
 
     fn next(&mut self) -> Option<Result<R>> {
-        if self.yielded >= self.refill_at {
-            self.top_up();
-        }
-        loop {
-            if let Some(value) = self.run.next() {
-                self.yielded += 1;
-                return Some(Ok(value));
-            }
-            if self.yielded == self.builder.count() {
-                self.top_up();
-                if self.yielded == self.builder.count() {
-                    return None;
-                }
-            }
-            match self.taken.next(self.yielded) {
-                Some(Piece::Values(values)) => self.run = values.into_iter(),
-                Some(Piece::Failed(error)) => {
-                    self.yielded += 1;
-                    return Some(Err(error));
-                }
-                None => self.take_arrived(),
-            }
-        }
+        self.next_until(None)
     }
 }
 

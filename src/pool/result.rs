@@ -289,7 +289,10 @@ impl<T: Send + 'static> Slot<T> {
 
 /// The result of an asynchronous call, like Python's `AsyncResult`.
 ///
-/// `get` hands the value out once; later calls return [`Error::ResultTaken`].
+/// The value is handed over once, like an item taken from a queue: the first
+/// [`get`](Self::get) or [`get_timeout`](Self::get_timeout) that finds it takes it out, and
+/// later ones return [`Error::ResultTaken`] (Python's `get` returns the value each time; a Rust
+/// value is moved, not copied). A timed-out `get_timeout` takes nothing.
 /// Dropping an `AsyncResult` does not cancel the call: the task still runs and its callbacks
 /// still fire.
 ///
@@ -317,19 +320,57 @@ impl<T: Send + 'static> AsyncResult<T> {
         Self { slot }
     }
 
-    /// Waits for the value and returns it.
+    /// Waits for the value and hands it over.
+    ///
+    /// Takes `&self`, like [`get_timeout`](Self::get_timeout): the value is moved out of the
+    /// result by the first call that finds it, and the `AsyncResult` stays usable for
+    /// [`ready`](Self::ready) and [`successful`](Self::successful).
     ///
     /// # Errors
-    /// The task's error: it panicked, its worker died, it timed out, the pool was terminated…
-    pub fn get(self) -> Result<T> {
+    /// - The task's error: it panicked ([`Error::TaskPanicked`]), its worker died
+    ///   ([`Error::WorkerDied`]), it ran too long ([`Error::TaskTimeout`]), the pool was
+    ///   terminated ([`Error::PoolTerminated`])…
+    /// - [`Error::ResultTaken`]: an earlier `get` or `get_timeout` took the value (or the
+    ///   error) out already.
+    ///
+    /// # Examples
+    /// ```
+    /// fn square(x: u64) -> u64 { x * x }
+    /// multiproc::init();
+    /// let pool = multiproc::Pool::new(1)?;
+    /// let result = pool.apply_async(square, 7);
+    /// assert_eq!(result.get()?, 49);
+    /// // Handed over once, like an item taken from a queue.
+    /// assert!(matches!(result.get(), Err(multiproc::Error::ResultTaken)));
+    /// assert_eq!(result.successful(), Some(true));
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
+    pub fn get(&self) -> Result<T> {
         self.slot.take(None)
     }
 
-    /// Waits at most `timeout` for the value.
+    /// Waits at most `timeout` for the value and hands it over, as [`get`](Self::get) does.
     ///
     /// # Errors
-    /// [`Error::Timeout`] if it is not ready in time (nothing is lost: ask again), otherwise as
-    /// [`get`](Self::get).
+    /// - [`Error::Timeout`] if it is not ready in time. Nothing is lost: the value stays in
+    ///   the result for the next `get` or `get_timeout`.
+    /// - [`Error::ResultTaken`] if an earlier `get` or `get_timeout` took it out already.
+    /// - Otherwise the task's error, as for [`get`](Self::get).
+    ///
+    /// # Examples
+    /// ```
+    /// use std::time::Duration;
+    /// use multiproc::Error;
+    ///
+    /// fn slow(ms: u64) -> u64 { std::thread::sleep(Duration::from_millis(ms)); ms }
+    /// multiproc::init();
+    /// let pool = multiproc::Pool::new(1)?;
+    /// let result = pool.apply_async(slow, 300);
+    /// assert!(matches!(result.get_timeout(Duration::from_millis(10)), Err(Error::Timeout)));
+    /// assert_eq!(result.get_timeout(Duration::from_secs(30))?, 300); // nothing was lost
+    /// assert!(matches!(result.get_timeout(Duration::ZERO), Err(Error::ResultTaken)));
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
     pub fn get_timeout(&self, timeout: Duration) -> Result<T> {
         self.slot.take(Instant::now().checked_add(timeout))
     }
@@ -351,8 +392,30 @@ impl<T: Send + 'static> AsyncResult<T> {
         lock(&self.slot.state).ready
     }
 
-    /// Whether the call completed without error; `None` while it is not ready (Python raises
-    /// `ValueError` there).
+    /// Whether the call completed without error, once it is ready.
+    ///
+    /// Before the result is ready this returns `None` where Python's `successful()` raises
+    /// `ValueError`: "not known yet" is an answer here, not an error. Once ready it stays
+    /// `Some`, also after [`get`](Self::get) took the value out.
+    ///
+    /// # Examples
+    /// ```
+    /// use std::time::Duration;
+    ///
+    /// fn slow(ms: u64) -> u64 { std::thread::sleep(Duration::from_millis(ms)); ms }
+    /// fn fails(_: u64) -> u64 { panic!("no") }
+    /// multiproc::init();
+    /// let pool = multiproc::Pool::new(2)?;
+    /// let pending = pool.apply_async(slow, 500);
+    /// assert_eq!(pending.successful(), None); // Python: ValueError
+    /// pending.wait();
+    /// assert_eq!(pending.successful(), Some(true));
+    ///
+    /// let failed = pool.apply_async(fails, 0);
+    /// failed.wait();
+    /// assert_eq!(failed.successful(), Some(false));
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
     pub fn successful(&self) -> Option<bool> {
         let st = lock(&self.slot.state);
         if st.ready { st.succeeded } else { None }

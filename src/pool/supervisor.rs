@@ -869,7 +869,7 @@ impl Core {
                 None => Error::WorkerDied {
                     pid: w.link.pid,
                     cause: exit.clone(),
-                    task: Some(task),
+                    task,
                 },
             }
         };
@@ -909,7 +909,7 @@ impl Core {
                 } => chunk.fail(items, |task| Error::WorkerDied {
                     pid: w.link.pid,
                     cause: exit.clone(),
-                    task: Some(task),
+                    task,
                 }),
             }
         }

@@ -469,7 +469,9 @@ impl<'de, T> Deserialize<'de> for Queue<T> {
 }
 
 /// A queue with only `put`, `get`, `empty` and `close`, like `multiprocessing.SimpleQueue`
-/// (here it is the same machinery as [`Queue`], unbounded).
+/// (here it is the same machinery as [`Queue`], unbounded). Its `get` has the same
+/// non-blocking and bounded forms as `Queue`'s, [`try_get`](Self::try_get) and
+/// [`get_timeout`](Self::get_timeout), with the same errors.
 ///
 /// # Examples
 /// ```
@@ -511,6 +513,53 @@ impl<T: Serialize + DeserializeOwned> SimpleQueue<T> {
     /// As [`Queue::get`].
     pub fn get(&self) -> Result<T> {
         self.inner.get()
+    }
+
+    /// Takes the oldest item if there is one now; `Ok(None)` if the queue is empty, even when
+    /// no other handle exists (this one can still put). See [`Queue::try_get`].
+    ///
+    /// # Errors
+    /// As [`Queue::try_get`]: as [`get`](Self::get), but never [`Error::Disconnected`].
+    ///
+    /// # Examples
+    /// ```
+    /// # multiproc::init();
+    /// let q = multiproc::SimpleQueue::new()?;
+    /// assert_eq!(q.try_get()?, None);
+    /// q.put(1u8)?;
+    /// q.put(2)?;
+    /// let mut items = Vec::new();
+    /// while let Some(x) = q.try_get()? {
+    ///     items.push(x);
+    /// }
+    /// assert_eq!(items, [1, 2]);
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
+    pub fn try_get(&self) -> Result<Option<T>> {
+        self.inner.try_get()
+    }
+
+    /// Takes the oldest item, waiting at most `timeout`. See [`Queue::get_timeout`].
+    ///
+    /// # Errors
+    /// As [`Queue::get_timeout`]: [`Error::Timeout`] if none came in time, even when no other
+    /// handle exists (this one can still put); otherwise as [`get`](Self::get), but never
+    /// [`Error::Disconnected`].
+    ///
+    /// # Examples
+    /// ```
+    /// # multiproc::init();
+    /// use std::time::Duration;
+    ///
+    /// let q = multiproc::SimpleQueue::new()?;
+    /// let waited = q.get_timeout(Duration::from_millis(10));
+    /// assert!(matches!(waited, Err(multiproc::Error::Timeout)));
+    /// q.put("late".to_string())?;
+    /// assert_eq!(q.get_timeout(Duration::from_secs(1))?, "late");
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
+    pub fn get_timeout(&self, timeout: Duration) -> Result<T> {
+        self.inner.get_timeout(timeout)
     }
 
     /// Whether the queue is empty now.

@@ -186,9 +186,20 @@ impl<T: Element> Cells<T> {
 /// A fixed-length array in shared memory with a lock, like `multiprocessing.Array`.
 ///
 /// Clones and copies sent to other processes all see the same elements. Single reads and
-/// writes ([`get`](Self::get), [`set`](Self::set)) and whole copies take the lock for their
-/// duration; [`lock`](Self::lock) holds it across several steps and, for number types, gives
-/// the elements as a slice.
+/// writes ([`get`](Self::get), [`set`](Self::set)) and whole copies ([`to_vec`](Self::to_vec),
+/// [`iter`](Self::iter)) take the lock for their duration; [`lock`](Self::lock) holds it
+/// across several steps and, for number types, gives the elements as a slice.
+///
+/// **Indexing:** take [`lock`](Self::lock) and index the guard (`guard[i]`, `guard[i] = x`).
+/// `Array` itself does not implement `Index`: `arr[i]` would be a `&T` into memory that other
+/// processes write while the reference lives, which no Rust reference may point at. The guard
+/// can hand out `&T` and `&mut T` because the lock keeps every other writer out for as long as
+/// it lives.
+///
+/// ```compile_fail
+/// let arr = multiproc::Array::new(&[1u8, 2]).unwrap();
+/// let first: &u8 = &arr[0]; // no `Index`: `arr.lock()?[0]` instead
+/// ```
 ///
 /// # Examples
 /// ```
@@ -209,6 +220,15 @@ pub struct Array<T: Element> {
 
 /// An array in shared memory without a lock, like `multiprocessing.RawArray`: every element
 /// read and write is atomic on its own, nothing more.
+///
+/// There is no indexing (`arr[i]`): a `&T` into memory that other processes write at any time
+/// would be unsound. Read with [`get`](Self::get), [`iter`](Self::iter) or
+/// [`to_vec`](Self::to_vec), which copy elements out atomically.
+///
+/// ```compile_fail
+/// let arr = multiproc::RawArray::new(&[1u8, 2]).unwrap();
+/// let first: &u8 = &arr[0]; // no `Index`: `arr.get(0)` instead
+/// ```
 ///
 /// # Examples
 /// ```
@@ -279,8 +299,9 @@ impl<T: Element> Array<T> {
     /// Takes the lock and gives access to the elements until the guard drops.
     ///
     /// # Errors
-    /// [`Error::OwnerDied`]: a process died holding the lock; it is free again, the elements
-    /// may be half-updated.
+    /// - [`Error::OwnerDied`]: a process died holding the lock; it is free again, the elements
+    ///   may be half-updated.
+    /// - [`Error::Deadlock`]: this thread holds the lock already (it is not re-entrant).
     pub fn lock(&self) -> Result<ArrayGuard<'_, T>> {
         self.cells.lock_until(None)
     }
@@ -293,10 +314,11 @@ impl<T: Element> Array<T> {
         self.cells.lock_until(parking::deadline(timeout))
     }
 
-    /// Takes the lock if it is free (or already this thread's); `Ok(None)` if it is held.
+    /// Takes the lock if it is free now; `Ok(None)` if another thread holds it.
     ///
     /// # Errors
-    /// As [`lock`](Self::lock).
+    /// As [`lock`](Self::lock): [`Error::Deadlock`] if this thread holds it already (the lock
+    /// is not re-entrant), [`Error::OwnerDied`].
     pub fn try_lock(&self) -> Result<Option<ArrayGuard<'_, T>>> {
         self.cells.try_lock()
     }
@@ -330,6 +352,30 @@ impl<T: Element> Array<T> {
     /// As [`lock`](Self::lock).
     pub fn to_vec(&self) -> Result<Vec<T>> {
         Ok(self.lock()?.to_vec())
+    }
+
+    /// An iterator over a snapshot of the elements: all of them are copied under the lock in
+    /// one go, then the lock is released before the first is yielded. The snapshot is
+    /// consistent (no other process wrote while it was taken), and writes made after it —
+    /// by this process or any other — are not seen. To iterate while holding the lock (and
+    /// see the elements as they are, with nobody else writing), iterate `&guard` from
+    /// [`lock`](Self::lock).
+    ///
+    /// # Errors
+    /// As [`lock`](Self::lock): [`Error::OwnerDied`] or [`Error::Deadlock`].
+    ///
+    /// # Examples
+    /// ```
+    /// # multiproc::init();
+    /// let arr = multiproc::Array::new(&[1u32, 2, 3])?;
+    /// let snapshot = arr.iter()?;
+    /// arr.set(0, 100)?; // not seen: the snapshot was taken before
+    /// assert_eq!(snapshot.collect::<Vec<_>>(), [1, 2, 3]);
+    /// assert_eq!(arr.iter()?.sum::<u32>(), 105);
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
+    pub fn iter(&self) -> Result<std::vec::IntoIter<T>> {
+        Ok(self.to_vec()?.into_iter())
     }
 }
 
@@ -384,10 +430,110 @@ impl<T: Element> RawArray<T> {
     pub fn to_vec(&self) -> Vec<T> {
         self.cells.to_vec()
     }
+
+    /// An iterator over the elements, each read atomically when the iterator reaches it (not
+    /// a snapshot): an element written by another process before the iterator gets to it is
+    /// seen with its new value, one already passed is not, and no two elements are read at
+    /// one instant. With no lock there is nothing more to have; for a consistent copy use an
+    /// [`Array`] and its [`iter`](Array::iter).
+    ///
+    /// # Examples
+    /// ```
+    /// # multiproc::init();
+    /// let arr = multiproc::RawArray::new(&[1.0f64, 2.0, 4.0])?;
+    /// let mut elements = arr.iter();
+    /// assert_eq!(elements.next(), Some(1.0));
+    /// arr.set(2, 8.0); // ahead of the iterator: seen
+    /// assert_eq!(elements.collect::<Vec<_>>(), [2.0, 8.0]);
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
+    pub fn iter(&self) -> ArrayIter<'_, T> {
+        ArrayIter::new(self.cells.slots())
+    }
 }
 
+/// An iterator over the elements of an array in shared memory, each read atomically when the
+/// iterator reaches it: what [`RawArray::iter`] gives, and what iterating `&guard` (an
+/// [`ArrayGuard`]) gives, where the lock keeps other writers out. It yields copies (`T`, not
+/// `&T`): a reference into memory that other processes write would be unsound.
+///
+/// # Examples
+/// ```
+/// # multiproc::init();
+/// let arr = multiproc::RawArray::new(&[3u8, 1, 2])?;
+/// let elements: multiproc::ArrayIter<'_, u8> = arr.iter();
+/// assert_eq!(elements.len(), 3);
+/// assert_eq!(elements.rev().collect::<Vec<_>>(), [2, 1, 3]);
+/// # Ok::<(), multiproc::Error>(())
+/// ```
+pub struct ArrayIter<'a, T: Element> {
+    slots: std::slice::Iter<'a, T::Atomic>,
+}
+
+impl<'a, T: Element> ArrayIter<'a, T> {
+    fn new(slots: &'a [T::Atomic]) -> Self {
+        Self {
+            slots: slots.iter(),
+        }
+    }
+}
+
+impl<T: Element> Clone for ArrayIter<'_, T> {
+    fn clone(&self) -> Self {
+        Self {
+            slots: self.slots.clone(),
+        }
+    }
+}
+
+impl<T: Element> std::fmt::Debug for ArrayIter<'_, T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ArrayIter")
+            .field("left", &self.slots.len())
+            .finish()
+    }
+}
+
+impl<T: Element> Iterator for ArrayIter<'_, T> {
+    type Item = T;
+
+    fn next(&mut self) -> Option<T> {
+        self.slots.next().map(T::load)
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        self.slots.size_hint()
+    }
+
+    fn nth(&mut self, n: usize) -> Option<T> {
+        self.slots.nth(n).map(T::load)
+    }
+}
+
+impl<T: Element> DoubleEndedIterator for ArrayIter<'_, T> {
+    fn next_back(&mut self) -> Option<T> {
+        self.slots.next_back().map(T::load)
+    }
+}
+
+impl<T: Element> ExactSizeIterator for ArrayIter<'_, T> {}
+
+impl<T: Element> std::iter::FusedIterator for ArrayIter<'_, T> {}
+
 /// The lock of an [`Array`] (or [`Value`](crate::Value)), held; the elements are this
-/// thread's to read and write until it drops. For number types it dereferences to a slice.
+/// thread's to read and write until it drops. For number types it dereferences to a slice
+/// (`guard[i]`, `guard.iter()` of `&T`); for every element type, `for x in &guard` yields the
+/// elements by value (`bool` and `char` have no slice: not every bit pattern is one of them).
+///
+/// # Examples
+/// ```
+/// # multiproc::init();
+/// let flags = multiproc::Array::new(&[true, false, true])?;
+/// let guard = flags.lock()?;
+/// let set: Vec<usize> = (&guard).into_iter().enumerate().filter(|(_, on)| *on).map(|(i, _)| i).collect();
+/// assert_eq!(set, [0, 2]);
+/// # Ok::<(), multiproc::Error>(())
+/// ```
 #[must_use = "the lock is released as soon as the guard is dropped"]
 pub struct ArrayGuard<'a, T: Element> {
     cells: &'a Cells<T>,
@@ -460,6 +606,30 @@ impl<'a, T: Element> ArrayGuard<'a, T> {
     }
 }
 
+/// The elements by value, each read when reached; the lock held by the guard keeps every other
+/// writer out meanwhile, so together they are as consistent as a copy.
+///
+/// # Examples
+/// ```
+/// # multiproc::init();
+/// let arr = multiproc::Array::new(&['a', 'b', 'c'])?;
+/// let guard = arr.lock()?;
+/// let mut word = String::new();
+/// for c in &guard {
+///     word.push(c);
+/// }
+/// assert_eq!(word, "abc");
+/// # Ok::<(), multiproc::Error>(())
+/// ```
+impl<'g, T: Element> IntoIterator for &'g ArrayGuard<'_, T> {
+    type Item = T;
+    type IntoIter = ArrayIter<'g, T>;
+
+    fn into_iter(self) -> ArrayIter<'g, T> {
+        ArrayIter::new(self.cells.slots())
+    }
+}
+
 impl<T: Element + bytemuck::Pod> std::ops::Deref for ArrayGuard<'_, T> {
     type Target = [T];
 
@@ -485,5 +655,49 @@ impl<T: Element + bytemuck::Pod> std::ops::DerefMut for ArrayGuard<'_, T> {
         unsafe {
             std::slice::from_raw_parts_mut(slots.as_ptr().cast::<T>().cast_mut(), slots.len())
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn elements_iterate_from_both_ends_and_know_how_many_are_left() {
+        let arr = RawArray::new(&[1i16, -2, 3, -4, 5]).unwrap();
+        let mut elements = arr.iter();
+        assert_eq!(elements.size_hint(), (5, Some(5)));
+        assert_eq!(elements.next_back(), Some(5));
+        assert_eq!(elements.nth(1), Some(-2));
+        assert_eq!(elements.len(), 2);
+        let rest = elements.clone();
+        assert_eq!(elements.collect::<Vec<_>>(), [3, -4]);
+        assert_eq!(rest.rev().collect::<Vec<_>>(), [-4, 3]);
+        assert_eq!(RawArray::<u8>::zeroed(0).unwrap().iter().next(), None);
+    }
+
+    #[test]
+    fn a_guard_iterates_by_value_for_every_element_type() {
+        let chars = Array::new(&['x', 'y']).unwrap();
+        let guard = chars.lock().unwrap();
+        assert_eq!((&guard).into_iter().collect::<String>(), "xy");
+        drop(guard);
+        let numbers = Array::new(&[1.5f32, 2.5]).unwrap();
+        let mut guard = numbers.lock().unwrap();
+        guard[0] = 4.0;
+        // By value through `&guard`; by reference through the slice it derefs to.
+        assert_eq!((&guard).into_iter().sum::<f32>(), 6.5);
+        assert_eq!(guard.iter().copied().sum::<f32>(), 6.5);
+    }
+
+    #[test]
+    fn an_array_snapshot_takes_and_gives_back_the_lock() {
+        let arr = Array::new(&[1u8, 2, 3]).unwrap();
+        let guard = arr.lock().unwrap();
+        assert!(matches!(arr.iter(), Err(Error::Deadlock)));
+        drop(guard);
+        let snapshot = arr.iter().unwrap();
+        arr.set(0, 9).unwrap();
+        assert_eq!(snapshot.collect::<Vec<_>>(), [1, 2, 3]);
     }
 }

@@ -62,8 +62,10 @@ impl<T: Element> Value<T> {
     /// The value, read under the lock.
     ///
     /// # Errors
-    /// [`Error::OwnerDied`](crate::Error::OwnerDied): a process died holding the lock (it is
-    /// free again).
+    /// - [`Error::OwnerDied`](crate::Error::OwnerDied): a process died holding the lock (it is
+    ///   free again).
+    /// - [`Error::Deadlock`](crate::Error::Deadlock): this thread holds the lock already (a
+    ///   guard from [`lock`](Self::lock) is alive; the lock is not re-entrant).
     pub fn get(&self) -> Result<T> {
         Ok(self.lock()?.get())
     }
@@ -97,10 +99,11 @@ impl<T: Element> Value<T> {
         })
     }
 
-    /// Takes the lock if it is free (or already this thread's); `Ok(None)` if it is held.
+    /// Takes the lock if it is free now; `Ok(None)` if another thread holds it.
     ///
     /// # Errors
-    /// As [`get`](Self::get).
+    /// As [`get`](Self::get), including [`Error::Deadlock`](crate::Error::Deadlock) if this
+    /// thread holds it already.
     pub fn try_lock(&self) -> Result<Option<ValueGuard<'_, T>>> {
         Ok(self.cells.try_lock()?.map(|inner| ValueGuard { inner }))
     }

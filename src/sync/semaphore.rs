@@ -78,7 +78,7 @@ impl SemCell {
 /// let slots = multiproc::Semaphore::new(2)?;
 /// let a = slots.acquire()?;
 /// let b = slots.acquire()?;
-/// assert!(slots.try_acquire().is_none());
+/// assert!(slots.try_acquire()?.is_none());
 /// drop(a);
 /// assert_eq!(slots.get_value(), 1);
 /// # drop(b);
@@ -190,9 +190,28 @@ impl Semaphore {
         }
     }
 
-    /// Takes a unit if one is free.
-    pub fn try_acquire(&self) -> Option<SemaphoreGuard<'_>> {
-        self.cell().try_down().then(|| self.guard())
+    /// Takes a unit if one is free now; `Ok(None)` if none is.
+    ///
+    /// The same shape as every `try_` form ([`Lock::try_acquire`](crate::Lock::try_acquire),
+    /// [`Queue::try_get`](crate::Queue::try_get)): `None` means "not available now", the
+    /// `Result` carries what went wrong.
+    ///
+    /// # Errors
+    /// None today (a semaphore has no owner that could die holding it); the `Result` is there
+    /// so that every `try_` form is handled the same way.
+    ///
+    /// # Examples
+    /// ```
+    /// # multiproc::init();
+    /// let sem = multiproc::Semaphore::new(1)?;
+    /// let unit = sem.try_acquire()?.expect("one unit is free");
+    /// assert!(sem.try_acquire()?.is_none()); // taken: not available now
+    /// drop(unit);
+    /// assert!(sem.try_acquire()?.is_some());
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
+    pub fn try_acquire(&self) -> Result<Option<SemaphoreGuard<'_>>> {
+        Ok(self.cell().try_down().then(|| self.guard()))
     }
 
     /// Adds a unit (one taken with a forgotten guard, or a new one).
@@ -237,8 +256,23 @@ impl BoundedSemaphore {
         self.inner.acquire_timeout(timeout)
     }
 
-    /// See [`Semaphore::try_acquire`].
-    pub fn try_acquire(&self) -> Option<SemaphoreGuard<'_>> {
+    /// Takes a unit if one is free now; `Ok(None)` if none is (see
+    /// [`Semaphore::try_acquire`]).
+    ///
+    /// # Errors
+    /// As [`Semaphore::try_acquire`] (none today).
+    ///
+    /// # Examples
+    /// ```
+    /// # multiproc::init();
+    /// let sem = multiproc::BoundedSemaphore::new(1)?;
+    /// let unit = sem.try_acquire()?.expect("one unit is free");
+    /// assert!(sem.try_acquire()?.is_none());
+    /// drop(unit);
+    /// assert_eq!(sem.get_value(), 1);
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
+    pub fn try_acquire(&self) -> Result<Option<SemaphoreGuard<'_>>> {
         self.inner.try_acquire()
     }
 

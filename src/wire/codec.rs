@@ -14,6 +14,7 @@ use serde::de::DeserializeOwned;
 
 use crate::error::Error;
 use crate::wire::MAX_VALUE;
+use crate::wire::fds;
 use crate::wire::message::Failure;
 
 /// Largest size decoded containers may claim in all. bincode checks each claimed length
@@ -148,7 +149,7 @@ fn encode_capped<T: Serialize + ?Sized>(
             out.shrink_to(capacity);
             Err(CodecError::too_large(what, size, limit))
         }
-        Err(e) => Err(CodecError::encoding(e)),
+        Err(e) => Err(CodecError::encoding(encode_failure_text(e))),
     }
 }
 
@@ -237,7 +238,7 @@ pub(crate) fn decode_front<T: DeserializeOwned>(input: &mut &[u8]) -> Result<T> 
             *input = &input[used..];
             Ok(value)
         }
-        Err(e) => Err(CodecError::decoding(e)),
+        Err(e) => Err(CodecError::decoding(decode_failure_text(e))),
     }
 }
 
@@ -489,6 +490,81 @@ impl CodecError {
 
 type Result<T> = std::result::Result<T, CodecError>;
 
+/// Why bincode could not encode a value, in words for the user. bincode's own `Display` is its
+/// `Debug` (`OtherString("…")`), which would show the codec's insides in every message; the
+/// common case, a `Serialize` that failed (a handle out of place, say), is its message alone.
+#[cold]
+fn encode_failure_text(e: bincode::error::EncodeError) -> String {
+    use bincode::error::EncodeError as E;
+    match e {
+        E::OtherString(message) => message,
+        E::Other(message) => message.to_string(),
+        E::Serde(bincode::serde::EncodeError::SequenceMustHaveLength) => {
+            "a sequence that does not say its length in advance (collect it into a Vec first)"
+                .to_string()
+        }
+        E::RefCellAlreadyBorrowed { type_name, .. } => {
+            format!("a RefCell<{type_name}> was mutably borrowed while it was being encoded")
+        }
+        E::LockFailed { type_name } => format!("a poisoned {type_name} could not be locked"),
+        E::InvalidPathCharacters => "a path that is not valid UTF-8".to_string(),
+        E::InvalidSystemTime { .. } => "a SystemTime before the Unix epoch".to_string(),
+        E::Io { inner, .. } => inner.to_string(),
+        E::UnexpectedEnd => "the output ran out of room".to_string(),
+        _ => "the codec refused the value".to_string(),
+    }
+}
+
+/// Why bincode could not decode a value, in words for the user (see [`encode_failure_text`]).
+#[cold]
+fn decode_failure_text(e: bincode::error::DecodeError) -> String {
+    use bincode::error::DecodeError as D;
+    use bincode::serde::DecodeError as S;
+    match e {
+        D::OtherString(message) => message,
+        D::Other(message) => message.to_string(),
+        D::UnexpectedEnd { additional } => {
+            format!("the bytes end too soon (at least {additional} more were expected)")
+        }
+        D::LimitExceeded => {
+            "the bytes claim a larger value than they can hold (garbage, or another type)"
+                .to_string()
+        }
+        D::UnexpectedVariant {
+            type_name, found, ..
+        } => format!("{found} is not a variant of {type_name}"),
+        D::EmptyEnum { type_name } => format!("{type_name} has no variants to decode"),
+        D::Utf8 { inner } => format!("a string that is not valid UTF-8 ({inner})"),
+        D::InvalidCharEncoding(_) => "a char that is not a Unicode scalar value".to_string(),
+        D::InvalidBooleanValue(byte) => format!("{byte} is not a bool (0 or 1)"),
+        D::ArrayLengthMismatch { required, found } => {
+            format!("an array of {found} elements where {required} were expected")
+        }
+        D::OutsideUsizeRange(n) => format!("{n} does not fit a usize"),
+        D::NonZeroTypeIsZero { .. } => "0 where a non-zero integer was expected".to_string(),
+        D::InvalidIntegerType { .. } => "an integer of another width".to_string(),
+        D::InvalidDuration { .. } => "a Duration whose seconds overflow".to_string(),
+        D::InvalidSystemTime { .. } => "a SystemTime out of range".to_string(),
+        D::CStringNulError { position } => format!("a CString with a 0 byte at {position}"),
+        D::Io { inner, .. } => inner.to_string(),
+        D::Serde(S::AnyNotSupported | S::IdentifierNotSupported) => {
+            "a type that needs a self-describing format (`deserialize_any`: untagged or \
+             flattened serde enums and structs, serde_json::Value …); use plain structs and \
+             enums"
+                .to_string()
+        }
+        D::Serde(S::IgnoredAnyNotSupported) => {
+            "a type that skips unknown fields (`deserialize_ignored_any`)".to_string()
+        }
+        D::Serde(S::CannotBorrowOwnedData) => {
+            "a type that borrows from its bytes (&str, &[u8]); use owned types (String, \
+             Vec<u8>)"
+                .to_string()
+        }
+        _ => "the bytes do not decode as the expected type".to_string(),
+    }
+}
+
 /// Tag byte of an outcome that carries a value.
 const OUTCOME_OK: u8 = 0;
 /// Tag byte of an outcome that carries a [`Failure`].
@@ -501,7 +577,14 @@ const OUTCOME_FAILED: u8 = 1;
 pub(crate) fn encode_ok<R: Serialize + ?Sized>(value: &R, out: &mut Vec<u8>) -> Result<()> {
     let at = out.len();
     out.push(OUTCOME_OK);
-    encode_message(value, "result", out).inspect_err(|_| out.truncate(at))
+    if append_scalar(value, out) {
+        return Ok(());
+    }
+    // Outcomes travel back without descriptors: a handle inside says so, in those words.
+    fds::refuse(fds::IN_RESULT, || {
+        encode_capped(value, out, MAX_VALUE, "result")
+    })
+    .inspect_err(|_| out.truncate(at))
 }
 
 /// Appends the outcome of an item that failed.
@@ -666,6 +749,42 @@ mod tests {
             matches!(&e, Error::Encode(m) if m.starts_with(&expect)),
             "{e}"
         );
+    }
+
+    /// bincode's `Display` is its `Debug`: none of it may reach a user's message.
+    #[test]
+    fn codec_errors_read_as_words_not_as_bincode_debug() {
+        fn decode_error<T: DeserializeOwned>(bytes: &[u8]) -> String {
+            match decode::<T>(bytes).map_err(Error::from) {
+                Err(Error::Decode(m)) => m,
+                other => panic!("expected a decode error, got {:?}", other.err()),
+            }
+        }
+        let short = decode_error::<String>(&[5, 0, 0, 0, 0, 0, 0, 0, b'a']);
+        assert!(short.starts_with("the bytes end too soon"), "{short}");
+        let utf8 = decode_error::<String>(&[1, 0, 0, 0, 0, 0, 0, 0, 0xff]);
+        assert!(
+            utf8.starts_with("a string that is not valid UTF-8"),
+            "{utf8}"
+        );
+        assert_eq!(decode_error::<bool>(&[7]), "7 is not a bool (0 or 1)");
+        let variant = decode_error::<Option<String>>(&[9]);
+        assert!(
+            !variant.contains('{') && !variant.contains("Unexpected"),
+            "{variant}"
+        );
+
+        struct Refuses;
+        impl Serialize for Refuses {
+            fn serialize<S: serde::Serializer>(
+                &self,
+                _: S,
+            ) -> std::result::Result<S::Ok, S::Error> {
+                Err(serde::ser::Error::custom("not today"))
+            }
+        }
+        let e: Error = encode(&(1u8, Refuses)).unwrap_err().into();
+        assert!(matches!(&e, Error::Encode(m) if m == "not today"), "{e}");
     }
 
     #[test]

@@ -11,7 +11,8 @@
 //!   calls [`take`] with the index it decoded and gets its own duplicate.
 //!
 //! Outside these contexts (a user encoding a handle with their own serializer) `attach` fails
-//! with an error that says where handles can go.
+//! with an error that says where handles can go. Inside [`refuse`] (a task's result, which
+//! travels without descriptors) it fails with the reason that context gives.
 
 use std::cell::Cell;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
@@ -93,16 +94,33 @@ impl FdSet {
     }
 }
 
+/// What a handle met while being encoded finds on this thread.
+#[derive(Clone, Copy)]
+enum Outgoing {
+    /// No message of this crate is being encoded (a user's own serializer, say).
+    Nothing,
+    /// A message that carries handles: the set of the innermost `collect`.
+    Collecting(*mut FdSet),
+    /// A message that cannot carry handles; why not, in words for the user.
+    Refusing(&'static str),
+}
+
 thread_local! {
-    /// The set of the innermost `collect` running on this thread, or null.
-    static OUTGOING: Cell<*mut FdSet> = const { Cell::new(std::ptr::null_mut()) };
+    /// What the innermost `collect` or `refuse` running on this thread set up.
+    static OUTGOING: Cell<Outgoing> = const { Cell::new(Outgoing::Nothing) };
     /// The descriptors of the innermost `receive` running on this thread, or null.
     static INCOMING: Cell<*const Vec<OwnedFd>> = const { Cell::new(std::ptr::null()) };
 }
 
 /// Why a handle could not be encoded outside a message of this crate.
-pub(crate) const NO_CONTEXT: &str = "a multiproc handle can only be sent as (part of) a Process \
-    or Pool argument, a Queue item or a Pipe message";
+pub(crate) const NO_CONTEXT: &str = "a multiproc handle (Queue, Pipe end, Lock, Value, Array, \
+    SharedMemory …) is encoded only by multiproc itself, inside an argument of a Process, a pool \
+    task or a pool initializer, a Queue item or a Pipe message";
+
+/// Why a task's result cannot carry a handle: results travel back without descriptors.
+pub(crate) const IN_RESULT: &str = "a task's result cannot carry a multiproc handle (Queue, Pipe \
+    end, Lock, Value, Array, SharedMemory …); handles travel only in arguments (of a Process, a \
+    pool task or a pool initializer), Queue items and Pipe messages — return plain data instead";
 
 /// Puts a thread-local context pointer back as it was, even if the encoder or decoder panics.
 struct Restore<T: Copy + 'static> {
@@ -121,7 +139,18 @@ impl<T: Copy + 'static> Drop for Restore<T> {
 pub(crate) fn collect<R>(set: &mut FdSet, encode: impl FnOnce() -> R) -> R {
     let _restore = Restore {
         key: &OUTGOING,
-        previous: OUTGOING.replace(set),
+        previous: OUTGOING.replace(Outgoing::Collecting(set)),
+    };
+    encode()
+}
+
+/// Runs `encode` for a message that cannot carry handles: a handle met inside fails to encode,
+/// and the error says `why` (one of this module's reasons, such as [`IN_RESULT`]), instead of
+/// the general [`NO_CONTEXT`]. Costs two stores, like [`collect`].
+pub(crate) fn refuse<R>(why: &'static str, encode: impl FnOnce() -> R) -> R {
+    let _restore = Restore {
+        key: &OUTGOING,
+        previous: OUTGOING.replace(Outgoing::Refusing(why)),
     };
     encode()
 }
@@ -143,12 +172,13 @@ pub(crate) fn attach_pinned(
     fd: BorrowedFd<'_>,
     pin: impl FnOnce(bool) -> Option<Box<dyn Pin>>,
 ) -> Result<(u32, bool), String> {
-    let set = OUTGOING.get();
-    if set.is_null() {
-        return Err(NO_CONTEXT.to_string());
-    }
-    // SAFETY: a non-null pointer was stored by the innermost `collect` on this thread, from
-    // the `&mut FdSet` it holds while `encode` runs; `collect` restores the previous value
+    let set = match OUTGOING.get() {
+        Outgoing::Collecting(set) => set,
+        Outgoing::Nothing => return Err(NO_CONTEXT.to_string()),
+        Outgoing::Refusing(why) => return Err(why.to_string()),
+    };
+    // SAFETY: a `Collecting` pointer was stored by the innermost `collect` on this thread,
+    // from the `&mut FdSet` it holds while `encode` runs; `collect` restores the previous value
     // before it returns or unwinds, so the set is alive. `collect` does not touch the set
     // while `encode` runs, and this reference ends before `attach_pinned` returns (the pin
     // closure is given no access to it), so it is the only one in use.
@@ -208,4 +238,29 @@ pub(crate) fn take(index: u32) -> Result<OwnedFd, String> {
     fd.as_fd()
         .try_clone_to_owned()
         .map_err(|e| format!("could not duplicate a received descriptor: {e}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_handle_is_refused_with_the_reason_of_its_context() {
+        let file = std::fs::File::open("/dev/null").unwrap();
+        let fd = file.as_fd();
+        assert_eq!(attach(fd).unwrap_err(), NO_CONTEXT);
+        refuse(IN_RESULT, || {
+            assert_eq!(attach(fd).unwrap_err(), IN_RESULT);
+            // A message built inside (none is, today) would still collect its own handles.
+            let mut set = FdSet::default();
+            assert_eq!(collect(&mut set, || attach(fd)), Ok(0));
+            assert_eq!(set.len(), 1);
+            assert_eq!(attach(fd).unwrap_err(), IN_RESULT, "restored after collect");
+        });
+        assert_eq!(attach(fd).unwrap_err(), NO_CONTEXT, "restored after refuse");
+        // Restored on unwind too.
+        let unwound = std::panic::catch_unwind(|| refuse(IN_RESULT, || panic!("in a Serialize")));
+        assert!(unwound.is_err());
+        assert_eq!(attach(fd).unwrap_err(), NO_CONTEXT);
+    }
 }
