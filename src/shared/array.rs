@@ -161,7 +161,8 @@ impl<T: Element> Cells<T> {
     pub(crate) fn try_lock(&self) -> Result<Option<ArrayGuard<'_, T>>> {
         let cell = self.lock_cell();
         if cell.held_by_me() {
-            return Err(Error::Deadlock);
+            // Held, if by this very thread: a try says so as `Lock::try_acquire` does.
+            return Ok(None);
         }
         match cell.take_now() {
             None => Ok(None),
@@ -314,11 +315,12 @@ impl<T: Element> Array<T> {
         self.cells.lock_until(parking::deadline(timeout))
     }
 
-    /// Takes the lock if it is free now; `Ok(None)` if another thread holds it.
+    /// Takes the lock if it is free now; `Ok(None)` if it is held, by another thread or process
+    /// or by this thread (the lock is not re-entrant), as [`Lock::try_acquire`](crate::Lock::try_acquire)
+    /// and Python's `acquire(False)` say.
     ///
     /// # Errors
-    /// As [`lock`](Self::lock): [`Error::Deadlock`] if this thread holds it already (the lock
-    /// is not re-entrant), [`Error::OwnerDied`].
+    /// [`Error::OwnerDied`]: a process died holding the lock (it is now this call's).
     pub fn try_lock(&self) -> Result<Option<ArrayGuard<'_, T>>> {
         self.cells.try_lock()
     }

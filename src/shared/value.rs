@@ -99,11 +99,12 @@ impl<T: Element> Value<T> {
         })
     }
 
-    /// Takes the lock if it is free now; `Ok(None)` if another thread holds it.
+    /// Takes the lock if it is free now; `Ok(None)` if it is held, by another thread or process
+    /// or by this thread (the lock is not re-entrant), as [`Lock::try_acquire`](crate::Lock::try_acquire)
+    /// and Python's `acquire(False)` say.
     ///
     /// # Errors
-    /// As [`get`](Self::get), including [`Error::Deadlock`](crate::Error::Deadlock) if this
-    /// thread holds it already.
+    /// [`Error::OwnerDied`](crate::Error::OwnerDied): a process died holding the lock.
     pub fn try_lock(&self) -> Result<Option<ValueGuard<'_, T>>> {
         Ok(self.cells.try_lock()?.map(|inner| ValueGuard { inner }))
     }
