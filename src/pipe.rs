@@ -12,12 +12,12 @@
 use std::marker::PhantomData;
 use std::time::{Duration, Instant};
 
-use serde::de::DeserializeOwned;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::error::{Error, Result};
 use crate::mem::parking;
 use crate::sys;
+use crate::task::Data;
 use crate::wire::fds::{self, FdSet};
 use crate::wire::{Channel, Io, codec};
 
@@ -51,7 +51,7 @@ pub struct Pipe<T> {
     _t: PhantomData<fn(T) -> T>,
 }
 
-impl<T: Serialize + DeserializeOwned> Pipe<T> {
+impl<T: Data> Pipe<T> {
     /// Two ends that can both send and receive (Python's `Pipe()`).
     ///
     /// # Errors
@@ -159,7 +159,7 @@ impl<T> Connection<T> {
     }
 }
 
-impl<T: Serialize + DeserializeOwned> Connection<T> {
+impl<T: Data> Connection<T> {
     /// Sends a message (blocks while the other end's buffer is full).
     ///
     /// # Errors

@@ -485,9 +485,7 @@ fn a_panic_while_encoding_an_item_leaves_nothing_behind() {
 }
 
 /// Takes every item there is now, the natural way.
-fn drain<T: serde::Serialize + serde::de::DeserializeOwned>(
-    q: &Queue<T>,
-) -> multiproc::Result<Vec<T>> {
+fn drain<T: multiproc::Data>(q: &Queue<T>) -> multiproc::Result<Vec<T>> {
     let mut items = Vec::new();
     while let Some(item) = q.try_get()? {
         items.push(item);

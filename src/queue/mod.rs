@@ -21,7 +21,6 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering::SeqCst};
 use std::time::{Duration, Instant};
 
-use serde::de::DeserializeOwned;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::error::{Error, Result};
@@ -29,6 +28,7 @@ use crate::mem::parking;
 use crate::mem::segment::{Kind, Segment};
 use crate::sys::proc::own_process_identity;
 use crate::sys::shm::SealedBytes;
+use crate::task::Data;
 use crate::wire::codec;
 use crate::wire::fds::{self, FdSet, Pin};
 use ring::{PopError, Popped, PushError, Ring};
@@ -209,7 +209,7 @@ impl<T> Queue<T> {
     }
 }
 
-impl<T: Serialize + DeserializeOwned> Queue<T> {
+impl<T: Data> Queue<T> {
     /// An unbounded queue (its ring holds 4 MiB of items; `put` waits beyond that).
     ///
     /// # Errors
@@ -488,7 +488,7 @@ pub struct SimpleQueue<T> {
     inner: Queue<T>,
 }
 
-impl<T: Serialize + DeserializeOwned> SimpleQueue<T> {
+impl<T: Data> SimpleQueue<T> {
     /// A new, empty queue.
     ///
     /// # Errors
@@ -603,7 +603,7 @@ impl<T> std::ops::Deref for JoinableQueue<T> {
     }
 }
 
-impl<T: Serialize + DeserializeOwned> JoinableQueue<T> {
+impl<T: Data> JoinableQueue<T> {
     /// An unbounded joinable queue.
     ///
     /// # Errors
