@@ -13,6 +13,12 @@ mod sealed {
 
 /// A plain-old-data type that `Value` and `Array` can hold: `i8`…`i64`, `u8`…`u64`, `f32`,
 /// `f64`, `bool`, `char` (Python's typecodes `b B h H i I q Q f d ?` and `u`).
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` cannot be an element of a shared `Value` or `Array`",
+    label = "not one of the element types",
+    note = "elements are plain numbers, `bool` or `char` (Python's typecodes): `i8`…`i64`, `u8`…`u64`, `f32`, `f64`, `bool`, `char`",
+    note = "for other data, use a `Queue`, a `Pipe`, or `SharedMemory` with your own layout"
+)]
 pub trait Element:
     Copy + Default + Send + Sync + std::fmt::Debug + 'static + sealed::Sealed
 {
