@@ -320,7 +320,9 @@ impl<T: Serialize + DeserializeOwned + Send + 'static> Data for T {}
 ///
 /// Implemented for every such function; you never implement it. A closure that captures a
 /// variable cannot run in another process (its captures would have to travel with it): that is
-/// a compile error naming the closure. Pass the data as the argument instead.
+/// a compile error naming the closure and your call. Pass the data as the argument instead.
+/// (That error comes from `cargo build`: it is found when the code is generated, so `cargo
+/// check` and editors do not show it.)
 ///
 /// # Examples
 /// ```
