@@ -169,6 +169,18 @@ impl<R: Data> Process<R> {
 
     /// Sets the name the child sees in [`current_process()`](crate::current_process), like
     /// Python's `name=`. Default: `"Process-N"`.
+    ///
+    /// # Examples
+    /// ```
+    /// fn my_name() -> String { multiproc::current_process().name().to_string() }
+    ///
+    /// multiproc::init();
+    /// let mut p = multiproc::Process::new(my_name, ()).with_name("worker-1").with_daemon(true);
+    /// assert_eq!((p.name(), p.is_daemon()), ("worker-1", true));
+    /// p.start()?;
+    /// assert_eq!(p.join()?, "worker-1");
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
     pub fn with_name(mut self, name: impl Into<String>) -> Self {
         self.name = name.into();
         self

@@ -108,7 +108,26 @@ impl PoolBuilder {
     }
 
     /// A function each new worker runs once, with `arg`, before its first task (including
-    /// workers that replace dead or recycled ones). Default: none.
+    /// workers that replace dead or recycled ones), like Python's `initializer` and `initargs`:
+    /// `arg` is `()` for a function of no arguments, a tuple for several (see [`Task`]).
+    /// Default: none.
+    ///
+    /// # Examples
+    /// ```
+    /// use std::sync::Mutex;
+    /// static GREETING: Mutex<String> = Mutex::new(String::new());
+    ///
+    /// fn setup(word: String, times: usize) { *GREETING.lock().unwrap() = word.repeat(times); }
+    /// fn greeting() -> String { GREETING.lock().unwrap().clone() }
+    ///
+    /// multiproc::init();
+    /// let pool = multiproc::Pool::builder()
+    ///     .processes(2)
+    ///     .initializer(setup, ("hi".to_string(), 2))
+    ///     .build()?;
+    /// assert_eq!(pool.apply(greeting, ())?, "hihi");
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
     ///
     /// If it panics, the pool cannot serve tasks: every task fails with
     /// [`Error::InitializerFailed`] (Python instead respawns failing workers forever).
@@ -354,7 +373,9 @@ impl Pool {
 
     // ----- apply -----
 
-    /// Runs `f(arg)` in a worker and waits for the result, like Python's `apply`.
+    /// Runs `f` with `args` in a worker and waits for the result, like Python's `apply`.
+    /// `args` is given as Python's `args=`: `()` for a function of no arguments, the value (or a
+    /// 1-tuple) for one, a tuple for several (see [`Task`]).
     ///
     /// # Errors
     /// The task panicked ([`Error::TaskPanicked`]), its worker died ([`Error::WorkerDied`]), it
@@ -363,9 +384,14 @@ impl Pool {
     /// # Examples
     /// ```
     /// fn greet(name: String) -> String { format!("hello {name}") }
+    /// fn pid() -> u32 { std::process::id() }
+    /// fn between(lo: u32, hi: u32, x: u32) -> bool { lo <= x && x < hi }
+    ///
     /// multiproc::init();
     /// let pool = multiproc::Pool::new(1)?;
     /// assert_eq!(pool.apply(greet, "ada".to_string())?, "hello ada");
+    /// assert_ne!(pool.apply(pid, ())?, std::process::id());
+    /// assert!(pool.apply(between, (1, 10, 5))?);
     /// # Ok::<(), multiproc::Error>(())
     /// ```
     pub fn apply<F, Args, K>(&self, f: F, args: Args) -> Result<F::Output>
@@ -378,10 +404,22 @@ impl Pool {
         self.apply_async(f, args).get()
     }
 
-    /// Runs `f(arg)` in a worker and returns at once, like Python's `apply_async`. Attach
-    /// callbacks with [`AsyncResult::on_success`] and [`AsyncResult::on_error`].
+    /// Runs `f` with `args` in a worker and returns at once, like Python's `apply_async`;
+    /// `args` as for [`apply`](Self::apply). Attach callbacks with [`AsyncResult::on_success`]
+    /// and [`AsyncResult::on_error`].
     ///
     /// Errors (a closed pool, an argument that cannot be encoded) are reported by the result.
+    ///
+    /// # Examples
+    /// ```
+    /// fn test(s1: String, s2: String) -> String { format!("{s1} {s2}") }
+    ///
+    /// multiproc::init();
+    /// let pool = multiproc::Pool::new(2)?;
+    /// let r = pool.apply_async(test, ("hello".to_string(), "world".to_string()));
+    /// assert_eq!(r.get()?, "hello world");
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
     pub fn apply_async<F, Args, K>(&self, f: F, args: Args) -> AsyncResult<F::Output>
     where
         F: Task<Args, K>,
