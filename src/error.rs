@@ -235,9 +235,10 @@ pub enum Error {
 /// `Result` with [`Error`].
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
-/// A copy of the error: what it says is kept whole, so that an outcome kept by a handle (a
-/// [`Process`](crate::Process)'s) can be reported again. An [`Error::Io`] is copied as its OS
-/// error code where it has one, otherwise as its kind and message.
+/// A copy of the error, so that an outcome kept by a handle (a [`Process`](crate::Process)'s)
+/// can be reported again. Every variant is copied whole but [`Error::Io`], which keeps its OS
+/// error code where it has one, otherwise its kind and message: it displays the same, but its
+/// `Debug` form may differ and an inner error of its own (`get_ref`) is not kept.
 impl Clone for Error {
     fn clone(&self) -> Self {
         match self {

@@ -184,19 +184,20 @@ fn message(frame: &Frame) -> Result<()> {
     Ok(())
 }
 
-/// The supervisor's reading of a `RESULTS` payload, then `job::decode_outcomes`: outcomes in
-/// order until one does not decode (the rest of the items fail with that error).
+/// The supervisor's reading of a `RESULTS` payload, then the sinks' `job::decode_pieces`:
+/// runs of values (plain numbers in one pass), failures, and, from the first outcome that does
+/// not decode, a decode error for each item left. The supervisor trusts the header's count no
+/// further than the chunk it sent; here, no further than one byte an outcome.
 fn results<R: DeserializeOwned>(mut body: &[u8]) {
     let Ok(header) = ResultsHeader::read(&mut body) else {
         return;
     };
-    for _ in 0..header.count {
-        match codec::decode_outcome::<R>(&mut body) {
-            Ok(Ok(_)) => {}
-            Ok(Err(failure)) => drop(Error::from(failure).to_string()),
-            Err(_) => return,
+    let count = (header.count as usize).min(body.len() + 1);
+    crate::pool::decode_pieces::<R>(0, count, body, Vec::new(), |_, piece| {
+        if let crate::pool::Piece::Failed(e) = piece {
+            drop(e.to_string());
         }
-    }
+    });
 }
 
 // ----- codec -----

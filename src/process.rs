@@ -314,7 +314,7 @@ impl<R: Data> Process<R> {
     /// [`Error::Timeout`] if the child is still running (it is left running; join again later),
     /// otherwise as [`join`](Self::join).
     pub fn join_timeout(&mut self, timeout: Duration) -> Result<&R> {
-        self.wait(Instant::now().checked_add(timeout))
+        self.wait(crate::mem::parking::deadline(timeout))
     }
 
     /// Waits for the child to finish and hands over the function's value, giving up the

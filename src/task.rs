@@ -321,6 +321,9 @@ impl<T: Serialize + DeserializeOwned + Send + 'static> Data for T {}
 /// Implemented for every such function; you never implement it. A closure that captures a
 /// variable cannot run in another process (its captures would have to travel with it): that is
 /// a compile error naming the closure and your call. Pass the data as the argument instead.
+/// What is checked is that the closure takes no memory: one that captures only zero-sized
+/// values (a marker type) passes, and the child makes those values anew, without whatever
+/// code made them in the parent.
 /// (That error comes from `cargo build`: it is found when the code is generated, so `cargo
 /// check` and editors do not show it.)
 ///

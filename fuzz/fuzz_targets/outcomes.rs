@@ -1,4 +1,4 @@
-//! A RESULTS payload: header, then outcomes decoded one after another. See
+//! A RESULTS payload: header, then outcomes decoded as the supervisor does. See
 //! `multiproc::fuzzing::outcomes`.
 #![no_main]
 

@@ -42,7 +42,7 @@ use std::time::Duration;
 
 use super::job::{Chunk, Collector, WaiterId};
 use super::link::Delivery;
-use super::result::lock;
+use super::result::{lock, wait_while_until};
 use super::supervisor::{Core, Wake};
 use crate::error::{Error, Result};
 use crate::launch::Launch;
@@ -258,13 +258,12 @@ impl Shared {
         }
     }
 
-    /// Waits until no submitter or waiter holds results it read and has not handed over: after
-    /// the supervisor has ended, this is what `join` waits for before callbacks stop.
-    pub(crate) fn wait_in_hand(&self) {
-        let mut n = lock(&self.in_hand);
-        while *n > 0 {
-            n = self.in_hand_done.wait(n).unwrap_or_else(|p| p.into_inner());
-        }
+    /// Waits until no submitter or waiter holds results it read and has not handed over, or
+    /// until `deadline` (`None`: no limit); returns whether none does. After the supervisor has
+    /// ended, this is what `join` waits for before callbacks stop.
+    pub(crate) fn wait_in_hand(&self, deadline: Option<std::time::Instant>) -> bool {
+        let held = lock(&self.in_hand);
+        wait_while_until(&self.in_hand_done, held, deadline, |&n| n > 0).1
     }
 
     /// Moves the pool to `state`, unless it is there or further already.

@@ -480,6 +480,8 @@ impl ChunkBuilder {
             return items.find_map(|item| self.push(&item));
         }
         let size = std::mem::size_of::<T>();
+        // `push` checks each item's start against `u32`; here the payload cap implies it.
+        const { assert!(MAX_VALUE <= u32::MAX as usize) };
         loop {
             if self.current.is_none() {
                 self.open_chunk(self.next_index);
@@ -488,14 +490,23 @@ impl ChunkBuilder {
                 unreachable!("a chunk was just opened")
             };
             let at = chunk.payload.len();
-            // As many items as `push` would take before closing the chunk.
+            // As many items as `push` would take before closing the chunk: it closes after the
+            // item that fills its count or passes `close_at`, and before one that would not
+            // fit a message (unless that one is alone, as with `push`).
+            let fits = self.max_payload.saturating_sub(at) / size;
+            if fits == 0 && at > 0 {
+                if let Some(full) = self.take_current() {
+                    return Some(full);
+                }
+                continue;
+            }
             let room = self
                 .chunksize
                 .saturating_sub(chunk.len())
                 .min(self.close_at.saturating_sub(at).div_ceil(size))
-                .min(self.max_payload.saturating_sub(at) / size)
-                .max(1);
-            let taken = codec::append_scalars(items.by_ref().take(room), &mut chunk.payload)?;
+                .max(1)
+                .min(fits.max(1));
+            let taken = codec::append_scalar_run(items.by_ref().take(room), &mut chunk.payload)?;
             chunk.offsets.push_many(taken, size as u32, at as u32);
             self.next_index += taken;
             if taken < room {
@@ -717,6 +728,57 @@ mod tests {
             .map(|_| codec::decode_front(&mut bytes).unwrap())
             .collect();
         assert_eq!(back, (0..10).collect::<Vec<u32>>());
+    }
+
+    #[test]
+    fn runs_and_single_items_agree_at_the_message_limit_and_across_size_changes() {
+        let numbers: Vec<u32> = (0..500).collect();
+        let sink = Arc::new(Failures(std::sync::Mutex::new(Vec::new())));
+        // Where each item starts: `Offsets` may spell the same positions two ways.
+        let key = |c: &Chunk| {
+            let starts: Vec<usize> = (0..c.len()).map(|i| c.offsets.start(i)).collect();
+            (c.first, c.payload.clone(), starts)
+        };
+        for max_payload in [4, 7, 8, 9, 15, 16, 17, 40, 100, 1000] {
+            for chunking in [
+                Chunking::Fixed(1),
+                Chunking::Fixed(3),
+                Chunking::Fixed(64),
+                Chunking::guided(numbers.len(), 2),
+            ] {
+                // The input in pieces, the chunk size changing between them (as `imap`'s
+                // window does): once item by item, once in runs.
+                let cut = |runs: bool| {
+                    let mut b = ChunkBuilder::with(sink.clone(), 0, chunking);
+                    b.max_payload = max_payload;
+                    let mut got = Vec::new();
+                    for (i, piece) in numbers.chunks(37).enumerate() {
+                        if i % 3 == 2 {
+                            b.set_chunksize(1 + i % 5);
+                        }
+                        let mut it = piece.iter().copied();
+                        match runs {
+                            true => {
+                                // Now and then a chunk is begun item by item, then filled.
+                                if i % 4 == 1 {
+                                    got.extend(it.next().and_then(|x| b.push(&x)));
+                                }
+                                got.extend(std::iter::from_fn(|| b.fill(&mut it)));
+                            }
+                            false => got.extend(piece.iter().filter_map(|x| b.push(x))),
+                        }
+                    }
+                    got.extend(b.finish());
+                    got
+                };
+                let (runs, one_by_one) = (cut(true), cut(false));
+                assert!(
+                    runs.iter().map(key).eq(one_by_one.iter().map(key)),
+                    "max_payload {max_payload}, {chunking:?}"
+                );
+                assert_eq!(runs.iter().map(Chunk::len).sum::<usize>(), numbers.len());
+            }
+        }
     }
 
     #[test]

@@ -9,7 +9,7 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::thread::{JoinHandle, ThreadId};
 use std::time::Instant;
 
-use super::result::lock;
+use super::result::{lock, wait_while_until};
 
 /// A running (or ended) thread.
 #[derive(Debug)]
@@ -82,25 +82,8 @@ impl ThreadEnd {
     /// Waits until the thread has ended, or until `deadline` (`None`: no limit); returns
     /// whether it has ended.
     pub(crate) fn wait_until(&self, deadline: Option<Instant>) -> bool {
-        let mut done = lock(&self.0.done);
-        while !*done {
-            done = match deadline {
-                None => self.0.cond.wait(done).unwrap_or_else(|p| p.into_inner()),
-                Some(at) => {
-                    let left = at.saturating_duration_since(Instant::now());
-                    if left.is_zero() {
-                        return false;
-                    }
-                    let (guard, _) = self
-                        .0
-                        .cond
-                        .wait_timeout(done, left)
-                        .unwrap_or_else(|p| p.into_inner());
-                    guard
-                }
-            };
-        }
-        true
+        let done = lock(&self.0.done);
+        wait_while_until(&self.0.cond, done, deadline, |&done| !done).1
     }
 }
 

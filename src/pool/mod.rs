@@ -38,6 +38,8 @@ use crate::wire::fds::{self, FdSet};
 use handoff::{Admission, Config, InitTask, PoolState, Shared};
 use imap::Order;
 use job::{Chunk, ChunkBuilder, Chunking, Sink, python_chunksize};
+#[cfg(feature = "fuzzing")]
+pub(crate) use job::{Piece, decode_pieces};
 use joinable::{Joinable, ThreadEnd};
 use readahead::Readahead;
 use result::{CallbackQueue, Gather, Slot, lock};
@@ -794,6 +796,9 @@ impl Pool {
     /// nobody pulls (an `imap` held, unconsumed, by the thread that joins). Python instead
     /// reads every `imap`'s whole input at once, and `join` waits for all of it.
     ///
+    /// Called from a callback (on the pool's callback thread), it does not wait for the
+    /// callbacks, its own among them.
+    ///
     /// # Errors
     /// [`Error::PoolStillRunning`] if neither was called (Python raises `ValueError`).
     pub fn join(&self) -> Result<()> {
@@ -802,10 +807,14 @@ impl Pool {
 
     /// Like [`join`](Self::join), waiting at most `timeout`.
     ///
+    /// Like `join`, it stops the pool accepting anything from the moment it is called, even if
+    /// it then times out: an `imap` made before `close()` is fed no more (its pulled items fail
+    /// with [`Error::PoolClosed`]). Use it once the `imap`s are done, not to poll.
+    ///
     /// # Errors
     /// [`Error::Timeout`] if the workers or the callbacks still run when the time is up; the
-    /// pool goes on finishing its work, and `join` or `join_timeout` may be called again.
-    /// Otherwise as [`join`](Self::join).
+    /// pool goes on finishing the work handed in, and `join` or `join_timeout` may be called
+    /// again. Otherwise as [`join`](Self::join).
     ///
     /// # Examples
     /// ```
@@ -822,7 +831,7 @@ impl Pool {
     /// # Ok::<(), multiproc::Error>(())
     /// ```
     pub fn join_timeout(&self, timeout: Duration) -> Result<()> {
-        self.join_until(Instant::now().checked_add(timeout))
+        self.join_until(crate::mem::parking::deadline(timeout))
     }
 
     fn join_until(&self, deadline: Option<Instant>) -> Result<()> {
@@ -840,8 +849,7 @@ impl Pool {
         }
         lock(&self.supervisor).join_if_ended();
         // Results read by a waiting caller may still be on their way to their callbacks.
-        self.shared.wait_in_hand();
-        if !self.callbacks.shutdown_until(deadline) {
+        if !self.shared.wait_in_hand(deadline) || !self.callbacks.shutdown_until(deadline) {
             return Err(Error::Timeout);
         }
         Ok(())

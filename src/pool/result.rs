@@ -107,6 +107,31 @@ impl CallbackQueue {
     }
 }
 
+/// Waits on `cond` while `blocked` holds, until `deadline` (`None`: no limit); returns the guard
+/// and whether `blocked` no longer holds. Poisoning is ignored, as in [`lock`].
+pub(crate) fn wait_while_until<'a, T>(
+    cond: &Condvar,
+    mut guard: MutexGuard<'a, T>,
+    deadline: Option<Instant>,
+    mut blocked: impl FnMut(&T) -> bool,
+) -> (MutexGuard<'a, T>, bool) {
+    while blocked(&guard) {
+        guard = match deadline {
+            None => cond.wait(guard).unwrap_or_else(|p| p.into_inner()),
+            Some(at) => {
+                let left = at.saturating_duration_since(Instant::now());
+                if left.is_zero() {
+                    return (guard, false);
+                }
+                cond.wait_timeout(guard, left)
+                    .unwrap_or_else(|p| p.into_inner())
+                    .0
+            }
+        };
+    }
+    (guard, true)
+}
+
 /// Locks a mutex, ignoring poisoning: the data behind our mutexes stays consistent even if a
 /// user callback panicked while a guard was held (callbacks never run under our locks).
 pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -372,7 +397,7 @@ impl<T: Send + 'static> AsyncResult<T> {
     /// # Ok::<(), multiproc::Error>(())
     /// ```
     pub fn get_timeout(&self, timeout: Duration) -> Result<T> {
-        self.slot.take(Instant::now().checked_add(timeout))
+        self.slot.take(crate::mem::parking::deadline(timeout))
     }
 
     /// Waits until the result is ready.
@@ -383,7 +408,7 @@ impl<T: Send + 'static> AsyncResult<T> {
     /// Waits at most `timeout`; returns whether the result is ready.
     pub fn wait_timeout(&self, timeout: Duration) -> bool {
         self.slot
-            .wait_ready(Instant::now().checked_add(timeout))
+            .wait_ready(crate::mem::parking::deadline(timeout))
             .is_some()
     }
 
@@ -422,13 +447,18 @@ impl<T: Send + 'static> AsyncResult<T> {
     }
 
     /// Runs `callback` with the value when the call succeeds, on the pool's callback thread.
-    /// Attach it right after submitting: callbacks run in the order results complete.
+    /// Attach it right after submitting: callbacks run in the order results complete. One
+    /// attached to a result that is complete already runs at once (on that thread); one
+    /// attached after [`get`](Self::get) took the value never runs, as there is no value left
+    /// to show it.
     pub fn on_success(self, callback: impl FnOnce(&T) + Send + 'static) -> Self {
         self.attach(Some(Box::new(callback)), None);
         self
     }
 
-    /// Runs `callback` with the error when the call fails, on the pool's callback thread.
+    /// Runs `callback` with the error when the call fails, on the pool's callback thread; as
+    /// for [`on_success`](Self::on_success), attach it before [`get`](Self::get) takes the
+    /// error.
     pub fn on_error(self, callback: impl FnOnce(&Error) + Send + 'static) -> Self {
         self.attach(None, Some(Box::new(callback)));
         self

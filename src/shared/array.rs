@@ -320,7 +320,8 @@ impl<T: Element> Array<T> {
     /// and Python's `acquire(False)` say.
     ///
     /// # Errors
-    /// [`Error::OwnerDied`]: a process died holding the lock (it is now this call's).
+    /// [`Error::OwnerDied`]: a process died holding the lock; it is free again, the elements
+    /// may be half-updated.
     pub fn try_lock(&self) -> Result<Option<ArrayGuard<'_, T>>> {
         self.cells.try_lock()
     }

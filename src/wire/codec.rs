@@ -95,7 +95,7 @@ fn append_scalar<T: Serialize + ?Sized>(value: &T, out: &mut Vec<u8>) -> bool {
 /// `None`, with nothing taken, if `T` is not a plain number. The hot path of `map` over numbers:
 /// a copy per item, without the checks each value of another type needs.
 #[inline(always)]
-pub(crate) fn append_scalars<T: Serialize>(
+pub(crate) fn append_scalar_run<T: Serialize>(
     items: impl Iterator<Item = T>,
     out: &mut Vec<u8>,
 ) -> Option<usize> {
@@ -293,9 +293,13 @@ pub(crate) mod plain {
                 None
             }
 
-            /// Whether `T` is a plain number (its encoding takes at most 8 bytes).
+            /// Whether `T` is a plain number whose memory is its encoding (at most 8 bytes, on a
+            /// little-endian machine): the one test of every fast path for numbers.
             #[inline(always)]
             pub(crate) fn is_scalar<T: ?Sized>() -> bool {
+                if !cfg!(target_endian = "little") {
+                    return false;
+                }
                 let id = typeid::of::<T>();
                 false $(|| id == TypeId::of::<$t>())*
             }
