@@ -1,9 +1,8 @@
 //! `apply` blocks until its task is done, so a loop of `apply` runs one task at a time;
 //! `apply_async` returns at once, so the pool runs tasks side by side. Ten tasks with random
 //! naps report when and in which worker they ran; their intervals show that a pool of 3 never
-//! ran more than 3 at once.
-//!
-//! Mirrors the Python tutorial:
+//! ran more than 3 at once. Ports seed 000's `apply()` and `apply_async()` programs
+//! ("apply()方法同步调用", "apply_async()方法异步调用"), with shorter naps:
 //!
 //! ```python
 //! def work(x):

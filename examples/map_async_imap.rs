@@ -1,8 +1,7 @@
 //! The rest of the pool's mapping family: `map_async` with a callback that receives the whole
 //! result list, `imap` consumed one `next()` at a time, `imap_unordered` yielding results as
-//! they finish, and `starmap` / `starmap_async` for a function of two arguments.
-//!
-//! Mirrors the Python tutorial:
+//! they finish, and `starmap` / `starmap_async` for a function of two arguments. Ports seed
+//! 004's `map_async`, `imap`, `imap_unordered`, `starmap` and `starmap_async` programs:
 //!
 //! ```python
 //! with Pool(4) as pool:

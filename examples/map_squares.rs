@@ -1,6 +1,5 @@
 //! `map` of x*x over 0..100 on a pool of 4 processes: the results come back in input order.
-//!
-//! Mirrors the Python tutorial:
+//! Ports seed 000's map program ("使用 map 方法调用", `function_square`):
 //!
 //! ```python
 //! def square(x):

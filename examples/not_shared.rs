@@ -1,7 +1,7 @@
 //! Data is not shared by default: each child gets its own copy of the argument. Appending to it
-//! in a child changes that child's copy only; the parent's list stays as it was.
-//!
-//! Mirrors the Python tutorial:
+//! in a child changes that child's copy only; the parent's list stays as it was. Ports seed
+//! 001's "进程数据共享(默认不共享)" program (there the list is a global; here it is passed in,
+//! which is what a child gets either way: a copy).
 //!
 //! ```python
 //! def append_and_print(items, x):
@@ -24,7 +24,7 @@
 use multiproc::{Error, Process};
 
 /// Appends `x` to this process's copy of the list, prints it and hands it back.
-fn append_and_print((mut items, x): (Vec<i32>, i32)) -> Vec<i32> {
+fn append_and_print(mut items: Vec<i32>, x: i32) -> Vec<i32> {
     items.push(x);
     println!(
         "child {x} (pid {}): {items:?}",

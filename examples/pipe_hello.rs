@@ -1,7 +1,7 @@
 //! A `Pipe` from a child to its parent: the child sends a few messages and a `None` to end;
-//! the parent prints them until the `None`.
+//! the parent prints them until the `None`. Then seed 004's Pipe program ("管"): a duplex
+//! `Pipe()` over which the child sends one list, `["Hello", "World", None]`.
 //!
-//! Mirrors the Python tutorial:
 //!
 //! ```python
 //! def send_words(conn):
@@ -16,6 +16,17 @@
 //!     while (word := parent_conn.recv()) is not None:
 //!         print(word)
 //!     p.join()
+//!
+//! def foo(conn):                                    # seed 004
+//!     conn.send(["Hello", "World", None])
+//!     conn.close()
+//!
+//! if __name__ == '__main__':
+//!     parent, child = Pipe()
+//!     p = Process(target=foo, args=(child,))
+//!     p.start()
+//!     print(parent.recv())                          # ['Hello', 'World', None]
+//!     p.join()
 //! ```
 //!
 //! `Pipe::one_way()` returns the receiving end first, as Python's `Pipe(duplex=False)` does.
@@ -27,6 +38,13 @@
 use std::time::Duration;
 
 use multiproc::{Connection, Error, Pipe, Process};
+
+/// Seed 004's `foo`: sends one list, then closes its end.
+fn foo(mut conn: Connection<Vec<Option<String>>>) {
+    let list = vec![Some("Hello".to_string()), Some("World".to_string()), None];
+    conn.send(&list).expect("send");
+    conn.close();
+}
 
 /// Sends two words, then `None`.
 fn send_words(mut conn: Connection<Option<String>>) {
@@ -48,5 +66,17 @@ fn main() -> Result<(), Error> {
     }
     p.join()?;
     assert_eq!(words, ["Hello", "World"]);
+
+    // Seed 004: a duplex pipe (either end may send and receive), one message holding a list.
+    let (mut parent, child) = Pipe::<Vec<Option<String>>>::duplex()?;
+    let mut p = Process::new(foo, child);
+    p.start()?;
+    let list = parent.recv_timeout(Duration::from_secs(5))?;
+    println!("{list:?}");
+    p.join()?;
+    assert_eq!(
+        list,
+        [Some("Hello".to_string()), Some("World".to_string()), None]
+    );
     Ok(())
 }

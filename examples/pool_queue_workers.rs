@@ -1,8 +1,9 @@
 //! A pool whose initializer is the worker: each of the pool's processes runs a loop that takes
 //! items from an input queue and puts results on an output queue. The initializer never
-//! returns, so the pool never runs a task of its own; `terminate()` ends the workers.
-//!
-//! Mirrors a common Python pattern:
+//! returns, so the pool never runs a task of its own; `terminate()` ends the workers. Ports
+//! seed 003's gensim-style program (`Pool(4, f, (in_queue, out_queue))` inside a class,
+//! simplified here: the seed's workers stop when they find the input queue empty, and the
+//! parent polls `out_queue.empty()`):
 //!
 //! ```python
 //! def worker(inq, outq):
@@ -32,7 +33,7 @@ use multiproc::{Error, Pool, Queue};
 const ITEMS: u64 = 20;
 
 /// Squares items from `inq` onto `outq`, forever (until the pool is terminated).
-fn worker((inq, outq): (Queue<u64>, Queue<(u64, u64, u32)>)) {
+fn worker(inq: Queue<u64>, outq: Queue<(u64, u64, u32)>) {
     let pid = multiproc::current_process().pid();
     loop {
         let Ok(x) = inq.get() else {

@@ -1,7 +1,7 @@
 //! `Process` basics: one child per value, `run()` against `start()`, joining inside or after the
 //! loop, `is_alive()` around `join_timeout`, a daemon, and `terminate()` with its exit code.
-//!
-//! Mirrors the Python tutorial:
+//! Ports seed 004's `cube` programs (`run()` instead of `start()`, and the five processes
+//! over `range(10)` joined inside or after the loop, here one value each):
 //!
 //! ```python
 //! def cube(x):

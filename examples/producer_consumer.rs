@@ -1,7 +1,6 @@
 //! A producer and a consumer process connected by a `Queue`, with `None` as the "no more
-//! items" sentinel.
-//!
-//! Mirrors the Python tutorial:
+//! items" sentinel. Ports seed 004's Queue program ("长队"; there the items are random
+//! floats and the naps random):
 //!
 //! ```python
 //! def producer(q):

@@ -1,8 +1,7 @@
 //! A progress bar advanced by `apply_async` callbacks. Callbacks run in the parent, on the
 //! pool's callback thread, as results arrive. (indicatif hides the bar when stderr is not a
-//! terminal; the final count is printed either way.)
-//!
-//! Mirrors the Python tutorial:
+//! terminal; the final count is printed either way.) Ports seed 000's tqdm program
+//! ("callback 回调函数"):
 //!
 //! ```python
 //! pbar = tqdm(total=40)

@@ -1,9 +1,23 @@
-//! An `RLock` guarding a multi-step update of a shared `Array`, taken twice by the same process:
-//! once around the whole update, again inside a helper that is also safe to call on its own.
-//!
-//! Mirrors the Python tutorial:
+//! An `RLock` guarding updates of a shared `Array` across ten processes. First seed 001's
+//! RLock program as it is (each process writes element 0, then prints the whole array, while
+//! holding the lock); then the lock taken twice by the same process: once around a
+//! multi-step update, again inside a helper that is also safe to call on its own.
 //!
 //! ```python
+//! def Foo(lock, temp, i):                # seed 001
+//!     lock.acquire()
+//!     temp[0] = 100 + i
+//!     for item in temp:
+//!         print(i, '----->', item)
+//!     lock.release()
+//!
+//! lock = RLock()
+//! temp = Array('i', [11, 22, 33, 44])
+//! if __name__ == '__main__':
+//!     for i in range(10):
+//!         p = Process(target=Foo, args=(lock, temp, i))
+//!         p.start()
+//!
 //! def append(lock, log, value):          # safe on its own: takes the lock
 //!     with lock:
 //!         n = log[0]
@@ -33,6 +47,18 @@
 
 use multiproc::{Array, Error, Process, RLock};
 
+/// Seed 001's `Foo`: under the lock, sets element 0 and reads the array back; returns what it
+/// read. While it holds the lock no other process writes, so it reads its own `100 + i`.
+fn foo(lock: RLock, temp: Array<i32>, i: i32) -> Vec<i32> {
+    let _guard = lock.acquire().expect("acquire"); // lock.acquire()
+    temp.set(0, 100 + i).expect("set");
+    let seen: Vec<i32> = temp.iter().expect("iter").collect();
+    for item in &seen {
+        println!("{i} -----> {item}");
+    }
+    seen
+} // the guard is dropped here: lock.release()
+
 const PROCESSES: i32 = 10;
 
 /// Appends `value` to the log (slot 0 holds the count), under the lock.
@@ -46,7 +72,7 @@ fn append(lock: &RLock, log: &Array<i32>, value: i32) -> Result<usize, Error> {
 
 /// Appends `i` and `100 + i` next to each other: the outer guard keeps other processes out
 /// between the two appends.
-fn append_pair((lock, log, i): (RLock, Array<i32>, i32)) {
+fn append_pair(lock: RLock, log: Array<i32>, i: i32) {
     let _outer = lock.acquire().expect("acquire");
     let first = append(&lock, &log, i).expect("append");
     let second = append(&lock, &log, 100 + i).expect("append");
@@ -58,6 +84,28 @@ fn append_pair((lock, log, i): (RLock, Array<i32>, i32)) {
 
 fn main() -> Result<(), Error> {
     multiproc::init();
+
+    println!("seed 001: Foo in ten processes");
+    let lock = RLock::new()?;
+    let temp = Array::new(&[11, 22, 33, 44])?;
+    let mut procs: Vec<Process<Vec<i32>>> = (0..PROCESSES)
+        .map(|i| Process::new(foo, (lock.clone(), temp.clone(), i)))
+        .collect();
+    for p in &mut procs {
+        p.start()?;
+    }
+    for (i, p) in (0..PROCESSES).zip(procs) {
+        assert_eq!(
+            p.into_value()?,
+            [100 + i, 22, 33, 44],
+            "process {i} was disturbed"
+        );
+    }
+    let first = temp.get(0)?;
+    assert!((100..100 + PROCESSES).contains(&first));
+    println!("element 0 ends as {first}: the last process to take the lock wrote it");
+
+    println!("\nappending pairs, re-entrantly");
     let lock = RLock::new()?;
     let log = Array::<i32>::zeroed(1 + 2 * PROCESSES as usize)?;
 

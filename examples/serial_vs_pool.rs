@@ -1,9 +1,8 @@
 //! When a pool pays off: the same cube-sum workload run serially and on a pool, at a small size
 //! (the pool loses: sending work to other processes costs more than the work) and a large one
 //! (the pool wins, by up to the number of workers). Timings are printed, not asserted: they
-//! depend on the machine and its load.
-//!
-//! Mirrors the Python tutorial:
+//! depend on the machine and its load. Ports seed 004's `cubing_multiprocess` /
+//! `cubing_serial` program:
 //!
 //! ```python
 //! def cube_sum(r):

@@ -1,7 +1,6 @@
 //! Three processes share one `Queue` and each takes one item: every item goes to exactly one
-//! of them, in whatever order they reach the queue.
-//!
-//! Mirrors the Python tutorial:
+//! of them, in whatever order they reach the queue. Ports seed 001's
+//! "通过queues.Queue()实现进程间数据共享" program (there the processes are not joined):
 //!
 //! ```python
 //! def take(q):

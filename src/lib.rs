@@ -2,8 +2,8 @@
 //!
 //! Python's `multiprocessing`, done properly in Rust: real OS processes with Python's nouns —
 //! [`Process`], [`Pool`], [`AsyncResult`] — Rust's types and errors, and none of the famous
-//! failure modes. A worker that is killed fails only the task it was running; nothing ever waits
-//! forever; no child outlives the program.
+//! failure modes. A worker that is killed fails only the task it was running, so a dead worker
+//! never leaves a call waiting; no child outlives the program.
 //!
 //! Reach for processes instead of threads when you need isolation (a segfault, abort or leak in a
 //! task must not take the program down), a hard kill of a runaway task, or parallel use of C
@@ -65,7 +65,8 @@
 //! multiproc::init();
 //! let pool = multiproc::Pool::new(2).unwrap();
 //! let offset = 10u64;
-//! // error: multiproc tasks must be fn items or closures that capture nothing
+//! // error: a multiproc task must be a fn item or a closure that captures nothing: pass data
+//! // as the argument (reported by `cargo build`, at this call; `cargo check` does not see it)
 //! let _ = pool.map(move |x: u64| x + offset, 0..4u64);
 //! ```
 //!
@@ -150,7 +151,17 @@
 //! - **Per-task timeouts** ([`PoolBuilder::task_timeout`]) kill the worker that overran.
 //! - **`imap` is lazy**: the input is read as results are consumed, with a bounded window, so
 //!   endless iterators work. CPython reads the whole input first.
-//! - **`join()` returns the value** of a `Process`'s function.
+//! - **`join()` returns the value** of a `Process`'s function; [`AsyncResult::get`] hands its
+//!   value over once (a second `get` is [`Error::ResultTaken`]), and
+//!   [`successful()`](AsyncResult::successful) is `None` before the result is ready, where
+//!   Python raises.
+//! - **Arguments travel as one value**, as Python's `args=`: `()` for `fn f()`, `x` for
+//!   `fn f(X)`, `(a, b)` for `fn f(A, B)` (see [`Task`]); owned types only (`String`, not
+//!   `&str`).
+//! - **Nothing there now is an answer, not an exception**: `try_x()` returns `Ok(None)` (a
+//!   queue's `try_get`, a lock's `try_acquire`), a bounded `x_timeout(d)` that runs out of time
+//!   returns `Err(Error::Timeout)` or, for a wait on a condition (`Event::wait_timeout`),
+//!   `false`.
 //! - **Errors are values**: `map` returns `Result<Vec<R>>`, `imap` yields `Result<R>` per item.
 //! - **A failing initializer** fails the pool's tasks with [`Error::InitializerFailed`] instead
 //!   of respawning workers forever.
@@ -211,3 +222,8 @@ pub use task::{ArgTuple, Data, OneArg, Task};
 #[cfg(doctest)]
 #[doc = include_str!("../README.md")]
 struct ReadmeDoctests;
+
+/// The Rust side of `docs/coming-from-python.md`, compiled and run as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../docs/coming-from-python.md")]
+struct ComingFromPythonDoctests;

@@ -308,7 +308,12 @@ impl<R: Data> Process<R> {
         self.wait(None)
     }
 
-    /// Like [`join`](Self::join), waiting at most `timeout`.
+    /// Like [`join`](Self::join), waiting at most `timeout`. Where Python's `join(timeout)`
+    /// returns `None` either way and you ask `is_alive()`, this says which it was.
+    ///
+    /// The value is lent, as by `join`, so the outcome keeps the process borrowed: end the
+    /// borrow before asking the process anything else, with
+    /// `matches!(p.join_timeout(d), Err(Error::Timeout))` or `p.join_timeout(d).map(|_| ())`.
     ///
     /// # Errors
     /// [`Error::Timeout`] if the child is still running (it is left running; join again later),

@@ -234,7 +234,19 @@ impl PoolBuilder {
 /// Tasks are `fn` items or closures that capture nothing (data goes in the argument), with
 /// `serde` arguments and results. A task that panics fails alone; a worker that dies — killed,
 /// crashed, out of memory — fails only the task it was running, and a new worker takes its
-/// place. Nothing ever waits forever.
+/// place.
+///
+/// # What a wait is bounded by
+/// The pool's own troubles never leave a call waiting: a worker's death fails its task at once
+/// ([`Error::WorkerDied`]); workers that cannot be started fail the waiting tasks after
+/// [`start_timeout`](PoolBuilder::start_timeout) (5 s by default, [`Error::Spawn`]); a
+/// [`task_timeout`](PoolBuilder::task_timeout), when set, kills a task that runs too long.
+/// What user code does is not bounded: without `task_timeout`, a task that never returns keeps
+/// whoever waits for its result waiting; an [`initializer`](PoolBuilder::initializer) that
+/// never returns keeps its worker from serving (`task_timeout` does not apply to it), so when
+/// no worker's initializer returns, every task waits; and [`join`](Self::join) waits for the
+/// tasks already handed in. To bound a wait yourself, use [`AsyncResult::get_timeout`],
+/// [`IMap::next_timeout`] or [`join_timeout`](Self::join_timeout).
 ///
 /// Dropping the pool terminates it, like leaving Python's `with Pool() as p:` block: workers
 /// are killed and unfinished tasks fail with [`Error::PoolTerminated`]. For a graceful end,
