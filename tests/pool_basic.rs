@@ -61,6 +61,16 @@ fn tag() -> String {
 }
 
 #[test]
+fn a_pool_of_no_workers_is_refused_and_none_means_one_per_cpu() {
+    assert!(matches!(Pool::new(0), Err(Error::InvalidArgument(_))));
+    assert!(matches!(
+        Pool::builder().processes(0).build(),
+        Err(Error::InvalidArgument(_))
+    ));
+    assert_eq!(Pool::new(None).unwrap().processes(), multiproc::cpu_count());
+}
+
+#[test]
 fn tasks_of_any_arity_take_their_arguments_as_python_args_does() {
     within(SECS(30), || {
         let pool = Pool::new(2).unwrap();

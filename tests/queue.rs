@@ -232,7 +232,10 @@ fn joinable_queue_join_waits_for_task_done() {
         for i in 0..20u32 {
             q.put(i).unwrap();
         }
-        assert!(!q.join_timeout(Duration::from_millis(20)));
+        assert!(matches!(
+            q.join_timeout(Duration::from_millis(20)),
+            Err(Error::Timeout)
+        ));
         let mut p = Process::new(
             |q: JoinableQueue<u32>| {
                 for _ in 0..20 {
@@ -288,6 +291,12 @@ fn simple_queue_round_trip() {
     assert_eq!(q.get().unwrap(), "a");
     assert_eq!(q.get().unwrap(), "b");
     assert!(q.empty());
+    // A put that fails gives the item back, as `Queue::put` does.
+    q.close();
+    match q.put("c".to_string()) {
+        Err(PutError::Closed(item)) => assert_eq!(item, "c"),
+        other => panic!("{other:?}"),
+    }
 }
 
 /// Puts items forever, some of them big enough to go aside (through a memfd).

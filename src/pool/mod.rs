@@ -203,10 +203,17 @@ impl PoolBuilder {
     /// ready wait in the queue.
     ///
     /// # Errors
-    /// The initializer's argument could not be encoded, or the supervisor thread could not
-    /// start. Workers that cannot be started are tried again; tasks that wait for them longer
-    /// than the [`start_timeout`](Self::start_timeout) fail with [`Error::Spawn`].
+    /// [`Error::InvalidArgument`] for `processes(0)` (Python raises `ValueError`); the
+    /// initializer's argument could not be encoded, or the supervisor thread could not start.
+    /// Workers that cannot be started are tried again; tasks that wait for them longer than the
+    /// [`start_timeout`](Self::start_timeout) fail with [`Error::Spawn`].
     pub fn build(self) -> Result<Pool> {
+        if self.processes == Some(0) {
+            // Python: "Number of processes must be at least 1".
+            return Err(Error::InvalidArgument(
+                "a pool needs at least one worker process (`processes(0)`)".into(),
+            ));
+        }
         let processes = self.processes.unwrap_or_else(crate::cpu_count).max(1);
         let init = self.init.transpose()?;
         let shared = Shared::new(Config {

@@ -502,9 +502,9 @@ impl<T: Data> SimpleQueue<T> {
     /// Puts an item (see [`Queue::put`]).
     ///
     /// # Errors
-    /// As [`Queue::put`], without the item.
-    pub fn put(&self, item: T) -> Result<()> {
-        Ok(self.inner.put(item)?)
+    /// As [`Queue::put`], which gives the item back.
+    pub fn put(&self, item: T) -> std::result::Result<(), PutError<T>> {
+        self.inner.put(item)
     }
 
     /// Takes the oldest item, waiting for one (see [`Queue::get`]).
@@ -645,9 +645,28 @@ impl<T> JoinableQueue<T> {
         self.inner.ring().join(None);
     }
 
-    /// Like [`join`](Self::join), for at most `timeout`; whether everything was done.
-    pub fn join_timeout(&self, timeout: Duration) -> bool {
-        self.inner.ring().join(parking::deadline(timeout))
+    /// Like [`join`](Self::join), waiting at most `timeout`, as every `join_timeout` does.
+    ///
+    /// # Errors
+    /// [`Error::Timeout`] if items put are not all done yet (nothing is lost: join again).
+    ///
+    /// # Examples
+    /// ```
+    /// # use std::time::Duration;
+    /// multiproc::init();
+    /// let q = multiproc::JoinableQueue::new()?;
+    /// q.put(1u8)?;
+    /// assert!(matches!(q.join_timeout(Duration::from_millis(5)), Err(multiproc::Error::Timeout)));
+    /// q.get()?;
+    /// q.task_done()?;
+    /// q.join_timeout(Duration::from_millis(5))?;
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
+    pub fn join_timeout(&self, timeout: Duration) -> Result<()> {
+        match self.inner.ring().join(parking::deadline(timeout)) {
+            true => Ok(()),
+            false => Err(Error::Timeout),
+        }
     }
 }
 
