@@ -78,7 +78,7 @@ fn main() -> Result<(), Error> {
         p.start()?;
     }
     let cubes = procs
-        .iter_mut()
+        .iter()
         .map(Process::join)
         .collect::<Result<Vec<_>, _>>()?;
     println!("  parallel:   {:.2?}  -> {cubes:?}", t.elapsed());
@@ -87,7 +87,7 @@ fn main() -> Result<(), Error> {
     let mut p = Process::new(nap, 300).with_name("napper");
     p.start()?;
     println!("  after start:             is_alive = {}", p.is_alive());
-    let early = p.join_timeout(Duration::from_millis(50)).map(|_| ());
+    let early = p.join_timeout(Duration::from_millis(50));
     println!(
         "  join_timeout(50 ms)  ->  {early:?}, is_alive = {}",
         p.is_alive()

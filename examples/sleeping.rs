@@ -73,9 +73,7 @@ fn main() -> Result<(), Error> {
     println!("join with a timeout shorter than the nap:");
     let mut p = Process::new(sleeping, ());
     p.start()?;
-    // `join_timeout` lends the value (`Result<&()>`), which keeps `p` borrowed: drop the value
-    // (`.map(|_| ())`) before asking `p` anything else.
-    let early = p.join_timeout(Duration::from_millis(50)).map(|_| ());
+    let early = p.join_timeout(Duration::from_millis(50));
     println!(
         "  join_timeout(50 ms) -> {early:?}, is_alive: {}",
         p.is_alive()

@@ -45,7 +45,7 @@ fn main() -> Result<(), Error> {
         p.start()?;
     }
     let mut taken = procs
-        .iter_mut()
+        .iter()
         .map(Process::join)
         .collect::<Result<Vec<_>, _>>()?;
 

@@ -16,7 +16,8 @@
 //! clear winner, nothing is changed; a function that starts helper processes ends them itself
 //! (or gives them `PR_SET_PDEATHSIG` in `CommandExt::pre_exec`, or starts them as `Process`es).
 
-use std::os::fd::{AsFd, BorrowedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, RawFd};
+use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use serde::de::DeserializeOwned;
@@ -25,7 +26,7 @@ use crate::bootstrap::{self, ChildLink};
 use crate::children::{self, ActiveChild, ChildId};
 use crate::error::{Death, Error, Result};
 use crate::launch::{self, Io};
-use crate::pool::StartMethod;
+use crate::pool::{StartMethod, lock};
 use crate::sys;
 use crate::sys::proc::Stop;
 use crate::task::{self, Data, Task};
@@ -38,13 +39,33 @@ const START_TIMEOUT: Duration = Duration::from_secs(30);
 
 enum State<R> {
     Created,
-    Started {
-        link: Box<ChildLink>,
-        /// The registry reaps the child (see `children`), not the link.
-        child: ChildId,
-        outcome: Option<Result<R>>,
-        exit: Option<sys::proc::Exit>,
-    },
+    Started(Box<Started<R>>),
+}
+
+/// A started child. Its answer and exit status are learnt once and kept, behind locks, so that
+/// `join`, `is_alive` and `exitcode` take `&self` and `join` can lend the value.
+struct Started<R> {
+    /// Locked by whoever reads the child's answer (reading needs the channel to itself).
+    link: Mutex<ChildLink>,
+    pid: u32,
+    /// Readable once the child has exited: the link's pidfd, which lives as long as `self`.
+    pidfd: RawFd,
+    /// The registry reaps the child (see `children`), not the link.
+    child: ChildId,
+    outcome: OnceLock<Result<R>>,
+    /// Locked while the child is reaped: the registry hands its status out once.
+    exit: Mutex<Option<sys::proc::Exit>>,
+}
+
+impl<R> Started<R> {
+    /// The exit status, reaping the child if it has exited.
+    fn exit(&self) -> Option<sys::proc::Exit> {
+        let mut exit = lock(&self.exit);
+        if exit.is_none() {
+            *exit = children::try_reap(self.child).ok().flatten();
+        }
+        *exit
+    }
 }
 
 /// A function running in a child process of its own.
@@ -94,7 +115,7 @@ pub struct Process<R> {
 impl<R> std::fmt::Debug for Process<R> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let pid = match &self.state {
-            State::Started { link, .. } => Some(link.pid),
+            State::Started(st) => Some(st.pid),
             State::Created => None,
         };
         f.debug_struct("Process")
@@ -263,12 +284,14 @@ impl<R: Data> Process<R> {
         let child = children::register(ActiveChild::new(link.pid, self.name.clone(), self.daemon))?;
         link.detach();
         let ready = bootstrap::await_ready(&mut link, Instant::now() + START_TIMEOUT);
-        self.state = State::Started {
-            link: Box::new(link),
+        self.state = State::Started(Box::new(Started {
+            pid: link.pid,
+            pidfd: link.pidfd.as_raw_fd(),
+            link: Mutex::new(link),
             child,
-            outcome: None,
-            exit: None,
-        };
+            outcome: OnceLock::new(),
+            exit: Mutex::new(None),
+        }));
         if let Err(e) = ready {
             let _ = self.kill();
             let _ = self.join_timeout(Duration::from_secs(5));
@@ -293,9 +316,9 @@ impl<R: Data> Process<R> {
     /// // Python's `p.join(0.01); if p.is_alive(): …`
     /// assert!(matches!(p.join_timeout(Duration::from_millis(10)), Err(multiproc::Error::Timeout)));
     /// assert!(p.is_alive());
-    /// assert_eq!(*p.join()?, 200);
+    /// let value = p.join()?; // lent by the process, which can still be asked anything
+    /// assert_eq!((*value, p.exitcode(), p.is_alive()), (200, Some(0), false));
     /// assert_eq!(*p.join()?, 200); // again: the same value
-    /// assert_eq!(p.exitcode(), Some(0));
     /// assert_eq!(p.into_value()?, 200);
     /// # Ok::<(), multiproc::Error>(())
     /// ```
@@ -304,21 +327,17 @@ impl<R: Data> Process<R> {
     /// The function panicked ([`Error::TaskPanicked`]); the child died before answering
     /// ([`Error::WorkerDied`], with the signal or exit status); the process was not started
     /// ([`Error::NotStarted`]). A failure of the wait itself ([`Error::Io`]) can be retried.
-    pub fn join(&mut self) -> Result<&R> {
+    pub fn join(&self) -> Result<&R> {
         self.wait(None)
     }
 
     /// Like [`join`](Self::join), waiting at most `timeout`. Where Python's `join(timeout)`
     /// returns `None` either way and you ask `is_alive()`, this says which it was.
     ///
-    /// The value is lent, as by `join`, so the outcome keeps the process borrowed: end the
-    /// borrow before asking the process anything else, with
-    /// `matches!(p.join_timeout(d), Err(Error::Timeout))` or `p.join_timeout(d).map(|_| ())`.
-    ///
     /// # Errors
     /// [`Error::Timeout`] if the child is still running (it is left running; join again later),
     /// otherwise as [`join`](Self::join).
-    pub fn join_timeout(&mut self, timeout: Duration) -> Result<&R> {
+    pub fn join_timeout(&self, timeout: Duration) -> Result<&R> {
         self.wait(crate::mem::parking::deadline(timeout))
     }
 
@@ -330,90 +349,80 @@ impl<R: Data> Process<R> {
     pub fn into_value(mut self) -> Result<R> {
         self.wait(None)?;
         match std::mem::replace(&mut self.state, State::Created) {
-            State::Started {
-                outcome: Some(outcome),
-                ..
-            } => outcome,
-            _ => unreachable!("a process that was joined has its outcome"),
+            State::Started(st) => st.outcome.into_inner().unwrap_or(Err(Error::NotStarted)),
+            State::Created => Err(Error::NotStarted),
         }
     }
 
-    fn wait(&mut self, deadline: Option<Instant>) -> Result<&R> {
-        let State::Started {
-            link,
-            child,
-            outcome,
-            exit,
-        } = &mut self.state
-        else {
+    fn wait(&self, deadline: Option<Instant>) -> Result<&R> {
+        let State::Started(st) = &self.state else {
             return Err(Error::NotStarted);
         };
-        if outcome.is_none() && !link.channel.at_eof() {
-            // Read the answer first: the child cannot exit until a large one is read. Once the
-            // child has exited its answer is still in the socket, so `is_alive()` or
-            // `exitcode()` before `join()` loses nothing.
-            match link.channel.recv(deadline) {
-                Ok(frame) => *outcome = Some(decode_answer(&frame)),
-                Err(Error::Disconnected) => {}
-                Err(e) => return Err(e),
+        if st.outcome.get().is_none() || lock(&st.exit).is_none() {
+            let mut link = lock(&st.link);
+            if st.outcome.get().is_none() && !link.channel.at_eof() {
+                // Read the answer first: the child cannot exit until a large one is read. Once
+                // the child has exited its answer is still in the socket, so `is_alive()` or
+                // `exitcode()` before `join()` loses nothing.
+                match link.channel.recv(deadline) {
+                    Ok(frame) => drop(st.outcome.set(decode_answer(&frame))),
+                    Err(Error::Disconnected) => {}
+                    Err(e) => return Err(e),
+                }
             }
-        }
-        if exit.is_none() {
-            let left = deadline.map(|d| d.saturating_duration_since(Instant::now()));
-            if !sys::fd::wait_readable(link.pidfd.as_fd(), left)? {
-                return Err(Error::Timeout);
+            if lock(&st.exit).is_none() {
+                // Not under `exit`'s lock: `is_alive()` on another thread never waits for this.
+                let left = deadline.map(|d| d.saturating_duration_since(Instant::now()));
+                if !sys::fd::wait_readable(link.pidfd.as_fd(), left)? {
+                    return Err(Error::Timeout);
+                }
             }
-            *exit = Some(children::reap_exited(*child)?);
-        }
-        let outcome = outcome.get_or_insert_with(|| {
+            let exit = {
+                let mut exit = lock(&st.exit);
+                if exit.is_none() {
+                    *exit = Some(children::reap_exited(st.child)?);
+                }
+                *exit
+            };
+            let died = exit.map_or(Death::Unknown, |e| link.death(e));
             // It ended without answering.
-            Err(Error::WorkerDied {
-                pid: link.pid,
-                cause: exit.map_or(Death::Unknown, |e| link.death(e)),
+            let _ = st.outcome.set(Err(Error::WorkerDied {
+                pid: st.pid,
+                cause: died,
                 task: 0,
-            })
-        });
-        outcome.as_ref().map_err(Error::clone)
+            }));
+        }
+        match st.outcome.get() {
+            Some(outcome) => outcome.as_ref().map_err(Error::clone),
+            None => unreachable!("the outcome is set above"),
+        }
     }
 
     /// Whether the child has been started and has not exited.
-    pub fn is_alive(&mut self) -> bool {
-        match &mut self.state {
+    pub fn is_alive(&self) -> bool {
+        match &self.state {
             State::Created => false,
-            State::Started { exit: Some(_), .. } => false,
-            State::Started { child, exit, .. } => match children::try_reap(*child) {
-                Ok(None) => true,
-                Ok(Some(e)) => {
-                    *exit = Some(e);
-                    false
-                }
-                Err(_) => false,
-            },
+            State::Started(st) => st.exit().is_none(),
         }
     }
 
     /// The child's process id, once started.
     pub fn pid(&self) -> Option<u32> {
         match &self.state {
-            State::Started { link, .. } => Some(link.pid),
+            State::Started(st) => Some(st.pid),
             State::Created => None,
         }
     }
 
     /// The exit code once the child has exited, as Python reports it: 0 for success, 1 if the
     /// function panicked, `-N` if signal `N` ended it. `None` while running or before start.
-    pub fn exitcode(&mut self) -> Option<i32> {
-        self.is_alive();
+    pub fn exitcode(&self) -> Option<i32> {
         match &self.state {
-            State::Started {
-                exit: Some(sys::proc::Exit::Code(c)),
-                ..
-            } => Some(*c),
-            State::Started {
-                exit: Some(sys::proc::Exit::Signal(s)),
-                ..
-            } => Some(-s),
-            _ => None,
+            State::Started(st) => match st.exit()? {
+                sys::proc::Exit::Code(c) => Some(c),
+                sys::proc::Exit::Signal(s) => Some(-s),
+            },
+            State::Created => None,
         }
     }
 
@@ -421,7 +430,7 @@ impl<R: Data> Process<R> {
     ///
     /// # Errors
     /// The signal could not be sent.
-    pub fn terminate(&mut self) -> Result<()> {
+    pub fn terminate(&self) -> Result<()> {
         self.signal(Stop::Term)
     }
 
@@ -429,17 +438,17 @@ impl<R: Data> Process<R> {
     ///
     /// # Errors
     /// The signal could not be sent.
-    pub fn kill(&mut self) -> Result<()> {
+    pub fn kill(&self) -> Result<()> {
         self.signal(Stop::Kill)
     }
 
-    fn signal(&mut self, stop: Stop) -> Result<()> {
+    fn signal(&self, stop: Stop) -> Result<()> {
         match &self.state {
             // Through the pidfd: the child may have been reaped (by `active_children()` on
             // another thread, say) and its pid reused.
-            State::Started {
-                link, exit: None, ..
-            } => Ok(sys::proc::signal_pidfd(link.pidfd.as_fd(), stop)?),
+            State::Started(st) if lock(&st.exit).is_none() => {
+                Ok(sys::proc::signal_pidfd(self.sentinel_of(st), stop)?)
+            }
             _ => Ok(()),
         }
     }
@@ -448,9 +457,15 @@ impl<R: Data> Process<R> {
     /// (Python's `sentinel`). `None` before start.
     pub fn sentinel(&self) -> Option<BorrowedFd<'_>> {
         match &self.state {
-            State::Started { link, .. } => Some(link.pidfd.as_fd()),
+            State::Started(st) => Some(self.sentinel_of(st)),
             State::Created => None,
         }
+    }
+
+    fn sentinel_of<'a>(&'a self, st: &'a Started<R>) -> BorrowedFd<'a> {
+        // SAFETY: `st.pidfd` is the pidfd of `st.link`, which owns it and is dropped only with
+        // `st`, which the returned borrow cannot outlive.
+        unsafe { BorrowedFd::borrow_raw(st.pidfd) }
     }
 }
 
@@ -473,18 +488,21 @@ fn decode_answer<R: DeserializeOwned>(frame: &crate::wire::Frame) -> Result<R> {
 
 impl<R> Drop for Process<R> {
     fn drop(&mut self) {
-        if let State::Started {
-            link,
-            child,
-            exit: None,
-            ..
-        } = &self.state
-        {
+        if let State::Started(st) = &mut self.state {
+            if st
+                .exit
+                .get_mut()
+                .unwrap_or_else(|p| p.into_inner())
+                .is_some()
+            {
+                return;
+            }
             if self.daemon {
+                let link = st.link.get_mut().unwrap_or_else(|p| p.into_inner());
                 let _ = sys::proc::signal_pidfd(link.pidfd.as_fd(), Stop::Kill);
             }
             // Reaped in the background when it ends; a non-daemon is waited for at exit.
-            children::release(*child);
+            children::release(st.child);
         }
     }
 }

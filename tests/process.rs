@@ -68,7 +68,7 @@ fn join_returns_the_value_and_exit_code_is_zero() {
         assert_eq!(*p.join_timeout(Duration::ZERO).unwrap(), 27);
         assert_eq!(p.into_value().unwrap(), 27);
         // Misuse says what it was.
-        let mut never = Process::new(cube, 1);
+        let never = Process::new(cube, 1);
         assert!(matches!(never.join(), Err(Error::NotStarted)));
         assert!(matches!(
             never.join_timeout(SECS(1)),
@@ -123,6 +123,35 @@ fn a_panic_comes_back_with_message_and_location() {
             );
         }
         assert!(matches!(p.into_value(), Err(Error::TaskPanicked { .. })));
+    });
+}
+
+#[test]
+fn join_is_alive_and_exitcode_can_be_asked_from_several_threads_at_once() {
+    within(SECS(30), || {
+        let mut p = Process::new(sleep_ms, 300);
+        p.start().unwrap();
+        let p = &p;
+        std::thread::scope(|s| {
+            let joiners: Vec<_> = (0..3)
+                .map(|_| s.spawn(move || *p.join().unwrap()))
+                .collect();
+            // Asking never waits for a joiner that holds the child's channel.
+            let asker = s.spawn(move || {
+                let mut alive_seen = false;
+                while p.is_alive() {
+                    alive_seen = true;
+                    assert_eq!(p.exitcode(), None);
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+                alive_seen
+            });
+            for j in joiners {
+                assert_eq!(j.join().unwrap(), 300);
+            }
+            assert!(asker.join().unwrap(), "the child was seen running");
+        });
+        assert_eq!(p.exitcode(), Some(0));
     });
 }
 

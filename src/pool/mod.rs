@@ -42,7 +42,8 @@ use job::{Chunk, ChunkBuilder, Chunking, Sink, python_chunksize};
 pub(crate) use job::{Piece, decode_pieces};
 use joinable::{Joinable, ThreadEnd};
 use readahead::Readahead;
-use result::{CallbackQueue, Gather, Slot, lock};
+pub(crate) use result::lock;
+use result::{CallbackQueue, Gather, Slot};
 use supervisor::Supervisor;
 
 /// How a pool starts its workers.
