@@ -2,6 +2,8 @@
 
 use std::time::Duration;
 
+use serde::{Deserialize, Serialize};
+
 /// How a worker process ended.
 ///
 /// # Examples
@@ -21,7 +23,7 @@ use std::time::Duration;
 ///     "stack overflow (SIGSEGV): is the recursion bounded?"
 /// );
 /// ```
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[non_exhaustive]
 pub enum Death {
     /// A signal ended it; the name is the conventional one (`"SIGKILL"`). A `SIGSEGV` or
@@ -80,7 +82,31 @@ impl From<crate::sys::proc::Exit> for Death {
 
 /// Everything that can go wrong. Errors are values: the library never panics on bad input,
 /// a dead peer or an OS failure.
-#[derive(Debug, thiserror::Error)]
+///
+/// An `Error` can cross between processes (it is serde data), so a task may return
+/// `Result<T, multiproc::Error>` and use `?` on the queues and locks it was handed. An
+/// [`Error::Io`] crosses as its OS error code where it has one, otherwise as its message.
+///
+/// # Examples
+/// ```
+/// use multiproc::{Error, Queue};
+///
+/// fn drain(q: Queue<u32>) -> Result<u32, Error> {
+///     let mut sum = 0;
+///     while let Some(x) = q.try_get()? {
+///         sum += x;
+///     }
+///     Ok(sum)
+/// }
+///
+/// multiproc::init();
+/// let q = Queue::new()?;
+/// for x in 1..=4 { q.put(x)?; }
+/// let pool = multiproc::Pool::new(1)?;
+/// assert_eq!(pool.apply(drain, q)??, 10);
+/// # Ok::<(), Error>(())
+/// ```
+#[derive(Debug, thiserror::Error, Serialize, Deserialize)]
 #[non_exhaustive]
 pub enum Error {
     /// The task panicked in the child. The worker survives and serves the next task.
@@ -229,11 +255,33 @@ pub enum Error {
     Closed,
     /// An operating-system call failed.
     #[error("I/O error: {0}")]
-    Io(#[from] std::io::Error),
+    Io(
+        #[from]
+        #[serde(with = "io_error")]
+        std::io::Error,
+    ),
 }
 
 /// `Result` with [`Error`].
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// How an [`Error::Io`] crosses between processes: its OS error code where it has one (the
+/// receiver rebuilds the same error, kind and message), otherwise its message.
+mod io_error {
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    pub(super) fn serialize<S: Serializer>(e: &std::io::Error, s: S) -> Result<S::Ok, S::Error> {
+        (e.raw_os_error(), e.to_string()).serialize(s)
+    }
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<std::io::Error, D::Error> {
+        let (code, message) = <(Option<i32>, String)>::deserialize(d)?;
+        Ok(match code {
+            Some(code) => std::io::Error::from_raw_os_error(code),
+            None => std::io::Error::other(message),
+        })
+    }
+}
 
 /// A copy of the error, so that an outcome kept by a handle (a [`Process`](crate::Process)'s)
 /// can be reported again. Every variant is copied whole but [`Error::Io`], which keeps its OS
@@ -308,6 +356,37 @@ mod tests {
         for e in errors {
             assert_eq!(e.clone().to_string(), e.to_string());
             assert_eq!(format!("{:?}", e.clone()), format!("{e:?}"));
+        }
+    }
+
+    #[test]
+    fn an_error_crosses_between_processes_and_says_the_same() {
+        let errors = [
+            Error::WorkerDied {
+                pid: 7,
+                cause: Death::Signal {
+                    number: 9,
+                    name: "SIGKILL".into(),
+                },
+                task: 3,
+            },
+            Error::InitializerFailed(Box::new(Error::TaskTimeout {
+                task: 1,
+                after: Duration::from_millis(1500),
+                pid: 8,
+            })),
+            Error::Io(std::io::Error::from_raw_os_error(24)),
+            Error::Io(std::io::Error::other("custom")),
+        ];
+        for e in errors {
+            let bytes = crate::wire::codec::encode(&e).unwrap();
+            let back: Error = crate::wire::codec::decode(&bytes).unwrap();
+            assert_eq!(back.to_string(), e.to_string());
+        }
+        let bytes = crate::wire::codec::encode(&Error::Io(std::io::Error::from_raw_os_error(2)));
+        match crate::wire::codec::decode::<Error>(&bytes.unwrap()).unwrap() {
+            Error::Io(e) => assert_eq!(e.kind(), std::io::ErrorKind::NotFound),
+            other => panic!("{other:?}"),
         }
     }
 }
