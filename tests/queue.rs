@@ -266,12 +266,7 @@ fn simple_queue_try_get_and_get_timeout_take_what_another_process_put() {
         let mut p = Process::new(put_after, (q.clone(), 300, "late".to_string()));
         p.start().unwrap();
         assert_eq!(q.try_get().unwrap(), None);
-        let t = Instant::now();
-        assert!(matches!(
-            q.get_timeout(Duration::from_millis(50)),
-            Err(Error::Timeout)
-        ));
-        assert!(t.elapsed() >= Duration::from_millis(50));
+        waits_out_50ms(|d| q.get_timeout(d));
         assert_eq!(q.get_timeout(SECS(20)).unwrap(), "late");
         p.join().unwrap();
         assert_eq!(q.try_get().unwrap(), None);
@@ -493,6 +488,14 @@ fn a_panic_while_encoding_an_item_leaves_nothing_behind() {
     });
 }
 
+/// Checks that a bounded get of an empty queue waits its 50 ms out, then says `Timeout`.
+fn waits_out_50ms<T: std::fmt::Debug>(get: impl FnOnce(Duration) -> multiproc::Result<T>) {
+    let t = Instant::now();
+    let got = get(Duration::from_millis(50));
+    assert!(matches!(got, Err(Error::Timeout)), "{got:?}");
+    assert!(t.elapsed() >= Duration::from_millis(50));
+}
+
 /// Takes every item there is now, the natural way.
 fn drain<T: multiproc::Data>(q: &Queue<T>) -> multiproc::Result<Vec<T>> {
     let mut items = Vec::new();
@@ -511,12 +514,7 @@ fn a_lone_handle_is_empty_for_try_get_and_get_timeout_not_disconnected() {
     within(SECS(30), || {
         let q: Queue<u32> = Queue::new().unwrap();
         assert_eq!(q.try_get().unwrap(), None);
-        let t = Instant::now();
-        assert!(matches!(
-            q.get_timeout(Duration::from_millis(50)),
-            Err(Error::Timeout)
-        ));
-        assert!(t.elapsed() >= Duration::from_millis(50));
+        waits_out_50ms(|d| q.get_timeout(d));
         for i in 0..3 {
             q.put(i).unwrap();
         }
