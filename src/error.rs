@@ -253,6 +253,17 @@ pub enum Error {
     /// The handle was closed with `close()`.
     #[error("the handle is closed")]
     Closed,
+    /// The manager's server is gone (shut down, killed, or never reachable): every proxy call
+    /// says so at once, never waits.
+    #[error("the manager is gone")]
+    ManagerGone,
+    /// The manager could not do what was asked (its message says why: an object that no
+    /// longer exists, an update function that panicked, …).
+    #[error("the manager refused: {0}")]
+    Manager(String),
+    /// The manager and this program do not share the key.
+    #[error("authentication failed: {0}")]
+    AuthenticationFailed(String),
     /// An operating-system call failed.
     #[error("I/O error: {0}")]
     Io(
@@ -329,6 +340,9 @@ impl Clone for Error {
             Error::InvalidArgument(m) => Error::InvalidArgument(m.clone()),
             Error::Full => Error::Full,
             Error::Closed => Error::Closed,
+            Error::ManagerGone => Error::ManagerGone,
+            Error::Manager(m) => Error::Manager(m.clone()),
+            Error::AuthenticationFailed(m) => Error::AuthenticationFailed(m.clone()),
             Error::Io(e) => Error::Io(match e.raw_os_error() {
                 Some(code) => std::io::Error::from_raw_os_error(code),
                 None => std::io::Error::new(e.kind(), e.to_string()),

@@ -188,6 +188,7 @@ mod error;
 #[doc(hidden)]
 pub mod fuzzing;
 mod launch;
+mod manager;
 mod mem;
 mod pipe;
 mod pool;
@@ -203,6 +204,7 @@ pub use child::start::init;
 pub use children::{ActiveChild, active_children};
 pub use current::{CurrentProcess, cpu_count, current_process};
 pub use error::{Death, Error, Result};
+pub use manager::{DictProxy, Manager};
 pub use pipe::{Connection, Pipe};
 pub use pool::{AsyncResult, IMap, Pool, PoolBuilder, StartMethod};
 pub use process::Process;

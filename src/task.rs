@@ -86,6 +86,14 @@ fn anchor(
     }
 }
 
+/// Runs the trampoline `entry` on the one argument encoded in `input`; returns the encoded
+/// outcome (see `codec::encode_ok`), a failure if the function panicked.
+pub(crate) fn run_once(entry: Entry, input: &[u8]) -> Vec<u8> {
+    let (mut out, mut started, progress) = (Vec::new(), 0, AtomicU64::new(0));
+    entry(&mut &input[..], &mut out, 1, &mut started, &progress);
+    out
+}
+
 /// Offset of `entry` from the anchor, as sent to the child.
 pub(crate) fn offset_of(entry: Entry) -> i64 {
     (entry as usize as i64).wrapping_sub(anchor as Entry as usize as i64)

@@ -8,6 +8,7 @@
 pub(crate) mod epoll;
 pub(crate) mod fd;
 pub(crate) mod futex;
+pub(crate) mod local_socket;
 pub(crate) mod page;
 pub(crate) mod proc;
 pub(crate) mod shm;

@@ -601,6 +601,16 @@ pub(crate) fn encode_failure(failure: &Failure, out: &mut Vec<u8>) {
     }
 }
 
+/// The encoded value of an encoded outcome (the whole of `outcome`), or its failure: for a
+/// server that keeps values as bytes (the Manager's), which never decodes them.
+pub(crate) fn outcome_value(outcome: &[u8]) -> Result<std::result::Result<&[u8], Failure>> {
+    match outcome.split_first() {
+        Some((&OUTCOME_OK, value)) => Ok(Ok(value)),
+        Some((&OUTCOME_FAILED, failure)) => Ok(Err(decode(failure)?)),
+        _ => Err(CodecError::decoding("missing or bad outcome tag")),
+    }
+}
+
 /// Decodes one outcome from the front of `input`.
 #[inline]
 pub(crate) fn decode_outcome<R: DeserializeOwned>(

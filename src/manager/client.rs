@@ -1,0 +1,162 @@
+//! A process's connections to managers: one per manager, made on first use (so that a proxy
+//! that arrived in another process connects by itself), shared by the process's threads, one
+//! request and its reply at a time.
+
+use std::os::fd::OwnedFd;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+
+use super::auth;
+use super::protocol::{Answer, Reply, Request, kind};
+use crate::error::{Error, Result};
+use crate::pool::lock;
+use crate::sys;
+use crate::wire::{Channel, Io, codec};
+
+/// How long the server may take over its part of the handshake.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Where a manager listens, and the key it lets clients in with.
+#[derive(Clone, Serialize, Deserialize)]
+pub(crate) struct Address {
+    pub(crate) name: String,
+    pub(crate) key: Vec<u8>,
+}
+
+impl std::fmt::Debug for Address {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never the key.
+        f.debug_struct("Address")
+            .field("name", &self.name)
+            .finish_non_exhaustive()
+    }
+}
+
+type Connection = Arc<Mutex<Option<Channel>>>;
+
+/// This process's connections, by manager name and key (a proxy with another key for the
+/// same name must go through the handshake itself).
+static CONNECTIONS: Mutex<Vec<(String, Vec<u8>, Connection)>> = Mutex::new(Vec::new());
+
+/// Sends `request` to the manager at `addr` and returns its reply.
+///
+/// # Errors
+/// [`Error::ManagerGone`] if the manager cannot be reached or goes away before answering;
+/// a refused handshake ([`Error::AuthenticationFailed`]); the server's failure to do it.
+pub(crate) fn call(addr: &Address, request: &Request) -> Result<Reply> {
+    let conn = {
+        let mut all = lock(&CONNECTIONS);
+        match all
+            .iter()
+            .find(|(name, key, _)| *name == addr.name && *key == addr.key)
+        {
+            Some((_, _, conn)) => conn.clone(),
+            None => {
+                let conn = Connection::default();
+                all.push((addr.name.clone(), addr.key.clone(), conn.clone()));
+                conn
+            }
+        }
+    };
+    let mut chan = lock(&conn);
+    if chan.is_none() {
+        *chan = Some(connect(addr)?);
+    }
+    let Some(ch) = chan.as_mut() else {
+        unreachable!("connected just above")
+    };
+    let exchanged = ch
+        .send(kind::REQUEST, &codec::encode(request)?)
+        .and_then(|()| ch.recv(None));
+    let frame = match exchanged {
+        Ok(frame) => frame,
+        Err(e) => {
+            // A broken connection is not reused; the next call tries afresh.
+            *chan = None;
+            return Err(gone(e));
+        }
+    };
+    if frame.kind != kind::REPLY {
+        *chan = None;
+        return Err(Error::Protocol(format!(
+            "unexpected frame kind {}",
+            frame.kind
+        )));
+    }
+    match codec::decode::<Reply>(frame.payload())? {
+        Reply::Failed(why) => Err(Error::Manager(why)),
+        reply => Ok(reply),
+    }
+}
+
+/// Connects and goes through the handshake (see `auth`).
+fn connect(addr: &Address) -> Result<Channel> {
+    let stream = sys::local_socket::connect(&addr.name).map_err(|e| gone(e.into()))?;
+    let mut chan = Channel::new(OwnedFd::from(stream), Io::Blocking)?;
+    let deadline = Some(Instant::now() + HANDSHAKE_TIMEOUT);
+    let challenge = chan.recv(deadline).map_err(gone)?;
+    if challenge.kind != kind::CHALLENGE {
+        return Err(Error::Protocol(
+            "the manager did not send its challenge".into(),
+        ));
+    }
+    let mine = auth::challenge()?;
+    let answer = Answer {
+        mac: auth::answer(&addr.key, challenge.payload()),
+        identity: crate::child::protocol::identity()?,
+        challenge: mine,
+    };
+    chan.send(kind::ANSWER, &codec::encode(&answer)?)?;
+    let reply = chan.recv(deadline).map_err(gone)?;
+    match reply.kind {
+        kind::WELCOME if auth::verify(&addr.key, &mine, reply.payload()) => Ok(chan),
+        kind::WELCOME => Err(Error::AuthenticationFailed(
+            "the manager does not know the key".into(),
+        )),
+        _ => Err(Error::AuthenticationFailed(
+            "the manager refused the key".into(),
+        )),
+    }
+}
+
+/// The error for a manager that cannot be reached or went away.
+fn gone(e: Error) -> Error {
+    match e {
+        Error::Disconnected | Error::Io(_) | Error::Timeout => Error::ManagerGone,
+        other => other,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_wrong_key_is_refused_and_the_server_serves_on() {
+        let m = crate::Manager::new().unwrap();
+        let d = m.dict::<u8, u8>().unwrap();
+        let wrong = Address {
+            name: m.addr.name.clone(),
+            key: b"not the key".to_vec(),
+        };
+        let t = Instant::now();
+        assert!(matches!(
+            call(&wrong, &Request::NewDict),
+            Err(Error::AuthenticationFailed(_))
+        ));
+        assert!(t.elapsed() < Duration::from_secs(1));
+        d.insert(1, 2).unwrap();
+        assert_eq!(d.get(&1).unwrap(), Some(2));
+        // A manager that is not there.
+        let nowhere = Address {
+            name: "multiproc-manager-nobody".into(),
+            key: vec![],
+        };
+        assert!(matches!(
+            call(&nowhere, &Request::NewDict),
+            Err(Error::ManagerGone)
+        ));
+    }
+}

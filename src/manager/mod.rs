@@ -1,0 +1,144 @@
+//! The Manager: a server process that keeps shared objects, and typed proxies to them that
+//! travel to other processes, like Python's `multiprocessing.Manager()`.
+//!
+//! The server is a child started like any [`Process`] (so it dies with its owner, is reaped,
+//! and refuses a foreign executable). It listens on a socket with a name in the abstract
+//! namespace, and lets a client in after a mutual HMAC challenge on a random key (`auth.rs`),
+//! which only this program and the processes it hands a proxy to know. Each client
+//! connection is served on a thread of its own (`server.rs`). Objects are kept as encoded
+//! bytes, each behind its own lock; the wire protocol is data only (`protocol.rs`), except an
+//! `update`, which names a function of the same executable, as a pool task does. A process
+//! connects on the first use of a proxy and keeps the connection (`client.rs`).
+//!
+//! This is the first part of the Manager (a local server and dicts); lists, queues, values,
+//! namespaces, custom objects, TCP, named objects and reference counting come next.
+
+mod auth;
+mod client;
+mod dict;
+mod protocol;
+mod server;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+pub use dict::DictProxy;
+
+use crate::error::{Error, Result};
+use crate::process::Process;
+use crate::task::Data;
+use client::Address;
+use protocol::{Reply, Request};
+
+/// How long `shutdown` waits for the server to end before it kills it.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+
+/// A server process of shared objects, like Python's `multiprocessing.Manager()`.
+///
+/// # Drop
+/// Dropping the manager shuts its server down: proxies still held anywhere then fail with
+/// [`Error::ManagerGone`].
+///
+/// # Examples
+/// ```
+/// use multiproc::{DictProxy, Manager, Process};
+///
+/// fn record(d: DictProxy<u32, String>, i: u32) {
+///     d.insert(i, format!("process {i}")).unwrap();
+/// }
+///
+/// multiproc::init();
+/// let m = Manager::new()?;
+/// let d = m.dict()?;
+/// let mut ps: Vec<_> = (0..3).map(|i| Process::new(record, (d.clone(), i))).collect();
+/// for p in &mut ps { p.start()?; }
+/// for p in &ps { p.join()?; }
+/// assert_eq!(d.len()?, 3);
+/// assert_eq!(d.get(&2)?, Some("process 2".to_string()));
+/// # Ok::<(), multiproc::Error>(())
+/// ```
+pub struct Manager {
+    server: Process<()>,
+    pub(crate) addr: Arc<Address>,
+}
+
+impl std::fmt::Debug for Manager {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Manager")
+            .field("pid", &self.server.pid())
+            .field("address", &self.addr)
+            .finish()
+    }
+}
+
+impl Manager {
+    /// Starts a manager's server process and waits until it serves.
+    ///
+    /// # Errors
+    /// The server could not be started ([`Error::Spawn`], [`Error::Io`]).
+    pub fn new() -> Result<Manager> {
+        let nonce: [u8; 8] = auth::challenge()?[..8]
+            .try_into()
+            .unwrap_or_else(|_| unreachable!("a challenge has 32 bytes"));
+        let name = format!(
+            "multiproc-manager-{}-{:016x}",
+            std::process::id(),
+            u64::from_le_bytes(nonce)
+        );
+        let listener = crate::sys::local_socket::listen(&name)?;
+        let key = auth::challenge()?.to_vec();
+        let start = server::Start {
+            listener: server::Listening(listener),
+            name: name.clone(),
+            key: key.clone(),
+        };
+        let mut server = Process::new(server::serve, start)
+            .with_name("SyncManager")
+            .with_daemon(true);
+        server.start()?;
+        Ok(Manager {
+            server,
+            addr: Arc::new(Address { name, key }),
+        })
+    }
+
+    /// The server's process id.
+    pub fn pid(&self) -> u32 {
+        self.server.pid().unwrap_or(0)
+    }
+
+    /// A new, empty dict on the server (Python's `Manager().dict()`).
+    ///
+    /// # Errors
+    /// [`Error::ManagerGone`] if the server is gone.
+    pub fn dict<K: Data, V: Data>(&self) -> Result<DictProxy<K, V>> {
+        match client::call(&self.addr, &Request::NewDict)? {
+            Reply::Id(id) => Ok(DictProxy::new(self.addr.clone(), id)),
+            other => Err(Error::Protocol(format!("unexpected reply: {other:?}"))),
+        }
+    }
+
+    /// Ends the server (Python's `shutdown()`): it finishes the requests it is serving and
+    /// exits; one that does not within a few seconds is killed. Proxies then fail with
+    /// [`Error::ManagerGone`]. Calling it again does nothing.
+    ///
+    /// # Errors
+    /// The server could not be stopped ([`Error::Io`]).
+    pub fn shutdown(&self) -> Result<()> {
+        if !self.server.is_alive() {
+            return Ok(());
+        }
+        let asked = client::call(&self.addr, &Request::Shutdown);
+        if asked.is_err() || self.server.join_timeout(SHUTDOWN_GRACE).is_err() {
+            self.server.kill()?;
+            let _ = self.server.join_timeout(SHUTDOWN_GRACE);
+        }
+        Ok(())
+    }
+}
+
+impl Drop for Manager {
+    fn drop(&mut self) {
+        let _ = self.shutdown();
+    }
+}

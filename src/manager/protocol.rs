@@ -1,0 +1,87 @@
+//! What clients and the server say: data only (encoded keys and values, object ids), so that
+//! the server never needs a client's types — except to run an update function, which names a
+//! trampoline of the same executable (see `task.rs`).
+
+use serde::{Deserialize, Serialize};
+
+/// Frame kinds on a manager connection.
+pub(crate) mod kind {
+    /// Server → client: a challenge.
+    pub(crate) const CHALLENGE: u8 = 0x60;
+    /// Client → server: the answer, then the client's own challenge.
+    pub(crate) const ANSWER: u8 = 0x61;
+    /// Server → client: the answer to the client's challenge (the client is in).
+    pub(crate) const WELCOME: u8 = 0x62;
+    /// Server → client: the answer was wrong; the connection ends.
+    pub(crate) const REFUSED: u8 = 0x63;
+    /// Client → server: a [`Request`](super::Request).
+    pub(crate) const REQUEST: u8 = 0x64;
+    /// Server → client: a [`Reply`](super::Reply).
+    pub(crate) const REPLY: u8 = 0x65;
+}
+
+/// The client's part of the handshake: its answer to the server's challenge, its executable's
+/// identity (update functions are trampolines of the same executable), and its own challenge.
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) struct Answer {
+    pub(crate) mac: Vec<u8>,
+    pub(crate) identity: [u64; 6],
+    pub(crate) challenge: [u8; super::auth::CHALLENGE],
+}
+
+/// An encoded key or value.
+pub(crate) type Bytes = Vec<u8>;
+
+/// What a client asks.
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) enum Request {
+    /// Create an empty dict; the reply is its id.
+    NewDict,
+    /// An operation on dict `id`.
+    Dict { id: u64, op: DictOp },
+    /// End the server.
+    Shutdown,
+}
+
+/// An operation on a dict, under its lock.
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) enum DictOp {
+    Insert {
+        key: Bytes,
+        value: Bytes,
+    },
+    Get {
+        key: Bytes,
+    },
+    Remove {
+        key: Bytes,
+    },
+    ContainsKey {
+        key: Bytes,
+    },
+    Len,
+    Keys,
+    Values,
+    Items,
+    Clear,
+    /// Replace the value at `key` with what the trampoline at `entry` (a
+    /// `fn(Option<V>) -> V`) makes of it.
+    Update {
+        key: Bytes,
+        entry: i64,
+    },
+}
+
+/// What the server answers.
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) enum Reply {
+    Id(u64),
+    Value(Option<Bytes>),
+    Bool(bool),
+    Len(u64),
+    List(Vec<Bytes>),
+    Pairs(Vec<(Bytes, Bytes)>),
+    Done,
+    /// The request failed (no such object, an update function that panicked, …).
+    Failed(String),
+}
