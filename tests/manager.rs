@@ -3,7 +3,7 @@
 
 mod common;
 use common::{SECS, exists, sigkill, within};
-use multiproc::{DictProxy, Error, Manager, Pool, Process, Queue};
+use multiproc::{DictProxy, Error, ListProxy, Manager, Pool, Process, Queue};
 use std::time::{Duration, Instant};
 
 fn record(d: DictProxy<u32, String>, i: u32) {
@@ -161,5 +161,68 @@ fn shutdown_ends_the_server_and_proxies_say_so() {
         m.shutdown().unwrap();
         assert!(!exists(pid), "the server exited and was reaped");
         assert!(matches!(d.get(&1), Err(Error::ManagerGone)));
+    });
+}
+
+fn append_named(l: ListProxy<String>, times: u32) {
+    let me = multiproc::current_process().name().to_string();
+    for i in 0..times {
+        l.push(format!("{me}:{i}")).unwrap();
+    }
+}
+
+/// Seed 004: `worker1` and `worker2` append to one shared list.
+#[test]
+fn two_workers_append_to_one_list() {
+    within(SECS(60), || {
+        let m = Manager::new().unwrap();
+        let l = m.list::<String>().unwrap();
+        let mut ps: Vec<_> = ["worker1", "worker2"]
+            .into_iter()
+            .map(|name| Process::new(append_named, (l.clone(), 50)).with_name(name))
+            .collect();
+        for p in &mut ps {
+            p.start().unwrap();
+        }
+        for p in &ps {
+            p.join().unwrap();
+        }
+        let all = l.to_vec().unwrap();
+        assert_eq!(all.len(), 100);
+        for name in ["worker1", "worker2"] {
+            // Each worker's items, in the order it appended them.
+            let mine: Vec<&String> = all.iter().filter(|s| s.starts_with(name)).collect();
+            let want: Vec<String> = (0..50).map(|i| format!("{name}:{i}")).collect();
+            assert!(
+                mine.iter()
+                    .map(|s| s.as_str())
+                    .eq(want.iter().map(|s| s.as_str()))
+            );
+        }
+    });
+}
+
+#[test]
+fn list_operations_follow_python() {
+    within(SECS(30), || {
+        let m = Manager::new().unwrap();
+        let l = m.list::<u32>().unwrap();
+        assert!(l.is_empty().unwrap());
+        l.extend([1, 2, 3]).unwrap();
+        l.insert(0, 0).unwrap();
+        l.insert(99, 4).unwrap(); // past the end: appended, as in Python
+        assert_eq!(l.to_vec().unwrap(), [0, 1, 2, 3, 4]);
+        assert_eq!(l.get(2).unwrap(), Some(2));
+        assert_eq!(l.get(9).unwrap(), None);
+        assert_eq!(l.set(2, 20).unwrap(), 2);
+        assert!(matches!(l.set(9, 0), Err(Error::Manager(_))));
+        assert_eq!(l.remove(0).unwrap(), 0);
+        assert!(matches!(l.remove(9), Err(Error::Manager(_))));
+        assert_eq!(l.pop().unwrap(), Some(4));
+        assert_eq!(l.update(1, |x: u32| x * 10).unwrap(), 200);
+        assert_eq!(l.to_vec().unwrap(), [1, 200, 3]);
+        assert_eq!(l.len().unwrap(), 3);
+        l.clear().unwrap();
+        assert_eq!(l.pop().unwrap(), None);
     });
 }

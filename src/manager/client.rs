@@ -9,6 +9,8 @@ use std::time::{Duration, Instant};
 use serde::{Deserialize, Serialize};
 
 use super::auth;
+#[cfg(test)]
+use super::protocol::Kind;
 use super::protocol::{Answer, Reply, Request, kind};
 use crate::error::{Error, Result};
 use crate::pool::lock;
@@ -143,7 +145,7 @@ mod tests {
         };
         let t = Instant::now();
         assert!(matches!(
-            call(&wrong, &Request::NewDict),
+            call(&wrong, &Request::New(Kind::Dict)),
             Err(Error::AuthenticationFailed(_))
         ));
         assert!(t.elapsed() < Duration::from_secs(1));
@@ -155,7 +157,7 @@ mod tests {
             key: vec![],
         };
         assert!(matches!(
-            call(&nowhere, &Request::NewDict),
+            call(&nowhere, &Request::New(Kind::Dict)),
             Err(Error::ManagerGone)
         ));
     }

@@ -1,13 +1,12 @@
 //! `DictProxy`: a dict kept by the manager's server, like `Manager().dict()`.
 
 use std::marker::PhantomData;
-use std::sync::Arc;
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-use super::client::{self, Address};
-use super::protocol::{Bytes, DictOp, Reply, Request};
-use crate::error::{Error, Result};
+use super::protocol::{DictOp, Op, Reply};
+use super::proxy::{self, Remote};
+use crate::error::Result;
 use crate::task::{self, Data, OneArg};
 use crate::wire::codec;
 
@@ -31,8 +30,7 @@ use crate::wire::codec;
 /// # Ok::<(), multiproc::Error>(())
 /// ```
 pub struct DictProxy<K, V> {
-    addr: Arc<Address>,
-    id: u64,
+    remote: Remote,
     _kv: PhantomData<Entry<K, V>>,
 }
 
@@ -41,34 +39,28 @@ type Entry<K, V> = fn(K, V) -> (K, V);
 
 impl<K, V> Clone for DictProxy<K, V> {
     fn clone(&self) -> Self {
-        Self {
-            addr: self.addr.clone(),
-            id: self.id,
-            _kv: PhantomData,
-        }
+        Self::new(self.remote.clone())
     }
 }
 
 impl<K, V> std::fmt::Debug for DictProxy<K, V> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("DictProxy")
-            .field("manager", &self.addr)
-            .field("id", &self.id)
-            .finish()
+        f.debug_tuple("DictProxy").field(&self.remote).finish()
+    }
+}
+
+impl<K, V> DictProxy<K, V> {
+    pub(crate) fn new(remote: Remote) -> Self {
+        Self {
+            remote,
+            _kv: PhantomData,
+        }
     }
 }
 
 impl<K: Data, V: Data> DictProxy<K, V> {
-    pub(crate) fn new(addr: Arc<Address>, id: u64) -> Self {
-        Self {
-            addr,
-            id,
-            _kv: PhantomData,
-        }
-    }
-
     fn op(&self, op: DictOp) -> Result<Reply> {
-        client::call(&self.addr, &Request::Dict { id: self.id, op })
+        self.remote.call(Op::Dict(op))
     }
 
     /// Sets `key` to `value`; returns the value it had.
@@ -77,7 +69,7 @@ impl<K: Data, V: Data> DictProxy<K, V> {
     /// [`Error::ManagerGone`] once the server is gone; a key or value that cannot be encoded.
     pub fn insert(&self, key: K, value: V) -> Result<Option<V>> {
         let (key, value) = (codec::encode(&key)?, codec::encode(&value)?);
-        value_of(self.op(DictOp::Insert { key, value })?)
+        proxy::value_of(self.op(DictOp::Insert { key, value })?)
     }
 
     /// The value at `key`, if any (a copy: the proxy holds no values).
@@ -86,7 +78,7 @@ impl<K: Data, V: Data> DictProxy<K, V> {
     /// As [`insert`](Self::insert).
     pub fn get(&self, key: &K) -> Result<Option<V>> {
         let key = codec::encode(key)?;
-        value_of(self.op(DictOp::Get { key })?)
+        proxy::value_of(self.op(DictOp::Get { key })?)
     }
 
     /// Removes `key`; returns the value it had.
@@ -95,7 +87,7 @@ impl<K: Data, V: Data> DictProxy<K, V> {
     /// As [`insert`](Self::insert).
     pub fn remove(&self, key: &K) -> Result<Option<V>> {
         let key = codec::encode(key)?;
-        value_of(self.op(DictOp::Remove { key })?)
+        proxy::value_of(self.op(DictOp::Remove { key })?)
     }
 
     /// Whether `key` is in the dict.
@@ -106,7 +98,7 @@ impl<K: Data, V: Data> DictProxy<K, V> {
         let key = codec::encode(key)?;
         match self.op(DictOp::ContainsKey { key })? {
             Reply::Bool(b) => Ok(b),
-            other => Err(unexpected(other)),
+            other => Err(proxy::unexpected(other)),
         }
     }
 
@@ -115,10 +107,7 @@ impl<K: Data, V: Data> DictProxy<K, V> {
     /// # Errors
     /// As [`insert`](Self::insert).
     pub fn len(&self) -> Result<usize> {
-        match self.op(DictOp::Len)? {
-            Reply::Len(n) => Ok(n as usize),
-            other => Err(unexpected(other)),
-        }
+        proxy::len_of(self.op(DictOp::Len)?)
     }
 
     /// Whether it has no entries.
@@ -134,7 +123,7 @@ impl<K: Data, V: Data> DictProxy<K, V> {
     /// # Errors
     /// As [`insert`](Self::insert).
     pub fn keys(&self) -> Result<Vec<K>> {
-        list_of(self.op(DictOp::Keys)?)
+        proxy::list_of(self.op(DictOp::Keys)?)
     }
 
     /// Its values, in insertion order of their keys.
@@ -142,7 +131,7 @@ impl<K: Data, V: Data> DictProxy<K, V> {
     /// # Errors
     /// As [`insert`](Self::insert).
     pub fn values(&self) -> Result<Vec<V>> {
-        list_of(self.op(DictOp::Values)?)
+        proxy::list_of(self.op(DictOp::Values)?)
     }
 
     /// Its entries, in insertion order (a snapshot taken under the dict's lock).
@@ -155,7 +144,7 @@ impl<K: Data, V: Data> DictProxy<K, V> {
                 .iter()
                 .map(|(k, v)| Ok((codec::decode(k)?, codec::decode(v)?)))
                 .collect(),
-            other => Err(unexpected(other)),
+            other => Err(proxy::unexpected(other)),
         }
     }
 
@@ -164,10 +153,7 @@ impl<K: Data, V: Data> DictProxy<K, V> {
     /// # Errors
     /// As [`insert`](Self::insert).
     pub fn clear(&self) -> Result<()> {
-        match self.op(DictOp::Clear)? {
-            Reply::Done => Ok(()),
-            other => Err(unexpected(other)),
-        }
+        proxy::done(self.op(DictOp::Clear)?)
     }
 
     /// Inserts every entry of `entries`, in order.
@@ -196,48 +182,19 @@ impl<K: Data, V: Data> DictProxy<K, V> {
         task::reject_captures!(F, Option<V>, OneArg);
         let entry = task::entry_for::<F, Option<V>, OneArg>(f);
         let key = codec::encode(&key)?;
-        match value_of(self.op(DictOp::Update { key, entry })?)? {
-            Some(v) => Ok(v),
-            None => Err(Error::Protocol("the manager's update gave no value".into())),
-        }
+        proxy::some_value_of(self.op(DictOp::Update { key, entry })?)
     }
-}
-
-fn value_of<V: Data>(reply: Reply) -> Result<Option<V>> {
-    match reply {
-        Reply::Value(v) => v.map(|b| Ok(codec::decode(&b)?)).transpose(),
-        other => Err(unexpected(other)),
-    }
-}
-
-fn list_of<T: Data>(reply: Reply) -> Result<Vec<T>> {
-    match reply {
-        Reply::List(items) => items
-            .iter()
-            .map(|b: &Bytes| Ok(codec::decode(b)?))
-            .collect(),
-        other => Err(unexpected(other)),
-    }
-}
-
-fn unexpected(reply: Reply) -> Error {
-    Error::Protocol(format!("unexpected reply from the manager: {reply:?}"))
 }
 
 impl<K, V> Serialize for DictProxy<K, V> {
     fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
-        (&*self.addr, self.id).serialize(s)
+        self.remote.serialize(s)
     }
 }
 
 impl<'de, K, V> Deserialize<'de> for DictProxy<K, V> {
     fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
-        let (addr, id) = <(Address, u64)>::deserialize(d)?;
-        Ok(Self {
-            addr: Arc::new(addr),
-            id,
-            _kv: PhantomData,
-        })
+        Ok(Self::new(Remote::deserialize(d)?))
     }
 }
 

@@ -10,25 +10,29 @@
 //! `update`, which names a function of the same executable, as a pool task does. A process
 //! connects on the first use of a proxy and keeps the connection (`client.rs`).
 //!
-//! This is the first part of the Manager (a local server and dicts); lists, queues, values,
+//! This is the first part of the Manager (a local server, dicts and lists); queues, values,
 //! namespaces, custom objects, TCP, named objects and reference counting come next.
 
 mod auth;
 mod client;
 mod dict;
+mod list;
 mod protocol;
+mod proxy;
 mod server;
 
 use std::sync::Arc;
 use std::time::Duration;
 
 pub use dict::DictProxy;
+pub use list::ListProxy;
 
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::process::Process;
 use crate::task::Data;
 use client::Address;
-use protocol::{Reply, Request};
+use protocol::{Kind, Reply, Request};
+use proxy::Remote;
 
 /// How long `shutdown` waits for the server to end before it kills it.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
@@ -37,7 +41,7 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 ///
 /// # Drop
 /// Dropping the manager shuts its server down: proxies still held anywhere then fail with
-/// [`Error::ManagerGone`].
+/// [`Error::ManagerGone`](crate::Error::ManagerGone).
 ///
 /// # Examples
 /// ```
@@ -75,7 +79,7 @@ impl Manager {
     /// Starts a manager's server process and waits until it serves.
     ///
     /// # Errors
-    /// The server could not be started ([`Error::Spawn`], [`Error::Io`]).
+    /// The server could not be started ([`Error::Spawn`](crate::Error::Spawn), [`Error::Io`](crate::Error::Io)).
     pub fn new() -> Result<Manager> {
         let nonce: [u8; 8] = auth::challenge()?[..8]
             .try_into()
@@ -110,20 +114,32 @@ impl Manager {
     /// A new, empty dict on the server (Python's `Manager().dict()`).
     ///
     /// # Errors
-    /// [`Error::ManagerGone`] if the server is gone.
+    /// [`Error::ManagerGone`](crate::Error::ManagerGone) if the server is gone.
     pub fn dict<K: Data, V: Data>(&self) -> Result<DictProxy<K, V>> {
-        match client::call(&self.addr, &Request::NewDict)? {
-            Reply::Id(id) => Ok(DictProxy::new(self.addr.clone(), id)),
-            other => Err(Error::Protocol(format!("unexpected reply: {other:?}"))),
+        Ok(DictProxy::new(self.create(Kind::Dict)?))
+    }
+
+    /// A new, empty list on the server (Python's `Manager().list()`).
+    ///
+    /// # Errors
+    /// [`Error::ManagerGone`](crate::Error::ManagerGone) if the server is gone.
+    pub fn list<T: Data>(&self) -> Result<ListProxy<T>> {
+        Ok(ListProxy::new(self.create(Kind::List)?))
+    }
+
+    fn create(&self, kind: Kind) -> Result<Remote> {
+        match client::call(&self.addr, &Request::New(kind))? {
+            Reply::Id(id) => Ok(Remote::new(self.addr.clone(), id)),
+            other => Err(proxy::unexpected(other)),
         }
     }
 
     /// Ends the server (Python's `shutdown()`): it finishes the requests it is serving and
     /// exits; one that does not within a few seconds is killed. Proxies then fail with
-    /// [`Error::ManagerGone`]. Calling it again does nothing.
+    /// [`Error::ManagerGone`](crate::Error::ManagerGone). Calling it again does nothing.
     ///
     /// # Errors
-    /// The server could not be stopped ([`Error::Io`]).
+    /// The server could not be stopped ([`Error::Io`](crate::Error::Io)).
     pub fn shutdown(&self) -> Result<()> {
         if !self.server.is_alive() {
             return Ok(());

@@ -35,12 +35,62 @@ pub(crate) type Bytes = Vec<u8>;
 /// What a client asks.
 #[derive(Debug, Serialize, Deserialize)]
 pub(crate) enum Request {
-    /// Create an empty dict; the reply is its id.
-    NewDict,
-    /// An operation on dict `id`.
-    Dict { id: u64, op: DictOp },
+    /// Create an empty object; the reply is its id.
+    New(Kind),
+    /// An operation on object `id`, under its lock.
+    Op { id: u64, op: Op },
     /// End the server.
     Shutdown,
+}
+
+/// What an object is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) enum Kind {
+    Dict,
+    List,
+}
+
+/// An operation on an object of the matching kind.
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) enum Op {
+    Dict(DictOp),
+    List(ListOp),
+}
+
+/// An operation on a list (indices are checked on the server).
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) enum ListOp {
+    Push {
+        value: Bytes,
+    },
+    Pop,
+    Get {
+        index: u64,
+    },
+    Set {
+        index: u64,
+        value: Bytes,
+    },
+    /// At `index`, or at the end if past it (as Python's `insert`).
+    Insert {
+        index: u64,
+        value: Bytes,
+    },
+    Remove {
+        index: u64,
+    },
+    Len,
+    ToVec,
+    Extend {
+        values: Vec<Bytes>,
+    },
+    Clear,
+    /// Replace element `index` with what the trampoline at `entry` (a `fn(V) -> V`) makes
+    /// of it.
+    Update {
+        index: u64,
+        entry: i64,
+    },
 }
 
 /// An operation on a dict, under its lock.

@@ -16,7 +16,7 @@ use indexmap::IndexMap;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use super::auth;
-use super::protocol::{Answer, Bytes, DictOp, Reply, Request, kind};
+use super::protocol::{Answer, Bytes, DictOp, Kind, ListOp, Op, Reply, Request, kind};
 use crate::error::{Error, Result};
 use crate::pool::lock;
 use crate::sys;
@@ -58,11 +58,17 @@ impl<'de> Deserialize<'de> for Listening {
 /// A dict as the server keeps it: encoded keys and values, in insertion order.
 type Dict = IndexMap<Bytes, Bytes>;
 
-/// The server's objects.
+/// An object as the server keeps it.
+enum Object {
+    Dict(Dict),
+    List(Vec<Bytes>),
+}
+
+/// The server's objects, each behind its own lock.
 #[derive(Default)]
 struct Objects {
     next: AtomicU64,
-    dicts: Mutex<IndexMap<u64, Arc<Mutex<Dict>>>>,
+    table: Mutex<IndexMap<u64, Arc<Mutex<Object>>>>,
 }
 
 /// The server process's function: serves until a client asks it to shut down.
@@ -145,22 +151,33 @@ fn welcome(chan: &mut Channel, key: &[u8]) -> Result<Option<bool>> {
 
 fn handle(objects: &Objects, request: Request, same_exe: bool) -> Reply {
     match request {
-        Request::NewDict => {
+        Request::New(kind) => {
             let id = objects.next.fetch_add(1, Ordering::Relaxed);
-            lock(&objects.dicts).insert(id, Arc::default());
+            let object = match kind {
+                Kind::Dict => Object::Dict(Dict::default()),
+                Kind::List => Object::List(Vec::new()),
+            };
+            lock(&objects.table).insert(id, Arc::new(Mutex::new(object)));
             Reply::Id(id)
         }
-        Request::Dict { id, op } => {
-            let Some(dict) = lock(&objects.dicts).get(&id).cloned() else {
-                return Reply::Failed(format!("no dict {id} on this manager"));
+        Request::Op { id, op } => {
+            let Some(object) = lock(&objects.table).get(&id).cloned() else {
+                return Reply::Failed(format!("no object {id} on this manager"));
             };
-            if matches!(op, DictOp::Update { .. }) && !same_exe {
+            let with_function = matches!(
+                op,
+                Op::Dict(DictOp::Update { .. }) | Op::List(ListOp::Update { .. })
+            );
+            if with_function && !same_exe {
                 return Reply::Failed(
                     "update with a function needs the manager's own executable".into(),
                 );
             }
-            let mut dict = lock(&dict);
-            dict_op(&mut dict, op)
+            match (&mut *lock(&object), op) {
+                (Object::Dict(dict), Op::Dict(op)) => dict_op(dict, op),
+                (Object::List(list), Op::List(op)) => list_op(list, op),
+                _ => Reply::Failed(format!("object {id} is of another kind")),
+            }
         }
         Request::Shutdown => Reply::Done,
     }
@@ -180,7 +197,7 @@ fn dict_op(dict: &mut Dict, op: DictOp) -> Reply {
             dict.clear();
             Reply::Done
         }
-        DictOp::Update { key, entry } => match updated(dict.get(&key), entry) {
+        DictOp::Update { key, entry } => match updated(&some_or_none(dict.get(&key)), entry) {
             Ok(value) => {
                 dict.insert(key, value.clone());
                 Reply::Value(Some(value))
@@ -190,24 +207,160 @@ fn dict_op(dict: &mut Dict, op: DictOp) -> Reply {
     }
 }
 
-/// What the update function at `entry` makes of `old`: its argument is `Option<V>`, encoded
-/// as serde does (a tag byte, then the value).
-fn updated(old: Option<&Bytes>, entry: i64) -> Result<Bytes> {
-    let mut input = Vec::with_capacity(1 + old.map_or(0, Vec::len));
-    match old {
-        Some(v) => {
-            input.push(1);
-            input.extend_from_slice(v);
+fn list_op(list: &mut Vec<Bytes>, op: ListOp) -> Reply {
+    let len = list.len();
+    let at = |index: u64| usize::try_from(index).ok().filter(|&i| i < len);
+    let out_of_range =
+        |index: u64| Reply::Failed(format!("index {index} out of range (len {len})"));
+    match op {
+        ListOp::Push { value } => {
+            list.push(value);
+            Reply::Done
         }
-        None => input.push(0),
+        ListOp::Pop => Reply::Value(list.pop()),
+        ListOp::Get { index } => Reply::Value(at(index).map(|i| list[i].clone())),
+        ListOp::Set { index, value } => match at(index) {
+            Some(i) => Reply::Value(Some(std::mem::replace(&mut list[i], value))),
+            None => out_of_range(index),
+        },
+        ListOp::Insert { index, value } => {
+            let i = usize::try_from(index).map_or(len, |i| i.min(len));
+            list.insert(i, value);
+            Reply::Done
+        }
+        ListOp::Remove { index } => match at(index) {
+            Some(i) => Reply::Value(Some(list.remove(i))),
+            None => out_of_range(index),
+        },
+        ListOp::Len => Reply::Len(len as u64),
+        ListOp::ToVec => Reply::List(list.clone()),
+        ListOp::Extend { values } => {
+            list.extend(values);
+            Reply::Done
+        }
+        ListOp::Clear => {
+            list.clear();
+            Reply::Done
+        }
+        ListOp::Update { index, entry } => match at(index) {
+            Some(i) => match updated(&list[i], entry) {
+                Ok(value) => {
+                    list[i] = value.clone();
+                    Reply::Value(Some(value))
+                }
+                Err(e) => Reply::Failed(e.to_string()),
+            },
+            None => out_of_range(index),
+        },
     }
+}
+
+/// An encoded `Option<V>` from an encoded `V`, if any, as serde encodes it (a tag byte, then
+/// the value): the argument of a dict's update function.
+fn some_or_none(value: Option<&Bytes>) -> Bytes {
+    match value {
+        Some(v) => [&[1u8][..], v].concat(),
+        None => vec![0],
+    }
+}
+
+/// What the update function at `entry` makes of its encoded argument.
+fn updated(input: &[u8], entry: i64) -> Result<Bytes> {
     // SAFETY: only a client that runs this same executable may ask for an update (checked in
     // its handshake, `welcome`), so `entry` is a trampoline offset it computed with
     // `task::entry_for`, valid here too.
     let entry = unsafe { crate::task::entry_at(entry) };
-    let outcome = crate::task::run_once(entry, &input);
+    let outcome = crate::task::run_once(entry, input);
     match codec::outcome_value(&outcome)? {
         Ok(value) => Ok(value.to_vec()),
         Err(failure) => Err(Error::from(failure)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn id_of(reply: Reply) -> u64 {
+        match reply {
+            Reply::Id(id) => id,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn requests_reach_only_objects_of_their_kind() {
+        let objects = Objects::default();
+        let dict = id_of(handle(&objects, Request::New(Kind::Dict), true));
+        let list = id_of(handle(&objects, Request::New(Kind::List), true));
+        assert_ne!(dict, list);
+        let on = |id, op| handle(&objects, Request::Op { id, op }, true);
+        assert!(
+            matches!(on(dict, Op::List(ListOp::Len)), Reply::Failed(why) if why.contains("another kind"))
+        );
+        assert!(matches!(on(list, Op::Dict(DictOp::Len)), Reply::Failed(_)));
+        assert!(
+            matches!(on(99, Op::Dict(DictOp::Len)), Reply::Failed(why) if why.contains("no object 99"))
+        );
+        let insert = DictOp::Insert {
+            key: vec![1],
+            value: vec![2],
+        };
+        assert!(matches!(on(dict, Op::Dict(insert)), Reply::Value(None)));
+        assert!(matches!(on(dict, Op::Dict(DictOp::Len)), Reply::Len(1)));
+        // An update from another executable is refused before anything runs.
+        let update = DictOp::Update {
+            key: vec![1],
+            entry: 0,
+        };
+        let foreign = handle(
+            &objects,
+            Request::Op {
+                id: dict,
+                op: Op::Dict(update),
+            },
+            false,
+        );
+        assert!(matches!(foreign, Reply::Failed(why) if why.contains("own executable")));
+    }
+
+    #[test]
+    fn list_indices_are_checked() {
+        let mut list = vec![vec![1u8], vec![2]];
+        assert!(matches!(
+            list_op(&mut list, ListOp::Get { index: u64::MAX }),
+            Reply::Value(None)
+        ));
+        assert!(matches!(
+            list_op(&mut list, ListOp::Remove { index: 2 }),
+            Reply::Failed(_)
+        ));
+        assert!(matches!(
+            list_op(
+                &mut list,
+                ListOp::Set {
+                    index: 5,
+                    value: vec![]
+                }
+            ),
+            Reply::Failed(_)
+        ));
+        list_op(
+            &mut list,
+            ListOp::Insert {
+                index: u64::MAX,
+                value: vec![3],
+            },
+        );
+        assert_eq!(list, [vec![1], vec![2], vec![3]]);
+    }
+
+    #[test]
+    fn a_dict_update_gets_an_encoded_option() {
+        assert_eq!(some_or_none(None), [0]);
+        assert_eq!(some_or_none(Some(&vec![7, 8])), [1, 7, 8]);
+        let encoded: Option<u16> =
+            codec::decode(&some_or_none(Some(&codec::encode(&513u16).unwrap()))).unwrap();
+        assert_eq!(encoded, Some(513));
     }
 }

@@ -1,0 +1,96 @@
+//! What every proxy is underneath: the manager's address and an object's id, which is all that
+//! travels when a proxy is sent to another process; and the decoding of the server's replies.
+
+use std::sync::Arc;
+
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+use super::client::{self, Address};
+use super::protocol::{Bytes, Op, Reply, Request};
+use crate::error::{Error, Result};
+use crate::task::Data;
+use crate::wire::codec;
+
+/// An object on a manager's server.
+#[derive(Clone)]
+pub(crate) struct Remote {
+    addr: Arc<Address>,
+    id: u64,
+}
+
+impl std::fmt::Debug for Remote {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Remote")
+            .field("manager", &self.addr)
+            .field("id", &self.id)
+            .finish()
+    }
+}
+
+impl Remote {
+    pub(crate) fn new(addr: Arc<Address>, id: u64) -> Self {
+        Self { addr, id }
+    }
+
+    /// Runs `op` on the object, under its lock on the server.
+    pub(crate) fn call(&self, op: Op) -> Result<Reply> {
+        client::call(&self.addr, &Request::Op { id: self.id, op })
+    }
+}
+
+impl Serialize for Remote {
+    fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        (&*self.addr, self.id).serialize(s)
+    }
+}
+
+impl<'de> Deserialize<'de> for Remote {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        let (addr, id) = <(Address, u64)>::deserialize(d)?;
+        Ok(Self::new(Arc::new(addr), id))
+    }
+}
+
+/// A reply that carries one value, or none.
+pub(crate) fn value_of<V: Data>(reply: Reply) -> Result<Option<V>> {
+    match reply {
+        Reply::Value(v) => v.map(|b| Ok(codec::decode(&b)?)).transpose(),
+        other => Err(unexpected(other)),
+    }
+}
+
+/// A reply that must carry a value.
+pub(crate) fn some_value_of<V: Data>(reply: Reply) -> Result<V> {
+    value_of(reply)?.ok_or_else(|| Error::Protocol("the manager gave no value".into()))
+}
+
+/// A reply that carries a list of values.
+pub(crate) fn list_of<T: Data>(reply: Reply) -> Result<Vec<T>> {
+    match reply {
+        Reply::List(items) => items
+            .iter()
+            .map(|b: &Bytes| Ok(codec::decode(b)?))
+            .collect(),
+        other => Err(unexpected(other)),
+    }
+}
+
+/// A reply that carries a count.
+pub(crate) fn len_of(reply: Reply) -> Result<usize> {
+    match reply {
+        Reply::Len(n) => Ok(n as usize),
+        other => Err(unexpected(other)),
+    }
+}
+
+/// A reply that says it was done.
+pub(crate) fn done(reply: Reply) -> Result<()> {
+    match reply {
+        Reply::Done => Ok(()),
+        other => Err(unexpected(other)),
+    }
+}
+
+pub(crate) fn unexpected(reply: Reply) -> Error {
+    Error::Protocol(format!("unexpected reply from the manager: {reply:?}"))
+}
