@@ -198,7 +198,36 @@ fn ours(s: &Scale) -> Result<Figures, multiproc::Error> {
     );
     f.insert("cpu_serial", serial);
     f.insert("cpu_pool", parallel);
+    drop(pool);
+    manager_figures(s, &mut f)?;
     Ok(f)
+}
+
+/// The Manager: start to the first dict operation, and dict set/get round trips (as
+/// `compare_py.py` measures CPython's `Manager().dict()`).
+fn manager_figures(s: &Scale, f: &mut Figures) -> Result<(), multiproc::Error> {
+    let mut starts = Vec::new();
+    for _ in 0..s.reps {
+        let t = Instant::now();
+        let m = multiproc::Manager::new()?;
+        m.dict::<u32, u32>()?.insert(0, 0)?;
+        starts.push(t.elapsed().as_secs_f64());
+        m.shutdown()?;
+    }
+    f.insert("manager_start", median(starts));
+    let m = multiproc::Manager::new()?;
+    let d = m.dict::<u32, u64>()?;
+    let (mut sets, mut gets) = (Vec::new(), Vec::new());
+    for i in 0..s.apply_calls as u64 {
+        let key = (i % 100) as u32;
+        sets.push(secs(|| {
+            d.insert(key, i).unwrap();
+        }));
+        gets.push(secs(|| assert_eq!(d.get(&key).unwrap(), Some(i))));
+    }
+    f.insert("manager_set_p50", percentile(sets, 0.5));
+    f.insert("manager_get_p50", percentile(gets, 0.5));
+    m.shutdown()
 }
 
 fn rayon_figures(s: &Scale) -> Figures {
@@ -339,6 +368,9 @@ const KEYS: &[&str] = &[
     "cpu_serial",
     "cpu_pool",
     "idle_rss_kib",
+    "manager_start",
+    "manager_set_p50",
+    "manager_get_p50",
 ];
 
 /// One printed row: how to show a figure, and whether bigger is better.
@@ -472,6 +504,14 @@ fn main() -> Result<(), multiproc::Error> {
             |v| v / 1024.0,
             "MiB",
         ),
+        Row::lower(
+            "Manager start to first dict op".into(),
+            "manager_start",
+            ms,
+            "ms",
+        ),
+        Row::lower("Manager dict set p50".into(), "manager_set_p50", us, "µs"),
+        Row::lower("Manager dict get p50".into(), "manager_get_p50", us, "µs"),
     ];
 
     println!(

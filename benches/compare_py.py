@@ -79,7 +79,8 @@ SCALES = {
 
 KEYS = ["start_2", "join_2", "start_n", "join_n", "map_auto", "map_auto_n", "map_chunk1",
         "map_chunk1_n", "apply_p50", "apply_p99", "imap_unordered", "imap_unordered_n",
-        "echo", "echo_bytes", "cpu_serial", "cpu_pool", "cpu_n", "idle_rss_kib"]
+        "echo", "echo_bytes", "cpu_serial", "cpu_pool", "cpu_n", "idle_rss_kib",
+        "manager_start", "manager_set_p50", "manager_get_p50"]
 
 
 def log(msg):
@@ -287,6 +288,35 @@ def run(method, scale, res):
     finally:
         pool.close()
         pool.join()
+
+    def manager():
+        starts = []
+        for _ in range(s["start_reps"]):
+            t0 = time.perf_counter()
+            m = ctx.Manager()
+            d = m.dict()
+            d[0] = 0
+            starts.append(time.perf_counter() - t0)
+            m.shutdown()
+        res["manager_start"] = statistics.median(starts)
+        m = ctx.Manager()
+        try:
+            d = m.dict()
+            ns = time.perf_counter_ns
+            sets, gets = [], []
+            for i in range(s["apply_calls"]):
+                t0 = ns()
+                d[i % 100] = i
+                sets.append(ns() - t0)
+                t0 = ns()
+                d[i % 100]
+                gets.append(ns() - t0)
+            res["manager_set_p50"] = percentile(sets, 0.5) / 1e9
+            res["manager_get_p50"] = percentile(gets, 0.5) / 1e9
+        finally:
+            m.shutdown()
+
+    section("Manager dict", res, manager)
 
 
 def main():
