@@ -209,19 +209,6 @@ fn run_batch(
 /// worker (several µs, far more on a virtual machine). It yields the core all the while.
 const IDLE_SPIN: Duration = Duration::from_micros(50);
 
-/// Watches the socket for up to [`IDLE_SPIN`] until a whole frame, the end of the stream or an
-/// error has arrived (what follows, `recv`, deals with each).
-fn wait_awake(ch: &mut Channel) {
-    let until = Instant::now() + IDLE_SPIN;
-    while !ch.has_frame() && Instant::now() < until {
-        match ch.try_fill() {
-            Ok(None) => std::thread::yield_now(),
-            Ok(Some(0)) | Err(_) => return,
-            Ok(Some(_)) => {}
-        }
-    }
-}
-
 /// Serves the parent until it says `EXIT` (status 0), disconnects, or breaks the protocol.
 /// Returns the exit status.
 pub(crate) fn serve(mut ch: Channel, page: &SharedPage, role: Role) -> i32 {
@@ -231,7 +218,7 @@ pub(crate) fn serve(mut ch: Channel, page: &SharedPage, role: Role) -> i32 {
             return EXIT_PROTOCOL;
         }
         if role == Role::PoolWorker {
-            wait_awake(&mut ch);
+            ch.watch(IDLE_SPIN);
         }
         let next = if ch.keeps_memory() {
             // Idle for a while: let go of the memory kept for large messages.

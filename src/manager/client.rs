@@ -19,6 +19,9 @@ use crate::wire::{Channel, Io, codec};
 
 /// How long the server may take over its part of the handshake.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long a call watches for the reply before it sleeps: a quick answer is then read without
+/// this thread being put to sleep and woken (see `Channel::watch`).
+const WATCH: Duration = Duration::from_micros(50);
 
 /// Where a manager listens, and the key it lets clients in with.
 #[derive(Clone, Serialize, Deserialize)]
@@ -71,7 +74,10 @@ pub(crate) fn call(addr: &Address, request: &Request) -> Result<Reply> {
     };
     let exchanged = ch
         .send(kind::REQUEST, &codec::encode(request)?)
-        .and_then(|()| ch.recv(None));
+        .and_then(|()| {
+            ch.watch(WATCH);
+            ch.recv(None)
+        });
     let frame = match exchanged {
         Ok(frame) => frame,
         Err(e) => {

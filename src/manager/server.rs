@@ -25,6 +25,9 @@ use crate::wire::{Channel, Io, codec};
 
 /// How long a client may take over its part of the handshake.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long a client's thread watches for its next request before it sleeps: a client that
+/// asks again at once (the usual loop of proxy calls) finds it awake (see `Channel::watch`).
+const WATCH: Duration = Duration::from_micros(50);
 
 /// What the server process is started with.
 #[derive(Serialize, Deserialize)]
@@ -110,6 +113,7 @@ fn client(conn: UnixStream, key: &[u8], objects: &Objects) -> Result<bool> {
         return Ok(false);
     };
     loop {
+        chan.watch(WATCH);
         let frame = match chan.recv(None) {
             Ok(frame) => frame,
             Err(Error::Disconnected) => return Ok(false),

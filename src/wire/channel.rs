@@ -434,6 +434,21 @@ impl Channel {
         }
     }
 
+    /// Watches the socket for up to `span` until a whole frame, the end of the stream or an
+    /// error has arrived (what follows, `recv`, deals with each), yielding the core meanwhile:
+    /// a peer that answers within `span` is then read without this thread being put to sleep
+    /// and woken (several µs each on a virtual machine).
+    pub(crate) fn watch(&mut self, span: Duration) {
+        let until = Instant::now() + span;
+        while !self.has_frame() && Instant::now() < until {
+            match self.try_fill() {
+                Ok(None) => std::thread::yield_now(),
+                Ok(Some(0)) | Err(_) => return,
+                Ok(Some(_)) => {}
+            }
+        }
+    }
+
     /// Length of the frame at the read position, if its header has arrived.
     fn partial_frame_len(&self) -> Option<usize> {
         let rest = &self.inbuf[self.start..self.end];
