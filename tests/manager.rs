@@ -3,7 +3,7 @@
 
 mod common;
 use common::{SECS, exists, sigkill, within};
-use multiproc::{DictProxy, Error, ListProxy, Manager, Pool, Process, Queue};
+use multiproc::{DictProxy, Error, ListProxy, Manager, Pool, Process, Queue, ValueProxy};
 use std::time::{Duration, Instant};
 
 fn record(d: DictProxy<u32, String>, i: u32) {
@@ -224,5 +224,32 @@ fn list_operations_follow_python() {
         assert_eq!(l.len().unwrap(), 3);
         l.clear().unwrap();
         assert_eq!(l.pop().unwrap(), None);
+    });
+}
+
+fn add_cents(v: ValueProxy<(String, u64)>, times: u32) {
+    for _ in 0..times {
+        v.update(|(owner, cents): (String, u64)| (owner, cents + 1))
+            .unwrap();
+    }
+}
+
+#[test]
+fn a_value_of_any_type_is_shared_and_updated_atomically() {
+    within(SECS(60), || {
+        let m = Manager::new().unwrap();
+        let v = m.value(("ada".to_string(), 0u64)).unwrap();
+        let mut ps: Vec<_> = (0..3)
+            .map(|_| Process::new(add_cents, (v.clone(), 200)))
+            .collect();
+        for p in &mut ps {
+            p.start().unwrap();
+        }
+        for p in &ps {
+            p.join().unwrap();
+        }
+        assert_eq!(v.get().unwrap(), ("ada".to_string(), 600));
+        assert_eq!(v.set(("bob".into(), 1)).unwrap().1, 600);
+        assert_eq!(v.get().unwrap().0, "bob");
     });
 }

@@ -10,7 +10,7 @@
 //! `update`, which names a function of the same executable, as a pool task does. A process
 //! connects on the first use of a proxy and keeps the connection (`client.rs`).
 //!
-//! This is the first part of the Manager (a local server, dicts and lists); queues, values,
+//! This is the first part of the Manager (a local server, dicts, lists and values); queues,
 //! namespaces, custom objects, TCP, named objects and reference counting come next.
 
 mod auth;
@@ -20,12 +20,14 @@ mod list;
 mod protocol;
 mod proxy;
 mod server;
+mod value;
 
 use std::sync::Arc;
 use std::time::Duration;
 
 pub use dict::DictProxy;
 pub use list::ListProxy;
+pub use value::ValueProxy;
 
 use crate::error::Result;
 use crate::process::Process;
@@ -125,6 +127,16 @@ impl Manager {
     /// [`Error::ManagerGone`](crate::Error::ManagerGone) if the server is gone.
     pub fn list<T: Data>(&self) -> Result<ListProxy<T>> {
         Ok(ListProxy::new(self.create(Kind::List)?))
+    }
+
+    /// A value on the server, initially `value` (Python's `Manager().Value(typecode, v)`, for
+    /// any serde type).
+    ///
+    /// # Errors
+    /// [`Error::ManagerGone`](crate::Error::ManagerGone) if the server is gone; a value that
+    /// cannot be encoded.
+    pub fn value<T: Data>(&self, value: T) -> Result<ValueProxy<T>> {
+        ValueProxy::new(self.create(Kind::Value)?).init(value)
     }
 
     fn create(&self, kind: Kind) -> Result<Remote> {

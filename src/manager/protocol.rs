@@ -48,6 +48,7 @@ pub(crate) enum Request {
 pub(crate) enum Kind {
     Dict,
     List,
+    Value,
 }
 
 /// An operation on an object of the matching kind.
@@ -55,6 +56,21 @@ pub(crate) enum Kind {
 pub(crate) enum Op {
     Dict(DictOp),
     List(ListOp),
+    Value(ValueOp),
+}
+
+/// An operation on a single value.
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) enum ValueOp {
+    Get,
+    /// Replace the value; the reply is the one it replaced.
+    Set {
+        value: Bytes,
+    },
+    /// Replace the value with what the trampoline at `entry` (a `fn(V) -> V`) makes of it.
+    Update {
+        entry: i64,
+    },
 }
 
 /// An operation on a list (indices are checked on the server).

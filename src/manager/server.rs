@@ -16,7 +16,7 @@ use indexmap::IndexMap;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use super::auth;
-use super::protocol::{Answer, Bytes, DictOp, Kind, ListOp, Op, Reply, Request, kind};
+use super::protocol::{Answer, Bytes, DictOp, Kind, ListOp, Op, Reply, Request, ValueOp, kind};
 use crate::error::{Error, Result};
 use crate::pool::lock;
 use crate::sys;
@@ -65,6 +65,8 @@ type Dict = IndexMap<Bytes, Bytes>;
 enum Object {
     Dict(Dict),
     List(Vec<Bytes>),
+    /// A value; `None` only between its creation and the first `Set` (`Manager::value`).
+    Value(Option<Bytes>),
 }
 
 /// The server's objects, each behind its own lock.
@@ -160,6 +162,7 @@ fn handle(objects: &Objects, request: Request, same_exe: bool) -> Reply {
             let object = match kind {
                 Kind::Dict => Object::Dict(Dict::default()),
                 Kind::List => Object::List(Vec::new()),
+                Kind::Value => Object::Value(None),
             };
             lock(&objects.table).insert(id, Arc::new(Mutex::new(object)));
             Reply::Id(id)
@@ -170,7 +173,9 @@ fn handle(objects: &Objects, request: Request, same_exe: bool) -> Reply {
             };
             let with_function = matches!(
                 op,
-                Op::Dict(DictOp::Update { .. }) | Op::List(ListOp::Update { .. })
+                Op::Dict(DictOp::Update { .. })
+                    | Op::List(ListOp::Update { .. })
+                    | Op::Value(ValueOp::Update { .. })
             );
             if with_function && !same_exe {
                 return Reply::Failed(
@@ -180,6 +185,7 @@ fn handle(objects: &Objects, request: Request, same_exe: bool) -> Reply {
             match (&mut *lock(&object), op) {
                 (Object::Dict(dict), Op::Dict(op)) => dict_op(dict, op),
                 (Object::List(list), Op::List(op)) => list_op(list, op),
+                (Object::Value(value), Op::Value(op)) => value_op(value, op),
                 _ => Reply::Failed(format!("object {id} is of another kind")),
             }
         }
@@ -207,6 +213,18 @@ fn dict_op(dict: &mut Dict, op: DictOp) -> Reply {
                 Reply::Value(Some(value))
             }
             Err(e) => Reply::Failed(e.to_string()),
+        },
+    }
+}
+
+fn value_op(value: &mut Option<Bytes>, op: ValueOp) -> Reply {
+    match op {
+        ValueOp::Get => Reply::Value(value.clone()),
+        ValueOp::Set { value: new } => Reply::Value(value.replace(new)),
+        ValueOp::Update { entry } => match value.as_deref().map(|v| updated(v, entry)) {
+            Some(Ok(new)) => Reply::Value(Some(value.insert(new).clone())),
+            Some(Err(e)) => Reply::Failed(e.to_string()),
+            None => Reply::Failed("the value was never set".into()),
         },
     }
 }
