@@ -3,7 +3,9 @@
 
 mod common;
 use common::{SECS, exists, sigkill, within};
-use multiproc::{DictProxy, Error, ListProxy, Manager, Pool, Process, Queue, ValueProxy};
+use multiproc::{
+    DictProxy, Error, ListProxy, Manager, Pool, Process, PutError, Queue, QueueProxy, ValueProxy,
+};
 use std::time::{Duration, Instant};
 
 fn record(d: DictProxy<u32, String>, i: u32) {
@@ -251,5 +253,67 @@ fn a_value_of_any_type_is_shared_and_updated_atomically() {
         assert_eq!(v.get().unwrap(), ("ada".to_string(), 600));
         assert_eq!(v.set(("bob".into(), 1)).unwrap().1, 600);
         assert_eq!(v.get().unwrap().0, "bob");
+    });
+}
+
+fn produce(q: QueueProxy<u64>, x: u64) -> u64 {
+    q.put(x * x).unwrap();
+    x
+}
+
+/// A managed queue fed by pool tasks, drained by the parent.
+#[test]
+fn pool_tasks_feed_a_managed_queue() {
+    within(SECS(60), || {
+        let m = Manager::new().unwrap();
+        let q = m.queue::<u64>().unwrap();
+        let pool = Pool::new(2).unwrap();
+        let args: Vec<_> = (0..50u64).map(|x| (q.clone(), x)).collect();
+        assert_eq!(pool.starmap(produce, args).unwrap().len(), 50);
+        let mut got: Vec<u64> = (0..50).map(|_| q.get().unwrap()).collect();
+        got.sort();
+        assert_eq!(got, (0..50u64).map(|x| x * x).collect::<Vec<_>>());
+        assert!(q.empty().unwrap());
+        assert!(matches!(
+            q.get_timeout(Duration::from_millis(30)),
+            Err(Error::Timeout)
+        ));
+    });
+}
+
+/// A `get` that waits in one thread holds up neither another thread of the same process nor
+/// another process.
+#[test]
+fn a_waiting_get_holds_up_no_one_else() {
+    within(SECS(60), || {
+        let m = Manager::new().unwrap();
+        let q = m.queue_bounded::<String>(1).unwrap();
+        let d = m.dict::<u8, u8>().unwrap();
+        let waiter = {
+            let q = q.clone();
+            std::thread::spawn(move || q.get_timeout(SECS(20)).unwrap())
+        };
+        std::thread::sleep(Duration::from_millis(50));
+        let t = Instant::now();
+        d.insert(1, 1).unwrap();
+        let mut p = Process::new(record, (m.dict::<u32, String>().unwrap(), 7));
+        p.start().unwrap();
+        p.join().unwrap();
+        assert!(t.elapsed() < SECS(5), "{:?}", t.elapsed());
+        q.put("wake".into()).unwrap();
+        assert_eq!(waiter.join().unwrap(), "wake");
+        // Bounded: a second item waits for room.
+        q.put("one".into()).unwrap();
+        assert!(q.full().unwrap());
+        assert!(matches!(q.try_put("two".into()), Err(PutError::Full(item)) if item == "two"));
+        assert!(matches!(
+            q.put_timeout("two".into(), Duration::from_millis(30)),
+            Err(PutError::Full(_))
+        ));
+        assert_eq!(q.qsize().unwrap(), 1);
+        assert!(matches!(
+            m.queue_bounded::<u8>(0),
+            Err(Error::InvalidArgument(_))
+        ));
     });
 }

@@ -1,9 +1,9 @@
-//! A process's connections to managers: one per manager, made on first use (so that a proxy
-//! that arrived in another process connects by itself), shared by the process's threads, one
-//! request and its reply at a time.
+//! A thread's connections to managers: one per manager, made on first use (so that a proxy
+//! that arrived in another process connects by itself). Each thread has its own, served by a
+//! server thread of its own: a queue `get` that waits in one thread never holds up another.
 
+use std::cell::RefCell;
 use std::os::fd::OwnedFd;
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
@@ -13,7 +13,6 @@ use super::auth;
 use super::protocol::Kind;
 use super::protocol::{Answer, Reply, Request, kind};
 use crate::error::{Error, Result};
-use crate::pool::lock;
 use crate::sys;
 use crate::wire::{Channel, Io, codec};
 
@@ -39,11 +38,11 @@ impl std::fmt::Debug for Address {
     }
 }
 
-type Connection = Arc<Mutex<Option<Channel>>>;
-
-/// This process's connections, by manager name and key (a proxy with another key for the
-/// same name must go through the handshake itself).
-static CONNECTIONS: Mutex<Vec<(String, Vec<u8>, Connection)>> = Mutex::new(Vec::new());
+thread_local! {
+    /// This thread's connections, by manager name and key (a proxy with another key for the
+    /// same name must go through the handshake itself).
+    static CONNECTIONS: RefCell<Vec<(String, Vec<u8>, Channel)>> = const { RefCell::new(Vec::new()) };
+}
 
 /// Sends `request` to the manager at `addr` and returns its reply.
 ///
@@ -51,52 +50,44 @@ static CONNECTIONS: Mutex<Vec<(String, Vec<u8>, Connection)>> = Mutex::new(Vec::
 /// [`Error::ManagerGone`] if the manager cannot be reached or goes away before answering;
 /// a refused handshake ([`Error::AuthenticationFailed`]); the server's failure to do it.
 pub(crate) fn call(addr: &Address, request: &Request) -> Result<Reply> {
-    let conn = {
-        let mut all = lock(&CONNECTIONS);
-        match all
+    CONNECTIONS.with_borrow_mut(|all| {
+        let at = match all
             .iter()
-            .find(|(name, key, _)| *name == addr.name && *key == addr.key)
+            .position(|(name, key, _)| *name == addr.name && *key == addr.key)
         {
-            Some((_, _, conn)) => conn.clone(),
+            Some(at) => at,
             None => {
-                let conn = Connection::default();
-                all.push((addr.name.clone(), addr.key.clone(), conn.clone()));
-                conn
+                all.push((addr.name.clone(), addr.key.clone(), connect(addr)?));
+                all.len() - 1
             }
+        };
+        let ch = &mut all[at].2;
+        let exchanged = ch
+            .send(kind::REQUEST, &codec::encode(request)?)
+            .and_then(|()| {
+                ch.watch(WATCH);
+                ch.recv(None)
+            });
+        let frame = match exchanged {
+            Ok(frame) if frame.kind == kind::REPLY => frame,
+            Ok(frame) => {
+                all.remove(at);
+                return Err(Error::Protocol(format!(
+                    "unexpected frame kind {}",
+                    frame.kind
+                )));
+            }
+            Err(e) => {
+                // A broken connection is not kept; the next call tries afresh.
+                all.remove(at);
+                return Err(gone(e));
+            }
+        };
+        match codec::decode::<Reply>(frame.payload())? {
+            Reply::Failed(why) => Err(Error::Manager(why)),
+            reply => Ok(reply),
         }
-    };
-    let mut chan = lock(&conn);
-    if chan.is_none() {
-        *chan = Some(connect(addr)?);
-    }
-    let Some(ch) = chan.as_mut() else {
-        unreachable!("connected just above")
-    };
-    let exchanged = ch
-        .send(kind::REQUEST, &codec::encode(request)?)
-        .and_then(|()| {
-            ch.watch(WATCH);
-            ch.recv(None)
-        });
-    let frame = match exchanged {
-        Ok(frame) => frame,
-        Err(e) => {
-            // A broken connection is not reused; the next call tries afresh.
-            *chan = None;
-            return Err(gone(e));
-        }
-    };
-    if frame.kind != kind::REPLY {
-        *chan = None;
-        return Err(Error::Protocol(format!(
-            "unexpected frame kind {}",
-            frame.kind
-        )));
-    }
-    match codec::decode::<Reply>(frame.payload())? {
-        Reply::Failed(why) => Err(Error::Manager(why)),
-        reply => Ok(reply),
-    }
+    })
 }
 
 /// Connects and goes through the handshake (see `auth`).

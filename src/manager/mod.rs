@@ -10,7 +10,7 @@
 //! `update`, which names a function of the same executable, as a pool task does. A process
 //! connects on the first use of a proxy and keeps the connection (`client.rs`).
 //!
-//! This is the first part of the Manager (a local server, dicts, lists and values); queues,
+//! This is the first part of the Manager (a local server, dicts, lists, values and queues);
 //! namespaces, custom objects, TCP, named objects and reference counting come next.
 
 mod auth;
@@ -19,6 +19,7 @@ mod dict;
 mod list;
 mod protocol;
 mod proxy;
+mod queue;
 mod server;
 mod value;
 
@@ -27,6 +28,7 @@ use std::time::Duration;
 
 pub use dict::DictProxy;
 pub use list::ListProxy;
+pub use queue::QueueProxy;
 pub use value::ValueProxy;
 
 use crate::error::Result;
@@ -137,6 +139,30 @@ impl Manager {
     /// cannot be encoded.
     pub fn value<T: Data>(&self, value: T) -> Result<ValueProxy<T>> {
         ValueProxy::new(self.create(Kind::Value)?).init(value)
+    }
+
+    /// A new, empty queue on the server without a bound (Python's `Manager().Queue()`).
+    ///
+    /// # Errors
+    /// [`Error::ManagerGone`](crate::Error::ManagerGone) if the server is gone.
+    pub fn queue<T: Data>(&self) -> Result<QueueProxy<T>> {
+        Ok(QueueProxy::new(self.create(Kind::Queue { maxsize: 0 })?))
+    }
+
+    /// A new, empty queue on the server that holds at most `maxsize` items (Python's
+    /// `Manager().Queue(maxsize)`).
+    ///
+    /// # Errors
+    /// [`Error::InvalidArgument`](crate::Error::InvalidArgument) for 0; otherwise as
+    /// [`queue`](Self::queue).
+    pub fn queue_bounded<T: Data>(&self, maxsize: usize) -> Result<QueueProxy<T>> {
+        if maxsize == 0 {
+            return Err(crate::Error::InvalidArgument(
+                "a bounded queue holds at least one item".into(),
+            ));
+        }
+        let maxsize = maxsize as u64;
+        Ok(QueueProxy::new(self.create(Kind::Queue { maxsize })?))
     }
 
     fn create(&self, kind: Kind) -> Result<Remote> {

@@ -49,6 +49,10 @@ pub(crate) enum Kind {
     Dict,
     List,
     Value,
+    /// A FIFO queue of at most `maxsize` items (0: no bound).
+    Queue {
+        maxsize: u64,
+    },
 }
 
 /// An operation on an object of the matching kind.
@@ -57,6 +61,24 @@ pub(crate) enum Op {
     Dict(DictOp),
     List(ListOp),
     Value(ValueOp),
+    Queue(QueueOp),
+}
+
+/// An operation on a queue. `wait_ms`: how long a put may wait for room or a get for an item;
+/// `None` without limit, `Some(0)` not at all.
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) enum QueueOp {
+    /// The reply says whether it was put (`false`: still full when the wait ended).
+    Put {
+        value: Bytes,
+        wait_ms: Option<u64>,
+    },
+    /// The reply is the item, or none if the wait ended first.
+    Get {
+        wait_ms: Option<u64>,
+    },
+    Len,
+    Full,
 }
 
 /// An operation on a single value.

@@ -6,17 +6,20 @@
 //! lock: an operation, `update` included, runs whole under that lock, which is what makes a
 //! read-modify-write atomic where Python's manager loses updates.
 
+use std::collections::VecDeque;
 use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 use indexmap::IndexMap;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use super::auth;
-use super::protocol::{Answer, Bytes, DictOp, Kind, ListOp, Op, Reply, Request, ValueOp, kind};
+use super::protocol::{
+    Answer, Bytes, DictOp, Kind, ListOp, Op, QueueOp, Reply, Request, ValueOp, kind,
+};
 use crate::error::{Error, Result};
 use crate::pool::lock;
 use crate::sys;
@@ -67,14 +70,30 @@ enum Object {
     List(Vec<Bytes>),
     /// A value; `None` only between its creation and the first `Set` (`Manager::value`).
     Value(Option<Bytes>),
+    Queue {
+        items: VecDeque<Bytes>,
+        /// 0: no bound.
+        maxsize: usize,
+    },
+}
+
+/// One object: its lock, and a condition its blocking operations (a queue's `get` waiting for
+/// an item) wait on; every change to it is signalled.
+struct Slot {
+    object: Mutex<Object>,
+    changed: Condvar,
 }
 
 /// The server's objects, each behind its own lock.
 #[derive(Default)]
 struct Objects {
     next: AtomicU64,
-    table: Mutex<IndexMap<u64, Arc<Mutex<Object>>>>,
+    table: Mutex<IndexMap<u64, Arc<Slot>>>,
 }
+
+/// How often a blocked operation looks whether its client is still there: one that is gone
+/// must not take an item it can no longer be given.
+const STILL_THERE: Duration = Duration::from_millis(50);
 
 /// The server process's function: serves until a client asks it to shut down.
 pub(crate) fn serve(start: Start) {
@@ -129,7 +148,9 @@ fn client(conn: UnixStream, key: &[u8], objects: &Objects) -> Result<bool> {
         }
         let request: Request = codec::decode(frame.payload())?;
         let shutdown = matches!(request, Request::Shutdown);
-        let reply = handle(objects, request, same_exe);
+        let reply = handle(objects, request, same_exe, &mut || {
+            !matches!(chan.try_fill(), Ok(Some(0)) | Err(_))
+        });
         chan.send(kind::REPLY, &codec::encode(&reply)?)?;
         if shutdown {
             return Ok(true);
@@ -155,7 +176,12 @@ fn welcome(chan: &mut Channel, key: &[u8]) -> Result<Option<bool>> {
     Ok(Some(answer.identity == crate::child::protocol::identity()?))
 }
 
-fn handle(objects: &Objects, request: Request, same_exe: bool) -> Reply {
+fn handle(
+    objects: &Objects,
+    request: Request,
+    same_exe: bool,
+    still_there: &mut dyn FnMut() -> bool,
+) -> Reply {
     match request {
         Request::New(kind) => {
             let id = objects.next.fetch_add(1, Ordering::Relaxed);
@@ -163,12 +189,20 @@ fn handle(objects: &Objects, request: Request, same_exe: bool) -> Reply {
                 Kind::Dict => Object::Dict(Dict::default()),
                 Kind::List => Object::List(Vec::new()),
                 Kind::Value => Object::Value(None),
+                Kind::Queue { maxsize } => Object::Queue {
+                    items: VecDeque::new(),
+                    maxsize: usize::try_from(maxsize).unwrap_or(usize::MAX),
+                },
             };
-            lock(&objects.table).insert(id, Arc::new(Mutex::new(object)));
+            let slot = Slot {
+                object: Mutex::new(object),
+                changed: Condvar::new(),
+            };
+            lock(&objects.table).insert(id, Arc::new(slot));
             Reply::Id(id)
         }
         Request::Op { id, op } => {
-            let Some(object) = lock(&objects.table).get(&id).cloned() else {
+            let Some(slot) = lock(&objects.table).get(&id).cloned() else {
                 return Reply::Failed(format!("no object {id} on this manager"));
             };
             let with_function = matches!(
@@ -182,12 +216,21 @@ fn handle(objects: &Objects, request: Request, same_exe: bool) -> Reply {
                     "update with a function needs the manager's own executable".into(),
                 );
             }
-            match (&mut *lock(&object), op) {
+            // A queue's operations may wait, letting go of the lock meanwhile.
+            let op = match op {
+                Op::Queue(op) => {
+                    return queue_op(&slot, op, still_there).unwrap_or_else(other_kind(id));
+                }
+                op => op,
+            };
+            let reply = match (&mut *lock(&slot.object), op) {
                 (Object::Dict(dict), Op::Dict(op)) => dict_op(dict, op),
                 (Object::List(list), Op::List(op)) => list_op(list, op),
                 (Object::Value(value), Op::Value(op)) => value_op(value, op),
-                _ => Reply::Failed(format!("object {id} is of another kind")),
-            }
+                _ => other_kind(id)(),
+            };
+            slot.changed.notify_all();
+            reply
         }
         Request::Shutdown => Reply::Done,
     }
@@ -214,6 +257,77 @@ fn dict_op(dict: &mut Dict, op: DictOp) -> Reply {
             }
             Err(e) => Reply::Failed(e.to_string()),
         },
+    }
+}
+
+/// The reply to an operation on an object of another kind.
+fn other_kind(id: u64) -> impl FnOnce() -> Reply {
+    move || Reply::Failed(format!("object {id} is of another kind"))
+}
+
+/// A queue operation, which may wait (for an item, or for room) on the slot's condition, in
+/// slices of [`STILL_THERE`] between which it asks whether its client is still there. `None`
+/// if the object is not a queue.
+fn queue_op(slot: &Slot, op: QueueOp, still_there: &mut dyn FnMut() -> bool) -> Option<Reply> {
+    let (mut put, wait_ms) = match op {
+        QueueOp::Put { value, wait_ms } => (Some(value), wait_ms),
+        QueueOp::Get { wait_ms } => (None, wait_ms),
+        QueueOp::Len => return queue_query(slot, |items, _| Reply::Len(items.len() as u64)),
+        QueueOp::Full => return queue_query(slot, |items, max| Reply::Bool(is_full(items, max))),
+    };
+    let deadline = wait_ms.map(|ms| Instant::now() + Duration::from_millis(ms));
+    let mut guard = lock(&slot.object);
+    loop {
+        let Object::Queue { items, maxsize } = &mut *guard else {
+            return None;
+        };
+        let reply = match put.take() {
+            Some(value) if !is_full(items, *maxsize) => {
+                items.push_back(value);
+                Some(Reply::Bool(true))
+            }
+            Some(value) => {
+                put = Some(value);
+                None
+            }
+            None => items.pop_front().map(|item| Reply::Value(Some(item))),
+        };
+        if let Some(reply) = reply {
+            drop(guard);
+            slot.changed.notify_all();
+            return Some(reply);
+        }
+        let slice = match deadline {
+            None => STILL_THERE,
+            Some(at) => match at.saturating_duration_since(Instant::now()) {
+                left if left.is_zero() => {
+                    return Some(match put {
+                        Some(_) => Reply::Bool(false),
+                        None => Reply::Value(None),
+                    });
+                }
+                left => left.min(STILL_THERE),
+            },
+        };
+        guard = slot
+            .changed
+            .wait_timeout(guard, slice)
+            .unwrap_or_else(|p| p.into_inner())
+            .0;
+        if !still_there() {
+            return Some(Reply::Failed("the client is gone".into()));
+        }
+    }
+}
+
+fn is_full(items: &VecDeque<Bytes>, maxsize: usize) -> bool {
+    maxsize != 0 && items.len() >= maxsize
+}
+
+fn queue_query(slot: &Slot, answer: impl Fn(&VecDeque<Bytes>, usize) -> Reply) -> Option<Reply> {
+    match &*lock(&slot.object) {
+        Object::Queue { items, maxsize } => Some(answer(items, *maxsize)),
+        _ => None,
     }
 }
 
@@ -313,10 +427,11 @@ mod tests {
     #[test]
     fn requests_reach_only_objects_of_their_kind() {
         let objects = Objects::default();
-        let dict = id_of(handle(&objects, Request::New(Kind::Dict), true));
-        let list = id_of(handle(&objects, Request::New(Kind::List), true));
+        let mut there = || true;
+        let dict = id_of(handle(&objects, Request::New(Kind::Dict), true, &mut there));
+        let list = id_of(handle(&objects, Request::New(Kind::List), true, &mut there));
         assert_ne!(dict, list);
-        let on = |id, op| handle(&objects, Request::Op { id, op }, true);
+        let on = |id, op| handle(&objects, Request::Op { id, op }, true, &mut || true);
         assert!(
             matches!(on(dict, Op::List(ListOp::Len)), Reply::Failed(why) if why.contains("another kind"))
         );
@@ -342,8 +457,100 @@ mod tests {
                 op: Op::Dict(update),
             },
             false,
+            &mut || true,
         );
         assert!(matches!(foreign, Reply::Failed(why) if why.contains("own executable")));
+    }
+
+    #[test]
+    fn a_queue_waits_for_items_and_room_and_never_gives_to_a_client_that_left() {
+        let objects = Arc::new(Objects::default());
+        let new = Request::New(Kind::Queue { maxsize: 1 });
+        let q = id_of(handle(&objects, new, true, &mut || true));
+        let op = move |op| Request::Op {
+            id: q,
+            op: Op::Queue(op),
+        };
+        let put = |v: u8, wait_ms| {
+            op(QueueOp::Put {
+                value: vec![v],
+                wait_ms,
+            })
+        };
+        let get = |wait_ms| op(QueueOp::Get { wait_ms });
+        let there = &mut || true;
+        assert!(matches!(
+            handle(&objects, get(Some(0)), true, there),
+            Reply::Value(None)
+        ));
+        assert!(matches!(
+            handle(&objects, put(1, Some(0)), true, there),
+            Reply::Bool(true)
+        ));
+        assert!(matches!(
+            handle(&objects, put(2, Some(20)), true, there),
+            Reply::Bool(false)
+        ));
+        assert!(matches!(
+            handle(&objects, op(QueueOp::Full), true, there),
+            Reply::Bool(true)
+        ));
+        // A client that left is not given the item.
+        let gone = handle(
+            &objects,
+            op(QueueOp::Put {
+                value: vec![3],
+                wait_ms: None,
+            }),
+            true,
+            &mut || false,
+        );
+        assert!(matches!(gone, Reply::Failed(_)));
+        assert!(
+            matches!(handle(&objects, get(None), true, there), Reply::Value(Some(v)) if v == [1])
+        );
+        // A get that waits is given what another client puts.
+        let (o, getter) = (
+            objects.clone(),
+            std::thread::spawn({
+                let objects = objects.clone();
+                move || {
+                    handle(
+                        &objects,
+                        Request::Op {
+                            id: q,
+                            op: Op::Queue(QueueOp::Get {
+                                wait_ms: Some(5000),
+                            }),
+                        },
+                        true,
+                        &mut || true,
+                    )
+                }
+            }),
+        );
+        std::thread::sleep(Duration::from_millis(30));
+        assert!(matches!(
+            handle(&o, put(9, None), true, &mut || true),
+            Reply::Bool(true)
+        ));
+        assert!(matches!(getter.join().unwrap(), Reply::Value(Some(v)) if v == [9]));
+        assert!(matches!(
+            handle(&objects, op(QueueOp::Len), true, there),
+            Reply::Len(0)
+        ));
+        assert!(matches!(
+            handle(
+                &objects,
+                Request::Op {
+                    id: q,
+                    op: Op::Dict(DictOp::Len)
+                },
+                true,
+                there
+            ),
+            Reply::Failed(_)
+        ));
     }
 
     #[test]
