@@ -4,7 +4,8 @@
 mod common;
 use common::{SECS, exists, sigkill, within};
 use multiproc::{
-    DictProxy, Error, ListProxy, Manager, Pool, Process, PutError, Queue, QueueProxy, ValueProxy,
+    DictProxy, Error, ListProxy, Manager, NamespaceProxy, Pool, Process, PutError, Queue,
+    QueueProxy, ValueProxy,
 };
 use std::time::{Duration, Instant};
 
@@ -315,5 +316,32 @@ fn a_waiting_get_holds_up_no_one_else() {
             m.queue_bounded::<u8>(0),
             Err(Error::InvalidArgument(_))
         ));
+    });
+}
+
+fn fill_namespace(ns: NamespaceProxy) {
+    ns.set("x", 42i64).unwrap();
+    ns.set("who", multiproc::current_process().name().to_string())
+        .unwrap();
+}
+
+#[test]
+fn a_namespace_holds_fields_of_any_type() {
+    within(SECS(30), || {
+        let m = Manager::new().unwrap();
+        let ns = m.namespace().unwrap();
+        let mut p = Process::new(fill_namespace, ns.clone()).with_name("filler");
+        p.start().unwrap();
+        p.join().unwrap();
+        assert_eq!(ns.get::<i64>("x").unwrap(), Some(42));
+        assert_eq!(ns.get::<String>("who").unwrap().as_deref(), Some("filler"));
+        assert_eq!(ns.get::<i64>("nothing").unwrap(), None);
+        assert!(
+            matches!(ns.get::<String>("x"), Err(Error::Decode(_))),
+            "read as another type"
+        );
+        assert!(ns.remove("x").unwrap());
+        assert!(!ns.remove("x").unwrap());
+        assert_eq!(ns.fields().unwrap(), ["who"]);
     });
 }

@@ -10,13 +10,14 @@
 //! `update`, which names a function of the same executable, as a pool task does. A process
 //! connects on the first use of a proxy and keeps the connection (`client.rs`).
 //!
-//! This is the first part of the Manager (a local server, dicts, lists, values and queues);
-//! namespaces, custom objects, TCP, named objects and reference counting come next.
+//! This is the first part of the Manager (a local server, dicts, lists, values, queues and
+//! namespaces); custom objects, TCP, named objects and reference counting come next.
 
 mod auth;
 mod client;
 mod dict;
 mod list;
+mod namespace;
 mod protocol;
 mod proxy;
 mod queue;
@@ -28,6 +29,7 @@ use std::time::Duration;
 
 pub use dict::DictProxy;
 pub use list::ListProxy;
+pub use namespace::NamespaceProxy;
 pub use queue::QueueProxy;
 pub use value::ValueProxy;
 
@@ -163,6 +165,15 @@ impl Manager {
         }
         let maxsize = maxsize as u64;
         Ok(QueueProxy::new(self.create(Kind::Queue { maxsize })?))
+    }
+
+    /// A new namespace on the server: named fields of any serde type (Python's
+    /// `Manager().Namespace()`).
+    ///
+    /// # Errors
+    /// [`Error::ManagerGone`](crate::Error::ManagerGone) if the server is gone.
+    pub fn namespace(&self) -> Result<NamespaceProxy> {
+        Ok(NamespaceProxy::new(self.create(Kind::Dict)?))
     }
 
     fn create(&self, kind: Kind) -> Result<Remote> {
