@@ -9,6 +9,16 @@ use multiproc::{
 };
 use std::time::{Duration, Instant};
 
+/// Starts every process, then joins every one, as the seeds do.
+fn run_all(ps: &mut [Process<()>]) {
+    for p in ps.iter_mut() {
+        p.start().unwrap();
+    }
+    for p in ps.iter() {
+        p.join().unwrap();
+    }
+}
+
 fn record(d: DictProxy<u32, String>, i: u32) {
     d.insert(i, format!("written by {}", std::process::id()))
         .unwrap();
@@ -47,12 +57,7 @@ fn ten_processes_fill_one_dict() {
         let mut ps: Vec<_> = (0..10)
             .map(|i| Process::new(record, (d.clone(), i)))
             .collect();
-        for p in &mut ps {
-            p.start().unwrap();
-        }
-        for p in &ps {
-            p.join().unwrap();
-        }
+        run_all(&mut ps);
         assert_eq!(d.len().unwrap(), 10);
         let mut keys = d.keys().unwrap();
         keys.sort();
@@ -80,12 +85,7 @@ fn concurrent_updates_lose_nothing() {
         let mut ps: Vec<_> = (0..4)
             .map(|_| Process::new(count_up, (d.clone(), 500)))
             .collect();
-        for p in &mut ps {
-            p.start().unwrap();
-        }
-        for p in &ps {
-            p.join().unwrap();
-        }
+        run_all(&mut ps);
         assert_eq!(d.get(&"hits".to_string()).unwrap(), Some(2000));
     });
 }
@@ -184,12 +184,7 @@ fn two_workers_append_to_one_list() {
             .into_iter()
             .map(|name| Process::new(append_named, (l.clone(), 50)).with_name(name))
             .collect();
-        for p in &mut ps {
-            p.start().unwrap();
-        }
-        for p in &ps {
-            p.join().unwrap();
-        }
+        run_all(&mut ps);
         let all = l.to_vec().unwrap();
         assert_eq!(all.len(), 100);
         for name in ["worker1", "worker2"] {
@@ -245,12 +240,7 @@ fn a_value_of_any_type_is_shared_and_updated_atomically() {
         let mut ps: Vec<_> = (0..3)
             .map(|_| Process::new(add_cents, (v.clone(), 200)))
             .collect();
-        for p in &mut ps {
-            p.start().unwrap();
-        }
-        for p in &ps {
-            p.join().unwrap();
-        }
+        run_all(&mut ps);
         assert_eq!(v.get().unwrap(), ("ada".to_string(), 600));
         assert_eq!(v.set(("bob".into(), 1)).unwrap().1, 600);
         assert_eq!(v.get().unwrap().0, "bob");

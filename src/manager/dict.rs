@@ -2,10 +2,8 @@
 
 use std::marker::PhantomData;
 
-use serde::{Deserialize, Deserializer, Serialize, Serializer};
-
 use super::protocol::{DictOp, Op, Reply};
-use super::proxy::{self, Remote};
+use super::proxy::{self, Remote, typed_proxy};
 use crate::error::Result;
 use crate::task::{self, Data, OneArg};
 use crate::wire::codec;
@@ -31,32 +29,13 @@ use crate::wire::codec;
 /// ```
 pub struct DictProxy<K, V> {
     remote: Remote,
-    _kv: PhantomData<Entry<K, V>>,
+    _t: PhantomData<Entry<K, V>>,
 }
+
+typed_proxy!(DictProxy<K, V>);
 
 /// What the proxy is about, without holding any: a key and a value type.
 type Entry<K, V> = fn(K, V) -> (K, V);
-
-impl<K, V> Clone for DictProxy<K, V> {
-    fn clone(&self) -> Self {
-        Self::new(self.remote.clone())
-    }
-}
-
-impl<K, V> std::fmt::Debug for DictProxy<K, V> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_tuple("DictProxy").field(&self.remote).finish()
-    }
-}
-
-impl<K, V> DictProxy<K, V> {
-    pub(crate) fn new(remote: Remote) -> Self {
-        Self {
-            remote,
-            _kv: PhantomData,
-        }
-    }
-}
 
 impl<K: Data, V: Data> DictProxy<K, V> {
     fn op(&self, op: DictOp) -> Result<Reply> {
@@ -183,18 +162,6 @@ impl<K: Data, V: Data> DictProxy<K, V> {
         let entry = task::entry_for::<F, Option<V>, OneArg>(f);
         let key = codec::encode(&key)?;
         proxy::some_value_of(self.op(DictOp::Update { key, entry })?)
-    }
-}
-
-impl<K, V> Serialize for DictProxy<K, V> {
-    fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
-        self.remote.serialize(s)
-    }
-}
-
-impl<'de, K, V> Deserialize<'de> for DictProxy<K, V> {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
-        Ok(Self::new(Remote::deserialize(d)?))
     }
 }
 

@@ -2,10 +2,8 @@
 
 use std::marker::PhantomData;
 
-use serde::{Deserialize, Deserializer, Serialize, Serializer};
-
 use super::protocol::{ListOp, Op, Reply};
-use super::proxy::{self, Remote};
+use super::proxy::{self, Remote, typed_proxy};
 use crate::error::Result;
 use crate::task::{self, Data, OneArg};
 use crate::wire::codec;
@@ -35,26 +33,7 @@ pub struct ListProxy<T> {
     _t: PhantomData<fn(T) -> T>,
 }
 
-impl<T> Clone for ListProxy<T> {
-    fn clone(&self) -> Self {
-        Self::new(self.remote.clone())
-    }
-}
-
-impl<T> std::fmt::Debug for ListProxy<T> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_tuple("ListProxy").field(&self.remote).finish()
-    }
-}
-
-impl<T> ListProxy<T> {
-    pub(crate) fn new(remote: Remote) -> Self {
-        Self {
-            remote,
-            _t: PhantomData,
-        }
-    }
-}
+typed_proxy!(ListProxy<T>);
 
 impl<T: Data> ListProxy<T> {
     fn op(&self, op: ListOp) -> Result<Reply> {
@@ -185,17 +164,5 @@ impl<T: Data> ListProxy<T> {
             index: index as u64,
             entry,
         })?)
-    }
-}
-
-impl<T> Serialize for ListProxy<T> {
-    fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
-        self.remote.serialize(s)
-    }
-}
-
-impl<'de, T> Deserialize<'de> for ListProxy<T> {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
-        Ok(Self::new(Remote::deserialize(d)?))
     }
 }

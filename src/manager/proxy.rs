@@ -51,6 +51,50 @@ impl<'de> Deserialize<'de> for Remote {
     }
 }
 
+/// What every typed proxy has beside its own methods: a `Remote` in the field `remote` and a
+/// `PhantomData` in `_t`; `Clone` and `Debug` without bounds on the type parameters, a `new`,
+/// and serde as its `Remote`'s (so that it travels as one).
+macro_rules! typed_proxy {
+    ($name:ident<$($t:ident),+>) => {
+        impl<$($t),+> Clone for $name<$($t),+> {
+            fn clone(&self) -> Self {
+                Self::new(self.remote.clone())
+            }
+        }
+
+        impl<$($t),+> std::fmt::Debug for $name<$($t),+> {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.debug_tuple(stringify!($name)).field(&self.remote).finish()
+            }
+        }
+
+        impl<$($t),+> $name<$($t),+> {
+            pub(crate) fn new(remote: $crate::manager::proxy::Remote) -> Self {
+                Self {
+                    remote,
+                    _t: std::marker::PhantomData,
+                }
+            }
+        }
+
+        impl<$($t),+> serde::Serialize for $name<$($t),+> {
+            fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+                serde::Serialize::serialize(&self.remote, s)
+            }
+        }
+
+        impl<'de, $($t),+> serde::Deserialize<'de> for $name<$($t),+> {
+            fn deserialize<D: serde::Deserializer<'de>>(
+                d: D,
+            ) -> std::result::Result<Self, D::Error> {
+                let remote = <$crate::manager::proxy::Remote as serde::Deserialize>::deserialize(d)?;
+                Ok(Self::new(remote))
+            }
+        }
+    };
+}
+pub(crate) use typed_proxy;
+
 /// A reply that carries one value, or none.
 pub(crate) fn value_of<V: Data>(reply: Reply) -> Result<Option<V>> {
     match reply {

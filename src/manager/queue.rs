@@ -3,10 +3,8 @@
 use std::marker::PhantomData;
 use std::time::Duration;
 
-use serde::{Deserialize, Deserializer, Serialize, Serializer};
-
 use super::protocol::{Op, QueueOp, Reply};
-use super::proxy::{self, Remote};
+use super::proxy::{self, Remote, typed_proxy};
 use crate::error::{Error, Result};
 use crate::queue::PutError;
 use crate::task::Data;
@@ -36,26 +34,7 @@ pub struct QueueProxy<T> {
     _t: PhantomData<fn(T) -> T>,
 }
 
-impl<T> Clone for QueueProxy<T> {
-    fn clone(&self) -> Self {
-        Self::new(self.remote.clone())
-    }
-}
-
-impl<T> std::fmt::Debug for QueueProxy<T> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_tuple("QueueProxy").field(&self.remote).finish()
-    }
-}
-
-impl<T> QueueProxy<T> {
-    pub(crate) fn new(remote: Remote) -> Self {
-        Self {
-            remote,
-            _t: PhantomData,
-        }
-    }
-}
+typed_proxy!(QueueProxy<T>);
 
 /// A wait as the protocol gives it: milliseconds, rounded up, `None` for no limit.
 fn wait_ms(wait: Option<Duration>) -> Option<u64> {
@@ -163,17 +142,5 @@ impl<T: Data> QueueProxy<T> {
             Reply::Bool(b) => Ok(b),
             other => Err(proxy::unexpected(other)),
         }
-    }
-}
-
-impl<T> Serialize for QueueProxy<T> {
-    fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
-        self.remote.serialize(s)
-    }
-}
-
-impl<'de, T> Deserialize<'de> for QueueProxy<T> {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
-        Ok(Self::new(Remote::deserialize(d)?))
     }
 }

@@ -2,10 +2,8 @@
 
 use std::marker::PhantomData;
 
-use serde::{Deserialize, Deserializer, Serialize, Serializer};
-
 use super::protocol::{Op, Reply, ValueOp};
-use super::proxy::{self, Remote};
+use super::proxy::{self, Remote, typed_proxy};
 use crate::error::Result;
 use crate::task::{self, Data, OneArg};
 use crate::wire::codec;
@@ -29,26 +27,7 @@ pub struct ValueProxy<T> {
     _t: PhantomData<fn(T) -> T>,
 }
 
-impl<T> Clone for ValueProxy<T> {
-    fn clone(&self) -> Self {
-        Self::new(self.remote.clone())
-    }
-}
-
-impl<T> std::fmt::Debug for ValueProxy<T> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_tuple("ValueProxy").field(&self.remote).finish()
-    }
-}
-
-impl<T> ValueProxy<T> {
-    pub(crate) fn new(remote: Remote) -> Self {
-        Self {
-            remote,
-            _t: PhantomData,
-        }
-    }
-}
+typed_proxy!(ValueProxy<T>);
 
 impl<T: Data> ValueProxy<T> {
     fn op(&self, op: ValueOp) -> Result<Reply> {
@@ -94,17 +73,5 @@ impl<T: Data> ValueProxy<T> {
             Reply::Value(None) => Ok(self),
             other => Err(proxy::unexpected(other)),
         }
-    }
-}
-
-impl<T> Serialize for ValueProxy<T> {
-    fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
-        self.remote.serialize(s)
-    }
-}
-
-impl<'de, T> Deserialize<'de> for ValueProxy<T> {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
-        Ok(Self::new(Remote::deserialize(d)?))
     }
 }
