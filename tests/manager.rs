@@ -335,3 +335,52 @@ fn a_namespace_holds_fields_of_any_type() {
         assert_eq!(ns.fields().unwrap(), ["who"]);
     });
 }
+
+fn count_forever(d: DictProxy<String, u64>) {
+    loop {
+        d.update("n".into(), |v: Option<u64>| v.unwrap_or(0) + 1)
+            .unwrap();
+    }
+}
+
+fn get_forever(q: QueueProxy<u32>) {
+    let _ = q.get();
+}
+
+/// A client SIGKILLed mid-call leaves every object consistent, and the server serves on; a
+/// client killed while its `get` waits takes no item.
+#[test]
+fn a_client_killed_mid_call_leaves_the_objects_whole() {
+    within(SECS(60), || {
+        let m = Manager::new().unwrap();
+        let d = m.dict::<String, u64>().unwrap();
+        let mut counter = Process::new(count_forever, d.clone());
+        counter.start().unwrap();
+        let key = "n".to_string();
+        while d.get(&key).unwrap().unwrap_or(0) < 200 {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        counter.kill().unwrap();
+        assert!(counter.join().is_err(), "killed");
+        let n = d.get(&key).unwrap().unwrap();
+        assert_eq!(
+            d.update(key.clone(), |v: Option<u64>| v.unwrap_or(0) + 1)
+                .unwrap(),
+            n + 1
+        );
+
+        let q = m.queue::<u32>().unwrap();
+        let mut getter = Process::new(get_forever, q.clone());
+        getter.start().unwrap();
+        std::thread::sleep(Duration::from_millis(100));
+        getter.kill().unwrap();
+        let _ = getter.join();
+        std::thread::sleep(Duration::from_millis(150)); // the server notices within 50 ms
+        q.put(5).unwrap();
+        assert_eq!(
+            q.get_timeout(SECS(5)).unwrap(),
+            5,
+            "the dead client took nothing"
+        );
+    });
+}
