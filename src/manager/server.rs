@@ -6,7 +6,7 @@
 //! lock: an operation, `update` included, runs whole under that lock, which is what makes a
 //! read-modify-write atomic where Python's manager loses updates.
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -88,7 +88,7 @@ struct Slot {
 #[derive(Default)]
 struct Objects {
     next: AtomicU64,
-    table: Mutex<IndexMap<u64, Arc<Slot>>>,
+    table: Mutex<HashMap<u64, Arc<Slot>>>,
 }
 
 /// How often a blocked operation looks whether its client is still there: one that is gone

@@ -545,12 +545,7 @@ impl Pool {
     {
         task::reject_captures!(F, T, OneArg);
         let (items, chunking) = self.sized_input(items);
-        self.submit_collect(
-            task::entry_for::<_, _, OneArg>(f),
-            items,
-            chunking,
-            result::all_or_first_error,
-        )
+        self.map_all::<_, _, OneArg>(f, items, chunking)
     }
 
     /// [`map_async`](Self::map_async) with an explicit chunk size.
@@ -566,12 +561,23 @@ impl Pool {
         R: Data,
     {
         task::reject_captures!(F, T, OneArg);
-        self.submit_collect(
-            task::entry_for::<_, _, OneArg>(f),
-            items.into_iter(),
-            Chunking::Fixed(chunksize),
-            result::all_or_first_error,
-        )
+        self.map_all::<_, _, OneArg>(f, items.into_iter(), Chunking::Fixed(chunksize))
+    }
+
+    /// What `map` and `starmap` share: every item's result in a list, or the first error.
+    fn map_all<F, A, K>(
+        &self,
+        f: F,
+        items: impl Iterator<Item = A>,
+        chunking: Chunking,
+    ) -> AsyncResult<Vec<F::Output>>
+    where
+        F: Task<A, K>,
+        A: Data,
+        F::Output: Data,
+    {
+        let entry = task::entry_for::<F, A, K>(f);
+        self.submit_collect(entry, items, chunking, result::all_or_first_error)
     }
 
     // ----- starmap -----
@@ -633,12 +639,7 @@ impl Pool {
     {
         task::reject_captures!(F, Args, ArgTuple);
         let (items, chunking) = self.sized_input(items);
-        self.submit_collect(
-            task::entry_for::<_, _, ArgTuple>(f),
-            items,
-            chunking,
-            result::all_or_first_error,
-        )
+        self.map_all::<_, _, ArgTuple>(f, items, chunking)
     }
 
     /// [`starmap_async`](Self::starmap_async) with an explicit chunk size.
@@ -654,12 +655,7 @@ impl Pool {
         F::Output: Data,
     {
         task::reject_captures!(F, Args, ArgTuple);
-        self.submit_collect(
-            task::entry_for::<_, _, ArgTuple>(f),
-            items.into_iter(),
-            Chunking::Fixed(chunksize),
-            result::all_or_first_error,
-        )
+        self.map_all::<_, _, ArgTuple>(f, items.into_iter(), Chunking::Fixed(chunksize))
     }
 
     // ----- imap -----
