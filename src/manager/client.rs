@@ -3,6 +3,7 @@
 //! server thread of its own: a queue `get` that waits in one thread never holds up another.
 
 use std::cell::RefCell;
+use std::net::{SocketAddr, TcpStream};
 use std::os::fd::OwnedFd;
 use std::time::{Duration, Instant};
 
@@ -11,21 +12,51 @@ use serde::{Deserialize, Serialize};
 use super::auth;
 #[cfg(test)]
 use super::protocol::Kind;
-use super::protocol::{Answer, Reply, Request, kind};
+use super::protocol::{Answer, HANDSHAKE_FRAME, Reply, Request, VERSION, kind};
 use crate::error::{Error, Result};
 use crate::sys;
-use crate::wire::{Channel, Io, codec};
+use crate::wire::{Channel, Io, MAX_FRAME, codec};
 
 /// How long the server may take over its part of the handshake.
-const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
+pub(crate) const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long a call watches for the reply before it sleeps: a quick answer is then read without
 /// this thread being put to sleep and woken (see `Channel::watch`).
 const WATCH: Duration = Duration::from_micros(50);
 
+/// Where a manager listens.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) enum Endpoint {
+    /// A name in this machine's abstract socket namespace (a manager started without an
+    /// address).
+    Local(String),
+    /// A TCP address (a manager that serves other programs and machines).
+    Tcp(SocketAddr),
+}
+
+impl Endpoint {
+    /// A connection to the manager (before the handshake).
+    pub(crate) fn connect(&self) -> Result<Channel> {
+        let chan = match self {
+            Endpoint::Local(name) => {
+                let stream = sys::local_socket::connect(name).map_err(|e| gone(e.into()))?;
+                Channel::new(OwnedFd::from(stream), Io::Blocking)?
+            }
+            Endpoint::Tcp(at) => {
+                let stream = TcpStream::connect_timeout(at, HANDSHAKE_TIMEOUT)
+                    .map_err(|e| gone(e.into()))?;
+                // Requests and replies are small and each waits for the other: sent at once.
+                stream.set_nodelay(true)?;
+                Channel::new(OwnedFd::from(stream), Io::Blocking)?.without_descriptors()
+            }
+        };
+        Ok(chan)
+    }
+}
+
 /// Where a manager listens, and the key it lets clients in with.
 #[derive(Clone, Serialize, Deserialize)]
 pub(crate) struct Address {
-    pub(crate) name: String,
+    pub(crate) endpoint: Endpoint,
     pub(crate) key: Vec<u8>,
 }
 
@@ -33,15 +64,15 @@ impl std::fmt::Debug for Address {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         // Never the key.
         f.debug_struct("Address")
-            .field("name", &self.name)
+            .field("endpoint", &self.endpoint)
             .finish_non_exhaustive()
     }
 }
 
 thread_local! {
-    /// This thread's connections, by manager name and key (a proxy with another key for the
-    /// same name must go through the handshake itself).
-    static CONNECTIONS: RefCell<Vec<(String, Vec<u8>, Channel)>> = const { RefCell::new(Vec::new()) };
+    /// This thread's connections, by manager address (a proxy with another key for the same
+    /// endpoint must go through the handshake itself).
+    static CONNECTIONS: RefCell<Vec<(Address, Channel)>> = const { RefCell::new(Vec::new()) };
 }
 
 /// Sends `request` to the manager at `addr` and returns its reply.
@@ -53,15 +84,15 @@ pub(crate) fn call(addr: &Address, request: &Request) -> Result<Reply> {
     CONNECTIONS.with_borrow_mut(|all| {
         let at = match all
             .iter()
-            .position(|(name, key, _)| *name == addr.name && *key == addr.key)
+            .position(|(a, _)| a.endpoint == addr.endpoint && a.key == addr.key)
         {
             Some(at) => at,
             None => {
-                all.push((addr.name.clone(), addr.key.clone(), connect(addr)?));
+                all.push((addr.clone(), connect(addr)?));
                 all.len() - 1
             }
         };
-        let ch = &mut all[at].2;
+        let ch = &mut all[at].1;
         let exchanged = ch
             .send(kind::REQUEST, &codec::encode(request)?)
             .and_then(|()| {
@@ -91,9 +122,10 @@ pub(crate) fn call(addr: &Address, request: &Request) -> Result<Reply> {
 }
 
 /// Connects and goes through the handshake (see `auth`).
-fn connect(addr: &Address) -> Result<Channel> {
-    let stream = sys::local_socket::connect(&addr.name).map_err(|e| gone(e.into()))?;
-    let mut chan = Channel::new(OwnedFd::from(stream), Io::Blocking)?;
+pub(crate) fn connect(addr: &Address) -> Result<Channel> {
+    let mut chan = addr.endpoint.connect()?;
+    // Until the manager has proven it knows the key, it may send only small frames.
+    chan.limit_frames(HANDSHAKE_FRAME);
     let deadline = Some(Instant::now() + HANDSHAKE_TIMEOUT);
     let challenge = chan.recv(deadline).map_err(gone)?;
     if challenge.kind != kind::CHALLENGE {
@@ -104,19 +136,23 @@ fn connect(addr: &Address) -> Result<Channel> {
     let mine = auth::challenge()?;
     let answer = Answer {
         mac: auth::answer(&addr.key, challenge.payload()),
+        version: VERSION,
         identity: crate::child::protocol::identity()?,
         challenge: mine,
     };
     chan.send(kind::ANSWER, &codec::encode(&answer)?)?;
     let reply = chan.recv(deadline).map_err(gone)?;
+    let why = || String::from_utf8_lossy(reply.payload()).into_owned();
     match reply.kind {
-        kind::WELCOME if auth::verify(&addr.key, &mine, reply.payload()) => Ok(chan),
+        kind::WELCOME if auth::verify(&addr.key, &mine, reply.payload()) => {
+            chan.limit_frames(MAX_FRAME);
+            Ok(chan)
+        }
         kind::WELCOME => Err(Error::AuthenticationFailed(
             "the manager does not know the key".into(),
         )),
-        _ => Err(Error::AuthenticationFailed(
-            "the manager refused the key".into(),
-        )),
+        kind::INCOMPATIBLE => Err(Error::Manager(why())),
+        _ => Err(Error::AuthenticationFailed(why())),
     }
 }
 
@@ -137,7 +173,7 @@ mod tests {
         let m = crate::Manager::new().unwrap();
         let d = m.dict::<u8, u8>().unwrap();
         let wrong = Address {
-            name: m.addr.name.clone(),
+            endpoint: m.addr.endpoint.clone(),
             key: b"not the key".to_vec(),
         };
         let t = Instant::now();
@@ -150,12 +186,52 @@ mod tests {
         assert_eq!(d.get(&1).unwrap(), Some(2));
         // A manager that is not there.
         let nowhere = Address {
-            name: "multiproc-manager-nobody".into(),
+            endpoint: Endpoint::Local("multiproc-manager-nobody".into()),
             key: vec![],
         };
         assert!(matches!(
             call(&nowhere, &Request::New(Kind::Dict)),
             Err(Error::ManagerGone)
         ));
+    }
+
+    #[test]
+    fn garbage_after_the_handshake_ends_only_that_connection() {
+        let m = crate::Manager::new().unwrap();
+        let d = m.dict::<u8, u8>().unwrap();
+        for (frame_kind, payload) in [
+            (kind::REQUEST, &b"\xff\xff\xff not a request"[..]),
+            (0x01, &b""[..]),
+            (kind::ANSWER, &b"again"[..]),
+        ] {
+            let mut chan = connect(&m.addr).unwrap();
+            chan.send(frame_kind, payload).unwrap();
+            let deadline = Some(Instant::now() + Duration::from_secs(5));
+            assert!(matches!(chan.recv(deadline), Err(Error::Disconnected)));
+            d.insert(frame_kind, 1).unwrap();
+        }
+        assert_eq!(d.len().unwrap(), 3);
+    }
+
+    #[test]
+    fn another_version_of_the_protocol_is_refused_clearly() {
+        let m = crate::Manager::new().unwrap();
+        let mut chan = m.addr.endpoint.connect().unwrap();
+        let challenge = chan.recv(None).unwrap();
+        let answer = Answer {
+            mac: auth::answer(&m.addr.key, challenge.payload()),
+            version: VERSION + 1,
+            identity: crate::child::protocol::identity().unwrap(),
+            challenge: auth::challenge().unwrap(),
+        };
+        chan.send(kind::ANSWER, &codec::encode(&answer).unwrap())
+            .unwrap();
+        let reply = chan.recv(None).unwrap();
+        assert_eq!(reply.kind, kind::INCOMPATIBLE);
+        let why = String::from_utf8_lossy(reply.payload()).into_owned();
+        assert!(
+            why.contains("version 1") && why.contains("version 2"),
+            "{why}"
+        );
     }
 }

@@ -3,15 +3,16 @@
 //!
 //! The server is a child started like any [`Process`] (so it dies with its owner, is reaped,
 //! and refuses a foreign executable). It listens on a socket with a name in the abstract
-//! namespace, and lets a client in after a mutual HMAC challenge on a random key (`auth.rs`),
+//! namespace — or on a TCP address, for other programs ([`ManagerBuilder`]) — and lets a
+//! client in after a mutual HMAC challenge on the key (`auth.rs`): by default a random one,
 //! which only this program and the processes it hands a proxy to know. Each client
 //! connection is served on a thread of its own (`server.rs`). Objects are kept as encoded
 //! bytes, each behind its own lock; the wire protocol is data only (`protocol.rs`), except an
 //! `update`, which names a function of the same executable, as a pool task does. A process
 //! connects on the first use of a proxy and keeps the connection (`client.rs`).
 //!
-//! This is the first part of the Manager (a local server, dicts, lists, values, queues and
-//! namespaces); custom objects, TCP, named objects and reference counting come next.
+//! Not yet: custom objects, proxies of locks and events, and freeing objects whose last
+//! proxy is gone (until then an object lives as long as the server).
 
 mod auth;
 mod client;
@@ -24,6 +25,7 @@ mod queue;
 mod server;
 mod value;
 
+use std::net::{SocketAddr, TcpListener, ToSocketAddrs};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -33,10 +35,10 @@ pub use namespace::NamespaceProxy;
 pub use queue::QueueProxy;
 pub use value::ValueProxy;
 
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::process::Process;
 use crate::task::Data;
-use client::Address;
+use client::{Address, Endpoint};
 use protocol::{Kind, Reply, Request};
 use proxy::Remote;
 
@@ -68,53 +70,192 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 /// # Ok::<(), multiproc::Error>(())
 /// ```
 pub struct Manager {
-    server: Process<()>,
+    /// The server process, if this program started it (`None`: [`connect`](Manager::connect)ed).
+    server: Option<Process<Result<()>>>,
+    pid: u32,
     pub(crate) addr: Arc<Address>,
 }
 
 impl std::fmt::Debug for Manager {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Manager")
-            .field("pid", &self.server.pid())
+            .field("pid", &self.pid)
             .field("address", &self.addr)
+            .field("owner", &self.server.is_some())
             .finish()
     }
 }
 
-impl Manager {
-    /// Starts a manager's server process and waits until it serves.
+/// How a [`Manager`] is started: where it listens and with which key
+/// ([`Manager::builder`]).
+///
+/// # Examples
+/// ```
+/// use multiproc::Manager;
+///
+/// multiproc::init();
+/// let m = Manager::builder()
+///     .address("127.0.0.1:0")
+///     .authkey(b"a secret of this deployment".to_vec())
+///     .serve()?;
+/// let at = m.address().expect("it listens on TCP");
+/// // Another program (here, this one) connects with the key.
+/// let other = Manager::connect(at, b"a secret of this deployment")?;
+/// other.dict_named::<String, u32>("results")?.insert("a".into(), 1)?;
+/// assert_eq!(m.dict_named::<String, u32>("results")?.get(&"a".into())?, Some(1));
+/// # Ok::<(), multiproc::Error>(())
+/// ```
+#[derive(Debug, Default)]
+#[must_use = "a builder does nothing until `serve` is called"]
+pub struct ManagerBuilder {
+    address: Option<std::io::Result<Vec<SocketAddr>>>,
+    key: Option<Vec<u8>>,
+}
+
+impl ManagerBuilder {
+    /// Listens on this TCP address (port 0: any free port; see [`Manager::address`]), so that
+    /// other programs, on this machine or others, can [`connect`](Manager::connect) with the
+    /// key. Default: no TCP address, only a socket that this machine's processes that are
+    /// handed a proxy can reach.
+    ///
+    /// The connection is not encrypted (TLS is out of this crate's scope): between machines,
+    /// tunnel it (SSH, WireGuard) or keep it on a private network. The key keeps strangers out;
+    /// it does not hide what is said.
+    pub fn address(mut self, address: impl ToSocketAddrs) -> Self {
+        self.address = Some(address.to_socket_addrs().map(Iterator::collect));
+        self
+    }
+
+    /// The key clients must know (Python's `authkey`). Default: 32 random bytes, which only
+    /// this program and the processes it hands a proxy to know — enough for a manager without
+    /// an address; one with an address needs a key that the other programs are given.
+    pub fn authkey(mut self, key: impl Into<Vec<u8>>) -> Self {
+        self.key = Some(key.into());
+        self
+    }
+
+    /// Starts the server process and waits until it serves.
     ///
     /// # Errors
-    /// The server could not be started ([`Error::Spawn`](crate::Error::Spawn), [`Error::Io`](crate::Error::Io)).
-    pub fn new() -> Result<Manager> {
-        let nonce: [u8; 8] = auth::challenge()?[..8]
-            .try_into()
-            .unwrap_or_else(|_| unreachable!("a challenge has 32 bytes"));
-        let name = format!(
-            "multiproc-manager-{}-{:016x}",
-            std::process::id(),
-            u64::from_le_bytes(nonce)
-        );
-        let listener = crate::sys::local_socket::listen(&name)?;
-        let key = auth::challenge()?.to_vec();
+    /// [`Error::InvalidArgument`](crate::Error::InvalidArgument) for an empty key, or an
+    /// address with a TCP address but no key of one's own (its clients could not be given
+    /// it); [`Error::Io`](crate::Error::Io) if the address does not resolve or cannot be
+    /// listened on (in use, say); the server could not be started
+    /// ([`Error::Spawn`](crate::Error::Spawn)).
+    pub fn serve(self) -> Result<Manager> {
+        let key = match self.key {
+            Some(key) if key.is_empty() => {
+                return Err(Error::InvalidArgument("an empty key lets anyone in".into()));
+            }
+            Some(key) => key,
+            None if self.address.is_some() => {
+                return Err(Error::InvalidArgument(
+                    "a manager with an address needs a key its clients are given (authkey)".into(),
+                ));
+            }
+            None => auth::challenge()?.to_vec(),
+        };
+        let listener = match self.address {
+            Some(addrs) => server::Listener::Tcp(TcpListener::bind(&addrs?[..])?),
+            None => server::Listener::Local(local_listener()?),
+        };
+        let endpoint = listener.endpoint()?;
         let start = server::Start {
-            listener: server::Listening(listener),
-            name: name.clone(),
+            listener,
             key: key.clone(),
         };
         let mut server = Process::new(server::serve, start)
             .with_name("SyncManager")
             .with_daemon(true);
         server.start()?;
+        let pid = server.pid().unwrap_or(0);
         Ok(Manager {
-            server,
-            addr: Arc::new(Address { name, key }),
+            server: Some(server),
+            pid,
+            addr: Arc::new(Address { endpoint, key }),
         })
+    }
+}
+
+/// A socket on a fresh name in the abstract namespace.
+fn local_listener() -> Result<std::os::unix::net::UnixListener> {
+    let nonce: [u8; 8] = auth::challenge()?[..8]
+        .try_into()
+        .unwrap_or_else(|_| unreachable!("a challenge has 32 bytes"));
+    let name = format!(
+        "multiproc-manager-{}-{:016x}",
+        std::process::id(),
+        u64::from_le_bytes(nonce)
+    );
+    Ok(crate::sys::local_socket::listen(&name)?)
+}
+
+impl Manager {
+    /// Starts a manager's server process and waits until it serves: reachable from the
+    /// processes this program hands a proxy to, with a random key. Use
+    /// [`builder`](Self::builder) for one that other programs can connect to.
+    ///
+    /// # Errors
+    /// The server could not be started ([`Error::Spawn`](crate::Error::Spawn), [`Error::Io`](crate::Error::Io)).
+    pub fn new() -> Result<Manager> {
+        Self::builder().serve()
+    }
+
+    /// A builder for a manager with an address and a key of one's own (Python's
+    /// `BaseManager(address, authkey)`).
+    pub fn builder() -> ManagerBuilder {
+        ManagerBuilder::default()
+    }
+
+    /// Connects to a manager that another program started with an address (Python's
+    /// `BaseManager(address, authkey).connect()`). The manager returned reaches the same
+    /// objects — open the shared ones by name ([`dict_named`](Self::dict_named), …) — but does
+    /// not own the server: dropping it leaves the server serving, and
+    /// [`shutdown`](Self::shutdown) is refused.
+    ///
+    /// A program built from another executable can use every container; only functions sent
+    /// to the server (`update`) need the server's own executable, and fail clearly otherwise.
+    ///
+    /// # Errors
+    /// [`Error::ManagerGone`](crate::Error::ManagerGone) if no manager answers there (within a
+    /// few seconds); [`Error::AuthenticationFailed`](crate::Error::AuthenticationFailed) for
+    /// a wrong key; [`Error::Manager`](crate::Error::Manager) for a manager built with
+    /// another release of this crate; [`Error::Io`](crate::Error::Io) if the address does not
+    /// resolve.
+    pub fn connect(address: impl ToSocketAddrs, key: impl AsRef<[u8]>) -> Result<Manager> {
+        let mut last = Error::ManagerGone;
+        for at in address.to_socket_addrs()? {
+            let addr = Arc::new(Address {
+                endpoint: Endpoint::Tcp(at),
+                key: key.as_ref().to_vec(),
+            });
+            match client::call(&addr, &Request::Pid) {
+                Ok(Reply::Pid(pid)) => {
+                    return Ok(Manager {
+                        server: None,
+                        pid,
+                        addr,
+                    });
+                }
+                Ok(other) => return Err(proxy::unexpected(other)),
+                Err(e) => last = e,
+            }
+        }
+        Err(last)
     }
 
     /// The server's process id.
     pub fn pid(&self) -> u32 {
-        self.server.pid().unwrap_or(0)
+        self.pid
+    }
+
+    /// The TCP address the manager listens on, as bound (with the port picked for port 0);
+    /// `None` for one started without an address.
+    pub fn address(&self) -> Option<SocketAddr> {
+        match self.addr.endpoint {
+            Endpoint::Tcp(at) => Some(at),
+            Endpoint::Local(_) => None,
+        }
     }
 
     /// A new, empty dict on the server (Python's `Manager().dict()`).
@@ -176,8 +317,56 @@ impl Manager {
         Ok(NamespaceProxy::new(self.create(Kind::Dict)?))
     }
 
+    /// The dict called `name` on the server, made now (empty) if there is none: how
+    /// separate programs meet on the same object.
+    ///
+    /// # Errors
+    /// [`Error::Manager`](crate::Error::Manager) if the object of that name is not a dict;
+    /// [`Error::ManagerGone`](crate::Error::ManagerGone) if the server is gone.
+    pub fn dict_named<K: Data, V: Data>(&self, name: &str) -> Result<DictProxy<K, V>> {
+        Ok(DictProxy::new(self.open(name, Kind::Dict)?))
+    }
+
+    /// The list called `name`, made now if there is none (see [`dict_named`](Self::dict_named)).
+    ///
+    /// # Errors
+    /// As [`dict_named`](Self::dict_named).
+    pub fn list_named<T: Data>(&self, name: &str) -> Result<ListProxy<T>> {
+        Ok(ListProxy::new(self.open(name, Kind::List)?))
+    }
+
+    /// The queue called `name`, made now (without a bound) if there is none (see
+    /// [`dict_named`](Self::dict_named)).
+    ///
+    /// # Errors
+    /// As [`dict_named`](Self::dict_named).
+    pub fn queue_named<T: Data>(&self, name: &str) -> Result<QueueProxy<T>> {
+        Ok(QueueProxy::new(
+            self.open(name, Kind::Queue { maxsize: 0 })?,
+        ))
+    }
+
+    /// The namespace called `name`, made now if there is none (see
+    /// [`dict_named`](Self::dict_named)).
+    ///
+    /// # Errors
+    /// As [`dict_named`](Self::dict_named).
+    pub fn namespace_named(&self, name: &str) -> Result<NamespaceProxy> {
+        Ok(NamespaceProxy::new(self.open(name, Kind::Dict)?))
+    }
+
     fn create(&self, kind: Kind) -> Result<Remote> {
-        match client::call(&self.addr, &Request::New(kind))? {
+        self.remote(&Request::New(kind))
+    }
+
+    fn open(&self, name: &str, kind: Kind) -> Result<Remote> {
+        let name = name.to_owned();
+        self.remote(&Request::Named { name, kind })
+    }
+
+    /// The object the server answers `request` (a creation) with.
+    fn remote(&self, request: &Request) -> Result<Remote> {
+        match client::call(&self.addr, request)? {
             Reply::Id(id) => Ok(Remote::new(self.addr.clone(), id)),
             other => Err(proxy::unexpected(other)),
         }
@@ -188,15 +377,23 @@ impl Manager {
     /// [`Error::ManagerGone`](crate::Error::ManagerGone). Calling it again does nothing.
     ///
     /// # Errors
-    /// The server could not be stopped ([`Error::Io`](crate::Error::Io)).
+    /// [`Error::InvalidArgument`](crate::Error::InvalidArgument) for a manager this program
+    /// [`connect`](Self::connect)ed to: only the program that started it ends it. The server
+    /// could not be stopped ([`Error::Io`](crate::Error::Io)).
     pub fn shutdown(&self) -> Result<()> {
-        if !self.server.is_alive() {
+        let Some(server) = &self.server else {
+            return Err(Error::InvalidArgument(
+                "this program connected to the manager; only the one that started it shuts it down"
+                    .into(),
+            ));
+        };
+        if !server.is_alive() {
             return Ok(());
         }
         let asked = client::call(&self.addr, &Request::Shutdown);
-        if asked.is_err() || self.server.join_timeout(SHUTDOWN_GRACE).is_err() {
-            self.server.kill()?;
-            let _ = self.server.join_timeout(SHUTDOWN_GRACE);
+        if asked.is_err() || server.join_timeout(SHUTDOWN_GRACE).is_err() {
+            server.kill()?;
+            let _ = server.join_timeout(SHUTDOWN_GRACE);
         }
         Ok(())
     }
@@ -204,6 +401,8 @@ impl Manager {
 
 impl Drop for Manager {
     fn drop(&mut self) {
-        let _ = self.shutdown();
+        if self.server.is_some() {
+            let _ = self.shutdown();
+        }
     }
 }

@@ -12,19 +12,33 @@ pub(crate) mod kind {
     pub(crate) const ANSWER: u8 = 0x61;
     /// Server → client: the answer to the client's challenge (the client is in).
     pub(crate) const WELCOME: u8 = 0x62;
-    /// Server → client: the answer was wrong; the connection ends.
+    /// Server → client: the answer was wrong (the payload says why); the connection ends.
     pub(crate) const REFUSED: u8 = 0x63;
     /// Client → server: a [`Request`](super::Request).
     pub(crate) const REQUEST: u8 = 0x64;
     /// Server → client: a [`Reply`](super::Reply).
     pub(crate) const REPLY: u8 = 0x65;
+    /// Server → client: the client knows the key but speaks another version of this protocol
+    /// (the payload says which); the connection ends.
+    pub(crate) const INCOMPATIBLE: u8 = 0x66;
 }
+
+/// The version of this protocol. A client and a server of different versions (programs built
+/// with different releases of this crate) refuse each other in the handshake, clearly, rather
+/// than misread each other's requests.
+pub(crate) const VERSION: u32 = 1;
+
+/// The largest frame either side accepts before the other has proven it knows the key: the
+/// handshake's frames are a few dozen bytes, and a stranger must not make us allocate more.
+pub(crate) const HANDSHAKE_FRAME: usize = 1024;
 
 /// The client's part of the handshake: its answer to the server's challenge, its executable's
 /// identity (update functions are trampolines of the same executable), and its own challenge.
 #[derive(Debug, Serialize, Deserialize)]
 pub(crate) struct Answer {
     pub(crate) mac: Vec<u8>,
+    /// The client's [`VERSION`].
+    pub(crate) version: u32,
     pub(crate) identity: [u64; 6],
     pub(crate) challenge: [u8; super::auth::CHALLENGE],
 }
@@ -37,6 +51,11 @@ pub(crate) type Bytes = Vec<u8>;
 pub(crate) enum Request {
     /// Create an empty object; the reply is its id.
     New(Kind),
+    /// Open the object called `name`, creating it (empty) if there is none; the reply is its
+    /// id. An object of another kind by that name is an error.
+    Named { name: String, kind: Kind },
+    /// The server's process id (a `Reply::Pid`).
+    Pid,
     /// An operation on object `id`, under its lock.
     Op { id: u64, op: Op },
     /// End the server.
@@ -53,6 +72,18 @@ pub(crate) enum Kind {
     Queue {
         maxsize: u64,
     },
+}
+
+impl Kind {
+    /// What it is, in words (for errors).
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            Kind::Dict => "dict",
+            Kind::List => "list",
+            Kind::Value => "value",
+            Kind::Queue { .. } => "queue",
+        }
+    }
 }
 
 /// An operation on an object of the matching kind.
@@ -164,6 +195,7 @@ pub(crate) enum DictOp {
 #[derive(Debug, Serialize, Deserialize)]
 pub(crate) enum Reply {
     Id(u64),
+    Pid(u32),
     Value(Option<Bytes>),
     Bool(bool),
     Len(u64),

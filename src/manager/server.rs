@@ -7,8 +7,10 @@
 //! read-modify-write atomic where Python's manager loses updates.
 
 use std::collections::{HashMap, VecDeque};
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener};
 use std::os::fd::{AsFd, OwnedFd};
-use std::os::unix::net::{UnixListener, UnixStream};
+use std::os::linux::net::SocketAddrExt;
+use std::os::unix::net::UnixListener;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
@@ -17,14 +19,15 @@ use indexmap::IndexMap;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use super::auth;
+use super::client::Endpoint;
 use super::protocol::{
-    Answer, Bytes, DictOp, Kind, ListOp, Op, QueueOp, Reply, Request, ValueOp, kind,
+    Answer, Bytes, DictOp, HANDSHAKE_FRAME, Kind, ListOp, Op, QueueOp, Reply, Request, VERSION,
+    ValueOp, kind,
 };
 use crate::error::{Error, Result};
 use crate::pool::lock;
-use crate::sys;
 use crate::wire::fds;
-use crate::wire::{Channel, Io, codec};
+use crate::wire::{Channel, Io, MAX_FRAME, codec};
 
 /// How long a client may take over its part of the handshake.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
@@ -35,29 +38,80 @@ const WATCH: Duration = Duration::from_micros(50);
 /// What the server process is started with.
 #[derive(Serialize, Deserialize)]
 pub(crate) struct Start {
-    pub(crate) listener: Listening,
-    /// The abstract name the listener is bound to (to wake it for shutdown).
-    pub(crate) name: String,
+    pub(crate) listener: Listener,
     pub(crate) key: Vec<u8>,
 }
 
-/// A listening socket handed to the server process (its descriptor travels with the message).
-pub(crate) struct Listening(pub(crate) UnixListener);
+/// The socket the server accepts clients on, made by the owner (so that an address already in
+/// use is the owner's error, at once) and handed to the server process (its descriptor travels
+/// with the message).
+pub(crate) enum Listener {
+    Local(UnixListener),
+    Tcp(TcpListener),
+}
 
-impl Serialize for Listening {
-    fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
-        use serde::ser::Error as _;
-        fds::attach(self.0.as_fd())
-            .map_err(S::Error::custom)?
-            .serialize(s)
+impl Listener {
+    /// The next client's connection: its channel, not yet through the handshake.
+    fn accept(&self) -> Result<Channel> {
+        Ok(match self {
+            Listener::Local(l) => Channel::new(OwnedFd::from(l.accept()?.0), Io::Blocking)?,
+            Listener::Tcp(l) => {
+                let stream = l.accept()?.0;
+                stream.set_nodelay(true)?;
+                Channel::new(OwnedFd::from(stream), Io::Blocking)?.without_descriptors()
+            }
+        })
+    }
+
+    /// Where clients reach it.
+    pub(crate) fn endpoint(&self) -> Result<Endpoint> {
+        Ok(match self {
+            Listener::Local(l) => {
+                let addr = l.local_addr()?;
+                let name = addr.as_abstract_name().ok_or_else(|| {
+                    Error::InvalidArgument("a local manager listens on an abstract name".into())
+                })?;
+                Endpoint::Local(String::from_utf8_lossy(name).into_owned())
+            }
+            Listener::Tcp(l) => Endpoint::Tcp(l.local_addr()?),
+        })
+    }
+
+    /// An endpoint that reaches this listener from this machine (to wake its accept loop).
+    fn nearby(&self) -> Result<Endpoint> {
+        Ok(match self.endpoint()? {
+            Endpoint::Tcp(mut at) if at.ip().is_unspecified() => {
+                at.set_ip(match at {
+                    SocketAddr::V4(_) => Ipv4Addr::LOCALHOST.into(),
+                    SocketAddr::V6(_) => Ipv6Addr::LOCALHOST.into(),
+                });
+                Endpoint::Tcp(at)
+            }
+            other => other,
+        })
     }
 }
 
-impl<'de> Deserialize<'de> for Listening {
+impl Serialize for Listener {
+    fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        use serde::ser::Error as _;
+        let (tcp, fd) = match self {
+            Listener::Local(l) => (false, l.as_fd()),
+            Listener::Tcp(l) => (true, l.as_fd()),
+        };
+        (tcp, fds::attach(fd).map_err(S::Error::custom)?).serialize(s)
+    }
+}
+
+impl<'de> Deserialize<'de> for Listener {
     fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
         use serde::de::Error as _;
-        let fd: OwnedFd = fds::take(u32::deserialize(d)?).map_err(D::Error::custom)?;
-        Ok(Listening(UnixListener::from(fd)))
+        let (tcp, slot) = <(bool, u32)>::deserialize(d)?;
+        let fd: OwnedFd = fds::take(slot).map_err(D::Error::custom)?;
+        Ok(match tcp {
+            true => Listener::Tcp(TcpListener::from(fd)),
+            false => Listener::Local(UnixListener::from(fd)),
+        })
     }
 }
 
@@ -65,6 +119,7 @@ impl<'de> Deserialize<'de> for Listening {
 type Dict = IndexMap<Bytes, Bytes>;
 
 /// An object as the server keeps it.
+#[derive(Debug)]
 enum Object {
     Dict(Dict),
     List(Vec<Bytes>),
@@ -75,6 +130,18 @@ enum Object {
         /// 0: no bound.
         maxsize: usize,
     },
+}
+
+impl Object {
+    /// What it is, in words (for errors).
+    fn kind_name(&self) -> &'static str {
+        match self {
+            Object::Dict(_) => "dict",
+            Object::List(_) => "list",
+            Object::Value(_) => "value",
+            Object::Queue { .. } => "queue",
+        }
+    }
 }
 
 /// One object: its lock, and a condition its blocking operations (a queue's `get` waiting for
@@ -89,6 +156,8 @@ struct Slot {
 struct Objects {
     next: AtomicU64,
     table: Mutex<HashMap<u64, Arc<Slot>>>,
+    /// Named objects' ids (`Request::Named`). A named object lives as long as the server.
+    names: Mutex<HashMap<String, u64>>,
 }
 
 /// How often a blocked operation looks whether its client is still there: one that is gone
@@ -96,30 +165,29 @@ struct Objects {
 const STILL_THERE: Duration = Duration::from_millis(50);
 
 /// The server process's function: serves until a client asks it to shut down.
-pub(crate) fn serve(start: Start) {
-    let Start {
-        listener: Listening(listener),
-        name,
-        key,
-    } = start;
+pub(crate) fn serve(start: Start) -> Result<()> {
+    let Start { listener, key } = start;
+    let nearby = listener.nearby()?;
     let key = Arc::new(key);
     let objects = Arc::new(Objects::default());
     let stop = Arc::new(AtomicBool::new(false));
-    for conn in listener.incoming() {
+    let pid = std::process::id();
+    loop {
+        let conn = listener.accept();
         if stop.load(Ordering::Acquire) {
-            break;
+            return Ok(());
         }
+        // A connection that failed before it was accepted concerns only its client.
         let Ok(conn) = conn else { continue };
-        let (key, objects, stop, name) = (key.clone(), objects.clone(), stop.clone(), name.clone());
+        let (key, objects, stop, nearby) =
+            (key.clone(), objects.clone(), stop.clone(), nearby.clone());
         let spawned = std::thread::Builder::new()
             .name("multiproc-manager-client".into())
             .spawn(move || {
-                if let Ok(shutdown) = client(conn, &key, &objects) {
-                    if shutdown {
-                        stop.store(true, Ordering::Release);
-                        // Wake the accept loop so it sees `stop`.
-                        let _ = sys::local_socket::connect(&name);
-                    }
+                if let Ok(true) = client(conn, &key, &objects, pid) {
+                    stop.store(true, Ordering::Release);
+                    // Wake the accept loop so it sees `stop`.
+                    let _ = nearby.connect();
                 }
             });
         // No thread to be had: this client is refused (its connection drops), others go on.
@@ -128,8 +196,7 @@ pub(crate) fn serve(start: Start) {
 }
 
 /// Serves one client; returns whether it asked the server to shut down.
-fn client(conn: UnixStream, key: &[u8], objects: &Objects) -> Result<bool> {
-    let mut chan = Channel::new(OwnedFd::from(conn), Io::Blocking)?;
+fn client(mut chan: Channel, key: &[u8], objects: &Objects, pid: u32) -> Result<bool> {
     let Some(same_exe) = welcome(&mut chan, key)? else {
         return Ok(false);
     };
@@ -148,9 +215,12 @@ fn client(conn: UnixStream, key: &[u8], objects: &Objects) -> Result<bool> {
         }
         let request: Request = codec::decode(frame.payload())?;
         let shutdown = matches!(request, Request::Shutdown);
-        let reply = handle(objects, request, same_exe, &mut || {
-            !matches!(chan.try_fill(), Ok(Some(0)) | Err(_))
-        });
+        let reply = match request {
+            Request::Pid => Reply::Pid(pid),
+            request => handle(objects, request, same_exe, &mut || {
+                !matches!(chan.try_fill(), Ok(Some(0)) | Err(_))
+            }),
+        };
         chan.send(kind::REPLY, &codec::encode(&reply)?)?;
         if shutdown {
             return Ok(true);
@@ -159,8 +229,11 @@ fn client(conn: UnixStream, key: &[u8], objects: &Objects) -> Result<bool> {
 }
 
 /// The server's side of the handshake (see `auth`): `None` if the client is refused, else
-/// whether it runs this same executable (and so may name update functions).
+/// whether it runs this same executable (and so may name update functions). Until the client
+/// has proven it knows the key, it may send only small frames, and must within
+/// [`HANDSHAKE_TIMEOUT`].
 fn welcome(chan: &mut Channel, key: &[u8]) -> Result<Option<bool>> {
+    chan.limit_frames(HANDSHAKE_FRAME);
     let mine = auth::challenge()?;
     chan.send(kind::CHALLENGE, &mine)?;
     let frame = chan.recv(Some(Instant::now() + HANDSHAKE_TIMEOUT))?;
@@ -169,11 +242,61 @@ fn welcome(chan: &mut Channel, key: &[u8]) -> Result<Option<bool>> {
         _ => None,
     };
     let Some(answer) = answer.filter(|a| auth::verify(key, &mine, &a.mac)) else {
-        let _ = chan.send(kind::REFUSED, b"");
+        let _ = chan.send(kind::REFUSED, b"the manager refused the key");
         return Ok(None);
     };
+    if answer.version != VERSION {
+        let why = format!(
+            "the manager speaks version {VERSION} of the protocol, this program version {} \
+             (built with another release of multiproc)",
+            answer.version
+        );
+        let _ = chan.send(kind::INCOMPATIBLE, why.as_bytes());
+        return Ok(None);
+    }
     chan.send(kind::WELCOME, &auth::answer(key, &answer.challenge))?;
+    chan.limit_frames(MAX_FRAME);
     Ok(Some(answer.identity == crate::child::protocol::identity()?))
+}
+
+/// A new, empty object of `kind`; its id.
+fn create(objects: &Objects, kind: Kind) -> u64 {
+    let id = objects.next.fetch_add(1, Ordering::Relaxed);
+    let object = match kind {
+        Kind::Dict => Object::Dict(Dict::default()),
+        Kind::List => Object::List(Vec::new()),
+        Kind::Value => Object::Value(None),
+        Kind::Queue { maxsize } => Object::Queue {
+            items: VecDeque::new(),
+            maxsize: usize::try_from(maxsize).unwrap_or(usize::MAX),
+        },
+    };
+    let slot = Slot {
+        object: Mutex::new(object),
+        changed: Condvar::new(),
+    };
+    lock(&objects.table).insert(id, Arc::new(slot));
+    id
+}
+
+/// The object called `name`, made now if there is none.
+fn named(objects: &Objects, name: String, kind: Kind) -> Reply {
+    let mut names = lock(&objects.names);
+    if let Some(&id) = names.get(&name) {
+        let slot = lock(&objects.table).get(&id).cloned();
+        let theirs = slot.map(|slot| Object::kind_name(&lock(&slot.object)));
+        return match theirs {
+            Some(theirs) if theirs == Kind::name(kind) => Reply::Id(id),
+            Some(theirs) => Reply::Failed(format!(
+                "the object called {name:?} is a {theirs}, not a {}",
+                Kind::name(kind)
+            )),
+            None => Reply::Failed(format!("the object called {name:?} is gone")),
+        };
+    }
+    let id = create(objects, kind);
+    names.insert(name, id);
+    Reply::Id(id)
 }
 
 fn handle(
@@ -183,24 +306,8 @@ fn handle(
     still_there: &mut dyn FnMut() -> bool,
 ) -> Reply {
     match request {
-        Request::New(kind) => {
-            let id = objects.next.fetch_add(1, Ordering::Relaxed);
-            let object = match kind {
-                Kind::Dict => Object::Dict(Dict::default()),
-                Kind::List => Object::List(Vec::new()),
-                Kind::Value => Object::Value(None),
-                Kind::Queue { maxsize } => Object::Queue {
-                    items: VecDeque::new(),
-                    maxsize: usize::try_from(maxsize).unwrap_or(usize::MAX),
-                },
-            };
-            let slot = Slot {
-                object: Mutex::new(object),
-                changed: Condvar::new(),
-            };
-            lock(&objects.table).insert(id, Arc::new(slot));
-            Reply::Id(id)
-        }
+        Request::New(kind) => Reply::Id(create(objects, kind)),
+        Request::Named { name, kind } => named(objects, name, kind),
         Request::Op { id, op } => {
             let Some(slot) = lock(&objects.table).get(&id).cloned() else {
                 return Reply::Failed(format!("no object {id} on this manager"));
@@ -232,6 +339,8 @@ fn handle(
             slot.changed.notify_all();
             reply
         }
+        // Answered by `client`, which knows the process.
+        Request::Pid => Reply::Failed("no process id here".into()),
         Request::Shutdown => Reply::Done,
     }
 }

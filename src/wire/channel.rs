@@ -93,6 +93,10 @@ pub(crate) struct Channel {
     eof: bool,
     bulk_out: bulk::Sender,
     bulk_in: bulk::Receiver,
+    /// The largest frame this channel accepts (see [`limit_frames`](Self::limit_frames)).
+    max_frame: usize,
+    /// Whether descriptors (and so bulk frames) can cross this socket: not over a network.
+    passes_fds: bool,
 }
 
 impl Channel {
@@ -113,7 +117,23 @@ impl Channel {
             eof: false,
             bulk_out: bulk::Sender::default(),
             bulk_in: bulk::Receiver::default(),
+            max_frame: MAX_FRAME,
+            passes_fds: true,
         })
+    }
+
+    /// Accepts frames of at most `max` bytes (at most [`MAX_FRAME`]) from now on: a larger
+    /// header is an error before anything is allocated for its payload. For a peer that has not
+    /// yet proven who it is.
+    pub(crate) fn limit_frames(&mut self, max: usize) {
+        self.max_frame = max.min(MAX_FRAME);
+    }
+
+    /// Makes this a channel over a network socket, which carries no descriptors: large frames
+    /// go through the socket, not through shared memory.
+    pub(crate) fn without_descriptors(mut self) -> Self {
+        self.passes_fds = false;
+        self
     }
 
     pub(crate) fn as_fd(&self) -> BorrowedFd<'_> {
@@ -169,7 +189,7 @@ impl Channel {
             self.drop_frame(at);
             return Err(e);
         }
-        if len >= BULK_MIN && (nfds as usize) < sys::fd::MAX_FDS_PER_MSG {
+        if self.passes_fds && len >= BULK_MIN && (nfds as usize) < sys::fd::MAX_FDS_PER_MSG {
             let body = at + HEADER;
             // No shared memory to be had (descriptors or memory short): the socket still
             // carries the frame, slower.
@@ -220,7 +240,7 @@ impl Channel {
         let len: usize = parts.iter().map(|p| p.len()).sum();
         // Refused before anything is copied.
         check_len(len)?;
-        let bulk = len >= BULK_MIN && fds.len() < sys::fd::MAX_FDS_PER_MSG;
+        let bulk = self.passes_fds && len >= BULK_MIN && fds.len() < sys::fd::MAX_FDS_PER_MSG;
         // As in `end_frame`: without shared memory, the socket carries it.
         let Some(memfd) = bulk.then(|| self.bulk_out.stage(parts).ok()).flatten() else {
             return self.push_with(kind, fds, |out| {
@@ -486,9 +506,10 @@ impl Channel {
         };
         let header = &self.inbuf[self.start..self.start + HEADER];
         let (kind, nfds, flags, reserved) = (header[4], header[5] as usize, header[6], header[7]);
-        if len > MAX_FRAME {
+        if len > self.max_frame {
             return Err(Error::Protocol(format!(
-                "frame of {len} bytes exceeds the {MAX_FRAME}-byte limit"
+                "frame of {len} bytes exceeds the {}-byte limit",
+                self.max_frame
             )));
         }
         let bulk = flags == FLAG_BULK;
@@ -515,9 +536,10 @@ impl Channel {
             let memfd = fds
                 .pop()
                 .ok_or_else(|| Error::Protocol("bulk frame lost".into()))?;
-            if claimed > MAX_FRAME as u64 {
+            if claimed > self.max_frame as u64 {
                 return Err(Error::Protocol(format!(
-                    "a bulk frame of {claimed} bytes exceeds the {MAX_FRAME}-byte limit"
+                    "a bulk frame of {claimed} bytes exceeds the {}-byte limit",
+                    self.max_frame
                 )));
             }
             let payload = self
@@ -658,6 +680,34 @@ mod tests {
             b"hi"
         );
         assert_eq!(b.recv(None).unwrap().payload(), b"small after");
+    }
+
+    #[test]
+    fn a_limited_channel_refuses_a_larger_frame_on_its_header() {
+        let (mut a, mut b) = pair();
+        b.limit_frames(1024);
+        a.send(1, &[5; 1024]).unwrap();
+        assert_eq!(b.recv(None).unwrap().payload(), &[5; 1024]);
+        // Only the header of a claimed gigabyte arrives: refused without waiting for the rest.
+        let mut header = [0u8; HEADER];
+        header[..4].copy_from_slice(&(1u32 << 30).to_le_bytes());
+        a.out_buf().extend_from_slice(&header);
+        a.flush().unwrap();
+        let e = b.recv(Some(Instant::now() + std::time::Duration::from_secs(5)));
+        assert!(matches!(e, Err(Error::Protocol(m)) if m.contains("1024-byte limit")));
+        assert!(b.inbuf.len() <= READ_CHUNK);
+    }
+
+    #[test]
+    fn a_channel_without_descriptors_sends_large_frames_through_the_socket() {
+        let (a, mut b) = pair();
+        let payload: Vec<u8> = (0..BULK_MIN as u32 + 5).map(|i| (i % 251) as u8).collect();
+        let expect = payload.clone();
+        let t = std::thread::spawn(move || a.without_descriptors().send(2, &payload).unwrap());
+        let f = b.recv(None).unwrap();
+        assert!(f.fds.is_empty() && matches!(f.body, Body::Inline { .. }));
+        assert!(f.payload() == &expect[..]);
+        t.join().unwrap();
     }
 
     #[test]
