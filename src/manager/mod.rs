@@ -11,12 +11,14 @@
 //! `update`, which names a function of the same executable, as a pool task does. A process
 //! connects on the first use of a proxy and keeps the connection (`client.rs`).
 //!
-//! Not yet: custom objects, proxies of locks and events, and freeing objects whose last
-//! proxy is gone (until then an object lives as long as the server).
+//! An object lives while any process holds a proxy of it (`lease.rs`), and a little longer.
+//!
+//! Not yet: custom objects, proxies of locks and events.
 
 mod auth;
 mod client;
 mod dict;
+mod lease;
 mod list;
 mod namespace;
 mod protocol;
@@ -42,14 +44,21 @@ use client::{Address, Endpoint};
 use protocol::{Kind, Reply, Request};
 use proxy::Remote;
 
+/// How long an object no process holds is kept before it is freed, by default.
+const LINGER: Duration = Duration::from_secs(5);
+
 /// How long `shutdown` waits for the server to end before it kills it.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 
 /// A server process of shared objects, like Python's `multiprocessing.Manager()`.
 ///
-/// # Drop
-/// Dropping the manager shuts its server down: proxies still held anywhere then fail with
-/// [`Error::ManagerGone`](crate::Error::ManagerGone).
+/// # Lifetimes
+/// Dropping the manager that started the server shuts the server down: proxies still held
+/// anywhere then fail with [`Error::ManagerGone`](crate::Error::ManagerGone). An object lives
+/// while any process holds a proxy of it: the server counts, for each object, the processes
+/// that hold one (a process's copies count once, and a process that ends, even killed, lets
+/// go of all it held), and frees it a linger after the last let go ([`ManagerBuilder::linger`]).
+/// Named objects live as long as the server.
 ///
 /// # Examples
 /// ```
@@ -110,6 +119,7 @@ impl std::fmt::Debug for Manager {
 pub struct ManagerBuilder {
     address: Option<std::io::Result<Vec<SocketAddr>>>,
     key: Option<Vec<u8>>,
+    linger: Option<Duration>,
 }
 
 impl ManagerBuilder {
@@ -131,6 +141,15 @@ impl ManagerBuilder {
     /// an address; one with an address needs a key that the other programs are given.
     pub fn authkey(mut self, key: impl Into<Vec<u8>>) -> Self {
         self.key = Some(key.into());
+        self
+    }
+
+    /// How long the server keeps an object after the last proxy of it, in every process, is
+    /// gone, before it frees it: a proxy sent in a queue, a pipe or a task's arguments, whose
+    /// sender then dropped its own copy, finds the object if it arrives within this time.
+    /// Default: 5 seconds. Named objects are never freed.
+    pub fn linger(mut self, linger: Duration) -> Self {
+        self.linger = Some(linger);
         self
     }
 
@@ -163,6 +182,7 @@ impl ManagerBuilder {
         let start = server::Start {
             listener,
             key: key.clone(),
+            linger: self.linger.unwrap_or(LINGER),
         };
         let mut server = Process::new(server::serve, start)
             .with_name("SyncManager")
@@ -315,6 +335,15 @@ impl Manager {
     /// [`Error::ManagerGone`](crate::Error::ManagerGone) if the server is gone.
     pub fn namespace(&self) -> Result<NamespaceProxy> {
         Ok(NamespaceProxy::new(self.create(Kind::Dict)?))
+    }
+
+    /// How many objects the server keeps (Python's `_number_of_objects()`): to see that
+    /// objects are freed once no process holds a proxy of them.
+    ///
+    /// # Errors
+    /// [`Error::ManagerGone`](crate::Error::ManagerGone) if the server is gone.
+    pub fn object_count(&self) -> Result<usize> {
+        proxy::len_of(client::call(&self.addr, &Request::Count)?)
     }
 
     /// The dict called `name` on the server, made now (empty) if there is none: how

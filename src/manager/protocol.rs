@@ -56,6 +56,12 @@ pub(crate) enum Request {
     Named { name: String, kind: Kind },
     /// The server's process id (a `Reply::Pid`).
     Pid,
+    /// How many objects the server keeps (a `Reply::Len`).
+    Count,
+    /// This connection's process holds object `id` (see `lease.rs`). No reply.
+    Hold { id: u64 },
+    /// This connection's process lets go of its hold on object `id`. No reply.
+    Release { id: u64 },
     /// An operation on object `id`, under its lock.
     Op { id: u64, op: Op },
     /// End the server.

@@ -6,41 +6,45 @@ use std::sync::Arc;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use super::client::{self, Address};
+use super::lease::{self, Held};
 use super::protocol::{Bytes, Op, Reply, Request};
 use crate::error::{Error, Result};
 use crate::task::Data;
 use crate::wire::codec;
 
-/// An object on a manager's server.
+/// An object on a manager's server, held by this process while any copy of it is here (see
+/// `lease`).
 #[derive(Clone)]
 pub(crate) struct Remote {
-    addr: Arc<Address>,
-    id: u64,
+    held: Arc<Held>,
 }
 
 impl std::fmt::Debug for Remote {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Remote")
-            .field("manager", &self.addr)
-            .field("id", &self.id)
+            .field("manager", &self.held.addr)
+            .field("id", &self.held.id)
             .finish()
     }
 }
 
 impl Remote {
     pub(crate) fn new(addr: Arc<Address>, id: u64) -> Self {
-        Self { addr, id }
+        Self {
+            held: lease::hold(addr, id),
+        }
     }
 
     /// Runs `op` on the object, under its lock on the server.
     pub(crate) fn call(&self, op: Op) -> Result<Reply> {
-        client::call(&self.addr, &Request::Op { id: self.id, op })
+        let id = self.held.id;
+        client::call(&self.held.addr, &Request::Op { id, op })
     }
 }
 
 impl Serialize for Remote {
     fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
-        (&*self.addr, self.id).serialize(s)
+        (&*self.held.addr, self.held.id).serialize(s)
     }
 }
 

@@ -40,6 +40,8 @@ const WATCH: Duration = Duration::from_micros(50);
 pub(crate) struct Start {
     pub(crate) listener: Listener,
     pub(crate) key: Vec<u8>,
+    /// How long an object no process holds is kept before it is freed (see `lease.rs`).
+    pub(crate) linger: Duration,
 }
 
 /// The socket the server accepts clients on, made by the owner (so that an address already in
@@ -149,6 +151,13 @@ impl Object {
 struct Slot {
     object: Mutex<Object>,
     changed: Condvar,
+    holds: Mutex<Holds>,
+}
+
+/// How many processes hold an object (see `lease.rs`), and since when none has.
+struct Holds {
+    count: usize,
+    unheld_since: Option<Instant>,
 }
 
 /// The server's objects, each behind its own lock.
@@ -160,16 +169,101 @@ struct Objects {
     names: Mutex<HashMap<String, u64>>,
 }
 
+impl Objects {
+    fn slot(&self, id: u64) -> Option<Arc<Slot>> {
+        lock(&self.table).get(&id).cloned()
+    }
+
+    /// A process holds object `id` once more. One that is gone already is not brought back.
+    fn hold(&self, id: u64) {
+        if let Some(slot) = self.slot(id) {
+            let mut holds = lock(&slot.holds);
+            holds.count += 1;
+            holds.unheld_since = None;
+        }
+    }
+
+    /// A process lets go of a hold on object `id`.
+    fn release(&self, id: u64) {
+        if let Some(slot) = self.slot(id) {
+            let mut holds = lock(&slot.holds);
+            holds.count = holds.count.saturating_sub(1);
+            if holds.count == 0 {
+                holds.unheld_since = Some(Instant::now());
+            }
+        }
+    }
+
+    /// Frees the objects no process has held for `linger`.
+    fn sweep(&self, linger: Duration) {
+        lock(&self.table).retain(|_, slot| {
+            let holds = lock(&slot.holds);
+            !matches!(holds.unheld_since, Some(at) if at.elapsed() >= linger)
+        });
+    }
+}
+
+/// The holds made on one connection: let go when it ends, however it ends (its process died,
+/// even by SIGKILL, or closed it).
+struct Holding<'a> {
+    objects: &'a Objects,
+    ids: HashMap<u64, usize>,
+}
+
+impl Holding<'_> {
+    fn hold(&mut self, id: u64) {
+        self.objects.hold(id);
+        *self.ids.entry(id).or_default() += 1;
+    }
+
+    fn release(&mut self, id: u64) {
+        // Only what this connection holds: a client cannot let go of others' holds.
+        if let Some(n) = self.ids.get_mut(&id) {
+            *n -= 1;
+            if *n == 0 {
+                self.ids.remove(&id);
+            }
+            self.objects.release(id);
+        }
+    }
+}
+
+impl Drop for Holding<'_> {
+    fn drop(&mut self) {
+        for (&id, &n) in &self.ids {
+            for _ in 0..n {
+                self.objects.release(id);
+            }
+        }
+    }
+}
+
+/// The longest pause between sweeps for objects to free.
+const SWEEP_MAX: Duration = Duration::from_secs(1);
+
 /// How often a blocked operation looks whether its client is still there: one that is gone
 /// must not take an item it can no longer be given.
 const STILL_THERE: Duration = Duration::from_millis(50);
 
 /// The server process's function: serves until a client asks it to shut down.
 pub(crate) fn serve(start: Start) -> Result<()> {
-    let Start { listener, key } = start;
+    let Start {
+        listener,
+        key,
+        linger,
+    } = start;
     let nearby = listener.nearby()?;
     let key = Arc::new(key);
     let objects = Arc::new(Objects::default());
+    let sweeper = objects.clone();
+    std::thread::Builder::new()
+        .name("multiproc-manager-sweeper".into())
+        .spawn(move || {
+            loop {
+                std::thread::sleep((linger / 4).clamp(Duration::from_millis(10), SWEEP_MAX));
+                sweeper.sweep(linger);
+            }
+        })?;
     let stop = Arc::new(AtomicBool::new(false));
     let pid = std::process::id();
     loop {
@@ -200,6 +294,10 @@ fn client(mut chan: Channel, key: &[u8], objects: &Objects, pid: u32) -> Result<
     let Some(same_exe) = welcome(&mut chan, key)? else {
         return Ok(false);
     };
+    let mut holding = Holding {
+        objects,
+        ids: HashMap::new(),
+    };
     loop {
         chan.watch(WATCH);
         let frame = match chan.recv(None) {
@@ -216,7 +314,16 @@ fn client(mut chan: Channel, key: &[u8], objects: &Objects, pid: u32) -> Result<
         let request: Request = codec::decode(frame.payload())?;
         let shutdown = matches!(request, Request::Shutdown);
         let reply = match request {
+            Request::Hold { id } => {
+                holding.hold(id);
+                continue;
+            }
+            Request::Release { id } => {
+                holding.release(id);
+                continue;
+            }
             Request::Pid => Reply::Pid(pid),
+            Request::Count => Reply::Len(lock(&objects.table).len() as u64),
             request => handle(objects, request, same_exe, &mut || {
                 !matches!(chan.try_fill(), Ok(Some(0)) | Err(_))
             }),
@@ -274,6 +381,11 @@ fn create(objects: &Objects, kind: Kind) -> u64 {
     let slot = Slot {
         object: Mutex::new(object),
         changed: Condvar::new(),
+        // Its creator holds it as soon as the reply arrives.
+        holds: Mutex::new(Holds {
+            count: 0,
+            unheld_since: Some(Instant::now()),
+        }),
     };
     lock(&objects.table).insert(id, Arc::new(slot));
     id
@@ -295,6 +407,8 @@ fn named(objects: &Objects, name: String, kind: Kind) -> Reply {
         };
     }
     let id = create(objects, kind);
+    // Held by its name for as long as the server lives.
+    objects.hold(id);
     names.insert(name, id);
     Reply::Id(id)
 }
@@ -310,7 +424,9 @@ fn handle(
         Request::Named { name, kind } => named(objects, name, kind),
         Request::Op { id, op } => {
             let Some(slot) = lock(&objects.table).get(&id).cloned() else {
-                return Reply::Failed(format!("no object {id} on this manager"));
+                return Reply::Failed(format!(
+                    "no object {id} on this manager (freed when no process held it, or never made)"
+                ));
             };
             let with_function = matches!(
                 op,
@@ -339,8 +455,10 @@ fn handle(
             slot.changed.notify_all();
             reply
         }
-        // Answered by `client`, which knows the process.
-        Request::Pid => Reply::Failed("no process id here".into()),
+        // Answered by `client`, which knows the process and the connection.
+        Request::Pid | Request::Count | Request::Hold { .. } | Request::Release { .. } => {
+            Reply::Failed("not a request for an object".into())
+        }
         Request::Shutdown => Reply::Done,
     }
 }
