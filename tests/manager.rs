@@ -384,3 +384,46 @@ fn a_client_killed_mid_call_leaves_the_objects_whole() {
         );
     });
 }
+
+/// 16 threads of one process, each a client of its own: says it is there, adds up, and stays
+/// connected until all 64 clients have said so.
+fn sixteen_clients(d: DictProxy<String, u64>, process: u32) {
+    std::thread::scope(|s| {
+        for t in 0..16 {
+            let d = d.clone();
+            s.spawn(move || {
+                d.insert(format!("p{process}t{t}"), 1).unwrap();
+                for _ in 0..50 {
+                    d.update("all".into(), |v: Option<u64>| v.unwrap_or(0) + 1)
+                        .unwrap();
+                }
+                let deadline = Instant::now() + SECS(60);
+                while d.len().unwrap() < 65 {
+                    assert!(Instant::now() < deadline, "not every client came");
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+            });
+        }
+    });
+}
+
+#[test]
+fn sixty_four_clients_at_once_and_a_waiting_get() {
+    within(SECS(120), || {
+        let m = Manager::new().unwrap();
+        let d = m.dict::<String, u64>().unwrap();
+        let q = m.queue::<u8>().unwrap();
+        let waiting = {
+            let q = q.clone();
+            std::thread::spawn(move || q.get_timeout(SECS(90)))
+        };
+        let mut ps: Vec<_> = (0..4)
+            .map(|p| Process::new(sixteen_clients, (d.clone(), p)))
+            .collect();
+        run_all(&mut ps);
+        assert_eq!(d.get(&"all".into()).unwrap(), Some(64 * 50));
+        assert_eq!(d.len().unwrap(), 65);
+        q.put(9).unwrap();
+        assert_eq!(waiting.join().unwrap().unwrap(), 9);
+    });
+}
