@@ -15,7 +15,9 @@
 
 mod auth;
 mod client;
+mod custom;
 mod dict;
+mod hosted;
 mod list;
 mod namespace;
 mod protocol;
@@ -27,6 +29,7 @@ mod value;
 use std::sync::Arc;
 use std::time::Duration;
 
+pub use custom::Proxy;
 pub use dict::DictProxy;
 pub use list::ListProxy;
 pub use namespace::NamespaceProxy;
@@ -174,6 +177,45 @@ impl Manager {
     /// [`Error::ManagerGone`](crate::Error::ManagerGone) if the server is gone.
     pub fn namespace(&self) -> Result<NamespaceProxy> {
         Ok(NamespaceProxy::new(self.create(Kind::Dict)?))
+    }
+
+    /// Puts `value` on the server, to be called there through the returned proxy (Python's
+    /// `BaseManager.register("Counter", Counter)` then `m.Counter()`; any serde type, nothing
+    /// to register). See [`Proxy`] for what a call does.
+    ///
+    /// # Errors
+    /// [`Error::ManagerGone`](crate::Error::ManagerGone) if the server is gone; a value that
+    /// cannot be encoded.
+    ///
+    /// # Examples
+    /// ```
+    /// use multiproc::{Manager, Process, Proxy};
+    /// use serde::{Deserialize, Serialize};
+    ///
+    /// #[derive(Serialize, Deserialize)]
+    /// struct Tally { seen: Vec<u32> }
+    ///
+    /// impl Tally {
+    ///     fn note(&mut self, x: u32) { self.seen.push(x); }
+    /// }
+    ///
+    /// fn worker(t: Proxy<Tally>, x: u32) {
+    ///     t.call(Tally::note, x).unwrap();
+    /// }
+    ///
+    /// multiproc::init();
+    /// let m = Manager::new()?;
+    /// let tally = m.host(Tally { seen: vec![] })?;
+    /// let mut ps: Vec<_> = (0..3).map(|i| Process::new(worker, (tally.clone(), i))).collect();
+    /// for p in &mut ps { p.start()?; }
+    /// for p in &ps { p.join()?; }
+    /// let mut seen = tally.get()?.seen;
+    /// seen.sort();
+    /// assert_eq!(seen, [0, 1, 2]);
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
+    pub fn host<T: Data>(&self, value: T) -> Result<Proxy<T>> {
+        Proxy::new(self.create(Kind::Hosted)?).init(value)
     }
 
     fn create(&self, kind: Kind) -> Result<Remote> {

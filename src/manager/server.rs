@@ -75,6 +75,7 @@ enum Object {
         /// 0: no bound.
         maxsize: usize,
     },
+    Hosted(super::hosted::Held),
 }
 
 /// One object: its lock, and a condition its blocking operations (a queue's `get` waiting for
@@ -193,6 +194,7 @@ fn handle(
                     items: VecDeque::new(),
                     maxsize: usize::try_from(maxsize).unwrap_or(usize::MAX),
                 },
+                Kind::Hosted => Object::Hosted(Default::default()),
             };
             let slot = Slot {
                 object: Mutex::new(object),
@@ -227,6 +229,7 @@ fn handle(
                 (Object::Dict(dict), Op::Dict(op)) => dict_op(dict, op),
                 (Object::List(list), Op::List(op)) => list_op(list, op),
                 (Object::Value(value), Op::Value(op)) => value_op(value, op),
+                (Object::Hosted(held), Op::Hosted(op)) => super::hosted::op(held, op, same_exe),
                 _ => other_kind(id)(),
             };
             slot.changed.notify_all();
