@@ -10,8 +10,12 @@
 //! `update`, which names a function of the same executable, as a pool task does. A process
 //! connects on the first use of a proxy and keeps the connection (`client.rs`).
 //!
-//! This is the first part of the Manager (a local server, dicts, lists, values, queues and
-//! namespaces); custom objects, TCP, named objects and reference counting come next.
+//! Objects of the program's own types (`Manager::host`, Python's `BaseManager.register`) are
+//! hosted the same way, plus methods: a call names a trampoline monomorphised for the type,
+//! which keeps the object decoded on the server between calls and its bytes current after
+//! each (`hosted.rs` on the server, `Proxy` in `custom.rs`).
+//!
+//! Not yet: TCP, named objects, reference counting.
 
 mod auth;
 mod client;
