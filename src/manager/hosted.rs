@@ -144,6 +144,10 @@ where
 mod tests {
     use super::*;
 
+    /// Whether the client runs the manager's executable (`op`'s `same_exe`).
+    const SAME_EXE: bool = true;
+    const FOREIGN: bool = false;
+
     #[derive(Debug, PartialEq, Serialize, Deserialize)]
     struct Counter {
         n: u64,
@@ -169,7 +173,7 @@ mod tests {
         let set = HostedOp::Set {
             value: codec::encode(counter).unwrap(),
         };
-        assert!(matches!(op(&mut held, set, true), Reply::Value(None)));
+        assert!(matches!(op(&mut held, set, SAME_EXE), Reply::Value(None)));
         held
     }
 
@@ -179,7 +183,7 @@ mod tests {
     }
 
     fn current(held: &mut Held) -> Counter {
-        match op(held, HostedOp::Get, false) {
+        match op(held, HostedOp::Get, FOREIGN) {
             Reply::Value(Some(bytes)) => codec::decode(&bytes).unwrap(),
             other => panic!("{other:?}"),
         }
@@ -190,7 +194,7 @@ mod tests {
         let mut held = held(&Counter { n: 1, log: vec![] });
         let add = method_for(Counter::add);
         for (by, want) in [(2u64, 3u64), (4, 7)] {
-            match call_with(&mut held, add, by, true) {
+            match call_with(&mut held, add, by, SAME_EXE) {
                 Reply::Value(Some(r)) => assert_eq!(codec::decode::<u64>(&r).unwrap(), want),
                 other => panic!("{other:?}"),
             }
@@ -207,10 +211,13 @@ mod tests {
         let set = HostedOp::Set {
             value: codec::encode(&Counter { n: 10, log: vec![] }).unwrap(),
         };
-        assert!(matches!(op(&mut held, set, true), Reply::Value(Some(_))));
+        assert!(matches!(
+            op(&mut held, set, SAME_EXE),
+            Reply::Value(Some(_))
+        ));
         assert!(held.decoded.is_none());
         assert!(matches!(
-            call_with(&mut held, add, 1u64, true),
+            call_with(&mut held, add, 1u64, SAME_EXE),
             Reply::Value(Some(_))
         ));
         assert_eq!(current(&mut held).n, 11);
@@ -220,9 +227,9 @@ mod tests {
     fn a_panicking_call_leaves_the_object_as_it_was() {
         let mut held = held(&Counter { n: 5, log: vec![] });
         let add = method_for(Counter::add);
-        call_with(&mut held, add, 1u64, true);
+        call_with(&mut held, add, 1u64, SAME_EXE);
         let boom = method_for(Counter::add_then_panic);
-        match call_with(&mut held, boom, 100u64, true) {
+        match call_with(&mut held, boom, 100u64, SAME_EXE) {
             Reply::Failed(why) => {
                 assert!(why.contains("no more than 6"), "{why}");
                 assert!(why.contains(LEFT_AS_IT_WAS), "{why}");
@@ -235,7 +242,7 @@ mod tests {
         );
         assert_eq!(current(&mut held), Counter { n: 6, log: vec![1] });
         assert!(matches!(
-            call_with(&mut held, add, 1u64, true),
+            call_with(&mut held, add, 1u64, SAME_EXE),
             Reply::Value(Some(_))
         ));
         assert_eq!(current(&mut held).n, 7);
@@ -246,7 +253,7 @@ mod tests {
                 method: add,
                 arg: vec![1],
             },
-            true,
+            SAME_EXE,
         );
         assert!(matches!(bad, Reply::Failed(why) if why.contains(LEFT_AS_IT_WAS)));
         assert_eq!(current(&mut held).n, 7);
@@ -259,17 +266,17 @@ mod tests {
         struct Pair(u64, Vec<u64>);
         let mut held = held(&Counter { n: 3, log: vec![] });
         let add = method_for(Counter::add);
-        call_with(&mut held, add, 1u64, true);
+        call_with(&mut held, add, 1u64, SAME_EXE);
         let double = method_for(|p: &mut Pair, (): ()| {
             p.0 *= 2;
             p.0
         });
-        match call_with(&mut held, double, (), true) {
+        match call_with(&mut held, double, (), SAME_EXE) {
             Reply::Value(Some(r)) => assert_eq!(codec::decode::<u64>(&r).unwrap(), 8),
             other => panic!("{other:?}"),
         }
         assert!(held.decoded.as_ref().is_some_and(|d| d.is::<Pair>()));
-        call_with(&mut held, add, 1u64, true);
+        call_with(&mut held, add, 1u64, SAME_EXE);
         assert_eq!(
             current(&mut held),
             Counter {
@@ -279,7 +286,7 @@ mod tests {
         );
         // A type the bytes do not decode as fails, and changes nothing.
         let text = method_for(|s: &mut String, (): ()| s.len());
-        let failed = call_with(&mut held, text, (), true);
+        let failed = call_with(&mut held, text, (), SAME_EXE);
         assert!(matches!(failed, Reply::Failed(why) if why.contains(LEFT_AS_IT_WAS)));
         assert_eq!(current(&mut held).n, 9);
     }
@@ -288,14 +295,17 @@ mod tests {
     fn a_foreign_client_may_read_and_replace_but_not_call() {
         let mut held = held(&Counter { n: 1, log: vec![] });
         let add = method_for(Counter::add);
-        let foreign = call_with(&mut held, add, 1u64, false);
+        let foreign = call_with(&mut held, add, 1u64, FOREIGN);
         assert!(matches!(foreign, Reply::Failed(why) if why.contains("own executable")));
-        call_with(&mut held, add, 1u64, true);
+        call_with(&mut held, add, 1u64, SAME_EXE);
         assert_eq!(current(&mut held).n, 2, "read without running any code");
         let never = &mut Held::default();
         assert!(
-            matches!(call_with(never, add, 1u64, true), Reply::Failed(why) if why.contains("never set"))
+            matches!(call_with(never, add, 1u64, SAME_EXE), Reply::Failed(why) if why.contains("never set"))
         );
-        assert!(matches!(op(never, HostedOp::Get, true), Reply::Value(None)));
+        assert!(matches!(
+            op(never, HostedOp::Get, SAME_EXE),
+            Reply::Value(None)
+        ));
     }
 }

@@ -2,9 +2,10 @@
 //! owner and is reaped) that keeps the shared objects and serves each client connection on a
 //! thread of its own, so that one slow client never stalls the others.
 //!
-//! Objects are kept as bytes (keys and values encoded by the clients), each behind its own
-//! lock: an operation, `update` included, runs whole under that lock, which is what makes a
-//! read-modify-write atomic where Python's manager loses updates.
+//! Objects are kept as bytes (keys and values encoded by the clients; a hosted object also
+//! decoded, see `hosted.rs`), each behind its own lock: an operation, `update` included, runs
+//! whole under that lock, which is what makes a read-modify-write atomic where Python's manager
+//! loses updates.
 
 use std::collections::{HashMap, VecDeque};
 use std::os::fd::{AsFd, OwnedFd};
