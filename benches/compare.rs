@@ -203,8 +203,24 @@ fn ours(s: &Scale) -> Result<Figures, multiproc::Error> {
     Ok(f)
 }
 
+/// An object hosted by the manager (`m.host`), as `compare_py.py` registers one with
+/// CPython's `BaseManager`.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct Counter {
+    n: u64,
+}
+
+impl Counter {
+    fn add(&mut self, by: u64) -> u64 {
+        self.n += by;
+        self.n
+    }
+}
+
 /// The Manager: start to the first dict operation, and dict set/get round trips (as
-/// `compare_py.py` measures CPython's `Manager().dict()`).
+/// `compare_py.py` measures CPython's `Manager().dict()`); a dict's `update` (no CPython
+/// counterpart: its read-modify-write is two round trips that lose updates) beside a hosted
+/// object's `call` (as CPython's `c.add(5)` on a `BaseManager.register`ed class).
 fn manager_figures(s: &Scale, f: &mut Figures) -> Result<(), multiproc::Error> {
     let mut starts = Vec::new();
     for _ in 0..s.reps {
@@ -227,6 +243,17 @@ fn manager_figures(s: &Scale, f: &mut Figures) -> Result<(), multiproc::Error> {
     }
     f.insert("manager_set_p50", percentile(sets, 0.5));
     f.insert("manager_get_p50", percentile(gets, 0.5));
+    let c = m.host(Counter { n: 0 })?;
+    let (mut updates, mut calls) = (Vec::new(), Vec::new());
+    for i in 1..=s.apply_calls as u64 {
+        updates.push(secs(|| {
+            let v = d.update(0, |v: Option<u64>| v.unwrap_or(0) + 5).unwrap();
+            black_box(v);
+        }));
+        calls.push(secs(|| assert_eq!(c.call(Counter::add, 5).unwrap(), 5 * i)));
+    }
+    f.insert("manager_update_p50", percentile(updates, 0.5));
+    f.insert("manager_call_p50", percentile(calls, 0.5));
     m.shutdown()
 }
 
@@ -371,6 +398,8 @@ const KEYS: &[&str] = &[
     "manager_start",
     "manager_set_p50",
     "manager_get_p50",
+    "manager_update_p50",
+    "manager_call_p50",
 ];
 
 /// One printed row: how to show a figure, and whether bigger is better.
@@ -512,6 +541,18 @@ fn main() -> Result<(), multiproc::Error> {
         ),
         Row::lower("Manager dict set p50".into(), "manager_set_p50", us, "µs"),
         Row::lower("Manager dict get p50".into(), "manager_get_p50", us, "µs"),
+        Row::lower(
+            "Manager dict update p50".into(),
+            "manager_update_p50",
+            us,
+            "µs",
+        ),
+        Row::lower(
+            "Manager hosted object call p50".into(),
+            "manager_call_p50",
+            us,
+            "µs",
+        ),
     ];
 
     println!(

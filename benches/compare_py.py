@@ -26,6 +26,9 @@ Workloads (sizes are full / smoke; "median of a / b" = a repetitions full, b smo
                      median of 3 / 1, serial and pool runs interleaved; results checked equal. (cpu_n = n)
 9. idle_rss_kib      median VmRSS (from /proc/<pid>/status) of the pool's idle workers, once
                      every worker has served a task.
+10. manager_start,   `ctx.Manager()` until one `d[0] = 0` on its dict (median of 5 / 2); then
+    manager_*_p50    2 000 / 200 `d[i % 100] = i` and `d[i % 100]` (set, get), and
+                     `c.add(5)` on a `Counter` registered with a `BaseManager` (call).
 
 Output: exactly one line on stdout, a flat JSON object of the keys above. Times are seconds
 (floats); the *_n counts, echo_bytes and idle_rss_kib are integers; anything that could not
@@ -42,6 +45,7 @@ import statistics
 import sys
 import threading
 import time
+from multiprocessing.managers import BaseManager
 
 
 # ---- task functions (module level, so spawn workers can unpickle them) ----
@@ -66,6 +70,24 @@ def pid_after(delay):
     return os.getpid()
 
 
+class Counter:
+    """An object hosted by a BaseManager (module level, so a spawned server can import it)."""
+
+    def __init__(self):
+        self.n = 0
+
+    def add(self, by):
+        self.n += by
+        return self.n
+
+
+class CounterManager(BaseManager):
+    pass
+
+
+CounterManager.register("Counter", Counter)
+
+
 # ---- helpers ----
 
 SCALES = {
@@ -80,7 +102,7 @@ SCALES = {
 KEYS = ["start_2", "join_2", "start_n", "join_n", "map_auto", "map_auto_n", "map_chunk1",
         "map_chunk1_n", "apply_p50", "apply_p99", "imap_unordered", "imap_unordered_n",
         "echo", "echo_bytes", "cpu_serial", "cpu_pool", "cpu_n", "idle_rss_kib",
-        "manager_start", "manager_set_p50", "manager_get_p50"]
+        "manager_start", "manager_set_p50", "manager_get_p50", "manager_call_p50"]
 
 
 def log(msg):
@@ -315,6 +337,18 @@ def run(method, scale, res):
             res["manager_get_p50"] = percentile(gets, 0.5) / 1e9
         finally:
             m.shutdown()
+        cm = CounterManager(ctx=ctx)
+        cm.start()
+        try:
+            c = cm.Counter()
+            calls = []
+            for i in range(1, s["apply_calls"] + 1):
+                t0 = ns()
+                assert c.add(5) == 5 * i
+                calls.append(ns() - t0)
+            res["manager_call_p50"] = percentile(calls, 0.5) / 1e9
+        finally:
+            cm.shutdown()
 
     section("Manager dict", res, manager)
 

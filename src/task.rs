@@ -96,7 +96,13 @@ pub(crate) fn run_once(entry: Entry, input: &[u8]) -> Vec<u8> {
 
 /// Offset of `entry` from the anchor, as sent to the child.
 pub(crate) fn offset_of(entry: Entry) -> i64 {
-    (entry as usize as i64).wrapping_sub(anchor as Entry as usize as i64)
+    offset_of_fn(entry as usize)
+}
+
+/// Offset from the anchor of the function at `addr`: of a trampoline of another shape than
+/// [`Entry`] too (a hosted object's method, `manager::hosted`).
+pub(crate) fn offset_of_fn(addr: usize) -> i64 {
+    (addr as i64).wrapping_sub(anchor as Entry as usize as i64)
 }
 
 /// A number that differs between two builds with a different layout: the anchor's distance
@@ -111,10 +117,23 @@ pub(crate) fn layout_probe() -> u64 {
 /// `offset` must come from [`offset_of`] in a process running the same executable (the
 /// handshake's identity check establishes this for every channel that carries tasks).
 pub(crate) unsafe fn entry_at(offset: i64) -> Entry {
+    // SAFETY: the caller's guarantee, and `offset_of` is `offset_of_fn` of an `Entry`.
+    unsafe { fn_at::<Entry>(offset) }
+}
+
+/// Turns an offset from [`offset_of_fn`] back into the function pointer it was made from.
+///
+/// # Safety
+/// `offset` must be `offset_of_fn(f as usize)` for a function `f` of the pointer type `P`,
+/// computed in a process running the same executable (the handshake's identity check
+/// establishes this for every channel that carries such offsets).
+pub(crate) unsafe fn fn_at<P: Copy>(offset: i64) -> P {
+    const { assert!(std::mem::size_of::<P>() == std::mem::size_of::<usize>()) };
     let addr = (anchor as Entry as usize as i64).wrapping_add(offset) as usize;
-    // SAFETY: by the caller's guarantee `addr` is the address of an `Entry` function in this very
-    // binary, at the same offset from `anchor` as in the parent.
-    unsafe { std::mem::transmute::<usize, Entry>(addr) }
+    // SAFETY: by the caller's guarantee `addr` is the address of a function of type `P` in this
+    // very binary, at the same offset from `anchor` as where it was computed; `P` is a function
+    // pointer, which has the size of an address (checked above).
+    unsafe { std::mem::transmute_copy::<usize, P>(&addr) }
 }
 
 /// Produces the value of a task's type, which is zero-sized (the compiler checks

@@ -16,7 +16,7 @@ use crate::pool::lock;
 use crate::wire::{Channel, codec};
 
 /// A process's hold on one object: shared by every copy of its proxies in the process.
-pub(crate) struct Held {
+pub(crate) struct Hold {
     pub(crate) addr: Arc<Address>,
     pub(crate) id: u64,
 }
@@ -25,7 +25,7 @@ pub(crate) struct Held {
 struct Leases {
     /// Each hold's manager and object, beside it: found without upgrading the others (whose
     /// last copy could otherwise be dropped here, under this lock, and deadlock on it).
-    held: Vec<(Arc<Address>, u64, Weak<Held>)>,
+    held: Vec<(Arc<Address>, u64, Weak<Hold>)>,
     /// A connection per manager, and the process it was made in (one inherited through a
     /// fork is not this process's).
     conns: Vec<(Arc<Address>, u32, Channel)>,
@@ -38,7 +38,7 @@ static LEASES: Mutex<Leases> = Mutex::new(Leases {
 
 /// This process's hold on object `id` of the manager at `addr`: the one it has, or a new one
 /// made now.
-pub(crate) fn hold(addr: Arc<Address>, id: u64) -> Arc<Held> {
+pub(crate) fn hold(addr: Arc<Address>, id: u64) -> Arc<Hold> {
     let mut leases = lock(&LEASES);
     leases.held.retain(|(_, _, w)| w.strong_count() > 0);
     let found = leases
@@ -48,7 +48,7 @@ pub(crate) fn hold(addr: Arc<Address>, id: u64) -> Arc<Held> {
     if let Some(held) = found.and_then(|(_, _, w)| w.upgrade()) {
         return held;
     }
-    let held = Arc::new(Held {
+    let held = Arc::new(Hold {
         addr: addr.clone(),
         id,
     });
@@ -57,7 +57,7 @@ pub(crate) fn hold(addr: Arc<Address>, id: u64) -> Arc<Held> {
     held
 }
 
-impl Drop for Held {
+impl Drop for Hold {
     fn drop(&mut self) {
         let mut leases = lock(&LEASES);
         leases.held.retain(|(_, _, w)| w.strong_count() > 0);

@@ -11,13 +11,20 @@
 //! `update`, which names a function of the same executable, as a pool task does. A process
 //! connects on the first use of a proxy and keeps the connection (`client.rs`).
 //!
+//! Objects of the program's own types (`Manager::host`, Python's `BaseManager.register`) are
+//! hosted the same way, plus methods: a call names a trampoline monomorphised for the type,
+//! which keeps the object decoded on the server between calls and its bytes current after
+//! each (`hosted.rs` on the server, `Proxy` in `custom.rs`).
+//!
 //! An object lives while any process holds a proxy of it (`lease.rs`), and a little longer.
 //!
-//! Not yet: custom objects, proxies of locks and events.
+//! Not yet: proxies of locks and events.
 
 mod auth;
 mod client;
+mod custom;
 mod dict;
+mod hosted;
 mod lease;
 mod list;
 mod namespace;
@@ -31,6 +38,7 @@ use std::net::{SocketAddr, TcpListener, ToSocketAddrs};
 use std::sync::Arc;
 use std::time::Duration;
 
+pub use custom::Proxy;
 pub use dict::DictProxy;
 pub use list::ListProxy;
 pub use namespace::NamespaceProxy;
@@ -382,6 +390,45 @@ impl Manager {
     /// As [`dict_named`](Self::dict_named).
     pub fn namespace_named(&self, name: &str) -> Result<NamespaceProxy> {
         Ok(NamespaceProxy::new(self.open(name, Kind::Dict)?))
+    }
+
+    /// Puts `value` on the server, to be called there through the returned proxy (Python's
+    /// `BaseManager.register("Counter", Counter)` then `m.Counter()`; any serde type, nothing
+    /// to register). See [`Proxy`] for what a call does.
+    ///
+    /// # Errors
+    /// [`Error::ManagerGone`](crate::Error::ManagerGone) if the server is gone; a value that
+    /// cannot be encoded.
+    ///
+    /// # Examples
+    /// ```
+    /// use multiproc::{Manager, Process, Proxy};
+    /// use serde::{Deserialize, Serialize};
+    ///
+    /// #[derive(Serialize, Deserialize)]
+    /// struct Tally { seen: Vec<u32> }
+    ///
+    /// impl Tally {
+    ///     fn note(&mut self, x: u32) { self.seen.push(x); }
+    /// }
+    ///
+    /// fn worker(t: Proxy<Tally>, x: u32) {
+    ///     t.call(Tally::note, x).unwrap();
+    /// }
+    ///
+    /// multiproc::init();
+    /// let m = Manager::new()?;
+    /// let tally = m.host(Tally { seen: vec![] })?;
+    /// let mut ps: Vec<_> = (0..3).map(|i| Process::new(worker, (tally.clone(), i))).collect();
+    /// for p in &mut ps { p.start()?; }
+    /// for p in &ps { p.join()?; }
+    /// let mut seen = tally.get()?.seen;
+    /// seen.sort();
+    /// assert_eq!(seen, [0, 1, 2]);
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
+    pub fn host<T: Data>(&self, value: T) -> Result<Proxy<T>> {
+        Proxy::new(self.create(Kind::Hosted)?).init(value)
     }
 
     fn create(&self, kind: Kind) -> Result<Remote> {

@@ -1,6 +1,6 @@
 //! What clients and the server say: data only (encoded keys and values, object ids), so that
-//! the server never needs a client's types — except to run an update function, which names a
-//! trampoline of the same executable (see `task.rs`).
+//! the server never needs a client's types — except to run an update function or a hosted
+//! object's method, which names a trampoline of the same executable (see `task.rs`).
 
 use serde::{Deserialize, Serialize};
 
@@ -78,6 +78,8 @@ pub(crate) enum Kind {
     Queue {
         maxsize: u64,
     },
+    /// An object of the client's type (`hosted.rs`).
+    Hosted,
 }
 
 impl Kind {
@@ -88,6 +90,7 @@ impl Kind {
             Kind::List => "list",
             Kind::Value => "value",
             Kind::Queue { .. } => "queue",
+            Kind::Hosted => "hosted object",
         }
     }
 }
@@ -99,6 +102,7 @@ pub(crate) enum Op {
     List(ListOp),
     Value(ValueOp),
     Queue(QueueOp),
+    Hosted(super::hosted::HostedOp),
 }
 
 /// An operation on a queue. `wait_ms`: how long a put may wait for room or a get for an item;

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use super::client::{self, Address};
-use super::lease::{self, Held};
+use super::lease::{self, Hold};
 use super::protocol::{Bytes, Op, Reply, Request};
 use crate::error::{Error, Result};
 use crate::task::Data;
@@ -16,7 +16,7 @@ use crate::wire::codec;
 /// `lease`).
 #[derive(Clone)]
 pub(crate) struct Remote {
-    held: Arc<Held>,
+    held: Arc<Hold>,
 }
 
 impl std::fmt::Debug for Remote {

@@ -2,9 +2,10 @@
 //! owner and is reaped) that keeps the shared objects and serves each client connection on a
 //! thread of its own, so that one slow client never stalls the others.
 //!
-//! Objects are kept as bytes (keys and values encoded by the clients), each behind its own
-//! lock: an operation, `update` included, runs whole under that lock, which is what makes a
-//! read-modify-write atomic where Python's manager loses updates.
+//! Objects are kept as bytes (keys and values encoded by the clients; a hosted object also
+//! decoded, see `hosted.rs`), each behind its own lock: an operation, `update` included, runs
+//! whole under that lock, which is what makes a read-modify-write atomic where Python's manager
+//! loses updates.
 
 use std::collections::{HashMap, VecDeque};
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener};
@@ -121,7 +122,6 @@ impl<'de> Deserialize<'de> for Listener {
 type Dict = IndexMap<Bytes, Bytes>;
 
 /// An object as the server keeps it.
-#[derive(Debug)]
 enum Object {
     Dict(Dict),
     List(Vec<Bytes>),
@@ -132,6 +132,7 @@ enum Object {
         /// 0: no bound.
         maxsize: usize,
     },
+    Hosted(super::hosted::Held),
 }
 
 impl Object {
@@ -142,6 +143,7 @@ impl Object {
             Object::List(_) => "list",
             Object::Value(_) => "value",
             Object::Queue { .. } => "queue",
+            Object::Hosted(_) => "hosted object",
         }
     }
 }
@@ -377,6 +379,7 @@ fn create(objects: &Objects, kind: Kind) -> u64 {
             items: VecDeque::new(),
             maxsize: usize::try_from(maxsize).unwrap_or(usize::MAX),
         },
+        Kind::Hosted => Object::Hosted(Default::default()),
     };
     let slot = Slot {
         object: Mutex::new(object),
@@ -450,6 +453,7 @@ fn handle(
                 (Object::Dict(dict), Op::Dict(op)) => dict_op(dict, op),
                 (Object::List(list), Op::List(op)) => list_op(list, op),
                 (Object::Value(value), Op::Value(op)) => value_op(value, op),
+                (Object::Hosted(held), Op::Hosted(op)) => super::hosted::op(held, op, same_exe),
                 _ => other_kind(id)(),
             };
             slot.changed.notify_all();
