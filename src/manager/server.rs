@@ -26,6 +26,8 @@ use crate::sys;
 use crate::wire::fds;
 use crate::wire::{Channel, Io, codec};
 
+mod primitives;
+
 /// How long a client may take over its part of the handshake.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long a client's thread watches for its next request before it sleeps: a client that
@@ -75,7 +77,14 @@ enum Object {
         /// 0: no bound.
         maxsize: usize,
     },
+    /// A lock, semaphore, event, condition or barrier.
+    Sync(primitives::Primitive),
 }
+
+/// A client connection, as the server tells them apart: what it owns (a lock it holds) is
+/// owned by this, and let go of when the connection ends. A client has one per thread.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+struct ClientId(u64);
 
 /// One object: its lock, and a condition its blocking operations (a queue's `get` waiting for
 /// an item) wait on; every change to it is signalled.
@@ -105,7 +114,7 @@ pub(crate) fn serve(start: Start) {
     let key = Arc::new(key);
     let objects = Arc::new(Objects::default());
     let stop = Arc::new(AtomicBool::new(false));
-    for conn in listener.incoming() {
+    for (conn, client_id) in listener.incoming().zip((0..).map(ClientId)) {
         if stop.load(Ordering::Acquire) {
             break;
         }
@@ -114,7 +123,9 @@ pub(crate) fn serve(start: Start) {
         let spawned = std::thread::Builder::new()
             .name("multiproc-manager-client".into())
             .spawn(move || {
-                if let Ok(shutdown) = client(conn, &key, &objects) {
+                let served = client(conn, client_id, &key, &objects);
+                client_left(&objects, client_id);
+                if let Ok(shutdown) = served {
                     if shutdown {
                         stop.store(true, Ordering::Release);
                         // Wake the accept loop so it sees `stop`.
@@ -128,7 +139,7 @@ pub(crate) fn serve(start: Start) {
 }
 
 /// Serves one client; returns whether it asked the server to shut down.
-fn client(conn: UnixStream, key: &[u8], objects: &Objects) -> Result<bool> {
+fn client(conn: UnixStream, id: ClientId, key: &[u8], objects: &Objects) -> Result<bool> {
     let mut chan = Channel::new(OwnedFd::from(conn), Io::Blocking)?;
     let Some(same_exe) = welcome(&mut chan, key)? else {
         return Ok(false);
@@ -148,7 +159,7 @@ fn client(conn: UnixStream, key: &[u8], objects: &Objects) -> Result<bool> {
         }
         let request: Request = codec::decode(frame.payload())?;
         let shutdown = matches!(request, Request::Shutdown);
-        let reply = handle(objects, request, same_exe, &mut || {
+        let reply = handle(objects, request, id, same_exe, &mut || {
             !matches!(chan.try_fill(), Ok(Some(0)) | Err(_))
         });
         chan.send(kind::REPLY, &codec::encode(&reply)?)?;
@@ -156,6 +167,12 @@ fn client(conn: UnixStream, key: &[u8], objects: &Objects) -> Result<bool> {
             return Ok(true);
         }
     }
+}
+
+/// What the server does when a client's connection ends, however it ended (closed, broken, or
+/// its process killed): what the client held is let go of.
+fn client_left(objects: &Objects, client: ClientId) {
+    primitives::client_left(objects, client);
 }
 
 /// The server's side of the handshake (see `auth`): `None` if the client is refused, else
@@ -179,6 +196,7 @@ fn welcome(chan: &mut Channel, key: &[u8]) -> Result<Option<bool>> {
 fn handle(
     objects: &Objects,
     request: Request,
+    client: ClientId,
     same_exe: bool,
     still_there: &mut dyn FnMut() -> bool,
 ) -> Reply {
@@ -193,6 +211,7 @@ fn handle(
                     items: VecDeque::new(),
                     maxsize: usize::try_from(maxsize).unwrap_or(usize::MAX),
                 },
+                Kind::Sync(kind) => Object::Sync(primitives::Primitive::new(kind)),
             };
             let slot = Slot {
                 object: Mutex::new(object),
@@ -220,6 +239,10 @@ fn handle(
             let op = match op {
                 Op::Queue(op) => {
                     return queue_op(&slot, op, still_there).unwrap_or_else(other_kind(id));
+                }
+                Op::Sync(op) => {
+                    return primitives::sync_op(&slot, op, client, still_there)
+                        .unwrap_or_else(other_kind(id));
                 }
                 op => op,
             };
@@ -417,6 +440,9 @@ fn updated(input: &[u8], entry: i64) -> Result<Bytes> {
 mod tests {
     use super::*;
 
+    /// The client of every request in these tests.
+    const ME: ClientId = ClientId(0);
+
     fn id_of(reply: Reply) -> u64 {
         match reply {
             Reply::Id(id) => id,
@@ -428,10 +454,22 @@ mod tests {
     fn requests_reach_only_objects_of_their_kind() {
         let objects = Objects::default();
         let mut there = || true;
-        let dict = id_of(handle(&objects, Request::New(Kind::Dict), true, &mut there));
-        let list = id_of(handle(&objects, Request::New(Kind::List), true, &mut there));
+        let dict = id_of(handle(
+            &objects,
+            Request::New(Kind::Dict),
+            ME,
+            true,
+            &mut there,
+        ));
+        let list = id_of(handle(
+            &objects,
+            Request::New(Kind::List),
+            ME,
+            true,
+            &mut there,
+        ));
         assert_ne!(dict, list);
-        let on = |id, op| handle(&objects, Request::Op { id, op }, true, &mut || true);
+        let on = |id, op| handle(&objects, Request::Op { id, op }, ME, true, &mut || true);
         assert!(
             matches!(on(dict, Op::List(ListOp::Len)), Reply::Failed(why) if why.contains("another kind"))
         );
@@ -456,6 +494,7 @@ mod tests {
                 id: dict,
                 op: Op::Dict(update),
             },
+            ME,
             false,
             &mut || true,
         );
@@ -466,7 +505,7 @@ mod tests {
     fn a_queue_waits_for_items_and_room_and_never_gives_to_a_client_that_left() {
         let objects = Arc::new(Objects::default());
         let new = Request::New(Kind::Queue { maxsize: 1 });
-        let q = id_of(handle(&objects, new, true, &mut || true));
+        let q = id_of(handle(&objects, new, ME, true, &mut || true));
         let op = move |op| Request::Op {
             id: q,
             op: Op::Queue(op),
@@ -480,19 +519,19 @@ mod tests {
         let get = |wait_ms| op(QueueOp::Get { wait_ms });
         let there = &mut || true;
         assert!(matches!(
-            handle(&objects, get(Some(0)), true, there),
+            handle(&objects, get(Some(0)), ME, true, there),
             Reply::Value(None)
         ));
         assert!(matches!(
-            handle(&objects, put(1, Some(0)), true, there),
+            handle(&objects, put(1, Some(0)), ME, true, there),
             Reply::Bool(true)
         ));
         assert!(matches!(
-            handle(&objects, put(2, Some(20)), true, there),
+            handle(&objects, put(2, Some(20)), ME, true, there),
             Reply::Bool(false)
         ));
         assert!(matches!(
-            handle(&objects, op(QueueOp::Full), true, there),
+            handle(&objects, op(QueueOp::Full), ME, true, there),
             Reply::Bool(true)
         ));
         // A client that left is not given the item.
@@ -502,12 +541,13 @@ mod tests {
                 value: vec![3],
                 wait_ms: None,
             }),
+            ME,
             true,
             &mut || false,
         );
         assert!(matches!(gone, Reply::Failed(_)));
         assert!(
-            matches!(handle(&objects, get(None), true, there), Reply::Value(Some(v)) if v == [1])
+            matches!(handle(&objects, get(None), ME, true, there), Reply::Value(Some(v)) if v == [1])
         );
         // A get that waits is given what another client puts.
         let (o, getter) = (
@@ -523,6 +563,7 @@ mod tests {
                                 wait_ms: Some(5000),
                             }),
                         },
+                        ME,
                         true,
                         &mut || true,
                     )
@@ -531,12 +572,12 @@ mod tests {
         );
         std::thread::sleep(Duration::from_millis(30));
         assert!(matches!(
-            handle(&o, put(9, None), true, &mut || true),
+            handle(&o, put(9, None), ME, true, &mut || true),
             Reply::Bool(true)
         ));
         assert!(matches!(getter.join().unwrap(), Reply::Value(Some(v)) if v == [9]));
         assert!(matches!(
-            handle(&objects, op(QueueOp::Len), true, there),
+            handle(&objects, op(QueueOp::Len), ME, true, there),
             Reply::Len(0)
         ));
         assert!(matches!(
@@ -546,6 +587,7 @@ mod tests {
                     id: q,
                     op: Op::Dict(DictOp::Len)
                 },
+                ME,
                 true,
                 there
             ),
