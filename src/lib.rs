@@ -204,7 +204,10 @@ pub use child::start::init;
 pub use children::{ActiveChild, active_children};
 pub use current::{CurrentProcess, cpu_count, current_process};
 pub use error::{Death, Error, Result};
-pub use manager::{DictProxy, ListProxy, Manager, NamespaceProxy, QueueProxy, ValueProxy};
+pub use manager::{
+    BarrierProxy, ConditionProxy, DictProxy, EventProxy, ListProxy, LockProxy, Manager,
+    NamespaceProxy, ProxyGuard, QueueProxy, RLockProxy, SemaphoreProxy, ValueProxy,
+};
 pub use pipe::{Connection, Pipe};
 pub use pool::{AsyncResult, IMap, Pool, PoolBuilder, StartMethod};
 pub use process::Process;
