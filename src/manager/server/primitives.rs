@@ -177,9 +177,10 @@ impl Barrier {
     /// The answer to the party that arrived as `index` in `round`, once there is one.
     fn outcome(&self, round: u64, index: u32) -> Option<SyncReply> {
         if self.round != round {
-            Some(match self.cancelled == Some(round) {
-                true => SyncReply::Failed(Error::BrokenBarrier),
-                false => SyncReply::Count(index),
+            Some(if self.cancelled == Some(round) {
+                SyncReply::Failed(Error::BrokenBarrier)
+            } else {
+                SyncReply::Count(index)
             })
         } else if self.broken {
             Some(SyncReply::Failed(Error::BrokenBarrier))
