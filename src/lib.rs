@@ -205,7 +205,9 @@ pub use children::{ActiveChild, active_children};
 pub use current::{CurrentProcess, cpu_count, current_process};
 pub use error::{Death, Error, Result};
 pub use manager::{
-    DictProxy, ListProxy, Manager, ManagerBuilder, NamespaceProxy, Proxy, QueueProxy, ValueProxy,
+    BarrierProxy, ConditionProxy, DictProxy, EventProxy, ListProxy, LockProxy, Manager,
+    ManagerBuilder, NamespaceProxy, Proxy, ProxyGuard, QueueProxy, RLockProxy, SemaphoreProxy,
+    ValueProxy,
 };
 pub use pipe::{Connection, Pipe};
 pub use pool::{AsyncResult, IMap, Pool, PoolBuilder, StartMethod};

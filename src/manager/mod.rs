@@ -16,9 +16,12 @@
 //! which keeps the object decoded on the server between calls and its bytes current after
 //! each (`hosted.rs` on the server, `Proxy` in `custom.rs`).
 //!
-//! An object lives while any process holds a proxy of it (`lease.rs`), and a little longer.
+//! Locks, semaphores, events, conditions and barriers are small state machines on the server
+//! (`server/primitives.rs`, proxies in `sync.rs`). The server tells each client connection
+//! apart, so a lock is owned by the connection (the thread) that took it, and everything a
+//! connection holds is let go of when it ends — even when its process was killed.
 //!
-//! Not yet: proxies of locks and events.
+//! An object lives while any process holds a proxy of it (`lease.rs`), and a little longer.
 
 mod auth;
 mod client;
@@ -32,6 +35,7 @@ mod protocol;
 mod proxy;
 mod queue;
 mod server;
+mod sync;
 mod value;
 
 use std::net::{SocketAddr, TcpListener, ToSocketAddrs};
@@ -43,13 +47,16 @@ pub use dict::DictProxy;
 pub use list::ListProxy;
 pub use namespace::NamespaceProxy;
 pub use queue::QueueProxy;
+pub use sync::{
+    BarrierProxy, ConditionProxy, EventProxy, LockProxy, ProxyGuard, RLockProxy, SemaphoreProxy,
+};
 pub use value::ValueProxy;
 
 use crate::error::{Error, Result};
 use crate::process::Process;
 use crate::task::Data;
 use client::{Address, Endpoint};
-use protocol::{Kind, Reply, Request};
+use protocol::{Kind, Reply, Request, SyncKind};
 use proxy::Remote;
 
 /// How long an object no process holds is kept before it is freed, by default.
@@ -429,6 +436,145 @@ impl Manager {
     /// ```
     pub fn host<T: Data>(&self, value: T) -> Result<Proxy<T>> {
         Proxy::new(self.create(Kind::Hosted)?).init(value)
+    }
+
+    /// A new lock on the server (Python's `Manager().Lock()`), owned by the thread that takes
+    /// it and released by the server if that thread's process dies.
+    ///
+    /// # Examples
+    /// ```
+    /// multiproc::init();
+    /// let m = multiproc::Manager::new()?;
+    /// let lock = m.lock()?;
+    /// let _held = lock.acquire()?;
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    /// [`Error::ManagerGone`](crate::Error::ManagerGone) if the server is gone.
+    pub fn lock(&self) -> Result<LockProxy> {
+        Ok(LockProxy::new(self.create(Kind::Sync(SyncKind::Lock))?))
+    }
+
+    /// A new re-entrant lock on the server (Python's `Manager().RLock()`).
+    ///
+    /// # Examples
+    /// ```
+    /// multiproc::init();
+    /// let m = multiproc::Manager::new()?;
+    /// let lock = m.rlock()?;
+    /// let _outer = lock.acquire()?;
+    /// let _inner = lock.acquire()?;
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    /// [`Error::ManagerGone`](crate::Error::ManagerGone) if the server is gone.
+    pub fn rlock(&self) -> Result<RLockProxy> {
+        Ok(RLockProxy::new(self.create(Kind::Sync(SyncKind::RLock))?))
+    }
+
+    /// A new semaphore on the server with `value` units (Python's `Manager().Semaphore(n)`).
+    ///
+    /// # Examples
+    /// ```
+    /// multiproc::init();
+    /// let m = multiproc::Manager::new()?;
+    /// let sem = m.semaphore(2)?;
+    /// assert_eq!(sem.get_value()?, 2);
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    /// [`Error::ManagerGone`](crate::Error::ManagerGone) if the server is gone.
+    pub fn semaphore(&self, value: u32) -> Result<SemaphoreProxy> {
+        let kind = SyncKind::Semaphore { value, bound: None };
+        Ok(SemaphoreProxy::new(self.create(Kind::Sync(kind))?))
+    }
+
+    /// A new semaphore on the server with `value` units, never more (Python's
+    /// `Manager().BoundedSemaphore(n)`): one release too many is
+    /// [`Error::ReleasedTooManyTimes`](crate::Error::ReleasedTooManyTimes).
+    ///
+    /// # Examples
+    /// ```
+    /// multiproc::init();
+    /// let m = multiproc::Manager::new()?;
+    /// let sem = m.bounded_semaphore(1)?;
+    /// assert!(sem.release().is_err());
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    /// [`Error::ManagerGone`](crate::Error::ManagerGone) if the server is gone.
+    pub fn bounded_semaphore(&self, value: u32) -> Result<SemaphoreProxy> {
+        let kind = SyncKind::Semaphore {
+            value,
+            bound: Some(value),
+        };
+        Ok(SemaphoreProxy::new(self.create(Kind::Sync(kind))?))
+    }
+
+    /// A new event on the server, not set (Python's `Manager().Event()`).
+    ///
+    /// # Examples
+    /// ```
+    /// multiproc::init();
+    /// let m = multiproc::Manager::new()?;
+    /// let ev = m.event()?;
+    /// assert!(!ev.is_set()?);
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    /// [`Error::ManagerGone`](crate::Error::ManagerGone) if the server is gone.
+    pub fn event(&self) -> Result<EventProxy> {
+        Ok(EventProxy::new(self.create(Kind::Sync(SyncKind::Event))?))
+    }
+
+    /// A new condition on the server with its own re-entrant lock (Python's
+    /// `Manager().Condition()`).
+    ///
+    /// # Examples
+    /// ```
+    /// multiproc::init();
+    /// let m = multiproc::Manager::new()?;
+    /// let cond = m.condition()?;
+    /// let _held = cond.acquire()?;
+    /// cond.notify_all()?;
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    /// [`Error::ManagerGone`](crate::Error::ManagerGone) if the server is gone.
+    pub fn condition(&self) -> Result<ConditionProxy> {
+        Ok(ConditionProxy::new(
+            self.create(Kind::Sync(SyncKind::Condition))?,
+        ))
+    }
+
+    /// A new barrier on the server for `parties` parties (Python's `Manager().Barrier(n)`).
+    ///
+    /// # Examples
+    /// ```
+    /// multiproc::init();
+    /// let m = multiproc::Manager::new()?;
+    /// let barrier = m.barrier(3)?;
+    /// assert_eq!(barrier.parties()?, 3);
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    /// [`Error::InvalidArgument`](crate::Error::InvalidArgument) for 0 parties;
+    /// [`Error::ManagerGone`](crate::Error::ManagerGone) if the server is gone.
+    pub fn barrier(&self, parties: u32) -> Result<BarrierProxy> {
+        if parties == 0 {
+            return Err(crate::Error::InvalidArgument(
+                "a barrier has at least one party".into(),
+            ));
+        }
+        let kind = SyncKind::Barrier { parties };
+        Ok(BarrierProxy::new(self.create(Kind::Sync(kind))?))
     }
 
     fn create(&self, kind: Kind) -> Result<Remote> {

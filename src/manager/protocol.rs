@@ -80,6 +80,8 @@ pub(crate) enum Kind {
     },
     /// An object of the client's type (`hosted.rs`).
     Hosted,
+    /// A lock, semaphore, event, condition or barrier (see `server/primitives.rs`).
+    Sync(SyncKind),
 }
 
 impl Kind {
@@ -91,6 +93,7 @@ impl Kind {
             Kind::Value => "value",
             Kind::Queue { .. } => "queue",
             Kind::Hosted => "hosted object",
+            Kind::Sync(_) => "synchronisation primitive",
         }
     }
 }
@@ -103,6 +106,80 @@ pub(crate) enum Op {
     Value(ValueOp),
     Queue(QueueOp),
     Hosted(super::hosted::HostedOp),
+    Sync(SyncOp),
+}
+
+/// What a synchronisation primitive is, with what it starts from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) enum SyncKind {
+    Lock,
+    RLock,
+    /// `value` units; never more than `bound` (`None`: no bound but `u32::MAX`).
+    Semaphore {
+        value: u32,
+        bound: Option<u32>,
+    },
+    Event,
+    /// A condition with its own re-entrant lock.
+    Condition,
+    Barrier {
+        parties: u32,
+    },
+}
+
+/// An operation on a synchronisation primitive. `wait_ms` as for a queue: `None` without
+/// limit, `Some(0)` not at all. Locks are owned by the connection that took them (one per
+/// client thread).
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) enum SyncOp {
+    /// Take a lock (one more level of a re-entrant one), a condition's lock, or a unit of a
+    /// semaphore.
+    Acquire {
+        wait_ms: Option<u64>,
+    },
+    /// Give back what `Acquire` took (a lock: only its holder may).
+    Release,
+    /// A semaphore's free units.
+    Value,
+    Set,
+    Clear,
+    IsSet,
+    /// Wait for an event to be set.
+    WaitSet {
+        wait_ms: Option<u64>,
+    },
+    /// Wait on a condition (its lock held): release it, wait to be notified, take it back.
+    Wait {
+        wait_ms: Option<u64>,
+    },
+    Notify {
+        n: u32,
+    },
+    NotifyAll,
+    /// Wait at a barrier for the other parties.
+    Arrive {
+        wait_ms: Option<u64>,
+    },
+    Abort,
+    Reset,
+    Parties,
+    Waiting,
+    Broken,
+}
+
+/// What the server answers to a [`SyncOp`].
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) enum SyncReply {
+    Done,
+    /// The wait ended first; nothing was taken.
+    TimedOut,
+    Bool(bool),
+    /// A count: a barrier's arrival index, a semaphore's value, …
+    Count(u32),
+    /// Refused, with the error the caller gets ([`Error::Deadlock`], …).
+    ///
+    /// [`Error::Deadlock`]: crate::Error::Deadlock
+    Failed(crate::error::Error),
 }
 
 /// An operation on a queue. `wait_ms`: how long a put may wait for room or a get for an item;
@@ -212,6 +289,7 @@ pub(crate) enum Reply {
     List(Vec<Bytes>),
     Pairs(Vec<(Bytes, Bytes)>),
     Done,
+    Sync(SyncReply),
     /// The request failed (no such object, an update function that panicked, …).
     Failed(String),
 }

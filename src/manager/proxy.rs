@@ -2,6 +2,7 @@
 //! travels when a proxy is sent to another process; and the decoding of the server's replies.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
@@ -98,6 +99,11 @@ macro_rules! typed_proxy {
     };
 }
 pub(crate) use typed_proxy;
+
+/// A wait as the protocol gives it: milliseconds, rounded up, `None` for no limit.
+pub(crate) fn wait_ms(wait: Option<Duration>) -> Option<u64> {
+    wait.map(|d| u64::try_from(d.as_nanos().div_ceil(1_000_000)).unwrap_or(u64::MAX))
+}
 
 /// A reply that carries one value, or none.
 pub(crate) fn value_of<V: Data>(reply: Reply) -> Result<Option<V>> {

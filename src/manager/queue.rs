@@ -4,7 +4,7 @@ use std::marker::PhantomData;
 use std::time::Duration;
 
 use super::protocol::{Op, QueueOp, Reply};
-use super::proxy::{self, Remote, typed_proxy};
+use super::proxy::{self, Remote, typed_proxy, wait_ms};
 use crate::error::{Error, Result};
 use crate::queue::PutError;
 use crate::task::Data;
@@ -35,11 +35,6 @@ pub struct QueueProxy<T> {
 }
 
 typed_proxy!(QueueProxy<T>);
-
-/// A wait as the protocol gives it: milliseconds, rounded up, `None` for no limit.
-fn wait_ms(wait: Option<Duration>) -> Option<u64> {
-    wait.map(|d| u64::try_from(d.as_nanos().div_ceil(1_000_000)).unwrap_or(u64::MAX))
-}
 
 impl<T: Data> QueueProxy<T> {
     fn op(&self, op: QueueOp) -> Result<Reply> {

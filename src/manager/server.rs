@@ -30,6 +30,8 @@ use crate::pool::lock;
 use crate::wire::fds;
 use crate::wire::{Channel, Io, MAX_FRAME, codec};
 
+mod primitives;
+
 /// How long a client may take over its part of the handshake.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long a client's thread watches for its next request before it sleeps: a client that
@@ -133,6 +135,8 @@ enum Object {
         maxsize: usize,
     },
     Hosted(super::hosted::Held),
+    /// A lock, semaphore, event, condition or barrier.
+    Sync(primitives::Primitive),
 }
 
 impl Object {
@@ -144,9 +148,15 @@ impl Object {
             Object::Value(_) => "value",
             Object::Queue { .. } => "queue",
             Object::Hosted(_) => "hosted object",
+            Object::Sync(_) => "synchronisation primitive",
         }
     }
 }
+
+/// A client connection, as the server tells them apart: what it owns (a lock it holds) is
+/// owned by this, and let go of when the connection ends. A client has one per thread.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+struct ClientId(u64);
 
 /// One object: its lock, and a condition its blocking operations (a queue's `get` waiting for
 /// an item) wait on; every change to it is signalled.
@@ -268,7 +278,7 @@ pub(crate) fn serve(start: Start) -> Result<()> {
         })?;
     let stop = Arc::new(AtomicBool::new(false));
     let pid = std::process::id();
-    loop {
+    for client_id in (0..).map(ClientId) {
         let conn = listener.accept();
         if stop.load(Ordering::Acquire) {
             return Ok(());
@@ -280,7 +290,9 @@ pub(crate) fn serve(start: Start) -> Result<()> {
         let spawned = std::thread::Builder::new()
             .name("multiproc-manager-client".into())
             .spawn(move || {
-                if let Ok(true) = client(conn, &key, &objects, pid) {
+                let served = client(conn, client_id, &key, &objects, pid);
+                client_left(&objects, client_id);
+                if let Ok(true) = served {
                     stop.store(true, Ordering::Release);
                     // Wake the accept loop so it sees `stop`.
                     let _ = nearby.connect();
@@ -289,10 +301,17 @@ pub(crate) fn serve(start: Start) -> Result<()> {
         // No thread to be had: this client is refused (its connection drops), others go on.
         drop(spawned);
     }
+    Ok(())
 }
 
 /// Serves one client; returns whether it asked the server to shut down.
-fn client(mut chan: Channel, key: &[u8], objects: &Objects, pid: u32) -> Result<bool> {
+fn client(
+    mut chan: Channel,
+    id: ClientId,
+    key: &[u8],
+    objects: &Objects,
+    pid: u32,
+) -> Result<bool> {
     let Some(same_exe) = welcome(&mut chan, key)? else {
         return Ok(false);
     };
@@ -326,7 +345,7 @@ fn client(mut chan: Channel, key: &[u8], objects: &Objects, pid: u32) -> Result<
             }
             Request::Pid => Reply::Pid(pid),
             Request::Count => Reply::Len(lock(&objects.table).len() as u64),
-            request => handle(objects, request, same_exe, &mut || {
+            request => handle(objects, request, id, same_exe, &mut || {
                 !matches!(chan.try_fill(), Ok(Some(0)) | Err(_))
             }),
         };
@@ -335,6 +354,12 @@ fn client(mut chan: Channel, key: &[u8], objects: &Objects, pid: u32) -> Result<
             return Ok(true);
         }
     }
+}
+
+/// What the server does when a client's connection ends, however it ended (closed, broken, or
+/// its process killed): what the client held is let go of.
+fn client_left(objects: &Objects, client: ClientId) {
+    primitives::client_left(objects, client);
 }
 
 /// The server's side of the handshake (see `auth`): `None` if the client is refused, else
@@ -380,6 +405,7 @@ fn create(objects: &Objects, kind: Kind) -> u64 {
             maxsize: usize::try_from(maxsize).unwrap_or(usize::MAX),
         },
         Kind::Hosted => Object::Hosted(Default::default()),
+        Kind::Sync(kind) => Object::Sync(primitives::Primitive::new(kind)),
     };
     let slot = Slot {
         object: Mutex::new(object),
@@ -419,6 +445,7 @@ fn named(objects: &Objects, name: String, kind: Kind) -> Reply {
 fn handle(
     objects: &Objects,
     request: Request,
+    client: ClientId,
     same_exe: bool,
     still_there: &mut dyn FnMut() -> bool,
 ) -> Reply {
@@ -446,6 +473,10 @@ fn handle(
             let op = match op {
                 Op::Queue(op) => {
                     return queue_op(&slot, op, still_there).unwrap_or_else(other_kind(id));
+                }
+                Op::Sync(op) => {
+                    return primitives::sync_op(&slot, op, client, still_there)
+                        .unwrap_or_else(other_kind(id));
                 }
                 op => op,
             };
@@ -648,6 +679,9 @@ fn updated(input: &[u8], entry: i64) -> Result<Bytes> {
 mod tests {
     use super::*;
 
+    /// The client of every request in these tests.
+    const ME: ClientId = ClientId(0);
+
     fn id_of(reply: Reply) -> u64 {
         match reply {
             Reply::Id(id) => id,
@@ -659,10 +693,22 @@ mod tests {
     fn requests_reach_only_objects_of_their_kind() {
         let objects = Objects::default();
         let mut there = || true;
-        let dict = id_of(handle(&objects, Request::New(Kind::Dict), true, &mut there));
-        let list = id_of(handle(&objects, Request::New(Kind::List), true, &mut there));
+        let dict = id_of(handle(
+            &objects,
+            Request::New(Kind::Dict),
+            ME,
+            true,
+            &mut there,
+        ));
+        let list = id_of(handle(
+            &objects,
+            Request::New(Kind::List),
+            ME,
+            true,
+            &mut there,
+        ));
         assert_ne!(dict, list);
-        let on = |id, op| handle(&objects, Request::Op { id, op }, true, &mut || true);
+        let on = |id, op| handle(&objects, Request::Op { id, op }, ME, true, &mut || true);
         assert!(
             matches!(on(dict, Op::List(ListOp::Len)), Reply::Failed(why) if why.contains("another kind"))
         );
@@ -687,6 +733,7 @@ mod tests {
                 id: dict,
                 op: Op::Dict(update),
             },
+            ME,
             false,
             &mut || true,
         );
@@ -697,7 +744,7 @@ mod tests {
     fn a_queue_waits_for_items_and_room_and_never_gives_to_a_client_that_left() {
         let objects = Arc::new(Objects::default());
         let new = Request::New(Kind::Queue { maxsize: 1 });
-        let q = id_of(handle(&objects, new, true, &mut || true));
+        let q = id_of(handle(&objects, new, ME, true, &mut || true));
         let op = move |op| Request::Op {
             id: q,
             op: Op::Queue(op),
@@ -711,19 +758,19 @@ mod tests {
         let get = |wait_ms| op(QueueOp::Get { wait_ms });
         let there = &mut || true;
         assert!(matches!(
-            handle(&objects, get(Some(0)), true, there),
+            handle(&objects, get(Some(0)), ME, true, there),
             Reply::Value(None)
         ));
         assert!(matches!(
-            handle(&objects, put(1, Some(0)), true, there),
+            handle(&objects, put(1, Some(0)), ME, true, there),
             Reply::Bool(true)
         ));
         assert!(matches!(
-            handle(&objects, put(2, Some(20)), true, there),
+            handle(&objects, put(2, Some(20)), ME, true, there),
             Reply::Bool(false)
         ));
         assert!(matches!(
-            handle(&objects, op(QueueOp::Full), true, there),
+            handle(&objects, op(QueueOp::Full), ME, true, there),
             Reply::Bool(true)
         ));
         // A client that left is not given the item.
@@ -733,12 +780,13 @@ mod tests {
                 value: vec![3],
                 wait_ms: None,
             }),
+            ME,
             true,
             &mut || false,
         );
         assert!(matches!(gone, Reply::Failed(_)));
         assert!(
-            matches!(handle(&objects, get(None), true, there), Reply::Value(Some(v)) if v == [1])
+            matches!(handle(&objects, get(None), ME, true, there), Reply::Value(Some(v)) if v == [1])
         );
         // A get that waits is given what another client puts.
         let (o, getter) = (
@@ -754,6 +802,7 @@ mod tests {
                                 wait_ms: Some(5000),
                             }),
                         },
+                        ME,
                         true,
                         &mut || true,
                     )
@@ -762,12 +811,12 @@ mod tests {
         );
         std::thread::sleep(Duration::from_millis(30));
         assert!(matches!(
-            handle(&o, put(9, None), true, &mut || true),
+            handle(&o, put(9, None), ME, true, &mut || true),
             Reply::Bool(true)
         ));
         assert!(matches!(getter.join().unwrap(), Reply::Value(Some(v)) if v == [9]));
         assert!(matches!(
-            handle(&objects, op(QueueOp::Len), true, there),
+            handle(&objects, op(QueueOp::Len), ME, true, there),
             Reply::Len(0)
         ));
         assert!(matches!(
@@ -777,6 +826,7 @@ mod tests {
                     id: q,
                     op: Op::Dict(DictOp::Len)
                 },
+                ME,
                 true,
                 there
             ),
