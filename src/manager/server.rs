@@ -13,7 +13,7 @@ use std::os::fd::{AsFd, OwnedFd};
 use std::os::linux::net::SocketAddrExt;
 use std::os::unix::net::UnixListener;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Condvar, Mutex};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use indexmap::IndexMap;
@@ -31,6 +31,9 @@ use crate::wire::fds;
 use crate::wire::{Channel, Io, MAX_FRAME, codec};
 
 mod primitives;
+mod slot;
+
+use slot::{Slot, Stop};
 
 /// How long a client may take over its part of the handshake.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
@@ -158,20 +161,6 @@ impl Object {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 struct ClientId(u64);
 
-/// One object: its lock, and a condition its blocking operations (a queue's `get` waiting for
-/// an item) wait on; every change to it is signalled.
-struct Slot {
-    object: Mutex<Object>,
-    changed: Condvar,
-    holds: Mutex<Holds>,
-}
-
-/// How many processes hold an object (see `lease.rs`), and since when none has.
-struct Holds {
-    count: usize,
-    unheld_since: Option<Instant>,
-}
-
 /// The server's objects, each behind its own lock.
 #[derive(Default)]
 struct Objects {
@@ -189,29 +178,20 @@ impl Objects {
     /// A process holds object `id` once more. One that is gone already is not brought back.
     fn hold(&self, id: u64) {
         if let Some(slot) = self.slot(id) {
-            let mut holds = lock(&slot.holds);
-            holds.count += 1;
-            holds.unheld_since = None;
+            slot.hold();
         }
     }
 
     /// A process lets go of a hold on object `id`.
     fn release(&self, id: u64) {
         if let Some(slot) = self.slot(id) {
-            let mut holds = lock(&slot.holds);
-            holds.count = holds.count.saturating_sub(1);
-            if holds.count == 0 {
-                holds.unheld_since = Some(Instant::now());
-            }
+            slot.release();
         }
     }
 
     /// Frees the objects no process has held for `linger`.
     fn sweep(&self, linger: Duration) {
-        lock(&self.table).retain(|_, slot| {
-            let holds = lock(&slot.holds);
-            !matches!(holds.unheld_since, Some(at) if at.elapsed() >= linger)
-        });
+        lock(&self.table).retain(|_, slot| !slot.unheld_for(linger));
     }
 }
 
@@ -252,10 +232,6 @@ impl Drop for Holding<'_> {
 
 /// The longest pause between sweeps for objects to free.
 const SWEEP_MAX: Duration = Duration::from_secs(1);
-
-/// How often a blocked operation looks whether its client is still there: one that is gone
-/// must not take an item it can no longer be given.
-const STILL_THERE: Duration = Duration::from_millis(50);
 
 /// The server process's function: serves until a client asks it to shut down.
 pub(crate) fn serve(start: Start) -> Result<()> {
@@ -312,9 +288,21 @@ fn client(
     objects: &Objects,
     pid: u32,
 ) -> Result<bool> {
-    let Some(same_exe) = welcome(&mut chan, key)? else {
-        return Ok(false);
-    };
+    match welcome(&mut chan, key)? {
+        Some(same_exe) => requests(chan, id, objects, same_exe, pid),
+        None => Ok(false),
+    }
+}
+
+/// Answers a client's requests, once it is in, until it leaves or asks the server to shut
+/// down (then `true`).
+fn requests(
+    mut chan: Channel,
+    id: ClientId,
+    objects: &Objects,
+    same_exe: bool,
+    pid: u32,
+) -> Result<bool> {
     let mut holding = Holding {
         objects,
         ids: HashMap::new(),
@@ -354,6 +342,40 @@ fn client(
             return Ok(true);
         }
     }
+}
+
+/// For the fuzz target (`fuzzing::manager`): serves one connection whose client wrote what
+/// `chan` reads, on a server that holds an object of every kind (ids 0 to 10). With
+/// `handshake`, the client must first get through the handshake on `key`; without it, it is
+/// taken as in, from another executable (so no function of its naming is ever run).
+#[cfg(feature = "fuzzing")]
+pub(crate) fn fuzz(chan: Channel, handshake: bool, key: &[u8]) {
+    use super::protocol::SyncKind;
+    let objects = Objects::default();
+    for kind in [
+        Kind::Dict,
+        Kind::List,
+        Kind::Value,
+        Kind::Queue { maxsize: 2 },
+        Kind::Hosted,
+        Kind::Sync(SyncKind::Lock),
+        Kind::Sync(SyncKind::RLock),
+        Kind::Sync(SyncKind::Semaphore {
+            value: 1,
+            bound: Some(1),
+        }),
+        Kind::Sync(SyncKind::Event),
+        Kind::Sync(SyncKind::Condition),
+        Kind::Sync(SyncKind::Barrier { parties: 2 }),
+    ] {
+        create(&objects, kind);
+    }
+    let me = ClientId(0);
+    let _ = match handshake {
+        true => client(chan, me, key, &objects, 0),
+        false => requests(chan, me, &objects, false, 0),
+    };
+    client_left(&objects, me);
 }
 
 /// What the server does when a client's connection ends, however it ended (closed, broken, or
@@ -407,16 +429,7 @@ fn create(objects: &Objects, kind: Kind) -> u64 {
         Kind::Hosted => Object::Hosted(Default::default()),
         Kind::Sync(kind) => Object::Sync(primitives::Primitive::new(kind)),
     };
-    let slot = Slot {
-        object: Mutex::new(object),
-        changed: Condvar::new(),
-        // Its creator holds it as soon as the reply arrives.
-        holds: Mutex::new(Holds {
-            count: 0,
-            unheld_since: Some(Instant::now()),
-        }),
-    };
-    lock(&objects.table).insert(id, Arc::new(slot));
+    lock(&objects.table).insert(id, Arc::new(Slot::new(object)));
     id
 }
 
@@ -425,7 +438,7 @@ fn named(objects: &Objects, name: String, kind: Kind) -> Reply {
     let mut names = lock(&objects.names);
     if let Some(&id) = names.get(&name) {
         let slot = lock(&objects.table).get(&id).cloned();
-        let theirs = slot.map(|slot| Object::kind_name(&lock(&slot.object)));
+        let theirs = slot.map(|slot| Object::kind_name(&slot.lock()));
         return match theirs {
             Some(theirs) if theirs == Kind::name(kind) => Reply::Id(id),
             Some(theirs) => Reply::Failed(format!(
@@ -480,15 +493,15 @@ fn handle(
                 }
                 op => op,
             };
-            let reply = match (&mut *lock(&slot.object), op) {
+            let mut guard = slot.lock();
+            let reply = match (&mut *guard, op) {
                 (Object::Dict(dict), Op::Dict(op)) => dict_op(dict, op),
                 (Object::List(list), Op::List(op)) => list_op(list, op),
                 (Object::Value(value), Op::Value(op)) => value_op(value, op),
                 (Object::Hosted(held), Op::Hosted(op)) => super::hosted::op(held, op, same_exe),
                 _ => other_kind(id)(),
             };
-            slot.changed.notify_all();
-            reply
+            slot.signalled(guard, reply)
         }
         // Answered by `client`, which knows the process and the connection.
         Request::Pid | Request::Count | Request::Hold { .. } | Request::Release { .. } => {
@@ -527,8 +540,7 @@ fn other_kind(id: u64) -> impl FnOnce() -> Reply {
     move || Reply::Failed(format!("object {id} is of another kind"))
 }
 
-/// A queue operation, which may wait (for an item, or for room) on the slot's condition, in
-/// slices of [`STILL_THERE`] between which it asks whether its client is still there. `None`
+/// A queue operation, which may wait (for an item, or for room; see `Slot::waiting`). `None`
 /// if the object is not a queue.
 fn queue_op(slot: &Slot, op: QueueOp, still_there: &mut dyn FnMut() -> bool) -> Option<Reply> {
     let (mut put, wait_ms) = match op {
@@ -537,49 +549,34 @@ fn queue_op(slot: &Slot, op: QueueOp, still_there: &mut dyn FnMut() -> bool) -> 
         QueueOp::Len => return queue_query(slot, |items, _| Reply::Len(items.len() as u64)),
         QueueOp::Full => return queue_query(slot, |items, max| Reply::Bool(is_full(items, max))),
     };
-    let deadline = wait_ms.map(|ms| Instant::now() + Duration::from_millis(ms));
-    let mut guard = lock(&slot.object);
-    loop {
-        let Object::Queue { items, maxsize } = &mut *guard else {
-            return None;
-        };
-        let reply = match put.take() {
-            Some(value) if !is_full(items, *maxsize) => {
-                items.push_back(value);
-                Some(Reply::Bool(true))
-            }
-            Some(value) => {
-                put = Some(value);
-                None
-            }
-            None => items.pop_front().map(|item| Reply::Value(Some(item))),
-        };
-        if let Some(reply) = reply {
-            drop(guard);
-            slot.changed.notify_all();
-            return Some(reply);
-        }
-        let slice = match deadline {
-            None => STILL_THERE,
-            Some(at) => match at.saturating_duration_since(Instant::now()) {
-                left if left.is_zero() => {
-                    return Some(match put {
-                        Some(_) => Reply::Bool(false),
-                        None => Reply::Value(None),
-                    });
+    let putting = put.is_some();
+    slot.waiting(
+        slot::deadline(wait_ms),
+        still_there,
+        |object| {
+            let Object::Queue { items, maxsize } = object else {
+                return Some(None);
+            };
+            match put.take() {
+                Some(value) if !is_full(items, *maxsize) => {
+                    items.push_back(value);
+                    Some(Some(Reply::Bool(true)))
                 }
-                left => left.min(STILL_THERE),
-            },
-        };
-        guard = slot
-            .changed
-            .wait_timeout(guard, slice)
-            .unwrap_or_else(|p| p.into_inner())
-            .0;
-        if !still_there() {
-            return Some(Reply::Failed("the client is gone".into()));
-        }
-    }
+                Some(value) => {
+                    put = Some(value);
+                    None
+                }
+                None => items.pop_front().map(|item| Some(Reply::Value(Some(item)))),
+            }
+        },
+        |_, stop| {
+            Some(match (stop, putting) {
+                (Stop::TimedOut, true) => Reply::Bool(false),
+                (Stop::TimedOut, false) => Reply::Value(None),
+                (Stop::Left, _) => Reply::Failed("the client is gone".into()),
+            })
+        },
+    )
 }
 
 fn is_full(items: &VecDeque<Bytes>, maxsize: usize) -> bool {
@@ -587,7 +584,7 @@ fn is_full(items: &VecDeque<Bytes>, maxsize: usize) -> bool {
 }
 
 fn queue_query(slot: &Slot, answer: impl Fn(&VecDeque<Bytes>, usize) -> Reply) -> Option<Reply> {
-    match &*lock(&slot.object) {
+    match &*slot.lock() {
         Object::Queue { items, maxsize } => Some(answer(items, *maxsize)),
         _ => None,
     }

@@ -1,6 +1,6 @@
 //! The server's locks, semaphores, events, conditions and barriers: small state machines kept
 //! in a slot like any object. Their blocking operations wait on the slot's condition in slices
-//! of [`STILL_THERE`], as a queue's `get` does, and one whose client leaves takes nothing.
+//! of [`STILL_THERE`](super::slot::STILL_THERE), as a queue's `get` does, and one whose client leaves takes nothing.
 //!
 //! Ownership: a lock (and a condition's lock) belongs to the client connection that took it —
 //! a client has one per thread — so the server knows who holds what without taking a client's
@@ -12,10 +12,10 @@
 
 use std::cell::Cell;
 use std::collections::{HashSet, VecDeque};
-use std::sync::MutexGuard;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
-use super::{ClientId, Object, Objects, STILL_THERE, Slot};
+use super::slot::{Slot, Stop, deadline};
+use super::{ClientId, Object, Objects};
 use crate::error::Error;
 use crate::manager::protocol::{Reply, SyncKind, SyncOp, SyncReply};
 use crate::pool::lock;
@@ -210,12 +210,12 @@ pub(super) fn sync_op(
         SyncOp::Wait { wait_ms } => wait_notified(slot, client, deadline(wait_ms), still_there),
         SyncOp::Arrive { wait_ms } => arrive(slot, deadline(wait_ms), still_there),
         op => {
-            let mut guard = lock(&slot.object);
+            let mut guard = slot.lock();
             let Object::Sync(primitive) = &mut *guard else {
                 return None;
             };
             let reply = at_once(primitive, op, client);
-            Some(signalled(slot, guard, reply))
+            Some(slot.signalled(guard, reply))
         }
     };
     reply.map(Reply::Sync)
@@ -225,7 +225,7 @@ pub(super) fn sync_op(
 pub(super) fn client_left(objects: &Objects, client: ClientId) {
     let slots: Vec<_> = lock(&objects.table).values().cloned().collect();
     for slot in slots {
-        let mut guard = lock(&slot.object);
+        let mut guard = slot.lock();
         let freed = match &mut *guard {
             Object::Sync(Primitive::Lock(owned)) => owned.let_go(client),
             Object::Sync(Primitive::Condition(cond)) => cond.lock.let_go(client),
@@ -233,29 +233,12 @@ pub(super) fn client_left(objects: &Objects, client: ClientId) {
         };
         drop(guard);
         if freed {
-            slot.changed.notify_all();
+            slot.signal();
         }
     }
 }
 
-/// A wait as an instant; `None` without limit (also for one too far to name).
-fn deadline(wait_ms: Option<u64>) -> Option<Instant> {
-    wait_ms.and_then(|ms| Instant::now().checked_add(Duration::from_millis(ms)))
-}
-
-/// Why a wait ended without its answer.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Stop {
-    TimedOut,
-    /// The client is gone.
-    Left,
-}
-
-/// Tries `attempt` under the slot's lock until it answers, waiting on the slot's condition
-/// between tries, in slices of [`STILL_THERE`] after each of which it asks whether the client
-/// is still there. If the deadline passes or the client leaves first, `stop` answers instead,
-/// under the same lock. Every answer is signalled to the other waiters. `None` if the object
-/// is not a primitive.
+/// [`Slot::waiting`] on a primitive. `None` if the object is not one.
 fn waiting<R>(
     slot: &Slot,
     deadline: Option<Instant>,
@@ -263,42 +246,18 @@ fn waiting<R>(
     mut attempt: impl FnMut(&mut Primitive) -> Option<R>,
     stop: impl FnOnce(&mut Primitive, Stop) -> R,
 ) -> Option<R> {
-    let mut guard = lock(&slot.object);
-    loop {
-        let Object::Sync(primitive) = &mut *guard else {
-            return None;
-        };
-        if let Some(reply) = attempt(primitive) {
-            return Some(signalled(slot, guard, reply));
-        }
-        let slice = match deadline.map(|at| at.saturating_duration_since(Instant::now())) {
-            Some(left) if left.is_zero() => {
-                let reply = stop(primitive, Stop::TimedOut);
-                return Some(signalled(slot, guard, reply));
-            }
-            Some(left) => left.min(STILL_THERE),
-            None => STILL_THERE,
-        };
-        guard = slot
-            .changed
-            .wait_timeout(guard, slice)
-            .unwrap_or_else(|p| p.into_inner())
-            .0;
-        if !still_there() {
-            let Object::Sync(primitive) = &mut *guard else {
-                return None;
-            };
-            let reply = stop(primitive, Stop::Left);
-            return Some(signalled(slot, guard, reply));
-        }
-    }
-}
-
-/// Lets go of the slot and wakes its waiters (something may have changed), then answers.
-fn signalled<R>(slot: &Slot, guard: MutexGuard<'_, Object>, reply: R) -> R {
-    drop(guard);
-    slot.changed.notify_all();
-    reply
+    slot.waiting(
+        deadline,
+        still_there,
+        |object| match object {
+            Object::Sync(primitive) => attempt(primitive).map(Some),
+            _ => Some(None),
+        },
+        |object, why| match object {
+            Object::Sync(primitive) => Some(stop(primitive, why)),
+            _ => None,
+        },
+    )
 }
 
 /// What a wait that ended without its answer replies.
@@ -375,7 +334,7 @@ fn wait_notified(
     still_there: &mut dyn FnMut() -> bool,
 ) -> Option<SyncReply> {
     let (ticket, depth) = {
-        let mut guard = lock(&slot.object);
+        let mut guard = slot.lock();
         let Object::Sync(primitive) = &mut *guard else {
             return None;
         };
@@ -390,7 +349,7 @@ fn wait_notified(
         let ticket = cond.next_ticket;
         cond.next_ticket = ticket.wrapping_add(1);
         cond.waiting.push_back(ticket);
-        signalled(slot, guard, (ticket, depth))
+        slot.signalled(guard, (ticket, depth))
     };
     let notified = waiting(
         slot,
@@ -526,6 +485,7 @@ mod tests {
     use std::sync::Arc;
     use std::sync::atomic::{AtomicBool, Ordering};
     use std::thread;
+    use std::time::Duration;
 
     use super::super::{Kind, Request, handle};
     use super::*;
