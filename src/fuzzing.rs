@@ -24,6 +24,10 @@
 //! - [`handles`]: a received lock, semaphore, event, condition, barrier, value, array, queue or
 //!   connection whose memory object has input-chosen size and content (tag and size checks,
 //!   `Cells::from_segment`, `Ring::from_parts`), then used once without waiting.
+//! - [`manager`]: a connection to a manager's server, as a stranger that has not proven it
+//!   knows the key (the handshake: frame limits, the answer's decoding), or as a client that
+//!   is in (requests decoded and run on objects of every kind, blocking ones included, then
+//!   the client gone with what it held).
 //!
 //! Not covered, by design: the worker's jump to the trampoline the parent names
 //! (`task::entry_at`). The parent is the same executable, checked in the handshake before any
@@ -53,6 +57,51 @@ use crate::{
     Array, Barrier, BoundedSemaphore, Condition, Connection, Event, Lock, Queue, RLock, RawArray,
     RawValue, Semaphore, Value,
 };
+
+/// Serves `[mode, stream…]` as a manager's server serves one client connection: through the
+/// handshake first if bit 0 of `mode` is set, else as a client already in. With bit 1 the
+/// stream is made of requests, each `[len, payload…]` sent as a request frame of that payload
+/// (so that the search spends its time on requests, not on frame headers). The client writes
+/// the stream, ends its half of the connection and reads the server's answers until it closes.
+pub fn manager(data: &[u8]) {
+    let mut data = data;
+    let mode = byte(&mut data);
+    let handshake = mode & 1 == 1;
+    let framed = mode & 2 == 2;
+    let mut stream = Vec::new();
+    if framed {
+        while !data.is_empty() {
+            let len = (byte(&mut data) as usize).min(data.len());
+            let (payload, rest) = data.split_at(len);
+            stream.extend_from_slice(&(len as u32).to_le_bytes());
+            stream.extend_from_slice(&[crate::manager::REQUEST_FRAME, 0, 0, 0]);
+            stream.extend_from_slice(payload);
+            data = rest;
+        }
+        data = &stream;
+    }
+    let Ok((ours, theirs)) = sys::fd::socketpair() else {
+        return;
+    };
+    let theirs = std::os::unix::net::UnixStream::from(theirs);
+    let Ok(mut reader) = theirs.try_clone() else {
+        return;
+    };
+    // Read apart from the writing, so that neither side ever waits on a full buffer.
+    let reading = std::thread::spawn(move || std::io::copy(&mut reader, &mut std::io::sink()));
+    let bytes = data.to_vec();
+    let writing = std::thread::spawn(move || {
+        use std::io::Write;
+        let mut theirs = theirs;
+        let _ = theirs.write_all(&bytes);
+        let _ = theirs.shutdown(std::net::Shutdown::Write);
+    });
+    if let Ok(chan) = Channel::new(ours, Io::Blocking) {
+        crate::manager::fuzz(chan, handshake, b"the fuzzed manager's key");
+    }
+    let _ = writing.join();
+    let _ = reading.join();
+}
 
 /// Feeds `data` to a `Channel` as a socket stream: `[flags, fd_at, stream…]`. Flags: bit 0
 /// sends a descriptor with byte `fd_at` of the stream, bit 1 reads in non-blocking mode.

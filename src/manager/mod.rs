@@ -35,6 +35,10 @@ mod protocol;
 mod proxy;
 mod queue;
 mod server;
+#[cfg(feature = "fuzzing")]
+pub(crate) use protocol::kind::REQUEST as REQUEST_FRAME;
+#[cfg(feature = "fuzzing")]
+pub(crate) use server::fuzz;
 mod sync;
 mod value;
 
