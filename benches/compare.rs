@@ -32,6 +32,16 @@ struct Scale {
 }
 
 impl Scale {
+    /// Items put through a managed queue, then got (20 000 in full, as CPython's anchor).
+    fn manager_queue_n(&self) -> u64 {
+        self.apply_calls as u64 * 10
+    }
+
+    /// Appends to a managed list (5 000 in full, as CPython's anchor).
+    fn manager_list_n(&self) -> u64 {
+        self.apply_calls as u64 * 5 / 2
+    }
+
     fn new(smoke: bool) -> Self {
         if smoke {
             Scale {
@@ -254,6 +264,22 @@ fn manager_figures(s: &Scale, f: &mut Figures) -> Result<(), multiproc::Error> {
     }
     f.insert("manager_update_p50", percentile(updates, 0.5));
     f.insert("manager_call_p50", percentile(calls, 0.5));
+    let q = m.queue::<u64>()?;
+    let t = Instant::now();
+    for i in 0..s.manager_queue_n() {
+        q.put(i)?;
+    }
+    for i in 0..s.manager_queue_n() {
+        assert_eq!(q.get()?, i);
+    }
+    f.insert("manager_queue", t.elapsed().as_secs_f64());
+    let l = m.list::<u64>()?;
+    let t = Instant::now();
+    for i in 0..s.manager_list_n() {
+        l.push(i)?;
+    }
+    f.insert("manager_list", t.elapsed().as_secs_f64());
+    assert_eq!(l.len()? as u64, s.manager_list_n());
     m.shutdown()
 }
 
@@ -400,6 +426,8 @@ const KEYS: &[&str] = &[
     "manager_get_p50",
     "manager_update_p50",
     "manager_call_p50",
+    "manager_queue",
+    "manager_list",
 ];
 
 /// One printed row: how to show a figure, and whether bigger is better.
@@ -479,6 +507,7 @@ fn main() -> Result<(), multiproc::Error> {
     }
 
     let n = |x: u64| x as f64;
+    let (queue_n, list_n) = (s.manager_queue_n(), s.manager_list_n());
     let ms = |v: f64| v * 1e3;
     let us = |v: f64| v * 1e6;
     let rows = vec![
@@ -552,6 +581,18 @@ fn main() -> Result<(), multiproc::Error> {
             "manager_call_p50",
             us,
             "µs",
+        ),
+        Row::higher(
+            format!("Manager queue, {queue_n} puts then {queue_n} gets"),
+            "manager_queue",
+            move |v| n(queue_n) / v / 1e3,
+            "k/s",
+        ),
+        Row::higher(
+            format!("Manager list, {list_n} appends"),
+            "manager_list",
+            move |v| n(list_n) / v / 1e3,
+            "k/s",
         ),
     ];
 

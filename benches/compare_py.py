@@ -29,6 +29,8 @@ Workloads (sizes are full / smoke; "median of a / b" = a repetitions full, b smo
 10. manager_start,   `ctx.Manager()` until one `d[0] = 0` on its dict (median of 5 / 2); then
     manager_*_p50    2 000 / 200 `d[i % 100] = i` and `d[i % 100]` (set, get), and
                      `c.add(5)` on a `Counter` registered with a `BaseManager` (call).
+11. manager_queue,   20 000 / 2 000 `q.put(i)` on a `Manager().Queue()`, then as many `q.get()`
+    manager_list     (seconds for all); 5 000 / 500 `l.append(i)` on a `Manager().list()`.
 
 Output: exactly one line on stdout, a flat JSON object of the keys above. Times are seconds
 (floats); the *_n counts, echo_bytes and idle_rss_kib are integers; anything that could not
@@ -102,7 +104,8 @@ SCALES = {
 KEYS = ["start_2", "join_2", "start_n", "join_n", "map_auto", "map_auto_n", "map_chunk1",
         "map_chunk1_n", "apply_p50", "apply_p99", "imap_unordered", "imap_unordered_n",
         "echo", "echo_bytes", "cpu_serial", "cpu_pool", "cpu_n", "idle_rss_kib",
-        "manager_start", "manager_set_p50", "manager_get_p50", "manager_call_p50"]
+        "manager_start", "manager_set_p50", "manager_get_p50", "manager_call_p50",
+        "manager_queue", "manager_list"]
 
 
 def log(msg):
@@ -335,6 +338,20 @@ def run(method, scale, res):
                 gets.append(ns() - t0)
             res["manager_set_p50"] = percentile(sets, 0.5) / 1e9
             res["manager_get_p50"] = percentile(gets, 0.5) / 1e9
+            q = m.Queue()
+            n = s["apply_calls"] * 10
+            t0 = time.perf_counter()
+            for i in range(n):
+                q.put(i)
+            for i in range(n):
+                assert q.get() == i
+            res["manager_queue"] = time.perf_counter() - t0
+            lst = m.list()
+            n = s["apply_calls"] * 5 // 2
+            t0 = time.perf_counter()
+            for i in range(n):
+                lst.append(i)
+            res["manager_list"] = time.perf_counter() - t0
         finally:
             m.shutdown()
         cm = CounterManager(ctx=ctx)
