@@ -4,8 +4,8 @@
 mod common;
 use common::{SECS, exists, sigkill, within};
 use multiproc::{
-    DictProxy, Error, ListProxy, Manager, NamespaceProxy, Pool, Process, PutError, Queue,
-    QueueProxy, ValueProxy,
+    Connection, DictProxy, Error, ListProxy, Manager, NamespaceProxy, Pipe, Pool, Process,
+    PutError, Queue, QueueProxy, ValueProxy,
 };
 use std::time::{Duration, Instant};
 
@@ -125,6 +125,48 @@ fn proxies_travel_to_pool_tasks_and_through_queues() {
         q.put(counts.clone()).unwrap();
         assert_eq!(pool.apply(from_queue, q).unwrap(), 1);
         assert_eq!(counts.get(&"via queue".into()).unwrap(), Some(7));
+    });
+}
+
+fn from_pipe(mut end: Connection<ListProxy<String>>) -> usize {
+    let l = end.recv().unwrap();
+    l.push("via pipe".into()).unwrap();
+    l.len().unwrap()
+}
+
+fn note_start(l: ListProxy<String>) {
+    l.push(format!("worker {} started", std::process::id()))
+        .unwrap();
+}
+
+fn nothing() {}
+
+#[test]
+fn proxies_travel_in_pipe_messages_and_initializer_arguments() {
+    within(SECS(60), || {
+        let m = Manager::new().unwrap();
+        let l = m.list::<String>().unwrap();
+        let (mut ours, theirs) = Pipe::<ListProxy<String>>::duplex().unwrap();
+        let mut p = Process::new(from_pipe, theirs);
+        p.start().unwrap();
+        ours.send(&l).unwrap();
+        assert_eq!(*p.join().unwrap(), 1);
+        assert_eq!(l.to_vec().unwrap(), ["via pipe"]);
+
+        let started = m.list::<String>().unwrap();
+        let pool = Pool::builder()
+            .processes(2)
+            .initializer(note_start, started.clone())
+            .build()
+            .unwrap();
+        // Both workers are up once each has run a task.
+        pool.map(|_: u8| nothing(), vec![0; 8]).unwrap();
+        let deadline = Instant::now() + SECS(20);
+        while started.len().unwrap() < 2 {
+            assert!(Instant::now() < deadline, "{:?}", started.to_vec());
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        assert!(started.to_vec().unwrap().iter().all(|s| s.ends_with("started")));
     });
 }
 
