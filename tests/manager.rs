@@ -166,7 +166,13 @@ fn proxies_travel_in_pipe_messages_and_initializer_arguments() {
             assert!(Instant::now() < deadline, "{:?}", started.to_vec());
             std::thread::sleep(Duration::from_millis(10));
         }
-        assert!(started.to_vec().unwrap().iter().all(|s| s.ends_with("started")));
+        assert!(
+            started
+                .to_vec()
+                .unwrap()
+                .iter()
+                .all(|s| s.ends_with("started"))
+        );
     });
 }
 

@@ -21,14 +21,26 @@ pub(crate) struct Hold {
     pub(crate) id: u64,
 }
 
+/// A hold of this process, found by its manager and object without upgrading the others
+/// (whose last copy could otherwise be dropped here, under the lock, and deadlock on it).
+struct Entry {
+    addr: Arc<Address>,
+    id: u64,
+    hold: Weak<Hold>,
+}
+
+/// A lease connection, and the process it was made in (one inherited through a fork is not
+/// this process's).
+struct Conn {
+    addr: Arc<Address>,
+    pid: u32,
+    chan: Channel,
+}
+
 /// The holds of this process, and its lease connections (one per manager).
 struct Leases {
-    /// Each hold's manager and object, beside it: found without upgrading the others (whose
-    /// last copy could otherwise be dropped here, under this lock, and deadlock on it).
-    held: Vec<(Arc<Address>, u64, Weak<Hold>)>,
-    /// A connection per manager, and the process it was made in (one inherited through a
-    /// fork is not this process's).
-    conns: Vec<(Arc<Address>, u32, Channel)>,
+    held: Vec<Entry>,
+    conns: Vec<Conn>,
 }
 
 static LEASES: Mutex<Leases> = Mutex::new(Leases {
@@ -40,59 +52,109 @@ static LEASES: Mutex<Leases> = Mutex::new(Leases {
 /// made now.
 pub(crate) fn hold(addr: Arc<Address>, id: u64) -> Arc<Hold> {
     let mut leases = lock(&LEASES);
-    leases.held.retain(|(_, _, w)| w.strong_count() > 0);
+    leases.prune();
     let found = leases
         .held
         .iter()
-        .find(|(a, held_id, _)| *held_id == id && a.endpoint == addr.endpoint && a.key == addr.key);
-    if let Some(held) = found.and_then(|(_, _, w)| w.upgrade()) {
-        return held;
+        .find(|e| e.id == id && same(&e.addr, &addr));
+    if let Some(hold) = found.and_then(|e| e.hold.upgrade()) {
+        return hold;
     }
-    let held = Arc::new(Hold {
+    let hold = Arc::new(Hold {
         addr: addr.clone(),
         id,
     });
-    leases.held.push((addr, id, Arc::downgrade(&held)));
-    leases.tell(&held.addr, &Request::Hold { id });
-    held
+    leases.held.push(Entry {
+        addr: addr.clone(),
+        id,
+        hold: Arc::downgrade(&hold),
+    });
+    if leases.send(&addr, &Request::Hold { id }) {
+        return hold;
+    }
+    // No lease connection yet (or no more): made outside the lock, since reaching a far
+    // manager may take seconds. Whoever makes it tells every hold this process has there,
+    // this one included, which is already listed.
+    drop(leases);
+    if let Ok(chan) = client::connect(&addr) {
+        let mut leases = lock(&LEASES);
+        if !leases.conns.iter().any(|c| same(&c.addr, &addr)) {
+            let pid = std::process::id();
+            leases.conns.push(Conn {
+                addr: addr.clone(),
+                pid,
+                chan,
+            });
+            leases.replay(&addr);
+        }
+    }
+    // A manager that cannot be reached is not told: it is gone (the proxy's calls say so), or
+    // the next hold made there tells it of this one too.
+    hold
 }
 
 impl Drop for Hold {
     fn drop(&mut self) {
         let mut leases = lock(&LEASES);
-        leases.held.retain(|(_, _, w)| w.strong_count() > 0);
-        leases.tell(&self.addr, &Request::Release { id: self.id });
+        leases.prune();
+        // Without a lease connection the manager holds nothing for this process: nothing to
+        // let go of (and no connection is made for it).
+        leases.send(&self.addr, &Request::Release { id: self.id });
     }
 }
 
+/// Closes this process's lease connection to the manager at `addr` if no proxy of it is left
+/// here (a manager handle is being dropped): a program that makes many managers keeps no
+/// socket per manager gone.
+pub(crate) fn forget(addr: &Address) {
+    let mut leases = lock(&LEASES);
+    leases.prune();
+    if !leases.held.iter().any(|e| same(&e.addr, addr)) {
+        leases.conns.retain(|c| !same(&c.addr, addr));
+    }
+}
+
+fn same(a: &Address, b: &Address) -> bool {
+    a.endpoint == b.endpoint && a.key == b.key
+}
+
 impl Leases {
-    /// Sends `request` on this process's lease connection to the manager at `addr`, made now if
-    /// there is none. A manager that cannot be reached is not told: it is gone, or its proxies'
-    /// next calls say so.
-    fn tell(&mut self, addr: &Arc<Address>, request: &Request) {
+    /// Forgets holds whose last copy is gone, and connections another process made.
+    fn prune(&mut self) {
         let pid = std::process::id();
-        self.conns.retain(|(_, made_in, _)| *made_in == pid);
-        let at = match self
-            .conns
-            .iter()
-            .position(|(a, _, _)| a.endpoint == addr.endpoint && a.key == addr.key)
-        {
-            Some(at) => at,
-            None => match client::connect(addr) {
-                Ok(chan) => {
-                    self.conns.push((addr.clone(), pid, chan));
-                    self.conns.len() - 1
-                }
-                Err(_) => return,
-            },
+        self.held.retain(|e| e.hold.strong_count() > 0);
+        self.conns.retain(|c| c.pid == pid);
+    }
+
+    /// Sends `request` on this process's lease connection to the manager at `addr`; `false`
+    /// if there is none. A connection that fails is dropped (the manager then lets go of what
+    /// this process held there; a new connection tells it again, see [`replay`](Self::replay)).
+    fn send(&mut self, addr: &Address, request: &Request) -> bool {
+        let Some(at) = self.conns.iter().position(|c| same(&c.addr, addr)) else {
+            return false;
         };
         let sent = match codec::encode(request) {
-            Ok(r) => self.conns[at].2.send(kind::REQUEST, &r),
+            Ok(r) => self.conns[at].chan.send(kind::REQUEST, &r),
             Err(e) => Err(e.into()),
         };
         if sent.is_err() {
-            // The next hold tries a new connection.
             self.conns.remove(at);
+        }
+        sent.is_ok()
+    }
+
+    /// Tells a new lease connection every hold this process has on its manager.
+    fn replay(&mut self, addr: &Address) {
+        let ids: Vec<u64> = self
+            .held
+            .iter()
+            .filter(|e| same(&e.addr, addr) && e.hold.strong_count() > 0)
+            .map(|e| e.id)
+            .collect();
+        for id in ids {
+            if !self.send(addr, &Request::Hold { id }) {
+                return;
+            }
         }
     }
 }

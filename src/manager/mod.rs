@@ -630,5 +630,6 @@ impl Drop for Manager {
         if self.server.is_some() {
             let _ = self.shutdown();
         }
+        lease::forget(&self.addr);
     }
 }

@@ -7,7 +7,7 @@
 //! whole under that lock, which is what makes a read-modify-write atomic where Python's manager
 //! loses updates.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener};
 use std::os::fd::{AsFd, OwnedFd};
 use std::os::linux::net::SocketAddrExt;
@@ -142,20 +142,6 @@ enum Object {
     Sync(primitives::Primitive),
 }
 
-impl Object {
-    /// What it is, in words (for errors).
-    fn kind_name(&self) -> &'static str {
-        match self {
-            Object::Dict(_) => "dict",
-            Object::List(_) => "list",
-            Object::Value(_) => "value",
-            Object::Queue { .. } => "queue",
-            Object::Hosted(_) => "hosted object",
-            Object::Sync(_) => "synchronisation primitive",
-        }
-    }
-}
-
 /// A client connection, as the server tells them apart: what it owns (a lock it holds) is
 /// owned by this, and let go of when the connection ends. A client has one per thread.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -167,7 +153,7 @@ struct Objects {
     next: AtomicU64,
     table: Mutex<HashMap<u64, Arc<Slot>>>,
     /// Named objects' ids (`Request::Named`). A named object lives as long as the server.
-    names: Mutex<HashMap<String, u64>>,
+    names: Mutex<HashMap<String, (u64, Kind)>>,
 }
 
 impl Objects {
@@ -189,17 +175,32 @@ impl Objects {
         }
     }
 
-    /// Frees the objects no process has held for `linger`.
+    /// Frees the objects no process has held for `linger`. They are dropped after the table
+    /// is let go of: a hosted object's drop runs the program's code, which may use this
+    /// manager (its proxies inside, let go of).
     fn sweep(&self, linger: Duration) {
-        lock(&self.table).retain(|_, slot| !slot.unheld_for(linger));
+        let freed: Vec<Arc<Slot>> = {
+            let mut table = lock(&self.table);
+            let ids: Vec<u64> = table
+                .iter()
+                .filter(|(_, slot)| slot.unheld_for(linger))
+                .map(|(&id, _)| id)
+                .collect();
+            ids.iter().filter_map(|id| table.remove(id)).collect()
+        };
+        drop(freed);
     }
 }
 
-/// The holds made on one connection: let go when it ends, however it ends (its process died,
-/// even by SIGKILL, or closed it).
+/// What one client connection holds — its holds on objects (`lease.rs`), and the locks among
+/// the primitives it used — let go of when it ends, however it ends (its process died, even
+/// by SIGKILL, or closed it).
 struct Holding<'a> {
     objects: &'a Objects,
+    client: ClientId,
     ids: HashMap<u64, usize>,
+    /// The primitives it used: only these can have a lock it owns.
+    used: HashSet<u64>,
 }
 
 impl Holding<'_> {
@@ -222,6 +223,7 @@ impl Holding<'_> {
 
 impl Drop for Holding<'_> {
     fn drop(&mut self) {
+        primitives::client_left(self.objects, self.client, &self.used);
         for (&id, &n) in &self.ids {
             for _ in 0..n {
                 self.objects.release(id);
@@ -267,7 +269,6 @@ pub(crate) fn serve(start: Start) -> Result<()> {
             .name("multiproc-manager-client".into())
             .spawn(move || {
                 let served = client(conn, client_id, &key, &objects, pid);
-                client_left(&objects, client_id);
                 if let Ok(true) = served {
                     stop.store(true, Ordering::Release);
                     // Wake the accept loop so it sees `stop`.
@@ -305,7 +306,9 @@ fn requests(
 ) -> Result<bool> {
     let mut holding = Holding {
         objects,
+        client: id,
         ids: HashMap::new(),
+        used: HashSet::new(),
     };
     loop {
         chan.watch(WATCH);
@@ -322,6 +325,13 @@ fn requests(
         }
         let request: Request = codec::decode(frame.payload())?;
         let shutdown = matches!(request, Request::Shutdown);
+        if let Request::Op {
+            id,
+            op: Op::Sync(_),
+        } = request
+        {
+            holding.used.insert(id);
+        }
         let reply = match request {
             Request::Hold { id } => {
                 holding.hold(id);
@@ -375,13 +385,6 @@ pub(crate) fn fuzz(chan: Channel, handshake: bool, key: &[u8]) {
         true => client(chan, me, key, &objects, 0),
         false => requests(chan, me, &objects, false, 0),
     };
-    client_left(&objects, me);
-}
-
-/// What the server does when a client's connection ends, however it ended (closed, broken, or
-/// its process killed): what the client held is let go of.
-fn client_left(objects: &Objects, client: ClientId) {
-    primitives::client_left(objects, client);
 }
 
 /// The server's side of the handshake (see `auth`): `None` if the client is refused, else
@@ -436,22 +439,21 @@ fn create(objects: &Objects, kind: Kind) -> u64 {
 /// The object called `name`, made now if there is none.
 fn named(objects: &Objects, name: String, kind: Kind) -> Reply {
     let mut names = lock(&objects.names);
-    if let Some(&id) = names.get(&name) {
-        let slot = lock(&objects.table).get(&id).cloned();
-        let theirs = slot.map(|slot| Object::kind_name(&slot.lock()));
-        return match theirs {
-            Some(theirs) if theirs == Kind::name(kind) => Reply::Id(id),
-            Some(theirs) => Reply::Failed(format!(
-                "the object called {name:?} is a {theirs}, not a {}",
-                Kind::name(kind)
+    if let Some(&(id, theirs)) = names.get(&name) {
+        // Kinds are compared by name: a named queue opened with another bound is the same.
+        return match theirs.name() == kind.name() {
+            true => Reply::Id(id),
+            false => Reply::Failed(format!(
+                "the object called {name:?} is a {}, not a {}",
+                theirs.name(),
+                kind.name()
             )),
-            None => Reply::Failed(format!("the object called {name:?} is gone")),
         };
     }
     let id = create(objects, kind);
     // Held by its name for as long as the server lives.
     objects.hold(id);
-    names.insert(name, id);
+    names.insert(name, (id, kind));
     Reply::Id(id)
 }
 

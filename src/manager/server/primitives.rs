@@ -18,7 +18,6 @@ use super::slot::{Slot, Stop, deadline};
 use super::{ClientId, Object, Objects};
 use crate::error::Error;
 use crate::manager::protocol::{Reply, SyncKind, SyncOp, SyncReply};
-use crate::pool::lock;
 
 /// A synchronisation primitive as the server keeps it.
 pub(super) enum Primitive {
@@ -62,7 +61,7 @@ impl Primitive {
                 arrived: 0,
                 round: 0,
                 broken: false,
-                cancelled: None,
+                cancelled: VecDeque::new(),
             }),
         }
     }
@@ -164,23 +163,35 @@ impl Condition {
 }
 
 /// A barrier: parties arrive in rounds; `reset` cancels a round.
+/// How many cancelled rounds a barrier remembers for the parties still to learn of them.
+const MAX_CANCELLED: usize = 64;
+
 pub(super) struct Barrier {
     parties: u32,
     arrived: u32,
     round: u64,
     broken: bool,
-    /// The round the last `reset` cancelled.
-    cancelled: Option<u64>,
+    /// Rounds that a `reset` cancelled while parties waited in them, and how many of those have
+    /// yet to learn it (a round that ended otherwise was completed). A few at most: each party
+    /// reads its outcome as soon as it wakes.
+    cancelled: VecDeque<(u64, u32)>,
 }
 
 impl Barrier {
-    /// The answer to the party that arrived as `index` in `round`, once there is one.
-    fn outcome(&self, round: u64, index: u32) -> Option<SyncReply> {
+    /// The answer to the party that arrived as `index` in `round`, once there is one (it is
+    /// then told: ask once).
+    fn outcome(&mut self, round: u64, index: u32) -> Option<SyncReply> {
         if self.round != round {
-            Some(if self.cancelled == Some(round) {
-                SyncReply::Failed(Error::BrokenBarrier)
-            } else {
-                SyncReply::Count(index)
+            let cancelled = self.cancelled.iter().position(|&(r, _)| r == round);
+            Some(match cancelled {
+                Some(at) => {
+                    self.cancelled[at].1 -= 1;
+                    if self.cancelled[at].1 == 0 {
+                        self.cancelled.remove(at);
+                    }
+                    SyncReply::Failed(Error::BrokenBarrier)
+                }
+                None => SyncReply::Count(index),
             })
         } else if self.broken {
             Some(SyncReply::Failed(Error::BrokenBarrier))
@@ -190,7 +201,13 @@ impl Barrier {
     }
 
     fn reset(&mut self) {
-        self.cancelled = Some(self.round);
+        if self.arrived > 0 {
+            // Parties that gave up without being told are counted here too: keep a bound.
+            if self.cancelled.len() >= MAX_CANCELLED {
+                self.cancelled.pop_front();
+            }
+            self.cancelled.push_back((self.round, self.arrived));
+        }
         self.round = self.round.wrapping_add(1);
         self.arrived = 0;
         self.broken = false;
@@ -221,9 +238,10 @@ pub(super) fn sync_op(
     reply.map(Reply::Sync)
 }
 
-/// Lets go of every lock that `client` holds, and wakes their waiters.
-pub(super) fn client_left(objects: &Objects, client: ClientId) {
-    let slots: Vec<_> = lock(&objects.table).values().cloned().collect();
+/// Lets go of every lock that `client` holds among the primitives `used` (those it used),
+/// and wakes their waiters.
+pub(super) fn client_left(objects: &Objects, client: ClientId, used: &HashSet<u64>) {
+    let slots: Vec<_> = used.iter().filter_map(|&id| objects.slot(id)).collect();
     for slot in slots {
         let mut guard = slot.lock();
         let freed = match &mut *guard {
@@ -368,7 +386,8 @@ fn wait_notified(
                 Stop::TimedOut => Ok(notified),
                 Stop::Left => {
                     // A notification meant for someone still waiting goes to the next waiter.
-                    if let Some(next) = cond.waiting.pop_front().filter(|_| notified) {
+                    let next = notified.then(|| cond.waiting.pop_front()).flatten();
+                    if let Some(next) = next {
                         cond.notified.insert(next);
                     }
                     Err(gone())
@@ -536,6 +555,20 @@ mod tests {
             }
         }
 
+        /// Waits until `n` operations wait on the primitive (at most 10 s).
+        fn settle(&self, n: usize) {
+            let slot = self.objects.slot(self.id).unwrap();
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while slot.waiters() < n {
+                assert!(
+                    Instant::now() < deadline,
+                    "{} waiting, not {n}",
+                    slot.waiters()
+                );
+                thread::sleep(Duration::from_millis(1));
+            }
+        }
+
         /// `op` by `client` on another thread.
         fn later(&self, client: ClientId, op: SyncOp) -> thread::JoinHandle<SyncReply> {
             let on = self.clone();
@@ -567,8 +600,8 @@ mod tests {
         ));
         // A waiter is given the lock when its holder's connection ends.
         let waiter = lock.later(B, acquire(Some(5000)));
-        thread::sleep(Duration::from_millis(30));
-        client_left(&lock.objects, A);
+        lock.settle(1);
+        client_left(&lock.objects, A, &[lock.id].into());
         assert!(matches!(waiter.join().unwrap(), SyncReply::Done));
         assert!(is_failed_with(
             &lock.by(A, SyncOp::Release),
@@ -588,7 +621,7 @@ mod tests {
                 lock.until(B, acquire(None), &mut || !leaves.load(Ordering::SeqCst))
             })
         };
-        thread::sleep(Duration::from_millis(30));
+        lock.settle(1);
         leaves.store(true, Ordering::SeqCst);
         assert!(is_failed_with(&waiter.join().unwrap(), "gone"));
         assert!(matches!(lock.by(A, SyncOp::Release), SyncReply::Done));
@@ -623,10 +656,10 @@ mod tests {
         assert!(matches!(sem.by(B, acquire(Some(20))), SyncReply::TimedOut));
         assert!(matches!(sem.by(B, SyncOp::Value), SyncReply::Count(0)));
         // No owner: anyone releases, and a dead client's units stay taken.
-        client_left(&sem.objects, A);
+        client_left(&sem.objects, A, &[sem.id].into());
         assert!(matches!(sem.by(B, SyncOp::Value), SyncReply::Count(0)));
         let waiter = sem.later(A, acquire(Some(5000)));
-        thread::sleep(Duration::from_millis(20));
+        sem.settle(1);
         assert!(matches!(sem.by(B, SyncOp::Release), SyncReply::Done));
         assert!(matches!(waiter.join().unwrap(), SyncReply::Done));
         assert!(matches!(sem.by(B, SyncOp::Release), SyncReply::Done));
@@ -643,7 +676,7 @@ mod tests {
         let wait = |wait_ms| SyncOp::WaitSet { wait_ms };
         assert!(matches!(ev.by(A, wait(Some(10))), SyncReply::Bool(false)));
         let waiter = ev.later(B, wait(Some(5000)));
-        thread::sleep(Duration::from_millis(20));
+        ev.settle(1);
         assert!(matches!(ev.by(A, SyncOp::Set), SyncReply::Done));
         assert!(matches!(ev.by(A, SyncOp::Clear), SyncReply::Done));
         assert!(matches!(waiter.join().unwrap(), SyncReply::Bool(true)));
@@ -693,7 +726,7 @@ mod tests {
                 })
             })
         };
-        thread::sleep(Duration::from_millis(20));
+        cond.settle(1);
         let second = {
             let cond = cond.clone();
             thread::spawn(move || {
@@ -706,15 +739,99 @@ mod tests {
                 )
             })
         };
-        thread::sleep(Duration::from_millis(20));
+        cond.settle(2);
+        // A leaves as it is notified (whichever it sees first): C is notified either way.
+        leaves.store(true, Ordering::SeqCst);
         assert!(matches!(cond.by(B, acquire(None)), SyncReply::Done));
         assert!(matches!(
             cond.by(B, SyncOp::Notify { n: 1 }),
             SyncReply::Done
         ));
-        leaves.store(true, Ordering::SeqCst);
         assert!(matches!(cond.by(B, SyncOp::Release), SyncReply::Done));
         assert!(is_failed_with(&first.join().unwrap(), "gone"));
+        assert!(matches!(second.join().unwrap(), SyncReply::Bool(true)));
+    }
+
+    /// Regression: a party of a round cancelled by a reset was told the round completed when a
+    /// second reset came before it looked.
+    #[test]
+    fn a_round_cancelled_twice_over_is_still_broken_for_its_parties() {
+        let barrier = On::new(SyncKind::Barrier { parties: 3 });
+        let waiters: Vec<_> = [A, B]
+            .into_iter()
+            .map(|c| {
+                let on = barrier.clone();
+                thread::spawn(move || {
+                    on.until(
+                        c,
+                        SyncOp::Arrive {
+                            wait_ms: Some(10_000),
+                        },
+                        &mut || true,
+                    )
+                })
+            })
+            .collect();
+        barrier.settle(2);
+        // Both resets under the object's lock, so no waiter looks between them.
+        {
+            let slot = barrier.objects.slot(barrier.id).unwrap();
+            let mut object = slot.lock();
+            let Object::Sync(Primitive::Barrier(b)) = &mut *object else {
+                panic!("not a barrier");
+            };
+            b.reset();
+            b.reset();
+            slot.signalled(object, ());
+        }
+        for w in waiters {
+            assert!(matches!(
+                w.join().unwrap(),
+                SyncReply::Failed(Error::BrokenBarrier)
+            ));
+        }
+    }
+
+    /// Regression: a waiter that left without a notification took the next waiter's place in
+    /// line with it, and a later notification found no one to wake.
+    #[test]
+    fn a_waiter_that_left_unnotified_keeps_no_one_from_a_later_notification() {
+        let cond = On::new(SyncKind::Condition);
+        let c = ClientId(3);
+        let leaves = Arc::new(AtomicBool::new(false));
+        let first = {
+            let (cond, leaves) = (cond.clone(), leaves.clone());
+            thread::spawn(move || {
+                assert!(matches!(cond.by(A, acquire(None)), SyncReply::Done));
+                cond.until(A, SyncOp::Wait { wait_ms: None }, &mut || {
+                    !leaves.load(Ordering::SeqCst)
+                })
+            })
+        };
+        cond.settle(1);
+        let second = {
+            let cond = cond.clone();
+            thread::spawn(move || {
+                assert!(matches!(cond.by(c, acquire(None)), SyncReply::Done));
+                let waited = cond.by(
+                    c,
+                    SyncOp::Wait {
+                        wait_ms: Some(10_000),
+                    },
+                );
+                assert!(matches!(cond.by(c, SyncOp::Release), SyncReply::Done));
+                waited
+            })
+        };
+        cond.settle(2);
+        leaves.store(true, Ordering::SeqCst);
+        assert!(is_failed_with(&first.join().unwrap(), "gone"));
+        assert!(matches!(cond.by(B, acquire(None)), SyncReply::Done));
+        assert!(matches!(
+            cond.by(B, SyncOp::Notify { n: 1 }),
+            SyncReply::Done
+        ));
+        assert!(matches!(cond.by(B, SyncOp::Release), SyncReply::Done));
         assert!(matches!(second.join().unwrap(), SyncReply::Bool(true)));
     }
 
@@ -726,7 +843,7 @@ mod tests {
             .into_iter()
             .map(|c| barrier.later(c, arrive(Some(5000))))
             .collect();
-        thread::sleep(Duration::from_millis(20));
+        barrier.settle(2);
         assert!(matches!(
             barrier.by(A, SyncOp::Waiting),
             SyncReply::Count(2)
@@ -745,7 +862,7 @@ mod tests {
 
         // A party that leaves breaks it for the others, and for later arrivals.
         let waiter = barrier.later(A, arrive(Some(5000)));
-        thread::sleep(Duration::from_millis(20));
+        barrier.settle(1);
         let left = barrier.until(B, arrive(None), &mut || false);
         assert!(is_failed_with(&left, "gone"));
         assert!(matches!(
@@ -764,7 +881,7 @@ mod tests {
         // Reset mends it, cancelling the round in progress; a timeout breaks it.
         assert!(matches!(barrier.by(A, SyncOp::Reset), SyncReply::Done));
         let waiter = barrier.later(A, arrive(Some(5000)));
-        thread::sleep(Duration::from_millis(20));
+        barrier.settle(1);
         assert!(matches!(barrier.by(B, SyncOp::Reset), SyncReply::Done));
         assert!(matches!(
             waiter.join().unwrap(),

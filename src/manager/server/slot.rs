@@ -35,7 +35,14 @@ pub(super) struct Slot {
 struct Holds {
     count: usize,
     unheld_since: Option<Instant>,
+    /// Whether any process ever held it: its creator's hold comes on a connection of its own
+    /// (made first, perhaps, over a slow network), after the reply that made the object.
+    ever_held: bool,
 }
+
+/// How long an object that no process has held yet is kept, whatever the linger: its
+/// creator's hold may be on its way (a new lease connection and its handshake).
+const UNCLAIMED: Duration = Duration::from_secs(30);
 
 /// Why a wait ended without its answer.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -60,6 +67,7 @@ impl Slot {
             holds: Mutex::new(Holds {
                 count: 0,
                 unheld_since: Some(Instant::now()),
+                ever_held: false,
             }),
         }
     }
@@ -122,11 +130,19 @@ impl Slot {
         }
     }
 
+    /// How many operations wait on the object now (for tests that must know a waiter is
+    /// waiting before they act).
+    #[cfg(test)]
+    pub(super) fn waiters(&self) -> usize {
+        self.waiters.load(Ordering::SeqCst)
+    }
+
     /// A process holds the object once more.
     pub(super) fn hold(&self) {
         let mut holds = lock(&self.holds);
         holds.count += 1;
         holds.unheld_since = None;
+        holds.ever_held = true;
     }
 
     /// A process lets go of a hold on the object.
@@ -138,8 +154,14 @@ impl Slot {
         }
     }
 
-    /// Whether no process has held the object for `linger`.
+    /// Whether no process has held the object for `linger` (for an object no process has
+    /// held yet, [`UNCLAIMED`] at least).
     pub(super) fn unheld_for(&self, linger: Duration) -> bool {
-        matches!(lock(&self.holds).unheld_since, Some(at) if at.elapsed() >= linger)
+        let holds = lock(&self.holds);
+        let linger = match holds.ever_held {
+            true => linger,
+            false => linger.max(UNCLAIMED),
+        };
+        matches!(holds.unheld_since, Some(at) if at.elapsed() >= linger)
     }
 }
