@@ -5,6 +5,7 @@
 use std::cell::RefCell;
 use std::net::{SocketAddr, TcpStream};
 use std::os::fd::OwnedFd;
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
@@ -14,6 +15,7 @@ use super::auth;
 use super::protocol::Kind;
 use super::protocol::{Answer, HANDSHAKE_FRAME, Reply, Request, VERSION, kind};
 use crate::error::{Error, Result};
+use crate::pool::lock;
 use crate::sys;
 use crate::wire::{Channel, Io, MAX_FRAME, codec};
 
@@ -53,8 +55,9 @@ impl Endpoint {
     }
 }
 
-/// Where a manager listens, and the key it lets clients in with.
-#[derive(Clone, Serialize, Deserialize)]
+/// Where a manager listens, and the key it lets clients in with. Not serializable: a proxy
+/// carries its manager's key only between this program's processes (see `proxy.rs`).
+#[derive(Clone)]
 pub(crate) struct Address {
     pub(crate) endpoint: Endpoint,
     pub(crate) key: Vec<u8>,
@@ -67,6 +70,29 @@ impl std::fmt::Debug for Address {
             .field("endpoint", &self.endpoint)
             .finish_non_exhaustive()
     }
+}
+
+/// The keys of the managers this process knows (started, connected to, or was handed a proxy
+/// of by its parent): what a proxy that arrives without its key (read from a manager's
+/// object, say) is completed with.
+static KEYS: Mutex<Vec<(Endpoint, Vec<u8>)>> = Mutex::new(Vec::new());
+
+/// Remembers the key of the manager at `endpoint`.
+pub(crate) fn learn_key(endpoint: &Endpoint, key: &[u8]) {
+    let mut keys = lock(&KEYS);
+    match keys.iter_mut().find(|(e, _)| e == endpoint) {
+        Some((_, known)) if known == key => {}
+        Some((_, known)) => *known = key.to_vec(),
+        None => keys.push((endpoint.clone(), key.to_vec())),
+    }
+}
+
+/// The key of the manager at `endpoint`, if this process knows it.
+pub(crate) fn known_key(endpoint: &Endpoint) -> Option<Vec<u8>> {
+    lock(&KEYS)
+        .iter()
+        .find(|(e, _)| e == endpoint)
+        .map(|(_, key)| key.clone())
 }
 
 thread_local! {

@@ -211,7 +211,10 @@ impl ManagerBuilder {
         Ok(Manager {
             server: Some(server),
             pid,
-            addr: Arc::new(Address { endpoint, key }),
+            addr: {
+                client::learn_key(&endpoint, &key);
+                Arc::new(Address { endpoint, key })
+            },
         })
     }
 }
@@ -259,10 +262,11 @@ impl Manager {
     /// [`Error::ManagerGone`](crate::Error::ManagerGone) if no manager answers there (within a
     /// few seconds); [`Error::AuthenticationFailed`](crate::Error::AuthenticationFailed) for
     /// a wrong key; [`Error::Manager`](crate::Error::Manager) for a manager built with
-    /// another release of this crate; [`Error::Io`](crate::Error::Io) if the address does not
-    /// resolve.
+    /// another release of this crate; [`Error::Protocol`](crate::Error::Protocol) for a peer
+    /// that is not a manager; [`Error::Io`](crate::Error::Io) if the address does not
+    /// resolve. A name that resolves to several addresses is tried at each in turn, up to a
+    /// few seconds each, until one answers.
     pub fn connect(address: impl ToSocketAddrs, key: impl AsRef<[u8]>) -> Result<Manager> {
-        let mut last = Error::ManagerGone;
         for at in address.to_socket_addrs()? {
             let addr = Arc::new(Address {
                 endpoint: Endpoint::Tcp(at),
@@ -270,6 +274,7 @@ impl Manager {
             });
             match client::call(&addr, &Request::Pid) {
                 Ok(Reply::Pid(pid)) => {
+                    client::learn_key(&addr.endpoint, &addr.key);
                     return Ok(Manager {
                         server: None,
                         pid,
@@ -277,10 +282,13 @@ impl Manager {
                     });
                 }
                 Ok(other) => return Err(proxy::unexpected(other)),
-                Err(e) => last = e,
+                // Nothing there: the name may resolve to another address that has it.
+                Err(Error::ManagerGone) => {}
+                // A manager is there, and refused (a wrong key, another release): said as is.
+                Err(e) => return Err(e),
             }
         }
-        Err(last)
+        Err(Error::ManagerGone)
     }
 
     /// The server's process id.

@@ -6,12 +6,12 @@ use std::time::Duration;
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-use super::client::{self, Address};
+use super::client::{self, Address, Endpoint};
 use super::lease::{self, Hold};
 use super::protocol::{Bytes, Op, Reply, Request};
 use crate::error::{Error, Result};
 use crate::task::Data;
-use crate::wire::codec;
+use crate::wire::{codec, fds};
 
 /// An object on a manager's server, held by this process while any copy of it is here (see
 /// `lease`).
@@ -43,16 +43,37 @@ impl Remote {
     }
 }
 
+/// A proxy travels as its manager's endpoint, its object's id and — only inside a message
+/// between this program's processes (a `Process` or pool argument, a task's result, a `Queue`
+/// item, a `Pipe` message) — the manager's key, as Python hands a child its `authkey`. Put
+/// into a manager's object (a dict's value, a queue's item), which may cross a network, it
+/// goes without the key: whoever reads it back completes it with the key its process knows.
 impl Serialize for Remote {
     fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
-        (&*self.held.addr, self.held.id).serialize(s)
+        let addr = &self.held.addr;
+        let key = fds::between_processes().then_some(&addr.key);
+        (&addr.endpoint, self.held.id, key).serialize(s)
     }
 }
 
 impl<'de> Deserialize<'de> for Remote {
     fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
-        let (addr, id) = <(Address, u64)>::deserialize(d)?;
-        Ok(Self::new(Arc::new(addr), id))
+        use serde::de::Error as _;
+        let (endpoint, id, key) = <(Endpoint, u64, Option<Vec<u8>>)>::deserialize(d)?;
+        let key = match key {
+            Some(key) => {
+                client::learn_key(&endpoint, &key);
+                key
+            }
+            None => client::known_key(&endpoint).ok_or_else(|| {
+                D::Error::custom(format!(
+                    "a proxy of the manager at {endpoint:?} arrived without its key, and this \
+                     process does not know it: connect to that manager first \
+                     (Manager::connect(address, key))"
+                ))
+            })?,
+        };
+        Ok(Self::new(Arc::new(Address { endpoint, key }), id))
     }
 }
 
@@ -147,4 +168,38 @@ pub(crate) fn done(reply: Reply) -> Result<()> {
 
 pub(crate) fn unexpected(reply: Reply) -> Error {
     Error::Protocol(format!("unexpected reply from the manager: {reply:?}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::wire::fds::FdSet;
+
+    #[test]
+    fn a_proxy_carries_its_key_only_between_this_programs_processes() {
+        let m = crate::Manager::new().unwrap();
+        let d = m.dict::<u8, u8>().unwrap();
+        let key = m.addr.key.clone();
+        let contains_key = |bytes: &[u8]| bytes.windows(key.len()).any(|w| w == key);
+        let stored = codec::encode(&d).unwrap();
+        assert!(
+            !contains_key(&stored),
+            "the key went into data for a manager"
+        );
+        let mut set = FdSet::passing();
+        let sent = fds::collect(&mut set, || codec::encode(&d)).unwrap();
+        assert!(contains_key(&sent), "a child needs the key");
+        // Read back without the key, it is completed with the one this process knows.
+        let back: crate::DictProxy<u8, u8> = codec::decode(&stored).unwrap();
+        back.insert(1, 2).unwrap();
+        assert_eq!(d.get(&1).unwrap(), Some(2));
+    }
+
+    #[test]
+    fn a_proxy_without_a_key_this_process_knows_is_refused_clearly() {
+        let unknown = Endpoint::Local("multiproc-manager-never-known".into());
+        let bytes = codec::encode(&(&unknown, 3u64, None::<Vec<u8>>)).unwrap();
+        let e = codec::decode::<Remote>(&bytes).unwrap_err().to_string();
+        assert!(e.contains("arrived without its key"), "{e}");
+    }
 }

@@ -134,6 +134,13 @@ impl<T: Copy + 'static> Drop for Restore<T> {
     }
 }
 
+/// Whether a message between this program's processes is being encoded on this thread (an
+/// argument, a result, a queue item or a pipe message), as opposed to data going elsewhere (a
+/// manager's object, a user's own serializer).
+pub(crate) fn between_processes() -> bool {
+    !matches!(OUTGOING.get(), Outgoing::Nothing)
+}
+
 /// Runs `encode` with `set` collecting the descriptors of the handles it encodes. This runs
 /// once per item on the pool's hot path, so the context is a pointer in a `Cell`: two stores.
 pub(crate) fn collect<R>(set: &mut FdSet, encode: impl FnOnce() -> R) -> R {
