@@ -199,3 +199,35 @@ fn large_values_cross_tcp() {
         assert!(m.list_named::<Vec<u8>>("big").unwrap().get(0).unwrap() == Some(big));
     });
 }
+
+#[test]
+fn strangers_beyond_a_bound_are_dropped_at_once_and_members_are_served() {
+    within(SECS(60), || {
+        let m = tcp_manager();
+        let d = m.dict::<u8, u8>().unwrap();
+        d.insert(1, 1).unwrap();
+        // The server lets 128 connections at a time be in the handshake.
+        let mut silent: Vec<TcpStream> = (0..140)
+            .map(|_| TcpStream::connect(m.address().unwrap()).unwrap())
+            .collect();
+        let last = silent.pop().unwrap();
+        let took = until_closed(last, SECS(15));
+        assert!(took < SECS(2), "{took:?}");
+        // A client that is in is served meanwhile.
+        d.insert(2, 2).unwrap();
+        assert_eq!(d.len().unwrap(), 2);
+        // Once the strangers are gone, newcomers get in.
+        drop(silent);
+        let t = Instant::now();
+        let other = loop {
+            match Manager::connect(m.address().unwrap(), KEY) {
+                Ok(other) => break other,
+                Err(e) => {
+                    assert!(t.elapsed() < SECS(10), "{e}");
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+            }
+        };
+        assert_eq!(other.pid(), m.pid());
+    });
+}

@@ -14,6 +14,9 @@ use crate::error::{Error, Result};
 /// Bytes of a challenge.
 pub(crate) const CHALLENGE: usize = 32;
 
+/// The length of an answer (an HMAC-SHA256).
+pub(crate) const MAC: usize = 32;
+
 /// A fresh challenge.
 pub(crate) fn challenge() -> Result<[u8; CHALLENGE]> {
     let mut bytes = [0u8; CHALLENGE];

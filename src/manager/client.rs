@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 use super::auth;
 #[cfg(test)]
 use super::protocol::Kind;
-use super::protocol::{Answer, HANDSHAKE_FRAME, Reply, Request, VERSION, kind};
+use super::protocol::{Answer, HANDSHAKE_FRAME, Reply, Request, answer_frame, kind};
 use crate::error::{Error, Result};
 use crate::pool::lock;
 use crate::sys;
@@ -36,22 +36,21 @@ pub(crate) enum Endpoint {
 }
 
 impl Endpoint {
-    /// A connection to the manager (before the handshake).
+    /// A connection to the manager (before the handshake). It carries no descriptors either
+    /// way: requests and replies are data.
     pub(crate) fn connect(&self) -> Result<Channel> {
-        let chan = match self {
+        let fd = match self {
             Endpoint::Local(name) => {
-                let stream = sys::local_socket::connect(name).map_err(|e| gone(e.into()))?;
-                Channel::new(OwnedFd::from(stream), Io::Blocking)?
+                OwnedFd::from(sys::local_socket::connect(name).map_err(|e| gone(e.into()))?)
             }
             Endpoint::Tcp(at) => {
                 let stream = TcpStream::connect_timeout(at, HANDSHAKE_TIMEOUT)
                     .map_err(|e| gone(e.into()))?;
-                // Requests and replies are small and each waits for the other: sent at once.
-                stream.set_nodelay(true)?;
-                Channel::new(OwnedFd::from(stream), Io::Blocking)?.without_descriptors()
+                sys::tcp::set_up(&stream)?;
+                OwnedFd::from(stream)
             }
         };
-        Ok(chan)
+        Ok(Channel::new(fd, Io::Blocking)?.without_descriptors())
     }
 }
 
@@ -161,12 +160,11 @@ pub(crate) fn connect(addr: &Address) -> Result<Channel> {
     }
     let mine = auth::challenge()?;
     let answer = Answer {
-        mac: auth::answer(&addr.key, challenge.payload()),
-        version: VERSION,
         identity: crate::child::protocol::identity()?,
         challenge: mine,
     };
-    chan.send(kind::ANSWER, &codec::encode(&answer)?)?;
+    let mac = auth::answer(&addr.key, challenge.payload());
+    chan.send(kind::ANSWER, &answer_frame(&mac, &answer)?)?;
     let reply = chan.recv(deadline).map_err(gone)?;
     let why = || String::from_utf8_lossy(reply.payload()).into_owned();
     match reply.kind {
@@ -245,13 +243,16 @@ mod tests {
         let mut chan = m.addr.endpoint.connect().unwrap();
         let challenge = chan.recv(None).unwrap();
         let answer = Answer {
-            mac: auth::answer(&m.addr.key, challenge.payload()),
-            version: VERSION + 1,
             identity: crate::child::protocol::identity().unwrap(),
             challenge: auth::challenge().unwrap(),
         };
-        chan.send(kind::ANSWER, &codec::encode(&answer).unwrap())
-            .unwrap();
+        // A later release, whose answer holds more than this one can decode.
+        let mac = auth::answer(&m.addr.key, challenge.payload());
+        let mut payload = answer_frame(&mac, &answer).unwrap();
+        let later = super::super::protocol::VERSION + 1;
+        payload[..4].copy_from_slice(&later.to_le_bytes());
+        payload.extend_from_slice(b"fields of a later release");
+        chan.send(kind::ANSWER, &payload).unwrap();
         let reply = chan.recv(None).unwrap();
         assert_eq!(reply.kind, kind::INCOMPATIBLE);
         let why = String::from_utf8_lossy(reply.payload()).into_owned();

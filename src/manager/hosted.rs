@@ -19,7 +19,7 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 
 use serde::{Deserialize, Serialize};
 
-use super::protocol::{Bytes, Reply};
+use super::protocol::{Bytes, Executable, Reply};
 use crate::error::Result;
 use crate::task::{self, ArgTuple, Data};
 use crate::wire::codec;
@@ -55,16 +55,16 @@ pub(crate) struct Held {
 /// A method trampoline: runs one method on the object with its encoded argument.
 type Method = fn(held: &mut Held, arg: &[u8]) -> Reply;
 
-/// Runs `op` on the object (under its lock); `same_exe`: whether the client runs the manager's
+/// Runs `op` on the object (under its lock); `exe`: whether the client runs the manager's
 /// executable, and so may name a method.
-pub(crate) fn op(held: &mut Held, op: HostedOp, same_exe: bool) -> Reply {
+pub(crate) fn op(held: &mut Held, op: HostedOp, exe: Executable) -> Reply {
     match op {
         HostedOp::Get => Reply::Value(held.bytes.clone()),
         HostedOp::Set { value } => {
             held.decoded = None;
             Reply::Value(held.bytes.replace(value))
         }
-        HostedOp::Call { method, arg } if same_exe => {
+        HostedOp::Call { method, arg } if exe == Executable::Same => {
             // SAFETY: only a client that runs this same executable gets here (checked in its
             // handshake, `server::welcome`), so `method` is an offset it computed with
             // `method_for`, of a `Method` at the same offset here.
@@ -144,9 +144,9 @@ where
 mod tests {
     use super::*;
 
-    /// Whether the client runs the manager's executable (`op`'s `same_exe`).
-    const SAME_EXE: bool = true;
-    const FOREIGN: bool = false;
+    /// Whether the client runs the manager's executable (`op`'s `exe`).
+    const SAME_EXE: Executable = Executable::Same;
+    const FOREIGN: Executable = Executable::Foreign;
 
     #[derive(Debug, PartialEq, Serialize, Deserialize)]
     struct Counter {
@@ -177,9 +177,9 @@ mod tests {
         held
     }
 
-    fn call_with<A: Data>(held: &mut Held, method: i64, arg: A, same_exe: bool) -> Reply {
+    fn call_with<A: Data>(held: &mut Held, method: i64, arg: A, exe: Executable) -> Reply {
         let arg = codec::encode(&arg).unwrap();
-        op(held, HostedOp::Call { method, arg }, same_exe)
+        op(held, HostedOp::Call { method, arg }, exe)
     }
 
     fn current(held: &mut Held) -> Counter {

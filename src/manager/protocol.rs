@@ -25,22 +25,49 @@ pub(crate) mod kind {
 
 /// The version of this protocol. A client and a server of different versions (programs built
 /// with different releases of this crate) refuse each other in the handshake, clearly, rather
-/// than misread each other's requests.
+/// than misread each other's requests. Raise it with any change to what is said here — the
+/// requests and replies, and the public `Error`, which travels inside `SyncReply::Failed`.
 pub(crate) const VERSION: u32 = 1;
 
 /// The largest frame either side accepts before the other has proven it knows the key: the
 /// handshake's frames are a few dozen bytes, and a stranger must not make us allocate more.
 pub(crate) const HANDSHAKE_FRAME: usize = 1024;
 
-/// The client's part of the handshake: its answer to the server's challenge, its executable's
-/// identity (update functions are trampolines of the same executable), and its own challenge.
+/// The client's part of the handshake, after its version and its answer to the server's
+/// challenge (see [`answer_frame`]): its executable's identity (update functions are
+/// trampolines of the same executable), and its own challenge.
 #[derive(Debug, Serialize, Deserialize)]
 pub(crate) struct Answer {
-    pub(crate) mac: Vec<u8>,
-    /// The client's [`VERSION`].
-    pub(crate) version: u32,
     pub(crate) identity: [u64; 6],
     pub(crate) challenge: [u8; super::auth::CHALLENGE],
+}
+
+/// The payload of an `ANSWER` frame: the client's [`VERSION`] (4 bytes, little-endian) and
+/// its answer to the challenge ([`auth::MAC`](super::auth::MAC) bytes) at fixed places, then
+/// the encoded [`Answer`] — so that any later release reads the version and checks the key
+/// before it decodes anything, and says "another version" rather than "wrong key".
+pub(crate) fn answer_frame(mac: &[u8], answer: &Answer) -> crate::error::Result<Vec<u8>> {
+    let mut payload = VERSION.to_le_bytes().to_vec();
+    payload.extend_from_slice(mac);
+    payload.extend_from_slice(&crate::wire::codec::encode(answer)?);
+    Ok(payload)
+}
+
+/// An `ANSWER` frame's version, answer to the challenge and encoded rest; `None` if it is too
+/// short to hold them.
+pub(crate) fn split_answer(payload: &[u8]) -> Option<(u32, &[u8], &[u8])> {
+    let (version, rest) = payload.split_first_chunk::<4>()?;
+    let (mac, rest) = rest.split_at_checked(super::auth::MAC)?;
+    Some((u32::from_le_bytes(*version), mac, rest))
+}
+
+/// Whether a client runs the manager's own executable: only such a client may name a function
+/// for the server to run (an `update`, a hosted object's `call`), by its trampoline's place in
+/// the executable (see `task.rs`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Executable {
+    Same,
+    Foreign,
 }
 
 /// An encoded key or value.

@@ -10,9 +10,8 @@
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener};
 use std::os::fd::{AsFd, OwnedFd};
-use std::os::linux::net::SocketAddrExt;
 use std::os::unix::net::UnixListener;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -22,11 +21,12 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use super::auth;
 use super::client::Endpoint;
 use super::protocol::{
-    Answer, Bytes, DictOp, HANDSHAKE_FRAME, Kind, ListOp, Op, QueueOp, Reply, Request, VERSION,
-    ValueOp, kind,
+    Answer, Bytes, DictOp, Executable, HANDSHAKE_FRAME, Kind, ListOp, Op, QueueOp, Reply, Request,
+    VERSION, ValueOp, kind, split_answer,
 };
 use crate::error::{Error, Result};
 use crate::pool::lock;
+use crate::sys;
 use crate::wire::fds;
 use crate::wire::{Channel, Io, MAX_FRAME, codec};
 
@@ -59,27 +59,29 @@ pub(crate) enum Listener {
 }
 
 impl Listener {
-    /// The next client's connection: its channel, not yet through the handshake.
+    /// The next client's connection: its channel, not yet through the handshake. It carries
+    /// no descriptors either way (requests and replies are data), so a stranger cannot park
+    /// any here.
     fn accept(&self) -> Result<Channel> {
-        Ok(match self {
-            Listener::Local(l) => Channel::new(OwnedFd::from(l.accept()?.0), Io::Blocking)?,
+        let fd = match self {
+            Listener::Local(l) => OwnedFd::from(l.accept()?.0),
             Listener::Tcp(l) => {
                 let stream = l.accept()?.0;
-                stream.set_nodelay(true)?;
-                Channel::new(OwnedFd::from(stream), Io::Blocking)?.without_descriptors()
+                sys::tcp::set_up(&stream)?;
+                OwnedFd::from(stream)
             }
-        })
+        };
+        Ok(Channel::new(fd, Io::Blocking)?.without_descriptors())
     }
 
     /// Where clients reach it.
     pub(crate) fn endpoint(&self) -> Result<Endpoint> {
         Ok(match self {
             Listener::Local(l) => {
-                let addr = l.local_addr()?;
-                let name = addr.as_abstract_name().ok_or_else(|| {
+                let name = sys::local_socket::name_of(l)?.ok_or_else(|| {
                     Error::InvalidArgument("a local manager listens on an abstract name".into())
                 })?;
-                Endpoint::Local(String::from_utf8_lossy(name).into_owned())
+                Endpoint::Local(name)
             }
             Listener::Tcp(l) => Endpoint::Tcp(l.local_addr()?),
         })
@@ -255,20 +257,33 @@ pub(crate) fn serve(start: Start) -> Result<()> {
             }
         })?;
     let stop = Arc::new(AtomicBool::new(false));
+    let strangers = Arc::new(AtomicUsize::new(0));
     let pid = std::process::id();
     for client_id in (0..).map(ClientId) {
         let conn = listener.accept();
         if stop.load(Ordering::Acquire) {
             return Ok(());
         }
-        // A connection that failed before it was accepted concerns only its client.
-        let Ok(conn) = conn else { continue };
+        let conn = match conn {
+            Ok(conn) => conn,
+            Err(_) => {
+                // One client's failed connection, or no descriptor or memory free for a new
+                // one: the clients that are in go on; new ones wait a moment, not a spin.
+                std::thread::sleep(ACCEPT_BACKOFF);
+                continue;
+            }
+        };
+        // Strangers (not yet through the handshake) are few at a time: more are dropped at
+        // once, so that connecting in a loop costs the server no threads.
+        let Some(stranger) = Stranger::admitted(&strangers) else {
+            continue;
+        };
         let (key, objects, stop, nearby) =
             (key.clone(), objects.clone(), stop.clone(), nearby.clone());
         let spawned = std::thread::Builder::new()
             .name("multiproc-manager-client".into())
             .spawn(move || {
-                let served = client(conn, client_id, &key, &objects, pid);
+                let served = client(conn, client_id, &key, &objects, pid, stranger);
                 if let Ok(true) = served {
                     stop.store(true, Ordering::Release);
                     // Wake the accept loop so it sees `stop`.
@@ -281,6 +296,32 @@ pub(crate) fn serve(start: Start) -> Result<()> {
     Ok(())
 }
 
+/// How many connections may be in the handshake at once.
+const MAX_STRANGERS: usize = 128;
+/// How long the accept loop waits after a failed accept.
+const ACCEPT_BACKOFF: Duration = Duration::from_millis(10);
+
+/// A connection in the handshake, counted among the strangers until it is dropped.
+struct Stranger(Arc<AtomicUsize>);
+
+impl Stranger {
+    /// One more stranger, unless there are [`MAX_STRANGERS`] already.
+    fn admitted(count: &Arc<AtomicUsize>) -> Option<Stranger> {
+        count
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (n < MAX_STRANGERS).then_some(n + 1)
+            })
+            .ok()
+            .map(|_| Stranger(count.clone()))
+    }
+}
+
+impl Drop for Stranger {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
 /// Serves one client; returns whether it asked the server to shut down.
 fn client(
     mut chan: Channel,
@@ -288,10 +329,13 @@ fn client(
     key: &[u8],
     objects: &Objects,
     pid: u32,
+    stranger: Stranger,
 ) -> Result<bool> {
-    match welcome(&mut chan, key)? {
-        Some(same_exe) => requests(chan, id, objects, same_exe, pid),
-        None => Ok(false),
+    let welcomed = welcome(&mut chan, key);
+    drop(stranger);
+    match welcomed? {
+        Welcome::In(exe) => requests(chan, id, objects, exe, pid),
+        Welcome::Refused => Ok(false),
     }
 }
 
@@ -301,7 +345,7 @@ fn requests(
     mut chan: Channel,
     id: ClientId,
     objects: &Objects,
-    same_exe: bool,
+    exe: Executable,
     pid: u32,
 ) -> Result<bool> {
     let mut holding = Holding {
@@ -343,7 +387,7 @@ fn requests(
             }
             Request::Pid => Reply::Pid(pid),
             Request::Count => Reply::Len(lock(&objects.table).len() as u64),
-            request => handle(objects, request, id, same_exe, &mut || {
+            request => handle(objects, request, id, exe, &mut || {
                 !matches!(chan.try_fill(), Ok(Some(0)) | Err(_))
             }),
         };
@@ -381,41 +425,58 @@ pub(crate) fn fuzz(chan: Channel, handshake: bool, key: &[u8]) {
         create(&objects, kind);
     }
     let me = ClientId(0);
+    let strangers = Arc::new(AtomicUsize::new(0));
+    let Some(stranger) = Stranger::admitted(&strangers) else {
+        return;
+    };
     let _ = match handshake {
-        true => client(chan, me, key, &objects, 0),
-        false => requests(chan, me, &objects, false, 0),
+        true => client(chan, me, key, &objects, 0, stranger),
+        false => requests(chan, me, &objects, Executable::Foreign, 0),
     };
 }
 
-/// The server's side of the handshake (see `auth`): `None` if the client is refused, else
-/// whether it runs this same executable (and so may name update functions). Until the client
-/// has proven it knows the key, it may send only small frames, and must within
-/// [`HANDSHAKE_TIMEOUT`].
-fn welcome(chan: &mut Channel, key: &[u8]) -> Result<Option<bool>> {
+/// How a client's handshake ended.
+enum Welcome {
+    Refused,
+    In(Executable),
+}
+
+/// The server's side of the handshake (see `auth`). Until the client has proven it knows the
+/// key, it may send only small frames, and must within [`HANDSHAKE_TIMEOUT`]. A client in is
+/// told whether it runs this same executable (and so may name functions for the server).
+fn welcome(chan: &mut Channel, key: &[u8]) -> Result<Welcome> {
     chan.limit_frames(HANDSHAKE_FRAME);
     let mine = auth::challenge()?;
     chan.send(kind::CHALLENGE, &mine)?;
     let frame = chan.recv(Some(Instant::now() + HANDSHAKE_TIMEOUT))?;
-    let answer = match frame.kind {
-        kind::ANSWER => codec::decode::<Answer>(frame.payload()).ok(),
+    let head = match frame.kind {
+        kind::ANSWER => split_answer(frame.payload()),
         _ => None,
     };
-    let Some(answer) = answer.filter(|a| auth::verify(key, &mine, &a.mac)) else {
+    let Some((version, rest)) = head
+        .filter(|(_, mac, _)| auth::verify(key, &mine, mac))
+        .map(|(version, _, rest)| (version, rest))
+    else {
         let _ = chan.send(kind::REFUSED, b"the manager refused the key");
-        return Ok(None);
+        return Ok(Welcome::Refused);
     };
-    if answer.version != VERSION {
+    if version != VERSION {
         let why = format!(
-            "the manager speaks version {VERSION} of the protocol, this program version {} \
-             (built with another release of multiproc)",
-            answer.version
+            "the manager speaks version {VERSION} of the protocol, this program version \
+             {version} (built with another release of multiproc)"
         );
         let _ = chan.send(kind::INCOMPATIBLE, why.as_bytes());
-        return Ok(None);
+        return Ok(Welcome::Refused);
     }
+    let answer: Answer = codec::decode(rest)?;
     chan.send(kind::WELCOME, &auth::answer(key, &answer.challenge))?;
     chan.limit_frames(MAX_FRAME);
-    Ok(Some(answer.identity == crate::child::protocol::identity()?))
+    Ok(Welcome::In(
+        match answer.identity == crate::child::protocol::identity()? {
+            true => Executable::Same,
+            false => Executable::Foreign,
+        },
+    ))
 }
 
 /// A new, empty object of `kind`; its id.
@@ -461,7 +522,7 @@ fn handle(
     objects: &Objects,
     request: Request,
     client: ClientId,
-    same_exe: bool,
+    exe: Executable,
     still_there: &mut dyn FnMut() -> bool,
 ) -> Reply {
     match request {
@@ -479,7 +540,7 @@ fn handle(
                     | Op::List(ListOp::Update { .. })
                     | Op::Value(ValueOp::Update { .. })
             );
-            if with_function && !same_exe {
+            if with_function && exe == Executable::Foreign {
                 return Reply::Failed(
                     "update with a function needs the manager's own executable".into(),
                 );
@@ -500,7 +561,7 @@ fn handle(
                 (Object::Dict(dict), Op::Dict(op)) => dict_op(dict, op),
                 (Object::List(list), Op::List(op)) => list_op(list, op),
                 (Object::Value(value), Op::Value(op)) => value_op(value, op),
-                (Object::Hosted(held), Op::Hosted(op)) => super::hosted::op(held, op, same_exe),
+                (Object::Hosted(held), Op::Hosted(op)) => super::hosted::op(held, op, exe),
                 _ => other_kind(id)(),
             };
             slot.signalled(guard, reply)
@@ -696,18 +757,26 @@ mod tests {
             &objects,
             Request::New(Kind::Dict),
             ME,
-            true,
+            Executable::Same,
             &mut there,
         ));
         let list = id_of(handle(
             &objects,
             Request::New(Kind::List),
             ME,
-            true,
+            Executable::Same,
             &mut there,
         ));
         assert_ne!(dict, list);
-        let on = |id, op| handle(&objects, Request::Op { id, op }, ME, true, &mut || true);
+        let on = |id, op| {
+            handle(
+                &objects,
+                Request::Op { id, op },
+                ME,
+                Executable::Same,
+                &mut || true,
+            )
+        };
         assert!(
             matches!(on(dict, Op::List(ListOp::Len)), Reply::Failed(why) if why.contains("another kind"))
         );
@@ -733,7 +802,7 @@ mod tests {
                 op: Op::Dict(update),
             },
             ME,
-            false,
+            Executable::Foreign,
             &mut || true,
         );
         assert!(matches!(foreign, Reply::Failed(why) if why.contains("own executable")));
@@ -743,7 +812,7 @@ mod tests {
     fn a_queue_waits_for_items_and_room_and_never_gives_to_a_client_that_left() {
         let objects = Arc::new(Objects::default());
         let new = Request::New(Kind::Queue { maxsize: 1 });
-        let q = id_of(handle(&objects, new, ME, true, &mut || true));
+        let q = id_of(handle(&objects, new, ME, Executable::Same, &mut || true));
         let op = move |op| Request::Op {
             id: q,
             op: Op::Queue(op),
@@ -757,19 +826,19 @@ mod tests {
         let get = |wait_ms| op(QueueOp::Get { wait_ms });
         let there = &mut || true;
         assert!(matches!(
-            handle(&objects, get(Some(0)), ME, true, there),
+            handle(&objects, get(Some(0)), ME, Executable::Same, there),
             Reply::Value(None)
         ));
         assert!(matches!(
-            handle(&objects, put(1, Some(0)), ME, true, there),
+            handle(&objects, put(1, Some(0)), ME, Executable::Same, there),
             Reply::Bool(true)
         ));
         assert!(matches!(
-            handle(&objects, put(2, Some(20)), ME, true, there),
+            handle(&objects, put(2, Some(20)), ME, Executable::Same, there),
             Reply::Bool(false)
         ));
         assert!(matches!(
-            handle(&objects, op(QueueOp::Full), ME, true, there),
+            handle(&objects, op(QueueOp::Full), ME, Executable::Same, there),
             Reply::Bool(true)
         ));
         // A client that left is not given the item.
@@ -780,12 +849,12 @@ mod tests {
                 wait_ms: None,
             }),
             ME,
-            true,
+            Executable::Same,
             &mut || false,
         );
         assert!(matches!(gone, Reply::Failed(_)));
         assert!(
-            matches!(handle(&objects, get(None), ME, true, there), Reply::Value(Some(v)) if v == [1])
+            matches!(handle(&objects, get(None), ME, Executable::Same, there), Reply::Value(Some(v)) if v == [1])
         );
         // A get that waits is given what another client puts.
         let (o, getter) = (
@@ -802,7 +871,7 @@ mod tests {
                             }),
                         },
                         ME,
-                        true,
+                        Executable::Same,
                         &mut || true,
                     )
                 }
@@ -810,12 +879,12 @@ mod tests {
         );
         std::thread::sleep(Duration::from_millis(30));
         assert!(matches!(
-            handle(&o, put(9, None), ME, true, &mut || true),
+            handle(&o, put(9, None), ME, Executable::Same, &mut || true),
             Reply::Bool(true)
         ));
         assert!(matches!(getter.join().unwrap(), Reply::Value(Some(v)) if v == [9]));
         assert!(matches!(
-            handle(&objects, op(QueueOp::Len), ME, true, there),
+            handle(&objects, op(QueueOp::Len), ME, Executable::Same, there),
             Reply::Len(0)
         ));
         assert!(matches!(
@@ -826,7 +895,7 @@ mod tests {
                     op: Op::Dict(DictOp::Len)
                 },
                 ME,
-                true,
+                Executable::Same,
                 there
             ),
             Reply::Failed(_)

@@ -16,3 +16,11 @@ pub(crate) fn listen(name: &str) -> io::Result<UnixListener> {
 pub(crate) fn connect(name: &str) -> io::Result<UnixStream> {
     UnixStream::connect_addr(&SocketAddr::from_abstract_name(name.as_bytes())?)
 }
+
+/// The abstract name `listener` is bound to, if it is bound to one.
+pub(crate) fn name_of(listener: &UnixListener) -> io::Result<Option<String>> {
+    let addr = listener.local_addr()?;
+    Ok(addr
+        .as_abstract_name()
+        .map(|name| String::from_utf8_lossy(name).into_owned()))
+}

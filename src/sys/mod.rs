@@ -14,3 +14,4 @@ pub(crate) mod proc;
 pub(crate) mod shm;
 pub(crate) mod shm_name;
 pub(crate) mod signal;
+pub(crate) mod tcp;

@@ -129,8 +129,10 @@ impl Channel {
         self.max_frame = max.min(MAX_FRAME);
     }
 
-    /// Makes this a channel over a network socket, which carries no descriptors: large frames
-    /// go through the socket, not through shared memory.
+    /// Makes this a channel that carries no descriptors either way (a network socket, or a
+    /// peer that must not park descriptors in this process): large frames go through the
+    /// socket, not through shared memory, and descriptors that arrive are closed at once and
+    /// are an error.
     pub(crate) fn without_descriptors(mut self) -> Self {
         self.passes_fds = false;
         self
@@ -426,6 +428,13 @@ impl Channel {
             &mut fds,
             dont_wait,
         );
+        if !self.passes_fds && !fds.is_empty() {
+            // Closed here, as `fds` goes.
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                "the peer sent descriptors on a connection that takes none",
+            ));
+        }
         self.in_fds.extend(fds);
         // Descriptors arrive before the frames that claim them, but never many frames ahead: a
         // peer that keeps sending descriptors no frame claims would exhaust our descriptors.
@@ -708,6 +717,15 @@ mod tests {
         assert!(f.fds.is_empty() && matches!(f.body, Body::Inline { .. }));
         assert!(f.payload() == &expect[..]);
         t.join().unwrap();
+
+        // Descriptors sent to it are refused.
+        let (mut a, b) = pair();
+        let mut b = b.without_descriptors();
+        let (x, _y) = sys::fd::socketpair().unwrap();
+        a.push_with(1, vec![x], |_| Ok(())).unwrap();
+        a.flush().unwrap();
+        let e = b.recv(None).unwrap_err();
+        assert!(e.to_string().contains("takes none"), "{e}");
     }
 
     #[test]

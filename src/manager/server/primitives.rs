@@ -508,6 +508,7 @@ mod tests {
 
     use super::super::{Kind, Request, handle};
     use super::*;
+    use crate::manager::protocol::Executable;
 
     /// A primitive on a server of its own, and requests to it as any client.
     #[derive(Clone)]
@@ -526,7 +527,7 @@ mod tests {
                 &objects,
                 Request::New(Kind::Sync(kind)),
                 A,
-                true,
+                Executable::Same,
                 &mut || true,
             ) {
                 Reply::Id(id) => Self { objects, id },
@@ -549,7 +550,7 @@ mod tests {
                 id: self.id,
                 op: crate::manager::protocol::Op::Sync(op),
             };
-            match handle(&self.objects, request, client, true, there) {
+            match handle(&self.objects, request, client, Executable::Same, there) {
                 Reply::Sync(reply) => reply,
                 other => panic!("{other:?}"),
             }
