@@ -6,24 +6,20 @@ use std::cell::RefCell;
 use std::net::{SocketAddr, TcpStream};
 use std::os::fd::OwnedFd;
 use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use serde::{Deserialize, Serialize};
 
 use super::auth;
 #[cfg(test)]
 use super::protocol::Kind;
-use super::protocol::{Answer, HANDSHAKE_FRAME, Reply, Request, answer_frame, kind};
+use super::protocol::{
+    Answer, HANDSHAKE_FRAME, HANDSHAKE_TIMEOUT, Reply, Request, WATCH, answer_frame, kind,
+};
 use crate::error::{Error, Result};
 use crate::pool::lock;
 use crate::sys;
 use crate::wire::{Channel, Io, MAX_FRAME, codec};
-
-/// How long the server may take over its part of the handshake.
-pub(crate) const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
-/// How long a call watches for the reply before it sleeps: a quick answer is then read without
-/// this thread being put to sleep and woken (see `Channel::watch`).
-const WATCH: Duration = Duration::from_micros(50);
 
 /// Where a manager listens.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -191,6 +187,7 @@ fn gone(e: Error) -> Error {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Duration;
 
     #[test]
     fn a_wrong_key_is_refused_and_the_server_serves_on() {

@@ -79,6 +79,11 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 /// go of all it held), and frees it a linger after the last let go ([`ManagerBuilder::linger`]).
 /// Named objects live as long as the server.
 ///
+/// A proxy kept inside a managed object (a list in a dict's value, a queue in a queue) does
+/// not hold its object — it is data there, as it would be in a file — so keep a proxy of it
+/// in some process for as long as it is to be read back (or name it: `dict_named`, …).
+/// Python's server holds such nested objects; here they would outlive every reader.
+///
 /// # Examples
 /// ```
 /// use multiproc::{DictProxy, Manager, Process};

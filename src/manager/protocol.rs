@@ -29,6 +29,14 @@ pub(crate) mod kind {
 /// requests and replies, and the public `Error`, which travels inside `SyncReply::Failed`.
 pub(crate) const VERSION: u32 = 1;
 
+/// How long either side may take over its part of the handshake.
+pub(crate) const HANDSHAKE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// How long either side watches for the other's next frame before it sleeps: a call answered
+/// quickly, and a client that asks again at once (the usual loop of proxy calls), are then read
+/// without a thread being put to sleep and woken (see `Channel::watch`).
+pub(crate) const WATCH: std::time::Duration = std::time::Duration::from_micros(50);
+
 /// The largest frame either side accepts before the other has proven it knows the key: the
 /// handshake's frames are a few dozen bytes, and a stranger must not make us allocate more.
 pub(crate) const HANDSHAKE_FRAME: usize = 1024;

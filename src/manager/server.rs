@@ -21,8 +21,8 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use super::auth;
 use super::client::Endpoint;
 use super::protocol::{
-    Answer, Bytes, DictOp, Executable, HANDSHAKE_FRAME, Kind, ListOp, Op, QueueOp, Reply, Request,
-    VERSION, ValueOp, kind, split_answer,
+    Answer, Bytes, DictOp, Executable, HANDSHAKE_FRAME, HANDSHAKE_TIMEOUT, Kind, ListOp, Op,
+    QueueOp, Reply, Request, VERSION, ValueOp, WATCH, kind, split_answer,
 };
 use crate::error::{Error, Result};
 use crate::pool::lock;
@@ -34,12 +34,6 @@ mod primitives;
 mod slot;
 
 use slot::{Slot, Stop};
-
-/// How long a client may take over its part of the handshake.
-const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
-/// How long a client's thread watches for its next request before it sleeps: a client that
-/// asks again at once (the usual loop of proxy calls) finds it awake (see `Channel::watch`).
-const WATCH: Duration = Duration::from_micros(50);
 
 /// What the server process is started with.
 #[derive(Serialize, Deserialize)]

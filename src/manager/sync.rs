@@ -182,9 +182,10 @@ from_remote!(
 /// [`Error::Deadlock`] rather than a hang.
 ///
 /// # Drop
-/// Dropping a proxy changes nothing on the server, where the object lives as long as the
-/// manager: a lock held stays held until its guard drops or `release` is called,
-/// or the holder's thread or process ends.
+/// Dropping a proxy frees the object on the server once no process holds a proxy of it (see
+/// [`Manager`](crate::Manager)'s lifetimes); until then nothing changes there: a lock held
+/// stays held until its guard drops or `release` is called, or the holder's thread or process
+/// ends.
 ///
 /// # Examples
 /// ```
@@ -290,9 +291,10 @@ impl LockProxy {
 /// server (every level) if that thread's process dies.
 ///
 /// # Drop
-/// Dropping a proxy changes nothing on the server, where the object lives as long as the
-/// manager: a lock held stays held until its guards drop or `release` is called,
-/// or the holder's thread or process ends.
+/// Dropping a proxy frees the object on the server once no process holds a proxy of it (see
+/// [`Manager`](crate::Manager)'s lifetimes); until then nothing changes there: a lock held
+/// stays held until its guards drop or `release` is called, or the holder's thread or process
+/// ends.
 ///
 /// # Examples
 /// ```
@@ -398,8 +400,8 @@ impl RLockProxy {
 /// [`LockProxy`] where that matters.
 ///
 /// # Drop
-/// Dropping a proxy changes nothing on the server, where the object lives as long as the
-/// manager.
+/// Dropping a proxy frees the object on the server once no process holds a proxy of it (see
+/// [`Manager`](crate::Manager)'s lifetimes).
 ///
 /// # Examples
 /// ```
@@ -519,8 +521,8 @@ impl SemaphoreProxy {
 /// process calls `set`.
 ///
 /// # Drop
-/// Dropping a proxy changes nothing on the server, where the object lives as long as the
-/// manager.
+/// Dropping a proxy frees the object on the server once no process holds a proxy of it (see
+/// [`Manager`](crate::Manager)'s lifetimes).
 ///
 /// # Examples
 /// ```
@@ -645,9 +647,10 @@ impl EventProxy {
 /// it, and the server releases it if that thread's process dies, as for an [`RLockProxy`].
 ///
 /// # Drop
-/// Dropping a proxy changes nothing on the server, where the object lives as long as the
-/// manager: its lock, held, stays held until its guard drops or `release` is
-/// called, or the holder's thread or process ends.
+/// Dropping a proxy frees the object on the server once no process holds a proxy of it (see
+/// [`Manager`](crate::Manager)'s lifetimes); until then nothing changes there: its lock,
+/// held, stays held until its guard drops or `release` is called, or the holder's thread or
+/// process ends.
 ///
 /// # Examples
 /// ```
@@ -866,8 +869,8 @@ impl ConditionProxy {
 /// dies before it arrives cannot be told from a slow one: `wait_timeout` covers that.
 ///
 /// # Drop
-/// Dropping a proxy changes nothing on the server, where the object lives as long as the
-/// manager.
+/// Dropping a proxy frees the object on the server once no process holds a proxy of it (see
+/// [`Manager`](crate::Manager)'s lifetimes).
 ///
 /// # Examples
 /// ```
