@@ -8,32 +8,30 @@
 //! loses updates.
 
 use std::collections::{HashMap, HashSet, VecDeque};
-use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener};
-use std::os::fd::{AsFd, OwnedFd};
-use std::os::unix::net::UnixListener;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use indexmap::IndexMap;
-use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use serde::{Deserialize, Serialize};
 
-use super::auth;
-use super::client::Endpoint;
 use super::protocol::{
-    Answer, Bytes, DictOp, Executable, HANDSHAKE_FRAME, HANDSHAKE_TIMEOUT, Kind, ListOp, Op,
-    QueueOp, Reply, Request, VERSION, ValueOp, WATCH, kind, split_answer,
+    Bytes, DictOp, Executable, Kind, ListOp, Op, Reply, Request, ValueOp, WATCH, kind,
 };
 use crate::error::{Error, Result};
 use crate::pool::lock;
-use crate::sys;
-use crate::wire::fds;
-use crate::wire::{Channel, Io, MAX_FRAME, codec};
+use crate::wire::{Channel, codec};
 
+mod containers;
+mod listener;
 mod primitives;
 mod slot;
+mod welcome;
 
-use slot::{Slot, Stop};
+use containers::{Dict, dict_op, list_op, queue_op, value_op};
+pub(crate) use listener::Listener;
+use listener::{ACCEPT_BACKOFF, Stranger};
+use slot::Slot;
+use welcome::{Welcome, welcome};
 
 /// What the server process is started with.
 #[derive(Serialize, Deserialize)]
@@ -43,84 +41,6 @@ pub(crate) struct Start {
     /// How long an object no process holds is kept before it is freed (see `lease.rs`).
     pub(crate) linger: Duration,
 }
-
-/// The socket the server accepts clients on, made by the owner (so that an address already in
-/// use is the owner's error, at once) and handed to the server process (its descriptor travels
-/// with the message).
-pub(crate) enum Listener {
-    Local(UnixListener),
-    Tcp(TcpListener),
-}
-
-impl Listener {
-    /// The next client's connection: its channel, not yet through the handshake. It carries
-    /// no descriptors either way (requests and replies are data), so a stranger cannot park
-    /// any here.
-    fn accept(&self) -> Result<Channel> {
-        let fd = match self {
-            Listener::Local(l) => OwnedFd::from(l.accept()?.0),
-            Listener::Tcp(l) => {
-                let stream = l.accept()?.0;
-                sys::tcp::set_up(&stream)?;
-                OwnedFd::from(stream)
-            }
-        };
-        Ok(Channel::new(fd, Io::Blocking)?.without_descriptors())
-    }
-
-    /// Where clients reach it.
-    pub(crate) fn endpoint(&self) -> Result<Endpoint> {
-        Ok(match self {
-            Listener::Local(l) => {
-                let name = sys::local_socket::name_of(l)?.ok_or_else(|| {
-                    Error::InvalidArgument("a local manager listens on an abstract name".into())
-                })?;
-                Endpoint::Local(name)
-            }
-            Listener::Tcp(l) => Endpoint::Tcp(l.local_addr()?),
-        })
-    }
-
-    /// An endpoint that reaches this listener from this machine (to wake its accept loop).
-    fn nearby(&self) -> Result<Endpoint> {
-        Ok(match self.endpoint()? {
-            Endpoint::Tcp(mut at) if at.ip().is_unspecified() => {
-                at.set_ip(match at {
-                    SocketAddr::V4(_) => Ipv4Addr::LOCALHOST.into(),
-                    SocketAddr::V6(_) => Ipv6Addr::LOCALHOST.into(),
-                });
-                Endpoint::Tcp(at)
-            }
-            other => other,
-        })
-    }
-}
-
-impl Serialize for Listener {
-    fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
-        use serde::ser::Error as _;
-        let (tcp, fd) = match self {
-            Listener::Local(l) => (false, l.as_fd()),
-            Listener::Tcp(l) => (true, l.as_fd()),
-        };
-        (tcp, fds::attach(fd).map_err(S::Error::custom)?).serialize(s)
-    }
-}
-
-impl<'de> Deserialize<'de> for Listener {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
-        use serde::de::Error as _;
-        let (tcp, slot) = <(bool, u32)>::deserialize(d)?;
-        let fd: OwnedFd = fds::take(slot).map_err(D::Error::custom)?;
-        Ok(match tcp {
-            true => Listener::Tcp(TcpListener::from(fd)),
-            false => Listener::Local(UnixListener::from(fd)),
-        })
-    }
-}
-
-/// A dict as the server keeps it: encoded keys and values, in insertion order.
-type Dict = IndexMap<Bytes, Bytes>;
 
 /// An object as the server keeps it.
 enum Object {
@@ -290,32 +210,6 @@ pub(crate) fn serve(start: Start) -> Result<()> {
     Ok(())
 }
 
-/// How many connections may be in the handshake at once.
-const MAX_STRANGERS: usize = 128;
-/// How long the accept loop waits after a failed accept.
-const ACCEPT_BACKOFF: Duration = Duration::from_millis(10);
-
-/// A connection in the handshake, counted among the strangers until it is dropped.
-struct Stranger(Arc<AtomicUsize>);
-
-impl Stranger {
-    /// One more stranger, unless there are [`MAX_STRANGERS`] already.
-    fn admitted(count: &Arc<AtomicUsize>) -> Option<Stranger> {
-        count
-            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
-                (n < MAX_STRANGERS).then_some(n + 1)
-            })
-            .ok()
-            .map(|_| Stranger(count.clone()))
-    }
-}
-
-impl Drop for Stranger {
-    fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::AcqRel);
-    }
-}
-
 /// Serves one client; returns whether it asked the server to shut down.
 fn client(
     mut chan: Channel,
@@ -429,50 +323,6 @@ pub(crate) fn fuzz(chan: Channel, handshake: bool, key: &[u8]) {
     };
 }
 
-/// How a client's handshake ended.
-enum Welcome {
-    Refused,
-    In(Executable),
-}
-
-/// The server's side of the handshake (see `auth`). Until the client has proven it knows the
-/// key, it may send only small frames, and must within [`HANDSHAKE_TIMEOUT`]. A client in is
-/// told whether it runs this same executable (and so may name functions for the server).
-fn welcome(chan: &mut Channel, key: &[u8]) -> Result<Welcome> {
-    chan.limit_frames(HANDSHAKE_FRAME);
-    let mine = auth::challenge()?;
-    chan.send(kind::CHALLENGE, &mine)?;
-    let frame = chan.recv(Some(Instant::now() + HANDSHAKE_TIMEOUT))?;
-    let head = match frame.kind {
-        kind::ANSWER => split_answer(frame.payload()),
-        _ => None,
-    };
-    let Some((version, rest)) = head
-        .filter(|(_, mac, _)| auth::verify(key, &mine, mac))
-        .map(|(version, _, rest)| (version, rest))
-    else {
-        let _ = chan.send(kind::REFUSED, b"the manager refused the key");
-        return Ok(Welcome::Refused);
-    };
-    if version != VERSION {
-        let why = format!(
-            "the manager speaks version {VERSION} of the protocol, this program version \
-             {version} (built with another release of multiproc)"
-        );
-        let _ = chan.send(kind::INCOMPATIBLE, why.as_bytes());
-        return Ok(Welcome::Refused);
-    }
-    let answer: Answer = codec::decode(rest)?;
-    chan.send(kind::WELCOME, &auth::answer(key, &answer.challenge))?;
-    chan.limit_frames(MAX_FRAME);
-    Ok(Welcome::In(
-        match answer.identity == crate::child::protocol::identity()? {
-            true => Executable::Same,
-            false => Executable::Foreign,
-        },
-    ))
-}
-
 /// A new, empty object of `kind`; its id.
 fn create(objects: &Objects, kind: Kind) -> u64 {
     let id = objects.next.fetch_add(1, Ordering::Relaxed);
@@ -568,170 +418,15 @@ fn handle(
     }
 }
 
-fn dict_op(dict: &mut Dict, op: DictOp) -> Reply {
-    match op {
-        DictOp::Insert { key, value } => Reply::Value(dict.insert(key, value)),
-        DictOp::Get { key } => Reply::Value(dict.get(&key).cloned()),
-        DictOp::Remove { key } => Reply::Value(dict.shift_remove(&key)),
-        DictOp::ContainsKey { key } => Reply::Bool(dict.contains_key(&key)),
-        DictOp::Len => Reply::Len(dict.len() as u64),
-        DictOp::Keys => Reply::List(dict.keys().cloned().collect()),
-        DictOp::Values => Reply::List(dict.values().cloned().collect()),
-        DictOp::Items => Reply::Pairs(dict.iter().map(|(k, v)| (k.clone(), v.clone())).collect()),
-        DictOp::Clear => {
-            dict.clear();
-            Reply::Done
-        }
-        DictOp::Update { key, entry } => match updated(&some_or_none(dict.get(&key)), entry) {
-            Ok(value) => {
-                dict.insert(key, value.clone());
-                Reply::Value(Some(value))
-            }
-            Err(e) => Reply::Failed(e.to_string()),
-        },
-    }
-}
-
 /// The reply to an operation on an object of another kind.
 fn other_kind(id: u64) -> impl FnOnce() -> Reply {
     move || Reply::Failed(format!("object {id} is of another kind"))
 }
 
-/// A queue operation, which may wait (for an item, or for room; see `Slot::waiting`). `None`
-/// if the object is not a queue.
-fn queue_op(slot: &Slot, op: QueueOp, still_there: &mut dyn FnMut() -> bool) -> Option<Reply> {
-    let (mut put, wait_ms) = match op {
-        QueueOp::Put { value, wait_ms } => (Some(value), wait_ms),
-        QueueOp::Get { wait_ms } => (None, wait_ms),
-        QueueOp::Len => return queue_query(slot, |items, _| Reply::Len(items.len() as u64)),
-        QueueOp::Full => return queue_query(slot, |items, max| Reply::Bool(is_full(items, max))),
-    };
-    let putting = put.is_some();
-    slot.waiting(
-        slot::deadline(wait_ms),
-        still_there,
-        |object| {
-            let Object::Queue { items, maxsize } = object else {
-                return Some(None);
-            };
-            match put.take() {
-                Some(value) if !is_full(items, *maxsize) => {
-                    items.push_back(value);
-                    Some(Some(Reply::Bool(true)))
-                }
-                Some(value) => {
-                    put = Some(value);
-                    None
-                }
-                None => items.pop_front().map(|item| Some(Reply::Value(Some(item)))),
-            }
-        },
-        |_, stop| {
-            Some(match (stop, putting) {
-                (Stop::TimedOut, true) => Reply::Bool(false),
-                (Stop::TimedOut, false) => Reply::Value(None),
-                (Stop::Left, _) => Reply::Failed("the client is gone".into()),
-            })
-        },
-    )
-}
-
-fn is_full(items: &VecDeque<Bytes>, maxsize: usize) -> bool {
-    maxsize != 0 && items.len() >= maxsize
-}
-
-fn queue_query(slot: &Slot, answer: impl Fn(&VecDeque<Bytes>, usize) -> Reply) -> Option<Reply> {
-    match &*slot.lock() {
-        Object::Queue { items, maxsize } => Some(answer(items, *maxsize)),
-        _ => None,
-    }
-}
-
-fn value_op(value: &mut Option<Bytes>, op: ValueOp) -> Reply {
-    match op {
-        ValueOp::Get => Reply::Value(value.clone()),
-        ValueOp::Set { value: new } => Reply::Value(value.replace(new)),
-        ValueOp::Update { entry } => match value.as_deref().map(|v| updated(v, entry)) {
-            Some(Ok(new)) => Reply::Value(Some(value.insert(new).clone())),
-            Some(Err(e)) => Reply::Failed(e.to_string()),
-            None => Reply::Failed("the value was never set".into()),
-        },
-    }
-}
-
-fn list_op(list: &mut Vec<Bytes>, op: ListOp) -> Reply {
-    let len = list.len();
-    let at = |index: u64| usize::try_from(index).ok().filter(|&i| i < len);
-    let out_of_range =
-        |index: u64| Reply::Failed(format!("index {index} out of range (len {len})"));
-    match op {
-        ListOp::Push { value } => {
-            list.push(value);
-            Reply::Done
-        }
-        ListOp::Pop => Reply::Value(list.pop()),
-        ListOp::Get { index } => Reply::Value(at(index).map(|i| list[i].clone())),
-        ListOp::Set { index, value } => match at(index) {
-            Some(i) => Reply::Value(Some(std::mem::replace(&mut list[i], value))),
-            None => out_of_range(index),
-        },
-        ListOp::Insert { index, value } => {
-            let i = usize::try_from(index).map_or(len, |i| i.min(len));
-            list.insert(i, value);
-            Reply::Done
-        }
-        ListOp::Remove { index } => match at(index) {
-            Some(i) => Reply::Value(Some(list.remove(i))),
-            None => out_of_range(index),
-        },
-        ListOp::Len => Reply::Len(len as u64),
-        ListOp::ToVec => Reply::List(list.clone()),
-        ListOp::Extend { values } => {
-            list.extend(values);
-            Reply::Done
-        }
-        ListOp::Clear => {
-            list.clear();
-            Reply::Done
-        }
-        ListOp::Update { index, entry } => match at(index) {
-            Some(i) => match updated(&list[i], entry) {
-                Ok(value) => {
-                    list[i] = value.clone();
-                    Reply::Value(Some(value))
-                }
-                Err(e) => Reply::Failed(e.to_string()),
-            },
-            None => out_of_range(index),
-        },
-    }
-}
-
-/// An encoded `Option<V>` from an encoded `V`, if any, as serde encodes it (a tag byte, then
-/// the value): the argument of a dict's update function.
-fn some_or_none(value: Option<&Bytes>) -> Bytes {
-    match value {
-        Some(v) => [&[1u8][..], v].concat(),
-        None => vec![0],
-    }
-}
-
-/// What the update function at `entry` makes of its encoded argument.
-fn updated(input: &[u8], entry: i64) -> Result<Bytes> {
-    // SAFETY: only a client that runs this same executable may ask for an update (checked in
-    // its handshake, `welcome`), so `entry` is a trampoline offset it computed with
-    // `task::entry_for`, valid here too.
-    let entry = unsafe { crate::task::entry_at(entry) };
-    let outcome = crate::task::run_once(entry, input);
-    match codec::outcome_value(&outcome)? {
-        Ok(value) => Ok(value.to_vec()),
-        Err(failure) => Err(Error::from(failure)),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::manager::protocol::QueueOp;
 
     /// The client of every request in these tests.
     const ME: ClientId = ClientId(0);
@@ -894,45 +589,5 @@ mod tests {
             ),
             Reply::Failed(_)
         ));
-    }
-
-    #[test]
-    fn list_indices_are_checked() {
-        let mut list = vec![vec![1u8], vec![2]];
-        assert!(matches!(
-            list_op(&mut list, ListOp::Get { index: u64::MAX }),
-            Reply::Value(None)
-        ));
-        assert!(matches!(
-            list_op(&mut list, ListOp::Remove { index: 2 }),
-            Reply::Failed(_)
-        ));
-        assert!(matches!(
-            list_op(
-                &mut list,
-                ListOp::Set {
-                    index: 5,
-                    value: vec![]
-                }
-            ),
-            Reply::Failed(_)
-        ));
-        list_op(
-            &mut list,
-            ListOp::Insert {
-                index: u64::MAX,
-                value: vec![3],
-            },
-        );
-        assert_eq!(list, [vec![1], vec![2], vec![3]]);
-    }
-
-    #[test]
-    fn a_dict_update_gets_an_encoded_option() {
-        assert_eq!(some_or_none(None), [0]);
-        assert_eq!(some_or_none(Some(&vec![7, 8])), [1, 7, 8]);
-        let encoded: Option<u16> =
-            codec::decode(&some_or_none(Some(&codec::encode(&513u16).unwrap()))).unwrap();
-        assert_eq!(encoded, Some(513));
     }
 }
