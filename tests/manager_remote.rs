@@ -231,3 +231,48 @@ fn strangers_beyond_a_bound_are_dropped_at_once_and_members_are_served() {
         assert_eq!(other.pid(), m.pid());
     });
 }
+
+/// Another executable: the `manager_remote` example, run as a client program. It shares only
+/// the address and key with this test (and a build of this crate), not its code.
+#[test]
+fn a_program_built_from_another_executable_uses_the_containers() {
+    within(SECS(120), || {
+        let exe = std::env::current_exe().unwrap();
+        let example = exe
+            .parent()
+            .and_then(|deps| deps.parent())
+            .map(|dir| dir.join("examples").join("manager_remote"))
+            .unwrap();
+        assert!(
+            example.exists(),
+            "{} is missing: `cargo test` builds the examples",
+            example.display()
+        );
+        let key = "a key for another executable";
+        let m = Manager::builder()
+            .address("127.0.0.1:0")
+            .authkey(key)
+            .serve()
+            .unwrap();
+        let jobs = m.queue_named::<Option<u64>>("jobs").unwrap();
+        for job in 0..10 {
+            jobs.put(Some(job)).unwrap();
+        }
+        jobs.put(None).unwrap();
+        let out = std::process::Command::new(&example)
+            .args(["client", &m.address().unwrap().to_string()])
+            .env("MULTIPROC_KEY", key)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let results = m.dict_named::<u64, (u64, u32)>("results").unwrap();
+        let mut got = results.items().unwrap();
+        got.sort();
+        assert_eq!(got.len(), 10);
+        assert!(got.iter().all(|(job, (square, _))| *square == job * job));
+    });
+}
