@@ -45,7 +45,7 @@ impl<K: Data, V: Data> DictProxy<K, V> {
     /// Sets `key` to `value`; returns the value it had.
     ///
     /// # Errors
-    /// [`Error::ManagerGone`] once the server is gone; a key or value that cannot be encoded.
+    /// [`Error::ManagerGone`](crate::Error::ManagerGone) once the server is gone; a key or value that cannot be encoded.
     pub fn insert(&self, key: K, value: V) -> Result<Option<V>> {
         let (key, value) = (codec::encode(&key)?, codec::encode(&value)?);
         proxy::value_of(self.op(DictOp::Insert { key, value })?)
@@ -152,7 +152,7 @@ impl<K: Data, V: Data> DictProxy<K, V> {
     /// `fn` item or a closure that captures nothing, like a task. Returns the new value.
     ///
     /// # Errors
-    /// As [`insert`](Self::insert); [`Error::Manager`] if `f` panicked (the value is left as
+    /// As [`insert`](Self::insert); [`Error::Manager`](crate::Error::Manager) if `f` panicked (the value is left as
     /// it was) or this program is not the manager's executable.
     pub fn update<F>(&self, key: K, f: F) -> Result<V>
     where
