@@ -176,3 +176,45 @@ fn spin_forever(c: Proxy<Counter>, started: DictProxy<u8, u8>) {
     started.insert(1, 1).unwrap();
     let _ = c.call(Counter::spin, ());
 }
+
+/// A hosted object that keeps a proxy of another object of the same manager.
+#[derive(Serialize, Deserialize)]
+struct Ledger {
+    totals: DictProxy<String, u64>,
+    entries: u64,
+}
+
+impl Ledger {
+    /// Runs on the server: uses the proxy it keeps, and one it is given.
+    fn record(&mut self, (name, amount, log): (String, u64, DictProxy<u64, String>)) -> u64 {
+        self.entries += 1;
+        let total = self
+            .totals
+            .update(name.clone(), |t: Option<u64>| t.unwrap_or(0) + 1)
+            .expect("the server reaches its own objects");
+        log.insert(self.entries, format!("{name} {amount}"))
+            .expect("a proxy given as an argument works on the server");
+        total
+    }
+}
+
+#[test]
+fn a_hosted_object_may_keep_and_take_proxies() {
+    within(SECS(60), || {
+        let m = Manager::new().unwrap();
+        let totals = m.dict::<String, u64>().unwrap();
+        let log = m.dict::<u64, String>().unwrap();
+        let ledger = m
+            .host(Ledger {
+                totals: totals.clone(),
+                entries: 0,
+            })
+            .unwrap();
+        for amount in [5, 7] {
+            let args = ("ada".to_string(), amount, log.clone());
+            ledger.call(Ledger::record, args).unwrap();
+        }
+        assert_eq!(totals.get(&"ada".into()).unwrap(), Some(2));
+        assert_eq!(log.get(&2).unwrap(), Some("ada 7".into()));
+    });
+}

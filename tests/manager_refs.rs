@@ -6,7 +6,10 @@ use common::{SECS, eventually, within};
 use multiproc::{DictProxy, Manager, Process, Queue};
 use std::time::Duration;
 
-const LINGER: Duration = Duration::from_millis(100);
+/// Long enough that a hold sent before a process says it is ready has reached the server (on
+/// a connection of its own) before the linger after another process's release runs out, on a
+/// loaded machine.
+const LINGER: Duration = Duration::from_millis(500);
 
 fn manager() -> Manager {
     Manager::builder().linger(LINGER).serve().unwrap()
@@ -27,7 +30,7 @@ fn an_object_is_freed_with_its_last_proxy_and_not_before() {
         drop(d);
         drop(l);
         assert!(freed(&m, 1), "the list is freed");
-        std::thread::sleep(LINGER * 4);
+        std::thread::sleep(LINGER * 2);
         assert_eq!(m.object_count().unwrap(), 1, "a copy still holds the dict");
         copy.insert(1, 2).unwrap();
         drop(copy);
@@ -37,7 +40,7 @@ fn an_object_is_freed_with_its_last_proxy_and_not_before() {
 
 fn use_later(d: DictProxy<u8, u8>, ready: Queue<()>) -> usize {
     ready.put(()).unwrap();
-    std::thread::sleep(LINGER * 6);
+    std::thread::sleep(LINGER * 3);
     d.insert(7, 7).unwrap();
     d.len().unwrap()
 }
@@ -76,7 +79,7 @@ fn a_killed_process_lets_go_of_what_it_held() {
         p.start().unwrap();
         ready.get_timeout(SECS(20)).unwrap();
         drop(d);
-        std::thread::sleep(LINGER * 4);
+        std::thread::sleep(LINGER * 2);
         assert_eq!(m.object_count().unwrap(), 1, "the child holds it");
         p.kill().unwrap();
         assert!(freed(&m, 0));

@@ -120,6 +120,17 @@ struct Holding<'a> {
 }
 
 impl Holding<'_> {
+    /// The client used primitive `id` (it may own its lock now). Primitives freed since are
+    /// forgotten each time the list doubles past [`USED_PRUNE`], so a long-lived client's list
+    /// stays as short as what it uses, at a cost spread over its uses.
+    fn use_primitive(&mut self, id: u64) {
+        let len = self.used.len() + 1;
+        if self.used.insert(id) && len >= USED_PRUNE && len.is_power_of_two() {
+            let table = lock(&self.objects.table);
+            self.used.retain(|id| table.contains_key(id));
+        }
+    }
+
     fn hold(&mut self, id: u64) {
         self.objects.hold(id);
         *self.ids.entry(id).or_default() += 1;
@@ -148,6 +159,10 @@ impl Drop for Holding<'_> {
     }
 }
 
+/// How many primitives a connection's list of used ones holds before the freed are first
+/// dropped from it (a power of two).
+const USED_PRUNE: usize = 256;
+
 /// The longest pause between sweeps for objects to free.
 const SWEEP_MAX: Duration = Duration::from_secs(1);
 
@@ -159,6 +174,9 @@ pub(crate) fn serve(start: Start) -> Result<()> {
         linger,
     } = start;
     let nearby = listener.nearby()?;
+    // Proxies inside what clients send (a hosted object's field, a method's argument) arrive
+    // without the key (see `proxy.rs`): this process knows it.
+    super::client::learn_key(&listener.endpoint()?, &key);
     let key = Arc::new(key);
     let objects = Arc::new(Objects::default());
     let sweeper = objects.clone();
@@ -262,7 +280,7 @@ fn requests(
             op: Op::Sync(_),
         } = request
         {
-            holding.used.insert(id);
+            holding.use_primitive(id);
         }
         let reply = match request {
             Request::Hold { id } => {

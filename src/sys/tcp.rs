@@ -20,14 +20,15 @@ const PROBES: u32 = 3;
 const UNACKNOWLEDGED_MS: u32 = 30_000;
 
 /// Sets up a manager's TCP connection: small messages go at once (no Nagle delay), and a peer
-/// that vanished is noticed (see the module's docs).
+/// that vanished is noticed (see the module's docs) where the system offers the options (a
+/// sandbox that refuses them leaves the connection as it is, still usable).
 pub(crate) fn set_up(stream: &TcpStream) -> io::Result<()> {
     stream.set_nodelay(true)?;
-    sockopt::set_socket_keepalive(stream, true)?;
-    sockopt::set_tcp_keepidle(stream, IDLE)?;
-    sockopt::set_tcp_keepintvl(stream, INTERVAL)?;
-    sockopt::set_tcp_keepcnt(stream, PROBES)?;
-    sockopt::set_tcp_user_timeout(stream, UNACKNOWLEDGED_MS)?;
+    let _ = sockopt::set_socket_keepalive(stream, true)
+        .and_then(|()| sockopt::set_tcp_keepidle(stream, IDLE))
+        .and_then(|()| sockopt::set_tcp_keepintvl(stream, INTERVAL))
+        .and_then(|()| sockopt::set_tcp_keepcnt(stream, PROBES));
+    let _ = sockopt::set_tcp_user_timeout(stream, UNACKNOWLEDGED_MS);
     Ok(())
 }
 

@@ -138,7 +138,12 @@ impl<T: Copy + 'static> Drop for Restore<T> {
 /// argument, a result, a queue item or a pipe message), as opposed to data going elsewhere (a
 /// manager's object, a user's own serializer).
 pub(crate) fn between_processes() -> bool {
-    !matches!(OUTGOING.get(), Outgoing::Nothing)
+    match OUTGOING.get() {
+        Outgoing::Collecting(_) => true,
+        // A task's result, on its way to the pool's owner.
+        Outgoing::Refusing(why) => std::ptr::eq(why, IN_RESULT),
+        Outgoing::Nothing => false,
+    }
 }
 
 /// Runs `encode` with `set` collecting the descriptors of the handles it encodes. This runs

@@ -194,15 +194,22 @@ impl Barrier {
                 None => SyncReply::Count(index),
             })
         } else if self.broken {
+            // Told: it leaves the round, and is not counted among those still to learn.
+            self.leave();
             Some(SyncReply::Failed(Error::BrokenBarrier))
         } else {
             None
         }
     }
 
+    /// A party waiting in the current round leaves it (told it is broken, or giving up).
+    fn leave(&mut self) {
+        self.arrived = self.arrived.saturating_sub(1);
+    }
+
     fn reset(&mut self) {
         if self.arrived > 0 {
-            // Parties that gave up without being told are counted here too: keep a bound.
+            // Only parties still waiting are counted; the bound is for safety.
             if self.cancelled.len() >= MAX_CANCELLED {
                 self.cancelled.pop_front();
             }
@@ -447,6 +454,7 @@ fn arrive(
         ended.unwrap_or_else(|| {
             // A party that gives up breaks the barrier for everyone, as in Python.
             barrier.broken = true;
+            barrier.leave();
             match stop {
                 Stop::TimedOut => SyncReply::Failed(Error::BrokenBarrier),
                 Stop::Left => gone(),
