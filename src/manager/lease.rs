@@ -7,8 +7,16 @@
 //!
 //! Holds and releases are one-way messages (no reply to wait for): a proxy arriving in a process
 //! costs one write, and so does the drop of its last copy.
+//!
+//! A lease connection that fails (or could not be made) takes the server's record of this
+//! process's holds with it. Every hold is then told again on a new connection: by the next
+//! hold made there, or by the next call of any proxy ([`repair`]). A release is sent only on the
+//! connection its hold was told on (each has a generation), so a late release can never take
+//! back a hold told again since.
 
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Weak};
+use std::time::{Duration, Instant};
 
 use super::client::{self, Address};
 use super::protocol::{Request, kind};
@@ -19,6 +27,8 @@ use crate::wire::{Channel, codec};
 pub(crate) struct Hold {
     pub(crate) addr: Arc<Address>,
     pub(crate) id: u64,
+    /// The generation of the connection the hold was told on; 0: none yet.
+    told_on: Arc<AtomicU64>,
 }
 
 /// A hold of this process, found by its manager and object without upgrading the others
@@ -27,13 +37,15 @@ struct Entry {
     addr: Arc<Address>,
     id: u64,
     hold: Weak<Hold>,
+    told_on: Arc<AtomicU64>,
 }
 
-/// A lease connection, and the process it was made in (one inherited through a fork is not
-/// this process's).
+/// A lease connection, the process it was made in (one inherited through a fork is not this
+/// process's), and its generation (never 0, never reused).
 struct Conn {
     addr: Arc<Address>,
     pid: u32,
+    generation: u64,
     chan: Channel,
 }
 
@@ -48,6 +60,16 @@ static LEASES: Mutex<Leases> = Mutex::new(Leases {
     conns: Vec::new(),
 });
 
+/// Set when a lease connection failed or could not be made: some holds may be untold.
+static UNTOLD: AtomicBool = AtomicBool::new(false);
+
+static GENERATIONS: AtomicU64 = AtomicU64::new(1);
+
+/// When [`repair`] last tried, and how soon it may try again: a manager that cannot be reached
+/// costs each proxy call no new attempt to reach it (its call says it is gone).
+static LAST_REPAIR: Mutex<Option<Instant>> = Mutex::new(None);
+const RETRY: Duration = Duration::from_millis(500);
+
 /// This process's hold on object `id` of the manager at `addr`: the one it has, or a new one
 /// made now.
 pub(crate) fn hold(addr: Arc<Address>, id: u64) -> Arc<Hold> {
@@ -60,36 +82,24 @@ pub(crate) fn hold(addr: Arc<Address>, id: u64) -> Arc<Hold> {
     if let Some(hold) = found.and_then(|e| e.hold.upgrade()) {
         return hold;
     }
+    let told_on = Arc::new(AtomicU64::new(0));
     let hold = Arc::new(Hold {
         addr: addr.clone(),
         id,
+        told_on: told_on.clone(),
     });
     leases.held.push(Entry {
         addr: addr.clone(),
         id,
         hold: Arc::downgrade(&hold),
+        told_on: told_on.clone(),
     });
-    if leases.send(&addr, &Request::Hold { id }) {
+    if let Some(generation) = leases.send(&addr, &Request::Hold { id }) {
+        told_on.store(generation, Ordering::SeqCst);
         return hold;
     }
-    // No lease connection yet (or no more): made outside the lock, since reaching a far
-    // manager may take seconds. Whoever makes it tells every hold this process has there,
-    // this one included, which is already listed.
     drop(leases);
-    if let Ok(chan) = client::connect(&addr) {
-        let mut leases = lock(&LEASES);
-        if !leases.conns.iter().any(|c| same(&c.addr, &addr)) {
-            let pid = std::process::id();
-            leases.conns.push(Conn {
-                addr: addr.clone(),
-                pid,
-                chan,
-            });
-            leases.replay(&addr);
-        }
-    }
-    // A manager that cannot be reached is not told: it is gone (the proxy's calls say so), or
-    // the next hold made there tells it of this one too.
+    connect(&addr);
     hold
 }
 
@@ -97,10 +107,72 @@ impl Drop for Hold {
     fn drop(&mut self) {
         let mut leases = lock(&LEASES);
         leases.prune();
-        // Without a lease connection the manager holds nothing for this process: nothing to
-        // let go of (and no connection is made for it).
-        leases.send(&self.addr, &Request::Release { id: self.id });
+        // Only where it was told: without that connection the manager holds nothing for it
+        // (and no connection is made for a release).
+        let told_on = self.told_on.load(Ordering::SeqCst);
+        let here = leases
+            .conns
+            .iter()
+            .any(|c| c.generation == told_on && same(&c.addr, &self.addr));
+        if here {
+            leases.send(&self.addr, &Request::Release { id: self.id });
+        }
     }
+}
+
+/// Tells every untold hold again, on new lease connections, if a lease connection failed since
+/// the last time (trying at most every [`RETRY`]). Cheap when none did (one atomic load):
+/// called before each proxy call.
+pub(crate) fn repair() {
+    if !UNTOLD.load(Ordering::SeqCst) {
+        return;
+    }
+    {
+        let mut last = lock(&LAST_REPAIR);
+        if last.is_some_and(|at| at.elapsed() < RETRY) {
+            return;
+        }
+        *last = Some(Instant::now());
+    }
+    UNTOLD.store(false, Ordering::SeqCst);
+    let addrs: Vec<Arc<Address>> = {
+        let mut leases = lock(&LEASES);
+        leases.prune();
+        let mut addrs: Vec<Arc<Address>> = Vec::new();
+        for e in &leases.held {
+            let connected = leases.conns.iter().any(|c| same(&c.addr, &e.addr));
+            if !connected && !addrs.iter().any(|a| same(a, &e.addr)) {
+                addrs.push(e.addr.clone());
+            }
+        }
+        addrs
+    };
+    for addr in addrs {
+        connect(&addr);
+    }
+}
+
+/// Makes a lease connection to the manager at `addr` (outside the lock: reaching a far
+/// manager may take seconds) and tells it every hold this process has there. Whoever makes the
+/// connection tells them all; one that cannot be made leaves them for [`repair`].
+fn connect(addr: &Arc<Address>) {
+    let Ok(chan) = client::connect(addr) else {
+        UNTOLD.store(true, Ordering::SeqCst);
+        return;
+    };
+    let mut leases = lock(&LEASES);
+    leases.prune();
+    if leases.conns.iter().any(|c| same(&c.addr, addr)) {
+        // Another thread made one meanwhile, and told them.
+        return;
+    }
+    leases.conns.push(Conn {
+        addr: addr.clone(),
+        pid: std::process::id(),
+        generation: GENERATIONS.fetch_add(1, Ordering::SeqCst),
+        chan,
+    });
+    leases.replay(addr);
 }
 
 /// Closes this process's lease connection to the manager at `addr` if no proxy of it is left
@@ -126,35 +198,64 @@ impl Leases {
         self.conns.retain(|c| c.pid == pid);
     }
 
-    /// Sends `request` on this process's lease connection to the manager at `addr`; `false`
-    /// if there is none. A connection that fails is dropped (the manager then lets go of what
-    /// this process held there; a new connection tells it again, see [`replay`](Self::replay)).
-    fn send(&mut self, addr: &Address, request: &Request) -> bool {
-        let Some(at) = self.conns.iter().position(|c| same(&c.addr, addr)) else {
-            return false;
-        };
+    /// Sends `request` on this process's lease connection to the manager at `addr`; its
+    /// generation, or `None` if there is no connection or it failed. A connection that fails
+    /// is dropped: the manager then lets go of what this process held there, and [`repair`]
+    /// tells it all again on a new one.
+    fn send(&mut self, addr: &Address, request: &Request) -> Option<u64> {
+        let at = self.conns.iter().position(|c| same(&c.addr, addr))?;
         let sent = match codec::encode(request) {
             Ok(r) => self.conns[at].chan.send(kind::REQUEST, &r),
             Err(e) => Err(e.into()),
         };
-        if sent.is_err() {
-            self.conns.remove(at);
+        match sent {
+            Ok(()) => Some(self.conns[at].generation),
+            Err(_) => {
+                self.conns.remove(at);
+                UNTOLD.store(true, Ordering::SeqCst);
+                None
+            }
         }
-        sent.is_ok()
     }
 
     /// Tells a new lease connection every hold this process has on its manager.
     fn replay(&mut self, addr: &Address) {
-        let ids: Vec<u64> = self
+        let told: Vec<(u64, Arc<AtomicU64>)> = self
             .held
             .iter()
             .filter(|e| same(&e.addr, addr) && e.hold.strong_count() > 0)
-            .map(|e| e.id)
+            .map(|e| (e.id, e.told_on.clone()))
             .collect();
-        for id in ids {
-            if !self.send(addr, &Request::Hold { id }) {
-                return;
+        for (id, told_on) in told {
+            match self.send(addr, &Request::Hold { id }) {
+                Some(generation) => told_on.store(generation, Ordering::SeqCst),
+                None => return,
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn holds_are_told_again_after_their_connection_is_lost() {
+        let linger = Duration::from_millis(200);
+        let m = crate::Manager::builder().linger(linger).serve().unwrap();
+        let d = m.dict::<u8, u8>().unwrap();
+        d.insert(1, 1).unwrap();
+        // The lease connection breaks: the server lets go of this process's holds.
+        {
+            let mut leases = lock(&LEASES);
+            leases.conns.retain(|c| !same(&c.addr, &m.addr));
+            UNTOLD.store(true, Ordering::SeqCst);
+        }
+        *lock(&LAST_REPAIR) = None;
+        // The next call tells them again, before the linger frees the dict.
+        assert_eq!(d.len().unwrap(), 1);
+        std::thread::sleep(linger * 4);
+        assert_eq!(m.object_count().unwrap(), 1);
+        assert_eq!(d.get(&1).unwrap(), Some(1));
     }
 }

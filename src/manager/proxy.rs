@@ -38,6 +38,7 @@ impl Remote {
 
     /// Runs `op` on the object, under its lock on the server.
     pub(crate) fn call(&self, op: Op) -> Result<Reply> {
+        lease::repair();
         let id = self.held.id;
         client::call(&self.held.addr, &Request::Op { id, op })
     }
