@@ -192,6 +192,11 @@ pub(crate) fn serve(start: Start) -> Result<()> {
     let strangers = Arc::new(AtomicUsize::new(0));
     let pid = std::process::id();
     for client_id in (0..).map(ClientId) {
+        // With as many strangers in the handshake as allowed, newcomers wait in the socket's
+        // backlog (not refused) until one of them is through or dropped.
+        while strangers.load(Ordering::Acquire) >= listener::MAX_STRANGERS {
+            std::thread::sleep(ACCEPT_BACKOFF);
+        }
         let conn = listener.accept();
         if stop.load(Ordering::Acquire) {
             return Ok(());
@@ -205,8 +210,8 @@ pub(crate) fn serve(start: Start) -> Result<()> {
                 continue;
             }
         };
-        // Strangers (not yet through the handshake) are few at a time: more are dropped at
-        // once, so that connecting in a loop costs the server no threads.
+        // Strangers (not yet through the handshake) are few at a time, so that connecting in
+        // a loop costs the server no threads (the wait above makes room before each accept).
         let Some(stranger) = Stranger::admitted(&strangers) else {
             continue;
         };

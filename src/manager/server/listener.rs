@@ -1,6 +1,7 @@
 //! Where the server meets its clients: the socket it accepts them on (made by the owner and
 //! handed over), and the bound on strangers — connections not yet through the handshake — so
-//! that connecting in a loop costs the server no threads.
+//! that connecting in a loop costs the server no threads: beyond it, newcomers wait in the
+//! socket's backlog until a stranger is through or dropped (by the handshake's timeout).
 
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener};
 use std::os::fd::{AsFd, OwnedFd};
