@@ -109,7 +109,10 @@ pub(crate) fn call(addr: &Address, request: &Request) -> Result<Reply> {
         {
             Some(at) => at,
             None => {
-                all.push((addr.clone(), connect(addr)?));
+                let chan = connect(addr)?;
+                // Connections to managers that are gone (their peer hung up) go now.
+                all.retain_mut(|(_, ch)| matches!(ch.try_fill(), Ok(None)));
+                all.push((addr.clone(), chan));
                 all.len() - 1
             }
         };
@@ -140,6 +143,18 @@ pub(crate) fn call(addr: &Address, request: &Request) -> Result<Reply> {
             reply => Ok(reply),
         }
     })
+}
+
+/// Closes this thread's connection to the manager at `addr` and, if `owned` (this process
+/// started it, and it is ending), forgets its key: a thread that makes many managers in turn
+/// keeps nothing of those gone.
+pub(crate) fn disconnect(addr: &Address, owned: bool) {
+    CONNECTIONS.with_borrow_mut(|all| {
+        all.retain(|(a, _)| !(a.endpoint == addr.endpoint && a.key == addr.key));
+    });
+    if owned {
+        lock(&KEYS).retain(|(e, _)| *e != addr.endpoint);
+    }
 }
 
 /// Connects and goes through the handshake (see `auth`).

@@ -640,9 +640,11 @@ impl Manager {
 
 impl Drop for Manager {
     fn drop(&mut self) {
-        if self.server.is_some() {
+        let owned = self.server.is_some();
+        if owned {
             let _ = self.shutdown();
         }
         lease::forget(&self.addr);
+        client::disconnect(&self.addr, owned);
     }
 }
