@@ -4,7 +4,7 @@
 
 mod common;
 use common::{SECS, within};
-use multiproc::{Error, Manager, Process};
+use multiproc::{Error, ListProxy, Manager, Process};
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::time::{Duration, Instant};
@@ -288,5 +288,43 @@ fn a_program_built_from_another_executable_uses_the_containers() {
         got.sort();
         assert_eq!(got.len(), 10);
         assert!(got.iter().all(|(job, (square, _))| *square == job * job));
+    });
+}
+
+/// Another program: finds a list through a named dict (written by the owner, who listens on
+/// every address) and appends to it.
+fn append_through_directory(port: u16) -> usize {
+    let m = Manager::connect(("127.0.0.1", port), KEY).unwrap();
+    let directory = m
+        .dict_named::<String, ListProxy<String>>("directory")
+        .unwrap();
+    let list = directory.get(&"log".into()).unwrap().expect("listed");
+    list.push("from another program".into()).unwrap();
+    list.len().unwrap()
+}
+
+#[test]
+fn a_proxy_read_from_a_manager_reaches_it_as_its_reader_does() {
+    within(SECS(60), || {
+        let m = Manager::builder()
+            .address("0.0.0.0:0")
+            .authkey(KEY)
+            .serve()
+            .unwrap();
+        let port = m.address().unwrap().port();
+        let log = m.list::<String>().unwrap();
+        log.push("from the owner".into()).unwrap();
+        // Stored without its key, and with the address the owner listens on (0.0.0.0).
+        let directory = m
+            .dict_named::<String, ListProxy<String>>("directory")
+            .unwrap();
+        directory.insert("log".into(), log.clone()).unwrap();
+        let mut p = Process::new(append_through_directory, port);
+        p.start().unwrap();
+        assert_eq!(*p.join().unwrap(), 2);
+        assert_eq!(
+            log.to_vec().unwrap(),
+            ["from the owner", "from another program"]
+        );
     });
 }

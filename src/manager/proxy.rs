@@ -1,6 +1,7 @@
 //! What every proxy is underneath: the manager's address and an object's id, which is all that
 //! travels when a proxy is sent to another process; and the decoding of the server's replies.
 
+use std::cell::RefCell;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -40,7 +41,9 @@ impl Remote {
     pub(crate) fn call(&self, op: Op) -> Result<Reply> {
         lease::repair();
         let id = self.held.id;
-        client::call(&self.held.addr, &Request::Op { id, op })
+        let reply = client::call(&self.held.addr, &Request::Op { id, op });
+        REPLYING.set(Some(self.held.addr.clone()));
+        reply
     }
 }
 
@@ -57,24 +60,52 @@ impl Serialize for Remote {
     }
 }
 
+thread_local! {
+    /// The manager this thread's last proxy call went to: whose reply is being decoded.
+    static REPLYING: RefCell<Option<Arc<Address>>> = const { RefCell::new(None) };
+}
+
+/// The address of a proxy that arrived without its key (read from a manager's object): the key
+/// this process knows for its endpoint; else, if it is a proxy of the manager whose reply is
+/// being decoded, that manager as this process reaches it (its owner may have written an
+/// address that means nothing here, such as `0.0.0.0:port`).
+fn keyless(endpoint: Endpoint) -> std::result::Result<Address, String> {
+    if let Some(key) = client::known_key(&endpoint) {
+        return Ok(Address { endpoint, key });
+    }
+    let replying = REPLYING.with_borrow(|r| r.clone());
+    match replying {
+        Some(by) if same_manager(&endpoint, &by.endpoint) => Ok((*by).clone()),
+        _ => Err(format!(
+            "a proxy of the manager at {endpoint:?} arrived without its key, and this process \
+             does not know it: connect to that manager first (Manager::connect(address, key))"
+        )),
+    }
+}
+
+/// Whether `written` (an endpoint as a manager's owner wrote it) is the manager reached at
+/// `reached`: the same, or the same port where the owner wrote an address of its own machine.
+fn same_manager(written: &Endpoint, reached: &Endpoint) -> bool {
+    match (written, reached) {
+        (Endpoint::Tcp(w), Endpoint::Tcp(r)) => {
+            w == r || (w.port() == r.port() && (w.ip().is_unspecified() || w.ip().is_loopback()))
+        }
+        (w, r) => w == r,
+    }
+}
+
 impl<'de> Deserialize<'de> for Remote {
     fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
         use serde::de::Error as _;
         let (endpoint, id, key) = <(Endpoint, u64, Option<Vec<u8>>)>::deserialize(d)?;
-        let key = match key {
+        let addr = match key {
             Some(key) => {
                 client::learn_key(&endpoint, &key);
-                key
+                Address { endpoint, key }
             }
-            None => client::known_key(&endpoint).ok_or_else(|| {
-                D::Error::custom(format!(
-                    "a proxy of the manager at {endpoint:?} arrived without its key, and this \
-                     process does not know it: connect to that manager first \
-                     (Manager::connect(address, key))"
-                ))
-            })?,
+            None => keyless(endpoint).map_err(D::Error::custom)?,
         };
-        Ok(Self::new(Arc::new(Address { endpoint, key }), id))
+        Ok(Self::new(Arc::new(addr), id))
     }
 }
 
