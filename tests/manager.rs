@@ -475,3 +475,19 @@ fn sixty_four_clients_at_once_and_a_waiting_get() {
         assert_eq!(waiting.join().unwrap().unwrap(), 9);
     });
 }
+
+#[test]
+fn large_values_cross_a_local_manager() {
+    within(SECS(60), || {
+        let m = Manager::new().unwrap();
+        let v = m.value(Vec::<u8>::new()).unwrap();
+        let big: Vec<u8> = (0..3_000_000u32).map(|i| (i % 251) as u8).collect();
+        v.set(big.clone()).unwrap();
+        assert!(v.get().unwrap() == big);
+        let bigger = v.update(|mut b: Vec<u8>| {
+            b.extend_from_slice(&[7; 1000]);
+            b
+        });
+        assert_eq!(bigger.unwrap().len(), 3_001_000);
+    });
+}

@@ -191,6 +191,7 @@ pub(crate) fn serve(start: Start) -> Result<()> {
     let stop = Arc::new(AtomicBool::new(false));
     let strangers = Arc::new(AtomicUsize::new(0));
     let pid = std::process::id();
+    let local = matches!(listener, Listener::Local(_));
     for client_id in (0..).map(ClientId) {
         // With as many strangers in the handshake as allowed, newcomers wait in the socket's
         // backlog (not refused) until one of them is through or dropped.
@@ -220,7 +221,7 @@ pub(crate) fn serve(start: Start) -> Result<()> {
         let spawned = std::thread::Builder::new()
             .name("multiproc-manager-client".into())
             .spawn(move || {
-                let served = client(conn, client_id, &key, &objects, pid, stranger);
+                let served = client(conn, client_id, &key, &objects, pid, stranger, local);
                 if let Ok(true) = served {
                     stop.store(true, Ordering::Release);
                     // Wake the accept loop so it sees `stop`.
@@ -241,11 +242,19 @@ fn client(
     objects: &Objects,
     pid: u32,
     stranger: Stranger,
+    local: bool,
 ) -> Result<bool> {
     let welcomed = welcome(&mut chan, key);
     drop(stranger);
     match welcomed? {
-        Welcome::In(exe) => requests(chan, id, objects, exe, pid),
+        Welcome::In(exe) => {
+            if local {
+                // A peer of this machine that knows the key: large values may go through
+                // shared memory.
+                chan.allow_descriptors();
+            }
+            requests(chan, id, objects, exe, pid)
+        }
         Welcome::Refused => Ok(false),
     }
 }
@@ -341,7 +350,7 @@ pub(crate) fn fuzz(chan: Channel, handshake: bool, key: &[u8]) {
         return;
     };
     let _ = match handshake {
-        true => client(chan, me, key, &objects, 0, stranger),
+        true => client(chan, me, key, &objects, 0, stranger, false),
         false => requests(chan, me, &objects, Executable::Foreign, 0),
     };
 }

@@ -129,6 +129,12 @@ impl Channel {
         self.max_frame = max.min(MAX_FRAME);
     }
 
+    /// Lets descriptors (and so bulk frames) cross this socket again: a local peer that has
+    /// proven who it is.
+    pub(crate) fn allow_descriptors(&mut self) {
+        self.passes_fds = true;
+    }
+
     /// Makes this a channel that carries no descriptors either way (a network socket, or a
     /// peer that must not park descriptors in this process): large frames go through the
     /// socket, not through shared memory, and descriptors that arrive are closed at once and
