@@ -8,7 +8,8 @@
 //! which only this program and the processes it hands a proxy to know. Each client
 //! connection is served on a thread of its own (`server.rs`). Objects are kept as encoded
 //! bytes, each behind its own lock; the wire protocol is data only (`protocol.rs`), except an
-//! `update`, which names a function of the same executable, as a pool task does. A process
+//! `update` or a hosted object's `call`, which names a function of the same executable, as a
+//! pool task does. A process
 //! connects on the first use of a proxy and keeps the connection (`client.rs`).
 //!
 //! Objects of the program's own types (`Manager::host`, Python's `BaseManager.register`) are
@@ -35,12 +36,13 @@ mod protocol;
 mod proxy;
 mod queue;
 mod server;
+mod sync;
+mod value;
+
 #[cfg(feature = "fuzzing")]
 pub(crate) use protocol::kind::REQUEST as REQUEST_FRAME;
 #[cfg(feature = "fuzzing")]
 pub(crate) use server::fuzz;
-mod sync;
-mod value;
 
 use std::net::{SocketAddr, TcpListener, ToSocketAddrs};
 use std::sync::Arc;
@@ -82,7 +84,7 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 /// A proxy kept inside a managed object (a list in a dict's value, a queue in a queue) does
 /// not hold its object — it is data there, as it would be in a file — so keep a proxy of it
 /// in some process for as long as it is to be read back (or name it: `dict_named`, …).
-/// Python's server holds such nested objects; here they would outlive every reader.
+/// (Python's server holds such nested objects itself.)
 ///
 /// # Examples
 /// ```
