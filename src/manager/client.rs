@@ -11,6 +11,7 @@ use std::time::Instant;
 use serde::{Deserialize, Serialize};
 
 use super::auth;
+use super::mailbox::{Mailboxes, Message};
 #[cfg(test)]
 use super::protocol::Kind;
 use super::protocol::{
@@ -93,7 +94,7 @@ pub(crate) fn known_key(endpoint: &Endpoint) -> Option<Vec<u8>> {
 thread_local! {
     /// This thread's connections, by manager address (a proxy with another key for the same
     /// endpoint must go through the handshake itself).
-    static CONNECTIONS: RefCell<Vec<(Address, Channel)>> = const { RefCell::new(Vec::new()) };
+    static CONNECTIONS: RefCell<Vec<Connection>> = const { RefCell::new(Vec::new()) };
 }
 
 /// Sends `request` to the manager at `addr` and returns its reply.
@@ -105,44 +106,83 @@ pub(crate) fn call(addr: &Address, request: &Request) -> Result<Reply> {
     CONNECTIONS.with_borrow_mut(|all| {
         let at = match all
             .iter()
-            .position(|(a, _)| a.endpoint == addr.endpoint && a.key == addr.key)
+            .position(|c| c.addr.endpoint == addr.endpoint && c.addr.key == addr.key)
         {
             Some(at) => at,
             None => {
-                let chan = connect(addr)?;
+                let mut chan = connect(addr)?;
+                let mailboxes = match addr.endpoint {
+                    Endpoint::Local(_) => offer_mailboxes(&mut chan),
+                    Endpoint::Tcp(_) => None,
+                };
                 // Connections to managers that are gone (their peer hung up) go now.
-                all.retain_mut(|(_, ch)| matches!(ch.try_fill(), Ok(None)));
-                all.push((addr.clone(), chan));
+                all.retain_mut(|c| matches!(c.chan.try_fill(), Ok(None)));
+                all.push(Connection {
+                    addr: addr.clone(),
+                    chan,
+                    mailboxes,
+                });
                 all.len() - 1
             }
         };
-        let ch = &mut all[at].1;
-        let exchanged = ch
-            .send(kind::REQUEST, &codec::encode(request)?)
-            .and_then(|()| {
-                ch.watch(WATCH);
-                ch.recv(None)
-            });
-        let frame = match exchanged {
-            Ok(frame) if frame.kind == kind::REPLY => frame,
-            Ok(frame) => {
-                all.remove(at);
-                return Err(Error::Protocol(format!(
-                    "unexpected frame kind {}",
-                    frame.kind
-                )));
-            }
+        let payload = match all[at].exchange(&codec::encode(request)?) {
+            Ok(payload) => payload,
             Err(e) => {
                 // A broken connection is not kept; the next call tries afresh.
                 all.remove(at);
                 return Err(gone(e));
             }
         };
-        match codec::decode::<Reply>(frame.payload())? {
+        match codec::decode::<Reply>(&payload)? {
             Reply::Failed(why) => Err(Error::Manager(why)),
             reply => Ok(reply),
         }
     })
+}
+
+/// A thread's connection to a manager.
+struct Connection {
+    addr: Address,
+    chan: Channel,
+    /// The shared-memory mailboxes it takes turns in, if the manager is on this machine (see
+    /// `mailbox.rs`).
+    mailboxes: Option<Mailboxes>,
+}
+
+impl Connection {
+    /// Sends an encoded request and returns the encoded reply.
+    fn exchange(&mut self, request: &[u8]) -> Result<Vec<u8>> {
+        let chan = &mut self.chan;
+        let Some(mailboxes) = &mut self.mailboxes else {
+            chan.send(kind::REQUEST, request)?;
+            chan.watch(WATCH);
+            return reply_of(chan.recv(None)?);
+        };
+        mailboxes.send(chan, kind::REQUEST, request)?;
+        match mailboxes.recv(&mut || !matches!(chan.try_fill(), Ok(Some(0)) | Err(_)))? {
+            Message::Inline(reply) => Ok(reply),
+            Message::OnSocket => reply_of(chan.recv(None)?),
+        }
+    }
+}
+
+/// The payload of a reply frame.
+fn reply_of(frame: crate::wire::Frame) -> Result<Vec<u8>> {
+    match frame.kind {
+        kind::REPLY => Ok(frame.payload().to_vec()),
+        other => Err(Error::Protocol(format!("unexpected frame kind {other}"))),
+    }
+}
+
+/// Hands the server a pair of mailboxes in shared memory for this connection; `None` if
+/// either side cannot (the connection then goes on through its socket alone).
+fn offer_mailboxes(chan: &mut Channel) -> Option<Mailboxes> {
+    let mailboxes = Mailboxes::create().ok()?;
+    let fd = mailboxes.fd().try_clone_to_owned().ok()?;
+    chan.push_with(kind::MAILBOXES, vec![fd], |_| Ok(())).ok()?;
+    chan.flush().ok()?;
+    let answer = chan.recv(Some(Instant::now() + HANDSHAKE_TIMEOUT)).ok()?;
+    (answer.kind == kind::MAILBOXES).then_some(mailboxes)
 }
 
 /// Closes this thread's connection to the manager at `addr` and, if `owned` (this process
@@ -150,7 +190,7 @@ pub(crate) fn call(addr: &Address, request: &Request) -> Result<Reply> {
 /// keeps nothing of those gone.
 pub(crate) fn disconnect(addr: &Address, owned: bool) {
     CONNECTIONS.with_borrow_mut(|all| {
-        all.retain(|(a, _)| !(a.endpoint == addr.endpoint && a.key == addr.key));
+        all.retain(|c| !(c.addr.endpoint == addr.endpoint && c.addr.key == addr.key));
     });
     if owned {
         lock(&KEYS).retain(|(e, _)| *e != addr.endpoint);
@@ -276,6 +316,44 @@ mod tests {
         assert!(
             why.contains("version 1") && why.contains("version 2"),
             "{why}"
+        );
+    }
+
+    #[test]
+    fn unusable_mailboxes_are_refused_and_the_socket_serves_on() {
+        let m = crate::Manager::new().unwrap();
+        let mut chan = connect(&m.addr).unwrap();
+        // Not a sealed memory object: refused.
+        let (fd, _other) = sys::fd::socketpair().unwrap();
+        chan.push_with(kind::MAILBOXES, vec![fd], |_| Ok(()))
+            .unwrap();
+        chan.flush().unwrap();
+        assert_eq!(chan.recv(None).unwrap().kind, kind::REFUSED);
+        let mut conn = Connection {
+            addr: (*m.addr).clone(),
+            chan,
+            mailboxes: None,
+        };
+        let reply = conn
+            .exchange(&codec::encode(&Request::Count).unwrap())
+            .unwrap();
+        assert!(matches!(
+            codec::decode::<Reply>(&reply).unwrap(),
+            Reply::Len(_)
+        ));
+        // A connection made by a call takes turns in shared memory.
+        let mut conn = Connection {
+            addr: (*m.addr).clone(),
+            chan: connect(&m.addr).unwrap(),
+            mailboxes: None,
+        };
+        conn.mailboxes = offer_mailboxes(&mut conn.chan);
+        assert!(conn.mailboxes.is_some());
+        let reply = conn
+            .exchange(&codec::encode(&Request::Pid).unwrap())
+            .unwrap();
+        assert!(
+            matches!(codec::decode::<Reply>(&reply).unwrap(), Reply::Pid(pid) if pid == m.pid())
         );
     }
 }

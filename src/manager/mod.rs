@@ -10,7 +10,9 @@
 //! bytes, each behind its own lock; the wire protocol is data only (`protocol.rs`), except an
 //! `update` or a hosted object's `call`, which names a function of the same executable, as a
 //! pool task does. A process
-//! connects on the first use of a proxy and keeps the connection (`client.rs`).
+//! connects on the first use of a proxy and keeps the connection (`client.rs`); on this
+//! machine, requests and replies then take turns in shared memory, the socket kept for large
+//! messages and for noticing a peer gone (`mailbox.rs`).
 //!
 //! Objects of the program's own types (`Manager::host`, Python's `BaseManager.register`) are
 //! hosted the same way, plus methods: a call names a trampoline monomorphised for the type,
@@ -31,6 +33,7 @@ mod dict;
 mod hosted;
 mod lease;
 mod list;
+mod mailbox;
 mod namespace;
 mod protocol;
 mod proxy;

@@ -21,6 +21,10 @@ pub(crate) mod kind {
     /// Server → client: the client knows the key but speaks another version of this protocol
     /// (the payload says which); the connection ends.
     pub(crate) const INCOMPATIBLE: u8 = 0x66;
+    /// Client → server, once in, on this machine: a pair of mailboxes in shared memory (its
+    /// descriptor rides on the frame) to take turns in from now on (see `mailbox.rs`).
+    /// Server → client: taken (or `REFUSED`: the socket serves on).
+    pub(crate) const MAILBOXES: u8 = 0x67;
 }
 
 /// The version of this protocol. A client and a server of different versions (programs built

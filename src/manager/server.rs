@@ -14,6 +14,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use super::mailbox::{Mailboxes, Message};
 use super::protocol::{
     Bytes, DictOp, Executable, Kind, ListOp, Op, Reply, Request, ValueOp, WATCH, kind,
 };
@@ -274,20 +275,38 @@ fn requests(
         ids: HashMap::new(),
         used: HashSet::new(),
     };
+    let mut mailboxes: Option<Mailboxes> = None;
     loop {
-        chan.watch(WATCH);
-        let frame = match chan.recv(None) {
-            Ok(frame) => frame,
-            Err(Error::Disconnected) => return Ok(false),
-            Err(e) => return Err(e),
+        let payload = match &mut mailboxes {
+            Some(m) => match m.recv(&mut || !matches!(chan.try_fill(), Ok(Some(0)) | Err(_))) {
+                Ok(Message::Inline(payload)) => payload,
+                Ok(Message::OnSocket) => request_of(chan.recv(None)?)?,
+                Err(Error::Disconnected) => return Ok(false),
+                Err(e) => return Err(e),
+            },
+            None => {
+                chan.watch(WATCH);
+                let frame = match chan.recv(None) {
+                    Ok(frame) => frame,
+                    Err(Error::Disconnected) => return Ok(false),
+                    Err(e) => return Err(e),
+                };
+                if frame.kind == kind::MAILBOXES {
+                    // From now on this client takes turns in shared memory (`mailbox.rs`);
+                    // mailboxes that cannot be used are refused, and the socket serves on.
+                    match frame.fds.into_iter().next().map(Mailboxes::open) {
+                        Some(Ok(taken)) => {
+                            mailboxes = Some(taken);
+                            chan.send(kind::MAILBOXES, b"")?;
+                        }
+                        _ => chan.send(kind::REFUSED, b"mailboxes unusable")?,
+                    }
+                    continue;
+                }
+                request_of(frame)?
+            }
         };
-        if frame.kind != kind::REQUEST {
-            return Err(Error::Protocol(format!(
-                "unexpected frame kind {}",
-                frame.kind
-            )));
-        }
-        let request: Request = codec::decode(frame.payload())?;
+        let request: Request = codec::decode(&payload)?;
         let shutdown = matches!(request, Request::Shutdown);
         if let Request::Op {
             id,
@@ -311,10 +330,22 @@ fn requests(
                 !matches!(chan.try_fill(), Ok(Some(0)) | Err(_))
             }),
         };
-        chan.send(kind::REPLY, &codec::encode(&reply)?)?;
+        let reply = codec::encode(&reply)?;
+        match &mailboxes {
+            Some(m) => m.send(&mut chan, kind::REPLY, &reply)?,
+            None => chan.send(kind::REPLY, &reply)?,
+        }
         if shutdown {
             return Ok(true);
         }
+    }
+}
+
+/// The payload of a request frame.
+fn request_of(frame: crate::wire::Frame) -> Result<Vec<u8>> {
+    match frame.kind {
+        kind::REQUEST => Ok(frame.payload().to_vec()),
+        other => Err(Error::Protocol(format!("unexpected frame kind {other}"))),
     }
 }
 
