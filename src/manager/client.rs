@@ -112,7 +112,7 @@ pub(crate) fn call(addr: &Address, request: &Request) -> Result<Reply> {
             None => {
                 let mut chan = connect(addr)?;
                 let mailboxes = match addr.endpoint {
-                    Endpoint::Local(_) => offer_mailboxes(&mut chan),
+                    Endpoint::Local(_) => offer_mailboxes(&mut chan).map_err(gone)?,
                     Endpoint::Tcp(_) => None,
                 };
                 // Connections to managers that are gone (their peer hung up) go now.
@@ -174,15 +174,28 @@ fn reply_of(frame: crate::wire::Frame) -> Result<Vec<u8>> {
     }
 }
 
-/// Hands the server a pair of mailboxes in shared memory for this connection; `None` if
-/// either side cannot (the connection then goes on through its socket alone).
-fn offer_mailboxes(chan: &mut Channel) -> Option<Mailboxes> {
-    let mailboxes = Mailboxes::create().ok()?;
-    let fd = mailboxes.fd().try_clone_to_owned().ok()?;
-    chan.push_with(kind::MAILBOXES, vec![fd], |_| Ok(())).ok()?;
-    chan.flush().ok()?;
-    let answer = chan.recv(Some(Instant::now() + HANDSHAKE_TIMEOUT)).ok()?;
-    (answer.kind == kind::MAILBOXES).then_some(mailboxes)
+/// Hands the server a pair of mailboxes in shared memory for this connection; `Ok(None)` if
+/// this side cannot make them or the server refuses them (the connection then goes on through
+/// its socket alone).
+///
+/// # Errors
+/// The connection failed, or the server did not answer in time: it is not to be used (the
+/// server may have taken the mailboxes after all).
+fn offer_mailboxes(chan: &mut Channel) -> Result<Option<Mailboxes>> {
+    let Ok(mailboxes) = Mailboxes::create() else {
+        return Ok(None);
+    };
+    let Ok(fd) = mailboxes.fd().try_clone_to_owned() else {
+        return Ok(None);
+    };
+    chan.push_with(kind::MAILBOXES, vec![fd], |_| Ok(()))?;
+    chan.flush()?;
+    let answer = chan.recv(Some(Instant::now() + HANDSHAKE_TIMEOUT))?;
+    match answer.kind {
+        kind::MAILBOXES => Ok(Some(mailboxes)),
+        kind::REFUSED => Ok(None),
+        other => Err(Error::Protocol(format!("unexpected frame kind {other}"))),
+    }
 }
 
 /// Closes this thread's connection to the manager at `addr` and, if `owned` (this process
@@ -313,10 +326,8 @@ mod tests {
         let reply = chan.recv(None).unwrap();
         assert_eq!(reply.kind, kind::INCOMPATIBLE);
         let why = String::from_utf8_lossy(reply.payload()).into_owned();
-        assert!(
-            why.contains("version 1") && why.contains("version 2"),
-            "{why}"
-        );
+        let (ours, theirs) = (format!("version {}", later - 1), format!("version {later}"));
+        assert!(why.contains(&ours) && why.contains(&theirs), "{why}");
     }
 
     #[test]
@@ -347,7 +358,7 @@ mod tests {
             chan: connect(&m.addr).unwrap(),
             mailboxes: None,
         };
-        conn.mailboxes = offer_mailboxes(&mut conn.chan);
+        conn.mailboxes = offer_mailboxes(&mut conn.chan).unwrap();
         assert!(conn.mailboxes.is_some());
         let reply = conn
             .exchange(&codec::encode(&Request::Pid).unwrap())

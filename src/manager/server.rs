@@ -277,6 +277,7 @@ fn requests(
     };
     let mut mailboxes: Option<Mailboxes> = None;
     loop {
+        let through_mailboxes = mailboxes.is_some();
         let payload = match &mut mailboxes {
             Some(m) => match m.recv(&mut || !matches!(chan.try_fill(), Ok(Some(0)) | Err(_))) {
                 Ok(Message::Inline(payload)) => payload,
@@ -314,6 +315,13 @@ fn requests(
         } = request
         {
             holding.use_primitive(id);
+        }
+        if through_mailboxes && matches!(request, Request::Hold { .. } | Request::Release { .. }) {
+            // One-way messages come on lease connections, which take turns through no
+            // mailboxes: one here would leave its client waiting for a reply.
+            return Err(Error::Protocol(
+                "a hold or release through mailboxes".into(),
+            ));
         }
         let reply = match request {
             Request::Hold { id } => {
