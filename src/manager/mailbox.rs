@@ -230,16 +230,7 @@ impl Mailboxes {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::sys;
-    use crate::wire::Io;
-
-    fn pair() -> (Channel, Channel) {
-        let (a, b) = sys::fd::socketpair().unwrap();
-        (
-            Channel::new(a, Io::Blocking).unwrap(),
-            Channel::new(b, Io::Blocking).unwrap(),
-        )
-    }
+    use crate::wire::channel::tests::pair;
 
     #[test]
     fn messages_take_turns_in_memory_and_large_ones_on_the_socket() {

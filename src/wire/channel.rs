@@ -617,10 +617,11 @@ fn check_len(len: usize) -> Result<()> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    fn pair() -> (Channel, Channel) {
+    /// Two blocking channels on the ends of a socket pair (for tests here and elsewhere).
+    pub(crate) fn pair() -> (Channel, Channel) {
         let (a, b) = sys::fd::socketpair().unwrap();
         (
             Channel::new(a, Io::Blocking).unwrap(),
