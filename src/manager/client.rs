@@ -15,7 +15,8 @@ use super::mailbox::{Mailboxes, Message};
 #[cfg(test)]
 use super::protocol::Kind;
 use super::protocol::{
-    Answer, HANDSHAKE_FRAME, HANDSHAKE_TIMEOUT, Reply, Request, WATCH, answer_frame, kind,
+    Answer, HANDSHAKE_FRAME, HANDSHAKE_TIMEOUT, Reply, Request, WATCH, answer_frame, decode_frame,
+    kind,
 };
 use crate::error::{Error, Result};
 use crate::pool::lock;
@@ -53,7 +54,7 @@ impl Endpoint {
 
 /// Where a manager listens, and the key it lets clients in with. Not serializable: a proxy
 /// carries its manager's key only between this program's processes (see `proxy.rs`).
-#[derive(Clone)]
+#[derive(Clone, PartialEq, Eq)]
 pub(crate) struct Address {
     pub(crate) endpoint: Endpoint,
     pub(crate) key: Vec<u8>,
@@ -104,10 +105,7 @@ thread_local! {
 /// a refused handshake ([`Error::AuthenticationFailed`]); the server's failure to do it.
 pub(crate) fn call(addr: &Address, request: &Request) -> Result<Reply> {
     CONNECTIONS.with_borrow_mut(|all| {
-        let at = match all
-            .iter()
-            .position(|c| c.addr.endpoint == addr.endpoint && c.addr.key == addr.key)
-        {
+        let at = match all.iter().position(|c| c.addr == *addr) {
             Some(at) => at,
             None => {
                 let mut chan = connect(addr)?;
@@ -125,17 +123,14 @@ pub(crate) fn call(addr: &Address, request: &Request) -> Result<Reply> {
                 all.len() - 1
             }
         };
-        let payload = match all[at].exchange(&codec::encode(request)?) {
-            Ok(payload) => payload,
+        match all[at].exchange(&codec::encode(request)?) {
+            Ok(Reply::Failed(why)) => Err(Error::Manager(why)),
+            Ok(reply) => Ok(reply),
             Err(e) => {
                 // A broken connection is not kept; the next call tries afresh.
                 all.remove(at);
-                return Err(gone(e));
+                Err(gone(e))
             }
-        };
-        match codec::decode::<Reply>(&payload)? {
-            Reply::Failed(why) => Err(Error::Manager(why)),
-            reply => Ok(reply),
         }
     })
 }
@@ -150,27 +145,19 @@ struct Connection {
 }
 
 impl Connection {
-    /// Sends an encoded request and returns the encoded reply.
-    fn exchange(&mut self, request: &[u8]) -> Result<Vec<u8>> {
+    /// Sends an encoded request and returns the reply.
+    fn exchange(&mut self, request: &[u8]) -> Result<Reply> {
         let chan = &mut self.chan;
         let Some(mailboxes) = &mut self.mailboxes else {
             chan.send(kind::REQUEST, request)?;
             chan.watch(WATCH);
-            return reply_of(chan.recv(None)?);
+            return decode_frame(&chan.recv(None)?, kind::REPLY);
         };
         mailboxes.send(chan, kind::REQUEST, request)?;
-        match mailboxes.recv(&mut || !matches!(chan.try_fill(), Ok(Some(0)) | Err(_)))? {
-            Message::Inline(reply) => Ok(reply),
-            Message::OnSocket => reply_of(chan.recv(None)?),
+        match mailboxes.recv(&mut || chan.peer_there())? {
+            Message::Inline(reply) => Ok(codec::decode(&reply)?),
+            Message::OnSocket => decode_frame(&chan.recv(None)?, kind::REPLY),
         }
-    }
-}
-
-/// The payload of a reply frame.
-fn reply_of(frame: crate::wire::Frame) -> Result<Vec<u8>> {
-    match frame.kind {
-        kind::REPLY => Ok(frame.payload().to_vec()),
-        other => Err(Error::Protocol(format!("unexpected frame kind {other}"))),
     }
 }
 
@@ -203,7 +190,7 @@ fn offer_mailboxes(chan: &mut Channel) -> Result<Option<Mailboxes>> {
 /// keeps nothing of those gone.
 pub(crate) fn disconnect(addr: &Address, owned: bool) {
     CONNECTIONS.with_borrow_mut(|all| {
-        all.retain(|c| !(c.addr.endpoint == addr.endpoint && c.addr.key == addr.key));
+        all.retain(|c| c.addr != *addr);
     });
     if owned {
         lock(&KEYS).retain(|(e, _)| *e != addr.endpoint);
@@ -348,10 +335,7 @@ mod tests {
         let reply = conn
             .exchange(&codec::encode(&Request::Count).unwrap())
             .unwrap();
-        assert!(matches!(
-            codec::decode::<Reply>(&reply).unwrap(),
-            Reply::Len(_)
-        ));
+        assert!(matches!(reply, Reply::Len(_)));
         // A connection made by a call takes turns in shared memory.
         let mut conn = Connection {
             addr: (*m.addr).clone(),
@@ -363,8 +347,6 @@ mod tests {
         let reply = conn
             .exchange(&codec::encode(&Request::Pid).unwrap())
             .unwrap();
-        assert!(
-            matches!(codec::decode::<Reply>(&reply).unwrap(), Reply::Pid(pid) if pid == m.pid())
-        );
+        assert!(matches!(reply, Reply::Pid(pid) if pid == m.pid()));
     }
 }

@@ -186,8 +186,9 @@ pub(crate) fn forget(addr: &Address) {
     }
 }
 
+/// The same manager, reached with the same key (an `Arc` of it or not).
 fn same(a: &Address, b: &Address) -> bool {
-    a.endpoint == b.endpoint && a.key == b.key
+    a == b
 }
 
 impl Leases {

@@ -73,6 +73,21 @@ pub(crate) fn split_answer(payload: &[u8]) -> Option<(u32, &[u8], &[u8])> {
     Some((u32::from_le_bytes(*version), mac, rest))
 }
 
+/// Decodes the payload of a frame that must be of `kind` (a request or a reply that came on
+/// the socket), straight from where it was received.
+pub(crate) fn decode_frame<T: serde::de::DeserializeOwned>(
+    frame: &crate::wire::Frame,
+    kind: u8,
+) -> crate::error::Result<T> {
+    if frame.kind != kind {
+        return Err(crate::error::Error::Protocol(format!(
+            "unexpected frame kind {}",
+            frame.kind
+        )));
+    }
+    Ok(crate::wire::codec::decode(frame.payload())?)
+}
+
 /// Whether a client runs the manager's own executable: only such a client may name a function
 /// for the server to run (an `update`, a hosted object's `call`), by its trampoline's place in
 /// the executable (see `task.rs`).

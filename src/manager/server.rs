@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
 
 use super::mailbox::{Mailboxes, Message};
 use super::protocol::{
-    Bytes, DictOp, Executable, Kind, ListOp, Op, Reply, Request, ValueOp, WATCH, kind,
+    Bytes, DictOp, Executable, Kind, ListOp, Op, Reply, Request, ValueOp, WATCH, decode_frame, kind,
 };
 use crate::error::{Error, Result};
 use crate::pool::lock;
@@ -278,10 +278,10 @@ fn requests(
     let mut mailboxes: Option<Mailboxes> = None;
     loop {
         let through_mailboxes = mailboxes.is_some();
-        let payload = match &mut mailboxes {
-            Some(m) => match m.recv(&mut || !matches!(chan.try_fill(), Ok(Some(0)) | Err(_))) {
-                Ok(Message::Inline(payload)) => payload,
-                Ok(Message::OnSocket) => request_of(chan.recv(None)?)?,
+        let request: Request = match &mut mailboxes {
+            Some(m) => match m.recv(&mut || chan.peer_there()) {
+                Ok(Message::Inline(payload)) => codec::decode(&payload)?,
+                Ok(Message::OnSocket) => decode_frame(&chan.recv(None)?, kind::REQUEST)?,
                 Err(Error::Disconnected) => return Ok(false),
                 Err(e) => return Err(e),
             },
@@ -304,10 +304,9 @@ fn requests(
                     }
                     continue;
                 }
-                request_of(frame)?
+                decode_frame(&frame, kind::REQUEST)?
             }
         };
-        let request: Request = codec::decode(&payload)?;
         let shutdown = matches!(request, Request::Shutdown);
         if let Request::Op {
             id,
@@ -334,9 +333,7 @@ fn requests(
             }
             Request::Pid => Reply::Pid(pid),
             Request::Count => Reply::Len(lock(&objects.table).len() as u64),
-            request => handle(objects, request, id, exe, &mut || {
-                !matches!(chan.try_fill(), Ok(Some(0)) | Err(_))
-            }),
+            request => handle(objects, request, id, exe, &mut || chan.peer_there()),
         };
         let reply = codec::encode(&reply)?;
         match &mailboxes {
@@ -346,14 +343,6 @@ fn requests(
         if shutdown {
             return Ok(true);
         }
-    }
-}
-
-/// The payload of a request frame.
-fn request_of(frame: crate::wire::Frame) -> Result<Vec<u8>> {
-    match frame.kind {
-        kind::REQUEST => Ok(frame.payload().to_vec()),
-        other => Err(Error::Protocol(format!("unexpected frame kind {other}"))),
     }
 }
 

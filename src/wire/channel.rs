@@ -469,6 +469,12 @@ impl Channel {
         }
     }
 
+    /// Whether the peer is still there, as far as can be told without waiting: its end is not
+    /// closed (what it sent meanwhile is kept for the next `recv`).
+    pub(crate) fn peer_there(&mut self) -> bool {
+        !matches!(self.try_fill(), Ok(Some(0)) | Err(_))
+    }
+
     /// Watches the socket for up to `span` until a whole frame, the end of the stream or an
     /// error has arrived (what follows, `recv`, deals with each), yielding the core meanwhile:
     /// a peer that answers within `span` is then read without this thread being put to sleep
