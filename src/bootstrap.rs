@@ -10,6 +10,11 @@
 //! *thread* that forked a child exits, so forking from short-lived user threads would kill
 //! children early. The signal is armed before `exec`, and the child checks that its parent is
 //! still the one that started it, closing the race where the parent dies first.
+//!
+//! The fork start method uses the same thread, which then does not `exec`: the copy forgets
+//! what it inherited (`launch::inherited`), closes the parent's end of its socket, and goes
+//! straight to the child's side of the same handshake (`child::start::serve_forked`), on the
+//! spawner thread's stack. The spawner holds none of the crate's locks when it forks.
 
 use std::os::fd::{BorrowedFd, OwnedFd, RawFd};
 use std::sync::mpsc;
@@ -18,6 +23,7 @@ use std::time::Instant;
 
 use crate::child::protocol::{CHILD_ARG, ENV, FAULT_SLOT, identity};
 use crate::error::{Death, Error, Result};
+use crate::launch::inherited::{self, PerProcess};
 use crate::sys;
 use crate::sys::page::SharedPage;
 use crate::wire::message::{Hello, Ready, Refuse, Role, kind};
@@ -74,17 +80,31 @@ impl Drop for ChildLink {
     }
 }
 
+/// A child the spawner thread is asked for: its socket and page (`theirs`: kept open across
+/// `exec`, or adopted by the copy), made one of two ways.
+/// The spawner thread's stack, which a forked child's tasks run on: the usual 8 MiB of a main
+/// thread, on which spawned children run theirs.
+const FORKED_STACK: usize = 8 << 20;
+
 struct SpawnRequest {
-    env: String,
-    keep: [RawFd; 2],
+    how: How,
+    theirs: [RawFd; 2],
     reply: mpsc::SyncSender<std::io::Result<u32>>,
+}
+
+/// How the spawner thread makes a child.
+enum How {
+    /// Execute this program again, with this marker in its environment (spawn).
+    Exec { marker: String },
+    /// Fork: the copy closes `ours` (the parent's end of its socket) and serves on `theirs`.
+    Fork { ours: RawFd },
 }
 
 /// The thread that forks every child (see the module docs), started when first needed. Only a
 /// thread that exists is recorded: when it cannot be created (`EAGAIN` under a process limit,
 /// say), that spawn fails with the OS cause and the next one tries again.
 struct Spawner {
-    tx: Mutex<Option<mpsc::Sender<SpawnRequest>>>,
+    tx: PerProcess<Mutex<Option<mpsc::Sender<SpawnRequest>>>>,
     /// Test hook: the next creation of the thread fails, as it does under `RLIMIT_NPROC`.
     #[cfg(test)]
     fail_next_start: std::sync::atomic::AtomicBool,
@@ -96,10 +116,16 @@ static SPAWNER: Spawner = Spawner::new();
 impl Spawner {
     const fn new() -> Self {
         Self {
-            tx: Mutex::new(None),
+            tx: PerProcess::new(Mutex::new(None)),
             #[cfg(test)]
             fail_next_start: std::sync::atomic::AtomicBool::new(false),
         }
+    }
+
+    /// In a forked copy: forgets the parent's spawner thread, which does not exist here; the
+    /// copy's first spawn starts one of its own.
+    fn forget_inherited(&'static self) {
+        crate::launch::inherited::reclaim(&self.tx, None);
     }
 
     /// Hands `req` to the spawner thread, starting one if there is none or it is gone.
@@ -139,23 +165,59 @@ impl Spawner {
         }
         std::thread::Builder::new()
             .name("multiproc-spawner".into())
+            // A forked child runs its tasks on this thread: give it a main thread's stack
+            // (address space only, until used).
+            .stack_size(FORKED_STACK)
             .spawn(serve)
             .map(drop)
     }
 }
 
-/// The spawner thread: forks a child for each request until every sender is gone.
+/// In a forked copy: forgets the parent's spawner thread (see `launch::inherited`).
+pub(crate) fn forget_inherited() {
+    SPAWNER.forget_inherited();
+}
+
+/// The spawner thread: starts a child for each request until every sender is gone. It holds
+/// none of the crate's locks while it forks.
 fn serve_spawns(rx: mpsc::Receiver<SpawnRequest>) {
     for req in rx {
-        // SAFETY: the requester blocks on `reply` until we answer, keeping both descriptors
-        // open for the whole call.
-        let keep = unsafe { req.keep.map(|fd| BorrowedFd::borrow_raw(fd)) };
-        let result = sys::proc::spawn_self(sys::proc::SpawnSpec {
-            env: vec![(ENV, req.env)],
-            keep: keep.to_vec(),
-            args: vec![CHILD_ARG, "--exact"],
-        });
+        let result = match req.how {
+            How::Exec { marker } => {
+                // SAFETY: the requester blocks on `reply` until we answer, keeping both
+                // descriptors open for the whole call.
+                let keep = unsafe { req.theirs.map(|fd| BorrowedFd::borrow_raw(fd)) };
+                sys::proc::spawn_self(sys::proc::SpawnSpec {
+                    env: vec![(ENV, marker)],
+                    keep: keep.to_vec(),
+                    args: vec![CHILD_ARG, "--exact"],
+                })
+            }
+            How::Fork { ours } => fork_here(req.theirs, ours),
+        };
         let _ = req.reply.send(result);
+    }
+}
+
+/// Forks this process on the spawner thread; the copy serves on `theirs` and never returns.
+fn fork_here([sock, page]: [RawFd; 2], ours: RawFd) -> std::io::Result<u32> {
+    let parent = sys::proc::getpid();
+    // Lines a task printed before are not printed twice (once more by the copy).
+    let _ = std::io::Write::flush(&mut std::io::stdout());
+    // SAFETY: the copy forgets the crate's inherited state before anything else
+    // (`inherited::forget`), runs only the child's side, and leaves with `_exit`
+    // (`inherited::leave`). What else other threads held at this moment is the documented
+    // hazard of the fork start method (`StartMethod::Fork`).
+    match unsafe { sys::proc::fork() }? {
+        sys::proc::Forked::Parent(pid) => Ok(pid),
+        sys::proc::Forked::Child => {
+            inherited::forget();
+            // SAFETY: the parent's end of this child's socket, open in the parent at the fork
+            // (the requester keeps it until we answer), so open here; nothing in the copy
+            // owns it (its owner is on another thread's stack, which does not run here).
+            drop(unsafe { sys::fd::adopt(ours) });
+            inherited::leave(crate::child::start::serve_forked(sock, page, parent))
+        }
     }
 }
 
@@ -163,6 +225,36 @@ fn serve_spawns(rx: mpsc::Receiver<SpawnRequest>) {
 /// is the first frame that will arrive on the channel.
 pub(crate) fn spawn_child(name: &str, role: Role, io: Io) -> Result<ChildLink> {
     spawn_child_as(&SPAWNER, name, role, io, identity()?)
+}
+
+/// [`spawn_child`] by forking this process instead (the fork start method).
+pub(crate) fn fork_child(name: &str, role: Role, io: Io) -> Result<ChildLink> {
+    let (ours, theirs, page) = child_ends()?;
+    let (reply, answer) = mpsc::sync_channel(1);
+    SPAWNER.submit(SpawnRequest {
+        how: How::Fork {
+            ours: sys::proc::raw(&ours),
+        },
+        theirs: [sys::proc::raw(&theirs), sys::proc::raw(&page.as_fd())],
+        reply,
+    })?;
+    let pid = started(&answer)?;
+    drop(theirs);
+    greet(pid, ours, page, name, role, io, identity()?)
+}
+
+/// A new child's socket (the parent's end, the child's) and progress page.
+pub(crate) fn child_ends() -> Result<(OwnedFd, OwnedFd, SharedPage)> {
+    let (ours, theirs) = sys::fd::socketpair()?;
+    Ok((ours, theirs, SharedPage::create()?))
+}
+
+/// The pid of the child the spawner thread answers with.
+fn started(answer: &mpsc::Receiver<std::io::Result<u32>>) -> Result<u32> {
+    answer
+        .recv()
+        .map_err(|_| Error::Spawn("the spawner thread is gone".into()))?
+        .map_err(|e| Error::Spawn(e.to_string()))
 }
 
 /// [`spawn_child`] through `spawner`, claiming `identity` in the greeting (tests claim a wrong
@@ -176,25 +268,35 @@ fn spawn_child_as(
 ) -> Result<ChildLink> {
     #[cfg(target_os = "linux")]
     std::hint::black_box(&crate::child::start::CHILD_HOOK);
-    let (ours, theirs) = sys::fd::socketpair()?;
-    let page = SharedPage::create()?;
+    let (ours, theirs, page) = child_ends()?;
     let (reply, answer) = mpsc::sync_channel(1);
-    let env = format!(
+    let marker = format!(
         "{},{},{}",
         sys::proc::raw(&theirs),
         sys::proc::raw(&page.as_fd()),
         sys::proc::getpid()
     );
     spawner.submit(SpawnRequest {
-        env,
-        keep: [sys::proc::raw(&theirs), sys::proc::raw(&page.as_fd())],
+        how: How::Exec { marker },
+        theirs: [sys::proc::raw(&theirs), sys::proc::raw(&page.as_fd())],
         reply,
     })?;
-    let pid = answer
-        .recv()
-        .map_err(|_| Error::Spawn("the spawner thread is gone".into()))?
-        .map_err(|e| Error::Spawn(e.to_string()))?;
+    let pid = started(&answer)?;
     drop(theirs);
+    greet(pid, ours, page, name, role, io, identity)
+}
+
+/// The parent's side of a child's start once the child `pid` exists, however it was made: a
+/// pidfd, the channel, and the greeting. A child that cannot be greeted is killed and reaped.
+pub(crate) fn greet(
+    pid: u32,
+    ours: OwnedFd,
+    page: SharedPage,
+    name: &str,
+    role: Role,
+    io: Io,
+    identity: [u64; 6],
+) -> Result<ChildLink> {
     let greet = || -> Result<(OwnedFd, Channel)> {
         let pidfd = sys::proc::pidfd(pid)?;
         let mut channel = Channel::new(ours, io)?;

@@ -42,6 +42,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, Once, PoisonError};
 use std::time::Duration;
 
+use crate::launch::inherited::PerProcess;
 use crate::sys;
 use crate::sys::proc::{Exit, Stop};
 use crate::wire::message::Role;
@@ -141,10 +142,10 @@ struct Registry {
     entries: Vec<Entry>,
 }
 
-static REGISTRY: Mutex<Registry> = Mutex::new(Registry {
+static REGISTRY: PerProcess<Mutex<Registry>> = PerProcess::new(Mutex::new(Registry {
     next_id: 0,
     entries: Vec::new(),
-});
+}));
 
 /// The process whose children [`REGISTRY`] holds (0 before the first use). Written with the
 /// lock held, read without it (see the module docs on `fork`).
@@ -160,6 +161,18 @@ fn registry() -> MutexGuard<'static, Registry> {
         reg.entries.clear();
     }
     reg
+}
+
+/// In a forked copy: forgets the parent's children (see `launch::inherited`).
+pub(crate) fn forget_inherited() {
+    OWNER.store(0, Ordering::Release);
+    crate::launch::inherited::reclaim(
+        &REGISTRY,
+        Registry {
+            next_id: 0,
+            entries: Vec::new(),
+        },
+    );
 }
 
 /// Whether the registry may hold children of this process: not in a copy made by `fork()`
@@ -336,6 +349,12 @@ extern "C" fn wait_at_exit() {
             wait_for(id);
         }
     });
+}
+
+/// What a normal exit does for this process's children (see [`wait_at_exit`]), for a forked
+/// copy that leaves with `_exit` and so runs no exit hook.
+pub(crate) fn exit_duties() {
+    wait_at_exit();
 }
 
 /// Sends `SIGKILL` to child `id` if it has not been reaped.

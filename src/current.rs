@@ -3,6 +3,7 @@
 
 use std::sync::OnceLock;
 
+use crate::launch::inherited::PerProcess;
 use crate::sys;
 use crate::wire::message::Role;
 
@@ -35,7 +36,7 @@ pub(crate) fn role() -> Option<Role> {
     CURRENT.get().and_then(|me| me.role)
 }
 
-static CURRENT: OnceLock<CurrentProcess> = OnceLock::new();
+static CURRENT: PerProcess<OnceLock<CurrentProcess>> = PerProcess::new(OnceLock::new());
 
 /// Records that this process is a child started for `role` under the name `name` (the
 /// parent's greeting says both). Called once, by the child's start-up.
@@ -45,6 +46,13 @@ pub(crate) fn started_as(name: String, role: Role) {
         pid: sys::proc::getpid(),
         role: Some(role),
     });
+}
+
+/// In a forked copy: forgets who the parent was, so that the copy's start can say who it is.
+pub(crate) fn forget_inherited() {
+    // SAFETY: called by `launch::inherited::forget` only, in a forked copy before it starts any
+    // thread; nothing refers into `CURRENT` there.
+    unsafe { CURRENT.overwrite(OnceLock::new()) }
 }
 
 /// Describes the current process, like Python's `multiprocessing.current_process()`.

@@ -204,13 +204,14 @@ pub use child::start::init;
 pub use children::{ActiveChild, active_children};
 pub use current::{CurrentProcess, cpu_count, current_process};
 pub use error::{Death, Error, Result};
+pub use launch::{StartMethod, get_start_method, set_forkserver_preload, set_start_method};
 pub use manager::{
     BarrierProxy, ConditionProxy, DictProxy, EventProxy, ListProxy, LockProxy, Manager,
     ManagerBuilder, NamespaceProxy, Proxy, ProxyGuard, QueueProxy, RLockProxy, SemaphoreProxy,
     ValueProxy,
 };
 pub use pipe::{Connection, Pipe};
-pub use pool::{AsyncResult, IMap, Pool, PoolBuilder, StartMethod};
+pub use pool::{AsyncResult, IMap, Pool, PoolBuilder};
 pub use process::Process;
 pub use queue::{JoinableQueue, PutError, Queue, SimpleQueue};
 pub use shared::array::{Array, ArrayGuard, ArrayIter, RawArray};

@@ -25,8 +25,9 @@ use serde::de::DeserializeOwned;
 use crate::bootstrap::{self, ChildLink};
 use crate::children::{self, ActiveChild, ChildId};
 use crate::error::{Death, Error, Result};
+use crate::launch::StartMethod;
 use crate::launch::{self, Io};
-use crate::pool::{StartMethod, lock};
+use crate::pool::lock;
 use crate::sys;
 use crate::sys::proc::Stop;
 use crate::task::{self, Data, Task};
@@ -104,6 +105,8 @@ pub struct Process<R> {
     name: String,
     daemon: bool,
     entry: i64,
+    /// `None`: the process-wide default, fixed at `start`.
+    start_method: Option<StartMethod>,
     /// The encoded argument, or why it could not be encoded.
     payload: std::result::Result<Vec<u8>, String>,
     /// Descriptors of the handles inside the argument.
@@ -181,6 +184,7 @@ impl<R: Data> Process<R> {
             name: next_name(),
             daemon: false,
             entry: task::entry_for::<F, Args, K>(f),
+            start_method: None,
             payload,
             fds,
             local: run_local::<F, Args, K>,
@@ -212,6 +216,27 @@ impl<R: Data> Process<R> {
     /// of being waited for. Default: `false`.
     pub fn with_daemon(mut self, daemon: bool) -> Self {
         self.daemon = daemon;
+        self
+    }
+
+    /// How the child is started. Default: the process-wide
+    /// [`get_start_method`](crate::get_start_method) at [`start`](Self::start).
+    ///
+    /// # Examples
+    /// ```
+    /// use multiproc::{Process, StartMethod};
+    /// static GREETING: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    /// fn greeting() -> String { GREETING.get().cloned().unwrap_or_default() }
+    ///
+    /// multiproc::init();
+    /// GREETING.set("set before the fork".into()).unwrap();
+    /// let mut p = Process::new(greeting, ()).with_start_method(StartMethod::Fork);
+    /// p.start()?;
+    /// assert_eq!(p.join()?, "set before the fork"); // a spawned child would see ""
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
+    pub fn with_start_method(mut self, method: StartMethod) -> Self {
+        self.start_method = Some(method);
         self
     }
 
@@ -261,7 +286,7 @@ impl<R: Data> Process<R> {
             Err(e) => return Err(Error::Encode(e.clone())),
         };
         let mut link =
-            launch::launcher(StartMethod::Spawn).launch(&self.name, Role::Process, Io::Blocking)?;
+            launch::launcher(self.start_method).launch(&self.name, Role::Process, Io::Blocking)?;
         let header = TaskHeader {
             seq: 0,
             entry: self.entry,

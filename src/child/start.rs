@@ -19,7 +19,7 @@
 //! The parent-death signal is armed before anything else, and the child checks that its
 //! parent is still the one that started it, closing the race where the parent dies first.
 
-use std::os::fd::{AsFd, RawFd};
+use std::os::fd::{AsFd, OwnedFd, RawFd};
 use std::time::{Duration, Instant};
 
 use super::protocol::{CHILD_ARG, ENV, EXIT_PROTOCOL, EXIT_REFUSED, FAULT_SLOT, identity};
@@ -27,6 +27,7 @@ use crate::current;
 use crate::error::{Error, Result};
 use crate::sys;
 use crate::sys::page::SharedPage;
+use crate::sys::signal::Existing;
 use crate::wire::message::{Hello, Ready, Refuse, Role, kind};
 use crate::wire::{Channel, Io, codec};
 
@@ -136,14 +137,16 @@ extern "C" fn child_hook() {
 }
 
 fn run_child(marker: &Marker) -> ! {
-    let code = match child_main(marker) {
-        Ok(code) => code,
-        Err(e) => {
-            eprintln!("multiproc: child process could not start: {e}");
-            EXIT_PROTOCOL
-        }
-    };
-    std::process::exit(code)
+    std::process::exit(exit_status(child_main(marker)))
+}
+
+/// The exit status of a child's life: what it served, or the protocol's status after saying
+/// why it could not start.
+fn exit_status(life: Result<i32>) -> i32 {
+    life.unwrap_or_else(|e| {
+        eprintln!("multiproc: child process could not start: {e}");
+        EXIT_PROTOCOL
+    })
 }
 
 fn child_main(marker: &Marker) -> Result<i32> {
@@ -151,6 +154,26 @@ fn child_main(marker: &Marker) -> Result<i32> {
     // SAFETY: the marker was checked: these are a socket and a shared page that the parent's
     // spawner kept open across `exec` for us; nothing else in this fresh process owns them.
     let (sock, page) = unsafe { (sys::fd::adopt(marker.sock), sys::fd::adopt(marker.page)) };
+    serve_parent(sock, page, Existing::Keep)
+}
+
+/// A forked child's life (the fork start method, or a fork server's child), once the copy has
+/// forgotten what it inherited: `sock` and `page` are its socket to `parent` and its progress
+/// page, open in the copy and owned by nothing there. Returns the exit status.
+pub(crate) fn serve_forked(sock: RawFd, page: RawFd, parent: u32) -> i32 {
+    exit_status((|| {
+        sys::proc::die_with_parent(parent)?;
+        // SAFETY: the caller's guarantee: open here, and owned by nothing else in the copy.
+        let (sock, page) = unsafe { (sys::fd::adopt(sock), sys::fd::adopt(page)) };
+        // A fault handler inherited from the parent (std's, in a program whose `main` ran) would
+        // report an overflow as its own abort: the parent is told instead.
+        serve_parent(sock, page, Existing::Replace)
+    })())
+}
+
+/// A child's side once its socket and page are its own: the handshake, then the loop its
+/// role calls for. Returns the exit status.
+fn serve_parent(sock: OwnedFd, page: OwnedFd, fault_handler: Existing) -> Result<i32> {
     // Programs this child runs must not inherit them.
     sys::fd::set_cloexec(sock.as_fd(), true)?;
     sys::fd::set_cloexec(page.as_fd(), true)?;
@@ -158,7 +181,7 @@ fn child_main(marker: &Marker) -> Result<i32> {
     let page: &'static SharedPage = Box::leak(Box::new(SharedPage::map(page)?));
     // Before any task runs, on the thread that runs them all. Best effort: without it a stack
     // overflow reads as a plain SIGSEGV, and the child works as well.
-    let _ = sys::signal::catch_stack_overflow(page.slot(FAULT_SLOT));
+    let _ = sys::signal::catch_stack_overflow(page.slot(FAULT_SLOT), fault_handler);
     let mut ch = Channel::new(sock, Io::Blocking)?;
 
     let hello = ch.recv(Some(Instant::now() + HELLO_TIMEOUT))?;
@@ -184,8 +207,9 @@ fn child_main(marker: &Marker) -> Result<i32> {
             pid: sys::proc::getpid(),
         })?,
     )?;
-    if hello.role == Role::Tracker {
-        return Ok(super::tracker::serve(ch));
-    }
-    Ok(super::worker::serve(ch, page, hello.role))
+    Ok(match hello.role {
+        Role::Tracker => super::tracker::serve(ch),
+        Role::ForkServer => super::forkserver::serve(ch),
+        Role::Process | Role::PoolWorker => super::worker::serve(ch, page, hello.role),
+    })
 }

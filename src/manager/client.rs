@@ -19,6 +19,7 @@ use super::protocol::{
     kind,
 };
 use crate::error::{Error, Result};
+use crate::launch::inherited::PerProcess;
 use crate::pool::lock;
 use crate::sys;
 use crate::wire::{Channel, Io, MAX_FRAME, codec};
@@ -72,7 +73,10 @@ impl std::fmt::Debug for Address {
 /// The keys of the managers this process knows (started, connected to, or was handed a proxy
 /// of by its parent): what a proxy that arrives without its key (read from a manager's
 /// object, say) is completed with.
-static KEYS: Mutex<Vec<(Endpoint, Vec<u8>)>> = Mutex::new(Vec::new());
+static KEYS: PerProcess<Mutex<Keys>> = PerProcess::new(Mutex::new(Vec::new()));
+
+/// Managers' endpoints and their keys.
+type Keys = Vec<(Endpoint, Vec<u8>)>;
 
 /// Remembers the key of the manager at `endpoint`.
 pub(crate) fn learn_key(endpoint: &Endpoint, key: &[u8]) {
@@ -195,6 +199,16 @@ pub(crate) fn disconnect(addr: &Address, owned: bool) {
     if owned {
         lock(&KEYS).retain(|(e, _)| *e != addr.endpoint);
     }
+}
+
+/// In a forked copy: forgets the forking thread's connections, which are its parent's (their
+/// sockets are shared with it: the copy must neither use nor close them politely), and keeps
+/// the keys it knows unless a thread of the parent was changing them (see
+/// `launch::inherited`).
+pub(crate) fn forget_inherited() {
+    CONNECTIONS.with_borrow_mut(|all| std::mem::forget(std::mem::take(all)));
+    let keys = KEYS.try_lock().map(|k| k.clone()).unwrap_or_default();
+    crate::launch::inherited::reclaim(&KEYS, keys);
 }
 
 /// Connects and goes through the handshake (see `auth`).

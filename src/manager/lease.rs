@@ -20,6 +20,7 @@ use std::time::{Duration, Instant};
 
 use super::client::{self, Address};
 use super::protocol::{Request, kind};
+use crate::launch::inherited::PerProcess;
 use crate::pool::lock;
 use crate::wire::{Channel, codec};
 
@@ -55,10 +56,10 @@ struct Leases {
     conns: Vec<Conn>,
 }
 
-static LEASES: Mutex<Leases> = Mutex::new(Leases {
+static LEASES: PerProcess<Mutex<Leases>> = PerProcess::new(Mutex::new(Leases {
     held: Vec::new(),
     conns: Vec::new(),
-});
+}));
 
 /// Set when a lease connection failed or could not be made: some holds may be untold.
 static UNTOLD: AtomicBool = AtomicBool::new(false);
@@ -67,7 +68,7 @@ static GENERATIONS: AtomicU64 = AtomicU64::new(1);
 
 /// When [`repair`] last tried, and how soon it may try again: a manager that cannot be reached
 /// costs each proxy call no new attempt to reach it (its call says it is gone).
-static LAST_REPAIR: Mutex<Option<Instant>> = Mutex::new(None);
+static LAST_REPAIR: PerProcess<Mutex<Option<Instant>>> = PerProcess::new(Mutex::new(None));
 const RETRY: Duration = Duration::from_millis(500);
 
 /// This process's hold on object `id` of the manager at `addr`: the one it has, or a new one
@@ -184,6 +185,21 @@ pub(crate) fn forget(addr: &Address) {
     if !leases.held.iter().any(|e| same(&e.addr, addr)) {
         leases.conns.retain(|c| !same(&c.addr, addr));
     }
+}
+
+/// In a forked copy: forgets the parent's holds and lease connections (see
+/// `launch::inherited`). The parent's holds stay the parent's; the copy's proxies hold anew
+/// when it makes or receives them.
+pub(crate) fn forget_inherited() {
+    crate::launch::inherited::reclaim(
+        &LEASES,
+        Leases {
+            held: Vec::new(),
+            conns: Vec::new(),
+        },
+    );
+    crate::launch::inherited::reclaim(&LAST_REPAIR, None);
+    UNTOLD.store(false, Ordering::SeqCst);
 }
 
 /// The same manager, reached with the same key (an `Arc` of it or not).

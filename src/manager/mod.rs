@@ -74,6 +74,13 @@ const LINGER: Duration = Duration::from_secs(5);
 /// How long `shutdown` waits for the server to end before it kills it.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 
+/// In a forked copy: forgets the parent's manager connections and holds (see
+/// `launch::inherited`).
+pub(crate) fn forget_inherited() {
+    client::forget_inherited();
+    lease::forget_inherited();
+}
+
 /// A server process of shared objects, like Python's `multiprocessing.Manager()`.
 ///
 /// # Lifetimes

@@ -31,7 +31,7 @@ pub use imap::IMap;
 pub use result::AsyncResult;
 
 use crate::error::{Error, Result};
-use crate::launch::Launch;
+use crate::launch::{Launch, StartMethod};
 use crate::task::{self, ArgTuple, Data, OneArg, Task};
 use crate::wire::codec;
 use crate::wire::fds::{self, FdSet};
@@ -45,17 +45,6 @@ use readahead::Readahead;
 pub(crate) use result::lock;
 use result::{CallbackQueue, Gather, Slot};
 use supervisor::Supervisor;
-
-/// How a pool starts its workers.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum StartMethod {
-    /// Re-execute this program (`/proc/self/exe`) and hand it a socket: the child starts clean,
-    /// with no copy of the parent's threads or locks. The default, as on macOS and Windows in
-    /// Python.
-    #[default]
-    Spawn,
-}
 
 /// How long work waits while no worker can be started (see [`PoolBuilder::start_timeout`]).
 const DEFAULT_START_TIMEOUT: Duration = Duration::from_secs(5);
@@ -85,9 +74,10 @@ pub struct PoolBuilder {
     max_tasks_per_child: Option<usize>,
     task_timeout: Option<Duration>,
     start_timeout: Duration,
-    start_method: StartMethod,
-    /// How workers are started: the start method's launcher, or a test's.
-    launch: &'static dyn Launch,
+    /// `None`: the process-wide default, fixed when the pool is built.
+    start_method: Option<StartMethod>,
+    /// A test's launcher, in place of the start method's.
+    launch: Option<&'static dyn Launch>,
 }
 
 impl std::fmt::Debug for PoolBuilder {
@@ -193,10 +183,25 @@ impl PoolBuilder {
         self
     }
 
-    /// How workers are started. Default: [`StartMethod::Spawn`].
+    /// How workers are started. Default: the process-wide
+    /// [`get_start_method`](crate::get_start_method), itself [`StartMethod::Spawn`] unless
+    /// [`set_start_method`](crate::set_start_method) changed it.
+    ///
+    /// # Examples
+    /// ```
+    /// use multiproc::{Pool, StartMethod};
+    /// static TABLE: std::sync::OnceLock<Vec<u64>> = std::sync::OnceLock::new();
+    /// fn look_up(i: usize) -> u64 { TABLE.get().map_or(0, |t| t[i]) }
+    ///
+    /// multiproc::init();
+    /// TABLE.set((0..1000).map(|x| x * x).collect()).unwrap();
+    /// // Forked workers see the table as it was when they started: nothing is sent.
+    /// let pool = Pool::builder().processes(2).start_method(StartMethod::Fork).build()?;
+    /// assert_eq!(pool.map(look_up, [3usize, 999])?, vec![9, 998_001]);
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
     pub fn start_method(mut self, method: StartMethod) -> Self {
-        self.start_method = method;
-        self.launch = crate::launch::launcher(method);
+        self.start_method = Some(method);
         self
     }
 
@@ -223,7 +228,9 @@ impl PoolBuilder {
             max_tasks_per_child: self.max_tasks_per_child,
             task_timeout: self.task_timeout,
             start_timeout: self.start_timeout,
-            launch: self.launch,
+            launch: self
+                .launch
+                .unwrap_or_else(|| crate::launch::launcher(self.start_method)),
         })?;
         let supervisor = Supervisor::new(shared.clone());
         let supervisor = Joinable::spawn("multiproc-supervisor", move || supervisor.run())?;
@@ -363,8 +370,8 @@ impl Pool {
             max_tasks_per_child: None,
             task_timeout: None,
             start_timeout: DEFAULT_START_TIMEOUT,
-            start_method: StartMethod::Spawn,
-            launch: crate::launch::launcher(StartMethod::Spawn),
+            start_method: None,
+            launch: None,
         }
     }
 
@@ -899,7 +906,7 @@ mod tests {
             if self.calls.fetch_add(1, Ordering::SeqCst) < self.fails {
                 return Err(Error::Io(std::io::Error::from_raw_os_error(11)));
             }
-            crate::launch::launcher(StartMethod::Spawn).launch(name, role, io)
+            crate::launch::launcher(Some(StartMethod::Spawn)).launch(name, role, io)
         }
     }
 
@@ -909,7 +916,7 @@ mod tests {
 
     impl PoolBuilder {
         fn launch_with(mut self, launch: &'static dyn Launch) -> Self {
-            self.launch = launch;
+            self.launch = Some(launch);
             self
         }
     }

@@ -1,9 +1,12 @@
 //! Processes: re-executing ourselves, reaping, signalling, and knowing who we are.
 
+use std::cell::Cell;
 use std::io;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
 use std::os::unix::process::CommandExt;
 use std::process::{Command, Stdio};
+use std::ptr;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use rustix::io::Errno;
 use rustix::process::{Pid, PidfdFlags, Signal, WaitId, WaitIdOptions, WaitOptions};
@@ -82,6 +85,112 @@ pub(crate) fn spawn_self(spec: SpawnSpec<'_>) -> io::Result<u32> {
     // Reaping is ours (through the pid or pidfd); std's handle is not needed past this point,
     // and dropping it neither waits nor kills.
     Ok(child.id())
+}
+
+/// Which side of a fork the caller is on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Forked {
+    /// The new process.
+    Child,
+    /// The process that forked, with the new one's pid.
+    Parent(u32),
+}
+
+/// Makes a copy of this process with the C library's `fork()`, which keeps the allocator
+/// usable in the copy (glibc takes its locks around the fork). The copy is this process's
+/// child and has only the calling thread.
+///
+/// # Safety
+/// In the copy, locks that other threads of this process held at the moment of the fork stay
+/// held for ever: the copy must not wait on any of them (it resets the crate's own state
+/// first, see `child::forked`) and must leave with [`exit_now`], never by returning into code
+/// that expects the other threads.
+pub(crate) unsafe fn fork() -> io::Result<Forked> {
+    // SAFETY: `fork` has no preconditions of its own; what the copy may do is the caller's
+    // promise (above).
+    match unsafe { libc::fork() } {
+        -1 => Err(io::Error::last_os_error()),
+        0 => Ok(Forked::Child),
+        pid => Ok(Forked::Parent(pid as u32)),
+    }
+}
+
+/// Makes a copy of this single-threaded process that is a child of *this process's parent*
+/// (`CLONE_PARENT`), not of this process: what a fork server does, so that the worker it makes
+/// is reaped, watched (pidfd) and signalled by the program that asked for it, exactly as a
+/// child it started itself. The copy's parent-death signal must be armed again by the copy.
+///
+/// The C library's `fork()` takes no flags, so this is the raw system call, made as the C
+/// library makes it: the kernel writes the copy's thread id where the C library keeps it
+/// (`CLONE_CHILD_SETTID` at the address the kernel was given at start-up, read back with
+/// `PR_GET_TID_ADDRESS`), and the copy registers the C library's robust-mutex list again, as
+/// `fork()` does. Without `PR_GET_TID_ADDRESS` (a kernel built without checkpoint/restore) the
+/// cached thread id stays the caller's; glibc since 2.34 asks the kernel for it where it
+/// matters (`raise`, `abort`).
+///
+/// # Safety
+/// The calling process must be single-threaded (the fork server is): no lock can then be held
+/// by a thread missing in the copy, and nothing needs the C library's fork handlers. The copy
+/// must leave with [`exit_now`].
+pub(crate) unsafe fn fork_sibling() -> io::Result<Forked> {
+    let mut tid_at: *mut libc::c_int = ptr::null_mut();
+    // SAFETY: PR_GET_TID_ADDRESS writes one pointer to the address given, a live local.
+    let have_tid_at = unsafe {
+        libc::prctl(
+            libc::PR_GET_TID_ADDRESS,
+            &mut tid_at as *mut *mut libc::c_int,
+        )
+    } == 0
+        && !tid_at.is_null();
+    let mut robust_head: *mut libc::c_void = ptr::null_mut();
+    let mut robust_len: libc::size_t = 0;
+    // SAFETY: get_robust_list for the calling thread (pid 0) writes a pointer and a length to
+    // the two live locals.
+    let have_robust = unsafe {
+        libc::syscall(
+            libc::SYS_get_robust_list,
+            0,
+            &mut robust_head as *mut *mut libc::c_void,
+            &mut robust_len as *mut libc::size_t,
+        )
+    } == 0;
+    let mut flags = (libc::CLONE_PARENT | libc::SIGCHLD) as libc::c_ulong;
+    if have_tid_at {
+        flags |= (libc::CLONE_CHILD_SETTID | libc::CLONE_CHILD_CLEARTID) as libc::c_ulong;
+    }
+    // SAFETY: clone without CLONE_VM and with no new stack is fork: the copy continues here
+    // on a copy of this stack. `tid_at` is where the C library keeps this thread's id (the
+    // kernel was told at start-up), or null with neither TID flag. The caller guarantees no
+    // other thread exists whose locks the copy could miss.
+    let pid = unsafe {
+        libc::syscall(
+            libc::SYS_clone,
+            flags,
+            ptr::null_mut::<libc::c_void>(),
+            ptr::null_mut::<libc::c_int>(),
+            tid_at,
+            0usize,
+        )
+    };
+    match pid {
+        -1 => Err(io::Error::last_os_error()),
+        0 => {
+            if have_robust {
+                // SAFETY: the head the C library registered for this thread before the copy,
+                // at the same address in the copy; the kernel does not carry it over.
+                unsafe { libc::syscall(libc::SYS_set_robust_list, robust_head, robust_len) };
+            }
+            Ok(Forked::Child)
+        }
+        pid => Ok(Forked::Parent(pid as u32)),
+    }
+}
+
+/// Ends this process at once with `code`: no exit hooks, no destructors, no flushing of
+/// buffers (a forked copy must not run its parent's).
+pub(crate) fn exit_now(code: i32) -> ! {
+    // SAFETY: `_exit` ends the process without running any code of this one.
+    unsafe { libc::_exit(code) }
 }
 
 /// A descriptor that becomes readable when the process exits.
@@ -261,17 +370,30 @@ pub(crate) fn raw(fd: &impl AsFd) -> RawFd {
 /// ticks since boot) in the high ones, so that a recycled thread id is not mistaken for it.
 /// Never 0.
 pub(crate) fn thread_identity() -> u64 {
-    thread_local! {
-        static ID: u64 = {
+    THREAD_ID.with(|id| {
+        if id.get() == 0 {
             let tid = rustix::thread::gettid().as_raw_nonzero().get() as u32;
             let start = std::fs::read_to_string("/proc/thread-self/stat")
                 .ok()
                 .and_then(|s| stat_fields(&s).map(|(_, start)| start))
                 .unwrap_or(0);
-            u64::from(tid) | (u64::from(start) << 32)
-        };
-    }
-    ID.with(|id| *id)
+            id.set(u64::from(tid) | (u64::from(start) << 32));
+        }
+        id.get()
+    })
+}
+
+thread_local! {
+    /// This thread's [`thread_identity`]: 0 until first asked (and again in a forked copy, see
+    /// [`forget_identities`]).
+    static THREAD_ID: Cell<u64> = const { Cell::new(0) };
+}
+
+/// Forgets the identities cached for this process and the calling thread: in a forked copy
+/// they are the parent's (the copy's thread is the one that forked, under another id).
+pub(crate) fn forget_identities() {
+    PROCESS_ID.store(0, Ordering::Relaxed);
+    THREAD_ID.with(|id| id.set(0));
 }
 
 /// The identity of process `pid` (its id and start time, as [`thread_identity`] is for a
@@ -282,10 +404,19 @@ pub(crate) fn process_identity(pid: u32) -> Option<u64> {
     Some(u64::from(pid) | (u64::from(start) << 32))
 }
 
+/// This process's identity (see [`process_identity`]); 0 until first asked.
+static PROCESS_ID: AtomicU64 = AtomicU64::new(0);
+
 /// This process's identity (see [`process_identity`]).
 pub(crate) fn own_process_identity() -> u64 {
-    static ID: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
-    *ID.get_or_init(|| process_identity(getpid()).unwrap_or(u64::from(getpid())))
+    match PROCESS_ID.load(Ordering::Relaxed) {
+        0 => {
+            let id = process_identity(getpid()).unwrap_or(u64::from(getpid()));
+            PROCESS_ID.store(id, Ordering::Relaxed);
+            id
+        }
+        id => id,
+    }
 }
 
 /// Whether the thread named by a [`thread_identity`] is still running. A thread that is gone,

@@ -57,7 +57,10 @@ static REPORT: AtomicPtr<AtomicU64> = AtomicPtr::new(ptr::null_mut());
 /// # Errors
 /// The thread's stack could not be located, or the alternate stack or a handler could not be
 /// set up: overflows then go unrecognised (for one signal or both), as without this call.
-pub(crate) fn catch_stack_overflow(report: &'static AtomicU64) -> io::Result<()> {
+pub(crate) fn catch_stack_overflow(
+    report: &'static AtomicU64,
+    existing: Existing,
+) -> io::Result<()> {
     let page = page_size();
     let lowest = stack_lowest()?;
     GUARD_LO.store(lowest.saturating_sub(GUARD_BELOW), Ordering::Release);
@@ -70,7 +73,7 @@ pub(crate) fn catch_stack_overflow(report: &'static AtomicU64) -> io::Result<()>
     REPORT.store(ptr::from_ref(report).cast_mut(), Ordering::Release);
     ensure_alt_stack(page)?;
     for signum in [libc::SIGSEGV, libc::SIGBUS] {
-        install(signum)?;
+        install(signum, existing)?;
     }
     Ok(())
 }
@@ -191,15 +194,26 @@ fn ensure_alt_stack(page: usize) -> io::Result<()> {
     set_up
 }
 
-/// Routes `signum` to [`on_fault`] if its action is the default one.
-fn install(signum: c_int) -> io::Result<()> {
+/// What [`catch_stack_overflow`] does with a handler the process already has for a fault.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Existing {
+    /// Leave it (a sanitizer's, or std's when `init()` runs from `main`): the handler is
+    /// installed only over the default action.
+    Keep,
+    /// Replace it: a forked child's, inherited from a parent whose std runtime installed its
+    /// own, which would report an overflow as an abort of the child.
+    Replace,
+}
+
+/// Routes `signum` to [`on_fault`] if its action is the default one, or whatever it is.
+fn install(signum: c_int, existing: Existing) -> io::Result<()> {
     // SAFETY: `sigaction` is plain data; all zeroes is a valid value to be overwritten.
     let mut old: libc::sigaction = unsafe { std::mem::zeroed() };
     // SAFETY: a null new action only asks for the current one, written to `old`.
     if unsafe { libc::sigaction(signum, ptr::null(), &mut old) } != 0 {
         return Err(io::Error::last_os_error());
     }
-    if old.sa_sigaction != libc::SIG_DFL {
+    if old.sa_sigaction != libc::SIG_DFL && existing == Existing::Keep {
         // Someone else's handler (a sanitizer's, or std's when `init()` runs from `main`).
         return Ok(());
     }

@@ -16,12 +16,20 @@ pub(crate) mod kind {
     pub(crate) const TASK: u8 = 2;
     /// Finish what is queued, then exit with status 0.
     pub(crate) const EXIT: u8 = 3;
+    /// To a fork server, once: [`super::Preload`].
+    pub(crate) const PRELOAD: u8 = 4;
+    /// To a fork server: fork a child whose socket and page are the frame's two descriptors.
+    pub(crate) const FORK: u8 = 5;
     /// Handshake answer: [`super::Ready`].
     pub(crate) const READY: u8 = 16;
     /// Handshake refusal: [`super::Refuse`]; the child exits.
     pub(crate) const REFUSE: u8 = 17;
     /// Outcomes of a batch's items: [`super::ResultsHeader`] then the outcomes.
     pub(crate) const RESULTS: u8 = 18;
+    /// A fork server's answer to [`PRELOAD`]: [`super::Preloaded`].
+    pub(crate) const PRELOADED: u8 = 19;
+    /// A fork server's answer to [`FORK`]: [`super::Forked`].
+    pub(crate) const FORKED: u8 = 20;
     /// To and from a shared-memory tracker (`Role::Tracker`): a codec-encoded
     /// [`super::TrackerMessage`].
     pub(crate) const TRACKER: u8 = 32;
@@ -36,6 +44,8 @@ pub(crate) enum Role {
     PoolWorker,
     /// Removes the parent's named shared memory once the parent is gone (`shared::memory`).
     Tracker,
+    /// Forks workers for the parent on request (`StartMethod::ForkServer`).
+    ForkServer,
 }
 
 /// The parent's first message.
@@ -56,6 +66,30 @@ pub(crate) struct Ready {
 #[derive(Debug, Serialize, Deserialize)]
 pub(crate) struct Refuse {
     pub(crate) reason: String,
+}
+
+/// What a fork server runs once before it forks anything: the function at this offset
+/// (`task::offset_of_fn`), if any.
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) struct Preload {
+    pub(crate) function: Option<i64>,
+}
+
+/// How a fork server's preload went.
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) enum Preloaded {
+    Done,
+    /// It panicked, with this message; the server exits.
+    Panicked(String),
+}
+
+/// A fork server's answer to a request for a child.
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) enum Forked {
+    /// The child's pid: a child of the server's parent, which reaps it.
+    Child(u32),
+    /// The operating system's reason it could not fork.
+    Failed(String),
 }
 
 /// What the creator of named shared memory and its tracker say to each other (frames of kind

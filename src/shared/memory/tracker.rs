@@ -26,6 +26,7 @@ use std::time::{Duration, Instant};
 
 use crate::bootstrap::{self, ChildLink};
 use crate::error::{Error, Result};
+use crate::launch::inherited::PerProcess;
 use crate::sys;
 use crate::sys::fd::ObjectId;
 use crate::wire::message::{Role, TrackerMessage, kind};
@@ -44,10 +45,22 @@ struct State {
     names: BTreeSet<(String, ObjectId)>,
 }
 
-static STATE: Mutex<State> = Mutex::new(State {
+static STATE: PerProcess<Mutex<State>> = PerProcess::new(Mutex::new(State {
     link: None,
     names: BTreeSet::new(),
-});
+}));
+
+/// In a forked copy: forgets the parent's tracker and names (see `launch::inherited`); the
+/// copy starts a tracker of its own for names it creates.
+pub(crate) fn forget_inherited() {
+    crate::launch::inherited::reclaim(
+        &STATE,
+        State {
+            link: None,
+            names: BTreeSet::new(),
+        },
+    );
+}
 
 fn state() -> MutexGuard<'static, State> {
     // The state is consistent between statements; a panic elsewhere cannot have broken it.

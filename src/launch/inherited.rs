@@ -1,0 +1,141 @@
+//! What a forked copy of this process forgets first, and how it leaves.
+//!
+//! A copy made by `fork` (the fork start method, or a fork server's child) has the memory of
+//! the process it was copied from, but only the thread that forked. The crate's per-process
+//! state in that memory is the parent's: its children, its spawner thread and fork server,
+//! its shared-memory tracker and the names it owns, its connections and holds on managers, the
+//! identities that locks and queues cache, and who it is (`current_process`). Some of it sits
+//! behind mutexes that another thread of the parent may have held at the moment of the fork,
+//! held for ever in the copy. So [`forget`] puts fresh state in place of each, without taking
+//! those locks and without dropping what was there: dropping the parent's link to a child
+//! would kill the parent's child. What is forgotten is the copy's own memory, merely leaked.
+//!
+//! [`leave`] ends the copy as Python ends a forked child: its own at-exit duties (the
+//! `Process`es it started), std's `stdout` flushed, then `_exit`, never the parent's
+//! destructors or exit hooks.
+
+use std::cell::UnsafeCell;
+use std::io::Write;
+use std::sync::{Mutex, TryLockError};
+
+use crate::sys;
+
+/// Forgets the per-process state a forked copy inherited (see the module docs). Call it first
+/// in the copy, before anything else of the crate runs there.
+pub(crate) fn forget() {
+    sys::proc::forget_identities();
+    crate::current::forget_inherited();
+    crate::bootstrap::forget_inherited();
+    super::forkserver::forget_inherited();
+    crate::children::forget_inherited();
+    crate::shared::memory::tracker::forget_inherited();
+    crate::manager::forget_inherited();
+}
+
+/// Ends a forked copy with `code` (see the module docs).
+pub(crate) fn leave(code: i32) -> ! {
+    crate::children::exit_duties();
+    let _ = std::io::stdout().flush();
+    sys::proc::exit_now(code)
+}
+
+/// A static of the crate's per-process state, which a forked copy replaces (see the module
+/// docs). It is used as the value it holds (`Deref`); only [`reclaim`] and
+/// [`PerProcess::overwrite`], in a forked copy, ever write over it.
+pub(crate) struct PerProcess<T>(UnsafeCell<T>);
+
+// SAFETY: shared across threads as the `T` inside is (a `Mutex`, a `OnceLock`); the one write
+// outside `T`'s own synchronisation happens when only one thread exists (`overwrite`).
+unsafe impl<T: Sync> Sync for PerProcess<T> {}
+
+impl<T> PerProcess<T> {
+    pub(crate) const fn new(value: T) -> Self {
+        Self(UnsafeCell::new(value))
+    }
+
+    /// Writes `fresh` over the value without dropping it.
+    ///
+    /// # Safety
+    /// Only the calling thread exists (a forked copy, before it starts any), and no reference
+    /// into the value is alive.
+    pub(crate) unsafe fn overwrite(&self, fresh: T) {
+        // SAFETY: the caller's guarantee: nothing else reads or refers to the value meanwhile.
+        unsafe { std::ptr::write(self.0.get(), fresh) }
+    }
+}
+
+impl<T> std::ops::Deref for PerProcess<T> {
+    type Target = T;
+
+    fn deref(&self) -> &T {
+        // SAFETY: the value is written only by `overwrite`, whose caller guarantees that no
+        // reference into it is alive; otherwise it is shared, and used through its own
+        // synchronisation.
+        unsafe { &*self.0.get() }
+    }
+}
+
+/// Puts `fresh` in `lock`'s place in a forked copy, whatever state the parent's threads left
+/// it in: through the lock when it is free, over it when a thread that does not exist here
+/// holds it. The value that was there is leaked, never dropped.
+pub(crate) fn reclaim<T>(lock: &'static PerProcess<Mutex<T>>, fresh: T) {
+    match lock.try_lock() {
+        Ok(mut held) => std::mem::forget(std::mem::replace(&mut *held, fresh)),
+        Err(TryLockError::Poisoned(poisoned)) => {
+            std::mem::forget(std::mem::replace(&mut *poisoned.into_inner(), fresh));
+            lock.clear_poison();
+        }
+        // SAFETY: only a forked copy calls this (see `forget`), before it starts any thread:
+        // the holder is a thread of the parent that does not exist here, and nothing in this
+        // process refers into the mutex.
+        Err(TryLockError::WouldBlock) => unsafe { lock.overwrite(Mutex::new(fresh)) },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    static HELD: PerProcess<Mutex<u32>> = PerProcess::new(Mutex::new(1));
+
+    /// A lock another thread holds at the fork is held for ever in the copy: the copy takes it
+    /// all the same once reclaimed (and would hang without).
+    #[test]
+    fn a_lock_held_by_another_thread_at_the_fork_is_usable_in_the_copy() {
+        let (locked, unlock) = std::sync::mpsc::channel::<()>();
+        let (done, wait) = std::sync::mpsc::channel::<()>();
+        let holder = std::thread::spawn(move || {
+            let _held = HELD.lock().unwrap();
+            locked.send(()).unwrap();
+            let _ = wait.recv();
+        });
+        let _ = unlock.recv();
+        // SAFETY: the copy takes a futex lock and writes a static: no allocation, no lock
+        // another thread might hold but the one under test.
+        let pid = unsafe {
+            sys::proc::fork_and_run(|| {
+                reclaim(&HELD, 7);
+                let value = *HELD.lock().unwrap_or_else(|p| p.into_inner());
+                value as i32
+            })
+        }
+        .unwrap();
+        let pidfd = sys::proc::pidfd(pid).unwrap();
+        let exited = sys::fd::wait_readable(
+            std::os::fd::AsFd::as_fd(&pidfd),
+            Some(Duration::from_secs(10)),
+        )
+        .unwrap();
+        if !exited {
+            let _ = sys::proc::signal(pid, sys::proc::Stop::Kill);
+        }
+        let exit = sys::proc::reap(pid).unwrap();
+        done.send(()).unwrap();
+        holder.join().unwrap();
+        assert!(exited, "the copy hung on the inherited lock");
+        assert_eq!(exit, sys::proc::Exit::Code(7));
+        assert_eq!(*HELD.lock().unwrap(), 1, "the parent's value is its own");
+    }
+}
