@@ -73,6 +73,7 @@ impl ChildLink {
 impl Drop for ChildLink {
     /// A child nobody reaped is killed and reaped: no process or zombie outlives its link.
     fn drop(&mut self) {
+        inherited::keep_in_copies(self.channel.as_fd());
         if !self.reaped {
             let _ = sys::proc::signal(self.pid, sys::proc::Stop::Kill);
             let _ = sys::proc::reap(self.pid);
@@ -311,13 +312,16 @@ pub(crate) fn greet(
         Ok((pidfd, channel))
     };
     match greet() {
-        Ok((pidfd, channel)) => Ok(ChildLink {
-            pid,
-            channel,
-            page,
-            pidfd,
-            reaped: false,
-        }),
+        Ok((pidfd, channel)) => {
+            inherited::close_in_copies(channel.as_fd());
+            Ok(ChildLink {
+                pid,
+                channel,
+                page,
+                pidfd,
+                reaped: false,
+            })
+        }
         Err(e) => {
             // Started but unusable: it must not linger, not even as a zombie.
             let _ = sys::proc::signal(pid, sys::proc::Stop::Kill);

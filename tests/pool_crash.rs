@@ -3,7 +3,19 @@
 
 mod common;
 use common::{SECS, within};
-use multiproc::{Death, Error, Pool};
+
+for_each_start_method!(
+    sigkill_mid_map_fails_one_task_and_keeps_the_rest,
+    a_worker_killed_from_outside_is_replaced,
+    exit_and_abort_are_reported_with_their_cause,
+    a_panic_fails_its_task_only_and_the_worker_survives,
+    task_timeout_kills_the_overrunning_worker_and_respawns,
+    a_garbage_frame_from_a_worker_fails_that_task_only,
+    a_forged_frame_header_fails_that_task_and_the_worker_is_replaced,
+    deaths_among_many_workers_are_noticed_wherever_they_sit,
+    a_waiter_among_busy_workers_sees_its_own_worker_die,
+);
+use multiproc::{Death, Error, Pool, StartMethod};
 use std::time::{Duration, Instant};
 
 fn kill_self() {
@@ -44,10 +56,9 @@ fn assert_killed_13(results: &[Result<u64, Error>]) {
     }
 }
 
-#[test]
-fn sigkill_mid_map_fails_one_task_and_keeps_the_rest() {
-    within(SECS(60), || {
-        let pool = Pool::new(2).unwrap();
+fn sigkill_mid_map_fails_one_task_and_keeps_the_rest(method: StartMethod) {
+    within(SECS(60), move || {
+        let pool = common::pool(2, method);
         // Every chunking: one item per chunk, small chunks, and one chunk holding everything.
         for chunksize in [1, 4, 50] {
             let results: Vec<_> = pool
@@ -66,14 +77,13 @@ fn sigkill_mid_map_fails_one_task_and_keeps_the_rest() {
     });
 }
 
-#[test]
-fn a_worker_killed_from_outside_is_replaced() {
+fn a_worker_killed_from_outside_is_replaced(method: StartMethod) {
     fn slow_pid(ms: u64) -> u32 {
         std::thread::sleep(Duration::from_millis(ms));
         std::process::id()
     }
-    within(SECS(30), || {
-        let pool = Pool::new(1).unwrap();
+    within(SECS(30), move || {
+        let pool = common::pool(1, method);
         let victim = pool.apply(pid_of, 0).unwrap();
         let r = pool.apply_async(slow_pid, 20_000);
         std::thread::sleep(Duration::from_millis(200));
@@ -94,16 +104,15 @@ fn a_worker_killed_from_outside_is_replaced() {
     });
 }
 
-#[test]
-fn exit_and_abort_are_reported_with_their_cause() {
+fn exit_and_abort_are_reported_with_their_cause(method: StartMethod) {
     fn exit_3(_: u64) -> u64 {
         std::process::exit(3)
     }
     fn abort(_: u64) -> u64 {
         std::process::abort()
     }
-    within(SECS(30), || {
-        let pool = Pool::new(2).unwrap();
+    within(SECS(30), move || {
+        let pool = common::pool(2, method);
         match pool.apply(exit_3, 0) {
             Err(Error::WorkerDied { cause, .. }) => assert_eq!(cause, Death::Exit(3)),
             other => panic!("{other:?}"),
@@ -116,16 +125,15 @@ fn exit_and_abort_are_reported_with_their_cause() {
     });
 }
 
-#[test]
-fn a_panic_fails_its_task_only_and_the_worker_survives() {
+fn a_panic_fails_its_task_only_and_the_worker_survives(method: StartMethod) {
     fn fragile(x: u64) -> u64 {
         if x % 10 == 3 {
             panic!("bad input {x}");
         }
         x
     }
-    within(SECS(30), || {
-        let pool = Pool::new(1).unwrap();
+    within(SECS(30), move || {
+        let pool = common::pool(1, method);
         let before = pool.apply(pid_of, 0).unwrap();
         let results: Vec<_> = pool.imap_chunked(fragile, 0..30u64, 7).collect();
         for (i, r) in results.iter().enumerate() {
@@ -150,15 +158,15 @@ fn a_panic_fails_its_task_only_and_the_worker_survives() {
     });
 }
 
-#[test]
-fn task_timeout_kills_the_overrunning_worker_and_respawns() {
+fn task_timeout_kills_the_overrunning_worker_and_respawns(method: StartMethod) {
     fn sleepy(ms: u64) -> u64 {
         std::thread::sleep(Duration::from_millis(ms));
         ms
     }
-    within(SECS(30), || {
+    within(SECS(30), move || {
         let pool = Pool::builder()
             .processes(2)
+            .start_method(method)
             .task_timeout(Duration::from_millis(300))
             .build()
             .unwrap();
@@ -180,8 +188,7 @@ fn task_timeout_kills_the_overrunning_worker_and_respawns() {
     });
 }
 
-#[test]
-fn a_garbage_frame_from_a_worker_fails_that_task_only() {
+fn a_garbage_frame_from_a_worker_fails_that_task_only(method: StartMethod) {
     /// Writes an oversized frame header onto every socket this worker holds (its channel to
     /// the parent among them), then waits to be killed.
     fn scribble(_: u64) -> u64 {
@@ -197,8 +204,8 @@ fn a_garbage_frame_from_a_worker_fails_that_task_only() {
         std::thread::sleep(SECS(60));
         0
     }
-    within(SECS(30), || {
-        let pool = Pool::new(1).unwrap();
+    within(SECS(30), move || {
+        let pool = common::pool(1, method);
         match pool.apply(scribble, 0) {
             Err(Error::Protocol(m)) => assert!(m.contains("exceeds"), "{m}"),
             other => panic!("expected a protocol error, got {other:?}"),
@@ -231,10 +238,9 @@ fn forge_header(x: u64) -> u64 {
     x * 2
 }
 
-#[test]
-fn a_forged_frame_header_fails_that_task_and_the_worker_is_replaced() {
-    within(SECS(60), || {
-        let pool = Pool::new(1).unwrap();
+fn a_forged_frame_header_fails_that_task_and_the_worker_is_replaced(method: StartMethod) {
+    within(SECS(60), move || {
+        let pool = common::pool(1, method);
         let first = pool.apply(forge_header, 1).unwrap();
         let t = Instant::now();
         match pool.apply_async(forge_header, 3).get_timeout(SECS(20)) {
@@ -248,7 +254,7 @@ fn a_forged_frame_header_fails_that_task_and_the_worker_is_replaced() {
         // In a map, where answers of several items may be lost behind the garbage, only the
         // culprit fails; every other item completes, whatever the chunk size.
         for chunksize in [1, 4, 8] {
-            let pool = Pool::new(2).unwrap();
+            let pool = common::pool(2, method);
             let t = Instant::now();
             let results: Vec<_> = pool
                 .imap_chunked(forge_header, 0..8u64, chunksize)
@@ -265,8 +271,7 @@ fn a_forged_frame_header_fails_that_task_and_the_worker_is_replaced() {
     });
 }
 
-#[test]
-fn deaths_among_many_workers_are_noticed_wherever_they_sit() {
+fn deaths_among_many_workers_are_noticed_wherever_they_sit(method: StartMethod) {
     // Burying a worker moves the last one into its place in the supervisor's list, and its
     // socket and pidfd are watched under that place from then on: the moved workers must still
     // be heard, and deaths noticed, however the places were shuffled.
@@ -274,8 +279,8 @@ fn deaths_among_many_workers_are_noticed_wherever_they_sit() {
         std::thread::sleep(Duration::from_millis(ms));
         std::process::id()
     }
-    within(SECS(60), || {
-        let pool = Pool::new(8).unwrap();
+    within(SECS(60), move || {
+        let pool = common::pool(8, method);
         let mut killed = std::collections::HashSet::new();
         for round in 0..4 {
             let pids = pool.map_chunked(slow_pid, vec![30; 16], 1).unwrap();
@@ -298,16 +303,15 @@ fn deaths_among_many_workers_are_noticed_wherever_they_sit() {
     });
 }
 
-#[test]
-fn a_waiter_among_busy_workers_sees_its_own_worker_die() {
+fn a_waiter_among_busy_workers_sees_its_own_worker_die(method: StartMethod) {
     // The waiter checks all the busy workers' sockets with one poll and reads those that are
     // ready: a hang-up among them is read, and the death reported, like an answer.
     fn nap(ms: u64) -> u64 {
         std::thread::sleep(Duration::from_millis(ms));
         ms
     }
-    within(SECS(30), || {
-        let pool = Pool::new(4).unwrap();
+    within(SECS(30), move || {
+        let pool = common::pool(4, method);
         for round in 0..5 {
             let naps = pool.map_async_chunked(nap, vec![300u64; 3], 1);
             std::thread::sleep(Duration::from_millis(50));

@@ -4,11 +4,22 @@ mod common;
 use common::{
     SECS, children_of, eventually, exists, rss, sigkill, spawn_plain_sleeper, state, within,
 };
-use multiproc::{Error, Pool};
+use multiproc::{Error, Pool, StartMethod};
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
+
+for_each_start_method!(
+    max_tasks_per_child_recycles_workers,
+    the_initializer_runs_once_in_every_worker,
+    a_failing_initializer_fails_tasks_instead_of_looping,
+    terminate_while_tasks_run_fails_them_promptly,
+    dropping_a_busy_pool_is_quick_and_leaves_no_process,
+    close_then_join_lets_workers_exit_cleanly,
+    pool_workers_die_when_their_parent_is_sigkilled,
+    a_process_a_task_starts_is_killed_when_its_worker_exits,
+);
 
 fn pid_of(_: u64) -> u32 {
     std::process::id()
@@ -19,10 +30,10 @@ fn nap(ms: u64) -> u32 {
     std::process::id()
 }
 
-#[test]
-fn max_tasks_per_child_recycles_workers() {
-    within(SECS(60), || {
+fn max_tasks_per_child_recycles_workers(method: StartMethod) {
+    within(SECS(60), move || {
         let pool = Pool::builder()
+            .start_method(method)
             .processes(1)
             .max_tasks_per_child(2)
             .build()
@@ -51,10 +62,10 @@ fn greeted(_: u64) -> Option<(String, u32, u32)> {
         .map(|(g, init_pid)| (g.clone(), *init_pid, std::process::id()))
 }
 
-#[test]
-fn the_initializer_runs_once_in_every_worker() {
-    within(SECS(60), || {
+fn the_initializer_runs_once_in_every_worker(method: StartMethod) {
+    within(SECS(60), move || {
         let pool = Pool::builder()
+            .start_method(method)
             .processes(2)
             .max_tasks_per_child(1)
             .initializer(setup, "hello".to_string())
@@ -77,10 +88,10 @@ fn bad_setup(_: ()) {
     panic!("cannot set up");
 }
 
-#[test]
-fn a_failing_initializer_fails_tasks_instead_of_looping() {
-    within(SECS(30), || {
+fn a_failing_initializer_fails_tasks_instead_of_looping(method: StartMethod) {
+    within(SECS(30), move || {
         let pool = Pool::builder()
+            .start_method(method)
             .processes(2)
             .initializer(bad_setup, ())
             .build()
@@ -98,10 +109,9 @@ fn a_failing_initializer_fails_tasks_instead_of_looping() {
     });
 }
 
-#[test]
-fn terminate_while_tasks_run_fails_them_promptly() {
-    within(SECS(30), || {
-        let pool = Pool::new(2).unwrap();
+fn terminate_while_tasks_run_fails_them_promptly(method: StartMethod) {
+    within(SECS(30), move || {
+        let pool = common::pool(2, method);
         let running: Vec<_> = (0..6).map(|_| pool.apply_async(nap, 30_000)).collect();
         std::thread::sleep(Duration::from_millis(300));
         let t = Instant::now();
@@ -115,10 +125,9 @@ fn terminate_while_tasks_run_fails_them_promptly() {
     });
 }
 
-#[test]
-fn dropping_a_busy_pool_is_quick_and_leaves_no_process() {
-    within(SECS(30), || {
-        let pool = Pool::new(2).unwrap();
+fn dropping_a_busy_pool_is_quick_and_leaves_no_process(method: StartMethod) {
+    within(SECS(30), move || {
+        let pool = common::pool(2, method);
         // Learn the worker pids: two tasks that overlap land on different workers.
         let a = pool.apply_async(nap, 300);
         let b = pool.apply_async(nap, 300);
@@ -138,10 +147,9 @@ fn dropping_a_busy_pool_is_quick_and_leaves_no_process() {
     });
 }
 
-#[test]
-fn close_then_join_lets_workers_exit_cleanly() {
-    within(SECS(30), || {
-        let pool = Pool::new(2).unwrap();
+fn close_then_join_lets_workers_exit_cleanly(method: StartMethod) {
+    within(SECS(30), move || {
+        let pool = common::pool(2, method);
         let a = pool.apply_async(nap, 100);
         let b = pool.apply_async(nap, 100);
         let workers = [a.get().unwrap(), b.get().unwrap()];
@@ -324,8 +332,8 @@ fn imap_resident_memory_stays_flat_on_an_endless_input() {
 }
 
 /// Builds a pool, writes its workers' pids to a file named after this process, then waits.
-fn pool_owner(_: ()) -> u32 {
-    let pool = Pool::new(2).unwrap();
+fn pool_owner(method: StartMethod) -> u32 {
+    let pool = common::pool(2, method);
     let a = pool.apply_async(nap, 300);
     let b = pool.apply_async(nap, 300);
     let pids = format!("{} {}", a.get().unwrap(), b.get().unwrap());
@@ -337,10 +345,9 @@ fn pool_owner(_: ()) -> u32 {
     0
 }
 
-#[test]
-fn pool_workers_die_when_their_parent_is_sigkilled() {
-    within(SECS(30), || {
-        let mut owner = multiproc::Process::new(pool_owner, ());
+fn pool_workers_die_when_their_parent_is_sigkilled(method: StartMethod) {
+    within(SECS(30), move || {
+        let mut owner = multiproc::Process::new(pool_owner, method);
         owner.start().unwrap();
         let file =
             std::env::temp_dir().join(format!("multiproc-pool-owner-{}", owner.pid().unwrap()));
@@ -389,8 +396,8 @@ fn sleep_secs(secs: u64) {
 }
 
 /// Starts a non-daemon `Process` that sleeps for a minute, and returns without joining it.
-fn start_sleeping_process(_: ()) -> u32 {
-    let mut p = multiproc::Process::new(sleep_secs, 60);
+fn start_sleeping_process(method: StartMethod) -> u32 {
+    let mut p = multiproc::Process::new(sleep_secs, 60).with_start_method(method);
     p.start().unwrap();
     p.pid().unwrap()
 }
@@ -399,11 +406,10 @@ fn start_sleeping_process(_: ()) -> u32 {
 /// had started, so `join()` stalled for the supervisor's grace period (5 s) and then killed the
 /// worker anyway. Python forbids daemonic processes (its pool workers) to have children; here a
 /// `Process` a task starts is a daemon for the exit rule: killed when its worker exits.
-#[test]
-fn a_process_a_task_starts_is_killed_when_its_worker_exits() {
-    within(SECS(30), || {
-        let pool = Pool::new(1).unwrap();
-        let grandchild = pool.apply(start_sleeping_process, ()).unwrap();
+fn a_process_a_task_starts_is_killed_when_its_worker_exits(method: StartMethod) {
+    within(SECS(30), move || {
+        let pool = common::pool(1, method);
+        let grandchild = pool.apply(start_sleeping_process, method).unwrap();
         assert!(exists(grandchild));
         pool.close();
         let t = Instant::now();

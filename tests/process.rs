@@ -4,10 +4,25 @@
 
 mod common;
 use common::{SECS, eventually, exists, sigkill, spawn_plain_sleeper, state, within};
-use multiproc::{Death, Error, Process, Queue};
+use multiproc::{Death, Error, Process, Queue, StartMethod};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use std::time::{Duration, Instant};
+
+for_each_start_method!(
+    join_returns_the_value_and_exit_code_is_zero,
+    the_child_knows_its_name_and_run_stays_here,
+    a_panic_comes_back_with_message_and_location,
+    join_is_alive_and_exitcode_can_be_asked_from_several_threads_at_once,
+    join_timeout_and_is_alive,
+    terminate_and_kill_report_signals,
+    the_sentinel_becomes_readable_at_exit,
+    a_dropped_daemon_is_killed_and_reaped,
+    children_die_with_their_parent_even_on_sigkill,
+    active_children_lists_the_live_children_only,
+    a_plain_grandchild_outlives_a_killed_process,
+    children_print_where_the_parent_prints,
+);
 
 fn cube(x: i64) -> i64 {
     x * x * x
@@ -52,10 +67,9 @@ impl<R: Serialize + DeserializeOwned + Send + 'static> Drop for KillOnDrop<R> {
     }
 }
 
-#[test]
-fn join_returns_the_value_and_exit_code_is_zero() {
-    within(SECS(30), || {
-        let mut p = Process::new(cube, 3);
+fn join_returns_the_value_and_exit_code_is_zero(method: StartMethod) {
+    within(SECS(30), move || {
+        let mut p = Process::new(cube, 3).with_start_method(method);
         assert_eq!(p.pid(), None);
         assert_eq!(p.exitcode(), None);
         p.start().unwrap();
@@ -68,23 +82,24 @@ fn join_returns_the_value_and_exit_code_is_zero() {
         assert_eq!(*p.join_timeout(Duration::ZERO).unwrap(), 27);
         assert_eq!(p.into_value().unwrap(), 27);
         // Misuse says what it was.
-        let never = Process::new(cube, 1);
+        let never = Process::new(cube, 1).with_start_method(method);
         assert!(matches!(never.join(), Err(Error::NotStarted)));
         assert!(matches!(
             never.join_timeout(SECS(1)),
             Err(Error::NotStarted)
         ));
         assert!(matches!(
-            Process::new(cube, 1).into_value(),
+            Process::new(cube, 1).with_start_method(method).into_value(),
             Err(Error::NotStarted)
         ));
     });
 }
 
-#[test]
-fn the_child_knows_its_name_and_run_stays_here() {
-    within(SECS(30), || {
-        let mut p = Process::new(identity, ()).with_name("worker-x");
+fn the_child_knows_its_name_and_run_stays_here(method: StartMethod) {
+    within(SECS(30), move || {
+        let mut p = Process::new(identity, ())
+            .with_start_method(method)
+            .with_name("worker-x");
         assert_eq!(p.name(), "worker-x");
         // run(): in this very process.
         let (pid, name, worker) = p.run().unwrap();
@@ -101,10 +116,9 @@ fn the_child_knows_its_name_and_run_stays_here() {
     });
 }
 
-#[test]
-fn a_panic_comes_back_with_message_and_location() {
-    within(SECS(30), || {
-        let mut p = Process::new(explode, "kaboom".to_string());
+fn a_panic_comes_back_with_message_and_location(method: StartMethod) {
+    within(SECS(30), move || {
+        let mut p = Process::new(explode, "kaboom".to_string()).with_start_method(method);
         p.start().unwrap();
         match p.join() {
             Err(Error::TaskPanicked {
@@ -126,10 +140,9 @@ fn a_panic_comes_back_with_message_and_location() {
     });
 }
 
-#[test]
-fn join_is_alive_and_exitcode_can_be_asked_from_several_threads_at_once() {
-    within(SECS(30), || {
-        let mut p = Process::new(sleep_ms, 300);
+fn join_is_alive_and_exitcode_can_be_asked_from_several_threads_at_once(method: StartMethod) {
+    within(SECS(30), move || {
+        let mut p = Process::new(sleep_ms, 300).with_start_method(method);
         p.start().unwrap();
         let p = &p;
         std::thread::scope(|s| {
@@ -155,10 +168,9 @@ fn join_is_alive_and_exitcode_can_be_asked_from_several_threads_at_once() {
     });
 }
 
-#[test]
-fn join_timeout_and_is_alive() {
-    within(SECS(30), || {
-        let mut p = Process::new(sleep_ms, 400);
+fn join_timeout_and_is_alive(method: StartMethod) {
+    within(SECS(30), move || {
+        let mut p = Process::new(sleep_ms, 400).with_start_method(method);
         p.start().unwrap();
         assert!(p.is_alive());
         assert!(matches!(
@@ -171,12 +183,13 @@ fn join_timeout_and_is_alive() {
     });
 }
 
-#[test]
-fn terminate_and_kill_report_signals() {
-    within(SECS(30), || {
+fn terminate_and_kill_report_signals(method: StartMethod) {
+    within(SECS(30), move || {
         // Daemons, here and below where the flag does not matter: a failed assertion kills
         // them with their handle instead of leaving them for the exit to wait for.
-        let mut p = Process::new(sleep_ms, 30_000).with_daemon(true);
+        let mut p = Process::new(sleep_ms, 30_000)
+            .with_start_method(method)
+            .with_daemon(true);
         p.start().unwrap();
         p.terminate().unwrap();
         match p.join() {
@@ -185,7 +198,9 @@ fn terminate_and_kill_report_signals() {
         }
         assert_eq!(p.exitcode(), Some(-15));
 
-        let mut p = Process::new(sleep_ms, 30_000).with_daemon(true);
+        let mut p = Process::new(sleep_ms, 30_000)
+            .with_start_method(method)
+            .with_daemon(true);
         p.start().unwrap();
         p.kill().unwrap();
         match p.join() {
@@ -199,10 +214,9 @@ fn terminate_and_kill_report_signals() {
     });
 }
 
-#[test]
-fn the_sentinel_becomes_readable_at_exit() {
-    within(SECS(30), || {
-        let mut p = Process::new(sleep_ms, 200);
+fn the_sentinel_becomes_readable_at_exit(method: StartMethod) {
+    within(SECS(30), move || {
+        let mut p = Process::new(sleep_ms, 200).with_start_method(method);
         p.start().unwrap();
         let fd = p.sentinel().unwrap();
         let mut fds = [rustix::event::PollFd::new(
@@ -225,10 +239,11 @@ fn the_sentinel_becomes_readable_at_exit() {
     });
 }
 
-#[test]
-fn a_dropped_daemon_is_killed_and_reaped() {
-    within(SECS(30), || {
-        let mut p = Process::new(sleep_ms, 30_000).with_daemon(true);
+fn a_dropped_daemon_is_killed_and_reaped(method: StartMethod) {
+    within(SECS(30), move || {
+        let mut p = Process::new(sleep_ms, 30_000)
+            .with_start_method(method)
+            .with_daemon(true);
         assert!(p.is_daemon());
         p.start().unwrap();
         let pid = p.pid().unwrap();
@@ -242,8 +257,8 @@ fn a_dropped_daemon_is_killed_and_reaped() {
 }
 
 /// Starts a grandchild that sleeps, reports its pid, then sleeps itself.
-fn parent_of_sleeper(_: ()) -> u32 {
-    let mut g = Process::new(sleep_ms, 60_000);
+fn parent_of_sleeper(method: StartMethod) -> u32 {
+    let mut g = Process::new(sleep_ms, 60_000).with_start_method(method);
     g.start().unwrap();
     let pid = g.pid().unwrap();
     let file = std::env::temp_dir().join(format!("multiproc-grandchild-{}", std::process::id()));
@@ -254,10 +269,11 @@ fn parent_of_sleeper(_: ()) -> u32 {
     pid
 }
 
-#[test]
-fn children_die_with_their_parent_even_on_sigkill() {
-    within(SECS(30), || {
-        let mut p = Process::new(parent_of_sleeper, ()).with_daemon(true);
+fn children_die_with_their_parent_even_on_sigkill(method: StartMethod) {
+    within(SECS(30), move || {
+        let mut p = Process::new(parent_of_sleeper, method)
+            .with_start_method(method)
+            .with_daemon(true);
         p.start().unwrap();
         let middle = p.pid().unwrap();
         let file = std::env::temp_dir().join(format!("multiproc-grandchild-{middle}"));
@@ -285,14 +301,18 @@ fn listed(pid: Option<u32>) -> Option<(String, bool)> {
         .map(|c| (c.name().to_string(), c.is_daemon()))
 }
 
-#[test]
-fn active_children_lists_the_live_children_only() {
-    within(SECS(30), || {
-        let mut sleeper = KillOnDrop(Process::new(sleep_ms, 30_000).with_name("sleeper"));
+fn active_children_lists_the_live_children_only(method: StartMethod) {
+    within(SECS(30), move || {
+        let mut sleeper = KillOnDrop(
+            Process::new(sleep_ms, 30_000)
+                .with_start_method(method)
+                .with_name("sleeper"),
+        );
         let mut daemon = Process::new(sleep_ms, 30_000)
+            .with_start_method(method)
             .with_name("lurker")
             .with_daemon(true);
-        let mut quick = Process::new(sleep_ms, 0);
+        let mut quick = Process::new(sleep_ms, 0).with_start_method(method);
         sleeper.start().unwrap();
         daemon.start().unwrap();
         quick.start().unwrap();
@@ -315,7 +335,9 @@ fn active_children_lists_the_live_children_only() {
         assert_eq!(sleeper.exitcode(), Some(-9));
 
         // A child whose handle was dropped is listed while it runs, and reaped when it ends.
-        let mut dropped = Process::new(sleep_ms, 300).with_name("dropped");
+        let mut dropped = Process::new(sleep_ms, 300)
+            .with_start_method(method)
+            .with_name("dropped");
         dropped.start().unwrap();
         let pid = dropped.pid();
         drop(dropped);
@@ -339,11 +361,12 @@ fn parent_of_plain_grandchild(pids: Queue<u32>) {
 /// What the README says under "What differs from Python": a process that a task starts by
 /// other means than `multiproc` (a plain `fork()`, `Command::spawn`) is the task's own. Killing
 /// the `Process` does not reach it, as in Python.
-#[test]
-fn a_plain_grandchild_outlives_a_killed_process() {
-    within(SECS(30), || {
+fn a_plain_grandchild_outlives_a_killed_process(method: StartMethod) {
+    within(SECS(30), move || {
         let pids = Queue::new().unwrap();
-        let mut p = Process::new(parent_of_plain_grandchild, pids.clone()).with_daemon(true);
+        let mut p = Process::new(parent_of_plain_grandchild, pids.clone())
+            .with_start_method(method)
+            .with_daemon(true);
         p.start().unwrap();
         let grandchild = pids.get_timeout(SECS(10)).unwrap();
         p.kill().unwrap();
@@ -366,16 +389,21 @@ fn shout(word: String) -> usize {
 #[test]
 #[ignore]
 fn inner_child_prints() {
-    let mut p = Process::new(shout, "hello".to_string());
+    let method = match std::env::var("INNER_START_METHOD").as_deref() {
+        Ok("Fork") => StartMethod::Fork,
+        Ok("ForkServer") => StartMethod::ForkServer,
+        _ => StartMethod::Spawn,
+    };
+    let mut p = Process::new(shout, "hello".to_string()).with_start_method(method);
     p.start().unwrap();
     assert_eq!(p.join().cloned().unwrap(), 5);
 }
 
-#[test]
-fn children_print_where_the_parent_prints() {
-    within(SECS(60), || {
+fn children_print_where_the_parent_prints(method: StartMethod) {
+    within(SECS(60), move || {
         let out = std::process::Command::new(std::env::current_exe().unwrap())
             .args(["--exact", "inner_child_prints", "--ignored", "--nocapture"])
+            .env("INNER_START_METHOD", format!("{method:?}"))
             .output()
             .unwrap();
         let stdout = String::from_utf8_lossy(&out.stdout);

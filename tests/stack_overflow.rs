@@ -5,7 +5,14 @@
 
 mod common;
 use common::{SECS, within};
-use multiproc::{Death, Error, Pool, Process};
+use multiproc::{Death, Error, Process, StartMethod};
+
+for_each_start_method!(
+    a_stack_overflow_in_a_pool_task_says_so_and_the_worker_is_replaced,
+    another_segfault_is_still_a_plain_sigsegv,
+    a_stack_overflow_in_a_process_is_reported_by_join,
+    an_overflow_in_a_thread_the_task_started_is_a_plain_sigsegv,
+);
 
 /// Recurses until the stack runs out. Each frame holds a page-sized array that stays alive
 /// across the call (`black_box` before and after), so no optimisation level can turn the
@@ -61,10 +68,9 @@ fn assert_stack_overflow(r: Result<u64, Error>) {
     }
 }
 
-#[test]
-fn a_stack_overflow_in_a_pool_task_says_so_and_the_worker_is_replaced() {
-    within(SECS(60), || {
-        let pool = Pool::new(1).unwrap();
+fn a_stack_overflow_in_a_pool_task_says_so_and_the_worker_is_replaced(method: StartMethod) {
+    within(SECS(60), move || {
+        let pool = common::pool(1, method);
         assert_stack_overflow(pool.apply(overflow, 0));
         // The replacement serves, and a second overflow is recognised in it too.
         assert_eq!(pool.apply(double, 21).unwrap(), 42);
@@ -85,10 +91,9 @@ fn a_stack_overflow_in_a_pool_task_says_so_and_the_worker_is_replaced() {
     });
 }
 
-#[test]
-fn another_segfault_is_still_a_plain_sigsegv() {
-    within(SECS(60), || {
-        let pool = Pool::new(1).unwrap();
+fn another_segfault_is_still_a_plain_sigsegv(method: StartMethod) {
+    within(SECS(60), move || {
+        let pool = common::pool(1, method);
         match pool.apply(null_read, 0) {
             Err(Error::WorkerDied { cause, .. }) => {
                 assert_eq!(
@@ -108,16 +113,15 @@ fn another_segfault_is_still_a_plain_sigsegv() {
     });
 }
 
-#[test]
-fn a_stack_overflow_in_a_process_is_reported_by_join() {
-    within(SECS(60), || {
-        let mut p = Process::new(overflow, 0);
+fn a_stack_overflow_in_a_process_is_reported_by_join(method: StartMethod) {
+    within(SECS(60), move || {
+        let mut p = Process::new(overflow, 0).with_start_method(method);
         p.start().unwrap();
         assert_stack_overflow(p.join().cloned());
         // The exit code is unchanged: the process still died by SIGSEGV.
         assert_eq!(p.exitcode(), Some(-11));
 
-        let mut p = Process::new(null_read, 0);
+        let mut p = Process::new(null_read, 0).with_start_method(method);
         p.start().unwrap();
         match p.join() {
             Err(Error::WorkerDied { cause, .. }) => assert_eq!(cause.to_string(), "SIGSEGV"),
@@ -129,10 +133,9 @@ fn a_stack_overflow_in_a_process_is_reported_by_join() {
 /// What the docs of `Death::StackOverflow` promise for threads a task starts: such a thread has
 /// no alternate signal stack, so no handler can run when it overflows, and the child dies by a
 /// plain SIGSEGV as before — reported, never hung, never mistaken for something else.
-#[test]
-fn an_overflow_in_a_thread_the_task_started_is_a_plain_sigsegv() {
-    within(SECS(60), || {
-        let pool = Pool::new(1).unwrap();
+fn an_overflow_in_a_thread_the_task_started_is_a_plain_sigsegv(method: StartMethod) {
+    within(SECS(60), move || {
+        let pool = common::pool(1, method);
         match pool.apply(overflow_in_a_thread, 0) {
             Err(Error::WorkerDied { cause, .. }) => assert_eq!(cause.to_string(), "SIGSEGV"),
             other => panic!("expected WorkerDied(SIGSEGV), got {other:?}"),

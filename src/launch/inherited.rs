@@ -16,6 +16,8 @@
 
 use std::cell::UnsafeCell;
 use std::io::Write;
+use std::os::fd::{AsRawFd, BorrowedFd, RawFd};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, TryLockError};
 
 use crate::sys;
@@ -23,6 +25,7 @@ use crate::sys;
 /// Forgets the per-process state a forked copy inherited (see the module docs). Call it first
 /// in the copy, before anything else of the crate runs there.
 pub(crate) fn forget() {
+    close_links();
     sys::proc::forget_identities();
     crate::current::forget_inherited();
     crate::bootstrap::forget_inherited();
@@ -30,6 +33,45 @@ pub(crate) fn forget() {
     crate::children::forget_inherited();
     crate::shared::memory::tracker::forget_inherited();
     crate::manager::forget_inherited();
+}
+
+/// The parent's ends of its children's sockets, by descriptor number (one bit each, for the
+/// numbers below 65,536): a forked copy closes them first. A worker must not keep its
+/// siblings' channels open — a sibling would not see its parent hang up while the copy lives,
+/// and whatever the copy wrote there would reach the sibling. Bits, not a list behind a lock:
+/// the copy reads them whatever the parent's threads were doing.
+static LINKS: [AtomicU64; 1024] = [const { AtomicU64::new(0) }; 1024];
+
+/// Marks `fd`, the parent's end of a child's socket, to be closed in forked copies.
+pub(crate) fn close_in_copies(fd: BorrowedFd<'_>) {
+    let fd = fd.as_raw_fd();
+    if let Some(word) = usize::try_from(fd).ok().and_then(|fd| LINKS.get(fd / 64)) {
+        word.fetch_or(1 << (fd % 64), Ordering::Release);
+    }
+}
+
+/// Unmarks `fd` before it is closed (its number may then name something else).
+pub(crate) fn keep_in_copies(fd: BorrowedFd<'_>) {
+    let fd = fd.as_raw_fd();
+    if let Some(word) = usize::try_from(fd).ok().and_then(|fd| LINKS.get(fd / 64)) {
+        word.fetch_and(!(1 << (fd % 64)), Ordering::Release);
+    }
+}
+
+/// Closes, in a forked copy, the descriptors marked by [`close_in_copies`].
+fn close_links() {
+    for (i, word) in LINKS.iter().enumerate() {
+        let mut bits = word.swap(0, Ordering::Acquire);
+        while bits != 0 {
+            let fd = (i * 64 + bits.trailing_zeros() as usize) as RawFd;
+            bits &= bits - 1;
+            // SAFETY: a parent's end of a child's socket, open at the fork (marked while its
+            // link lives, unmarked before it is closed), so open in the copy; its owner, the
+            // parent's link, is never used or dropped in the copy (it lives in memory of the
+            // parent's other threads, or in state forgotten below).
+            drop(unsafe { sys::fd::adopt(fd) });
+        }
+    }
 }
 
 /// Ends a forked copy with `code` (see the module docs).

@@ -21,6 +21,8 @@ pub(crate) mod inherited;
 
 use std::sync::OnceLock;
 
+use serde::{Deserialize, Serialize};
+
 use crate::bootstrap::{self, ChildLink};
 use crate::error::{Error, Result};
 pub(crate) use crate::wire::Io;
@@ -35,7 +37,7 @@ pub use forkserver::set_forkserver_preload;
 /// Choose per pool ([`PoolBuilder::start_method`](crate::PoolBuilder::start_method)), per
 /// process ([`Process::with_start_method`](crate::Process::with_start_method)), or for the
 /// whole program with [`set_start_method`].
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[non_exhaustive]
 pub enum StartMethod {
     /// Re-execute this program (`/proc/self/exe`) and hand it a socket: the child starts clean,

@@ -87,3 +87,30 @@ pub fn rss(pid: u32) -> u64 {
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
         .map_or(0, |kib| kib * 1024)
 }
+
+/// Runs each named test — a function taking a `multiproc::StartMethod` — once under every start
+/// method, as `spawn::name`, `fork::name` and `forkserver::name`: the supervision promises are
+/// checked for each way a child can be started, from one body.
+#[macro_export]
+macro_rules! for_each_start_method {
+    ($($test:ident),* $(,)?) => {
+        mod spawn {
+            $(#[test] fn $test() { super::$test(multiproc::StartMethod::Spawn) })*
+        }
+        mod fork {
+            $(#[test] fn $test() { super::$test(multiproc::StartMethod::Fork) })*
+        }
+        mod forkserver {
+            $(#[test] fn $test() { super::$test(multiproc::StartMethod::ForkServer) })*
+        }
+    };
+}
+
+/// A pool of `n` workers started with `method`.
+pub fn pool(n: usize, method: multiproc::StartMethod) -> multiproc::Pool {
+    multiproc::Pool::builder()
+        .processes(n)
+        .start_method(method)
+        .build()
+        .unwrap()
+}
