@@ -16,7 +16,7 @@ use std::process::Command;
 use std::time::Instant;
 
 use common::{cube_sum, median, secs};
-use multiproc::Pool;
+use multiproc::{Pool, StartMethod};
 use rayon::prelude::*;
 
 /// Inputs, in full or smoke size.
@@ -156,6 +156,25 @@ fn ours(s: &Scale) -> Result<Figures, multiproc::Error> {
         }
         f.insert(key_start, median(starts));
         f.insert(key_join, median(joins));
+    }
+
+    for (key, method) in [
+        ("start_2_fork", StartMethod::Fork),
+        ("start_2_forkserver", StartMethod::ForkServer),
+    ] {
+        let pool = || Pool::builder().processes(2).start_method(method).build();
+        // The fork server starts on first use: not timed (nor is CPython's).
+        pool()?.apply(sq, 1)?;
+        let mut starts = Vec::new();
+        for _ in 0..s.reps {
+            let t = Instant::now();
+            let pool = pool()?;
+            pool.apply(sq, 1)?;
+            starts.push(t.elapsed().as_secs_f64());
+            pool.close();
+            pool.join()?;
+        }
+        f.insert(key, median(starts));
     }
 
     let pool = Pool::new(2)?;
@@ -428,6 +447,8 @@ const KEYS: &[&str] = &[
     "manager_call_p50",
     "manager_queue",
     "manager_list",
+    "start_2_fork",
+    "start_2_forkserver",
 ];
 
 /// One printed row: how to show a figure, and whether bigger is better.
@@ -518,6 +539,18 @@ fn main() -> Result<(), multiproc::Error> {
             "ms",
         ),
         Row::lower("pool close + join, 2 workers".into(), "join_2", ms, "ms"),
+        Row::lower(
+            "pool start, 2 workers, fork".into(),
+            "start_2_fork",
+            ms,
+            "ms",
+        ),
+        Row::lower(
+            "pool start, 2 workers, forkserver (up)".into(),
+            "start_2_forkserver",
+            ms,
+            "ms",
+        ),
         Row::lower(
             format!("pool start, {} workers", multiproc::cpu_count()),
             "start_n",

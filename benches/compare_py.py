@@ -31,6 +31,8 @@ Workloads (sizes are full / smoke; "median of a / b" = a repetitions full, b smo
                      `c.add(5)` on a `Counter` registered with a `BaseManager` (call).
 11. manager_queue,   20 000 / 2 000 `q.put(i)` on a `Manager().Queue()`, then as many `q.get()`
     manager_list     (seconds for all); 5 000 / 500 `l.append(i)` on a `Manager().list()`.
+12. start_2_fork,    In the fork run only: start_2 again under its own name, and start_2 with
+    start_2_forkserver  the forkserver context, once its server is up (one untimed pool first).
 
 Output: exactly one line on stdout, a flat JSON object of the keys above. Times are seconds
 (floats); the *_n counts, echo_bytes and idle_rss_kib are integers; anything that could not
@@ -105,7 +107,7 @@ KEYS = ["start_2", "join_2", "start_n", "join_n", "map_auto", "map_auto_n", "map
         "map_chunk1_n", "apply_p50", "apply_p99", "imap_unordered", "imap_unordered_n",
         "echo", "echo_bytes", "cpu_serial", "cpu_pool", "cpu_n", "idle_rss_kib",
         "manager_start", "manager_set_p50", "manager_get_p50", "manager_call_p50",
-        "manager_queue", "manager_list"]
+        "manager_queue", "manager_list", "start_2_fork", "start_2_forkserver"]
 
 
 def log(msg):
@@ -220,6 +222,15 @@ def run(method, scale, res):
 
     section("start/join, 2 workers", res, starts(2, "start_2", "join_2"))
     section(f"start/join, {ncpu} workers", res, starts(ncpu, "start_n", "join_n"))
+    if method == "fork":
+        res["start_2_fork"] = res.values["start_2"]
+
+        def forkserver():
+            fs = multiprocessing.get_context("forkserver")
+            start_join(fs, 2, 1)  # the server starts here, untimed
+            res["start_2_forkserver"] = start_join(fs, 2, s["start_reps"])[0]
+
+        section("start, 2 workers, forkserver", res, forkserver)
 
     pool = ctx.Pool(2)
     try:
