@@ -176,8 +176,10 @@
 //! - **Locks notice dead holders** ([`Error::OwnerDied`]); a barrier is broken by a party that
 //!   died; re-taking a [`Lock`] on the thread that holds it is [`Error::Deadlock`], not a hang.
 //! - Shared memory has no name unless you ask for one, so nothing can be left in `/dev/shm`.
-//! - The start method is spawn (re-execute the binary); the child checks it runs the same
-//!   executable as its parent before accepting any task.
+//! - The default start method is spawn (re-execute the binary); the child checks it runs the
+//!   same executable as its parent before accepting any task. [`StartMethod::Fork`] and
+//!   [`StartMethod::ForkServer`] are there too, per pool, per process, or for the program
+//!   ([`set_start_method`]); every child, however started, is supervised the same way.
 
 mod bootstrap;
 mod child;

@@ -58,6 +58,12 @@ fn the_default_is_set_once_and_the_fork_server_preloads_and_comes_back() {
         let mut p = Process::new(look_up, 2);
         p.start().unwrap();
         assert_eq!(*p.join().unwrap(), 6);
+        // So does a manager's server, as Python's `Manager()` follows the context.
+        let m = multiproc::Manager::new().unwrap();
+        let d = m.dict::<u8, u64>().unwrap();
+        d.insert(1, 7).unwrap();
+        assert_eq!(d.get(&1).unwrap(), Some(7));
+        m.shutdown().unwrap();
         match multiproc::set_forkserver_preload(load_table) {
             Err(Error::InvalidArgument(why)) => assert!(why.contains("already running"), "{why}"),
             other => panic!("a preload set while the server runs: {other:?}"),

@@ -158,6 +158,14 @@ pub(crate) unsafe fn fork_sibling() -> io::Result<Forked> {
     if have_tid_at {
         flags |= (libc::CLONE_CHILD_SETTID | libc::CLONE_CHILD_CLEARTID) as libc::c_ulong;
     }
+    // The kernel's order of `clone`'s arguments depends on the architecture: the child's tid
+    // address is the 4th on x86-64 and most others, the 5th where the 4th is the TLS (arm,
+    // powerpc, x86), and s390 swaps the first two. Without CLONE_SETTLS the TLS is ignored, so
+    // the address goes in both of the last two places.
+    #[cfg(not(target_arch = "s390x"))]
+    let (first, second) = (flags, 0);
+    #[cfg(target_arch = "s390x")]
+    let (first, second) = (0, flags);
     // SAFETY: clone without CLONE_VM and with no new stack is fork: the copy continues here
     // on a copy of this stack. `tid_at` is where the C library keeps this thread's id (the
     // kernel was told at start-up), or null with neither TID flag. The caller guarantees no
@@ -165,11 +173,11 @@ pub(crate) unsafe fn fork_sibling() -> io::Result<Forked> {
     let pid = unsafe {
         libc::syscall(
             libc::SYS_clone,
-            flags,
-            ptr::null_mut::<libc::c_void>(),
+            first,
+            second,
             ptr::null_mut::<libc::c_int>(),
             tid_at,
-            0usize,
+            tid_at,
         )
     };
     match pid {
