@@ -23,7 +23,7 @@ use std::time::Instant;
 
 use crate::child::protocol::{CHILD_ARG, ENV, FAULT_SLOT, identity};
 use crate::error::{Death, Error, Result};
-use crate::launch::inherited::{self, PerProcess};
+use crate::launch::inherited::{self, LinkFd, PerProcess};
 use crate::sys;
 use crate::sys::page::SharedPage;
 use crate::wire::message::{Hello, Ready, Refuse, Role, kind};
@@ -73,7 +73,7 @@ impl ChildLink {
 impl Drop for ChildLink {
     /// A child nobody reaped is killed and reaped: no process or zombie outlives its link.
     fn drop(&mut self) {
-        inherited::keep_in_copies(self.channel.as_fd());
+        inherited::keep_in_copies(sys::proc::raw(&self.channel.as_fd()));
         if !self.reaped {
             let _ = sys::proc::signal(self.pid, sys::proc::Stop::Kill);
             let _ = sys::proc::reap(self.pid);
@@ -83,22 +83,22 @@ impl Drop for ChildLink {
 
 /// A child the spawner thread is asked for: its socket and page (`theirs`: kept open across
 /// `exec`, or adopted by the copy), made one of two ways.
-/// The spawner thread's stack, which a forked child's tasks run on: the usual 8 MiB of a main
-/// thread, on which spawned children run theirs.
-const FORKED_STACK: usize = 8 << 20;
-
 struct SpawnRequest {
     how: How,
     theirs: [RawFd; 2],
     reply: mpsc::SyncSender<std::io::Result<u32>>,
 }
 
+/// The spawner thread's stack, which a forked child's tasks run on: the usual 8 MiB of a main
+/// thread, on which spawned children run theirs.
+const FORKED_STACK: usize = 8 << 20;
+
 /// How the spawner thread makes a child.
 enum How {
     /// Execute this program again, with this marker in its environment (spawn).
     Exec { marker: String },
-    /// Fork: the copy closes `ours` (the parent's end of its socket) and serves on `theirs`.
-    Fork { ours: RawFd },
+    /// Fork: the copy serves on `theirs`.
+    Fork,
 }
 
 /// The thread that forks every child (see the module docs), started when first needed. Only a
@@ -194,30 +194,28 @@ fn serve_spawns(rx: mpsc::Receiver<SpawnRequest>) {
                     args: vec![CHILD_ARG, "--exact"],
                 })
             }
-            How::Fork { ours } => fork_here(req.theirs, ours),
+            How::Fork => fork_here(req.theirs),
         };
         let _ = req.reply.send(result);
     }
 }
 
-/// Forks this process on the spawner thread; the copy serves on `theirs` and never returns.
-fn fork_here([sock, page]: [RawFd; 2], ours: RawFd) -> std::io::Result<u32> {
+/// Forks this process on the spawner thread; the copy serves on `sock` and never returns.
+fn fork_here([sock, page]: [RawFd; 2]) -> std::io::Result<u32> {
     let parent = sys::proc::getpid();
-    // Lines a task printed before are not printed twice (once more by the copy).
-    let _ = std::io::Write::flush(&mut std::io::stdout());
-    // SAFETY: the copy forgets the crate's inherited state before anything else
-    // (`inherited::forget`), runs only the child's side, and leaves with `_exit`
-    // (`inherited::leave`). What else other threads held at this moment is the documented
-    // hazard of the fork start method (`StartMethod::Fork`).
+    // No flush of std's `stdout` first, unlike the fork server: the spawner must never wait on
+    // a lock a user's thread may hold while it waits for this very child (a `StdoutLock` held
+    // across an `imap`). It holds whole lines only, unless something was printed without one.
+    // SAFETY: the copy forgets the crate's inherited state before anything else, runs only the
+    // child's side, and leaves with `_exit` (`inherited::live`). What else other threads held
+    // at this moment is the documented hazard of the fork start method (`StartMethod::Fork`).
     match unsafe { sys::proc::fork() }? {
         sys::proc::Forked::Parent(pid) => Ok(pid),
         sys::proc::Forked::Child => {
-            inherited::forget();
-            // SAFETY: the parent's end of this child's socket, open in the parent at the fork
-            // (the requester keeps it until we answer), so open here; nothing in the copy
-            // owns it (its owner is on another thread's stack, which does not run here).
-            drop(unsafe { sys::fd::adopt(ours) });
-            inherited::leave(crate::child::start::serve_forked(sock, page, parent))
+            // Its own socket is the one child socket the copy keeps; the parent's end of it,
+            // and every other, are closed as it forgets (`inherited::LINKS`).
+            inherited::keep_in_copies(sock);
+            inherited::live(|| crate::child::start::serve_forked(sock, page, parent))
         }
     }
 }
@@ -233,9 +231,7 @@ pub(crate) fn fork_child(name: &str, role: Role, io: Io) -> Result<ChildLink> {
     let (ours, theirs, page) = child_ends()?;
     let (reply, answer) = mpsc::sync_channel(1);
     SPAWNER.submit(SpawnRequest {
-        how: How::Fork {
-            ours: sys::proc::raw(&ours),
-        },
+        how: How::Fork,
         theirs: [sys::proc::raw(&theirs), sys::proc::raw(&page.as_fd())],
         reply,
     })?;
@@ -245,9 +241,13 @@ pub(crate) fn fork_child(name: &str, role: Role, io: Io) -> Result<ChildLink> {
 }
 
 /// A new child's socket (the parent's end, the child's) and progress page.
-pub(crate) fn child_ends() -> Result<(OwnedFd, OwnedFd, SharedPage)> {
+pub(crate) fn child_ends() -> Result<(LinkFd, LinkFd, SharedPage)> {
     let (ours, theirs) = sys::fd::socketpair()?;
-    Ok((ours, theirs, SharedPage::create()?))
+    Ok((
+        LinkFd::new(ours),
+        LinkFd::new(theirs),
+        SharedPage::create()?,
+    ))
 }
 
 /// The pid of the child the spawner thread answers with.
@@ -291,44 +291,40 @@ fn spawn_child_as(
 /// pidfd, the channel, and the greeting. A child that cannot be greeted is killed and reaped.
 pub(crate) fn greet(
     pid: u32,
-    ours: OwnedFd,
+    ours: LinkFd,
     page: SharedPage,
     name: &str,
     role: Role,
     io: Io,
     identity: [u64; 6],
 ) -> Result<ChildLink> {
-    let greet = || -> Result<(OwnedFd, Channel)> {
-        let pidfd = sys::proc::pidfd(pid)?;
-        let mut channel = Channel::new(ours, io)?;
-        let hello = Hello {
-            identity,
-            name: name.to_string(),
-            role,
-        };
-        channel.push(kind::HELLO, &codec::encode(&hello)?)?;
-        // A greeting is far smaller than a socket buffer: this completes even when non-blocking.
-        channel.flush()?;
-        Ok((pidfd, channel))
-    };
-    match greet() {
-        Ok((pidfd, channel)) => {
-            inherited::close_in_copies(channel.as_fd());
-            Ok(ChildLink {
-                pid,
-                channel,
-                page,
-                pidfd,
-                reaped: false,
-            })
-        }
+    let ends = sys::proc::pidfd(pid).and_then(|pidfd| Ok((pidfd, ours.into_channel(io)?)));
+    let (pidfd, channel) = match ends {
+        Ok(ends) => ends,
         Err(e) => {
             // Started but unusable: it must not linger, not even as a zombie.
             let _ = sys::proc::signal(pid, sys::proc::Stop::Kill);
             let _ = sys::proc::reap(pid);
-            Err(e)
+            return Err(e.into());
         }
-    }
+    };
+    // From here the link kills and reaps the child if anything fails.
+    let mut link = ChildLink {
+        pid,
+        channel,
+        page,
+        pidfd,
+        reaped: false,
+    };
+    let hello = Hello {
+        identity,
+        name: name.to_string(),
+        role,
+    };
+    link.channel.push(kind::HELLO, &codec::encode(&hello)?)?;
+    // A greeting is far smaller than a socket buffer: this completes even when non-blocking.
+    link.channel.flush()?;
+    Ok(link)
 }
 
 /// Interprets the child's answer to the greeting.

@@ -51,7 +51,7 @@ use crate::mem::segment::{CELL_OFFSET, Kind};
 use crate::sync::lock::LockCell;
 use crate::sys;
 use crate::sys::shm::{Mapping, SealedBytes};
-use crate::wire::message::{Hello, ResultsHeader, TaskHeader, kind};
+use crate::wire::message::{Forked, Hello, Preload, Preloaded, ResultsHeader, TaskHeader, kind};
 use crate::wire::{Channel, Frame, HEADER, Io, codec, fds};
 use crate::{
     Array, Barrier, BoundedSemaphore, Condition, Connection, Event, Lock, Queue, RLock, RawArray,
@@ -222,6 +222,12 @@ fn message(frame: &Frame) -> Result<()> {
     let mut body = frame.payload();
     match frame.kind {
         kind::HELLO => drop(codec::decode::<Hello>(body)?),
+        // A fork server's messages, both ways.
+        kind::PRELOAD => {
+            codec::decode::<Preload>(body)?;
+        }
+        kind::PRELOADED => drop(codec::decode::<Preloaded>(body)?),
+        kind::FORKED => drop(codec::decode::<Forked>(body)?),
         // The items that follow go to the trampoline, which is not fuzzed (see above).
         kind::TASK => drop(TaskHeader::read(&mut body)?),
         kind::RESULTS => {

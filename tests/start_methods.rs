@@ -130,3 +130,64 @@ fn a_forked_worker_shares_a_large_table_until_it_writes() {
         );
     });
 }
+
+fn one() -> u32 {
+    1
+}
+
+/// A lock another thread held at the fork is held for ever in the copy. A child that never
+/// takes it must still exit: its own exit flushes std's `stdout`, and must not wait on that
+/// lock for ever (review: 2–4 of 40 children hung at exit without the bound).
+#[test]
+fn a_forked_child_exits_though_another_thread_held_stdout_at_the_fork() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    within(SECS(60), || {
+        let stop = Arc::new(AtomicBool::new(false));
+        let holding = stop.clone();
+        let holder = std::thread::spawn(move || {
+            while !holding.load(Ordering::Relaxed) {
+                let held = std::io::stdout().lock();
+                std::thread::sleep(std::time::Duration::from_millis(5));
+                drop(held);
+            }
+        });
+        for _ in 0..10 {
+            let mut p = Process::new(one, ()).with_start_method(StartMethod::Fork);
+            p.start().unwrap();
+            assert_eq!(p.join_timeout(SECS(10)).cloned().unwrap(), 1);
+        }
+        stop.store(true, Ordering::Relaxed);
+        holder.join().unwrap();
+    });
+}
+
+/// Starts from several threads at once take turns at the fork server; each gets its own child.
+#[test]
+fn concurrent_starts_through_the_fork_server_each_get_a_child() {
+    within(SECS(60), || {
+        let threads: Vec<_> = (0..4)
+            .map(|_| {
+                std::thread::spawn(|| {
+                    (0..5)
+                        .map(|_| {
+                            let mut p =
+                                Process::new(whoami, ()).with_start_method(StartMethod::ForkServer);
+                            p.start().unwrap();
+                            let pid = p.pid().unwrap();
+                            assert_eq!(p.join().unwrap().0, pid);
+                            pid
+                        })
+                        .collect::<Vec<u32>>()
+                })
+            })
+            .collect();
+        let mut pids: Vec<u32> = threads
+            .into_iter()
+            .flat_map(|t| t.join().unwrap())
+            .collect();
+        pids.sort_unstable();
+        pids.dedup();
+        assert_eq!(pids.len(), 20);
+    });
+}

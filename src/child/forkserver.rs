@@ -19,11 +19,13 @@
 use std::io::Write;
 use std::os::fd::{IntoRawFd, OwnedFd};
 use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::atomic::Ordering;
 
-use super::protocol::{EXIT_PROTOCOL, EXIT_TASK_FAILED};
+use super::protocol::{EXIT_PROTOCOL, EXIT_TASK_FAILED, PID_SLOT};
 use super::start::serve_forked;
 use crate::launch::inherited;
 use crate::sys;
+use crate::sys::page::SharedPage;
 use crate::task;
 use crate::wire::message::{Forked, Preload, Preloaded, kind};
 use crate::wire::{Channel, codec};
@@ -90,21 +92,31 @@ fn preload(ch: &mut Channel) -> crate::Result<Preloaded> {
 
 /// Forks a child that serves on `sock` and `page`, for `parent`; returns the answer to send.
 fn fork_child(ch: &Channel, sock: OwnedFd, page: OwnedFd, parent: u32) -> Forked {
+    let page = match SharedPage::map(page) {
+        Ok(page) => page,
+        Err(e) => return Forked::Failed(format!("the fork server could not map a page: {e}")),
+    };
     // What the server printed is not printed again by the copy.
     let _ = std::io::stdout().flush();
     // SAFETY: the server is single-threaded (see the module docs); the copy forgets what it
-    // inherited first and leaves with `_exit` (`inherited::leave`).
+    // inherited first and leaves with `_exit` (`inherited::live`).
     match unsafe { sys::proc::fork_sibling() } {
         // The copy has its own; the server's are closed here, as `sock` and `page` drop.
         Ok(sys::proc::Forked::Parent(pid)) => Forked::Child(pid),
         Err(e) => Forked::Failed(format!("the fork server could not fork: {e}")),
         Ok(sys::proc::Forked::Child) => {
-            inherited::forget();
-            // SAFETY: the server's socket, open in the copy and owned there only by the
-            // server's channel, which the copy never uses again (it never returns from here).
-            drop(unsafe { sys::fd::adopt(sys::proc::raw(&ch.as_fd())) });
-            let (sock, page) = (sock.into_raw_fd(), page.into_raw_fd());
-            inherited::leave(serve_forked(sock, page, parent))
+            // First of all: should the server die before it answers, the parent learns who
+            // this is from the page, and ends it.
+            page.slot(PID_SLOT)
+                .store(u64::from(sys::proc::getpid()), Ordering::Release);
+            let server = sys::proc::raw(&ch.as_fd());
+            let (sock, page) = (sock.into_raw_fd(), sys::proc::raw(&page.as_fd()));
+            inherited::live(|| {
+                // SAFETY: the server's socket, open in the copy and owned there only by the
+                // server's channel, which the copy never uses again (it never returns).
+                drop(unsafe { sys::fd::adopt(server) });
+                serve_forked(sock, page, parent)
+            })
         }
     }
 }

@@ -18,6 +18,9 @@ pub(crate) const STARTED_SLOT: usize = 0;
 /// Slot of the shared page where the child's fault handler records the signal of a stack
 /// overflow (`sys::signal`); read by the parent when the child died (`ChildLink::death`).
 pub(crate) const FAULT_SLOT: usize = 1;
+/// Slot of the shared page where a fork server's child writes its pid, first thing: the parent
+/// finds (and ends) a child whose server died before it could answer with the pid.
+pub(crate) const PID_SLOT: usize = 2;
 
 /// Exit status of a child whose parent broke the protocol or vanished.
 pub(crate) const EXIT_PROTOCOL: i32 = 70;

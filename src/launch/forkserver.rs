@@ -7,22 +7,26 @@
 //! fraction of a millisecond. A server that died (killed, say) is noticed by the next request,
 //! which starts another and asks again, once.
 
-use std::os::fd::OwnedFd;
+use std::os::fd::AsFd;
+use std::sync::atomic::Ordering;
 use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use super::Launch;
 use crate::bootstrap::{self, ChildLink};
-use crate::child::protocol::identity;
+use crate::child::protocol::{PID_SLOT, identity};
 use crate::error::{Error, Result};
-use crate::launch::inherited::PerProcess;
+use crate::launch::inherited::{LinkFd, PerProcess};
+use crate::sys;
 use crate::sys::page::SharedPage;
 use crate::task;
 use crate::wire::message::{Forked, Preload, Preloaded, Role, kind};
 use crate::wire::{Io, codec};
 
-/// How long the server may take to start (and preload), or to answer a request.
+/// How long the server may take to start, or to answer a request.
 const ANSWER_TIMEOUT: Duration = Duration::from_secs(60);
+/// How long its preload function may take.
+const PRELOAD_TIMEOUT: Duration = Duration::from_secs(600);
 
 /// This program's fork server, and what it runs first.
 struct Server {
@@ -46,7 +50,8 @@ fn server() -> std::sync::MutexGuard<'static, Server> {
 /// the first child the server starts.
 ///
 /// `f` must not leave threads running: the server forks its children from its one thread,
-/// which is what makes the forkserver start method safe with threads.
+/// which is what makes the forkserver start method safe with threads. It may take up to ten
+/// minutes (a model loaded, say); meanwhile every start through the fork server waits.
 ///
 /// # Errors
 /// [`Error::InvalidArgument`] if the fork server is already running. If `f` panics, starting
@@ -83,35 +88,82 @@ pub fn set_forkserver_preload(f: fn()) -> Result<()> {
 pub(super) struct ForkServer;
 
 impl Launch for ForkServer {
+    /// Asks the server for a child, starting the server if there is none, and asking a new
+    /// one once more if the one there was turns out to be gone.
     fn launch(&self, name: &str, role: Role, io: Io) -> Result<ChildLink> {
-        let (ours, theirs, page) = bootstrap::child_ends()?;
-        let pid = server().fork(&theirs, &page)?;
-        drop(theirs);
-        bootstrap::greet(pid, ours, page, name, role, io, identity()?)
+        let mut tries = 0;
+        loop {
+            tries += 1;
+            let (ours, theirs, page) = bootstrap::child_ends()?;
+            let (was_running, asked) = {
+                let mut server = server();
+                (server.link.is_some(), server.ask(&theirs, &page))
+            };
+            drop(theirs);
+            match asked {
+                Ok(pid) => return bootstrap::greet(pid, ours, page, name, role, io, identity()?),
+                Err(Lost(e)) => {
+                    // Fresh ends for the next try: a child the lost server made from these may
+                    // exist, and must not share a socket with the next one.
+                    end_orphan(&ours, &page);
+                    if !was_running || tries > 1 {
+                        return Err(e);
+                    }
+                }
+                Err(Refused(e)) => return Err(e),
+            }
+        }
+    }
+}
+
+/// Why a request to the fork server failed.
+enum Failure {
+    /// The server is gone, or stopped answering (and was killed): the request may or may not
+    /// have made a child.
+    Lost(Error),
+    /// The server answered: no child was made.
+    Refused(Error),
+}
+use Failure::{Lost, Refused};
+
+/// How long a lost server's child may take to say who it is (it does so first thing).
+const ORPHAN_WAIT: Duration = Duration::from_secs(1);
+
+/// After the server was lost with a request for a child on `ours`'s socket and `page`: ends
+/// the child it may have forked before it went. Such a child writes its pid in its page before
+/// anything else; if instead the socket's other end is closed (nothing but a child would still
+/// hold it once the server is gone), there is none.
+fn end_orphan(ours: &LinkFd, page: &SharedPage) {
+    let deadline = Instant::now() + ORPHAN_WAIT;
+    loop {
+        let pid = page.slot(PID_SLOT).load(Ordering::Acquire);
+        if let Ok(pid @ 1..) = u32::try_from(pid) {
+            // Our child (the server made it with CLONE_PARENT), and known to no one else.
+            let _ = sys::proc::signal(pid, sys::proc::Stop::Kill);
+            let _ = sys::proc::reap(pid);
+            return;
+        }
+        // The child writes nothing on its socket before it is greeted: readable means closed.
+        let closed = sys::fd::wait_readable(ours.as_fd(), Some(Duration::from_millis(1)));
+        if !matches!(closed, Ok(false)) || Instant::now() >= deadline {
+            return;
+        }
     }
 }
 
 impl Server {
-    /// Asks the server for a child serving on `sock` and `page`, starting the server if there
-    /// is none, and once more if the one there was is gone. Returns the child's pid.
-    fn fork(&mut self, sock: &OwnedFd, page: &SharedPage) -> Result<u32> {
-        let was_running = self.link.is_some();
-        match self.ask(sock, page) {
-            Err(Error::Disconnected) if was_running => {
-                self.link = None;
-                self.ask(sock, page)
-            }
-            other => other,
-        }
-    }
-
-    /// One request; [`Error::Disconnected`] if the server is gone.
-    fn ask(&mut self, sock: &OwnedFd, page: &SharedPage) -> Result<u32> {
+    /// One request for a child serving on `sock` and `page`, starting the server if there is
+    /// none. Returns the child's pid.
+    fn ask(&mut self, sock: &LinkFd, page: &SharedPage) -> std::result::Result<u32, Failure> {
         let link = match &mut self.link {
             Some(link) => link,
-            None => self.link.insert(start(self.preload)?),
+            None => self.link.insert(start(self.preload).map_err(Refused)?),
         };
-        let fds = vec![sock.try_clone()?, page.as_fd().try_clone_to_owned()?];
+        let dup = |fd: std::os::fd::BorrowedFd<'_>| fd.try_clone_to_owned().map_err(Error::from);
+        let fds = vec![
+            dup(sock.as_fd()).map_err(Refused)?,
+            dup(page.as_fd()).map_err(Refused)?,
+        ];
         let answer = link
             .channel
             .push_parts(kind::FORK, fds, &[])
@@ -129,15 +181,12 @@ impl Server {
         };
         match answer {
             Ok(Forked::Child(pid)) => Ok(pid),
-            Ok(Forked::Failed(why)) => Err(Error::Spawn(why)),
+            Ok(Forked::Failed(why)) => Err(Refused(Error::Spawn(why))),
             Err(e) => {
                 // Whatever went wrong, this server is not asked again: it is killed and reaped
                 // (its link's drop), and the next request starts another.
                 self.link = None;
-                match e {
-                    Error::Disconnected | Error::Io(_) => Err(Error::Disconnected),
-                    other => Err(other),
-                }
+                Err(Lost(Error::Spawn(format!("the fork server was lost: {e}"))))
             }
         }
     }
@@ -151,7 +200,7 @@ fn start(preload: Option<fn()>) -> Result<ChildLink> {
     let function = preload.map(|f| task::offset_of_fn(f as usize));
     link.channel
         .send(kind::PRELOAD, &codec::encode(&Preload { function })?)?;
-    let answer = link.channel.recv(Some(deadline))?;
+    let answer = link.channel.recv(Some(Instant::now() + PRELOAD_TIMEOUT))?;
     if answer.kind != kind::PRELOADED {
         return Err(Error::Protocol(format!(
             "the fork server answered the preload with kind {}",
@@ -170,7 +219,7 @@ fn start(preload: Option<fn()>) -> Result<ChildLink> {
 /// its own), keeping the preload unless a thread of the parent held the lock (see
 /// `launch::inherited`).
 pub(crate) fn forget_inherited() {
-    let preload = SERVER.try_lock().ok().and_then(|s| s.preload);
+    let preload = super::inherited::peek(&SERVER, |s| s.preload).flatten();
     super::inherited::reclaim(
         &SERVER,
         Server {
@@ -178,4 +227,41 @@ pub(crate) fn forget_inherited() {
             preload,
         },
     );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A server lost after it forked: its child, which said who it is in its page, is killed
+    /// and reaped; with no child, the closed socket says so at once.
+    #[test]
+    fn a_child_the_lost_server_made_is_found_and_ended() {
+        let (ours, theirs, page) = bootstrap::child_ends().unwrap();
+        let slot = page.slot(PID_SLOT);
+        let copy = || {
+            slot.store(u64::from(sys::proc::getpid()), Ordering::Release);
+            loop {
+                std::thread::sleep(Duration::from_secs(60));
+            }
+        };
+        // SAFETY: the copy makes system calls and an atomic store only, until it is killed.
+        let pid = unsafe { sys::proc::fork_and_run(copy) }.unwrap();
+        drop(theirs);
+        let t = Instant::now();
+        end_orphan(&ours, &page);
+        assert!(t.elapsed() < ORPHAN_WAIT, "took {:?}", t.elapsed());
+        // Reaped: no longer a child of ours.
+        assert!(sys::proc::pidfd(pid).is_err() || sys::proc::reap(pid).is_err());
+
+        let (ours, theirs, page) = bootstrap::child_ends().unwrap();
+        drop(theirs);
+        let t = Instant::now();
+        end_orphan(&ours, &page);
+        assert!(
+            t.elapsed() < Duration::from_millis(100),
+            "took {:?}",
+            t.elapsed()
+        );
+    }
 }

@@ -10,21 +10,25 @@
 //! those locks and without dropping what was there: dropping the parent's link to a child
 //! would kill the parent's child. What is forgotten is the copy's own memory, merely leaked.
 //!
-//! [`leave`] ends the copy as Python ends a forked child: its own at-exit duties (the
-//! `Process`es it started), std's `stdout` flushed, then `_exit`, never the parent's
-//! destructors or exit hooks.
+//! [`live`] runs a copy's life between the two, and `leave` ends it as Python ends a forked
+//! child: its own at-exit duties (the `Process`es it started), std's `stdout` flushed, then
+//! `_exit`, never the parent's destructors or exit hooks.
 
 use std::cell::UnsafeCell;
 use std::io::Write;
-use std::os::fd::{AsRawFd, BorrowedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
+use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, TryLockError};
+use std::time::Duration;
 
+use crate::child::protocol::EXIT_PROTOCOL;
 use crate::sys;
+use crate::wire::Channel;
 
-/// Forgets the per-process state a forked copy inherited (see the module docs). Call it first
-/// in the copy, before anything else of the crate runs there.
-pub(crate) fn forget() {
+/// Forgets the per-process state a forked copy inherited (see the module docs): first thing in
+/// the copy (see [`live`]).
+fn forget() {
     close_links();
     sys::proc::forget_identities();
     crate::current::forget_inherited();
@@ -35,26 +39,65 @@ pub(crate) fn forget() {
     crate::manager::forget_inherited();
 }
 
-/// The parent's ends of its children's sockets, by descriptor number (one bit each, for the
-/// numbers below 65,536): a forked copy closes them first. A worker must not keep its
-/// siblings' channels open — a sibling would not see its parent hang up while the copy lives,
-/// and whatever the copy wrote there would reach the sibling. Bits, not a list behind a lock:
-/// the copy reads them whatever the parent's threads were doing.
+/// Both ends of the sockets of this process's children, by descriptor number (one bit each, for
+/// the numbers below 65,536; a larger one is not closed): a forked copy closes them first. A
+/// worker must not keep its siblings' channels open — a sibling would not see its parent hang
+/// up while the copy lives, and whatever the copy wrote there would reach the sibling. Bits,
+/// not a list behind a lock: the copy reads them whatever the parent's threads were doing.
 static LINKS: [AtomicU64; 1024] = [const { AtomicU64::new(0) }; 1024];
 
-/// Marks `fd`, the parent's end of a child's socket, to be closed in forked copies.
-pub(crate) fn close_in_copies(fd: BorrowedFd<'_>) {
-    let fd = fd.as_raw_fd();
+/// Marks descriptor `fd` to be closed in forked copies.
+fn close_in_copies(fd: RawFd) {
     if let Some(word) = usize::try_from(fd).ok().and_then(|fd| LINKS.get(fd / 64)) {
         word.fetch_or(1 << (fd % 64), Ordering::Release);
     }
 }
 
-/// Unmarks `fd` before it is closed (its number may then name something else).
-pub(crate) fn keep_in_copies(fd: BorrowedFd<'_>) {
-    let fd = fd.as_raw_fd();
+/// Unmarks descriptor `fd`: before it is closed (its number may then name something else), or
+/// in a copy, for the copy's own socket.
+pub(crate) fn keep_in_copies(fd: RawFd) {
     if let Some(word) = usize::try_from(fd).ok().and_then(|fd| LINKS.get(fd / 64)) {
         word.fetch_and(!(1 << (fd % 64)), Ordering::Release);
+    }
+}
+
+/// One end of a child's socket, closed in forked copies for as long as this owns it (see
+/// [`LINKS`]): from the moment the socket exists, so that a copy forked while another thread
+/// starts a child holds neither end.
+#[derive(Debug)]
+pub(crate) struct LinkFd(Option<OwnedFd>);
+
+impl LinkFd {
+    pub(crate) fn new(fd: OwnedFd) -> Self {
+        close_in_copies(fd.as_raw_fd());
+        Self(Some(fd))
+    }
+
+    /// The parent's end as a channel, still closed in copies: its new owner, a `ChildLink`,
+    /// unmarks it before it closes it.
+    pub(crate) fn into_channel(mut self, io: crate::wire::Io) -> std::io::Result<Channel> {
+        let Some(fd) = self.0.take() else {
+            unreachable!("a LinkFd owns its descriptor until it is consumed");
+        };
+        let raw = fd.as_raw_fd();
+        Channel::new(fd, io).inspect_err(|_| keep_in_copies(raw))
+    }
+}
+
+impl AsFd for LinkFd {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        match &self.0 {
+            Some(fd) => fd.as_fd(),
+            None => unreachable!("a LinkFd owns its descriptor until it is consumed"),
+        }
+    }
+}
+
+impl Drop for LinkFd {
+    fn drop(&mut self) {
+        if let Some(fd) = self.0.take() {
+            keep_in_copies(fd.as_raw_fd());
+        }
     }
 }
 
@@ -74,11 +117,46 @@ fn close_links() {
     }
 }
 
+/// A forked copy's whole life: forgets what it inherited, runs `serve`, and leaves with the
+/// status it returns — or [`EXIT_PROTOCOL`] if anything panics on the way, which must not
+/// unwind into the frames of the thread that forked (they are the parent's).
+pub(crate) fn live(serve: impl FnOnce() -> i32) -> ! {
+    let code = catch_unwind(AssertUnwindSafe(|| {
+        forget();
+        serve()
+    }))
+    .unwrap_or(EXIT_PROTOCOL);
+    leave(code)
+}
+
+/// How long a leaving copy waits for std's `stdout` to be flushed.
+const FLUSH_WAIT: Duration = Duration::from_millis(100);
+
 /// Ends a forked copy with `code` (see the module docs).
-pub(crate) fn leave(code: i32) -> ! {
+fn leave(code: i32) -> ! {
     crate::children::exit_duties();
-    let _ = std::io::stdout().flush();
+    // On a thread of its own, and not for long: a lock another thread of the parent held at the
+    // fork is held here for ever, and an exit must never wait on it. (Only a partial line
+    // printed without a newline can be waiting: std's `stdout` writes whole lines at once.)
+    let (flushed, done) = std::sync::mpsc::channel();
+    let flusher = std::thread::Builder::new().spawn(move || {
+        let _ = std::io::stdout().flush();
+        let _ = flushed.send(());
+    });
+    if flusher.is_ok() {
+        let _ = done.recv_timeout(FLUSH_WAIT);
+    }
     sys::proc::exit_now(code)
+}
+
+/// What `read` makes of the value behind `lock`, in a forked copy: `None` if a thread of the
+/// parent held it at the fork (it may be half-changed).
+pub(crate) fn peek<T, R>(lock: &PerProcess<Mutex<T>>, read: impl FnOnce(&T) -> R) -> Option<R> {
+    match lock.try_lock() {
+        Ok(held) => Some(read(&held)),
+        Err(TryLockError::Poisoned(poisoned)) => Some(read(&poisoned.into_inner())),
+        Err(TryLockError::WouldBlock) => None,
+    }
 }
 
 /// A static of the crate's per-process state, which a forked copy replaces (see the module

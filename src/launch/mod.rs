@@ -53,8 +53,8 @@ pub enum StartMethod {
     /// **The hazard**: only the forking thread is copied. A lock that another thread of this
     /// program held at that moment stays held in the child for ever, and the child hangs if
     /// it takes it: a `Mutex` of yours, std's lock of `stdout` if another thread was printing,
-    /// a C library's internal lock. The allocator is safe (glibc resets its locks in the
-    /// child), and so is this crate's own state (the child forgets what it inherited: its
+    /// a C library's internal lock. glibc's allocator is safe (it resets its locks in the
+    /// child; another `#[global_allocator]` may not be), and so is this crate's own state (the child forgets what it inherited: its
     /// parent's children, manager connections, fork server, identity). The child also keeps
     /// copies of the parent's open descriptors: a pipe end this program holds stays open in
     /// the workers, so "the other end closed" is not seen while they live. Prefer spawn or
@@ -62,7 +62,9 @@ pub enum StartMethod {
     /// replacements included) and may hold locks the tasks need.
     ///
     /// A forked child ends with `_exit`: it never runs the parent's destructors or exit hooks
-    /// (it flushes std's `stdout` first, and waits for the `Process`es it started itself).
+    /// (it flushes std's `stdout` first — waiting at most 100 ms for its lock — and sees to the
+    /// `Process`es it started itself). Text this program printed without a newline just before
+    /// the fork may be printed again by the child.
     Fork,
     /// Ask a fork server for a copy of itself: a small single-threaded process, spawned on
     /// first use, that forks children on request. Fork's start-up speed without fork's thread

@@ -207,7 +207,7 @@ pub(crate) fn disconnect(addr: &Address, owned: bool) {
 /// `launch::inherited`).
 pub(crate) fn forget_inherited() {
     CONNECTIONS.with_borrow_mut(|all| std::mem::forget(std::mem::take(all)));
-    let keys = KEYS.try_lock().map(|k| k.clone()).unwrap_or_default();
+    let keys = crate::launch::inherited::peek(&KEYS, Keys::clone).unwrap_or_default();
     crate::launch::inherited::reclaim(&KEYS, keys);
 }
 

@@ -103,7 +103,7 @@ pub(crate) enum Forked {
 /// # Safety
 /// In the copy, locks that other threads of this process held at the moment of the fork stay
 /// held for ever: the copy must not wait on any of them (it resets the crate's own state
-/// first, see `child::forked`) and must leave with [`exit_now`], never by returning into code
+/// first, see `launch::inherited`) and must leave with [`exit_now`], never by returning into code
 /// that expects the other threads.
 pub(crate) unsafe fn fork() -> io::Result<Forked> {
     // SAFETY: `fork` has no preconditions of its own; what the copy may do is the caller's
@@ -128,10 +128,26 @@ pub(crate) unsafe fn fork() -> io::Result<Forked> {
 /// cached thread id stays the caller's; glibc since 2.34 asks the kernel for it where it
 /// matters (`raise`, `abort`).
 ///
+/// glibc only: another C library may keep the thread id elsewhere, and would be misled (musl
+/// keeps a lock at that address); elsewhere this is `Unsupported`.
+///
 /// # Safety
 /// The calling process must be single-threaded (the fork server is): no lock can then be held
 /// by a thread missing in the copy, and nothing needs the C library's fork handlers. The copy
 /// must leave with [`exit_now`].
+#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+pub(crate) unsafe fn fork_sibling() -> io::Result<Forked> {
+    Err(io::Error::new(
+        io::ErrorKind::Unsupported,
+        "the forkserver start method needs Linux with glibc",
+    ))
+}
+
+/// See the other `fork_sibling`.
+///
+/// # Safety
+/// As there.
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
 pub(crate) unsafe fn fork_sibling() -> io::Result<Forked> {
     let mut tid_at: *mut libc::c_int = ptr::null_mut();
     // SAFETY: PR_GET_TID_ADDRESS writes one pointer to the address given, a live local.

@@ -6,10 +6,12 @@
 //! and `SIGBUS`, running on an alternate signal stack (the thread's own stack is used up when it
 //! matters). It compares the fault address with the region just below the lowest address of
 //! the watched thread's stack; on a match it records the signal in a word the parent reads
-//! ([`stack_overflow_signal`]) and writes one line to stderr, as std would. Either way it then
-//! restores the default action and raises the signal again, so the child dies by the same
-//! signal as without the handler: its exit status does not change, only the parent's reading
-//! of it. The handler makes async-signal-safe calls only (atomics, `write`, `gettid`,
+//! ([`stack_overflow_signal`]) and writes one line to stderr, as std would, then restores the
+//! default action and raises the signal again, so the child dies by the same signal as without
+//! the handler: its exit status does not change, only the parent's reading of it. Any other
+//! fault is handed back the same way to the action ours replaced: the default one, or, in a
+//! forked child, the handler inherited from the parent (a JIT's or a sanitizer's keeps working
+//! there). The handler makes async-signal-safe calls only (atomics, `write`, `gettid`,
 //! `getpid`, `sigaction`, `raise`) and allocates nothing.
 //!
 //! Only the thread that installed the handler is watched: in a child, the main thread, which
@@ -20,10 +22,12 @@
 //! This is the one place in the crate with signal-handling code (the rest of `src/sys/` uses
 //! `libc` only where rustix has nothing: `atexit`).
 
+use std::cell::UnsafeCell;
 use std::ffi::{c_int, c_void};
 use std::io;
+use std::mem::MaybeUninit;
 use std::ptr;
-use std::sync::atomic::{AtomicI32, AtomicPtr, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI32, AtomicPtr, AtomicU64, AtomicUsize, Ordering};
 
 use rustix::mm::{MapFlags, MprotectFlags, ProtFlags};
 
@@ -45,6 +49,55 @@ static GUARD_HI: AtomicUsize = AtomicUsize::new(0);
 static WATCHED: AtomicI32 = AtomicI32::new(0);
 /// Where an overflow is recorded (null: nowhere).
 static REPORT: AtomicPtr<AtomicU64> = AtomicPtr::new(ptr::null_mut());
+/// The actions [`on_fault`] replaced, for `SIGSEGV` and `SIGBUS`: what a fault that is not an
+/// overflow is handed back to.
+static PREVIOUS: [Previous; 2] = [Previous::new(), Previous::new()];
+
+/// An action saved before ours was installed, read by the handler.
+struct Previous {
+    saved: AtomicBool,
+    action: UnsafeCell<MaybeUninit<libc::sigaction>>,
+}
+
+// SAFETY: `action` is written only before `saved` is set (by `install`, before our handler is
+// installed for that signal, and never again once set), and read only after `saved` is seen.
+unsafe impl Sync for Previous {}
+
+impl Previous {
+    const fn new() -> Self {
+        Self {
+            saved: AtomicBool::new(false),
+            action: UnsafeCell::new(MaybeUninit::uninit()),
+        }
+    }
+
+    /// Which slot of [`PREVIOUS`] is `signum`'s.
+    fn of(signum: c_int) -> Option<&'static Previous> {
+        match signum {
+            libc::SIGSEGV => Some(&PREVIOUS[0]),
+            libc::SIGBUS => Some(&PREVIOUS[1]),
+            _ => None,
+        }
+    }
+
+    /// Saves `action`, once: a later install (a child that watches another thread) keeps the
+    /// first, which is not ours.
+    fn save(&self, action: &libc::sigaction) {
+        if !self.saved.load(Ordering::Acquire) {
+            // SAFETY: not saved yet, so neither read by the handler (see the `Sync` impl).
+            unsafe { (*self.action.get()).write(*action) };
+            self.saved.store(true, Ordering::Release);
+        }
+    }
+
+    /// The saved action, if any.
+    fn get(&self) -> Option<&libc::sigaction> {
+        // SAFETY: written before `saved` was set, and never again (see the `Sync` impl).
+        self.saved
+            .load(Ordering::Acquire)
+            .then(|| unsafe { (*self.action.get()).assume_init_ref() })
+    }
+}
 
 /// Makes a stack overflow in the calling thread recognisable: from now on, a `SIGSEGV` or
 /// `SIGBUS` from a fault just below this thread's stack stores the signal number in `report`
@@ -200,8 +253,9 @@ pub(crate) enum Existing {
     /// Leave it (a sanitizer's, or std's when `init()` runs from `main`): the handler is
     /// installed only over the default action.
     Keep,
-    /// Replace it: a forked child's, inherited from a parent whose std runtime installed its
-    /// own, which would report an overflow as an abort of the child.
+    /// Take over from it: a forked child's, inherited from a parent whose std runtime installed
+    /// its own, which would report an overflow as an abort of the child. Faults that are not
+    /// overflows are handed back to it.
     Replace,
 }
 
@@ -216,6 +270,11 @@ fn install(signum: c_int, existing: Existing) -> io::Result<()> {
     if old.sa_sigaction != libc::SIG_DFL && existing == Existing::Keep {
         // Someone else's handler (a sanitizer's, or std's when `init()` runs from `main`).
         return Ok(());
+    }
+    if old.sa_sigaction != handler_address() {
+        if let Some(previous) = Previous::of(signum) {
+            previous.save(&old);
+        }
     }
     // SAFETY: as above; the fields that matter are set below, and the mask is emptied.
     let mut action: libc::sigaction = unsafe { std::mem::zeroed() };
@@ -248,8 +307,10 @@ extern "C" fn on_fault(signum: c_int, info: *mut libc::siginfo_t, _context: *mut
             report.store(u64::from(signum.unsigned_abs()), Ordering::Release);
         }
         say_overflowed();
+        die_by(signum);
+    } else {
+        hand_back(signum);
     }
-    die_by(signum);
 }
 
 /// Whether a fault at `addr` in the current thread is an overflow of the watched stack.
@@ -302,8 +363,22 @@ fn decimal(mut n: u32, buf: &mut [u8; 10]) -> &[u8] {
 fn die_by(signum: c_int) {
     // SAFETY: all zeroes is `SIG_DFL` with an empty mask and no flags: the default action.
     let default: libc::sigaction = unsafe { std::mem::zeroed() };
-    // SAFETY: installs the default action; `default` is a valid `sigaction`.
-    unsafe { libc::sigaction(signum, &default, ptr::null_mut()) };
+    raise_with(signum, &default);
+}
+
+/// Hands a signal that is not an overflow back to the action ours replaced — the default one,
+/// or (in a forked child) the parent's handler — by restoring it and raising the signal again.
+fn hand_back(signum: c_int) {
+    match Previous::of(signum).and_then(Previous::get) {
+        Some(previous) => raise_with(signum, previous),
+        None => die_by(signum),
+    }
+}
+
+/// Installs `action` for `signum` and raises it: it is delivered when the handler returns.
+fn raise_with(signum: c_int, action: &libc::sigaction) {
+    // SAFETY: installs a valid `sigaction` (the default one, or one the system gave us).
+    unsafe { libc::sigaction(signum, action, ptr::null_mut()) };
     // SAFETY: raising a signal has no memory effects; it is delivered when the handler returns.
     unsafe { libc::raise(signum) };
 }
