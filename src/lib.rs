@@ -183,6 +183,7 @@ mod bootstrap;
 mod child;
 mod children;
 mod current;
+pub mod dummy;
 mod error;
 #[cfg(feature = "fuzzing")]
 #[doc(hidden)]

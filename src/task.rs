@@ -283,13 +283,17 @@ thread_local! {
 /// Installs a panic hook that records the location and backtrace of a panic for the task error,
 /// instead of printing them: in a worker, the panic is reported to the caller.
 pub(crate) fn capture_panics() {
-    std::panic::set_hook(Box::new(|info| {
-        let location = info.location().map(|l| l.to_string());
-        let bt = std::backtrace::Backtrace::capture();
-        let backtrace =
-            (bt.status() == std::backtrace::BacktraceStatus::Captured).then(|| bt.to_string());
-        LAST_PANIC.with(|p| *p.borrow_mut() = Some((location, backtrace)));
-    }));
+    std::panic::set_hook(Box::new(record_panic));
+}
+
+/// Records where and how a panic happened on this thread, for [`failure_from_panic`] (a panic
+/// hook's work, for the hooks of workers: pool processes, and `dummy`'s threads).
+pub(crate) fn record_panic(info: &std::panic::PanicHookInfo<'_>) {
+    let location = info.location().map(|l| l.to_string());
+    let bt = std::backtrace::Backtrace::capture();
+    let backtrace =
+        (bt.status() == std::backtrace::BacktraceStatus::Captured).then(|| bt.to_string());
+    LAST_PANIC.with(|p| *p.borrow_mut() = Some((location, backtrace)));
 }
 
 /// Builds the failure for a caught panic.

@@ -42,8 +42,9 @@ use job::{Chunk, ChunkBuilder, Chunking, Sink, python_chunksize};
 pub(crate) use job::{Piece, decode_pieces};
 use joinable::{Joinable, ThreadEnd};
 use readahead::Readahead;
-pub(crate) use result::lock;
-use result::{CallbackQueue, Gather, Slot};
+use result::Gather;
+pub(crate) use result::{CallbackQueue, Slot};
+pub(crate) use result::{lock, wait_while_until};
 use supervisor::Supervisor;
 
 /// How a pool starts its workers.
