@@ -209,8 +209,30 @@ fn ours(s: &Scale) -> Result<Figures, multiproc::Error> {
     f.insert("cpu_serial", serial);
     f.insert("cpu_pool", parallel);
     drop(pool);
+    thread_pool_figures(s, &mut f)?;
     manager_figures(s, &mut f)?;
     Ok(f)
+}
+
+/// `multiproc::dummy::Pool(2)`, the thread pool, on what `compare_py.py` gives CPython's
+/// `multiprocessing.dummy.Pool(2)`: a `map` of x*x, and `apply` round trips.
+fn thread_pool_figures(s: &Scale, f: &mut Figures) -> Result<(), multiproc::Error> {
+    let pool = multiproc::dummy::Pool::new(2)?;
+    pool.map(sq, 0..1000u64)?;
+    f.insert(
+        "thread_map",
+        median_secs(s.reps, || {
+            assert_eq!(pool.map(sq, 0..s.map_n).unwrap().len() as u64, s.map_n)
+        }),
+    );
+    for i in 0..50 {
+        pool.apply(sq, i)?;
+    }
+    let rtts: Vec<f64> = (0..s.apply_calls as u64)
+        .map(|i| secs(|| assert_eq!(pool.apply(sq, i).unwrap(), i * i)))
+        .collect();
+    f.insert("thread_apply_p50", percentile(rtts, 0.5));
+    Ok(())
 }
 
 /// An object hosted by the manager (`m.host`), as `compare_py.py` registers one with
@@ -290,13 +312,21 @@ fn rayon_figures(s: &Scale) -> Figures {
         .build()
         .unwrap();
     let input: Vec<u64> = (0..s.map_n).collect();
-    f.insert(
-        "map_auto",
-        median_secs(s.reps, || {
-            let out: Vec<u64> = pool.install(|| input.par_iter().map(|&x| sq(x)).collect());
-            assert_eq!(out.len() as u64, s.map_n);
-        }),
-    );
+    let map_auto = median_secs(s.reps, || {
+        let out: Vec<u64> = pool.install(|| input.par_iter().map(|&x| sq(x)).collect());
+        assert_eq!(out.len() as u64, s.map_n);
+    });
+    f.insert("map_auto", map_auto);
+    // Rayon is the thread pool: the same figure in the thread pool's row.
+    f.insert("thread_map", map_auto);
+    for i in 0..50 {
+        pool.install(|| black_box(sq(i)));
+    }
+    // `install` runs a closure on the pool and waits for it: rayon's `apply`.
+    let rtts: Vec<f64> = (0..s.apply_calls as u64)
+        .map(|i| secs(|| assert_eq!(pool.install(|| sq(black_box(i))), i * i)))
+        .collect();
+    f.insert("thread_apply_p50", percentile(rtts, 0.5));
     let (serial, parallel) = cpu_times(
         || {
             black_box((0..s.cpu_tasks).map(|_| cube_sum(s.cpu_n)).sum::<u64>());
@@ -421,6 +451,8 @@ const KEYS: &[&str] = &[
     "cpu_serial",
     "cpu_pool",
     "idle_rss_kib",
+    "thread_map",
+    "thread_apply_p50",
     "manager_start",
     "manager_set_p50",
     "manager_get_p50",
@@ -561,6 +593,18 @@ fn main() -> Result<(), multiproc::Error> {
             "idle_rss_kib",
             |v| v / 1024.0,
             "MiB",
+        ),
+        Row::higher(
+            format!("thread pool map x*x, {} u64 (dummy::Pool)", s.map_n),
+            "thread_map",
+            move |v| n(s.map_n) / v / 1e6,
+            "M/s",
+        ),
+        Row::lower(
+            "thread pool apply round trip p50".into(),
+            "thread_apply_p50",
+            us,
+            "µs",
         ),
         Row::lower(
             "Manager start to first dict op".into(),

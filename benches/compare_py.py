@@ -26,10 +26,13 @@ Workloads (sizes are full / smoke; "median of a / b" = a repetitions full, b smo
                      median of 3 / 1, serial and pool runs interleaved; results checked equal. (cpu_n = n)
 9. idle_rss_kib      median VmRSS (from /proc/<pid>/status) of the pool's idle workers, once
                      every worker has served a task.
-10. manager_start,   `ctx.Manager()` until one `d[0] = 0` on its dict (median of 5 / 2); then
+10. thread_map,      `multiprocessing.dummy.Pool(2)` (ThreadPool): `map(sq, range(N))` as in 3
+    thread_apply_p50 (median of 5 / 2), and 2 000 / 200 `apply(sq, (i,))` as in 5. The start
+                     method plays no part: threads.
+11. manager_start,   `ctx.Manager()` until one `d[0] = 0` on its dict (median of 5 / 2); then
     manager_*_p50    2 000 / 200 `d[i % 100] = i` and `d[i % 100]` (set, get), and
                      `c.add(5)` on a `Counter` registered with a `BaseManager` (call).
-11. manager_queue,   20 000 / 2 000 `q.put(i)` on a `Manager().Queue()`, then as many `q.get()`
+12. manager_queue,   20 000 / 2 000 `q.put(i)` on a `Manager().Queue()`, then as many `q.get()`
     manager_list     (seconds for all); 5 000 / 500 `l.append(i)` on a `Manager().list()`.
 
 Output: exactly one line on stdout, a flat JSON object of the keys above. Times are seconds
@@ -42,6 +45,7 @@ import gc
 import json
 import math
 import multiprocessing
+import multiprocessing.dummy
 import os
 import statistics
 import sys
@@ -104,7 +108,7 @@ SCALES = {
 KEYS = ["start_2", "join_2", "start_n", "join_n", "map_auto", "map_auto_n", "map_chunk1",
         "map_chunk1_n", "apply_p50", "apply_p99", "imap_unordered", "imap_unordered_n",
         "echo", "echo_bytes", "cpu_serial", "cpu_pool", "cpu_n", "idle_rss_kib",
-        "manager_start", "manager_set_p50", "manager_get_p50", "manager_call_p50",
+        "thread_map", "thread_apply_p50", "manager_start", "manager_set_p50", "manager_get_p50", "manager_call_p50",
         "manager_queue", "manager_list"]
 
 
@@ -313,6 +317,33 @@ def run(method, scale, res):
     finally:
         pool.close()
         pool.join()
+
+    def thread_pool():
+        tp = multiprocessing.dummy.Pool(2)
+        try:
+            assert tp.map(sq, range(1000)) == [i * i for i in range(1000)]  # warm-up
+            n = s["map_n"]
+
+            def once():
+                out = tp.map(sq, range(n))
+                assert len(out) == n and out[-1] == (n - 1) ** 2
+            res["thread_map"] = median_of(s["reps"], once)
+            for i in range(50):
+                tp.apply(sq, (i,))
+            gc.collect()
+            ns = time.perf_counter_ns
+            rtts = []
+            for i in range(s["apply_calls"]):
+                t0 = ns()
+                r = tp.apply(sq, (i,))
+                rtts.append(ns() - t0)
+                assert r == i * i
+            res["thread_apply_p50"] = percentile(rtts, 0.5) / 1e9
+        finally:
+            tp.close()
+            tp.join()
+
+    section("ThreadPool (multiprocessing.dummy)", res, thread_pool)
 
     def manager():
         starts = []

@@ -191,6 +191,13 @@ fn the_same_process_program_runs_in_a_process_and_on_a_thread() {
     });
 }
 
+#[test]
+fn handles_can_be_shared_between_threads() {
+    fn shareable<T: Send + Sync>() {}
+    shareable::<Pool>();
+    shareable::<multiproc::AsyncResult<Vec<u64>>>();
+}
+
 // ----- what threads allow on top -----
 
 /// No serde derives: never leaves this process.

@@ -228,52 +228,27 @@ impl Current {
     }
 }
 
-/// `len` values in a vector's memory, each put in or taken out by one party at a time: the
-/// vector owns the memory, never the values (its length stays 0 until handed over whole).
+/// `len` cells at `ptr`, each of which one party at a time puts a value in or takes it out of.
+/// A view: the memory is the job's [`Memory`].
 struct Cells<T> {
-    alloc: Mutex<Vec<T>>,
     ptr: *mut T,
     len: usize,
 }
 
-// SAFETY: a `Cells` moves values of `T` between threads (so `T: Send`), and each value is
+// SAFETY: `Cells` moves values of `T` between threads (so `T: Send`), and each value is
 // touched through the unsafe methods below only, whose callers guarantee that one party at a
-// time touches a given index.
+// time touches a given cell.
 unsafe impl<T: Send> Send for Cells<T> {}
-// SAFETY: as for `Send`: shared access touches distinct indices only.
+// SAFETY: as for `Send`: shared access touches distinct cells only.
 unsafe impl<T: Send> Sync for Cells<T> {}
 
 impl<T> Cells<T> {
-    /// Cells holding `values`.
-    fn full(values: Vec<T>) -> Self {
-        let len = values.len();
-        let mut alloc = std::mem::ManuallyDrop::new(values);
-        let (ptr, cap) = (alloc.as_mut_ptr(), alloc.capacity());
-        // SAFETY: the parts of a vector just given up; length 0: the values are the cells'.
-        let alloc = unsafe { Vec::from_raw_parts(ptr, 0, cap) };
-        Cells {
-            alloc: Mutex::new(alloc),
-            ptr,
-            len,
-        }
-    }
-
-    /// `len` empty cells.
-    fn empty(len: usize) -> Self {
-        let mut alloc = Vec::with_capacity(len);
-        Cells {
-            ptr: alloc.as_mut_ptr(),
-            alloc: Mutex::new(alloc),
-            len,
-        }
-    }
-
     /// Moves the value out of cell `i`.
     ///
     /// # Safety
     /// `i < len`, the cell holds a value, and no other party touches cell `i` meanwhile.
     unsafe fn take(&self, i: usize) -> T {
-        // SAFETY: the caller's guarantee; `ptr` is valid for `len` values.
+        // SAFETY: the caller's guarantee; `ptr` is valid for `len` values (see `Memory`).
         unsafe { self.ptr.add(i).read() }
     }
 
@@ -282,7 +257,7 @@ impl<T> Cells<T> {
     /// # Safety
     /// `i < len`, the cell is empty, and no other party touches cell `i` meanwhile.
     unsafe fn put(&self, i: usize, value: T) {
-        // SAFETY: the caller's guarantee; `ptr` is valid for `len` values.
+        // SAFETY: the caller's guarantee; `ptr` is valid for `len` values (see `Memory`).
         unsafe { self.ptr.add(i).write(value) }
     }
 
@@ -294,17 +269,75 @@ impl<T> Cells<T> {
         // SAFETY: the caller's guarantee.
         drop(unsafe { self.take(i) });
     }
+}
+
+/// The memory of a job's items and values — never the values themselves: its vectors keep
+/// length 0 until the values are handed over whole.
+///
+/// When an item and a value have the same size and alignment, each value is written in the
+/// cell its item was read from, and the items' vector becomes the values' (a `map` of numbers
+/// to numbers then touches half the memory, and a fresh page costs more than the work on this
+/// kind of machine); otherwise the values get a vector of their own. Either way an item is read
+/// before its value is written, and a cell holds one or the other.
+struct Memory<T, R> {
+    items: Vec<T>,
+    /// Empty when the values live in `items`' memory.
+    values: Vec<R>,
+    in_place: bool,
+}
+
+/// A job's cells and their memory.
+struct Slots<T, R> {
+    input: Cells<T>,
+    output: Cells<R>,
+    memory: Mutex<Memory<T, R>>,
+}
+
+impl<T, R> Slots<T, R> {
+    fn new(items: Vec<T>) -> Self {
+        let len = items.len();
+        let mut items = std::mem::ManuallyDrop::new(items);
+        let (ptr, cap) = (items.as_mut_ptr(), items.capacity());
+        // SAFETY: the parts of a vector just given up; length 0: the values are the cells'.
+        let items = unsafe { Vec::from_raw_parts(ptr, 0, cap) };
+        let in_place = std::alloc::Layout::new::<T>() == std::alloc::Layout::new::<R>();
+        let mut values = Vec::with_capacity(if in_place { 0 } else { len });
+        let output = if in_place {
+            ptr.cast::<R>()
+        } else {
+            values.as_mut_ptr()
+        };
+        Slots {
+            input: Cells { ptr, len },
+            output: Cells { ptr: output, len },
+            memory: Mutex::new(Memory {
+                items,
+                values,
+                in_place,
+            }),
+        }
+    }
 
     /// Hands over every value, as a vector.
     ///
     /// # Safety
-    /// Every cell holds a value, no party touches any cell any more, and this is called once.
-    unsafe fn take_all(&self) -> Vec<T> {
-        let mut all = std::mem::take(&mut *lock(&self.alloc));
-        // SAFETY: the caller's guarantee: the first `len` values are initialised; `alloc` is
-        // the allocation `ptr` points into, with room for `len` values.
-        unsafe { all.set_len(self.len) };
-        all
+    /// Every output cell holds a value, no party touches any cell any more, and this is called
+    /// once.
+    unsafe fn take_all(&self) -> Vec<R> {
+        let mut memory = lock(&self.memory);
+        if memory.in_place {
+            let mut items = std::mem::ManuallyDrop::new(std::mem::take(&mut memory.items));
+            let (ptr, cap) = (items.as_mut_ptr(), items.capacity());
+            // SAFETY: `T` and `R` have the same layout, so the items' allocation is one for
+            // `cap` values of `R`; its first `len` cells hold values (the caller's guarantee).
+            unsafe { Vec::from_raw_parts(ptr.cast::<R>(), self.output.len, cap) }
+        } else {
+            let mut values = std::mem::take(&mut memory.values);
+            // SAFETY: the first `len` cells of `values`' allocation hold values (the caller's
+            // guarantee), and it has room for them.
+            unsafe { values.set_len(self.output.len) };
+            values
+        }
     }
 }
 
@@ -331,8 +364,7 @@ struct Tally {
 /// A call (or one chunk of an `imap`) of `f` over `len` items.
 pub(super) struct Job<T, R, F> {
     f: F,
-    input: Cells<T>,
-    output: Cells<R>,
+    slots: Slots<T, R>,
     /// The index, in its call, of the job's first item (an `imap` chunk's place).
     base: usize,
     tally: Mutex<Tally>,
@@ -351,8 +383,7 @@ where
         let len = items.len();
         let job = Arc::new(Job {
             f,
-            input: Cells::full(items),
-            output: Cells::empty(len),
+            slots: Slots::new(items),
             base,
             tally: Mutex::new(Tally {
                 left: len,
@@ -367,7 +398,7 @@ where
     }
 
     pub(super) fn len(&self) -> usize {
-        self.input.len
+        self.slots.input.len
     }
 
     /// Runs items `items`, claimed all at once; `failed` gets the panics. The hot loop: nothing
@@ -379,9 +410,9 @@ where
                 while i < items.end {
                     // SAFETY: `i` is in this thread's claimed piece (see `Watch`): no other
                     // party touches its input or its value, and it is read once (`i` moves on).
-                    let value = (self.f)(unsafe { self.input.take(i) });
+                    let value = (self.f)(unsafe { self.slots.input.take(i) });
                     // SAFETY: as above; the value's cell is empty until now.
-                    unsafe { self.output.put(i, value) };
+                    unsafe { self.slots.output.put(i, value) };
                     i += 1;
                 }
             }));
@@ -401,7 +432,7 @@ where
             if failed.next_if_eq(&i).is_none() {
                 // SAFETY: this thread put a value there, and the piece was taken away before
                 // it committed, so nobody else reads it (`Current::take_over` fails it).
-                unsafe { self.output.drop_at(i) };
+                unsafe { self.slots.output.drop_at(i) };
             }
         }
     }
@@ -440,7 +471,7 @@ where
         let Some(first) = errors.first().map(|(i, _)| *i) else {
             // SAFETY: no item failed, so every cell holds a committed value, and nobody
             // touches the cells after the last commit; `finish` runs once.
-            return Ok(unsafe { self.output.take_all() });
+            return Ok(unsafe { self.slots.take_all() });
         };
         if std::mem::needs_drop::<R>() {
             let mut failed = errors.iter().map(|(i, _)| *i).peekable();
@@ -448,7 +479,7 @@ where
                 if failed.next_if_eq(&i).is_none() {
                     // SAFETY: an item without an error has a committed value, which only the
                     // deliverer touches now.
-                    unsafe { self.output.drop_at(i) };
+                    unsafe { self.slots.output.drop_at(i) };
                 }
             }
         }
@@ -463,7 +494,7 @@ where
                 Some((_, e)) => Err(e),
                 // SAFETY: an item without an error has a committed value, which only the
                 // deliverer touches now, and moves out once (`i` moves on).
-                None => Ok(unsafe { self.output.take(i) }),
+                None => Ok(unsafe { self.slots.output.take(i) }),
             })
             .collect()
     }
@@ -495,10 +526,10 @@ where
                     }
                     // SAFETY: `i` was just claimed by this thread (see `Watch`): no other party
                     // touches its input or its value.
-                    let failed = match catching(|| (self.f)(unsafe { self.input.take(i) })) {
+                    let failed = match catching(|| (self.f)(unsafe { self.slots.input.take(i) })) {
                         Ok(value) => {
                             // SAFETY: as above; its cell is empty until now.
-                            unsafe { self.output.put(i, value) };
+                            unsafe { self.slots.output.put(i, value) };
                             None
                         }
                         Err(e) => Some(e),
@@ -507,7 +538,7 @@ where
                         if failed.is_none() {
                             // SAFETY: the value this thread just put, which the thread that
                             // took the piece away failed rather than read.
-                            unsafe { self.output.drop_at(i) };
+                            unsafe { self.slots.output.drop_at(i) };
                         }
                         return Ran::Abandoned;
                     }
@@ -522,7 +553,7 @@ where
         for i in items {
             // SAFETY: unclaimed items, or items claimed but never run, are the dropping
             // party's alone, and dropped once.
-            unsafe { self.input.drop_at(i) };
+            unsafe { self.slots.input.drop_at(i) };
         }
     }
 

@@ -36,6 +36,16 @@
 //! # Ok::<(), multiproc::Error>(())
 //! ```
 //!
+//! What must hold is what threads need: a task and its values can be sent to another thread.
+//! An `Rc` cannot, and the compiler says so:
+//!
+//! ```compile_fail
+//! let pool = multiproc::dummy::Pool::new(1).unwrap();
+//! let shared = std::rc::Rc::new(5u32);
+//! // error: `Rc<u32>` cannot be sent between threads safely
+//! pool.apply(move |x: u32| x + *shared, 1).unwrap();
+//! ```
+//!
 //! # Threads or processes?
 //!
 //! Threads start in microseconds, share memory (nothing is encoded or copied), and a call
