@@ -454,19 +454,28 @@ macro_rules! arg_tuple {
     };
 }
 
-arg_tuple!();
-arg_tuple!(A);
-arg_tuple!(A, B);
-arg_tuple!(A, B, C);
-arg_tuple!(A, B, C, D);
-arg_tuple!(A, B, C, D, E);
-arg_tuple!(A, B, C, D, E, G);
-arg_tuple!(A, B, C, D, E, G, H);
-arg_tuple!(A, B, C, D, E, G, H, I);
-arg_tuple!(A, B, C, D, E, G, H, I, J);
-arg_tuple!(A, B, C, D, E, G, H, I, J, K);
-arg_tuple!(A, B, C, D, E, G, H, I, J, K, L);
-arg_tuple!(A, B, C, D, E, G, H, I, J, K, L, M);
+/// Invokes the macro `$each` once per argument list a task may take: none to twelve type
+/// parameters. Shared by this module's `Task` and `dummy`'s.
+macro_rules! for_each_arity {
+    ($each:ident) => {
+        $each!();
+        $each!(A);
+        $each!(A, B);
+        $each!(A, B, C);
+        $each!(A, B, C, D);
+        $each!(A, B, C, D, E);
+        $each!(A, B, C, D, E, G);
+        $each!(A, B, C, D, E, G, H);
+        $each!(A, B, C, D, E, G, H, I);
+        $each!(A, B, C, D, E, G, H, I, J);
+        $each!(A, B, C, D, E, G, H, I, J, K);
+        $each!(A, B, C, D, E, G, H, I, J, K, L);
+        $each!(A, B, C, D, E, G, H, I, J, K, L, M);
+    };
+}
+pub(crate) use for_each_arity;
+
+for_each_arity!(arg_tuple);
 
 #[cfg(test)]
 mod tests {

@@ -317,9 +317,10 @@ mod tests {
 
     #[test]
     fn automatic_chunks_grow_for_quick_items_and_stay_small_for_slow_ones() {
-        let quick = Duration::from_micros(2);
+        let quick = Duration::from_nanos(20);
         assert_eq!(next_auto_size(1, 1, quick), 2);
         assert_eq!(next_auto_size(2048, 2048, quick * 2048), MAX_AUTO_CHUNK);
         assert_eq!(next_auto_size(8, 8, Duration::from_millis(800)), 1);
+        assert_eq!(next_auto_size(64, 64, quick * 64 * 100), 100);
     }
 }

@@ -110,19 +110,7 @@ macro_rules! arg_tuple {
     };
 }
 
-arg_tuple!();
-arg_tuple!(A);
-arg_tuple!(A, B);
-arg_tuple!(A, B, C);
-arg_tuple!(A, B, C, D);
-arg_tuple!(A, B, C, D, E);
-arg_tuple!(A, B, C, D, E, G);
-arg_tuple!(A, B, C, D, E, G, H);
-arg_tuple!(A, B, C, D, E, G, H, I);
-arg_tuple!(A, B, C, D, E, G, H, I, J);
-arg_tuple!(A, B, C, D, E, G, H, I, J, K);
-arg_tuple!(A, B, C, D, E, G, H, I, J, K, L);
-arg_tuple!(A, B, C, D, E, G, H, I, J, K, L, M);
+crate::task::for_each_arity!(arg_tuple);
 
 thread_local! {
     /// Whether this thread is one of a thread pool's or a thread `Process`'s.
