@@ -303,6 +303,38 @@ fn values_that_need_dropping_are_dropped_once_whatever_happens() {
         assert!(matches!(queued.get(), Err(Error::PoolTerminated)));
         assert!(matches!(busy.get(), Err(Error::PoolTerminated)));
         assert_eq!(drops.load(Ordering::SeqCst), 10);
+        // The value of a task that overran is dropped when its thread is done with it.
+        drops.store(0, Ordering::SeqCst);
+        let pool = Pool::builder()
+            .processes(1)
+            .task_timeout(Duration::from_millis(100))
+            .build()
+            .unwrap();
+        let d = drops.clone();
+        let late = pool.apply(
+            move || {
+                std::thread::sleep(Duration::from_millis(400));
+                Tracked(d.clone())
+            },
+            (),
+        );
+        assert!(matches!(late, Err(Error::TaskTimeout { .. })));
+        assert_eq!(drops.load(Ordering::SeqCst), 0, "still running");
+        assert!(common::eventually(SECS(5), || drops.load(Ordering::SeqCst) == 1));
+    });
+}
+
+#[test]
+fn empty_inputs_give_empty_results() {
+    within(SECS(30), || {
+        let pool = Pool::new(2).unwrap();
+        assert!(pool.map(square, Vec::new()).unwrap().is_empty());
+        assert!(pool.starmap(add, Vec::new()).unwrap().is_empty());
+        assert_eq!(pool.imap(square, Vec::new()).count(), 0);
+        assert_eq!(
+            pool.imap_unordered_chunked(square, Vec::new(), 4).count(),
+            0
+        );
     });
 }
 

@@ -58,7 +58,9 @@
 //! # Behaviour
 //!
 //! - **Panics** fail their own item with [`Error::TaskPanicked`](crate::Error::TaskPanicked)
-//!   (message, location, backtrace when `RUST_BACKTRACE` asks); the thread serves on.
+//!   (message, location, backtrace when `RUST_BACKTRACE` asks); the thread serves on. The
+//!   panic is not printed by the program's panic hook: the error carries it, as a process
+//!   pool's does.
 //! - **[`task_timeout`](PoolBuilder::task_timeout)**: an item that overruns fails with
 //!   [`Error::TaskTimeout`](crate::Error::TaskTimeout) and a new thread takes its thread's
 //!   place, so the pool keeps its size. The old thread cannot be killed: it runs on, detached,
