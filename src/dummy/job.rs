@@ -404,15 +404,18 @@ where
     /// Runs items `items`, claimed all at once; `failed` gets the panics. The hot loop: nothing
     /// but the call and two moves per item.
     fn run_all(&self, items: Range<usize>, failed: &mut Vec<(usize, Error)>) {
+        // Borrowed apart from `self` (whose locks make it mutable memory to the optimiser), so
+        // that the loop keeps the cells' addresses in registers.
+        let (f, input, output) = (&self.f, &self.slots.input, &self.slots.output);
         let mut i = items.start;
         while i < items.end {
             let ran = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
                 while i < items.end {
                     // SAFETY: `i` is in this thread's claimed piece (see `Watch`): no other
                     // party touches its input or its value, and it is read once (`i` moves on).
-                    let value = (self.f)(unsafe { self.slots.input.take(i) });
+                    let value = f(unsafe { input.take(i) });
                     // SAFETY: as above; the value's cell is empty until now.
-                    unsafe { self.slots.output.put(i, value) };
+                    unsafe { output.put(i, value) };
                     i += 1;
                 }
             }));
@@ -467,12 +470,13 @@ where
         }
     }
 
-    fn all_or_first_error(&self, errors: Vec<(usize, Error)>) -> Result<Vec<R>> {
-        let Some(first) = errors.first().map(|(i, _)| *i) else {
+    /// Every value, or the first error (`errors` is sorted).
+    fn all_or_first_error(&self, mut errors: Vec<(usize, Error)>) -> Result<Vec<R>> {
+        if errors.is_empty() {
             // SAFETY: no item failed, so every cell holds a committed value, and nobody
             // touches the cells after the last commit; `finish` runs once.
             return Ok(unsafe { self.slots.take_all() });
-        };
+        }
         if std::mem::needs_drop::<R>() {
             let mut failed = errors.iter().map(|(i, _)| *i).peekable();
             for i in 0..self.len() {
@@ -483,8 +487,7 @@ where
                 }
             }
         }
-        let error = errors.into_iter().next().map(|(_, e)| e);
-        Err(error.unwrap_or_else(|| Error::Protocol(format!("item {first} has no outcome"))))
+        Err(errors.swap_remove(0).1)
     }
 
     fn each(&self, errors: Vec<(usize, Error)>) -> Vec<Result<R>> {
