@@ -215,7 +215,8 @@ fn ours(s: &Scale) -> Result<Figures, multiproc::Error> {
 }
 
 /// `multiproc::dummy::Pool(2)`, the thread pool, on what `compare_py.py` gives CPython's
-/// `multiprocessing.dummy.Pool(2)`: a `map` of x*x, and `apply` round trips.
+/// `multiprocessing.dummy.Pool(2)`: a `map` of x*x, and `apply` round trips; and a `map` over a
+/// vector made beforehand, as rayon's row maps one.
 fn thread_pool_figures(s: &Scale, f: &mut Figures) -> Result<(), multiproc::Error> {
     let pool = multiproc::dummy::Pool::new(2)?;
     pool.map(sq, 0..1000u64)?;
@@ -225,6 +226,16 @@ fn thread_pool_figures(s: &Scale, f: &mut Figures) -> Result<(), multiproc::Erro
             assert_eq!(pool.map(sq, 0..s.map_n).unwrap().len() as u64, s.map_n)
         }),
     );
+    // Over a vector that exists already, as rayon's row maps one: the copy made for each run
+    // is not timed.
+    let input: Vec<u64> = (0..s.map_n).collect();
+    let times = (0..s.reps)
+        .map(|_| {
+            let items = input.clone();
+            secs(|| assert_eq!(pool.map(sq, items).unwrap().len() as u64, s.map_n))
+        })
+        .collect();
+    f.insert("thread_map_vec", median(times));
     for i in 0..50 {
         pool.apply(sq, i)?;
     }
@@ -317,8 +328,9 @@ fn rayon_figures(s: &Scale) -> Figures {
         assert_eq!(out.len() as u64, s.map_n);
     });
     f.insert("map_auto", map_auto);
-    // Rayon is the thread pool: the same figure in the thread pool's row.
+    // Rayon is the thread pool: the same figure in the thread pool's rows.
     f.insert("thread_map", map_auto);
+    f.insert("thread_map_vec", map_auto);
     for i in 0..50 {
         pool.install(|| black_box(sq(i)));
     }
@@ -452,6 +464,7 @@ const KEYS: &[&str] = &[
     "cpu_pool",
     "idle_rss_kib",
     "thread_map",
+    "thread_map_vec",
     "thread_apply_p50",
     "manager_start",
     "manager_set_p50",
@@ -597,6 +610,12 @@ fn main() -> Result<(), multiproc::Error> {
         Row::higher(
             format!("thread pool map x*x, {} u64 (dummy::Pool)", s.map_n),
             "thread_map",
+            move |v| n(s.map_n) / v / 1e6,
+            "M/s",
+        ),
+        Row::higher(
+            format!("thread pool map x*x, {} u64 made already", s.map_n),
+            "thread_map_vec",
             move |v| n(s.map_n) / v / 1e6,
             "M/s",
         ),
