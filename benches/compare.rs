@@ -554,6 +554,8 @@ fn main() -> Result<(), multiproc::Error> {
     let n = |x: u64| x as f64;
     let (queue_n, list_n) = (s.manager_queue_n(), s.manager_list_n());
     let ms = |v: f64| v * 1e3;
+    // Millions of items per second, for the maps of `map_n` items.
+    let map_rate = move |v: f64| n(s.map_n) / v / 1e6;
     let us = |v: f64| v * 1e6;
     let rows = vec![
         Row::lower(
@@ -572,7 +574,7 @@ fn main() -> Result<(), multiproc::Error> {
         Row::higher(
             format!("map x*x, {} u64, auto chunks", s.map_n),
             "map_auto",
-            move |v| n(s.map_n) / v / 1e6,
+            map_rate,
             "M/s",
         ),
         Row::higher(
@@ -610,13 +612,13 @@ fn main() -> Result<(), multiproc::Error> {
         Row::higher(
             format!("thread pool map x*x, {} u64 (dummy::Pool)", s.map_n),
             "thread_map",
-            move |v| n(s.map_n) / v / 1e6,
+            map_rate,
             "M/s",
         ),
         Row::higher(
             format!("thread pool map x*x, {} u64 made already", s.map_n),
             "thread_map_vec",
-            move |v| n(s.map_n) / v / 1e6,
+            map_rate,
             "M/s",
         ),
         Row::lower(

@@ -211,6 +211,30 @@ def wait_all_workers_served(pool):
     return sorted(pids & seen) or sorted(pids)
 
 
+def map_squares_time(pool, n, reps):
+    """Median seconds of `pool.map(sq, range(n))` (workload 3, and 10 for the ThreadPool)."""
+    def once():
+        out = pool.map(sq, range(n))
+        assert len(out) == n and out[-1] == (n - 1) ** 2
+    return median_of(reps, once)
+
+
+def apply_round_trips(pool, calls):
+    """Nanoseconds of each of `calls` sequential `pool.apply(sq, (i,))` after 50 untimed ones
+    (workload 5, and 10 for the ThreadPool)."""
+    for i in range(50):
+        pool.apply(sq, (i,))
+    gc.collect()
+    ns = time.perf_counter_ns
+    rtts = []
+    for i in range(calls):
+        t0 = ns()
+        r = pool.apply(sq, (i,))
+        rtts.append(ns() - t0)
+        assert r == i * i
+    return rtts
+
+
 def run(method, scale, res):
     s = SCALES[scale]
     ctx = multiprocessing.get_context(method)
@@ -239,13 +263,8 @@ def run(method, scale, res):
         section("idle worker RSS", res, idle)
 
         def map_auto():
-            n = s["map_n"]
-            res["map_auto_n"] = n
-
-            def once():
-                out = pool.map(sq, range(n))
-                assert len(out) == n and out[-1] == (n - 1) ** 2
-            res["map_auto"] = median_of(s["reps"], once)
+            res["map_auto_n"] = s["map_n"]
+            res["map_auto"] = map_squares_time(pool, s["map_n"], s["reps"])
 
         section("map, default chunksize", res, map_auto)
 
@@ -258,16 +277,7 @@ def run(method, scale, res):
         section("map, chunksize 1", res, map_chunk1)
 
         def apply_latency():
-            for i in range(50):
-                pool.apply(sq, (i,))
-            gc.collect()
-            ns = time.perf_counter_ns
-            rtts = []
-            for i in range(s["apply_calls"]):
-                t0 = ns()
-                r = pool.apply(sq, (i,))
-                rtts.append(ns() - t0)
-                assert r == i * i
+            rtts = apply_round_trips(pool, s["apply_calls"])
             res["apply_p50"] = percentile(rtts, 0.5) / 1e9
             res["apply_p99"] = percentile(rtts, 0.99) / 1e9
 
@@ -322,22 +332,8 @@ def run(method, scale, res):
         tp = multiprocessing.dummy.Pool(2)
         try:
             assert tp.map(sq, range(1000)) == [i * i for i in range(1000)]  # warm-up
-            n = s["map_n"]
-
-            def once():
-                out = tp.map(sq, range(n))
-                assert len(out) == n and out[-1] == (n - 1) ** 2
-            res["thread_map"] = median_of(s["reps"], once)
-            for i in range(50):
-                tp.apply(sq, (i,))
-            gc.collect()
-            ns = time.perf_counter_ns
-            rtts = []
-            for i in range(s["apply_calls"]):
-                t0 = ns()
-                r = tp.apply(sq, (i,))
-                rtts.append(ns() - t0)
-                assert r == i * i
+            res["thread_map"] = map_squares_time(tp, s["map_n"], s["reps"])
+            rtts = apply_round_trips(tp, s["apply_calls"])
             res["thread_apply_p50"] = percentile(rtts, 0.5) / 1e9
         finally:
             tp.close()
