@@ -46,6 +46,7 @@ fn thread_id() -> std::thread::ThreadId {
 /// compiler, not claimed. Only `fn` items and data that both pools take.
 macro_rules! same_program {
     ($Pool:ty) => {{
+        assert!(matches!(<$Pool>::new(0), Err(Error::InvalidArgument(_))));
         let pool = <$Pool>::new(2).unwrap();
         assert_eq!(pool.processes(), 2);
         assert_eq!(pool.apply(hello, ()).unwrap(), "hello");

@@ -14,7 +14,7 @@ use super::job::{Deliver, Job, Piece};
 use super::task::Task;
 use super::worker::{Config, Initializer, Shared};
 use crate::error::{Error, Result};
-use crate::pool::{AsyncResult, CallbackQueue, Slot};
+use crate::pool::{AsyncResult, CallbackQueue, Slot, pool_size};
 use crate::task::ArgTuple;
 
 /// Pieces per thread that an automatic `map` is cut into: enough for a thread that finishes
@@ -119,12 +119,7 @@ impl PoolBuilder {
     /// [`Error::InvalidArgument`] for `processes(0)` (Python raises `ValueError`); a thread
     /// could not be started ([`Error::Io`]).
     pub fn build(self) -> Result<Pool> {
-        if self.processes == Some(0) {
-            return Err(Error::InvalidArgument(
-                "a pool needs at least one thread (`processes(0)`)".into(),
-            ));
-        }
-        let threads = self.processes.unwrap_or_else(crate::cpu_count).max(1);
+        let threads = pool_size(self.processes, "thread")?;
         let shared = Shared::start(Config {
             threads,
             init: self.init,
