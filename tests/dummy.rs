@@ -705,3 +705,88 @@ fn a_thread_process_returns_its_value_reports_its_panic_and_is_named() {
         assert!(matches!(p.into_value(), Err(Error::TaskPanicked { .. })));
     });
 }
+
+// ----- races -----
+
+/// Counts the values made and dropped.
+#[derive(Default)]
+struct Census {
+    made: AtomicUsize,
+    dropped: AtomicUsize,
+}
+
+struct Counted(Arc<Census>);
+
+impl Counted {
+    fn new(census: &Arc<Census>) -> Self {
+        census.made.fetch_add(1, Ordering::SeqCst);
+        Counted(census.clone())
+    }
+}
+
+impl Drop for Counted {
+    fn drop(&mut self) {
+        self.0.dropped.fetch_add(1, Ordering::SeqCst);
+    }
+}
+
+#[test]
+fn terminating_at_any_moment_drops_every_value_once_and_answers_every_call() {
+    use rand::Rng;
+    within(SECS(120), || {
+        let census = Arc::new(Census::default());
+        let mut rng = rand::rng();
+        for round in 0..60 {
+            let mut builder = Pool::builder().processes(2);
+            if round % 2 == 1 {
+                builder = builder.task_timeout(Duration::from_millis(rng.random_range(1..20)));
+            }
+            let pool = builder.build().unwrap();
+            let work = |(i, v): (u64, Counted)| {
+                if i % 7 == 0 {
+                    std::thread::sleep(Duration::from_millis(i % 5));
+                }
+                if i % 11 == 5 {
+                    panic!("item {i}");
+                }
+                v
+            };
+            let inputs = |n: u64| {
+                (0..n)
+                    .map(|i| (i, Counted::new(&census)))
+                    .collect::<Vec<_>>()
+            };
+            let all = pool.map_async_chunked(work, inputs(60), rng.random_range(1..9));
+            let one = pool.apply_async(work, (7, Counted::new(&census)));
+            let mut each = pool.imap_chunked(work, inputs(40), rng.random_range(1..6));
+            let first = each.next();
+            std::thread::sleep(Duration::from_micros(rng.random_range(0..3_000)));
+            match round % 3 {
+                0 => pool.terminate(),
+                1 => {
+                    pool.close();
+                    pool.join().unwrap();
+                }
+                _ => {}
+            }
+            let rest: Vec<_> = each.collect();
+            assert!(first.is_some());
+            assert!(rest.len() <= 39);
+            // An item panicked, or the pool was terminated: never a result left waiting.
+            let all = all.get_timeout(SECS(30));
+            assert!(matches!(all, Err(ref e) if !matches!(e, Error::Timeout)));
+            assert!(!matches!(one.get_timeout(SECS(30)), Err(Error::Timeout)));
+            drop(pool);
+        }
+        // Threads left to run on drop their values once their functions return.
+        let settled = common::eventually(SECS(10), || {
+            census.dropped.load(Ordering::SeqCst) == census.made.load(Ordering::SeqCst)
+        });
+        assert!(
+            settled,
+            "made {}, dropped {}",
+            census.made.load(Ordering::SeqCst),
+            census.dropped.load(Ordering::SeqCst)
+        );
+    });
+}
