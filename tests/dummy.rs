@@ -630,6 +630,46 @@ fn imap_unordered_yields_in_completion_order() {
     });
 }
 
+#[test]
+fn imap_matches_a_serial_map_for_any_length_and_chunk_size() {
+    use rand::Rng;
+    within(SECS(60), || {
+        let mut rng = rand::rng();
+        let pool = Pool::new(3).unwrap();
+        for _ in 0..200 {
+            let n = rng.random_range(0..300u64);
+            let chunks = rng.random_range(0..8usize); // 0: automatic
+            let slow = rng.random_range(1..50u64);
+            let f = move |x: u64| {
+                if x % slow == 0 {
+                    std::thread::sleep(Duration::from_micros(200));
+                }
+                x * 3 + 1
+            };
+            let expected: Vec<u64> = (0..n).map(f).collect();
+            let (ordered, mut unordered): (Vec<u64>, Vec<u64>) = if chunks == 0 {
+                (
+                    pool.imap(f, 0..n).map(Result::unwrap).collect(),
+                    pool.imap_unordered(f, 0..n).map(Result::unwrap).collect(),
+                )
+            } else {
+                (
+                    pool.imap_chunked(f, 0..n, chunks)
+                        .map(Result::unwrap)
+                        .collect(),
+                    pool.imap_unordered_chunked(f, 0..n, chunks)
+                        .map(Result::unwrap)
+                        .collect(),
+                )
+            };
+            assert_eq!(ordered, expected, "n {n}, chunks {chunks}");
+            unordered.sort_unstable();
+            assert_eq!(unordered, expected, "n {n}, chunks {chunks}");
+            assert_eq!(pool.map_chunked(f, 0..n, chunks.max(1)).unwrap(), expected);
+        }
+    });
+}
+
 // ----- callbacks -----
 
 #[test]
