@@ -556,6 +556,34 @@ fn close_then_join_completes_the_work_handed_in() {
 }
 
 #[test]
+fn join_from_one_of_the_pools_own_tasks_is_refused_not_a_hang() {
+    within(SECS(30), || {
+        let pool = Arc::new(Pool::new(2).unwrap());
+        pool.close();
+        let mine = pool.clone();
+        let r = Pool::new(1)
+            .unwrap()
+            .apply(move || mine.join(), ())
+            .unwrap();
+        assert!(r.is_ok(), "another pool's thread may join it: {r:?}");
+        let pool = Arc::new(Pool::new(2).unwrap());
+        let mine = pool.clone();
+        let inner = pool.apply_async(
+            move || {
+                mine.close();
+                mine.join()
+            },
+            (),
+        );
+        assert!(matches!(
+            inner.get().unwrap(),
+            Err(Error::InvalidArgument(_))
+        ));
+        pool.join().unwrap();
+    });
+}
+
+#[test]
 fn an_imap_made_before_close_goes_on_until_join() {
     within(SECS(30), || {
         let pool = Pool::new(2).unwrap();

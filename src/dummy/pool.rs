@@ -539,7 +539,9 @@ impl Pool {
     /// `terminate()` are not waited for.
     ///
     /// # Errors
-    /// [`Error::PoolStillRunning`] if neither was called (Python raises `ValueError`).
+    /// [`Error::PoolStillRunning`] if neither was called (Python raises `ValueError`);
+    /// [`Error::InvalidArgument`] if called from a task of this pool, which would wait for its
+    /// own thread (Python's hangs or raises `RuntimeError`).
     pub fn join(&self) -> Result<()> {
         self.join_until(None)
     }

@@ -13,6 +13,7 @@
 //! until its function returns (a thread cannot be killed), then ends; a new thread takes its
 //! place. `join()` waits for the threads counted in [`Threads`], and for no detached one.
 
+use std::cell::Cell;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex, OnceLock, Weak};
 use std::time::{Duration, Instant};
@@ -23,6 +24,11 @@ use super::job::{Claim, Piece, Ran, Watch};
 use super::task::{catch_panics_on_this_thread, catching};
 use crate::error::{Error, Result};
 use crate::pool::lock;
+
+thread_local! {
+    /// The address of the `Shared` of the pool this thread serves, 0 on other threads.
+    static SERVES: Cell<usize> = const { Cell::new(0) };
+}
 
 /// How long a thread that has finished a piece watches the queue before it sleeps.
 const SPIN: Duration = Duration::from_micros(100);
@@ -193,6 +199,11 @@ impl Shared {
     /// [`Error::PoolStillRunning`] if neither `close` nor `terminate` came first;
     /// [`Error::Timeout`] if threads still run at `deadline`.
     pub(super) fn join_until(&self, deadline: Option<Instant>) -> Result<()> {
+        if SERVES.with(Cell::get) == std::ptr::from_ref(self).addr() {
+            return Err(Error::InvalidArgument(
+                "join() on one of the pool's own threads would wait for itself".into(),
+            ));
+        }
         {
             let mut gate = lock(&self.gate);
             match gate.phase {
@@ -282,6 +293,7 @@ impl Shared {
     /// served its `max_tasks_per_child`, or its piece is taken away.
     fn serve(self: Arc<Self>, watch: &Arc<Watch>, mut first: Option<Piece>) {
         catch_panics_on_this_thread();
+        SERVES.with(|serves| serves.set(Arc::as_ptr(&self).addr()));
         if let Some(init) = &self.config.init {
             if let Err(e) = catching(|| init()) {
                 let _ = self.broken.set(Error::InitializerFailed(Box::new(e)));
