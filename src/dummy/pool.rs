@@ -21,8 +21,10 @@ use crate::task::ArgTuple;
 /// early to help with the rest, few enough that each costs nothing next to its items.
 const PIECES_PER_THREAD: usize = 8;
 
-/// Configures a thread [`Pool`]; the same settings as the process pool's
-/// [`PoolBuilder`](crate::PoolBuilder). Every setting has a default; `build()` starts the pool.
+/// Configures a thread [`Pool`] with the process pool's [`PoolBuilder`](crate::PoolBuilder)
+/// settings that mean something for threads (`start_method` and `start_timeout`, which are
+/// about starting processes, have no counterpart). Every setting has a default; `build()`
+/// starts the pool.
 ///
 /// # Examples
 /// ```

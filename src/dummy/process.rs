@@ -40,7 +40,8 @@ struct End<R> {
 /// [`Process`](crate::Process)'s interface — so that a program switches by changing its `use`
 /// line — and any `Fn + Send + Sync + 'static`, capturing closures included (see [`Task`]).
 ///
-/// What differs from a process: [`pid`](Self::pid) is this program's;
+/// What differs from a process: there is no `run()` (the function is moved to its thread, not
+/// copied) nor `sentinel()` (a thread has no descriptor); [`pid`](Self::pid) is this program's;
 /// [`terminate`](Self::terminate) and [`kill`](Self::kill) return [`Error::Unsupported`], as a
 /// thread cannot be stopped from outside; a thread does not keep the program alive, daemon or
 /// not (every thread ends when `main` returns), so join the ones whose work must be done.
