@@ -228,8 +228,41 @@ fn ours(s: &Scale) -> Result<Figures, multiproc::Error> {
     f.insert("cpu_serial", serial);
     f.insert("cpu_pool", parallel);
     drop(pool);
+    thread_pool_figures(s, &mut f)?;
     manager_figures(s, &mut f)?;
     Ok(f)
+}
+
+/// `multiproc::dummy::Pool(2)`, the thread pool, on what `compare_py.py` gives CPython's
+/// `multiprocessing.dummy.Pool(2)`: a `map` of x*x, and `apply` round trips; and a `map` over a
+/// vector made beforehand, as rayon's row maps one.
+fn thread_pool_figures(s: &Scale, f: &mut Figures) -> Result<(), multiproc::Error> {
+    let pool = multiproc::dummy::Pool::new(2)?;
+    pool.map(sq, 0..1000u64)?;
+    f.insert(
+        "thread_map",
+        median_secs(s.reps, || {
+            assert_eq!(pool.map(sq, 0..s.map_n).unwrap().len() as u64, s.map_n)
+        }),
+    );
+    // Over a vector that exists already, as rayon's row maps one: the copy made for each run
+    // is not timed.
+    let input: Vec<u64> = (0..s.map_n).collect();
+    let times = (0..s.reps)
+        .map(|_| {
+            let items = input.clone();
+            secs(|| assert_eq!(pool.map(sq, items).unwrap().len() as u64, s.map_n))
+        })
+        .collect();
+    f.insert("thread_map_vec", median(times));
+    for i in 0..50 {
+        pool.apply(sq, i)?;
+    }
+    let rtts: Vec<f64> = (0..s.apply_calls as u64)
+        .map(|i| secs(|| assert_eq!(pool.apply(sq, i).unwrap(), i * i)))
+        .collect();
+    f.insert("thread_apply_p50", percentile(rtts, 0.5));
+    Ok(())
 }
 
 /// An object hosted by the manager (`m.host`), as `compare_py.py` registers one with
@@ -309,13 +342,22 @@ fn rayon_figures(s: &Scale) -> Figures {
         .build()
         .unwrap();
     let input: Vec<u64> = (0..s.map_n).collect();
-    f.insert(
-        "map_auto",
-        median_secs(s.reps, || {
-            let out: Vec<u64> = pool.install(|| input.par_iter().map(|&x| sq(x)).collect());
-            assert_eq!(out.len() as u64, s.map_n);
-        }),
-    );
+    let map_auto = median_secs(s.reps, || {
+        let out: Vec<u64> = pool.install(|| input.par_iter().map(|&x| sq(x)).collect());
+        assert_eq!(out.len() as u64, s.map_n);
+    });
+    f.insert("map_auto", map_auto);
+    // Rayon is the thread pool: the same figure in the thread pool's rows.
+    f.insert("thread_map", map_auto);
+    f.insert("thread_map_vec", map_auto);
+    for i in 0..50 {
+        pool.install(|| black_box(sq(i)));
+    }
+    // `install` runs a closure on the pool and waits for it: rayon's `apply`.
+    let rtts: Vec<f64> = (0..s.apply_calls as u64)
+        .map(|i| secs(|| assert_eq!(pool.install(|| sq(black_box(i))), i * i)))
+        .collect();
+    f.insert("thread_apply_p50", percentile(rtts, 0.5));
     let (serial, parallel) = cpu_times(
         || {
             black_box((0..s.cpu_tasks).map(|_| cube_sum(s.cpu_n)).sum::<u64>());
@@ -440,6 +482,9 @@ const KEYS: &[&str] = &[
     "cpu_serial",
     "cpu_pool",
     "idle_rss_kib",
+    "thread_map",
+    "thread_map_vec",
+    "thread_apply_p50",
     "manager_start",
     "manager_set_p50",
     "manager_get_p50",
@@ -530,6 +575,8 @@ fn main() -> Result<(), multiproc::Error> {
     let n = |x: u64| x as f64;
     let (queue_n, list_n) = (s.manager_queue_n(), s.manager_list_n());
     let ms = |v: f64| v * 1e3;
+    // Millions of items per second, for the maps of `map_n` items.
+    let map_rate = move |v: f64| n(s.map_n) / v / 1e6;
     let us = |v: f64| v * 1e6;
     let rows = vec![
         Row::lower(
@@ -560,7 +607,7 @@ fn main() -> Result<(), multiproc::Error> {
         Row::higher(
             format!("map x*x, {} u64, auto chunks", s.map_n),
             "map_auto",
-            move |v| n(s.map_n) / v / 1e6,
+            map_rate,
             "M/s",
         ),
         Row::higher(
@@ -594,6 +641,24 @@ fn main() -> Result<(), multiproc::Error> {
             "idle_rss_kib",
             |v| v / 1024.0,
             "MiB",
+        ),
+        Row::higher(
+            format!("thread pool map x*x, {} u64 (dummy::Pool)", s.map_n),
+            "thread_map",
+            map_rate,
+            "M/s",
+        ),
+        Row::higher(
+            format!("thread pool map x*x, {} u64 made already", s.map_n),
+            "thread_map_vec",
+            map_rate,
+            "M/s",
+        ),
+        Row::lower(
+            "thread pool apply round trip p50".into(),
+            "thread_apply_p50",
+            us,
+            "µs",
         ),
         Row::lower(
             "Manager start to first dict op".into(),

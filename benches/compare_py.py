@@ -26,10 +26,13 @@ Workloads (sizes are full / smoke; "median of a / b" = a repetitions full, b smo
                      median of 3 / 1, serial and pool runs interleaved; results checked equal. (cpu_n = n)
 9. idle_rss_kib      median VmRSS (from /proc/<pid>/status) of the pool's idle workers, once
                      every worker has served a task.
-10. manager_start,   `ctx.Manager()` until one `d[0] = 0` on its dict (median of 5 / 2); then
+10. thread_map,      `multiprocessing.dummy.Pool(2)` (ThreadPool): `map(sq, range(N))` as in 3
+    thread_apply_p50 (median of 5 / 2), and 2 000 / 200 `apply(sq, (i,))` as in 5. The start
+                     method plays no part: threads.
+11. manager_start,   `ctx.Manager()` until one `d[0] = 0` on its dict (median of 5 / 2); then
     manager_*_p50    2 000 / 200 `d[i % 100] = i` and `d[i % 100]` (set, get), and
                      `c.add(5)` on a `Counter` registered with a `BaseManager` (call).
-11. manager_queue,   20 000 / 2 000 `q.put(i)` on a `Manager().Queue()`, then as many `q.get()`
+12. manager_queue,   20 000 / 2 000 `q.put(i)` on a `Manager().Queue()`, then as many `q.get()`
     manager_list     (seconds for all); 5 000 / 500 `l.append(i)` on a `Manager().list()`.
 12. start_2_fork,    In the fork run only: start_2 again under its own name, and start_2 with
     start_2_forkserver  the forkserver context, once its server is up (one untimed pool first).
@@ -44,6 +47,7 @@ import gc
 import json
 import math
 import multiprocessing
+import multiprocessing.dummy
 import os
 import statistics
 import sys
@@ -106,7 +110,7 @@ SCALES = {
 KEYS = ["start_2", "join_2", "start_n", "join_n", "map_auto", "map_auto_n", "map_chunk1",
         "map_chunk1_n", "apply_p50", "apply_p99", "imap_unordered", "imap_unordered_n",
         "echo", "echo_bytes", "cpu_serial", "cpu_pool", "cpu_n", "idle_rss_kib",
-        "manager_start", "manager_set_p50", "manager_get_p50", "manager_call_p50",
+        "thread_map", "thread_apply_p50", "manager_start", "manager_set_p50", "manager_get_p50", "manager_call_p50",
         "manager_queue", "manager_list", "start_2_fork", "start_2_forkserver"]
 
 
@@ -209,6 +213,30 @@ def wait_all_workers_served(pool):
     return sorted(pids & seen) or sorted(pids)
 
 
+def map_squares_time(pool, n, reps):
+    """Median seconds of `pool.map(sq, range(n))` (workload 3, and 10 for the ThreadPool)."""
+    def once():
+        out = pool.map(sq, range(n))
+        assert len(out) == n and out[-1] == (n - 1) ** 2
+    return median_of(reps, once)
+
+
+def apply_round_trips(pool, calls):
+    """Nanoseconds of each of `calls` sequential `pool.apply(sq, (i,))` after 50 untimed ones
+    (workload 5, and 10 for the ThreadPool)."""
+    for i in range(50):
+        pool.apply(sq, (i,))
+    gc.collect()
+    ns = time.perf_counter_ns
+    rtts = []
+    for i in range(calls):
+        t0 = ns()
+        r = pool.apply(sq, (i,))
+        rtts.append(ns() - t0)
+        assert r == i * i
+    return rtts
+
+
 def run(method, scale, res):
     s = SCALES[scale]
     ctx = multiprocessing.get_context(method)
@@ -246,13 +274,8 @@ def run(method, scale, res):
         section("idle worker RSS", res, idle)
 
         def map_auto():
-            n = s["map_n"]
-            res["map_auto_n"] = n
-
-            def once():
-                out = pool.map(sq, range(n))
-                assert len(out) == n and out[-1] == (n - 1) ** 2
-            res["map_auto"] = median_of(s["reps"], once)
+            res["map_auto_n"] = s["map_n"]
+            res["map_auto"] = map_squares_time(pool, s["map_n"], s["reps"])
 
         section("map, default chunksize", res, map_auto)
 
@@ -265,16 +288,7 @@ def run(method, scale, res):
         section("map, chunksize 1", res, map_chunk1)
 
         def apply_latency():
-            for i in range(50):
-                pool.apply(sq, (i,))
-            gc.collect()
-            ns = time.perf_counter_ns
-            rtts = []
-            for i in range(s["apply_calls"]):
-                t0 = ns()
-                r = pool.apply(sq, (i,))
-                rtts.append(ns() - t0)
-                assert r == i * i
+            rtts = apply_round_trips(pool, s["apply_calls"])
             res["apply_p50"] = percentile(rtts, 0.5) / 1e9
             res["apply_p99"] = percentile(rtts, 0.99) / 1e9
 
@@ -324,6 +338,19 @@ def run(method, scale, res):
     finally:
         pool.close()
         pool.join()
+
+    def thread_pool():
+        tp = multiprocessing.dummy.Pool(2)
+        try:
+            assert tp.map(sq, range(1000)) == [i * i for i in range(1000)]  # warm-up
+            res["thread_map"] = map_squares_time(tp, s["map_n"], s["reps"])
+            rtts = apply_round_trips(tp, s["apply_calls"])
+            res["thread_apply_p50"] = percentile(rtts, 0.5) / 1e9
+        finally:
+            tp.close()
+            tp.join()
+
+    section("ThreadPool (multiprocessing.dummy)", res, thread_pool)
 
     def manager():
         starts = []

@@ -1,7 +1,8 @@
 //! `Pool::map` from `main` and from inside a method, with the task function defined inside the
 //! method. Ports seed 003's first two programs: the plain `pool.map(f, range(10))`, and the same
 //! inside a class `test`, which Python refuses ("Can't pickle … function failed": a function
-//! local to a method cannot be sent to another process).
+//! local to a method cannot be sent to another process) — and then the seed's way out,
+//! `multiprocessing.dummy`, whose threads take any local function.
 //!
 //! ```python
 //! def f(x):
@@ -41,11 +42,22 @@
 //!
 //! Pass such data in the argument instead (see `two_strings` for several arguments).
 //!
+//! Or do what the seed says works: "just replace `multiprocessing` with
+//! `multiprocessing.dummy`" —
+//!
+//! ```python
+//! from multiprocessing.dummy import Pool      # threads: the local f needs no pickling
+//! ```
+//!
+//! — which here is `multiproc::dummy::Pool`: the same methods over threads, where a closure may
+//! capture what the method sees (`Test::run_on_threads` reads `self.a` through one).
+//!
 //! Run: `cargo run --release --example map_in_method`
 
+use std::sync::Arc;
 use std::time::Duration;
 
-use multiproc::{Error, Pool};
+use multiproc::{Error, Pool, dummy};
 
 /// The seed's `time.sleep(1)`, shortened.
 const NAP: Duration = Duration::from_millis(100);
@@ -84,6 +96,25 @@ impl Test {
         pool.close();
         pool.join()
     }
+
+    /// `run` with `multiprocessing.dummy`: the local function is a closure that reads the
+    /// object's data, which threads share instead of receiving a copy per task.
+    fn run_on_threads(&mut self) -> Result<(), Error> {
+        let a = Arc::new(self.a.clone());
+        let f = {
+            let a = a.clone();
+            move |i: usize| {
+                std::thread::sleep(NAP);
+                println!("{} (from a thread, reading self.a[{i}])", a[i] + 1);
+                a[i] + 1
+            }
+        };
+
+        let pool = dummy::Pool::new(4)?;
+        self.b = pool.map(f, 0..a.len())?;
+        pool.close();
+        pool.join()
+    }
 }
 
 fn main() -> Result<(), Error> {
@@ -98,6 +129,11 @@ fn main() -> Result<(), Error> {
 
     let mut t = Test::new();
     t.run()?;
+    println!("{:?}", t.b);
+    assert_eq!(t.b, (1..=10).collect::<Vec<u64>>());
+
+    let mut t = Test::new();
+    t.run_on_threads()?;
     println!("{:?}", t.b);
     assert_eq!(t.b, (1..=10).collect::<Vec<u64>>());
     Ok(())

@@ -141,14 +141,18 @@ pub enum Error {
         /// the pool blames only items it handed to that worker.
         task: usize,
     },
-    /// The task ran longer than the pool's `task_timeout`; its worker was killed and replaced.
-    #[error("task {task} timed out after {after:?} (worker pid {pid} was killed)")]
+    /// The task ran longer than the pool's `task_timeout`. A process pool's worker was killed
+    /// and replaced; a thread pool's ([`dummy::Pool`](crate::dummy::Pool)) thread cannot be
+    /// killed: it was left to run on, its result to be discarded, and another thread took its
+    /// place.
+    #[error("task {task} timed out after {after:?} in worker process {pid}")]
     TaskTimeout {
         /// Index of the task within its call.
         task: usize,
         /// The configured limit.
         after: Duration,
-        /// The worker that was killed.
+        /// The worker process that ran it (that was killed), or, for a thread pool, this
+        /// process.
         pid: u32,
     },
     /// A bounded wait (`get_timeout`, `join_timeout`, …) ran out before the result was there.
@@ -244,6 +248,17 @@ pub enum Error {
     /// The barrier was aborted, reset, timed out, or lost a party.
     #[error("the barrier is broken")]
     BrokenBarrier,
+    /// The operation cannot be done to what it was asked of: a thread cannot be stopped from
+    /// outside, so [`dummy::Process::terminate`](crate::dummy::Process::terminate) and `kill`
+    /// are refused. The message says what and why.
+    ///
+    /// # Examples
+    /// ```
+    /// let e = multiproc::Error::Unsupported("a thread cannot be killed".into());
+    /// assert_eq!(e.to_string(), "not supported: a thread cannot be killed");
+    /// ```
+    #[error("not supported: {0}")]
+    Unsupported(String),
     /// An argument was out of range.
     #[error("invalid argument: {0}")]
     InvalidArgument(String),
@@ -337,6 +352,7 @@ impl Clone for Error {
             Error::Deadlock => Error::Deadlock,
             Error::ReleasedTooManyTimes => Error::ReleasedTooManyTimes,
             Error::BrokenBarrier => Error::BrokenBarrier,
+            Error::Unsupported(m) => Error::Unsupported(m.clone()),
             Error::InvalidArgument(m) => Error::InvalidArgument(m.clone()),
             Error::Full => Error::Full,
             Error::Closed => Error::Closed,

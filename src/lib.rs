@@ -81,6 +81,21 @@
 //! # Ok::<(), multiproc::Error>(())
 //! ```
 //!
+//! ## Threads
+//!
+//! [`dummy`] is the same API over threads, as Python's `multiprocessing.dummy`: change the
+//! `use` line, and tasks may also be closures that capture, with values that are not serde
+//! types.
+//!
+//! ```
+//! use multiproc::dummy::Pool;
+//!
+//! let pool = Pool::new(2)?;
+//! let offset = 10u64;
+//! assert_eq!(pool.map(move |x: u64| x + offset, 0..4u64)?, vec![10, 11, 12, 13]);
+//! # Ok::<(), multiproc::Error>(())
+//! ```
+//!
 //! ## Queues and pipes
 //!
 //! Handles — queues, pipe ends, locks, shared values — travel inside arguments, with their
@@ -185,6 +200,7 @@ mod bootstrap;
 mod child;
 mod children;
 mod current;
+pub mod dummy;
 mod error;
 #[cfg(feature = "fuzzing")]
 #[doc(hidden)]

@@ -283,13 +283,17 @@ thread_local! {
 /// Installs a panic hook that records the location and backtrace of a panic for the task error,
 /// instead of printing them: in a worker, the panic is reported to the caller.
 pub(crate) fn capture_panics() {
-    std::panic::set_hook(Box::new(|info| {
-        let location = info.location().map(|l| l.to_string());
-        let bt = std::backtrace::Backtrace::capture();
-        let backtrace =
-            (bt.status() == std::backtrace::BacktraceStatus::Captured).then(|| bt.to_string());
-        LAST_PANIC.with(|p| *p.borrow_mut() = Some((location, backtrace)));
-    }));
+    std::panic::set_hook(Box::new(record_panic));
+}
+
+/// Records where and how a panic happened on this thread, for [`failure_from_panic`] (a panic
+/// hook's work, for the hooks of workers: pool processes, and `dummy`'s threads).
+pub(crate) fn record_panic(info: &std::panic::PanicHookInfo<'_>) {
+    let location = info.location().map(|l| l.to_string());
+    let bt = std::backtrace::Backtrace::capture();
+    let backtrace =
+        (bt.status() == std::backtrace::BacktraceStatus::Captured).then(|| bt.to_string());
+    LAST_PANIC.with(|p| *p.borrow_mut() = Some((location, backtrace)));
 }
 
 /// Builds the failure for a caught panic.
@@ -450,19 +454,28 @@ macro_rules! arg_tuple {
     };
 }
 
-arg_tuple!();
-arg_tuple!(A);
-arg_tuple!(A, B);
-arg_tuple!(A, B, C);
-arg_tuple!(A, B, C, D);
-arg_tuple!(A, B, C, D, E);
-arg_tuple!(A, B, C, D, E, G);
-arg_tuple!(A, B, C, D, E, G, H);
-arg_tuple!(A, B, C, D, E, G, H, I);
-arg_tuple!(A, B, C, D, E, G, H, I, J);
-arg_tuple!(A, B, C, D, E, G, H, I, J, K);
-arg_tuple!(A, B, C, D, E, G, H, I, J, K, L);
-arg_tuple!(A, B, C, D, E, G, H, I, J, K, L, M);
+/// Invokes the macro `$each` once per argument list a task may take: none to twelve type
+/// parameters. Shared by this module's `Task` and `dummy`'s.
+macro_rules! for_each_arity {
+    ($each:ident) => {
+        $each!();
+        $each!(A);
+        $each!(A, B);
+        $each!(A, B, C);
+        $each!(A, B, C, D);
+        $each!(A, B, C, D, E);
+        $each!(A, B, C, D, E, G);
+        $each!(A, B, C, D, E, G, H);
+        $each!(A, B, C, D, E, G, H, I);
+        $each!(A, B, C, D, E, G, H, I, J);
+        $each!(A, B, C, D, E, G, H, I, J, K);
+        $each!(A, B, C, D, E, G, H, I, J, K, L);
+        $each!(A, B, C, D, E, G, H, I, J, K, L, M);
+    };
+}
+pub(crate) use for_each_arity;
+
+for_each_arity!(arg_tuple);
 
 #[cfg(test)]
 mod tests {

@@ -42,8 +42,9 @@ use job::{Chunk, ChunkBuilder, Chunking, Sink, python_chunksize};
 pub(crate) use job::{Piece, decode_pieces};
 use joinable::{Joinable, ThreadEnd};
 use readahead::Readahead;
-pub(crate) use result::lock;
-use result::{CallbackQueue, Gather, Slot};
+use result::Gather;
+pub(crate) use result::{CallbackQueue, Slot};
+pub(crate) use result::{lock, wait_while_until};
 use supervisor::Supervisor;
 
 /// How long work waits while no worker can be started (see [`PoolBuilder::start_timeout`]).
@@ -214,13 +215,7 @@ impl PoolBuilder {
     /// Workers that cannot be started are tried again; tasks that wait for them longer than the
     /// [`start_timeout`](Self::start_timeout) fail with [`Error::Spawn`].
     pub fn build(self) -> Result<Pool> {
-        if self.processes == Some(0) {
-            // Python: "Number of processes must be at least 1".
-            return Err(Error::InvalidArgument(
-                "a pool needs at least one worker process (`processes(0)`)".into(),
-            ));
-        }
-        let processes = self.processes.unwrap_or_else(crate::cpu_count).max(1);
+        let processes = pool_size(self.processes, "worker process")?;
         let init = self.init.transpose()?;
         let shared = Shared::new(Config {
             processes,
@@ -325,6 +320,22 @@ impl<T, A: Iterator<Item = T>, B: Iterator<Item = T>> Iterator for Either<A, B> 
             Either::Sized(a) => a.size_hint(),
             Either::Collected(b) => b.size_hint(),
         }
+    }
+}
+
+/// How many workers a pool of `processes` has (one per CPU by default), for the process pool and
+/// the thread pool (`dummy`), whose workers are each a `worker` ("worker process", "thread").
+///
+/// # Errors
+/// [`Error::InvalidArgument`] for `Some(0)`, as Python raises `ValueError` ("Number of
+/// processes must be at least 1").
+pub(crate) fn pool_size(processes: Option<usize>, worker: &str) -> Result<usize> {
+    match processes {
+        Some(0) => Err(Error::InvalidArgument(format!(
+            "a pool needs at least one {worker} (`processes(0)`)"
+        ))),
+        Some(n) => Ok(n),
+        None => Ok(crate::cpu_count().max(1)),
     }
 }
 

@@ -166,8 +166,9 @@ pub(crate) struct Slot<T> {
     cond: Condvar,
     callbacks: Arc<CallbackQueue>,
     /// The pool, whose workers a spinning waiter reads itself. Weak: a result may outlive its
-    /// pool, and must not keep it alive.
-    collector: Weak<dyn Collector>,
+    /// pool, and must not keep it alive. `None` for a thread pool's result (`dummy`), which its
+    /// worker threads complete themselves.
+    collector: Option<Weak<dyn Collector>>,
 }
 
 impl<T> Slot<T> {
@@ -179,6 +180,16 @@ impl<T> Slot<T> {
 
 impl<T: Send + 'static> Slot<T> {
     pub(crate) fn new(callbacks: Arc<CallbackQueue>, collector: Weak<dyn Collector>) -> Arc<Self> {
+        Self::with(callbacks, Some(collector))
+    }
+
+    /// A slot that the threads doing the work complete themselves (a thread pool's): a waiter
+    /// has nothing to read while it spins.
+    pub(crate) fn completed_by_threads(callbacks: Arc<CallbackQueue>) -> Arc<Self> {
+        Self::with(callbacks, None)
+    }
+
+    fn with(callbacks: Arc<CallbackQueue>, collector: Option<Weak<dyn Collector>>) -> Arc<Self> {
         Arc::new(Self {
             state: Mutex::new(SlotState {
                 value: None,
@@ -297,7 +308,7 @@ impl<T: Send + 'static> Slot<T> {
             }
             // Read the result ourselves if it has arrived: that spares waiting for the
             // supervisor thread to be woken.
-            if let Some(pool) = self.collector.upgrade() {
+            if let Some(pool) = self.collector.as_ref().and_then(Weak::upgrade) {
                 pool.collect_here(self.waiter_id());
             }
             // Then yield rather than spin in place: on a machine with few cores, the supervisor
