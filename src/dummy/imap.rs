@@ -86,7 +86,8 @@ pub(super) enum Chunks {
 }
 
 /// Makes the job of a chunk: its items, the index of the first, where it delivers.
-type MakeJob<'p, T, R> = Box<dyn Fn(Vec<T>, usize, Arc<Stream<R>>) -> Arc<dyn Work> + 'p>;
+type MakeJob<'p, T, R> =
+    Box<dyn Fn(Vec<T>, usize, Arc<Stream<R>>) -> Arc<dyn Work> + Send + Sync + 'p>;
 
 /// A lazy iterator over a thread pool's results: what [`Pool::imap`] and
 /// [`Pool::imap_unordered`] return. Each item is that task's own `Result`, so one failure

@@ -261,13 +261,26 @@ impl<T> Cells<T> {
         unsafe { self.ptr.add(i).write(value) }
     }
 
-    /// Drops the value in cell `i`.
+    /// Drops the value in cell `i`; a panic in its `Drop` goes no further (see
+    /// [`drop_quietly`]).
     ///
     /// # Safety
     /// As for [`take`](Self::take).
     unsafe fn drop_at(&self, i: usize) {
         // SAFETY: the caller's guarantee.
-        drop(unsafe { self.take(i) });
+        drop_quietly(unsafe { self.take(i) });
+    }
+}
+
+/// Drops `value`, swallowing a panic of its `Drop` (whose payload is leaked, lest it panic
+/// too): the pool drops the program's values in the middle of its own bookkeeping — a failed
+/// map's other values, inputs never run — which must not be cut short, or a result would never
+/// be delivered and its caller would wait for ever.
+pub(super) fn drop_quietly<T>(value: T) {
+    if let Err(payload) =
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || drop(value)))
+    {
+        std::mem::forget(payload);
     }
 }
 

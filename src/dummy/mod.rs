@@ -68,7 +68,8 @@
 //!   belongs in a process pool.
 //! - **[`terminate`](Pool::terminate)** (and dropping the pool) fails queued and running
 //!   tasks with [`Error::PoolTerminated`](crate::Error::PoolTerminated) at once; running
-//!   functions go on, detached, as above.
+//!   functions go on, detached, as above — without a `task_timeout`, to the end of the piece
+//!   of a `map` they were running (see [`Pool`]).
 //! - **`close`/`join`/`join_timeout`, `imap`'s laziness, callbacks, `initializer`,
 //!   `max_tasks_per_child`** behave as in the process pool. Results are the same
 //!   [`AsyncResult`](crate::AsyncResult).

@@ -146,8 +146,12 @@ impl PoolBuilder {
 ///
 /// Dropping the pool terminates it, as the process pool's `Drop` does: queued tasks fail with
 /// [`Error::PoolTerminated`], and so do the running ones — whose threads cannot be stopped and
-/// run on, detached, until their functions return (their values are dropped). For a graceful
-/// end, call [`close`](Self::close) then [`join`](Self::join).
+/// run on, detached, until their functions return (their values are dropped). Without a
+/// [`task_timeout`](PoolBuilder::task_timeout), a thread runs a whole piece of a `map` (about
+/// an eighth of a thread's share) before it looks again, so it may still call the function for
+/// the rest of its piece, items already failed, as Python's threads run their whole chunk; with
+/// one, it stops after the current item. For a graceful end, call [`close`](Self::close) then
+/// [`join`](Self::join).
 ///
 /// # Examples
 /// ```

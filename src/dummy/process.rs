@@ -143,8 +143,16 @@ impl<R: Send + 'static> Process<R> {
     ///
     /// # Errors
     /// [`Error::AlreadyStarted`] if it was started before (a `Process` runs once);
+    /// [`Error::InvalidArgument`] for a name with a NUL byte, which a thread cannot have;
     /// [`Error::Io`] if no thread could be had (then the function is gone with it).
     pub fn start(&mut self) -> Result<()> {
+        if self.name.contains('\0') {
+            // std would panic naming the thread so.
+            return Err(Error::InvalidArgument(format!(
+                "a thread's name cannot contain a NUL byte: {:?}",
+                self.name
+            )));
+        }
         let body = match std::mem::replace(&mut self.state, State::Failed) {
             State::Created(body) => body,
             started => {

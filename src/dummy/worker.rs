@@ -276,12 +276,25 @@ impl Shared {
                 if let Some(piece) = lock(&first).take() {
                     piece.fail(&e);
                 }
+                if lock(&self.threads).watches.is_empty() {
+                    // No thread is left to serve the queue: what waits there fails, and so does
+                    // what comes (`submit` refuses it), rather than wait for ever.
+                    let _ = self
+                        .broken
+                        .set(Error::Spawn(format!("no thread could be started: {e}")));
+                    if let Some(broken) = self.broken.get() {
+                        while let Ok(piece) = self.rx.try_recv() {
+                            piece.fail(broken);
+                        }
+                    }
+                }
                 Err(e)
             }
         }
     }
 
-    /// No longer counts the thread `watch` stands for.
+    /// No longer counts the thread `watch` stands for (one taken away is no longer counted
+    /// already: then nothing changes).
     fn forget(&self, watch: &Arc<Watch>) {
         lock(&self.threads)
             .watches
@@ -292,6 +305,12 @@ impl Shared {
     /// A thread's life: the initializer, then pieces until the queue ends, the thread has
     /// served its `max_tasks_per_child`, or its piece is taken away.
     fn serve(self: Arc<Self>, watch: &Arc<Watch>, mut first: Option<Piece>) {
+        // However the thread ends — even unwinding from a panic that escaped — it is no longer
+        // counted, so that `join` never waits for it.
+        let _counted = Counted {
+            shared: &self,
+            watch,
+        };
         catch_panics_on_this_thread();
         SERVES.with(|serves| serves.set(Arc::as_ptr(&self).addr()));
         if let Some(init) = &self.config.init {
@@ -331,7 +350,6 @@ impl Shared {
                 served = 0;
             }
         }
-        self.forget(watch);
     }
 
     /// The next piece from the queue: watched for a short while, then waited for. `None` once
@@ -385,6 +403,18 @@ impl Shared {
     fn finished(&self) -> bool {
         self.terminated.load(Ordering::SeqCst)
             || (lock(&self.gate).tx.is_none() && lock(&self.threads).watches.is_empty())
+    }
+}
+
+/// A serving thread, counted until this drops (see `Shared::serve`).
+struct Counted<'a> {
+    shared: &'a Shared,
+    watch: &'a Arc<Watch>,
+}
+
+impl Drop for Counted<'_> {
+    fn drop(&mut self) {
+        self.shared.forget(self.watch);
     }
 }
 
