@@ -228,6 +228,9 @@ pub(crate) fn spawn_child(name: &str, role: Role, io: Io) -> Result<ChildLink> {
 
 /// [`spawn_child`] by forking this process instead (the fork start method).
 pub(crate) fn fork_child(name: &str, role: Role, io: Io) -> Result<ChildLink> {
+    // Known before the fork: the copy checks it in the handshake, and must not find it being
+    // worked out by a thread of the parent (a `OnceLock` half-initialised for ever).
+    let identity = identity()?;
     let (ours, theirs, page) = child_ends()?;
     let (reply, answer) = mpsc::sync_channel(1);
     SPAWNER.submit(SpawnRequest {
@@ -237,7 +240,7 @@ pub(crate) fn fork_child(name: &str, role: Role, io: Io) -> Result<ChildLink> {
     })?;
     let pid = started(&answer)?;
     drop(theirs);
-    greet(pid, ours, page, name, role, io, identity()?)
+    greet(pid, ours, page, name, role, io, identity)
 }
 
 /// A new child's socket (the parent's end, the child's) and progress page.
