@@ -110,8 +110,9 @@ SCALES = {
 KEYS = ["start_2", "join_2", "start_n", "join_n", "map_auto", "map_auto_n", "map_chunk1",
         "map_chunk1_n", "apply_p50", "apply_p99", "imap_unordered", "imap_unordered_n",
         "echo", "echo_bytes", "cpu_serial", "cpu_pool", "cpu_n", "idle_rss_kib",
-        "thread_map", "thread_apply_p50", "manager_start", "manager_set_p50", "manager_get_p50", "manager_call_p50",
-        "manager_queue", "manager_list", "start_2_fork", "start_2_forkserver"]
+        "thread_map", "thread_apply_p50", "manager_start", "manager_set_p50",
+        "manager_get_p50", "manager_call_p50", "manager_queue", "manager_list",
+        "start_2_fork", "start_2_forkserver"]
 
 
 def log(msg):
