@@ -123,10 +123,19 @@ impl Spawner {
         }
     }
 
-    /// In a forked copy: forgets the parent's spawner thread, which does not exist here; the
-    /// copy's first spawn starts one of its own.
-    fn forget_inherited(&'static self) {
-        crate::launch::inherited::reclaim(&self.tx, None);
+    /// Has the spawner thread make a child `how`, serving on `theirs` and `page`; returns its
+    /// pid. The caller keeps both open until then.
+    fn start(&self, how: How, theirs: &LinkFd, page: &SharedPage) -> Result<u32> {
+        let (reply, answer) = mpsc::sync_channel(1);
+        self.submit(SpawnRequest {
+            how,
+            theirs: [sys::proc::raw(theirs), sys::proc::raw(&page.as_fd())],
+            reply,
+        })?;
+        answer
+            .recv()
+            .map_err(|_| Error::Spawn("the spawner thread is gone".into()))?
+            .map_err(|e| Error::Spawn(e.to_string()))
     }
 
     /// Hands `req` to the spawner thread, starting one if there is none or it is gone.
@@ -174,9 +183,10 @@ impl Spawner {
     }
 }
 
-/// In a forked copy: forgets the parent's spawner thread (see `launch::inherited`).
+/// In a forked copy: forgets the parent's spawner thread, which does not exist here; the
+/// copy's first spawn starts one of its own (see `launch::inherited`).
 pub(crate) fn forget_inherited() {
-    SPAWNER.forget_inherited();
+    inherited::reclaim(&SPAWNER.tx, None);
 }
 
 /// The spawner thread: starts a child for each request until every sender is gone. It holds
@@ -232,13 +242,7 @@ pub(crate) fn fork_child(name: &str, role: Role, io: Io) -> Result<ChildLink> {
     // worked out by a thread of the parent (a `OnceLock` half-initialised for ever).
     let identity = identity()?;
     let (ours, theirs, page) = child_ends()?;
-    let (reply, answer) = mpsc::sync_channel(1);
-    SPAWNER.submit(SpawnRequest {
-        how: How::Fork,
-        theirs: [sys::proc::raw(&theirs), sys::proc::raw(&page.as_fd())],
-        reply,
-    })?;
-    let pid = started(&answer)?;
+    let pid = SPAWNER.start(How::Fork, &theirs, &page)?;
     drop(theirs);
     greet(pid, ours, page, name, role, io, identity)
 }
@@ -253,14 +257,6 @@ pub(crate) fn child_ends() -> Result<(LinkFd, LinkFd, SharedPage)> {
     ))
 }
 
-/// The pid of the child the spawner thread answers with.
-fn started(answer: &mpsc::Receiver<std::io::Result<u32>>) -> Result<u32> {
-    answer
-        .recv()
-        .map_err(|_| Error::Spawn("the spawner thread is gone".into()))?
-        .map_err(|e| Error::Spawn(e.to_string()))
-}
-
 /// [`spawn_child`] through `spawner`, claiming `identity` in the greeting (tests claim a wrong
 /// one, and use spawners of their own).
 fn spawn_child_as(
@@ -273,19 +269,13 @@ fn spawn_child_as(
     #[cfg(target_os = "linux")]
     std::hint::black_box(&crate::child::start::CHILD_HOOK);
     let (ours, theirs, page) = child_ends()?;
-    let (reply, answer) = mpsc::sync_channel(1);
     let marker = format!(
         "{},{},{}",
         sys::proc::raw(&theirs),
         sys::proc::raw(&page.as_fd()),
         sys::proc::getpid()
     );
-    spawner.submit(SpawnRequest {
-        how: How::Exec { marker },
-        theirs: [sys::proc::raw(&theirs), sys::proc::raw(&page.as_fd())],
-        reply,
-    })?;
-    let pid = started(&answer)?;
+    let pid = spawner.start(How::Exec { marker }, &theirs, &page)?;
     drop(theirs);
     greet(pid, ours, page, name, role, io, identity)
 }

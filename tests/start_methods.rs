@@ -191,3 +191,62 @@ fn concurrent_starts_through_the_fork_server_each_get_a_child() {
         assert_eq!(pids.len(), 20);
     });
 }
+
+for_each_start_method!(a_writer_child_holds_a_queue_as_itself);
+
+/// A child that received a queue counts as its writer while it lives, whatever started it: once
+/// it has exited, a reader is told that every writer is gone instead of waiting for ever.
+fn a_writer_child_holds_a_queue_as_itself(method: StartMethod) {
+    fn put_three(q: multiproc::Queue<u32>) {
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        for i in 0..3 {
+            q.put(i).unwrap();
+        }
+    }
+    within(SECS(30), move || {
+        let q = multiproc::Queue::new().unwrap();
+        let mut p = Process::new(put_three, q.clone()).with_start_method(method);
+        p.start().unwrap();
+        let got: Vec<u32> = (0..3).map(|_| q.get().unwrap()).collect();
+        assert_eq!(got, [0, 1, 2]);
+        p.join().unwrap();
+        assert!(matches!(q.get(), Err(multiproc::Error::Disconnected)));
+    });
+}
+
+/// Where [`mark_exit`] appends the pid of the process running it, while the file exists.
+static EXIT_FILE: OnceLock<std::path::PathBuf> = OnceLock::new();
+
+extern "C" fn mark_exit() {
+    use std::io::Write;
+    if let Some(path) = EXIT_FILE.get() {
+        if let Ok(mut f) = std::fs::OpenOptions::new().append(true).open(path) {
+            let _ = writeln!(f, "{}", std::process::id());
+        }
+    }
+}
+
+fn pid_of_me() -> u32 {
+    std::process::id()
+}
+
+/// A forked child leaves with `_exit`: an exit hook its parent registered never runs there.
+#[test]
+fn a_forked_child_runs_none_of_its_parents_exit_hooks() {
+    within(SECS(30), || {
+        let path = std::env::temp_dir().join(format!("multiproc-exit-{}", std::process::id()));
+        std::fs::write(&path, "").unwrap();
+        EXIT_FILE.set(path.clone()).unwrap();
+        // SAFETY: `mark_exit` is a plain function that lives as long as the program.
+        assert_eq!(unsafe { libc::atexit(mark_exit) }, 0);
+        let mut p = Process::new(pid_of_me, ()).with_start_method(StartMethod::Fork);
+        p.start().unwrap();
+        let child = *p.join().unwrap();
+        let marks = std::fs::read_to_string(&path).unwrap();
+        std::fs::remove_file(&path).unwrap();
+        assert!(
+            !marks.lines().any(|l| l == child.to_string()),
+            "the child ran its parent's exit hook: {marks:?}"
+        );
+    });
+}

@@ -46,18 +46,24 @@ fn forget() {
 /// not a list behind a lock: the copy reads them whatever the parent's threads were doing.
 static LINKS: [AtomicU64; 1024] = [const { AtomicU64::new(0) }; 1024];
 
+/// Descriptor `fd`'s word of [`LINKS`] and its bit there, if it has one.
+fn link_bit(fd: RawFd) -> Option<(&'static AtomicU64, u64)> {
+    let fd = usize::try_from(fd).ok()?;
+    Some((LINKS.get(fd / 64)?, 1 << (fd % 64)))
+}
+
 /// Marks descriptor `fd` to be closed in forked copies.
 fn close_in_copies(fd: RawFd) {
-    if let Some(word) = usize::try_from(fd).ok().and_then(|fd| LINKS.get(fd / 64)) {
-        word.fetch_or(1 << (fd % 64), Ordering::Release);
+    if let Some((word, bit)) = link_bit(fd) {
+        word.fetch_or(bit, Ordering::Release);
     }
 }
 
 /// Unmarks descriptor `fd`: before it is closed (its number may then name something else), or
 /// in a copy, for the copy's own socket.
 pub(crate) fn keep_in_copies(fd: RawFd) {
-    if let Some(word) = usize::try_from(fd).ok().and_then(|fd| LINKS.get(fd / 64)) {
-        word.fetch_and(!(1 << (fd % 64)), Ordering::Release);
+    if let Some((word, bit)) = link_bit(fd) {
+        word.fetch_and(!bit, Ordering::Release);
     }
 }
 
