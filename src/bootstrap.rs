@@ -198,11 +198,20 @@ fn serve_spawns(rx: mpsc::Receiver<SpawnRequest>) {
                 // SAFETY: the requester blocks on `reply` until we answer, keeping both
                 // descriptors open for the whole call.
                 let keep = unsafe { req.theirs.map(|fd| BorrowedFd::borrow_raw(fd)) };
-                sys::proc::spawn_self(sys::proc::SpawnSpec {
+                #[allow(unused_mut)]
+                let mut spec = sys::proc::SpawnSpec {
                     env: vec![(ENV, marker)],
+                    remove: Vec::new(),
                     keep: keep.to_vec(),
                     args: vec![CHILD_ARG, "--exact"],
-                })
+                };
+                // A rank's children know where they run, and are no ranks themselves.
+                #[cfg(feature = "mpi")]
+                if let Some((placement, launcher)) = crate::mpi::child_environment() {
+                    spec.env.push((crate::mpi::ENV, placement));
+                    spec.remove = launcher;
+                }
+                sys::proc::spawn_self(spec)
             }
             How::Fork => fork_here(req.theirs),
         };

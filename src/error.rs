@@ -80,6 +80,32 @@ impl From<crate::sys::proc::Exit> for Death {
     }
 }
 
+/// A rank of an MPI job, where a remote worker ran: its number and its host's name.
+///
+/// # Examples
+/// ```
+/// let r = multiproc::Rank { number: 3, host: "node7".into() };
+/// assert_eq!(r.to_string(), "rank 3 on node7");
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Rank {
+    /// The rank's number in the job (`MPI_COMM_WORLD`).
+    pub number: u32,
+    /// The name of the machine it runs on.
+    pub host: String,
+}
+
+impl std::fmt::Display for Rank {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "rank {} on {}", self.number, self.host)
+    }
+}
+
+/// `", rank 3 on node7"`, or nothing off MPI.
+fn on_rank(rank: &Option<Rank>) -> String {
+    rank.as_ref().map(|r| format!(", {r}")).unwrap_or_default()
+}
+
 /// Everything that can go wrong. Errors are values: the library never panics on bad input,
 /// a dead peer or an OS failure.
 ///
@@ -127,10 +153,13 @@ pub enum Error {
     /// ```
     /// use multiproc::{Death, Error};
     ///
-    /// let e = Error::WorkerDied { pid: 4242, cause: Death::Exit(3), task: 7 };
+    /// let e = Error::WorkerDied { pid: 4242, cause: Death::Exit(3), task: 7, rank: None };
     /// assert_eq!(e.to_string(), "worker died (exit status 3) while running task 7, pid 4242");
     /// ```
-    #[error("worker died ({cause}) while running task {task}, pid {pid}")]
+    #[error(
+        "worker died ({cause}) while running task {task}, pid {pid}{}",
+        on_rank(rank)
+    )]
     WorkerDied {
         /// Process id of the worker.
         pid: u32,
@@ -140,12 +169,18 @@ pub enum Error {
         /// and for a [`Process`](crate::Process) (whose target is one task). Always known:
         /// the pool blames only items it handed to that worker.
         task: usize,
+        /// The MPI rank whose worker it was, in a pool that spans ranks (feature `mpi`);
+        /// `None` on one machine.
+        rank: Option<Rank>,
     },
     /// The task ran longer than the pool's `task_timeout`. A process pool's worker was killed
     /// and replaced; a thread pool's ([`dummy::Pool`](crate::dummy::Pool)) thread cannot be
     /// killed: it was left to run on, its result to be discarded, and another thread took its
     /// place.
-    #[error("task {task} timed out after {after:?} in worker process {pid}")]
+    #[error(
+        "task {task} timed out after {after:?} in worker process {pid}{}",
+        on_rank(rank)
+    )]
     TaskTimeout {
         /// Index of the task within its call.
         task: usize,
@@ -154,6 +189,9 @@ pub enum Error {
         /// The worker process that ran it (that was killed), or, for a thread pool, this
         /// process.
         pid: u32,
+        /// The MPI rank whose worker it was, in a pool that spans ranks (feature `mpi`);
+        /// `None` on one machine.
+        rank: Option<Rank>,
     },
     /// A bounded wait (`get_timeout`, `join_timeout`, …) ran out before the result was there.
     /// Nothing is lost: the call can be repeated.
@@ -325,15 +363,27 @@ impl Clone for Error {
                 location: location.clone(),
                 backtrace: backtrace.clone(),
             },
-            Error::WorkerDied { pid, cause, task } => Error::WorkerDied {
+            Error::WorkerDied {
+                pid,
+                cause,
+                task,
+                rank,
+            } => Error::WorkerDied {
                 pid: *pid,
                 cause: cause.clone(),
                 task: *task,
+                rank: rank.clone(),
             },
-            Error::TaskTimeout { task, after, pid } => Error::TaskTimeout {
+            Error::TaskTimeout {
+                task,
+                after,
+                pid,
+                rank,
+            } => Error::TaskTimeout {
                 task: *task,
                 after: *after,
                 pid: *pid,
+                rank: rank.clone(),
             },
             Error::Timeout => Error::Timeout,
             Error::PoolClosed => Error::PoolClosed,
@@ -399,11 +449,16 @@ mod tests {
                     name: "SIGKILL".into(),
                 },
                 task: 3,
+                rank: Some(Rank {
+                    number: 2,
+                    host: "node7".into(),
+                }),
             },
             Error::InitializerFailed(Box::new(Error::TaskTimeout {
                 task: 1,
                 after: Duration::from_millis(1500),
                 pid: 8,
+                rank: None,
             })),
             Error::Io(std::io::Error::from_raw_os_error(24)),
             Error::Io(std::io::Error::other("custom")),

@@ -208,6 +208,8 @@ pub mod fuzzing;
 mod launch;
 mod manager;
 mod mem;
+#[cfg(feature = "mpi")]
+pub mod mpi;
 mod pipe;
 mod pool;
 mod process;
@@ -221,7 +223,7 @@ mod wire;
 pub use child::start::init;
 pub use children::{ActiveChild, active_children};
 pub use current::{CurrentProcess, cpu_count, current_process};
-pub use error::{Death, Error, Result};
+pub use error::{Death, Error, Rank, Result};
 pub use launch::{StartMethod, get_start_method, set_forkserver_preload, set_start_method};
 pub use manager::{
     BarrierProxy, ConditionProxy, DictProxy, EventProxy, ListProxy, LockProxy, Manager,

@@ -415,6 +415,7 @@ impl<R: Data> Process<R> {
                 pid: st.pid,
                 cause: died,
                 task: 0,
+                rank: None,
             }));
         }
         match st.outcome.get() {

@@ -399,7 +399,12 @@ fn a_task_over_its_timeout_fails_and_the_pool_keeps_its_size() {
             .unwrap();
         let t = Instant::now();
         match pool.apply(nap, 3_000) {
-            Err(Error::TaskTimeout { task, after, pid }) => {
+            Err(Error::TaskTimeout {
+                task,
+                after,
+                pid,
+                rank: None,
+            }) => {
                 assert_eq!((task, after, pid), (0, limit, std::process::id()))
             }
             other => panic!("expected TaskTimeout, got {other:?}"),

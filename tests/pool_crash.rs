@@ -43,6 +43,7 @@ fn assert_killed_13(results: &[Result<u64, Error>]) {
                     cause: Death::Signal { name, .. },
                     task,
                     pid,
+                    rank: None,
                 }) => {
                     assert_eq!(name, "SIGKILL");
                     assert_eq!(*task, 13);

@@ -57,6 +57,9 @@ pub fn init() {
     if let Some(marker) = take_marker() {
         run_child(&marker);
     }
+    // Under `mpirun`, every rank but 0 becomes a node agent here and never returns.
+    #[cfg(feature = "mpi")]
+    crate::mpi::start();
 }
 
 /// What a parent's spawner puts in [`ENV`] for its child.

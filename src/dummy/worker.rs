@@ -395,6 +395,7 @@ impl Shared {
                 task,
                 after: limit,
                 pid,
+                rank: None,
             });
             let _ = self.spawn(replacement, rest);
         }

@@ -120,8 +120,9 @@ pub(crate) struct Inbox {
 pub(crate) struct Shared {
     pub(crate) inbox: Arc<Mutex<Inbox>>,
     pub(crate) waker: Waker,
-    /// The workers and their queue; see the module docs for who holds it when.
-    pub(super) core: Mutex<Core>,
+    /// The workers and their queue; see the module docs for who holds it when. `None` for a
+    /// pool whose workers are elsewhere (`crate::mpi`), whose thread takes the inbox itself.
+    pub(super) core: Option<Mutex<Core>>,
     /// Whether threads waiting for results may read them from the workers (see
     /// `Core::collect_here`).
     pub(super) waiters_collect: bool,
@@ -159,8 +160,27 @@ impl Shared {
         Ok(Arc::new(Self {
             inbox: inbox.clone(),
             waiters_collect: cfg.task_timeout.is_none() && cfg.max_tasks_per_child.is_none(),
-            core: Mutex::new(Core::new(inbox, cfg, &waker)?),
+            core: Some(Mutex::new(Core::new(inbox, cfg, &waker)?)),
             waker,
+            in_hand: Mutex::new(0),
+            in_hand_done: Condvar::new(),
+        }))
+    }
+
+    /// The shared state of a pool without local workers: its calls fill the inbox and wake
+    /// whichever thread serves it (`crate::mpi`), which takes the inbox itself.
+    #[cfg(feature = "mpi")]
+    pub(crate) fn without_core() -> Result<Arc<Self>> {
+        Ok(Arc::new(Self {
+            inbox: Arc::new(Mutex::new(Inbox {
+                chunks: VecDeque::new(),
+                state: PoolState::Running,
+                admitted: 0,
+                broken: None,
+            })),
+            waiters_collect: false,
+            core: None,
+            waker: Waker::new()?,
             in_hand: Mutex::new(0),
             in_hand_done: Condvar::new(),
         }))
@@ -220,7 +240,7 @@ impl Shared {
         f: impl FnOnce(&mut Core) -> Wake,
     ) -> Option<Wake> {
         // Poisoned: the supervisor died and the pool is being terminated; leave it to that.
-        let mut core = self.core.try_lock().ok()?;
+        let mut core = self.core.as_ref()?.try_lock().ok()?;
         match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(&mut core))) {
             Ok(wake) => {
                 let own = match waiter {

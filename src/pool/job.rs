@@ -7,7 +7,7 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 use crate::sys;
@@ -164,7 +164,7 @@ impl Chunk {
 /// Where each item of a chunk starts in its payload: a position per item, or none at all while
 /// every item takes the same number of bytes (numbers, fixed-size records) — for tiny items,
 /// four bytes an item less to write, and memory a large `map` does not have to find.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub(crate) enum Offsets {
     /// `len` items of `size` bytes each (`size` is known once there are two).
     Uniform {
@@ -190,6 +190,23 @@ impl Offsets {
         match self {
             Offsets::Uniform { len, .. } => *len,
             Offsets::Each(v) => v.len(),
+        }
+    }
+
+    /// Whether they can describe items in a payload of `bytes` bytes: every item starts within
+    /// it, in order. What a chunk from elsewhere (another rank) is checked against before
+    /// anything slices its payload by them.
+    #[cfg(feature = "mpi")]
+    pub(crate) fn fit(&self, bytes: usize) -> bool {
+        match self {
+            Offsets::Uniform { len, size } => {
+                (*len as u64).saturating_sub(1) * *size as u64 <= bytes as u64
+            }
+            Offsets::Each(v) => {
+                v.first().is_none_or(|&o| o == 0)
+                    && v.windows(2).all(|w| w[0] <= w[1])
+                    && v.last().is_none_or(|&o| o as usize <= bytes)
+            }
         }
     }
 
@@ -566,6 +583,25 @@ impl ChunkBuilder {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[cfg(feature = "mpi")]
+    #[test]
+    fn offsets_from_elsewhere_must_fit_their_payload() {
+        assert!(Offsets::Uniform { len: 4, size: 8 }.fit(32));
+        assert!(
+            Offsets::Uniform { len: 4, size: 8 }.fit(24),
+            "the last item may be empty"
+        );
+        assert!(!Offsets::Uniform { len: 5, size: 8 }.fit(24));
+        assert!(Offsets::Uniform { len: 0, size: 0 }.fit(0));
+        assert!(Offsets::Each(vec![0, 3, 3, 10]).fit(10));
+        assert!(!Offsets::Each(vec![0, 3, 2]).fit(10), "out of order");
+        assert!(
+            !Offsets::Each(vec![1, 3]).fit(10),
+            "the first item starts the payload"
+        );
+        assert!(!Offsets::Each(vec![0, 11]).fit(10), "past the end");
+    }
 
     struct Failures(std::sync::Mutex<Vec<usize>>);
     impl Sink for Failures {

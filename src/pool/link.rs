@@ -122,21 +122,28 @@ pub(super) struct Delivery {
 
 impl Delivery {
     pub(super) fn deliver(self) {
-        let (sink, first, count) = (&self.sink, self.first, self.count);
-        let body = &self.frame.payload()[self.body_at..];
-        // Decoding runs the user's `Deserialize`, which may panic: that fails these items,
-        // never the supervisor.
-        let delivered = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            sink.deliver(first, count, body)
-        }));
-        if let Err(panic) = delivered {
-            let message = crate::task::panic_message(&*panic);
-            for i in first..first + count {
-                sink.fail(
-                    i,
-                    Error::Decode(format!("decoding the result panicked: {message}")),
-                );
-            }
+        deliver_outcomes(
+            &*self.sink,
+            self.first,
+            self.count,
+            &self.frame.payload()[self.body_at..],
+        );
+    }
+}
+
+/// Hands `count` encoded outcomes of items `first..` to `sink`. Decoding runs the user's
+/// `Deserialize`, which may panic: that fails these items, never whoever hands them over.
+pub(crate) fn deliver_outcomes(sink: &dyn Sink, first: usize, count: usize, body: &[u8]) {
+    let delivered = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        sink.deliver(first, count, body)
+    }));
+    if let Err(panic) = delivered {
+        let message = crate::task::panic_message(&*panic);
+        for i in first..first + count {
+            sink.fail(
+                i,
+                Error::Decode(format!("decoding the result panicked: {message}")),
+            );
         }
     }
 }

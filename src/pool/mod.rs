@@ -35,12 +35,21 @@ use crate::launch::{Launch, StartMethod};
 use crate::task::{self, ArgTuple, Data, OneArg, Task};
 use crate::wire::codec;
 use crate::wire::fds::{self, FdSet};
-use handoff::{Admission, Config, InitTask, PoolState, Shared};
+use handoff::{Admission, Config};
+#[cfg(feature = "mpi")]
+pub(crate) use handoff::{InitTask, PoolState, Shared};
+#[cfg(not(feature = "mpi"))]
+use handoff::{InitTask, PoolState, Shared};
 use imap::Order;
-use job::{Chunk, ChunkBuilder, Chunking, Sink, python_chunksize};
+#[cfg(feature = "mpi")]
+pub(crate) use job::Offsets;
+pub(crate) use job::{Chunk, Sink};
+use job::{ChunkBuilder, Chunking, python_chunksize};
 #[cfg(feature = "fuzzing")]
 pub(crate) use job::{Piece, decode_pieces};
 use joinable::{Joinable, ThreadEnd};
+#[cfg(feature = "mpi")]
+pub(crate) use link::deliver_outcomes;
 use readahead::Readahead;
 use result::Gather;
 pub(crate) use result::{CallbackQueue, Slot};
@@ -79,6 +88,11 @@ pub struct PoolBuilder {
     start_method: Option<StartMethod>,
     /// A test's launcher, in place of the start method's.
     launch: Option<&'static dyn Launch>,
+    /// Whether the pool spans the ranks of an MPI job, if there is one.
+    #[cfg(feature = "mpi")]
+    mpi: bool,
+    #[cfg(feature = "mpi")]
+    processes_per_rank: Option<usize>,
 }
 
 impl std::fmt::Debug for PoolBuilder {
@@ -206,6 +220,48 @@ impl PoolBuilder {
         self
     }
 
+    /// The initializer, already encoded (an MPI agent's pool gets rank 0's).
+    #[cfg(feature = "mpi")]
+    pub(crate) fn raw_initializer(mut self, init: InitTask) -> Self {
+        self.init = Some(Ok(init));
+        self
+    }
+
+    /// Spans the ranks of the MPI job this program runs in (feature `mpi`): every rank but 0
+    /// runs workers for the pool, rank 0 hands out the work. Without `mpirun`, or with one
+    /// rank, the pool is a local one, of [`processes_per_rank`](Self::processes_per_rank)
+    /// workers (or [`processes`](Self::processes), or one per CPU): the same program runs on a
+    /// laptop. See [`multiproc::mpi`](crate::mpi).
+    ///
+    /// Everything else works as on one machine: each rank starts its workers with the pool's
+    /// start method, runs its initializer in each, recycles them after `max_tasks_per_child`
+    /// and kills those that overrun `task_timeout`.
+    ///
+    /// # Examples
+    /// ```
+    /// fn square(x: u64) -> u64 { x * x }
+    ///
+    /// multiproc::init();
+    /// // Under `mpirun -n 5`, 4 ranks of 2 workers; here, 2 local workers.
+    /// let pool = multiproc::Pool::builder().mpi().processes_per_rank(2).build()?;
+    /// assert_eq!(pool.map(square, 0..4u64)?, vec![0, 1, 4, 9]);
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
+    #[cfg(feature = "mpi")]
+    pub fn mpi(mut self) -> Self {
+        self.mpi = true;
+        self
+    }
+
+    /// Worker processes on each rank of an [`mpi`](Self::mpi) pool. Default: each rank's share
+    /// of its machine's CPUs (those it may run on, divided among the ranks on that machine
+    /// that serve; rank 0 only hands out work).
+    #[cfg(feature = "mpi")]
+    pub fn processes_per_rank(mut self, n: usize) -> Self {
+        self.processes_per_rank = Some(n);
+        self
+    }
+
     /// Starts the pool. Workers are started in the background; tasks submitted before they are
     /// ready wait in the queue.
     ///
@@ -215,7 +271,13 @@ impl PoolBuilder {
     /// Workers that cannot be started are tried again; tasks that wait for them longer than the
     /// [`start_timeout`](Self::start_timeout) fail with [`Error::Spawn`].
     pub fn build(self) -> Result<Pool> {
-        let processes = pool_size(self.processes, "worker process")?;
+        #[cfg(feature = "mpi")]
+        if self.mpi {
+            if let Some(world) = crate::mpi::spanning() {
+                return self.build_over_ranks(world);
+            }
+        }
+        let processes = pool_size(self.local_processes(), "worker process")?;
         let init = self.init.transpose()?;
         let shared = Shared::new(Config {
             processes,
@@ -228,13 +290,53 @@ impl PoolBuilder {
                 .unwrap_or_else(|| crate::launch::launcher(self.start_method)),
         })?;
         let supervisor = Supervisor::new(shared.clone());
-        let supervisor = Joinable::spawn("multiproc-supervisor", move || supervisor.run())?;
-        Ok(Pool {
-            shared,
-            supervisor_end: supervisor.end(),
-            supervisor: Mutex::new(supervisor),
-            callbacks: CallbackQueue::new(),
-            processes,
+        Pool::start(shared, processes, "multiproc-supervisor", move || {
+            supervisor.run()
+        })
+    }
+
+    /// How many workers a local pool gets: an [`mpi`](Self::mpi) pool off MPI has its
+    /// per-rank count.
+    fn local_processes(&self) -> Option<usize> {
+        #[cfg(feature = "mpi")]
+        if self.mpi {
+            return self.processes_per_rank.or(self.processes);
+        }
+        self.processes
+    }
+
+    /// Builds a pool whose workers run on the other ranks of `world` (see [`mpi`](Self::mpi)).
+    #[cfg(feature = "mpi")]
+    fn build_over_ranks(self, world: &crate::mpi::World) -> Result<Pool> {
+        if self.processes_per_rank == Some(0) {
+            return Err(Error::InvalidArgument(
+                "a pool needs at least one worker process per rank (`processes_per_rank(0)`)"
+                    .into(),
+            ));
+        }
+        let init = match self.init.transpose()? {
+            Some(init) if !init.fds.is_empty() => {
+                return Err(Error::Encode(format!(
+                    "the initializer's argument: {}",
+                    crate::mpi::HANDLES_STAY_LOCAL
+                )));
+            }
+            init => init.map(|i| (i.entry, i.payload)),
+        };
+        let template = crate::mpi::PoolSpec {
+            workers: 0,
+            init,
+            max_tasks_per_child: self.max_tasks_per_child,
+            task_timeout: self.task_timeout,
+            start_timeout: self.start_timeout,
+            start_method: self.start_method,
+        };
+        let remote = crate::mpi::open(world, template, self.processes_per_rank)?;
+        let processes = remote.workers();
+        let shared = Shared::without_core()?;
+        let served = shared.clone();
+        Pool::start(shared, processes, "multiproc-mpi-pool", move || {
+            remote.run(served)
         })
     }
 }
@@ -349,6 +451,23 @@ fn exact_len(items: &impl Iterator) -> Option<usize> {
 }
 
 impl Pool {
+    /// A pool handle over `shared`, served by `serve` on a thread named `thread`.
+    fn start(
+        shared: Arc<Shared>,
+        processes: usize,
+        thread: &str,
+        serve: impl FnOnce() + Send + 'static,
+    ) -> Result<Pool> {
+        let supervisor = Joinable::spawn(thread, serve)?;
+        Ok(Pool {
+            shared,
+            supervisor_end: supervisor.end(),
+            supervisor: Mutex::new(supervisor),
+            callbacks: CallbackQueue::new(),
+            processes,
+        })
+    }
+
     /// A pool of `processes` worker processes with default settings: `Pool::new(4)`, or
     /// `Pool::new(None)` for one per CPU ([`cpu_count()`](crate::cpu_count)), as Python's
     /// `Pool()`.
@@ -383,6 +502,10 @@ impl Pool {
             start_timeout: DEFAULT_START_TIMEOUT,
             start_method: None,
             launch: None,
+            #[cfg(feature = "mpi")]
+            mpi: false,
+            #[cfg(feature = "mpi")]
+            processes_per_rank: None,
         }
     }
 

@@ -194,15 +194,20 @@ impl Supervisor {
             eprintln!("multiproc: the pool supervisor failed; terminating the pool");
             lock(&self.shared.inbox).state = PoolState::Terminating;
             let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                lock(&self.shared.core).terminate();
+                if let Some(core) = &self.shared.core {
+                    lock(core).terminate();
+                }
             }));
         }
     }
 
     fn serve(&self) {
         let shared = &*self.shared;
+        let Some(core_lock) = &shared.core else {
+            return;
+        };
         let (mut ready, mut spare) = (Vec::new(), Vec::new());
-        let mut core = lock(&shared.core);
+        let mut core = lock(core_lock);
         let poller = core.poller.clone();
         loop {
             let next = core.work();
@@ -221,7 +226,7 @@ impl Supervisor {
                 return;
             };
             let polled = watched.and_then(|()| poller.wait(timeout, &mut ready));
-            core = lock(&shared.core);
+            core = lock(core_lock);
             let handled = polled.and_then(|()| {
                 if ready
                     .iter()
@@ -864,12 +869,14 @@ impl Core {
                     task,
                     after: *after,
                     pid: w.link.pid,
+                    rank: None,
                 },
                 Some(KillReason::Protocol(m)) => Error::Protocol(m.clone()),
                 None => Error::WorkerDied {
                     pid: w.link.pid,
                     cause: exit.clone(),
                     task,
+                    rank: None,
                 },
             }
         };
@@ -910,6 +917,7 @@ impl Core {
                     pid: w.link.pid,
                     cause: exit.clone(),
                     task,
+                    rank: None,
                 }),
             }
         }

@@ -6,6 +6,9 @@
 //! Linux is the complete platform today (pidfd, memfd, epoll, `PR_SET_PDEATHSIG`).
 
 pub(crate) mod epoll;
+// Used by the `mpi` feature; its tests run in every build.
+#[cfg_attr(not(feature = "mpi"), allow(dead_code))]
+pub(crate) mod exe;
 pub(crate) mod fd;
 pub(crate) mod futex;
 pub(crate) mod local_socket;

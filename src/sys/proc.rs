@@ -39,6 +39,8 @@ fn pid(raw: u32) -> io::Result<Pid> {
 /// survive `exec` (they keep their numbers).
 pub(crate) struct SpawnSpec<'a> {
     pub(crate) env: Vec<(&'static str, String)>,
+    /// Variables of this process's environment the child does not inherit.
+    pub(crate) remove: Vec<std::ffi::OsString>,
     pub(crate) keep: Vec<BorrowedFd<'a>>,
     /// Arguments after `argv[0]`; chosen so that a program which does not hand control to us
     /// (a libtest harness whose start-up hook did not run, say) does nothing harmful.
@@ -56,6 +58,9 @@ pub(crate) fn spawn_self(spec: SpawnSpec<'_>) -> io::Result<u32> {
         cmd.arg0(arg0);
     }
     cmd.args(&spec.args).stdin(Stdio::null());
+    for key in &spec.remove {
+        cmd.env_remove(key);
+    }
     for (key, value) in &spec.env {
         cmd.env(key, value);
     }
@@ -375,6 +380,15 @@ pub(crate) fn exe_identity() -> io::Result<[u64; 5]> {
         st.st_mtime as u64,
         st.st_mtime_nsec as u64,
     ])
+}
+
+/// This machine's name.
+#[cfg(feature = "mpi")]
+pub(crate) fn host_name() -> String {
+    rustix::system::uname()
+        .nodename()
+        .to_string_lossy()
+        .into_owned()
 }
 
 /// The number of CPUs this process may run on.

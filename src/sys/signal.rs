@@ -357,6 +357,48 @@ fn decimal(mut n: u32, buf: &mut [u8; 10]) -> &[u8] {
     }
 }
 
+/// What [`on_termination_say`] writes: a `&'static str`'s address and length.
+#[cfg(feature = "mpi")]
+static TERMINATION_NOTE: (AtomicPtr<u8>, AtomicUsize) =
+    (AtomicPtr::new(ptr::null_mut()), AtomicUsize::new(0));
+
+/// Has this process write `note` to stderr when `SIGTERM` ends it, then die by the signal as
+/// before (same exit status). Only if nothing else handles `SIGTERM` (its action is the default
+/// one); best effort.
+#[cfg(feature = "mpi")]
+pub(crate) fn on_termination_say(note: &'static str) {
+    TERMINATION_NOTE.1.store(note.len(), Ordering::Relaxed);
+    TERMINATION_NOTE
+        .0
+        .store(note.as_ptr().cast_mut(), Ordering::Release);
+    // SAFETY: `sigaction` is plain data; all zeroes is a valid value to be overwritten.
+    let mut old: libc::sigaction = unsafe { std::mem::zeroed() };
+    // SAFETY: reads the current action into `old`, a valid `sigaction`.
+    if unsafe { libc::sigaction(libc::SIGTERM, ptr::null(), &mut old) } != 0
+        || old.sa_sigaction != libc::SIG_DFL
+    {
+        return;
+    }
+    // SAFETY: as above.
+    let mut action: libc::sigaction = unsafe { std::mem::zeroed() };
+    action.sa_sigaction = say_and_die as extern "C" fn(c_int) as usize;
+    // SAFETY: installs a valid action whose handler makes async-signal-safe calls only.
+    unsafe { libc::sigaction(libc::SIGTERM, &action, ptr::null_mut()) };
+}
+
+/// The `SIGTERM` handler of [`on_termination_say`]: `write`, then the default action.
+#[cfg(feature = "mpi")]
+extern "C" fn say_and_die(signum: c_int) {
+    let note = TERMINATION_NOTE.0.load(Ordering::Acquire);
+    let len = TERMINATION_NOTE.1.load(Ordering::Relaxed);
+    if !note.is_null() {
+        // SAFETY: `note` and `len` describe a `&'static str` (stored length first, pointer
+        // last with release ordering); `write` is async-signal-safe.
+        unsafe { libc::write(2, note.cast(), len) };
+    }
+    die_by(signum);
+}
+
 /// Restores the default action of `signum` and raises it: the process dies by it as soon as
 /// the handler returns (the signal stays blocked until then), whether the kernel or a process
 /// sent it.

@@ -1,0 +1,366 @@
+//! A node agent: what every rank but 0 becomes in `multiproc::init()`.
+//!
+//! It greets rank 0 and, once welcomed, serves rank 0's pools: for each it runs a local
+//! [`Pool`] of worker processes — the same spawn, supervision and recycling as on one machine,
+//! so a task that crashes or overruns fails alone and its worker is replaced — hands it the
+//! chunks rank 0 sends, and sends the outcomes back. Outcomes come out of the local pools
+//! through [`Forward`] sinks into an [`Outbox`]; this thread, the only one here that calls MPI,
+//! sends what has gathered there in one message per pool, so that results travel batched.
+//! When rank 0 says the job is over, the agent ends its pools and leaves.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::Duration;
+
+use super::message::{self, CONTROL, FromAgent, PoolSpec, ToAgent};
+use super::roster;
+use super::world::{self, Pacer, Posts, World};
+use crate::error::{Error, Result};
+use crate::pool::{Chunk, InitTask, Pool, Sink, lock};
+
+/// Serves rank 0 until it says stop, then leaves the job and exits. Never returns.
+pub(crate) fn serve(world: &World) -> ! {
+    let mut agent = Agent {
+        world: world.clone(),
+        posts: Posts::new(),
+        pools: HashMap::new(),
+        outbox: Arc::new(Outbox::default()),
+    };
+    let outcome = agent.run();
+    // Rank 0 is gone or said stop: end the pools (their workers are killed), then leave.
+    for (_, pool) in agent.pools.drain() {
+        drop(pool);
+    }
+    if let Err(e) = outcome {
+        eprintln!(
+            "multiproc: MPI rank {} on {}: {e}; aborting the job",
+            world.rank, world.host
+        );
+        world::abort(EXIT_AGENT_FAILED)
+    }
+    world::finalize(&mut agent.posts, Duration::from_secs(10));
+    std::process::exit(0)
+}
+
+/// The status an agent that cannot go on aborts the job with.
+const EXIT_AGENT_FAILED: i32 = 70;
+
+struct Agent {
+    world: World,
+    posts: Posts,
+    /// Rank 0's pools served here, by tag.
+    pools: HashMap<i32, Pool>,
+    outbox: Arc<Outbox>,
+}
+
+/// What happened to a message from rank 0.
+#[derive(PartialEq, Eq)]
+enum Heard {
+    Nothing,
+    Something,
+    Stop,
+}
+
+impl Agent {
+    fn run(&mut self) -> Result<()> {
+        let hello = roster::hello(&self.world)?;
+        self.posts
+            .post(0, CONTROL, &message::one(&FromAgent::Hello(hello))?)?;
+        if !self.welcomed()? {
+            return Ok(());
+        }
+        let mut pacer = Pacer::default();
+        loop {
+            let mut active = false;
+            while let Some(received) = world::take(None)? {
+                active = true;
+                if self.handle(&received.bytes)? == Heard::Stop {
+                    return Ok(());
+                }
+            }
+            for (pool, batch) in self.outbox.take() {
+                self.posts.post(0, pool, &batch)?;
+                active = true;
+            }
+            // Large sends move only while we call into MPI: keep at it until they are done.
+            if self.posts.progress() || active {
+                pacer.event();
+            }
+            self.outbox.wait(pacer.next_wait());
+        }
+    }
+
+    /// Waits for rank 0's answer to the greeting: whether to serve. A refused agent says why
+    /// and waits, serving nothing, for the end of the job (leaving early would end it for
+    /// everyone).
+    fn welcomed(&mut self) -> Result<bool> {
+        let mut pacer = Pacer::default();
+        loop {
+            self.posts.progress();
+            let Some(received) = world::take(Some(CONTROL))? else {
+                std::thread::sleep(pacer.next_wait());
+                continue;
+            };
+            let mut input = &received.bytes[..];
+            match message::next::<ToAgent>(&mut input)?.0 {
+                ToAgent::Welcome => return Ok(true),
+                ToAgent::Stop => return Ok(false),
+                ToAgent::Refuse { reason } => {
+                    eprintln!("multiproc: refused by rank 0: {reason}");
+                    return self.wait_for_stop().map(|()| false);
+                }
+                other => {
+                    return Err(Error::Protocol(format!(
+                        "rank 0 sent {other:?} before its answer to the greeting"
+                    )));
+                }
+            }
+        }
+    }
+
+    fn wait_for_stop(&mut self) -> Result<()> {
+        let mut pacer = Pacer::default();
+        loop {
+            self.posts.progress();
+            match world::take(None)? {
+                Some(received) => {
+                    let mut input = &received.bytes[..];
+                    while !input.is_empty() {
+                        if let ToAgent::Stop = message::next::<ToAgent>(&mut input)?.0 {
+                            return Ok(());
+                        }
+                    }
+                }
+                None => std::thread::sleep(pacer.next_wait()),
+            }
+        }
+    }
+
+    /// Acts on one message from rank 0.
+    fn handle(&mut self, mut input: &[u8]) -> Result<Heard> {
+        let mut heard = Heard::Nothing;
+        // Chunks of one message go to their pool together: one hand-over, one wake-up.
+        let mut chunks: Vec<(i32, Chunk)> = Vec::new();
+        while !input.is_empty() {
+            heard = Heard::Something;
+            let (record, payload) = message::next::<ToAgent>(&mut input)?;
+            match record {
+                ToAgent::Chunk {
+                    pool,
+                    id,
+                    call,
+                    entry,
+                    first,
+                    offsets,
+                    len: _,
+                } => {
+                    if !offsets.fit(payload.len()) {
+                        return Err(Error::Protocol(format!(
+                            "rank 0 sent a chunk whose {} items do not fit its {} bytes",
+                            offsets.len(),
+                            payload.len()
+                        )));
+                    }
+                    let sink = Arc::new(Forward {
+                        pool,
+                        chunk: id,
+                        outbox: self.outbox.clone(),
+                    });
+                    chunks.push((
+                        pool,
+                        Chunk {
+                            sink,
+                            call,
+                            entry,
+                            first: first as usize,
+                            payload: payload.to_vec(),
+                            offsets,
+                            retries: 0,
+                            fds: Arc::default(),
+                        },
+                    ));
+                }
+                ToAgent::Open { pool, spec } => {
+                    self.submit(&mut chunks);
+                    self.open(pool, spec);
+                }
+                ToAgent::Close { pool } => {
+                    self.submit(&mut chunks);
+                    self.end(pool, false);
+                }
+                ToAgent::Terminate { pool } => {
+                    self.submit(&mut chunks);
+                    self.end(pool, true);
+                }
+                ToAgent::Stop => return Ok(Heard::Stop),
+                other @ (ToAgent::Welcome | ToAgent::Refuse { .. }) => {
+                    return Err(Error::Protocol(format!(
+                        "rank 0 sent {other:?} after the handshake"
+                    )));
+                }
+            }
+        }
+        self.submit(&mut chunks);
+        Ok(heard)
+    }
+
+    /// Hands chunks to their pools; those of a pool that is not here (it could not be opened)
+    /// fail.
+    fn submit(&mut self, chunks: &mut Vec<(i32, Chunk)>) {
+        let mut by_pool: HashMap<i32, Vec<Chunk>> = HashMap::new();
+        for (pool, chunk) in chunks.drain(..) {
+            by_pool.entry(pool).or_default().push(chunk);
+        }
+        for (tag, chunks) in by_pool {
+            match self.pools.get(&tag) {
+                Some(pool) => {
+                    pool.submit_or_fail(chunks, None);
+                }
+                None => {
+                    for c in &chunks {
+                        c.fail(0..c.len(), |_| Error::PoolTerminated);
+                    }
+                }
+            }
+        }
+    }
+
+    fn open(&mut self, tag: i32, spec: PoolSpec) {
+        let mut builder = Pool::builder()
+            .processes(spec.workers)
+            .start_timeout(spec.start_timeout);
+        if let Some(n) = spec.max_tasks_per_child {
+            builder = builder.max_tasks_per_child(n);
+        }
+        if let Some(limit) = spec.task_timeout {
+            builder = builder.task_timeout(limit);
+        }
+        if let Some(method) = spec.start_method {
+            builder = builder.start_method(method);
+        }
+        if let Some((entry, payload)) = spec.init {
+            builder = builder.raw_initializer(InitTask {
+                entry,
+                payload,
+                fds: Arc::default(),
+            });
+        }
+        let answer = match builder.build() {
+            Ok(pool) => {
+                let workers = pool.processes();
+                self.pools.insert(tag, pool);
+                FromAgent::Opened { pool: tag, workers }
+            }
+            Err(error) => FromAgent::NotOpened { pool: tag, error },
+        };
+        self.outbox.push(tag, &answer, &[]);
+    }
+
+    /// Ends a local pool (gracefully, or `now`) on a thread of its own, which says so to rank 0
+    /// once every outcome of the pool is on its way: the pool's last word.
+    fn end(&mut self, tag: i32, now: bool) {
+        let pool = self.pools.remove(&tag);
+        let outbox = self.outbox.clone();
+        let ending = move || {
+            if let Some(pool) = pool {
+                if now {
+                    pool.terminate();
+                } else {
+                    pool.close();
+                    let _ = pool.join();
+                }
+            }
+            outbox.push(tag, &FromAgent::Ended { pool: tag }, &[]);
+        };
+        let spawned = std::thread::Builder::new()
+            .name("multiproc-mpi-end".into())
+            .spawn(ending);
+        if spawned.is_err() {
+            // No thread to spare: the closure, and the pool in it, were dropped, which
+            // terminated the pool; its unfinished items failed and were sent on.
+            self.outbox.push(tag, &FromAgent::Ended { pool: tag }, &[]);
+        }
+    }
+}
+
+/// Records on their way to rank 0, by pool tag.
+#[derive(Default)]
+struct Outbox {
+    records: Mutex<Vec<(i32, Vec<u8>)>>,
+    arrived: Condvar,
+}
+
+impl Outbox {
+    fn push(&self, pool: i32, record: &FromAgent, trailing: &[u8]) {
+        let mut records = lock(&self.records);
+        let at = match records.iter().position(|(p, _)| *p == pool) {
+            Some(at) => at,
+            None => {
+                records.push((pool, Vec::new()));
+                records.len() - 1
+            }
+        };
+        if let Err(e) = message::push(&mut records[at].1, record, trailing) {
+            eprintln!("multiproc: MPI agent could not encode an answer: {e}");
+        }
+        drop(records);
+        self.arrived.notify_one();
+    }
+
+    fn take(&self) -> Vec<(i32, Vec<u8>)> {
+        std::mem::take(&mut *lock(&self.records))
+    }
+
+    /// Waits until something is pushed, at most `wait` (zero: yields the core).
+    fn wait(&self, wait: Duration) {
+        let records = lock(&self.records);
+        if !records.is_empty() {
+            return;
+        }
+        if wait.is_zero() {
+            drop(records);
+            std::thread::yield_now();
+            return;
+        }
+        let _ = self.arrived.wait_timeout(records, wait);
+    }
+}
+
+/// Sends a chunk's outcomes to rank 0, as the local pool produces them.
+struct Forward {
+    pool: i32,
+    chunk: u64,
+    outbox: Arc<Outbox>,
+}
+
+impl Sink for Forward {
+    fn deliver(&self, first: usize, count: usize, bytes: &[u8]) {
+        let record = FromAgent::Results {
+            pool: self.pool,
+            chunk: self.chunk,
+            first: first as u64,
+            count: count as u32,
+            len: bytes.len() as u64,
+        };
+        self.outbox.push(self.pool, &record, bytes);
+    }
+
+    fn fail(&self, index: usize, error: Error) {
+        let record = FromAgent::Failed {
+            pool: self.pool,
+            chunk: self.chunk,
+            index: index as u64,
+            error,
+        };
+        self.outbox.push(self.pool, &record, &[]);
+    }
+
+    fn served(&self, _len: usize, took: Duration) {
+        let record = FromAgent::Served {
+            pool: self.pool,
+            chunk: self.chunk,
+            took,
+        };
+        self.outbox.push(self.pool, &record, &[]);
+    }
+}

@@ -1,0 +1,559 @@
+//! Rank 0's side of a pool that spans the ranks: the thread that stands where a local pool's
+//! supervisor stands, between the pool's inbox and the agents.
+//!
+//! The calls (`map`, `imap`, `apply_async`, …) are the local pool's own: they encode items into
+//! chunks and put them in the inbox, and their sinks decode what comes back. This thread hands
+//! each chunk to the agent with the fewest chunks per worker in hand, with a non-blocking send
+//! (the chunks of one round for one agent go as one message), so that a slow rank never holds
+//! up the others; it reads the agents' batched answers and passes them to the sinks. An agent
+//! gets as many chunks as keep its workers busy across the round trip ([`Member::room`]), and no
+//! more, so that the end of a call does not wait on chunks queued at one rank.
+//!
+//! Crashes and timeouts are the agents' local pools' business: a worker that dies fails its
+//! item there, is replaced there, and the error arrives here, where it is given the rank and
+//! host it happened on.
+
+use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use super::message::{self, FromAgent, PoolSpec, ToAgent};
+use super::roster::{self, Agent};
+use super::world::{self, Pacer, Posts, World};
+use crate::error::{Error, Rank, Result};
+use crate::pool::{Chunk, PoolState, Shared, deliver_outcomes, lock};
+use crate::sys;
+
+/// How long rank 0 waits for the agents to answer: to open a pool, and to end one.
+const ANSWER_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Why a chunk that carries handles cannot go to another rank.
+pub(crate) const HANDLES_STAY_LOCAL: &str = "a Queue, Pipe, Lock, Value, Array or SharedMemory lives in this \
+     machine's memory and cannot be sent to another MPI rank; share data between ranks through \
+     a Manager (multiproc::Manager, which works over TCP) or in the tasks' arguments and results";
+
+/// Tags in use by pools (see `message`): a pool takes the lowest free one.
+static TAGS: Mutex<BTreeSet<i32>> = Mutex::new(BTreeSet::new());
+
+/// The tag of a new pool. MPI guarantees tags up to 32767.
+fn take_tag() -> Result<i32> {
+    let mut tags = lock(&TAGS);
+    let tag = (1..=32767)
+        .find(|t| !tags.contains(t))
+        .ok_or_else(|| Error::Spawn("32767 pools span the MPI ranks already".into()))?;
+    tags.insert(tag);
+    Ok(tag)
+}
+
+/// A chunk in an agent's hands.
+struct Sent {
+    chunk: Chunk,
+    /// Items answered so far.
+    answered: usize,
+    sent: Instant,
+    /// Its time in a worker, once the agent has said.
+    took: Option<Duration>,
+}
+
+/// An agent, as one pool sees it.
+struct Member {
+    agent: Agent,
+    workers: usize,
+    inflight: HashMap<u64, Sent>,
+    /// It sent its pool's last word.
+    ended: bool,
+    /// It broke the protocol: it gets no more work.
+    lost: bool,
+    /// What a chunk's round trip costs beyond its time in a worker — the messages both ways,
+    /// the agent's hand-over — as the least of late (seconds; 0 until measured). A chunk that
+    /// waited at the agent behind others took longer, which is not the cost of the trip.
+    latency: f64,
+}
+
+impl Member {
+    /// How many chunks it may hold while chunks of the call at hand take `service` seconds in
+    /// a worker (`None`: not timed yet): one per worker, and as many more per worker as cover
+    /// the round trip's cost in chunks. Tiny tasks need many in flight to keep the workers
+    /// fed; long ones (the trip under 5 % of their time) get none ahead, so that no chunk waits
+    /// at one rank while another rank's workers are idle at the end of a call. Two per worker
+    /// for a call not timed yet.
+    fn room(&self, service: Option<f64>) -> usize {
+        let ahead = match service {
+            Some(service) if service > 0.0 => {
+                let ratio = self.latency / service;
+                if ratio < 0.05 {
+                    0
+                } else {
+                    ratio.ceil() as usize
+                }
+            }
+            _ => 1,
+        };
+        self.workers * (1 + ahead.min(31))
+    }
+
+    fn usable(&self) -> bool {
+        !self.lost && !self.ended
+    }
+}
+
+/// The thread of a pool that spans the ranks.
+pub(crate) struct Remote {
+    tag: i32,
+    members: Vec<Member>,
+    posts: Posts,
+    pending: VecDeque<Chunk>,
+    next_id: u64,
+    state: PoolState,
+    admitted: usize,
+    /// Whether the agents were told to end the pool.
+    ending: bool,
+    /// The call whose chunks were timed last, and its slowest chunk's time in a worker
+    /// (forgotten by an eighth per chunk), as the local pool paces its workers (`pool::pace`):
+    /// a call is paced by its own chunks only.
+    timing: (u64, f64),
+}
+
+/// Opens a pool on every agent of the job, each running `per_rank` workers (by default its
+/// share of its host's CPUs). Returns the pool's thread, ready to run.
+///
+/// # Errors
+/// An agent runs another program ([`Error::Spawn`], naming both), an agent could not open its
+/// pool (its error), or the agents did not answer.
+pub(crate) fn open(world: &World, template: PoolSpec, per_rank: Option<usize>) -> Result<Remote> {
+    let agents = roster::agents(world)?;
+    if let Some(refused) = agents.iter().find_map(|a| a.refused.clone()) {
+        return Err(Error::Spawn(refused));
+    }
+    let mut on_host: HashMap<&str, usize> = HashMap::new();
+    for a in &agents {
+        *on_host.entry(a.host.as_str()).or_default() += 1;
+    }
+    let share = |a: &Agent| (a.cpus / on_host.get(a.host.as_str()).copied().unwrap_or(1)).max(1);
+    let mut remote = Remote {
+        tag: take_tag()?,
+        members: agents
+            .iter()
+            .map(|a| Member {
+                agent: a.clone(),
+                workers: 0,
+                inflight: HashMap::new(),
+                ended: false,
+                lost: false,
+                latency: 0.0,
+            })
+            .collect(),
+        posts: Posts::new(),
+        pending: VecDeque::new(),
+        next_id: 1,
+        state: PoolState::Running,
+        admitted: 0,
+        ending: false,
+        timing: (0, 0.0),
+    };
+    let opened = remote.open_on_agents(&template, |a| per_rank.unwrap_or_else(|| share(a)));
+    if let Err(e) = opened {
+        remote.end_on_agents(true);
+        return Err(e);
+    }
+    Ok(remote)
+}
+
+impl Remote {
+    /// Worker processes over all ranks.
+    pub(crate) fn workers(&self) -> usize {
+        self.members.iter().map(|m| m.workers).sum()
+    }
+
+    fn open_on_agents(
+        &mut self,
+        template: &PoolSpec,
+        workers: impl Fn(&Agent) -> usize,
+    ) -> Result<()> {
+        for m in &self.members {
+            let spec = PoolSpec {
+                workers: workers(&m.agent),
+                ..template.clone()
+            };
+            let open = message::one(&ToAgent::Open {
+                pool: self.tag,
+                spec,
+            })?;
+            self.posts.post(m.agent.rank, self.tag, &open)?;
+        }
+        let until = Instant::now() + ANSWER_TIMEOUT;
+        let mut pacer = Pacer::default();
+        let mut answered = 0;
+        while answered < self.members.len() {
+            self.posts.progress();
+            let Some(received) = world::take(Some(self.tag))? else {
+                if Instant::now() >= until {
+                    return Err(Error::Spawn(format!(
+                        "MPI agents did not answer within {ANSWER_TIMEOUT:?}"
+                    )));
+                }
+                std::thread::sleep(pacer.next_wait());
+                continue;
+            };
+            pacer.event();
+            let m = self.member(received.source)?;
+            let mut input = &received.bytes[..];
+            match message::next::<FromAgent>(&mut input)?.0 {
+                FromAgent::Opened { workers, .. } => {
+                    self.members[m].workers = workers;
+                    answered += 1;
+                }
+                FromAgent::NotOpened { error, .. } => {
+                    self.members[m].ended = true;
+                    return Err(error);
+                }
+                other => {
+                    return Err(Error::Protocol(format!(
+                        "rank {} answered a new pool with {other:?}",
+                        received.source
+                    )));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Tells the agents to end the pool (`now`: terminate) and waits for their last word;
+    /// frees the pool's tag once every agent has said it (a tag that may still see messages
+    /// is never reused).
+    fn end_on_agents(&mut self, now: bool) {
+        let end = if now {
+            ToAgent::Terminate { pool: self.tag }
+        } else {
+            ToAgent::Close { pool: self.tag }
+        };
+        if let Ok(end) = message::one(&end) {
+            for m in self.members.iter().filter(|m| !m.ended) {
+                let _ = self.posts.post(m.agent.rank, self.tag, &end);
+            }
+        }
+        self.ending = true;
+        let until = Instant::now() + ANSWER_TIMEOUT;
+        let mut pacer = Pacer::default();
+        while self.members.iter().any(|m| !m.ended) && Instant::now() < until {
+            self.posts.progress();
+            match world::take(Some(self.tag)) {
+                Ok(Some(received)) => {
+                    pacer.event();
+                    self.apply(received.source, &received.bytes);
+                }
+                Ok(None) => std::thread::sleep(pacer.next_wait()),
+                Err(_) => return,
+            }
+        }
+        while self.posts.progress() && Instant::now() < until {
+            std::thread::yield_now();
+        }
+        if self.members.iter().all(|m| m.ended) && self.posts.is_empty() {
+            lock(&TAGS).remove(&self.tag);
+        }
+    }
+
+    fn member(&self, rank: u32) -> Result<usize> {
+        self.members
+            .iter()
+            .position(|m| m.agent.rank == rank)
+            .ok_or_else(|| Error::Protocol(format!("rank {rank} is not serving this pool")))
+    }
+
+    /// The thread's body: serves until the pool ends, then tells the agents.
+    pub(crate) fn run(mut self, shared: Arc<Shared>) {
+        let mut pacer = Pacer::default();
+        loop {
+            self.take_inbox(&shared);
+            if self.state == PoolState::Terminating {
+                self.fail_everything(|| Error::PoolTerminated);
+                self.end_on_agents(true);
+                return;
+            }
+            if !self.members.iter().any(Member::usable) {
+                self.fail_everything(|| {
+                    Error::Spawn("no MPI rank is left to serve this pool".into())
+                });
+            }
+            let mut active = self.dispatch();
+            loop {
+                match world::take(Some(self.tag)) {
+                    Ok(Some(received)) => {
+                        active = true;
+                        self.apply(received.source, &received.bytes);
+                    }
+                    Ok(None) => break,
+                    Err(_) => {
+                        // The job has ended here (this program is exiting).
+                        self.fail_everything(|| Error::PoolTerminated);
+                        return;
+                    }
+                }
+            }
+            if self.winding_down() && self.idle() {
+                self.end_on_agents(false);
+                return;
+            }
+            if self.posts.progress() || active {
+                pacer.event();
+            }
+            let wait = pacer.next_wait();
+            if wait.is_zero() {
+                std::thread::yield_now();
+            } else {
+                let _ = sys::fd::wait_readable(shared.waker.as_fd(), Some(wait));
+            }
+            let _ = shared.waker.drain();
+        }
+    }
+
+    fn take_inbox(&mut self, shared: &Shared) {
+        let mut inbox = lock(&shared.inbox);
+        self.pending.extend(inbox.chunks.drain(..));
+        self.state = inbox.state;
+        self.admitted = inbox.admitted;
+    }
+
+    fn winding_down(&self) -> bool {
+        match self.state {
+            PoolState::Running | PoolState::Terminating => false,
+            PoolState::Closed => self.admitted == 0,
+            PoolState::Joining => true,
+        }
+    }
+
+    fn idle(&self) -> bool {
+        self.pending.is_empty() && self.members.iter().all(|m| m.inflight.is_empty())
+    }
+
+    fn fail_everything(&mut self, error: impl Fn() -> Error) {
+        for chunk in self.pending.drain(..) {
+            chunk.fail(0..chunk.len(), |_| error());
+        }
+        for m in &mut self.members {
+            for (_, sent) in m.inflight.drain() {
+                sent.chunk
+                    .fail(sent.answered..sent.chunk.len(), |_| error());
+            }
+        }
+    }
+
+    /// Hands pending chunks to the agents with room; returns whether it sent any.
+    fn dispatch(&mut self) -> bool {
+        let mut batches: Vec<Vec<u8>> = vec![Vec::new(); self.members.len()];
+        while let Some(chunk) = self.pending.front() {
+            if chunk.sink.abandoned() {
+                self.pending.pop_front();
+                continue;
+            }
+            let service = (self.timing.0 == chunk.call).then_some(self.timing.1);
+            let Some(m) = self
+                .members
+                .iter()
+                .enumerate()
+                .filter(|(_, m)| m.usable() && m.workers > 0 && m.inflight.len() < m.room(service))
+                .min_by_key(|(_, m)| m.inflight.len() * 1024 / m.workers)
+                .map(|(at, _)| at)
+            else {
+                break;
+            };
+            let Some(chunk) = self.pending.pop_front() else {
+                break;
+            };
+            if !chunk.fds.is_empty() {
+                chunk.fail(0..chunk.len(), |_| Error::Encode(HANDLES_STAY_LOCAL.into()));
+                continue;
+            }
+            let id = self.next_id;
+            self.next_id += 1;
+            let record = ToAgent::Chunk {
+                pool: self.tag,
+                id,
+                call: chunk.call,
+                entry: chunk.entry,
+                first: chunk.first as u64,
+                offsets: chunk.offsets.clone(),
+                len: chunk.payload.len() as u64,
+            };
+            if let Err(e) = message::push(&mut batches[m], &record, &chunk.payload) {
+                chunk.fail(0..chunk.len(), |_| e.clone());
+                continue;
+            }
+            self.members[m].inflight.insert(
+                id,
+                Sent {
+                    chunk,
+                    answered: 0,
+                    sent: Instant::now(),
+                    took: None,
+                },
+            );
+        }
+        let mut sent = false;
+        for (m, batch) in batches.into_iter().enumerate() {
+            if batch.is_empty() {
+                continue;
+            }
+            sent = true;
+            let rank = self.members[m].agent.rank;
+            if let Err(e) = self.posts.post(rank, self.tag, &batch) {
+                self.lose(m, &format!("could not send to rank {rank}: {e}"));
+            }
+        }
+        sent
+    }
+
+    /// Applies an agent's message; an agent that breaks the protocol is lost to the pool.
+    fn apply(&mut self, source: u32, mut input: &[u8]) {
+        let Ok(m) = self.member(source) else {
+            eprintln!("multiproc: a message from MPI rank {source}, which serves no such pool");
+            return;
+        };
+        while !input.is_empty() {
+            let applied = message::next::<FromAgent>(&mut input)
+                .and_then(|(record, bytes)| self.apply_record(m, record, bytes));
+            if let Err(e) = applied {
+                self.lose(m, &e.to_string());
+                return;
+            }
+        }
+    }
+
+    fn apply_record(&mut self, m: usize, record: FromAgent, bytes: &[u8]) -> Result<()> {
+        let ending = self.ending;
+        let member = &mut self.members[m];
+        let place = member.agent.place();
+        // Once the pool is ending, its chunks were failed here already: late answers are
+        // dropped.
+        let unknown = |chunk: u64| match ending {
+            true => Ok(()),
+            false => Err(Error::Protocol(format!(
+                "answers for chunk {chunk}, which it does not hold"
+            ))),
+        };
+        match record {
+            FromAgent::Results {
+                chunk,
+                first,
+                count,
+                ..
+            } => {
+                let Some(sent) = member.inflight.get_mut(&chunk) else {
+                    return unknown(chunk);
+                };
+                let (first, count) = (first as usize, count as usize);
+                let c = &sent.chunk;
+                if first != c.first + sent.answered || sent.answered + count > c.len() {
+                    return Err(Error::Protocol(format!(
+                        "answers for items {first}.. of chunk {chunk} out of order"
+                    )));
+                }
+                deliver_outcomes(&*c.sink, first, count, bytes);
+                sent.answered += count;
+                self.answered(m, chunk);
+            }
+            FromAgent::Failed {
+                chunk,
+                index,
+                error,
+                ..
+            } => {
+                let Some(sent) = member.inflight.get_mut(&chunk) else {
+                    return unknown(chunk);
+                };
+                let c = &sent.chunk;
+                if index as usize != c.first + sent.answered {
+                    return Err(Error::Protocol(format!(
+                        "a failure of item {index} of chunk {chunk} out of order"
+                    )));
+                }
+                c.sink.fail(index as usize, on_rank(error, &place));
+                sent.answered += 1;
+                self.answered(m, chunk);
+            }
+            FromAgent::Served { chunk, took, .. } => {
+                if let Some(sent) = member.inflight.get_mut(&chunk) {
+                    sent.chunk.sink.served(sent.chunk.len(), took);
+                    sent.took = Some(took);
+                    let (call, took) = (sent.chunk.call, took.as_secs_f64());
+                    self.timing = match self.timing {
+                        (timed, slowest) if timed == call => (call, took.max(slowest * 7.0 / 8.0)),
+                        _ => (call, took),
+                    };
+                }
+            }
+            FromAgent::Ended { .. } if self.ending => member.ended = true,
+            other => {
+                return Err(Error::Protocol(format!("unexpected {other:?}")));
+            }
+        }
+        Ok(())
+    }
+
+    /// Forgets chunk `id` of member `m` once every item of it is answered.
+    fn answered(&mut self, m: usize, id: u64) {
+        let member = &mut self.members[m];
+        if member
+            .inflight
+            .get(&id)
+            .is_some_and(|s| s.answered == s.chunk.len())
+        {
+            if let Some(Sent {
+                sent,
+                took: Some(took),
+                ..
+            }) = member.inflight.remove(&id)
+            {
+                let beyond = sent.elapsed().saturating_sub(took).as_secs_f64();
+                member.latency = if member.latency == 0.0 || beyond < member.latency {
+                    beyond
+                } else {
+                    // Drifts up slowly, should the trip itself become dearer.
+                    member.latency * 0.9 + beyond * 0.1
+                };
+            }
+        }
+    }
+
+    /// Gives up on an agent that broke the protocol: what it holds fails, and it gets nothing
+    /// more.
+    fn lose(&mut self, m: usize, why: &str) {
+        let member = &mut self.members[m];
+        let place = member.agent.place();
+        eprintln!("multiproc: {place} broke the protocol ({why}); it gets no more work");
+        member.lost = true;
+        member.ended = true;
+        for (_, sent) in member.inflight.drain() {
+            sent.chunk.fail(sent.answered..sent.chunk.len(), |_| {
+                Error::Protocol(format!("{place}: {why}"))
+            });
+        }
+    }
+}
+
+/// `error`, as it happened on `place`: a worker's death or timeout names the rank and host.
+fn on_rank(error: Error, place: &Rank) -> Error {
+    match error {
+        Error::WorkerDied {
+            pid, cause, task, ..
+        } => Error::WorkerDied {
+            pid,
+            cause,
+            task,
+            rank: Some(place.clone()),
+        },
+        Error::TaskTimeout {
+            task, after, pid, ..
+        } => Error::TaskTimeout {
+            task,
+            after,
+            pid,
+            rank: Some(place.clone()),
+        },
+        Error::InitializerFailed(inner) => {
+            Error::InitializerFailed(Box::new(on_rank(*inner, place)))
+        }
+        other => other,
+    }
+}

@@ -1,0 +1,313 @@
+//! The MPI job this process belongs to, and the library's one door: start-up under `mpirun`,
+//! every call into MPI one thread at a time ([`with`]), messages of any size sent without
+//! blocking ([`Posts`]) and received whole ([`take`]), the pace of a thread that polls
+//! ([`Pacer`]), and the end of the job.
+//!
+//! MPI has no descriptor to wait on: a thread that expects a message must ask for it. So the
+//! threads that talk to other ranks poll — continuously for a short while after anything
+//! happened (an answer that follows a request comes within tens of µs), then less and less
+//! often, down to once a millisecond when idle: an idle rank costs about 1.5 % of a core
+//! (Open MPI's own blocking receive would spin a whole one, and the workers need those cores).
+
+use std::collections::VecDeque;
+use std::sync::{Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+use mpi::Threading;
+use mpi::environment::Universe;
+use mpi::point_to_point::{Destination, MatchedReceiveVec, Source};
+use mpi::request::{Request, StaticScope};
+use mpi::topology::{Communicator, SimpleCommunicator};
+
+use crate::error::{Error, Result};
+use crate::pool::lock;
+
+/// Where this process stands in the job.
+#[derive(Clone, Debug)]
+pub(crate) struct World {
+    pub(crate) rank: u32,
+    pub(crate) size: u32,
+    pub(crate) host: String,
+}
+
+/// Set once MPI is initialized (in rank 0 and in the agents).
+static WORLD: OnceLock<World> = OnceLock::new();
+
+/// The initialized library; `None` before `start` and after the end of the job. Every call into
+/// MPI holds this lock (`Threading::Serialized`: one thread at a time, any thread).
+static LIBRARY: Mutex<Option<Universe>> = Mutex::new(None);
+
+/// The job, if this process is one of its ranks and MPI is initialized.
+pub(crate) fn world() -> Option<&'static World> {
+    WORLD.get()
+}
+
+/// Whether `mpirun` (Open MPI's or MPICH's) started this process as one of a job's ranks.
+pub(crate) fn launched_by_mpirun() -> bool {
+    ["OMPI_COMM_WORLD_SIZE", "PMIX_RANK", "PMI_SIZE"]
+        .iter()
+        .any(|v| std::env::var_os(v).is_some())
+}
+
+/// Initializes MPI if `mpirun` started this process; returns where it stands. `None` when it
+/// did not, or when the program initialized MPI itself first.
+pub(crate) fn initialize() -> Option<&'static World> {
+    if !launched_by_mpirun() {
+        return None;
+    }
+    let (universe, _granted) = mpi::initialize_with_threading(Threading::Serialized)?;
+    let comm = universe.world();
+    let world = World {
+        rank: comm.rank() as u32,
+        size: comm.size() as u32,
+        host: mpi::environment::processor_name().unwrap_or_else(|_| "?".into()),
+    };
+    *lock(&LIBRARY) = Some(universe);
+    Some(WORLD.get_or_init(|| world))
+}
+
+/// Runs `f` with the world communicator, holding the library's lock; `None` once the job has
+/// ended here (or before it began).
+pub(crate) fn with<R>(f: impl FnOnce(&SimpleCommunicator) -> R) -> Option<R> {
+    let library = lock(&LIBRARY);
+    library.as_ref()?;
+    Some(f(&SimpleCommunicator::world()))
+}
+
+/// Ends this process's part in the job (`MPI_Finalize`); every later [`with`] is `None`. Sends
+/// still under way are waited for (at most `patience`), then abandoned.
+pub(crate) fn finalize(posts: &mut Posts, patience: Duration) {
+    let until = Instant::now() + patience;
+    while !posts.is_empty() && Instant::now() < until {
+        posts.progress();
+        std::thread::sleep(Duration::from_micros(50));
+    }
+    posts.abandon();
+    let universe = lock(&LIBRARY).take();
+    // Dropping the universe finalizes.
+    drop(universe);
+}
+
+/// Aborts the whole job, every rank, with `code`: for a rank that cannot go on and whose
+/// silence would leave the others waiting.
+pub(crate) fn abort(code: i32) -> ! {
+    let _ = with(|comm| comm.abort(code));
+    std::process::exit(code)
+}
+
+/// The most bytes one MPI message carries (its count is a C `int`); larger messages go as
+/// several. A test may lower it (`MULTIPROC_MPI_PIECE`, in bytes) to exercise that path.
+fn piece_limit() -> usize {
+    static LIMIT: OnceLock<usize> = OnceLock::new();
+    *LIMIT.get_or_init(|| {
+        std::env::var("MULTIPROC_MPI_PIECE")
+            .ok()
+            .and_then(|v| v.parse::<usize>().ok())
+            .filter(|&n| n >= 16)
+            .unwrap_or(1 << 30)
+            .min(i32::MAX as usize)
+    })
+}
+
+/// A message's first piece starts with its whole length, so that the receiver knows how many
+/// pieces follow (they follow in order: MPI does not reorder messages between two ranks with
+/// the same tag).
+const LENGTH_PREFIX: usize = 8;
+
+/// Sends under way. The buffers stay here, unmoved, until MPI is done with them; a thread that
+/// posts must call [`progress`](Self::progress) often while any are left (large messages move
+/// only while their sender calls into MPI).
+#[derive(Default)]
+pub(crate) struct Posts {
+    pending: VecDeque<Posted>,
+}
+
+// SAFETY: a `Posted`'s request is a handle MPI lets any thread complete (the library is
+// initialized for `Threading::Serialized`, and every call holds `LIBRARY`); its buffer is plain
+// bytes owned here.
+unsafe impl Send for Posted {}
+
+struct Posted {
+    request: Request<'static, [u8], StaticScope>,
+    /// The bytes `request` reads: boxed, so they stay where they are while the `Posted` moves.
+    _bytes: Box<[u8]>,
+}
+
+impl Posts {
+    pub(crate) const fn new() -> Self {
+        Self {
+            pending: VecDeque::new(),
+        }
+    }
+
+    /// Sends `message` to `rank` with `tag`, without waiting for it to be received.
+    ///
+    /// # Errors
+    /// [`Error::Disconnected`] once the job has ended here.
+    pub(crate) fn post(&mut self, rank: u32, tag: i32, message: &[u8]) -> Result<()> {
+        let limit = piece_limit();
+        let mut first = Vec::with_capacity(LENGTH_PREFIX + message.len().min(limit));
+        first.extend_from_slice(&(message.len() as u64).to_le_bytes());
+        let head = message.len().min(limit - LENGTH_PREFIX);
+        first.extend_from_slice(&message[..head]);
+        self.post_piece(rank, tag, first.into_boxed_slice())?;
+        for piece in message[head..].chunks(limit) {
+            self.post_piece(rank, tag, piece.into())?;
+        }
+        Ok(())
+    }
+
+    fn post_piece(&mut self, rank: u32, tag: i32, bytes: Box<[u8]>) -> Result<()> {
+        // SAFETY: the slice points into `bytes`, a heap allocation that `Posted` keeps, unmoved
+        // and unchanged, until `request` has completed (`progress`) or is abandoned with the
+        // allocation leaked (`abandon`): it outlives every use MPI makes of it.
+        let view: &'static [u8] =
+            unsafe { std::slice::from_raw_parts(bytes.as_ptr(), bytes.len()) };
+        let request = with(|comm| {
+            comm.process_at_rank(rank as i32)
+                .immediate_send_with_tag(StaticScope, view, tag)
+        })
+        .ok_or(Error::Disconnected)?;
+        self.pending.push_back(Posted {
+            request,
+            _bytes: bytes,
+        });
+        Ok(())
+    }
+
+    /// Lets MPI move the sends along; forgets those that are done. Returns whether any is left.
+    pub(crate) fn progress(&mut self) -> bool {
+        if self.pending.is_empty() {
+            return false;
+        }
+        let _ = with(|_| {
+            let mut left = VecDeque::with_capacity(self.pending.len());
+            for posted in self.pending.drain(..) {
+                let Posted { request, _bytes } = posted;
+                match request.test() {
+                    Ok(_) => drop(_bytes),
+                    Err(request) => left.push_back(Posted { request, _bytes }),
+                }
+            }
+            self.pending = left;
+        });
+        !self.pending.is_empty()
+    }
+
+    pub(crate) fn is_empty(&self) -> bool {
+        self.pending.is_empty()
+    }
+
+    /// Gives up on the sends under way (the job is ending): their buffers are leaked, since
+    /// MPI may still read them, and their requests forgotten.
+    fn abandon(&mut self) {
+        for posted in self.pending.drain(..) {
+            std::mem::forget(posted);
+        }
+    }
+}
+
+impl Drop for Posts {
+    /// Sends still under way when their owner goes (the job ended here, say) are given up on,
+    /// as in [`finalize`]: MPI may still read their buffers, so those are leaked.
+    fn drop(&mut self) {
+        self.progress();
+        self.abandon();
+    }
+}
+
+/// A message received whole.
+pub(crate) struct Received {
+    pub(crate) source: u32,
+    pub(crate) bytes: Vec<u8>,
+}
+
+/// Takes the next message that has arrived with `tag` (any tag: `None`) from any rank, without
+/// waiting for one; the pieces of a large message that follow its first are waited for.
+///
+/// # Errors
+/// [`Error::Disconnected`] once the job has ended here; [`Error::Protocol`] for a message that
+/// does not start with its length.
+pub(crate) fn take(tag: Option<i32>) -> Result<Option<Received>> {
+    with(|comm| {
+        let any = comm.any_process();
+        let probed = match tag {
+            Some(tag) => any.immediate_matched_probe_with_tag(tag),
+            None => any.immediate_matched_probe(),
+        };
+        let Some((message, status)) = probed else {
+            return Ok(None);
+        };
+        let (source, tag) = (status.source_rank(), status.tag());
+        let (first, _) = (message, status).matched_receive_vec::<u8>();
+        let Some(length) = first.get(..LENGTH_PREFIX) else {
+            return Err(Error::Protocol(format!(
+                "a message of {} bytes from rank {source} lacks its length",
+                first.len()
+            )));
+        };
+        let length = u64::from_le_bytes(length.try_into().unwrap_or_default()) as usize;
+        let mut bytes = first;
+        bytes.drain(..LENGTH_PREFIX);
+        if bytes.len() > length {
+            return Err(Error::Protocol(format!(
+                "a message from rank {source} is longer than it says"
+            )));
+        }
+        bytes.reserve_exact(length - bytes.len());
+        while bytes.len() < length {
+            let (piece, _) = comm
+                .process_at_rank(source)
+                .matched_probe_with_tag(tag)
+                .matched_receive_vec::<u8>();
+            bytes.extend_from_slice(&piece);
+        }
+        Ok(Some(Received {
+            source: source as u32,
+            bytes,
+        }))
+    })
+    .unwrap_or(Err(Error::Disconnected))
+}
+
+/// How long a polling thread waits before it looks again: not at all for [`SPIN`] after the
+/// last thing that happened, then from [`FIRST_NAP`] doubling up to [`LONGEST_NAP`].
+#[derive(Debug)]
+pub(crate) struct Pacer {
+    last_event: Instant,
+    nap: Duration,
+}
+
+/// How long a thread keeps polling flat out after something happened.
+const SPIN: Duration = Duration::from_micros(300);
+const FIRST_NAP: Duration = Duration::from_micros(50);
+/// The longest wait between two looks: an idle rank's cost (about 1.5 % of a core measured),
+/// and what a message to an idle rank may wait before it is seen.
+pub(crate) const LONGEST_NAP: Duration = Duration::from_millis(1);
+
+impl Default for Pacer {
+    fn default() -> Self {
+        Self {
+            last_event: Instant::now(),
+            nap: FIRST_NAP,
+        }
+    }
+}
+
+impl Pacer {
+    /// Something happened: poll flat out again.
+    pub(crate) fn event(&mut self) {
+        self.last_event = Instant::now();
+        self.nap = FIRST_NAP;
+    }
+
+    /// How long to wait before the next look (zero: yield the core, then look).
+    pub(crate) fn next_wait(&mut self) -> Duration {
+        if self.last_event.elapsed() < SPIN {
+            return Duration::ZERO;
+        }
+        let nap = self.nap;
+        self.nap = (nap * 2).min(LONGEST_NAP);
+        nap
+    }
+}
