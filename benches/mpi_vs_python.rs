@@ -77,11 +77,17 @@ fn rank0() -> Result<(), multiproc::Error> {
         }
         Ok(best)
     };
+    let runs = if small { 1.0 } else { 5.0 };
+    let cpu = cpu_seconds();
     let auto = best(&|| {
         pool.map(square, 0..n)
             .map(|v| assert_eq!(v.len() as u64, n))
     })?;
     println!("map_auto_mps {:.2}", n as f64 / auto / 1e6);
+    println!(
+        "rank0_cpu_ns_per_item {:.1}",
+        (cpu_seconds() - cpu) / (runs * n as f64) * 1e9
+    );
     let fixed = best(&|| {
         pool.map_chunked(square, 0..n, 10_000)
             .map(|v| assert_eq!(v.len() as u64, n))
@@ -91,7 +97,6 @@ fn rank0() -> Result<(), multiproc::Error> {
     let m: u64 = if small { 2_000 } else { 20_000 };
     let cpu = cpu_seconds();
     let ones = best(&|| pool.map_chunked(square, 0..m, 1).map(|_| ()))?;
-    let runs = if small { 1.0 } else { 5.0 };
     println!("map_cs1_kps {:.1}", m as f64 / ones / 1e3);
     println!(
         "rank0_cpu_us_per_chunk {:.2}",
@@ -261,8 +266,10 @@ fn drive() -> Result<(), multiproc::Error> {
         true,
     );
     println!(
-        "rank 0 CPU per chunk: {:.2} us; CPU-bound task: {:.1} ms; workers: {}",
+        "rank 0 CPU per chunk: {:.2} us, per item of a large map: {:.1} ns; CPU-bound task: \
+         {:.1} ms; workers: {}",
         value(&ours, "rank0_cpu_us_per_chunk").unwrap_or(f64::NAN),
+        value(&ours, "rank0_cpu_ns_per_item").unwrap_or(f64::NAN),
         value(&ours, "cpu_task_ms").unwrap_or(f64::NAN),
         value(&ours, "workers").unwrap_or(f64::NAN)
     );
