@@ -114,6 +114,7 @@ fn run_case(case: &str) {
         "refused" => refused(),
         "rank_killed" => rank_killed(),
         "local" => local(),
+        "slow_rank" => slow_rank(),
         "rank0_panics" => rank0_panics(),
         other => panic!("no case {other}"),
     }
@@ -237,6 +238,31 @@ fn timeout() {
     for i in [0, 1, 3, 4, 5] {
         assert_eq!(results[i].as_ref().unwrap(), &(i as u64));
     }
+}
+
+/// Slow on rank 1, instant on rank 2; says which rank ran it.
+fn slow_on_rank_1(_: u64) -> Option<u32> {
+    let rank = multiproc::mpi::rank();
+    if rank == Some(1) {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    rank
+}
+
+/// One slow rank does not hold up the others: the fast one serves nearly everything.
+fn slow_rank() {
+    let pool = mpi_pool(1);
+    let started = Instant::now();
+    let ranks = pool.map_chunked(slow_on_rank_1, 0..400u64, 1).unwrap();
+    let took = started.elapsed();
+    let on_1 = ranks.iter().filter(|r| **r == Some(1)).count();
+    println!("rank 1 (slow) served {on_1} of 400 in {took:?}");
+    // Serially on rank 1 the call would take 40 s; each of its chunks takes 100 ms.
+    assert!(
+        on_1 <= 1 + took.as_millis() as usize / 100 * 2,
+        "{on_1} in {took:?}"
+    );
+    assert!(took < Duration::from_secs(5), "{took:?}");
 }
 
 /// A handle backed by this machine's memory cannot go to another rank.
@@ -417,7 +443,7 @@ fn drive() {
         }
     };
 
-    for case in ["calls", "crash", "timeout", "handles", "idle"] {
+    for case in ["calls", "crash", "timeout", "handles", "idle", "slow_rank"] {
         check(case, &|| {
             let (out, _) = mpirun(case, &[&exe], &[]);
             expect_pass(case, &out);

@@ -68,16 +68,20 @@ struct Member {
     /// the agent's hand-over — as the least of late (seconds; 0 until measured). A chunk that
     /// waited at the agent behind others took longer, which is not the cost of the trip.
     latency: f64,
+    /// The call whose chunks it timed last, and its slowest chunk's time in a worker there
+    /// (forgotten by an eighth per chunk), as the local pool paces its workers (`pool::pace`):
+    /// a call is paced by its own chunks only, and each rank by its own speed.
+    timing: (u64, f64),
 }
 
 impl Member {
-    /// How many chunks it may hold while chunks of the call at hand take `service` seconds in
-    /// a worker (`None`: not timed yet): one per worker, and as many more per worker as cover
-    /// the round trip's cost in chunks. Tiny tasks need many in flight to keep the workers
-    /// fed; long ones (the trip under 5 % of their time) get none ahead, so that no chunk waits
-    /// at one rank while another rank's workers are idle at the end of a call. Two per worker
-    /// for a call not timed yet.
-    fn room(&self, service: Option<f64>) -> usize {
+    /// How many chunks it may hold while chunks of `call` are handed out: one per worker, and
+    /// as many more per worker as cover the round trip's cost in chunks of `call` as it serves
+    /// them. Tiny tasks need many in flight to keep the workers fed; long ones (the trip under
+    /// 5 % of their time) get none ahead, so that no chunk waits at a slow rank while another
+    /// rank's workers are idle. Two per worker for a call it has not timed yet.
+    fn room(&self, call: u64) -> usize {
+        let service = (self.timing.0 == call).then_some(self.timing.1);
         let ahead = match service {
             Some(service) if service > 0.0 => {
                 let ratio = self.latency / service;
@@ -108,10 +112,6 @@ pub(crate) struct Remote {
     admitted: usize,
     /// Whether the agents were told to end the pool.
     ending: bool,
-    /// The call whose chunks were timed last, and its slowest chunk's time in a worker
-    /// (forgotten by an eighth per chunk), as the local pool paces its workers (`pool::pace`):
-    /// a call is paced by its own chunks only.
-    timing: (u64, f64),
 }
 
 /// Opens a pool on every agent of the job, each running `per_rank` workers (by default its
@@ -141,6 +141,7 @@ pub(crate) fn open(world: &World, template: PoolSpec, per_rank: Option<usize>) -
                 ended: false,
                 lost: false,
                 latency: 0.0,
+                timing: (0, 0.0),
             })
             .collect(),
         posts: Posts::new(),
@@ -149,7 +150,6 @@ pub(crate) fn open(world: &World, template: PoolSpec, per_rank: Option<usize>) -
         state: PoolState::Running,
         admitted: 0,
         ending: false,
-        timing: (0, 0.0),
     };
     let opened = remote.open_on_agents(&template, |a| per_rank.unwrap_or_else(|| share(a)));
     if let Err(e) = opened {
@@ -347,12 +347,12 @@ impl Remote {
                 self.pending.pop_front();
                 continue;
             }
-            let service = (self.timing.0 == chunk.call).then_some(self.timing.1);
+            let call = chunk.call;
             let Some(m) = self
                 .members
                 .iter()
                 .enumerate()
-                .filter(|(_, m)| m.usable() && m.workers > 0 && m.inflight.len() < m.room(service))
+                .filter(|(_, m)| m.usable() && m.workers > 0 && m.inflight.len() < m.room(call))
                 .min_by_key(|(_, m)| m.inflight.len() * 1024 / m.workers)
                 .map(|(at, _)| at)
             else {
@@ -477,7 +477,7 @@ impl Remote {
                     sent.chunk.sink.served(sent.chunk.len(), took);
                     sent.took = Some(took);
                     let (call, took) = (sent.chunk.call, took.as_secs_f64());
-                    self.timing = match self.timing {
+                    member.timing = match member.timing {
                         (timed, slowest) if timed == call => (call, took.max(slowest * 7.0 / 8.0)),
                         _ => (call, took),
                     };
