@@ -29,6 +29,10 @@
 //!   is in (requests decoded and run on objects of every kind, blocking ones included, then
 //!   the client gone with what it held).
 //!
+//! - [`mpi_records`] (feature `mpi` as well): the records MPI ranks exchange
+//!   (`mpi::message`), and a chunk from rank 0 that passes the agent's offset check, cut as
+//!   the agent's pool cuts it.
+//!
 //! Not covered, by design: the worker's jump to the trampoline the parent names
 //! (`task::entry_at`). The parent is the same executable, checked in the handshake before any
 //! task is accepted, so that offset is not input from an untrusted peer.
@@ -101,6 +105,14 @@ pub fn manager(data: &[u8]) {
     }
     let _ = writing.join();
     let _ = reading.join();
+}
+
+/// Reads `data` as the messages between MPI ranks: records of rank 0 to an agent (a chunk's
+/// offsets checked, then the chunk cut at every item, as a worker's death makes the agent's
+/// pool cut it), then records of an agent to rank 0. Feature `mpi` too.
+#[cfg(feature = "mpi")]
+pub fn mpi_records(data: &[u8]) {
+    crate::mpi::fuzz(data);
 }
 
 /// Feeds `data` to a `Channel` as a socket stream: `[flags, fd_at, stream…]`. Flags: bit 0

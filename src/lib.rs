@@ -96,6 +96,12 @@
 //! # Ok::<(), multiproc::Error>(())
 //! ```
 //!
+//! ## Beyond one machine
+//!
+//! With the `mpi` feature, `Pool::builder().mpi()` spans the ranks of an MPI job: run the
+//! same program under `mpirun -n N`, rank 0 runs `main` and the other ranks serve its pool,
+//! each in worker processes of its own (see the `mpi` module and the README).
+//!
 //! ## Queues and pipes
 //!
 //! Handles — queues, pipe ends, locks, shared values — travel inside arguments, with their

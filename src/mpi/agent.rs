@@ -13,6 +13,7 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
 
 use super::message::{self, CONTROL, FromAgent, PoolSpec, ToAgent};
+use super::remote::Ending;
 use super::roster;
 use super::world::{self, Pacer, Posts, World};
 use crate::error::{Error, Result};
@@ -186,11 +187,11 @@ impl Agent {
                 }
                 ToAgent::Close { pool } => {
                     self.submit(&mut chunks);
-                    self.end(pool, false);
+                    self.end(pool, Ending::Gracefully);
                 }
                 ToAgent::Terminate { pool } => {
                     self.submit(&mut chunks);
-                    self.end(pool, true);
+                    self.end(pool, Ending::Now);
                 }
                 ToAgent::Stop => return Ok(Heard::Stop),
                 other @ (ToAgent::Welcome | ToAgent::Refuse { .. }) => {
@@ -256,19 +257,19 @@ impl Agent {
         self.outbox.push(tag, &answer, &[]);
     }
 
-    /// Ends a local pool (gracefully, or `now`) on a thread of its own, which says so to rank 0
-    /// once every outcome of the pool is on its way: the pool's last word.
-    fn end(&mut self, tag: i32, now: bool) {
+    /// Ends a local pool on a thread of its own, which says so to rank 0 once every outcome of
+    /// the pool is on its way: the pool's last word.
+    fn end(&mut self, tag: i32, how: Ending) {
         let pool = self.pools.remove(&tag);
         let outbox = self.outbox.clone();
         let ending = move || {
-            if let Some(pool) = pool {
-                if now {
-                    pool.terminate();
-                } else {
+            match (pool, how) {
+                (Some(pool), Ending::Now) => pool.terminate(),
+                (Some(pool), Ending::Gracefully) => {
                     pool.close();
                     let _ = pool.join();
                 }
+                (None, _) => {}
             }
             outbox.push(tag, &FromAgent::Ended { pool: tag }, &[]);
         };

@@ -179,6 +179,51 @@ pub(crate) fn one<R: Record>(record: &R) -> Result<Vec<u8>> {
     Ok(out)
 }
 
+/// Reads `data` as an agent reads rank 0's messages and rank 0 an agent's: records one after
+/// another until the end or the first error; a chunk's offsets are checked as the agent checks
+/// them, and a chunk that passes is cut at every item as the agent's pool cuts chunks taken back
+/// from a dead worker. The `fuzzing` feature's entry point (`fuzzing::mpi_records`).
+#[cfg(feature = "fuzzing")]
+pub(crate) fn fuzz(data: &[u8]) {
+    use crate::pool::{Chunk, Sink};
+    use std::sync::Arc;
+
+    struct Nobody;
+    impl Sink for Nobody {
+        fn deliver(&self, _: usize, _: usize, _: &[u8]) {}
+        fn fail(&self, _: usize, _: Error) {}
+    }
+
+    let mut input = data;
+    while let Ok((record, payload)) = next::<ToAgent>(&mut input) {
+        let ToAgent::Chunk { offsets, first, .. } = record else {
+            continue;
+        };
+        if !offsets.fit(payload.len()) {
+            continue;
+        }
+        let chunk = Chunk {
+            sink: Arc::new(Nobody),
+            call: 1,
+            entry: 0,
+            first: first as usize,
+            payload: payload.to_vec(),
+            offsets,
+            retries: 0,
+            fds: Arc::default(),
+        };
+        // Bounded by the input: `fit` lets an item list no longer than the payload's bytes
+        // plus one, or a uniform run of empty items; those are cut a few times only.
+        let len = chunk.len().min(payload.len() + 1).min(64);
+        for at in 0..=len {
+            let _ = chunk.slice(at..chunk.len(), 0);
+            let _ = chunk.slice(0..at.min(chunk.len()), 0);
+        }
+    }
+    let mut input = data;
+    while next::<FromAgent>(&mut input).is_ok() {}
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -42,6 +42,8 @@ mod world;
 use std::sync::OnceLock;
 
 pub(crate) use message::PoolSpec;
+#[cfg(feature = "fuzzing")]
+pub(crate) use message::fuzz;
 pub(crate) use remote::{HANDLES_STAY_LOCAL, open};
 pub(crate) use world::World;
 

@@ -45,6 +45,15 @@ fn take_tag() -> Result<i32> {
     Ok(tag)
 }
 
+/// How a pool ends on the agents.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Ending {
+    /// Its work done, its workers told to exit (`close` and `join`).
+    Gracefully,
+    /// Its workers killed (`terminate`).
+    Now,
+}
+
 /// A chunk in an agent's hands.
 struct Sent {
     chunk: Chunk,
@@ -153,7 +162,7 @@ pub(crate) fn open(world: &World, template: PoolSpec, per_rank: Option<usize>) -
     };
     let opened = remote.open_on_agents(&template, |a| per_rank.unwrap_or_else(|| share(a)));
     if let Err(e) = opened {
-        remote.end_on_agents(true);
+        remote.end_on_agents(Ending::Now);
         return Err(e);
     }
     Ok(remote)
@@ -218,14 +227,12 @@ impl Remote {
         Ok(())
     }
 
-    /// Tells the agents to end the pool (`now`: terminate) and waits for their last word;
-    /// frees the pool's tag once every agent has said it (a tag that may still see messages
-    /// is never reused).
-    fn end_on_agents(&mut self, now: bool) {
-        let end = if now {
-            ToAgent::Terminate { pool: self.tag }
-        } else {
-            ToAgent::Close { pool: self.tag }
+    /// Tells the agents to end the pool and waits for their last word; frees the pool's tag
+    /// once every agent has said it (a tag that may still see messages is never reused).
+    fn end_on_agents(&mut self, how: Ending) {
+        let end = match how {
+            Ending::Now => ToAgent::Terminate { pool: self.tag },
+            Ending::Gracefully => ToAgent::Close { pool: self.tag },
         };
         if let Ok(end) = message::one(&end) {
             for m in self.members.iter().filter(|m| !m.ended) {
@@ -268,7 +275,7 @@ impl Remote {
             self.take_inbox(&shared);
             if self.state == PoolState::Terminating {
                 self.fail_everything(|| Error::PoolTerminated);
-                self.end_on_agents(true);
+                self.end_on_agents(Ending::Now);
                 return;
             }
             if !self.members.iter().any(Member::usable) {
@@ -291,8 +298,8 @@ impl Remote {
                     }
                 }
             }
-            if self.winding_down() && self.idle() {
-                self.end_on_agents(false);
+            if self.state.winds_down(self.admitted) && self.idle() {
+                self.end_on_agents(Ending::Gracefully);
                 return;
             }
             if self.posts.progress() || active {
@@ -313,14 +320,6 @@ impl Remote {
         self.pending.extend(inbox.chunks.drain(..));
         self.state = inbox.state;
         self.admitted = inbox.admitted;
-    }
-
-    fn winding_down(&self) -> bool {
-        match self.state {
-            PoolState::Running | PoolState::Terminating => false,
-            PoolState::Closed => self.admitted == 0,
-            PoolState::Joining => true,
-        }
     }
 
     fn idle(&self) -> bool {

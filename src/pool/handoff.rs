@@ -90,6 +90,18 @@ pub(crate) enum PoolState {
     Terminating,
 }
 
+impl PoolState {
+    /// Whether a pool in this state ends once idle, with `admitted` [`Admission`]s live: after
+    /// `close()` when no admitted `imap` may hand in more work, and after `join()` in any case.
+    pub(crate) fn winds_down(self, admitted: usize) -> bool {
+        match self {
+            PoolState::Running | PoolState::Terminating => false,
+            PoolState::Closed => admitted == 0,
+            PoolState::Joining => true,
+        }
+    }
+}
+
 /// Why a pool can no longer run tasks. Only what no retry can mend: a child that refused the
 /// handshake (another executable), or an initializer that failed. Workers that cannot be
 /// started for now are an outage, not a break (see `starts.rs`).

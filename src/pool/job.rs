@@ -194,14 +194,19 @@ impl Offsets {
     }
 
     /// Whether they can describe items in a payload of `bytes` bytes: every item starts within
-    /// it, in order. What a chunk from elsewhere (another rank) is checked against before
-    /// anything slices its payload by them.
+    /// it, in order, and there are no more than a task message can count (`u32`). What a chunk
+    /// from elsewhere (another rank) is checked against before anything slices its payload by
+    /// them.
     #[cfg(feature = "mpi")]
     pub(crate) fn fit(&self, bytes: usize) -> bool {
+        if self.len() > u32::MAX as usize {
+            return false;
+        }
         match self {
-            Offsets::Uniform { len, size } => {
-                (*len as u64).saturating_sub(1) * *size as u64 <= bytes as u64
-            }
+            Offsets::Uniform { len, size } => (*len as u64)
+                .saturating_sub(1)
+                .checked_mul(*size as u64)
+                .is_some_and(|last| last <= bytes as u64),
             Offsets::Each(v) => {
                 v.first().is_none_or(|&o| o == 0)
                     && v.windows(2).all(|w| w[0] <= w[1])
@@ -601,6 +606,17 @@ mod tests {
             "the first item starts the payload"
         );
         assert!(!Offsets::Each(vec![0, 11]).fit(10), "past the end");
+        // Found by fuzzing (`mpi_records`): the last item's start overflowed.
+        let huge = Offsets::Uniform {
+            len: 1 << 40,
+            size: u32::MAX,
+        };
+        assert!(!huge.fit(usize::MAX));
+        let countless = Offsets::Uniform {
+            len: 1 << 33,
+            size: 0,
+        };
+        assert!(!countless.fit(0), "more items than a task message counts");
     }
 
     struct Failures(std::sync::Mutex<Vec<usize>>);

@@ -516,11 +516,7 @@ impl Core {
     /// Whether the workers are to exit once idle: after `close()` when no admitted `imap` may
     /// hand in more work, and after `join()` in any case (see `PoolState`).
     fn winding_down(&self) -> bool {
-        match self.state {
-            PoolState::Running | PoolState::Terminating => false,
-            PoolState::Closed => self.admitted == 0,
-            PoolState::Joining => true,
-        }
+        self.state.winds_down(self.admitted)
     }
 
     fn spawn_worker(&mut self) -> Result<()> {
