@@ -115,6 +115,7 @@ fn run_case(case: &str) {
         "rank_killed" => rank_killed(),
         "local" => local(),
         "slow_rank" => slow_rank(),
+        "forked" => forked(),
         "rank0_panics" => rank0_panics(),
         other => panic!("no case {other}"),
     }
@@ -210,6 +211,46 @@ fn crash() {
     }
     // The rank replaced its worker: the pool serves on.
     assert_eq!(pool.map(square, 0..100u64).unwrap()[99], 9801);
+
+    // Review: in a chunk of several items, the agent answers the crashed item before the
+    // items it ran before it (they run again): rank 0 took that for a protocol breach and
+    // dropped the whole rank.
+    for _ in 0..3 {
+        let results: Vec<_> = pool.imap_chunked(crash_on_13, 0..40u64, 8).collect();
+        for (i, r) in results.iter().enumerate() {
+            match (i, r) {
+                (
+                    13,
+                    Err(Error::WorkerDied {
+                        task: 13,
+                        rank: Some(_),
+                        ..
+                    }),
+                ) => {}
+                (13, other) => panic!("item 13: {other:?}"),
+                (_, r) => assert_eq!(r.as_ref().unwrap(), &(i as u64), "item {i}"),
+            }
+        }
+        assert!(matches!(
+            pool.map(crash_on_13, 0..40u64),
+            Err(Error::WorkerDied { task: 13, .. })
+        ));
+    }
+    let ranks: BTreeSet<Option<u32>> = pool
+        .map_chunked(whereabouts, 0..200u64, 1)
+        .unwrap()
+        .iter()
+        .map(|p| p.0)
+        .collect();
+    assert_eq!(
+        ranks,
+        BTreeSet::from([Some(1), Some(2)]),
+        "both ranks serve on"
+    );
+    drop(pool);
+    // The next pool (on the tag the first one freed) serves too.
+    let again = mpi_pool(1);
+    assert_eq!(again.map(square, 0..1000u64).unwrap()[999], 998_001);
 }
 
 /// `task_timeout` is enforced on the remote rank.
@@ -237,6 +278,22 @@ fn timeout() {
     }
     for i in [0, 1, 3, 4, 5] {
         assert_eq!(results[i].as_ref().unwrap(), &(i as u64));
+    }
+    // In a chunk of several items, too.
+    let results: Vec<_> = pool.imap_chunked(nap_on_2, 0..12u64, 6).collect();
+    for (i, r) in results.iter().enumerate() {
+        match (i, r) {
+            (
+                2,
+                Err(Error::TaskTimeout {
+                    task: 2,
+                    rank: Some(_),
+                    ..
+                }),
+            ) => {}
+            (2, other) => panic!("item 2: {other:?}"),
+            (_, r) => assert_eq!(r.as_ref().unwrap(), &(i as u64), "item {i}"),
+        }
     }
 }
 
@@ -335,6 +392,49 @@ fn rank0_panics() {
     let _running = pool.map_async(nap_on_2, 0..4u64);
     std::thread::sleep(Duration::from_millis(200));
     panic!("rank 0 gives up");
+}
+
+/// In a forked copy of rank 0, a pool built with `mpi()`: its size and first result.
+fn mpi_pool_in_a_copy(_: u64) -> (usize, u64, Option<u32>) {
+    let pool = mpi_pool(1);
+    (
+        pool.processes(),
+        pool.apply(square, 7).unwrap(),
+        multiproc::mpi::rank(),
+    )
+}
+
+fn sleep_long() {
+    std::thread::sleep(Duration::from_secs(60));
+}
+
+/// Review: a forked copy of rank 0 took itself for rank 0 (it drove MPI with the state it
+/// inherited), and said rank 0's SIGTERM note when terminated.
+fn forked() {
+    let ours = mpi_pool(1);
+    assert_eq!(ours.apply(square, 3).unwrap(), 9);
+    let local = Pool::builder()
+        .processes(1)
+        .start_method(multiproc::StartMethod::Fork)
+        .build()
+        .unwrap();
+    // In the copy, a local pool of one worker; it runs on rank 0's machine.
+    assert_eq!(
+        local.apply(mpi_pool_in_a_copy, 0).unwrap(),
+        (1, 49, Some(0))
+    );
+    assert_eq!(
+        ours.map(square, 0..100u64).unwrap()[99],
+        9801,
+        "rank 0's pool serves on"
+    );
+    let mut p =
+        multiproc::Process::new(sleep_long, ()).with_start_method(multiproc::StartMethod::Fork);
+    p.start().unwrap();
+    std::thread::sleep(Duration::from_millis(100));
+    p.terminate().unwrap();
+    let _ = p.join();
+    println!("forked copy terminated");
 }
 
 /// Without `mpirun`, an `mpi()` pool is a local one.
@@ -453,6 +553,11 @@ fn drive() {
             );
         });
     }
+    check("a forked copy of rank 0 is no rank", &|| {
+        let (out, _) = mpirun("forked", &[&exe], &[]);
+        expect_pass("forked", &out);
+        assert!(!text(&out).contains("was told to stop"), "{}", text(&out));
+    });
     check("large messages go in pieces", &|| {
         let (out, _) = mpirun("large", &[&exe], &[("MULTIPROC_MPI_PIECE", "65536")]);
         expect_pass("large", &out);

@@ -227,6 +227,12 @@ impl Agent {
     }
 
     fn open(&mut self, tag: i32, spec: PoolSpec) {
+        if self.pools.contains_key(&tag) {
+            let error = Error::Protocol(format!("pool {tag} is open here already"));
+            self.outbox
+                .push(tag, &FromAgent::NotOpened { pool: tag, error }, &[]);
+            return;
+        }
         let mut builder = Pool::builder()
             .processes(spec.workers)
             .start_timeout(spec.start_timeout);

@@ -212,12 +212,11 @@ pub(crate) fn fuzz(data: &[u8]) {
             retries: 0,
             fds: Arc::default(),
         };
-        // Bounded by the input: `fit` lets an item list no longer than the payload's bytes
-        // plus one, or a uniform run of empty items; those are cut a few times only.
-        let len = chunk.len().min(payload.len() + 1).min(64);
-        for at in 0..=len {
+        // As a worker's death cuts a chunk: the items after the one blamed, or before it (never
+        // none). A uniform run of items may be long: cut a few times only.
+        for at in 0..chunk.len().min(64) {
             let _ = chunk.slice(at..chunk.len(), 0);
-            let _ = chunk.slice(0..at.min(chunk.len()), 0);
+            let _ = chunk.slice(0..at + 1, 0);
         }
     }
     let mut input = data;

@@ -29,6 +29,9 @@
 //! - Agents are recognised by the content of their executable (its build-id, or a hash), not
 //!   its path: a copy of the program anywhere, on any machine, serves; another program is
 //!   refused, and the pool's `build` says which rank runs what.
+//! - Under `mpirun`, this crate initializes MPI (before `main`, in every rank) and finalizes it
+//!   at exit: a program cannot initialize MPI itself as well, nor use MPI directly (ranks
+//!   other than 0 never run `main`).
 //! - Handles backed by this machine's memory (`Queue`, `Pipe`, `Lock`, `Value`, `Array`,
 //!   `SharedMemory`) cannot go to another rank: a task argument that holds one fails to encode,
 //!   and the error points to the [`Manager`](crate::Manager), which works over TCP.
@@ -67,6 +70,12 @@ pub(crate) fn start() {
         if world.rank != 0 {
             agent::serve(world);
         }
+        if !world.any_thread {
+            eprintln!(
+                "multiproc: this MPI library lets only one thread call it \
+                 (MPI_THREAD_SERIALIZED refused): pools will not span the ranks"
+            );
+        }
         if let Err(e) = crate::sys::proc::at_exit(leave_job) {
             eprintln!("multiproc: MPI rank 0 cannot end the job at exit: {e}");
         }
@@ -86,14 +95,16 @@ extern "C" fn leave_job() {
 /// The job, when this process is its rank 0 and other ranks serve it: what a pool built with
 /// `mpi()` spans.
 pub(crate) fn spanning() -> Option<&'static world::World> {
-    world::world().filter(|w| w.rank == 0 && w.size > 1 && world::with(|_| ()).is_some())
+    world::world()
+        .filter(|w| w.rank == 0 && w.size > 1 && w.any_thread && world::with(|_| ()).is_some())
 }
 
 /// Where this process runs: its own rank and the job's size, or those of the agent whose
 /// worker it is.
 fn placement() -> Option<(u32, u32)> {
     static INHERITED: OnceLock<Option<(u32, u32)>> = OnceLock::new();
-    if let Some(w) = world::world() {
+    // A forked copy of a rank runs where its rank does, though it is no rank itself.
+    if let Some(w) = world::placement() {
         return Some((w.rank, w.size));
     }
     *INHERITED.get_or_init(|| {

@@ -57,11 +57,68 @@ pub(crate) enum Ending {
 /// A chunk in an agent's hands.
 struct Sent {
     chunk: Chunk,
-    /// Items answered so far.
+    /// Which of its items were answered (a bit each), and how many. The agent's pool answers
+    /// them in any order: a worker's death fails the item it ran at once, and runs the items
+    /// before it again, later.
+    seen: Vec<u64>,
     answered: usize,
     sent: Instant,
     /// Its time in a worker, once the agent has said.
     took: Option<Duration>,
+}
+
+impl Sent {
+    fn new(chunk: Chunk) -> Self {
+        Sent {
+            seen: vec![0; chunk.len().div_ceil(64)],
+            chunk,
+            answered: 0,
+            sent: Instant::now(),
+            took: None,
+        }
+    }
+
+    /// Notes items `first..first + count` (indices in the call) answered.
+    ///
+    /// # Errors
+    /// [`Error::Protocol`] if any is not the chunk's, or was answered before.
+    fn mark(&mut self, first: usize, count: usize) -> Result<()> {
+        let c = &self.chunk;
+        let start = first
+            .checked_sub(c.first)
+            .filter(|&start| start.checked_add(count).is_some_and(|end| end <= c.len()));
+        let Some(start) = start else {
+            return Err(Error::Protocol(format!(
+                "answers for items {first}..+{count}, not those of its chunk ({}..+{})",
+                c.first,
+                c.len()
+            )));
+        };
+        let bit = |i: usize| (i / 64, 1u64 << (i % 64));
+        if (start..start + count).any(|i| self.seen[bit(i).0] & bit(i).1 != 0) {
+            return Err(Error::Protocol(format!(
+                "answers for items {first}..+{count} twice"
+            )));
+        }
+        for (word, mask) in (start..start + count).map(bit) {
+            self.seen[word] |= mask;
+        }
+        self.answered += count;
+        Ok(())
+    }
+
+    fn done(&self) -> bool {
+        self.answered == self.chunk.len()
+    }
+
+    /// Fails every item not answered yet.
+    fn fail_rest(&self, error: impl Fn() -> Error) {
+        for i in 0..self.chunk.len() {
+            if self.seen[i / 64] & (1 << (i % 64)) == 0 {
+                self.chunk.sink.fail(self.chunk.first + i, error());
+            }
+        }
+    }
 }
 
 /// An agent, as one pool sees it.
@@ -71,7 +128,8 @@ struct Member {
     inflight: HashMap<u64, Sent>,
     /// It sent its pool's last word.
     ended: bool,
-    /// It broke the protocol: it gets no more work.
+    /// It broke the protocol: it gets no more work, and what it sends is ignored; the pool's
+    /// tag is never used again (it may still send on it).
     lost: bool,
     /// What a chunk's round trip costs beyond its time in a worker — the messages both ways,
     /// the agent's hand-over — as the least of late (seconds; 0 until measured). A chunk that
@@ -212,10 +270,8 @@ impl Remote {
                     self.members[m].workers = workers;
                     answered += 1;
                 }
-                FromAgent::NotOpened { error, .. } => {
-                    self.members[m].ended = true;
-                    return Err(error);
-                }
+                // The agent has no pool: asked to end it, it answers at once (`end_on_agents`).
+                FromAgent::NotOpened { error, .. } => return Err(error),
                 other => {
                     return Err(Error::Protocol(format!(
                         "rank {} answered a new pool with {other:?}",
@@ -228,21 +284,23 @@ impl Remote {
     }
 
     /// Tells the agents to end the pool and waits for their last word; frees the pool's tag
-    /// once every agent has said it (a tag that may still see messages is never reused).
+    /// once every agent has said it (a tag that may still see messages is never reused: not
+    /// after an agent broke the protocol, nor after one kept silent).
     fn end_on_agents(&mut self, how: Ending) {
         let end = match how {
             Ending::Now => ToAgent::Terminate { pool: self.tag },
             Ending::Gracefully => ToAgent::Close { pool: self.tag },
         };
+        self.ending = true;
         if let Ok(end) = message::one(&end) {
             for m in self.members.iter().filter(|m| !m.ended) {
                 let _ = self.posts.post(m.agent.rank, self.tag, &end);
             }
         }
-        self.ending = true;
         let until = Instant::now() + ANSWER_TIMEOUT;
         let mut pacer = Pacer::default();
-        while self.members.iter().any(|m| !m.ended) && Instant::now() < until {
+        let waiting = |members: &[Member]| members.iter().any(|m| !m.ended && !m.lost);
+        while waiting(&self.members) && Instant::now() < until {
             self.posts.progress();
             match world::take(Some(self.tag)) {
                 Ok(Some(received)) => {
@@ -268,11 +326,26 @@ impl Remote {
             .ok_or_else(|| Error::Protocol(format!("rank {rank} is not serving this pool")))
     }
 
-    /// The thread's body: serves until the pool ends, then tells the agents.
+    /// The thread's body: serves until the pool ends, then tells the agents. Should it ever
+    /// panic, the pool is terminated — every waiting call gets an answer, the agents end their
+    /// pools — rather than left without its thread, as the local supervisor does.
     pub(crate) fn run(mut self, shared: Arc<Shared>) {
+        let served = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.serve(&shared)));
+        if served.is_err() {
+            eprintln!("multiproc: the MPI pool's thread failed; terminating the pool");
+            lock(&shared.inbox).state = PoolState::Terminating;
+            let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                self.take_inbox(&shared);
+                self.fail_everything(|| Error::PoolTerminated);
+                self.end_on_agents(Ending::Now);
+            }));
+        }
+    }
+
+    fn serve(&mut self, shared: &Shared) {
         let mut pacer = Pacer::default();
         loop {
-            self.take_inbox(&shared);
+            self.take_inbox(shared);
             if self.state == PoolState::Terminating {
                 self.fail_everything(|| Error::PoolTerminated);
                 self.end_on_agents(Ending::Now);
@@ -291,10 +364,14 @@ impl Remote {
                         self.apply(received.source, &received.bytes);
                     }
                     Ok(None) => break,
-                    Err(_) => {
+                    Err(Error::Disconnected) => {
                         // The job has ended here (this program is exiting).
                         self.fail_everything(|| Error::PoolTerminated);
                         return;
+                    }
+                    Err(e) => {
+                        eprintln!("multiproc: MPI pool: {e}");
+                        active = true;
                     }
                 }
             }
@@ -332,8 +409,7 @@ impl Remote {
         }
         for m in &mut self.members {
             for (_, sent) in m.inflight.drain() {
-                sent.chunk
-                    .fail(sent.answered..sent.chunk.len(), |_| error());
+                sent.fail_rest(&error);
             }
         }
     }
@@ -379,15 +455,7 @@ impl Remote {
                 chunk.fail(0..chunk.len(), |_| e.clone());
                 continue;
             }
-            self.members[m].inflight.insert(
-                id,
-                Sent {
-                    chunk,
-                    answered: 0,
-                    sent: Instant::now(),
-                    took: None,
-                },
-            );
+            self.members[m].inflight.insert(id, Sent::new(chunk));
         }
         let mut sent = false;
         for (m, batch) in batches.into_iter().enumerate() {
@@ -409,7 +477,7 @@ impl Remote {
             eprintln!("multiproc: a message from MPI rank {source}, which serves no such pool");
             return;
         };
-        while !input.is_empty() {
+        while !input.is_empty() && !self.members[m].lost {
             let applied = message::next::<FromAgent>(&mut input)
                 .and_then(|(record, bytes)| self.apply_record(m, record, bytes));
             if let Err(e) = applied {
@@ -420,37 +488,33 @@ impl Remote {
     }
 
     fn apply_record(&mut self, m: usize, record: FromAgent, bytes: &[u8]) -> Result<()> {
-        let ending = self.ending;
         let member = &mut self.members[m];
+        if self.ending {
+            // Its chunks were failed here already: everything but its last word is dropped.
+            if let FromAgent::Ended { .. } = record {
+                member.ended = true;
+            }
+            return Ok(());
+        }
         let place = member.agent.place();
-        // Once the pool is ending, its chunks were failed here already: late answers are
-        // dropped.
-        let unknown = |chunk: u64| match ending {
-            true => Ok(()),
-            false => Err(Error::Protocol(format!(
-                "answers for chunk {chunk}, which it does not hold"
-            ))),
+        let unknown = |chunk: u64| {
+            Error::Protocol(format!("answers for chunk {chunk}, which it does not hold"))
         };
-        match record {
+        let chunk = match record {
             FromAgent::Results {
                 chunk,
                 first,
                 count,
                 ..
             } => {
-                let Some(sent) = member.inflight.get_mut(&chunk) else {
-                    return unknown(chunk);
-                };
+                let sent = member
+                    .inflight
+                    .get_mut(&chunk)
+                    .ok_or_else(|| unknown(chunk))?;
                 let (first, count) = (first as usize, count as usize);
-                let c = &sent.chunk;
-                if first != c.first + sent.answered || sent.answered + count > c.len() {
-                    return Err(Error::Protocol(format!(
-                        "answers for items {first}.. of chunk {chunk} out of order"
-                    )));
-                }
-                deliver_outcomes(&*c.sink, first, count, bytes);
-                sent.answered += count;
-                self.answered(m, chunk);
+                sent.mark(first, count)?;
+                deliver_outcomes(&*sent.chunk.sink, first, count, bytes);
+                chunk
             }
             FromAgent::Failed {
                 chunk,
@@ -458,18 +522,13 @@ impl Remote {
                 error,
                 ..
             } => {
-                let Some(sent) = member.inflight.get_mut(&chunk) else {
-                    return unknown(chunk);
-                };
-                let c = &sent.chunk;
-                if index as usize != c.first + sent.answered {
-                    return Err(Error::Protocol(format!(
-                        "a failure of item {index} of chunk {chunk} out of order"
-                    )));
-                }
-                c.sink.fail(index as usize, on_rank(error, &place));
-                sent.answered += 1;
-                self.answered(m, chunk);
+                let sent = member
+                    .inflight
+                    .get_mut(&chunk)
+                    .ok_or_else(|| unknown(chunk))?;
+                sent.mark(index as usize, 1)?;
+                sent.chunk.sink.fail(index as usize, on_rank(error, &place));
+                chunk
             }
             FromAgent::Served { chunk, took, .. } => {
                 if let Some(sent) = member.inflight.get_mut(&chunk) {
@@ -481,28 +540,17 @@ impl Remote {
                         _ => (call, took),
                     };
                 }
+                return Ok(());
             }
-            FromAgent::Ended { .. } if self.ending => member.ended = true,
-            other => {
-                return Err(Error::Protocol(format!("unexpected {other:?}")));
-            }
-        }
-        Ok(())
-    }
-
-    /// Forgets chunk `id` of member `m` once every item of it is answered.
-    fn answered(&mut self, m: usize, id: u64) {
-        let member = &mut self.members[m];
-        if member
-            .inflight
-            .get(&id)
-            .is_some_and(|s| s.answered == s.chunk.len())
-        {
+            other => return Err(Error::Protocol(format!("unexpected {other:?}"))),
+        };
+        if member.inflight.get(&chunk).is_some_and(Sent::done) {
+            let done = member.inflight.remove(&chunk);
             if let Some(Sent {
                 sent,
                 took: Some(took),
                 ..
-            }) = member.inflight.remove(&id)
+            }) = done
             {
                 let beyond = sent.elapsed().saturating_sub(took).as_secs_f64();
                 member.latency = if member.latency == 0.0 || beyond < member.latency {
@@ -513,6 +561,7 @@ impl Remote {
                 };
             }
         }
+        Ok(())
     }
 
     /// Gives up on an agent that broke the protocol: what it holds fails, and it gets nothing
@@ -522,11 +571,17 @@ impl Remote {
         let place = member.agent.place();
         eprintln!("multiproc: {place} broke the protocol ({why}); it gets no more work");
         member.lost = true;
-        member.ended = true;
         for (_, sent) in member.inflight.drain() {
-            sent.chunk.fail(sent.answered..sent.chunk.len(), |_| {
-                Error::Protocol(format!("{place}: {why}"))
-            });
+            sent.fail_rest(|| Error::Protocol(format!("{place}: {why}")));
+        }
+    }
+}
+
+impl Drop for Remote {
+    /// A pool that never ran (its thread could not start) still ends on the agents.
+    fn drop(&mut self) {
+        if !self.ending {
+            self.end_on_agents(Ending::Now);
         }
     }
 }

@@ -38,14 +38,18 @@ impl Agent {
     }
 }
 
-/// The agents, once greeted; and the sends of the answers.
+/// The agents greeted so far (by rank; all of them once `complete`), and the sends of the
+/// answers. Kept across attempts: an agent greets once, so a greeting read by an attempt that
+/// then timed out waiting for another rank is not read again.
 struct Roster {
-    agents: Option<Vec<Agent>>,
+    greeted: Vec<Option<Agent>>,
+    complete: bool,
     posts: Posts,
 }
 
 static ROSTER: Mutex<Roster> = Mutex::new(Roster {
-    agents: None,
+    greeted: Vec::new(),
+    complete: false,
     posts: Posts::new(),
 });
 
@@ -71,18 +75,31 @@ pub(crate) fn hello(world: &World) -> Result<Hello> {
 /// An agent did not greet within [`GREETING_TIMEOUT`], or the job ended.
 pub(crate) fn agents(world: &World) -> Result<Vec<Agent>> {
     let mut roster = lock(&ROSTER);
-    if let Some(agents) = &roster.agents {
-        return Ok(agents.clone());
-    }
-    let agents = greet(world, &mut roster.posts, GREETING_TIMEOUT)?;
-    roster.agents = Some(agents.clone());
-    Ok(agents)
+    roster.greet(world, GREETING_TIMEOUT)?;
+    Ok(roster.greeted.iter().flatten().cloned().collect())
 }
 
-/// Reads every agent's greeting and answers it.
-fn greet(world: &World, posts: &mut Posts, patience: Duration) -> Result<Vec<Agent>> {
+impl Roster {
+    /// Reads every agent's greeting not read yet, and answers it.
+    fn greet(&mut self, world: &World, patience: Duration) -> Result<()> {
+        if self.complete {
+            return Ok(());
+        }
+        self.greeted.resize(world.size as usize, None);
+        greet(world, &mut self.greeted, &mut self.posts, patience)?;
+        self.complete = true;
+        Ok(())
+    }
+}
+
+/// Reads the greetings of the agents missing in `agents` (indexed by rank) and answers them.
+fn greet(
+    world: &World,
+    agents: &mut [Option<Agent>],
+    posts: &mut Posts,
+    patience: Duration,
+) -> Result<()> {
     let ours = hello(world)?;
-    let mut agents: Vec<Option<Agent>> = vec![None; world.size as usize];
     let until = Instant::now() + patience;
     let mut pacer = world::Pacer::default();
     while agents.iter().skip(1).any(Option::is_none) {
@@ -133,7 +150,7 @@ fn greet(world: &World, posts: &mut Posts, patience: Duration) -> Result<Vec<Age
             });
         }
     }
-    Ok(agents.into_iter().flatten().collect())
+    Ok(())
 }
 
 /// Why `theirs` is not the program `ours` is, if it is not.
@@ -163,13 +180,10 @@ fn differs(ours: &Hello, theirs: &Hello) -> Option<String> {
 pub(crate) fn end_job(world: &World) {
     let mut roster = lock(&ROSTER);
     let roster = &mut *roster;
-    if roster.agents.is_none() {
-        // Agents wait for their answer before anything else: read their greetings (and answer
-        // them) so that none is left waiting for one.
-        match greet(world, &mut roster.posts, Duration::from_secs(10)) {
-            Ok(agents) => roster.agents = Some(agents),
-            Err(e) => eprintln!("multiproc: at exit: {e}"),
-        }
+    // Agents wait for their answer before anything else: read their greetings (and answer
+    // them) so that none is left waiting for one.
+    if let Err(e) = roster.greet(world, Duration::from_secs(10)) {
+        eprintln!("multiproc: at exit: {e}");
     }
     let stop = message::one(&ToAgent::Stop).unwrap_or_default();
     for rank in 1..world.size {

@@ -10,6 +10,7 @@
 //! (Open MPI's own blocking receive would spin a whole one, and the workers need those cores).
 
 use std::collections::VecDeque;
+use std::ptr::NonNull;
 use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
@@ -28,6 +29,12 @@ pub(crate) struct World {
     pub(crate) rank: u32,
     pub(crate) size: u32,
     pub(crate) host: String,
+    /// Whether MPI lets any thread call it, one at a time (`Threading::Serialized` or better):
+    /// what rank 0's pool threads need.
+    pub(crate) any_thread: bool,
+    /// The process that joined the job. A forked copy of it (a `Fork` pool's worker) is not a
+    /// rank: it must not touch the MPI state it inherited.
+    pid: u32,
 }
 
 /// Set once MPI is initialized (in rank 0 and in the agents).
@@ -37,8 +44,15 @@ static WORLD: OnceLock<World> = OnceLock::new();
 /// MPI holds this lock (`Threading::Serialized`: one thread at a time, any thread).
 static LIBRARY: Mutex<Option<Universe>> = Mutex::new(None);
 
-/// The job, if this process is one of its ranks and MPI is initialized.
+/// The job, if this process is one of its ranks and MPI is initialized (in this process, not
+/// in one it was forked from).
 pub(crate) fn world() -> Option<&'static World> {
+    WORLD.get().filter(|w| w.pid == std::process::id())
+}
+
+/// The job of this process, or of the rank it was forked from: where it runs, for
+/// [`rank`](super::rank) and [`size`](super::size). Never for talking to MPI ([`world`]).
+pub(crate) fn placement() -> Option<&'static World> {
     WORLD.get()
 }
 
@@ -55,12 +69,14 @@ pub(crate) fn initialize() -> Option<&'static World> {
     if !launched_by_mpirun() {
         return None;
     }
-    let (universe, _granted) = mpi::initialize_with_threading(Threading::Serialized)?;
+    let (universe, granted) = mpi::initialize_with_threading(Threading::Serialized)?;
     let comm = universe.world();
     let world = World {
         rank: comm.rank() as u32,
         size: comm.size() as u32,
         host: mpi::environment::processor_name().unwrap_or_else(|_| "?".into()),
+        any_thread: granted >= Threading::Serialized,
+        pid: std::process::id(),
     };
     *lock(&LIBRARY) = Some(universe);
     Some(WORLD.get_or_init(|| world))
@@ -69,6 +85,7 @@ pub(crate) fn initialize() -> Option<&'static World> {
 /// Runs `f` with the world communicator, holding the library's lock; `None` once the job has
 /// ended here (or before it began).
 pub(crate) fn with<R>(f: impl FnOnce(&SimpleCommunicator) -> R) -> Option<R> {
+    world()?;
     let library = lock(&LIBRARY);
     library.as_ref()?;
     Some(f(&SimpleCommunicator::world()))
@@ -129,8 +146,9 @@ unsafe impl Send for Posted {}
 
 struct Posted {
     request: Request<'static, [u8], StaticScope>,
-    /// The bytes `request` reads: boxed, so they stay where they are while the `Posted` moves.
-    _bytes: Box<[u8]>,
+    /// The bytes `request` reads: a leaked box, freed once MPI is done with them (`progress`),
+    /// never while a request may read them.
+    bytes: NonNull<[u8]>,
 }
 
 impl Posts {
@@ -158,20 +176,22 @@ impl Posts {
     }
 
     fn post_piece(&mut self, rank: u32, tag: i32, bytes: Box<[u8]>) -> Result<()> {
-        // SAFETY: the slice points into `bytes`, a heap allocation that `Posted` keeps, unmoved
-        // and unchanged, until `request` has completed (`progress`) or is abandoned with the
-        // allocation leaked (`abandon`): it outlives every use MPI makes of it.
-        let view: &'static [u8] =
-            unsafe { std::slice::from_raw_parts(bytes.as_ptr(), bytes.len()) };
+        let bytes = NonNull::from(Box::leak(bytes));
+        // SAFETY: `bytes` is a leaked allocation that nothing else refers to; it is freed only
+        // by `release`, once the request reading it has completed (or the send failed to
+        // start), and leaked for good if the request is abandoned: it outlives every use MPI
+        // makes of it, and nothing writes to it meanwhile.
+        let view: &'static [u8] = unsafe { bytes.as_ref() };
         let request = with(|comm| {
             comm.process_at_rank(rank as i32)
                 .immediate_send_with_tag(StaticScope, view, tag)
-        })
-        .ok_or(Error::Disconnected)?;
-        self.pending.push_back(Posted {
-            request,
-            _bytes: bytes,
         });
+        let Some(request) = request else {
+            // SAFETY: no request was made: nothing reads the bytes.
+            unsafe { release(bytes) };
+            return Err(Error::Disconnected);
+        };
+        self.pending.push_back(Posted { request, bytes });
         Ok(())
     }
 
@@ -182,11 +202,11 @@ impl Posts {
         }
         let _ = with(|_| {
             let mut left = VecDeque::with_capacity(self.pending.len());
-            for posted in self.pending.drain(..) {
-                let Posted { request, _bytes } = posted;
+            for Posted { request, bytes } in self.pending.drain(..) {
                 match request.test() {
-                    Ok(_) => drop(_bytes),
-                    Err(request) => left.push_back(Posted { request, _bytes }),
+                    // SAFETY: the request that read the bytes has completed.
+                    Ok(_) => unsafe { release(bytes) },
+                    Err(request) => left.push_back(Posted { request, bytes }),
                 }
             }
             self.pending = left;
@@ -216,58 +236,80 @@ impl Drop for Posts {
     }
 }
 
+/// Frees the bytes of a send.
+///
+/// # Safety
+/// `bytes` came from `Box::leak` in `post_piece`, and no request that reads them is pending.
+unsafe fn release(bytes: NonNull<[u8]>) {
+    // SAFETY: the caller's promise: a leaked box that nothing reads any more.
+    drop(unsafe { Box::from_raw(bytes.as_ptr()) });
+}
+
 /// A message received whole.
 pub(crate) struct Received {
     pub(crate) source: u32,
     pub(crate) bytes: Vec<u8>,
 }
 
+/// How long the rest of a message may keep its receiver waiting once its first piece is in:
+/// the sender posts every piece at once, so they follow at the speed of the link.
+const REST_TIMEOUT: Duration = Duration::from_secs(60);
+
 /// Takes the next message that has arrived with `tag` (any tag: `None`) from any rank, without
-/// waiting for one; the pieces of a large message that follow its first are waited for.
+/// waiting for one; the pieces of a large message that follow its first are waited for (at
+/// most [`REST_TIMEOUT`], with the library's lock released between looks). The length a
+/// message announces is not trusted: memory grows with what arrives.
 ///
 /// # Errors
 /// [`Error::Disconnected`] once the job has ended here; [`Error::Protocol`] for a message that
-/// does not start with its length.
+/// does not start with its length, is longer than it says, or is cut short.
 pub(crate) fn take(tag: Option<i32>) -> Result<Option<Received>> {
-    with(|comm| {
+    let first = with(|comm| {
         let any = comm.any_process();
         let probed = match tag {
             Some(tag) => any.immediate_matched_probe_with_tag(tag),
             None => any.immediate_matched_probe(),
         };
-        let Some((message, status)) = probed else {
-            return Ok(None);
-        };
-        let (source, tag) = (status.source_rank(), status.tag());
-        let (first, _) = (message, status).matched_receive_vec::<u8>();
-        let Some(length) = first.get(..LENGTH_PREFIX) else {
-            return Err(Error::Protocol(format!(
-                "a message of {} bytes from rank {source} lacks its length",
-                first.len()
-            )));
-        };
-        let length = u64::from_le_bytes(length.try_into().unwrap_or_default()) as usize;
-        let mut bytes = first;
-        bytes.drain(..LENGTH_PREFIX);
-        if bytes.len() > length {
-            return Err(Error::Protocol(format!(
-                "a message from rank {source} is longer than it says"
-            )));
-        }
-        bytes.reserve_exact(length - bytes.len());
-        while bytes.len() < length {
-            let (piece, _) = comm
-                .process_at_rank(source)
-                .matched_probe_with_tag(tag)
-                .matched_receive_vec::<u8>();
-            bytes.extend_from_slice(&piece);
-        }
-        Ok(Some(Received {
-            source: source as u32,
-            bytes,
-        }))
+        probed.map(|(message, status)| {
+            let (source, tag) = (status.source_rank(), status.tag());
+            (source, tag, (message, status).matched_receive_vec::<u8>().0)
+        })
     })
-    .unwrap_or(Err(Error::Disconnected))
+    .ok_or(Error::Disconnected)?;
+    let Some((source, tag, mut bytes)) = first else {
+        return Ok(None);
+    };
+    let protocol = |what: &str| {
+        Err(Error::Protocol(format!(
+            "a message from rank {source} {what}"
+        )))
+    };
+    let Some(length) = bytes.get(..LENGTH_PREFIX) else {
+        return protocol("lacks its length");
+    };
+    let length = u64::from_le_bytes(length.try_into().unwrap_or_default());
+    bytes.drain(..LENGTH_PREFIX);
+    let until = Instant::now() + REST_TIMEOUT;
+    while (bytes.len() as u64) < length {
+        let piece = with(|comm| {
+            comm.process_at_rank(source)
+                .immediate_matched_probe_with_tag(tag)
+                .map(|probed| probed.matched_receive_vec::<u8>().0)
+        })
+        .ok_or(Error::Disconnected)?;
+        match piece {
+            Some(piece) => bytes.extend_from_slice(&piece),
+            None if Instant::now() >= until => return protocol("was cut short"),
+            None => std::thread::yield_now(),
+        }
+    }
+    if bytes.len() as u64 > length {
+        return protocol("is longer than it says");
+    }
+    Ok(Some(Received {
+        source: source as u32,
+        bytes,
+    }))
 }
 
 /// How long a polling thread waits before it looks again: not at all for [`SPIN`] after the

@@ -193,13 +193,13 @@ impl Offsets {
         }
     }
 
-    /// Whether they can describe items in a payload of `bytes` bytes: every item starts within
-    /// it, in order, and there are no more than a task message can count (`u32`). What a chunk
-    /// from elsewhere (another rank) is checked against before anything slices its payload by
-    /// them.
+    /// Whether they can describe a chunk's items in a payload of `bytes` bytes: at least one
+    /// item (as every chunk has), every item starting within the payload, in order, and no more
+    /// items than a task message can count (`u32`). What a chunk from elsewhere (another rank)
+    /// is checked against before anything slices its payload by them.
     #[cfg(feature = "mpi")]
     pub(crate) fn fit(&self, bytes: usize) -> bool {
-        if self.len() > u32::MAX as usize {
+        if self.len() == 0 || self.len() > u32::MAX as usize {
             return false;
         }
         match self {
@@ -598,7 +598,14 @@ mod tests {
             "the last item may be empty"
         );
         assert!(!Offsets::Uniform { len: 5, size: 8 }.fit(24));
-        assert!(Offsets::Uniform { len: 0, size: 0 }.fit(0));
+        assert!(
+            !Offsets::Uniform { len: 0, size: 0 }.fit(0),
+            "no chunk is empty"
+        );
+        assert!(
+            !Offsets::Each(vec![]).fit(0),
+            "found by fuzzing: an empty chunk"
+        );
         assert!(Offsets::Each(vec![0, 3, 3, 10]).fit(10));
         assert!(!Offsets::Each(vec![0, 3, 2]).fit(10), "out of order");
         assert!(

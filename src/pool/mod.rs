@@ -235,7 +235,9 @@ impl PoolBuilder {
     ///
     /// Everything else works as on one machine: each rank starts its workers with the pool's
     /// start method, runs its initializer in each, recycles them after `max_tasks_per_child`
-    /// and kills those that overrun `task_timeout`.
+    /// and kills those that overrun `task_timeout`. Under `mpirun`, [`processes`](Self::processes)
+    /// is not used: [`processes_per_rank`](Self::processes_per_rank) says how many workers each
+    /// rank runs, and [`Pool::processes`] tells the total.
     ///
     /// # Examples
     /// ```

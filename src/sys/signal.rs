@@ -357,16 +357,24 @@ fn decimal(mut n: u32, buf: &mut [u8; 10]) -> &[u8] {
     }
 }
 
-/// What [`on_termination_say`] writes: a `&'static str`'s address and length.
+/// What [`on_termination_say`] writes: a `&'static str`'s address and length, and the process
+/// that asked (a forked copy, which inherits the handler, says nothing).
 #[cfg(feature = "mpi")]
-static TERMINATION_NOTE: (AtomicPtr<u8>, AtomicUsize) =
-    (AtomicPtr::new(ptr::null_mut()), AtomicUsize::new(0));
+static TERMINATION_NOTE: (AtomicPtr<u8>, AtomicUsize, AtomicI32) = (
+    AtomicPtr::new(ptr::null_mut()),
+    AtomicUsize::new(0),
+    AtomicI32::new(0),
+);
 
-/// Has this process write `note` to stderr when `SIGTERM` ends it, then die by the signal as
-/// before (same exit status). Only if nothing else handles `SIGTERM` (its action is the default
+/// Has this process (not a copy forked from it) write `note` to stderr when `SIGTERM` ends
+/// it, then die by the signal as before (same exit status). Only if nothing else handles `SIGTERM` (its action is the default
 /// one); best effort.
 #[cfg(feature = "mpi")]
 pub(crate) fn on_termination_say(note: &'static str) {
+    // SAFETY: getpid has no preconditions.
+    TERMINATION_NOTE
+        .2
+        .store(unsafe { libc::getpid() }, Ordering::Relaxed);
     TERMINATION_NOTE.1.store(note.len(), Ordering::Relaxed);
     TERMINATION_NOTE
         .0
@@ -391,7 +399,9 @@ pub(crate) fn on_termination_say(note: &'static str) {
 extern "C" fn say_and_die(signum: c_int) {
     let note = TERMINATION_NOTE.0.load(Ordering::Acquire);
     let len = TERMINATION_NOTE.1.load(Ordering::Relaxed);
-    if !note.is_null() {
+    // SAFETY: getpid is async-signal-safe and has no preconditions.
+    let ours = TERMINATION_NOTE.2.load(Ordering::Relaxed) == unsafe { libc::getpid() };
+    if !note.is_null() && ours {
         // SAFETY: `note` and `len` describe a `&'static str` (stored length first, pointer
         // last with release ordering); `write` is async-signal-safe.
         unsafe { libc::write(2, note.cast(), len) };
