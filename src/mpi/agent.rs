@@ -155,9 +155,10 @@ impl Agent {
                     offsets,
                     len: _,
                 } => {
-                    if !offsets.fit(payload.len()) {
+                    if !message::sound_chunk(first, &offsets, payload.len()) {
                         return Err(Error::Protocol(format!(
-                            "rank 0 sent a chunk whose {} items do not fit its {} bytes",
+                            "rank 0 sent a chunk whose {} items from {first} do not fit its \
+                             {} bytes",
                             offsets.len(),
                             payload.len()
                         )));

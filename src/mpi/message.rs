@@ -145,6 +145,16 @@ impl Record for FromAgent {
     }
 }
 
+/// Whether a chunk record describes a chunk an agent can run: its offsets fit its `payload`
+/// bytes (`Offsets::fit`), and its items' indices in their call, from `first`, fit a `usize`.
+pub(crate) fn sound_chunk(first: u64, offsets: &Offsets, payload: usize) -> bool {
+    offsets.fit(payload)
+        && usize::try_from(first)
+            .ok()
+            .and_then(|first| first.checked_add(offsets.len()))
+            .is_some()
+}
+
 /// Appends `record` and the bytes it announces to `out`.
 pub(crate) fn push<R: Record>(out: &mut Vec<u8>, record: &R, trailing: &[u8]) -> Result<()> {
     debug_assert_eq!(record.trailing(), trailing.len() as u64);
@@ -199,7 +209,7 @@ pub(crate) fn fuzz(data: &[u8]) {
         let ToAgent::Chunk { offsets, first, .. } = record else {
             continue;
         };
-        if !offsets.fit(payload.len()) {
+        if !sound_chunk(first, &offsets, payload.len()) {
             continue;
         }
         let chunk = Chunk {
@@ -256,6 +266,15 @@ mod tests {
             (ToAgent::Close { pool: 3 }, [])
         ));
         assert!(input.is_empty());
+    }
+
+    #[test]
+    fn a_chunk_whose_indices_overflow_is_unsound() {
+        let one = Offsets::Uniform { len: 1, size: 0 };
+        assert!(sound_chunk(7, &one, 0));
+        // Found by fuzzing (`mpi_records`): the last item's index overflowed.
+        assert!(!sound_chunk(u64::MAX, &one, 0));
+        assert!(!sound_chunk(0, &Offsets::Each(vec![0, 5]), 4));
     }
 
     #[test]
