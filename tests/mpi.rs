@@ -116,6 +116,9 @@ fn run_case(case: &str) {
         "local" => local(),
         "slow_rank" => slow_rank(),
         "forked" => forked(),
+        "init_fails" => init_fails(),
+        "start_method" => start_method(),
+        "exit_with_pool" => exit_with_pool(),
         "rank0_panics" => rank0_panics(),
         other => panic!("no case {other}"),
     }
@@ -437,6 +440,83 @@ fn forked() {
     println!("forked copy terminated");
 }
 
+fn fails_on_rank_1() {
+    if multiproc::mpi::rank() == Some(1) {
+        panic!("no data on this node");
+    }
+}
+
+fn fails_everywhere() {
+    panic!("no data anywhere");
+}
+
+/// Review: a rank whose initializer failed failed tasks at once, so it took most of them.
+/// Now it is taken out of the pool and its tasks go to the others; when every rank fails, the
+/// tasks fail, naming a rank.
+fn init_fails() {
+    let pool = Pool::builder()
+        .mpi()
+        .processes_per_rank(1)
+        .initializer(fails_on_rank_1, ())
+        .build()
+        .unwrap();
+    let places = pool.map_chunked(whereabouts, 0..200u64, 1).unwrap();
+    assert!(places.iter().all(|p| p.0 == Some(2)), "all on rank 2");
+    assert_eq!(pool.map(square, 0..1000u64).unwrap()[999], 998_001);
+    drop(pool);
+    let pool = Pool::builder()
+        .mpi()
+        .processes_per_rank(1)
+        .initializer(fails_everywhere, ())
+        .build()
+        .unwrap();
+    match pool.apply(square, 2) {
+        Err(Error::InitializerFailed(why)) => {
+            let why = why.to_string();
+            assert!(
+                why.contains("no data anywhere") && why.contains("rank "),
+                "{why}"
+            );
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(matches!(
+        pool.map(square, 0..100u64),
+        Err(Error::InitializerFailed(_))
+    ));
+}
+
+/// Whether this worker was forked (a spawned one has the spawner's marker argument).
+fn forked_worker(_: u64) -> bool {
+    !std::env::args().any(|a| a == "__multiproc_child__")
+}
+
+/// Review: the start method `main` set was not the agents' (they never run `main`).
+fn start_method() {
+    multiproc::set_start_method(multiproc::StartMethod::Fork).unwrap();
+    let pool = mpi_pool(1);
+    let forked = pool.map_chunked(forked_worker, 0..8u64, 1).unwrap();
+    assert!(forked.iter().all(|f| *f), "{forked:?}");
+}
+
+fn big_result(_: u64) -> Vec<u8> {
+    vec![7; 256 << 10]
+}
+
+/// Review: leaving with a pool at work (here `exit` from another thread) waited 10 s, as the
+/// agents' large answers were never read.
+fn exit_with_pool() {
+    let pool: &'static Pool = Box::leak(Box::new(mpi_pool(1)));
+    let _running = pool.map_async(big_result, 0..2000u64);
+    std::thread::sleep(Duration::from_millis(100));
+    std::thread::spawn(|| {
+        println!("{PASSED}");
+        std::process::exit(0)
+    })
+    .join()
+    .unwrap();
+}
+
 /// Without `mpirun`, an `mpi()` pool is a local one.
 fn local() {
     assert_eq!(multiproc::mpi::rank(), None);
@@ -553,6 +633,25 @@ fn drive() {
             );
         });
     }
+    check("a rank whose initializer fails is taken out", &|| {
+        let (out, _) = mpirun("init_fails", &[&exe], &[]);
+        expect_pass("init_fails", &out);
+    });
+    check("the agents start workers as main said", &|| {
+        let (out, _) = mpirun("start_method", &[&exe], &[]);
+        expect_pass("start_method", &out);
+    });
+    check("leaving with a pool at work ends the job promptly", &|| {
+        let (out, took) = mpirun("exit_with_pool", &[&exe], &[]);
+        expect_pass("exit_with_pool", &out);
+        assert!(
+            took < Duration::from_secs(6),
+            "took {took:?}:\n{}",
+            text(&out)
+        );
+        println!("the job ended {took:?} after mpirun started");
+        assert!(!text(&out).contains("broke the protocol"), "{}", text(&out));
+    });
     check("a forked copy of rank 0 is no rank", &|| {
         let (out, _) = mpirun("forked", &[&exe], &[]);
         expect_pass("forked", &out);

@@ -27,11 +27,7 @@ pub(crate) fn serve(world: &World) -> ! {
         pools: HashMap::new(),
         outbox: Arc::new(Outbox::default()),
     };
-    let outcome = agent.run();
-    // Rank 0 is gone or said stop: end the pools (their workers are killed), then leave.
-    for (_, pool) in agent.pools.drain() {
-        drop(pool);
-    }
+    let outcome = agent.run().and_then(|()| agent.stop());
     if let Err(e) = outcome {
         eprintln!(
             "multiproc: MPI rank {} on {}: {e}; aborting the job",
@@ -39,9 +35,13 @@ pub(crate) fn serve(world: &World) -> ! {
         );
         world::abort(EXIT_AGENT_FAILED)
     }
-    world::finalize(&mut agent.posts, Duration::from_secs(10));
+    world::finalize(&mut agent.posts, STOP_PATIENCE);
     std::process::exit(0)
 }
+
+/// How long an agent told to stop waits for what it sent to be received (rank 0 reads until
+/// every agent says it stopped).
+const STOP_PATIENCE: Duration = Duration::from_secs(10);
 
 /// The status an agent that cannot go on aborts the job with.
 const EXIT_AGENT_FAILED: i32 = 70;
@@ -63,6 +63,7 @@ enum Heard {
 }
 
 impl Agent {
+    /// Greets rank 0 and serves its pools until it says stop.
     fn run(&mut self) -> Result<()> {
         let hello = roster::hello(&self.world)?;
         self.posts
@@ -73,9 +74,9 @@ impl Agent {
         let mut pacer = Pacer::default();
         loop {
             let mut active = false;
-            while let Some(received) = world::take(None)? {
+            while let Some(received) = world::take(None, |_, _| false)? {
                 active = true;
-                if self.handle(&received.bytes)? == Heard::Stop {
+                if self.handle(&received.bytes?)? == Heard::Stop {
                     return Ok(());
                 }
             }
@@ -98,11 +99,12 @@ impl Agent {
         let mut pacer = Pacer::default();
         loop {
             self.posts.progress();
-            let Some(received) = world::take(Some(CONTROL))? else {
+            let Some(received) = world::take(Some(CONTROL), |_, _| false)? else {
                 std::thread::sleep(pacer.next_wait());
                 continue;
             };
-            let mut input = &received.bytes[..];
+            let bytes = received.bytes?;
+            let mut input = &bytes[..];
             match message::next::<ToAgent>(&mut input)?.0 {
                 ToAgent::Welcome => return Ok(true),
                 ToAgent::Stop => return Ok(false),
@@ -123,9 +125,10 @@ impl Agent {
         let mut pacer = Pacer::default();
         loop {
             self.posts.progress();
-            match world::take(None)? {
+            match world::take(None, |_, _| false)? {
                 Some(received) => {
-                    let mut input = &received.bytes[..];
+                    let bytes = received.bytes?;
+                    let mut input = &bytes[..];
                     while !input.is_empty() {
                         if let ToAgent::Stop = message::next::<ToAgent>(&mut input)?.0 {
                             return Ok(());
@@ -135,6 +138,20 @@ impl Agent {
                 None => std::thread::sleep(pacer.next_wait()),
             }
         }
+    }
+
+    /// Rank 0 said stop: ends the pools (their workers are killed; what they would still
+    /// answer is not sent), waits until what was sent is received (rank 0 reads on until every
+    /// agent has stopped), and says so, last.
+    fn stop(&mut self) -> Result<()> {
+        self.pools.clear();
+        let _ = self.outbox.take();
+        let until = std::time::Instant::now() + STOP_PATIENCE;
+        while self.posts.progress() && std::time::Instant::now() < until {
+            std::thread::yield_now();
+        }
+        self.posts
+            .post(0, CONTROL, &message::one(&FromAgent::Stopped)?)
     }
 
     /// Acts on one message from rank 0.
@@ -231,7 +248,7 @@ impl Agent {
         if self.pools.contains_key(&tag) {
             let error = Error::Protocol(format!("pool {tag} is open here already"));
             self.outbox
-                .push(tag, &FromAgent::NotOpened { pool: tag, error }, &[]);
+                .say(tag, &FromAgent::NotOpened { pool: tag, error });
             return;
         }
         let mut builder = Pool::builder()
@@ -261,7 +278,7 @@ impl Agent {
             }
             Err(error) => FromAgent::NotOpened { pool: tag, error },
         };
-        self.outbox.push(tag, &answer, &[]);
+        self.outbox.say(tag, &answer);
     }
 
     /// Ends a local pool on a thread of its own, which says so to rank 0 once every outcome of
@@ -278,7 +295,7 @@ impl Agent {
                 }
                 (None, _) => {}
             }
-            outbox.push(tag, &FromAgent::Ended { pool: tag }, &[]);
+            outbox.say(tag, &FromAgent::Ended { pool: tag });
         };
         let spawned = std::thread::Builder::new()
             .name("multiproc-mpi-end".into())
@@ -286,7 +303,7 @@ impl Agent {
         if spawned.is_err() {
             // No thread to spare: the closure, and the pool in it, were dropped, which
             // terminated the pool; its unfinished items failed and were sent on.
-            self.outbox.push(tag, &FromAgent::Ended { pool: tag }, &[]);
+            self.outbox.say(tag, &FromAgent::Ended { pool: tag });
         }
     }
 }
@@ -299,7 +316,11 @@ struct Outbox {
 }
 
 impl Outbox {
-    fn push(&self, pool: i32, record: &FromAgent, trailing: &[u8]) {
+    /// Queues `record` (and the bytes it announces) for rank 0.
+    ///
+    /// # Errors
+    /// The record could not be encoded (nothing was queued).
+    fn push(&self, pool: i32, record: &FromAgent, trailing: &[u8]) -> Result<()> {
         let mut records = lock(&self.records);
         let at = match records.iter().position(|(p, _)| *p == pool) {
             Some(at) => at,
@@ -308,11 +329,23 @@ impl Outbox {
                 records.len() - 1
             }
         };
-        if let Err(e) = message::push(&mut records[at].1, record, trailing) {
-            eprintln!("multiproc: MPI agent could not encode an answer: {e}");
+        let batch = &mut records[at].1;
+        let before = batch.len();
+        let pushed = message::push(batch, record, trailing);
+        if pushed.is_err() {
+            batch.truncate(before);
         }
         drop(records);
         self.arrived.notify_one();
+        pushed
+    }
+
+    /// Queues a record that carries no data of the user's (an answer about a pool, a plain
+    /// error): its encoding cannot fail short of a bug, which is said on stderr.
+    fn say(&self, pool: i32, record: &FromAgent) {
+        if let Err(e) = self.push(pool, record, &[]) {
+            eprintln!("multiproc: MPI agent could not encode {record:?}: {e}");
+        }
     }
 
     fn take(&self) -> Vec<(i32, Vec<u8>)> {
@@ -350,17 +383,23 @@ impl Sink for Forward {
             count: count as u32,
             len: bytes.len() as u64,
         };
-        self.outbox.push(self.pool, &record, bytes);
+        if let Err(e) = self.outbox.push(self.pool, &record, bytes) {
+            (first..first + count).for_each(|i| self.fail(i, e.clone()));
+        }
     }
 
     fn fail(&self, index: usize, error: Error) {
-        let record = FromAgent::Failed {
+        let record = |error| FromAgent::Failed {
             pool: self.pool,
             chunk: self.chunk,
             index: index as u64,
             error,
         };
-        self.outbox.push(self.pool, &record, &[]);
+        // An error too large to encode (a panic message of megabytes, say) goes as what it is.
+        if let Err(e) = self.outbox.push(self.pool, &record(error), &[]) {
+            let error = Error::Encode(format!("the task's error could not be sent: {e}"));
+            self.outbox.say(self.pool, &record(error));
+        }
     }
 
     fn served(&self, _len: usize, took: Duration) {
@@ -369,6 +408,6 @@ impl Sink for Forward {
             chunk: self.chunk,
             took,
         };
-        self.outbox.push(self.pool, &record, &[]);
+        self.outbox.say(self.pool, &record);
     }
 }

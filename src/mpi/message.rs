@@ -117,6 +117,9 @@ pub(crate) enum FromAgent {
     Ended {
         pool: i32,
     },
+    /// The agent's last word, on [`CONTROL`], once told to stop: everything it sent has been
+    /// received; it leaves the job.
+    Stopped,
 }
 
 /// A record and the bytes that follow it.

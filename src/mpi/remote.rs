@@ -128,6 +128,11 @@ struct Member {
     inflight: HashMap<u64, Sent>,
     /// It sent its pool's last word.
     ended: bool,
+    /// It was told to end the pool (once only: it answers each time).
+    told_to_end: bool,
+    /// Its pool's initializer failed: it can run no task, and gets no more (its tasks go to
+    /// the others while any can serve).
+    broken: Option<Error>,
     /// It broke the protocol: it gets no more work, and what it sends is ignored; the pool's
     /// tag is never used again (it may still send on it).
     lost: bool,
@@ -164,7 +169,7 @@ impl Member {
     }
 
     fn usable(&self) -> bool {
-        !self.lost && !self.ended
+        !self.lost && !self.ended && self.broken.is_none()
     }
 }
 
@@ -206,6 +211,8 @@ pub(crate) fn open(world: &World, template: PoolSpec, per_rank: Option<usize>) -
                 workers: 0,
                 inflight: HashMap::new(),
                 ended: false,
+                told_to_end: false,
+                broken: None,
                 lost: false,
                 latency: 0.0,
                 timing: (0, 0.0),
@@ -253,7 +260,7 @@ impl Remote {
         let mut answered = 0;
         while answered < self.members.len() {
             self.posts.progress();
-            let Some(received) = world::take(Some(self.tag))? else {
+            let Some(received) = world::take(Some(self.tag), |_, _| false)? else {
                 if Instant::now() >= until {
                     return Err(Error::Spawn(format!(
                         "MPI agents did not answer within {ANSWER_TIMEOUT:?}"
@@ -264,7 +271,8 @@ impl Remote {
             };
             pacer.event();
             let m = self.member(received.source)?;
-            let mut input = &received.bytes[..];
+            let bytes = received.bytes?;
+            let mut input = &bytes[..];
             match message::next::<FromAgent>(&mut input)?.0 {
                 FromAgent::Opened { workers, .. } => {
                     self.members[m].workers = workers;
@@ -293,7 +301,14 @@ impl Remote {
         };
         self.ending = true;
         if let Ok(end) = message::one(&end) {
-            for m in self.members.iter().filter(|m| !m.ended) {
+            // Each agent is told once: told twice, it would answer twice, and the second
+            // answer could reach the tag's next pool.
+            for m in self
+                .members
+                .iter_mut()
+                .filter(|m| !m.ended && !m.told_to_end)
+            {
+                m.told_to_end = true;
                 let _ = self.posts.post(m.agent.rank, self.tag, &end);
             }
         }
@@ -302,12 +317,9 @@ impl Remote {
         let waiting = |members: &[Member]| members.iter().any(|m| !m.ended && !m.lost);
         while waiting(&self.members) && Instant::now() < until {
             self.posts.progress();
-            match world::take(Some(self.tag)) {
-                Ok(Some(received)) => {
-                    pacer.event();
-                    self.apply(received.source, &received.bytes);
-                }
-                Ok(None) => std::thread::sleep(pacer.next_wait()),
+            match self.receive() {
+                Ok(true) => pacer.event(),
+                Ok(false) => std::thread::sleep(pacer.next_wait()),
                 Err(_) => return,
             }
         }
@@ -317,6 +329,26 @@ impl Remote {
         if self.members.iter().all(|m| m.ended) && self.posts.is_empty() {
             lock(&TAGS).remove(&self.tag);
         }
+    }
+
+    /// Takes one message of the pool's tag, if one has arrived, and applies it; an agent whose
+    /// message is malformed is lost to the pool, and what a lost agent sends is dropped unread.
+    /// Returns whether a message was there.
+    ///
+    /// # Errors
+    /// [`Error::Disconnected`]: the job has ended here.
+    fn receive(&mut self) -> Result<bool> {
+        let members = &self.members;
+        let lost = |source: u32, _| members.iter().any(|m| m.lost && m.agent.rank == source);
+        let Some(received) = world::take(Some(self.tag), lost)? else {
+            return Ok(false);
+        };
+        match (received.bytes, self.member(received.source)) {
+            (Ok(bytes), _) => self.apply(received.source, &bytes),
+            (Err(e), Ok(m)) => self.lose(m, &e.to_string()),
+            (Err(e), Err(_)) => eprintln!("multiproc: MPI pool: {e}"),
+        }
+        Ok(true)
     }
 
     fn member(&self, rank: u32) -> Result<usize> {
@@ -352,29 +384,32 @@ impl Remote {
                 return;
             }
             if !self.members.iter().any(Member::usable) {
+                // Every rank's initializer failed (the last failure says how), or every rank
+                // broke the protocol.
+                let why = self.members.iter().rev().find_map(|m| m.broken.clone());
                 self.fail_everything(|| {
-                    Error::Spawn("no MPI rank is left to serve this pool".into())
+                    why.clone().unwrap_or_else(|| {
+                        Error::Spawn("no MPI rank is left to serve this pool".into())
+                    })
                 });
             }
-            let mut active = self.dispatch();
-            loop {
-                match world::take(Some(self.tag)) {
-                    Ok(Some(received)) => {
-                        active = true;
-                        self.apply(received.source, &received.bytes);
-                    }
-                    Ok(None) => break,
-                    Err(Error::Disconnected) => {
-                        // The job has ended here (this program is exiting).
-                        self.fail_everything(|| Error::PoolTerminated);
-                        return;
-                    }
-                    Err(e) => {
-                        eprintln!("multiproc: MPI pool: {e}");
-                        active = true;
-                    }
+            let heard = self.dispatch().and_then(|sent| {
+                let mut heard = sent;
+                while self.receive()? {
+                    heard = true;
                 }
+                Ok(heard)
+            });
+            if let Err(Error::Disconnected) = heard {
+                // The job has ended here (this program is exiting): nothing will be answered,
+                // and nothing more is accepted.
+                lock(&shared.inbox).state = PoolState::Terminating;
+                self.take_inbox(shared);
+                self.fail_everything(|| Error::PoolTerminated);
+                self.ending = true;
+                return;
             }
+            let active = heard.unwrap_or(true);
             if self.state.winds_down(self.admitted) && self.idle() {
                 self.end_on_agents(Ending::Gracefully);
                 return;
@@ -415,7 +450,11 @@ impl Remote {
     }
 
     /// Hands pending chunks to the agents with room; returns whether it sent any.
-    fn dispatch(&mut self) -> bool {
+    ///
+    /// # Errors
+    /// [`Error::Disconnected`]: the job has ended here (what was handed out stays in flight,
+    /// to be failed by the caller).
+    fn dispatch(&mut self) -> Result<bool> {
         let mut batches: Vec<Vec<u8>> = vec![Vec::new(); self.members.len()];
         while let Some(chunk) = self.pending.front() {
             if chunk.sink.abandoned() {
@@ -463,12 +502,10 @@ impl Remote {
                 continue;
             }
             sent = true;
-            let rank = self.members[m].agent.rank;
-            if let Err(e) = self.posts.post(rank, self.tag, &batch) {
-                self.lose(m, &format!("could not send to rank {rank}: {e}"));
-            }
+            self.posts
+                .post(self.members[m].agent.rank, self.tag, &batch)?;
         }
-        sent
+        Ok(sent)
     }
 
     /// Applies an agent's message; an agent that breaks the protocol is lost to the pool.
@@ -488,6 +525,11 @@ impl Remote {
     }
 
     fn apply_record(&mut self, m: usize, record: FromAgent, bytes: &[u8]) -> Result<()> {
+        let others_serve = self
+            .members
+            .iter()
+            .enumerate()
+            .any(|(i, o)| i != m && o.usable());
         let member = &mut self.members[m];
         if self.ending {
             // Its chunks were failed here already: everything but its last word is dropped.
@@ -526,8 +568,30 @@ impl Remote {
                     .inflight
                     .get_mut(&chunk)
                     .ok_or_else(|| unknown(chunk))?;
-                sent.mark(index as usize, 1)?;
-                sent.chunk.sink.fail(index as usize, on_rank(error, &place));
+                let index = index as usize;
+                sent.mark(index, 1)?;
+                let error = on_rank(error, &place);
+                if let Error::InitializerFailed(_) = error {
+                    // This rank cannot run tasks (its workers' initializer fails there): it is
+                    // taken out of the pool, and its items run on the others, while any can.
+                    if member.broken.is_none() {
+                        eprintln!(
+                            "multiproc: {place} is taken out of the MPI pool: {error}{}",
+                            if others_serve {
+                                "; its tasks go to the other ranks"
+                            } else {
+                                ""
+                            }
+                        );
+                        member.broken = Some(error.clone());
+                    }
+                    if others_serve {
+                        let at = index - sent.chunk.first;
+                        self.pending.push_back(sent.chunk.slice(at..at + 1, 0));
+                        return self.forget_if_done(m, chunk);
+                    }
+                }
+                sent.chunk.sink.fail(index, error);
                 chunk
             }
             FromAgent::Served { chunk, took, .. } => {
@@ -544,6 +608,13 @@ impl Remote {
             }
             other => return Err(Error::Protocol(format!("unexpected {other:?}"))),
         };
+        self.forget_if_done(m, chunk)
+    }
+
+    /// Forgets chunk `chunk` of member `m` once every item of it is answered, noting what its
+    /// round trip cost.
+    fn forget_if_done(&mut self, m: usize, chunk: u64) -> Result<()> {
+        let member = &mut self.members[m];
         if member.inflight.get(&chunk).is_some_and(Sent::done) {
             let done = member.inflight.remove(&chunk);
             if let Some(Sent {
@@ -605,9 +676,20 @@ fn on_rank(error: Error, place: &Rank) -> Error {
             pid,
             rank: Some(place.clone()),
         },
-        Error::InitializerFailed(inner) => {
-            Error::InitializerFailed(Box::new(on_rank(*inner, place)))
-        }
+        Error::InitializerFailed(inner) => Error::InitializerFailed(Box::new(match *inner {
+            // A panic names no rank of its own: its message says which.
+            Error::TaskPanicked {
+                message,
+                location,
+                backtrace,
+            } => Error::TaskPanicked {
+                message: format!("{message} (on {place})"),
+                location,
+                backtrace,
+            },
+            inner => on_rank(inner, place),
+        })),
+        Error::Spawn(why) => Error::Spawn(format!("{place}: {why}")),
         other => other,
     }
 }

@@ -104,7 +104,7 @@ fn greet(
     let mut pacer = world::Pacer::default();
     while agents.iter().skip(1).any(Option::is_none) {
         posts.progress();
-        let Some(received) = world::take(Some(CONTROL))? else {
+        let Some(received) = world::take(Some(CONTROL), |_, _| false)? else {
             if Instant::now() >= until {
                 let missing: Vec<String> = (1..world.size)
                     .filter(|&r| agents[r as usize].is_none())
@@ -120,7 +120,8 @@ fn greet(
             continue;
         };
         pacer.event();
-        let mut input = &received.bytes[..];
+        let bytes = received.bytes?;
+        let mut input = &bytes[..];
         let (FromAgent::Hello(theirs), _) = message::next::<FromAgent>(&mut input)? else {
             return Err(Error::Protocol(format!(
                 "rank {} spoke before it greeted",
@@ -191,5 +192,34 @@ pub(crate) fn end_job(world: &World) {
             break;
         }
     }
-    world::finalize(&mut roster.posts, Duration::from_secs(10));
+    // Read on until every agent has stopped: what they still send (the answers of pools that
+    // ran to the end) can then be received, and neither side waits in `MPI_Finalize` for sends
+    // nobody reads. Pools' messages are dropped unread.
+    let mut stopped = vec![false; world.size as usize];
+    stopped[0] = true;
+    let until = Instant::now() + STOP_PATIENCE;
+    let mut pacer = world::Pacer::default();
+    while stopped.contains(&false) && Instant::now() < until {
+        roster.posts.progress();
+        match world::take(None, |_, tag| tag != CONTROL) {
+            Ok(Some(received)) => {
+                pacer.event();
+                let Ok(bytes) = received.bytes else { continue };
+                let mut input = &bytes[..];
+                while let Ok((record, _)) = message::next::<FromAgent>(&mut input) {
+                    if let FromAgent::Stopped = record {
+                        if let Some(s) = stopped.get_mut(received.source as usize) {
+                            *s = true;
+                        }
+                    }
+                }
+            }
+            Ok(None) => std::thread::sleep(pacer.next_wait()),
+            Err(_) => break,
+        }
+    }
+    world::finalize(&mut roster.posts, STOP_PATIENCE);
 }
+
+/// How long rank 0 waits at exit for the agents to stop.
+const STOP_PATIENCE: Duration = Duration::from_secs(10);

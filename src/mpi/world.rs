@@ -245,25 +245,32 @@ unsafe fn release(bytes: NonNull<[u8]>) {
     drop(unsafe { Box::from_raw(bytes.as_ptr()) });
 }
 
-/// A message received whole.
+/// A message received whole, or what was wrong with it: the error is its sender's.
 pub(crate) struct Received {
     pub(crate) source: u32,
-    pub(crate) bytes: Vec<u8>,
+    pub(crate) bytes: Result<Vec<u8>>,
 }
 
-/// How long the rest of a message may keep its receiver waiting once its first piece is in:
-/// the sender posts every piece at once, so they follow at the speed of the link.
-const REST_TIMEOUT: Duration = Duration::from_secs(60);
+/// How long the rest of a message may keep its receiver waiting between two of its pieces: the
+/// sender posts every piece at once, so they follow at the speed of the link.
+const PIECE_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// Takes the next message that has arrived with `tag` (any tag: `None`) from any rank, without
 /// waiting for one; the pieces of a large message that follow its first are waited for (at
-/// most [`REST_TIMEOUT`], with the library's lock released between looks). The length a
-/// message announces is not trusted: memory grows with what arrives.
+/// most [`PIECE_TIMEOUT`] each, with the library's lock released between looks). The length a
+/// message announces is not trusted: memory grows with what arrives. A message whose sender and
+/// tag `ignored` says are not listened to (a rank that broke the protocol; pools' messages at
+/// the end of the job) is dropped unread, its bytes empty: nothing of it is parsed, leftover
+/// pieces included.
 ///
 /// # Errors
-/// [`Error::Disconnected`] once the job has ended here; [`Error::Protocol`] for a message that
-/// does not start with its length, is longer than it says, or is cut short.
-pub(crate) fn take(tag: Option<i32>) -> Result<Option<Received>> {
+/// [`Error::Disconnected`] once the job has ended here. A message that does not start with its
+/// length, is longer than it says, or is cut short is [`Error::Protocol`] in its
+/// [`Received::bytes`]: its sender's fault.
+pub(crate) fn take(
+    tag: Option<i32>,
+    ignored: impl Fn(u32, i32) -> bool,
+) -> Result<Option<Received>> {
     let first = with(|comm| {
         let any = comm.any_process();
         let probed = match tag {
@@ -276,9 +283,25 @@ pub(crate) fn take(tag: Option<i32>) -> Result<Option<Received>> {
         })
     })
     .ok_or(Error::Disconnected)?;
-    let Some((source, tag, mut bytes)) = first else {
+    let Some((source, tag, first)) = first else {
         return Ok(None);
     };
+    let bytes = if ignored(source as u32, tag) {
+        Ok(Vec::new())
+    } else {
+        rest_of(source, tag, first)
+    };
+    if let Err(Error::Disconnected) = bytes {
+        return Err(Error::Disconnected);
+    }
+    Ok(Some(Received {
+        source: source as u32,
+        bytes,
+    }))
+}
+
+/// The whole of a message whose first piece, from `source` with `tag`, is `first`.
+fn rest_of(source: i32, tag: i32, mut bytes: Vec<u8>) -> Result<Vec<u8>> {
     let protocol = |what: &str| {
         Err(Error::Protocol(format!(
             "a message from rank {source} {what}"
@@ -289,7 +312,7 @@ pub(crate) fn take(tag: Option<i32>) -> Result<Option<Received>> {
     };
     let length = u64::from_le_bytes(length.try_into().unwrap_or_default());
     bytes.drain(..LENGTH_PREFIX);
-    let until = Instant::now() + REST_TIMEOUT;
+    let mut until = Instant::now() + PIECE_TIMEOUT;
     while (bytes.len() as u64) < length {
         let piece = with(|comm| {
             comm.process_at_rank(source)
@@ -298,7 +321,10 @@ pub(crate) fn take(tag: Option<i32>) -> Result<Option<Received>> {
         })
         .ok_or(Error::Disconnected)?;
         match piece {
-            Some(piece) => bytes.extend_from_slice(&piece),
+            Some(piece) => {
+                bytes.extend_from_slice(&piece);
+                until = Instant::now() + PIECE_TIMEOUT;
+            }
             None if Instant::now() >= until => return protocol("was cut short"),
             None => std::thread::yield_now(),
         }
@@ -306,10 +332,7 @@ pub(crate) fn take(tag: Option<i32>) -> Result<Option<Received>> {
     if bytes.len() as u64 > length {
         return protocol("is longer than it says");
     }
-    Ok(Some(Received {
-        source: source as u32,
-        bytes,
-    }))
+    Ok(bytes)
 }
 
 /// How long a polling thread waits before it looks again: not at all for [`SPIN`] after the

@@ -237,7 +237,10 @@ impl PoolBuilder {
     /// start method, runs its initializer in each, recycles them after `max_tasks_per_child`
     /// and kills those that overrun `task_timeout`. Under `mpirun`, [`processes`](Self::processes)
     /// is not used: [`processes_per_rank`](Self::processes_per_rank) says how many workers each
-    /// rank runs, and [`Pool::processes`] tells the total.
+    /// rank runs, and [`Pool::processes`] tells the total. A rank whose initializer fails is
+    /// taken out of the pool (its tasks go to the others); `main` never runs on the other
+    /// ranks, so their workers see only what the arguments and the initializer bring, whatever
+    /// the start method.
     ///
     /// # Examples
     /// ```
@@ -331,7 +334,11 @@ impl PoolBuilder {
             max_tasks_per_child: self.max_tasks_per_child,
             task_timeout: self.task_timeout,
             start_timeout: self.start_timeout,
-            start_method: self.start_method,
+            // The agents' own default is not the one `main` set here: `main` never runs there.
+            start_method: Some(
+                self.start_method
+                    .unwrap_or_else(crate::launch::get_start_method),
+            ),
         };
         let remote = crate::mpi::open(world, template, self.processes_per_rank)?;
         let processes = remote.workers();
