@@ -45,6 +45,26 @@ fn take_tag() -> Result<i32> {
     Ok(tag)
 }
 
+/// The bits of items `start..end` in a bitset of 64-bit words: each word they touch, and the
+/// mask of their bits in it.
+fn word_masks(start: usize, end: usize) -> impl Iterator<Item = (usize, u64)> {
+    let words = if start < end {
+        start / 64..(end - 1) / 64 + 1
+    } else {
+        0..0
+    };
+    words.map(move |word| {
+        let low = start.max(word * 64) - word * 64;
+        let high = end.min(word * 64 + 64) - word * 64;
+        let mask = if high - low == 64 {
+            u64::MAX
+        } else {
+            ((1u64 << (high - low)) - 1) << low
+        };
+        (word, mask)
+    })
+}
+
 /// How a pool ends on the agents.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Ending {
@@ -94,13 +114,14 @@ impl Sent {
                 c.len()
             )));
         };
-        let bit = |i: usize| (i / 64, 1u64 << (i % 64));
-        if (start..start + count).any(|i| self.seen[bit(i).0] & bit(i).1 != 0) {
+        // A word at a time: a batch of answers is a run of thousands of items.
+        let words = || word_masks(start, start + count);
+        if words().any(|(word, mask)| self.seen[word] & mask != 0) {
             return Err(Error::Protocol(format!(
                 "answers for items {first}..+{count} twice"
             )));
         }
-        for (word, mask) in (start..start + count).map(bit) {
+        for (word, mask) in words() {
             self.seen[word] |= mask;
         }
         self.answered += count;
@@ -149,18 +170,21 @@ struct Member {
 impl Member {
     /// How many chunks it may hold while chunks of `call` are handed out: one per worker, and
     /// as many more per worker as cover the round trip's cost in chunks of `call` as it serves
-    /// them. Tiny tasks need many in flight to keep the workers fed; long ones (the trip under
-    /// 5 % of their time) get none ahead, so that no chunk waits at a slow rank while another
-    /// rank's workers are idle. Two per worker for a call it has not timed yet.
-    fn room(&self, call: u64) -> usize {
+    /// them. Tiny tasks need many in flight to keep the workers fed. Long ones (the trip under
+    /// 5 % of their time) get one ahead while `plenty` of the call's work waits besides — a
+    /// worker then never waits for the trip between two of its chunks — and none near the end
+    /// of the queue, so that no chunk waits at a slow rank while another rank's workers are
+    /// idle (as the local pool paces long chunks, `pool::pace`). Two per worker for a call it has
+    /// not timed yet.
+    fn room(&self, call: u64, plenty: bool) -> usize {
         let service = (self.timing.0 == call).then_some(self.timing.1);
         let ahead = match service {
             Some(service) if service > 0.0 => {
                 let ratio = self.latency / service;
-                if ratio < 0.05 {
-                    0
-                } else {
+                if ratio >= 0.05 {
                     ratio.ceil() as usize
+                } else {
+                    usize::from(plenty)
                 }
             }
             _ => 1,
@@ -456,17 +480,29 @@ impl Remote {
     /// to be failed by the caller).
     fn dispatch(&mut self) -> Result<bool> {
         let mut batches: Vec<Vec<u8>> = vec![Vec::new(); self.members.len()];
+        let workers: usize = self
+            .members
+            .iter()
+            .filter(|m| m.usable())
+            .map(|m| m.workers)
+            .sum();
+        let mut waiting: usize = self.pending.iter().map(Chunk::len).sum();
         while let Some(chunk) = self.pending.front() {
+            waiting -= chunk.len();
             if chunk.sink.abandoned() {
                 self.pending.pop_front();
                 continue;
             }
             let call = chunk.call;
+            // Enough waits behind this chunk for every worker to find as much when it is done.
+            let plenty = waiting >= workers.saturating_mul(chunk.len());
             let Some(m) = self
                 .members
                 .iter()
                 .enumerate()
-                .filter(|(_, m)| m.usable() && m.workers > 0 && m.inflight.len() < m.room(call))
+                .filter(|(_, m)| {
+                    m.usable() && m.workers > 0 && m.inflight.len() < m.room(call, plenty)
+                })
                 .min_by_key(|(_, m)| m.inflight.len() * 1024 / m.workers)
                 .map(|(at, _)| at)
             else {
@@ -691,5 +727,25 @@ fn on_rank(error: Error, place: &Rank) -> Error {
         })),
         Error::Spawn(why) => Error::Spawn(format!("{place}: {why}")),
         other => other,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn word_masks_cover_exactly_the_items() {
+        for (start, end) in [(0, 0), (0, 1), (3, 9), (0, 64), (63, 65), (5, 200), (64, 128)] {
+            let mut bits = [0u64; 4];
+            for (word, mask) in word_masks(start, end) {
+                assert_eq!(bits[word] & mask, 0, "a bit twice");
+                bits[word] |= mask;
+            }
+            for i in 0..256 {
+                let set = bits[i / 64] & (1 << (i % 64)) != 0;
+                assert_eq!(set, (start..end).contains(&i), "item {i} of {start}..{end}");
+            }
+        }
     }
 }
