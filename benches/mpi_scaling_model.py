@@ -5,8 +5,8 @@ efficiency of a CPU-bound map at many ranks, from per-chunk costs measured at ra
 A discrete-event simulation of what rank 0 does: one thread hands out chunks one after another
 (each costs it C0 plus CI per item: encoding, the send, the answer, decoding), chunk sizes follow
 the pool's automatic (guided) schedule, every chunk spends LATENCY beyond its work on the way
-there and back, and a worker whose chunks are short gets its next one ahead (as `Member::room`
-does), a long one only when it is done. Everything else (the network's bandwidth, a slow node)
+there and back, and a worker gets its next chunk ahead while its chunks are short or plenty of
+work waits behind them (as `Member::room` does), near the end only when it is done. Everything else (the network's bandwidth, a slow node)
 is left out: it is a model of rank 0 as the bottleneck, which it is for short tasks.
 
     python3 benches/mpi_scaling_model.py [--c0 US] [--ci NS] [--latency US]
@@ -42,7 +42,9 @@ def simulate(items, task, workers, c0, ci, latency):
     rank0_free = 0.0
     busy = 0.0
     makespan = 0.0
+    left = items
     for size in sizes:
+        left -= size
         t, w = heapq.heappop(ready)
         cost = c0 + size * ci
         start = max(rank0_free, t)
@@ -54,7 +56,7 @@ def simulate(items, task, workers, c0, ci, latency):
         begin = max(arrive, t)
         finish = begin + work
         makespan = max(makespan, finish + latency / 2)
-        ahead = latency / work >= 0.05
+        ahead = latency / work >= 0.05 or left >= workers * size
         # The next request goes out early enough to arrive as this chunk ends, if ahead.
         heapq.heappush(ready, (finish - latency if ahead else finish + latency / 2, w))
     return makespan, busy, len(sizes)
