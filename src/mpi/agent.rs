@@ -54,11 +54,12 @@ struct Agent {
     outbox: Arc<Outbox>,
 }
 
-/// What happened to a message from rank 0.
+/// What a message from rank 0 asked for.
 #[derive(PartialEq, Eq)]
 enum Heard {
-    Nothing,
-    Something,
+    /// Work, or the end of a pool: serve on.
+    ServeOn,
+    /// The end of the job.
     Stop,
 }
 
@@ -156,11 +157,9 @@ impl Agent {
 
     /// Acts on one message from rank 0.
     fn handle(&mut self, mut input: &[u8]) -> Result<Heard> {
-        let mut heard = Heard::Nothing;
         // Chunks of one message go to their pool together: one hand-over, one wake-up.
         let mut chunks: Vec<(i32, Chunk)> = Vec::new();
         while !input.is_empty() {
-            heard = Heard::Something;
             let (record, payload) = message::next::<ToAgent>(&mut input)?;
             match record {
                 ToAgent::Chunk {
@@ -220,7 +219,7 @@ impl Agent {
             }
         }
         self.submit(&mut chunks);
-        Ok(heard)
+        Ok(Heard::ServeOn)
     }
 
     /// Hands chunks to their pools; those of a pool that is not here (it could not be opened)

@@ -11,7 +11,11 @@
 //!
 //! Crashes and timeouts are the agents' local pools' business: a worker that dies fails its
 //! item there, is replaced there, and the error arrives here, where it is given the rank and
-//! host it happened on.
+//! host it happened on. A chunk's answers come in any order (a crash fails its item at once
+//! and runs the items before it again), and each is taken once (`Sent::mark`). A rank whose
+//! workers' initializer fails is taken out of the pool, its items queued again for the others;
+//! a rank that breaks the protocol is lost to the pool, its items failed. The pool's tag is
+//! reused only once every agent has said its last word on it.
 
 use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
@@ -736,7 +740,15 @@ mod tests {
 
     #[test]
     fn word_masks_cover_exactly_the_items() {
-        for (start, end) in [(0, 0), (0, 1), (3, 9), (0, 64), (63, 65), (5, 200), (64, 128)] {
+        for (start, end) in [
+            (0, 0),
+            (0, 1),
+            (3, 9),
+            (0, 64),
+            (63, 65),
+            (5, 200),
+            (64, 128),
+        ] {
             let mut bits = [0u64; 4];
             for (word, mask) in word_masks(start, end) {
                 assert_eq!(bits[word] & mask, 0, "a bit twice");
