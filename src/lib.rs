@@ -237,7 +237,7 @@ pub use manager::{
     ValueProxy,
 };
 pub use pipe::{Connection, Pipe};
-pub use pool::{AsyncResult, IMap, Pool, PoolBuilder};
+pub use pool::{AsyncResult, IMap, Pool, PoolBuilder, ResultFuture};
 pub use process::Process;
 pub use queue::{JoinableQueue, PutError, Queue, SimpleQueue};
 pub use shared::array::{Array, ArrayGuard, ArrayIter, RawArray};

@@ -28,7 +28,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 pub use imap::IMap;
-pub use result::AsyncResult;
+pub use result::{AsyncResult, ResultFuture};
 
 use crate::error::{Error, Result};
 use crate::launch::{Launch, StartMethod};
