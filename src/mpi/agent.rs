@@ -97,48 +97,52 @@ impl Agent {
     /// and waits, serving nothing, for the end of the job (leaving early would end it for
     /// everyone).
     fn welcomed(&mut self) -> Result<bool> {
-        let mut pacer = Pacer::default();
-        loop {
-            self.posts.progress();
-            let Some(received) = world::take(Some(CONTROL), |_, _| false)? else {
-                std::thread::sleep(pacer.next_wait());
-                continue;
-            };
-            let bytes = received.bytes?;
-            let mut input = &bytes[..];
-            match message::next::<ToAgent>(&mut input)?.0 {
-                ToAgent::Welcome => return Ok(true),
-                ToAgent::Stop => return Ok(false),
-                ToAgent::Refuse { reason } => {
-                    eprintln!("multiproc: refused by rank 0: {reason}");
-                    return self.wait_for_stop().map(|()| false);
-                }
-                other => {
-                    return Err(Error::Protocol(format!(
+        let answer = world::wait_for(
+            Some(CONTROL),
+            &mut self.posts,
+            None,
+            |_, _| false,
+            |_, received| {
+                let bytes = received.bytes?;
+                let mut input = &bytes[..];
+                match message::next::<ToAgent>(&mut input)?.0 {
+                    answer @ (ToAgent::Welcome | ToAgent::Stop | ToAgent::Refuse { .. }) => {
+                        Ok(Some(answer))
+                    }
+                    other => Err(Error::Protocol(format!(
                         "rank 0 sent {other:?} before its answer to the greeting"
-                    )));
+                    ))),
                 }
+            },
+        )?;
+        match answer {
+            Some(ToAgent::Welcome) => Ok(true),
+            Some(ToAgent::Refuse { reason }) => {
+                eprintln!("multiproc: refused by rank 0: {reason}");
+                self.wait_for_stop().map(|()| false)
             }
+            _ => Ok(false),
         }
     }
 
     fn wait_for_stop(&mut self) -> Result<()> {
-        let mut pacer = Pacer::default();
-        loop {
-            self.posts.progress();
-            match world::take(None, |_, _| false)? {
-                Some(received) => {
-                    let bytes = received.bytes?;
-                    let mut input = &bytes[..];
-                    while !input.is_empty() {
-                        if let ToAgent::Stop = message::next::<ToAgent>(&mut input)?.0 {
-                            return Ok(());
-                        }
+        world::wait_for(
+            None,
+            &mut self.posts,
+            None,
+            |_, _| false,
+            |_, received| {
+                let bytes = received.bytes?;
+                let mut input = &bytes[..];
+                while !input.is_empty() {
+                    if let ToAgent::Stop = message::next::<ToAgent>(&mut input)?.0 {
+                        return Ok(Some(()));
                     }
                 }
-                None => std::thread::sleep(pacer.next_wait()),
-            }
-        }
+                Ok(None)
+            },
+        )
+        .map(|_| ())
     }
 
     /// Rank 0 said stop: ends the pools (their workers are killed; what they would still

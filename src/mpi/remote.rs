@@ -283,40 +283,42 @@ impl Remote {
             })?;
             self.posts.post(m.agent.rank, self.tag, &open)?;
         }
-        let until = Instant::now() + ANSWER_TIMEOUT;
-        let mut pacer = Pacer::default();
+        let members = &mut self.members;
         let mut answered = 0;
-        while answered < self.members.len() {
-            self.posts.progress();
-            let Some(received) = world::take(Some(self.tag), |_, _| false)? else {
-                if Instant::now() >= until {
-                    return Err(Error::Spawn(format!(
-                        "MPI agents did not answer within {ANSWER_TIMEOUT:?}"
-                    )));
-                }
-                std::thread::sleep(pacer.next_wait());
-                continue;
-            };
-            pacer.event();
-            let m = self.member(received.source)?;
-            let bytes = received.bytes?;
-            let mut input = &bytes[..];
-            match message::next::<FromAgent>(&mut input)?.0 {
-                FromAgent::Opened { workers, .. } => {
-                    self.members[m].workers = workers;
-                    answered += 1;
-                }
-                // The agent has no pool: asked to end it, it answers at once (`end_on_agents`).
-                FromAgent::NotOpened { error, .. } => return Err(error),
-                other => {
+        let opened = world::wait_for(
+            Some(self.tag),
+            &mut self.posts,
+            Some(Instant::now() + ANSWER_TIMEOUT),
+            |_, _| false,
+            |_, received| {
+                let source = received.source;
+                let Some(m) = members.iter_mut().find(|m| m.agent.rank == source) else {
                     return Err(Error::Protocol(format!(
-                        "rank {} answered a new pool with {other:?}",
-                        received.source
+                        "rank {source} is not serving this pool"
                     )));
+                };
+                let bytes = received.bytes?;
+                let mut input = &bytes[..];
+                match message::next::<FromAgent>(&mut input)?.0 {
+                    FromAgent::Opened { workers, .. } => m.workers = workers,
+                    // The agent has no pool: asked to end it, it answers at once
+                    // (`end_on_agents`).
+                    FromAgent::NotOpened { error, .. } => return Err(error),
+                    other => {
+                        return Err(Error::Protocol(format!(
+                            "rank {source} answered a new pool with {other:?}"
+                        )));
+                    }
                 }
-            }
-        }
-        Ok(())
+                answered += 1;
+                Ok((answered == members.len()).then_some(()))
+            },
+        )?;
+        opened.ok_or_else(|| {
+            Error::Spawn(format!(
+                "MPI agents did not answer within {ANSWER_TIMEOUT:?}"
+            ))
+        })
     }
 
     /// Tells the agents to end the pool and waits for their last word; frees the pool's tag

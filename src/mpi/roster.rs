@@ -100,56 +100,60 @@ fn greet(
     patience: Duration,
 ) -> Result<()> {
     let ours = hello(world)?;
+    let missing = |agents: &[Option<Agent>]| agents.iter().skip(1).any(Option::is_none);
+    if !missing(agents) {
+        return Ok(());
+    }
     let until = Instant::now() + patience;
-    let mut pacer = world::Pacer::default();
-    while agents.iter().skip(1).any(Option::is_none) {
-        posts.progress();
-        let Some(received) = world::take(Some(CONTROL), |_, _| false)? else {
-            if Instant::now() >= until {
-                let missing: Vec<String> = (1..world.size)
-                    .filter(|&r| agents[r as usize].is_none())
-                    .map(|r| r.to_string())
-                    .collect();
-                return Err(Error::Spawn(format!(
-                    "MPI ranks {} did not greet rank 0 within {patience:?}: do they run a \
-                     program that calls multiproc::init()?",
-                    missing.join(", ")
+    let greeted = world::wait_for(
+        Some(CONTROL),
+        posts,
+        Some(until),
+        |_, _| false,
+        |posts, received| {
+            let bytes = received.bytes?;
+            let mut input = &bytes[..];
+            let (FromAgent::Hello(theirs), _) = message::next::<FromAgent>(&mut input)? else {
+                return Err(Error::Protocol(format!(
+                    "rank {} spoke before it greeted",
+                    received.source
                 )));
-            }
-            std::thread::sleep(pacer.next_wait());
-            continue;
-        };
-        pacer.event();
-        let bytes = received.bytes?;
-        let mut input = &bytes[..];
-        let (FromAgent::Hello(theirs), _) = message::next::<FromAgent>(&mut input)? else {
-            return Err(Error::Protocol(format!(
-                "rank {} spoke before it greeted",
-                received.source
-            )));
-        };
-        let refused = differs(&ours, &theirs).map(|why| {
-            format!(
-                "rank {} on {} runs another program: {why}. Run the same build on every rank \
-                 (a copy of it anywhere is fine)",
-                received.source, theirs.host
-            )
-        });
-        let answer = match &refused {
-            None => ToAgent::Welcome,
-            Some(reason) => ToAgent::Refuse {
-                reason: reason.clone(),
-            },
-        };
-        posts.post(received.source, CONTROL, &message::one(&answer)?)?;
-        if let Some(slot) = agents.get_mut(received.source as usize) {
-            *slot = Some(Agent {
-                rank: received.source,
-                host: theirs.host,
-                cpus: theirs.cpus.max(1),
-                refused,
+            };
+            let refused = differs(&ours, &theirs).map(|why| {
+                format!(
+                    "rank {} on {} runs another program: {why}. Run the same build on every \
+                     rank (a copy of it anywhere is fine)",
+                    received.source, theirs.host
+                )
             });
-        }
+            let answer = match &refused {
+                None => ToAgent::Welcome,
+                Some(reason) => ToAgent::Refuse {
+                    reason: reason.clone(),
+                },
+            };
+            posts.post(received.source, CONTROL, &message::one(&answer)?)?;
+            if let Some(slot) = agents.get_mut(received.source as usize) {
+                *slot = Some(Agent {
+                    rank: received.source,
+                    host: theirs.host,
+                    cpus: theirs.cpus.max(1),
+                    refused,
+                });
+            }
+            Ok((!missing(agents)).then_some(()))
+        },
+    )?;
+    if greeted.is_none() {
+        let missing: Vec<String> = (1..world.size)
+            .filter(|&r| agents[r as usize].is_none())
+            .map(|r| r.to_string())
+            .collect();
+        return Err(Error::Spawn(format!(
+            "MPI ranks {} did not greet rank 0 within {patience:?}: do they run a program that \
+             calls multiproc::init()?",
+            missing.join(", ")
+        )));
     }
     Ok(())
 }
@@ -197,26 +201,28 @@ pub(crate) fn end_job(world: &World) {
     // nobody reads. Pools' messages are dropped unread.
     let mut stopped = vec![false; world.size as usize];
     stopped[0] = true;
-    let until = Instant::now() + STOP_PATIENCE;
-    let mut pacer = world::Pacer::default();
-    while stopped.contains(&false) && Instant::now() < until {
-        roster.posts.progress();
-        match world::take(None, |_, tag| tag != CONTROL) {
-            Ok(Some(received)) => {
-                pacer.event();
-                let Ok(bytes) = received.bytes else { continue };
+    let all_stopped = |stopped: &[bool]| !stopped.contains(&false);
+    if !all_stopped(&stopped) {
+        let _ = world::wait_for(
+            None,
+            &mut roster.posts,
+            Some(Instant::now() + STOP_PATIENCE),
+            |_, tag| tag != CONTROL,
+            |_, received| {
+                let Ok(bytes) = received.bytes else {
+                    return Ok(None);
+                };
                 let mut input = &bytes[..];
                 while let Ok((record, _)) = message::next::<FromAgent>(&mut input) {
-                    if let FromAgent::Stopped = record {
-                        if let Some(s) = stopped.get_mut(received.source as usize) {
-                            *s = true;
-                        }
+                    if let (FromAgent::Stopped, Some(s)) =
+                        (record, stopped.get_mut(received.source as usize))
+                    {
+                        *s = true;
                     }
                 }
-            }
-            Ok(None) => std::thread::sleep(pacer.next_wait()),
-            Err(_) => break,
-        }
+                Ok(all_stopped(&stopped).then_some(()))
+            },
+        );
     }
     world::finalize(&mut roster.posts, STOP_PATIENCE);
 }

@@ -300,6 +300,36 @@ pub(crate) fn take(
     }))
 }
 
+/// Takes the messages of `tag` (any tag: `None`) as they arrive and hands each to `handle`
+/// (with `posts`, to answer), until `handle` returns a value, or until `until` passes
+/// (`Ok(None)`). Between looks it lets `posts` move and naps as a [`Pacer`] says. The one wait
+/// loop of the handshakes and of the ends of pools and of the job.
+///
+/// # Errors
+/// Those of [`take`], and `handle`'s.
+pub(crate) fn wait_for<T>(
+    tag: Option<i32>,
+    posts: &mut Posts,
+    until: Option<Instant>,
+    ignored: impl Fn(u32, i32) -> bool,
+    mut handle: impl FnMut(&mut Posts, Received) -> Result<Option<T>>,
+) -> Result<Option<T>> {
+    let mut pacer = Pacer::default();
+    loop {
+        posts.progress();
+        match take(tag, &ignored)? {
+            Some(received) => {
+                pacer.event();
+                if let Some(done) = handle(posts, received)? {
+                    return Ok(Some(done));
+                }
+            }
+            None if until.is_some_and(|until| Instant::now() >= until) => return Ok(None),
+            None => std::thread::sleep(pacer.next_wait()),
+        }
+    }
+}
+
 /// The whole of a message whose first piece, from `source` with `tag`, is `first`.
 fn rest_of(source: i32, tag: i32, mut bytes: Vec<u8>) -> Result<Vec<u8>> {
     let protocol = |what: &str| {
