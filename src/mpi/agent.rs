@@ -151,10 +151,7 @@ impl Agent {
     fn stop(&mut self) -> Result<()> {
         self.pools.clear();
         let _ = self.outbox.take();
-        let until = std::time::Instant::now() + STOP_PATIENCE;
-        while self.posts.progress() && std::time::Instant::now() < until {
-            std::thread::yield_now();
-        }
+        self.posts.settle(std::time::Instant::now() + STOP_PATIENCE);
         self.posts
             .post(0, CONTROL, &message::one(&FromAgent::Stopped)?)
     }

@@ -353,10 +353,7 @@ impl Remote {
                 Err(_) => return,
             }
         }
-        while self.posts.progress() && Instant::now() < until {
-            std::thread::yield_now();
-        }
-        if self.members.iter().all(|m| m.ended) && self.posts.is_empty() {
+        if self.posts.settle(until) && self.members.iter().all(|m| m.ended) {
             lock(&TAGS).remove(&self.tag);
         }
     }

@@ -94,11 +94,7 @@ pub(crate) fn with<R>(f: impl FnOnce(&SimpleCommunicator) -> R) -> Option<R> {
 /// Ends this process's part in the job (`MPI_Finalize`); every later [`with`] is `None`. Sends
 /// still under way are waited for (at most `patience`), then abandoned.
 pub(crate) fn finalize(posts: &mut Posts, patience: Duration) {
-    let until = Instant::now() + patience;
-    while !posts.is_empty() && Instant::now() < until {
-        posts.progress();
-        std::thread::sleep(Duration::from_micros(50));
-    }
+    posts.settle(Instant::now() + patience);
     posts.abandon();
     let universe = lock(&LIBRARY).take();
     // Dropping the universe finalizes.
@@ -214,8 +210,15 @@ impl Posts {
         !self.pending.is_empty()
     }
 
-    pub(crate) fn is_empty(&self) -> bool {
-        self.pending.is_empty()
+    /// Lets the sends under way complete, until `until` at most; returns whether they did.
+    pub(crate) fn settle(&mut self, until: Instant) -> bool {
+        while self.progress() {
+            if Instant::now() >= until {
+                return false;
+            }
+            std::thread::yield_now();
+        }
+        true
     }
 
     /// Gives up on the sends under way (the job is ending): their buffers are leaked, since
@@ -248,7 +251,19 @@ unsafe fn release(bytes: NonNull<[u8]>) {
 /// A message received whole, or what was wrong with it: the error is its sender's.
 pub(crate) struct Received {
     pub(crate) source: u32,
-    pub(crate) bytes: Result<Vec<u8>>,
+    pub(crate) bytes: Result<Body>,
+}
+
+/// A message's bytes, as received: its length prefix stays in front (dropping it would move
+/// the whole message) and is skipped when read.
+pub(crate) struct Body(Vec<u8>);
+
+impl std::ops::Deref for Body {
+    type Target = [u8];
+
+    fn deref(&self) -> &[u8] {
+        self.0.get(LENGTH_PREFIX..).unwrap_or_default()
+    }
 }
 
 /// How long the rest of a message may keep its receiver waiting between two of its pieces: the
@@ -287,7 +302,7 @@ pub(crate) fn take(
         return Ok(None);
     };
     let bytes = if ignored(source as u32, tag) {
-        Ok(Vec::new())
+        Ok(Body(Vec::new()))
     } else {
         rest_of(source, tag, first)
     };
@@ -331,7 +346,7 @@ pub(crate) fn wait_for<T>(
 }
 
 /// The whole of a message whose first piece, from `source` with `tag`, is `first`.
-fn rest_of(source: i32, tag: i32, mut bytes: Vec<u8>) -> Result<Vec<u8>> {
+fn rest_of(source: i32, tag: i32, mut bytes: Vec<u8>) -> Result<Body> {
     let protocol = |what: &str| {
         Err(Error::Protocol(format!(
             "a message from rank {source} {what}"
@@ -340,8 +355,8 @@ fn rest_of(source: i32, tag: i32, mut bytes: Vec<u8>) -> Result<Vec<u8>> {
     let Some(length) = bytes.get(..LENGTH_PREFIX) else {
         return protocol("lacks its length");
     };
-    let length = u64::from_le_bytes(length.try_into().unwrap_or_default());
-    bytes.drain(..LENGTH_PREFIX);
+    let length = u64::from_le_bytes(length.try_into().unwrap_or_default())
+        .saturating_add(LENGTH_PREFIX as u64);
     let mut until = Instant::now() + PIECE_TIMEOUT;
     while (bytes.len() as u64) < length {
         let piece = with(|comm| {
@@ -362,7 +377,7 @@ fn rest_of(source: i32, tag: i32, mut bytes: Vec<u8>) -> Result<Vec<u8>> {
     if bytes.len() as u64 > length {
         return protocol("is longer than it says");
     }
-    Ok(bytes)
+    Ok(Body(bytes))
 }
 
 /// How long a polling thread waits before it looks again: not at all for [`SPIN`] after the
