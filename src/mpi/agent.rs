@@ -15,7 +15,7 @@ use std::time::Duration;
 use super::message::{self, CONTROL, FromAgent, PoolSpec, ToAgent};
 use super::remote::Ending;
 use super::roster;
-use super::world::{self, Pacer, Posts, World};
+use super::world::{self, Outgoing, Pacer, Posts, World};
 use crate::error::{Error, Result};
 use crate::pool::{Chunk, InitTask, Pool, Sink, lock};
 
@@ -68,7 +68,7 @@ impl Agent {
     fn run(&mut self) -> Result<()> {
         let hello = roster::hello(&self.world)?;
         self.posts
-            .post(0, CONTROL, &message::one(&FromAgent::Hello(hello))?)?;
+            .post(0, CONTROL, message::one(&FromAgent::Hello(hello))?)?;
         if !self.welcomed()? {
             return Ok(());
         }
@@ -82,7 +82,7 @@ impl Agent {
                 }
             }
             for (pool, batch) in self.outbox.take() {
-                self.posts.post(0, pool, &batch)?;
+                self.posts.post(0, pool, batch)?;
                 active = true;
             }
             // Large sends move only while we call into MPI: keep at it until they are done.
@@ -153,7 +153,7 @@ impl Agent {
         let _ = self.outbox.take();
         self.posts.settle(std::time::Instant::now() + STOP_PATIENCE);
         self.posts
-            .post(0, CONTROL, &message::one(&FromAgent::Stopped)?)
+            .post(0, CONTROL, message::one(&FromAgent::Stopped)?)
     }
 
     /// Acts on one message from rank 0.
@@ -311,7 +311,7 @@ impl Agent {
 /// Records on their way to rank 0, by pool tag.
 #[derive(Default)]
 struct Outbox {
-    records: Mutex<Vec<(i32, Vec<u8>)>>,
+    records: Mutex<Vec<(i32, Outgoing)>>,
     arrived: Condvar,
 }
 
@@ -325,11 +325,11 @@ impl Outbox {
         let at = match records.iter().position(|(p, _)| *p == pool) {
             Some(at) => at,
             None => {
-                records.push((pool, Vec::new()));
+                records.push((pool, Outgoing::new()));
                 records.len() - 1
             }
         };
-        let batch = &mut records[at].1;
+        let batch = records[at].1.buffer();
         let before = batch.len();
         let pushed = message::push(batch, record, trailing);
         if pushed.is_err() {
@@ -348,7 +348,7 @@ impl Outbox {
         }
     }
 
-    fn take(&self) -> Vec<(i32, Vec<u8>)> {
+    fn take(&self) -> Vec<(i32, Outgoing)> {
         std::mem::take(&mut *lock(&self.records))
     }
 

@@ -16,6 +16,8 @@ use crate::launch::StartMethod;
 use crate::pool::Offsets;
 use crate::wire::codec;
 
+use super::world::Outgoing;
+
 /// The tag of the handshake and of the end of the job; pools use tags from 1.
 pub(crate) const CONTROL: i32 = 0;
 
@@ -185,10 +187,10 @@ pub(crate) fn next<'a, R: Record>(input: &mut &'a [u8]) -> Result<(R, &'a [u8])>
     Ok((record, trailing))
 }
 
-/// Encodes one record alone.
-pub(crate) fn one<R: Record>(record: &R) -> Result<Vec<u8>> {
-    let mut out = Vec::new();
-    push(&mut out, record, &[])?;
+/// One record alone, as a message to send.
+pub(crate) fn one<R: Record>(record: &R) -> Result<Outgoing> {
+    let mut out = Outgoing::new();
+    push(out.buffer(), record, &[])?;
     Ok(out)
 }
 

@@ -23,7 +23,7 @@ use std::time::{Duration, Instant};
 
 use super::message::{self, FromAgent, PoolSpec, ToAgent};
 use super::roster::{self, Agent};
-use super::world::{self, Pacer, Posts, World};
+use super::world::{self, Outgoing, Pacer, Posts, World};
 use crate::error::{Error, Rank, Result};
 use crate::pool::{Chunk, PoolState, Shared, deliver_outcomes, lock};
 use crate::sys;
@@ -281,7 +281,7 @@ impl Remote {
                 pool: self.tag,
                 spec,
             })?;
-            self.posts.post(m.agent.rank, self.tag, &open)?;
+            self.posts.post(m.agent.rank, self.tag, open)?;
         }
         let members = &mut self.members;
         let mut answered = 0;
@@ -339,7 +339,7 @@ impl Remote {
                 .filter(|m| !m.ended && !m.told_to_end)
             {
                 m.told_to_end = true;
-                let _ = self.posts.post(m.agent.rank, self.tag, &end);
+                let _ = self.posts.post(m.agent.rank, self.tag, end.clone());
             }
         }
         let until = Instant::now() + ANSWER_TIMEOUT;
@@ -482,7 +482,7 @@ impl Remote {
     /// [`Error::Disconnected`]: the job has ended here (what was handed out stays in flight,
     /// to be failed by the caller).
     fn dispatch(&mut self) -> Result<bool> {
-        let mut batches: Vec<Vec<u8>> = vec![Vec::new(); self.members.len()];
+        let mut batches: Vec<Outgoing> = vec![Outgoing::new(); self.members.len()];
         let workers: usize = self
             .members
             .iter()
@@ -529,7 +529,7 @@ impl Remote {
                 offsets: chunk.offsets.clone(),
                 len: chunk.payload.len() as u64,
             };
-            if let Err(e) = message::push(&mut batches[m], &record, &chunk.payload) {
+            if let Err(e) = message::push(batches[m].buffer(), &record, &chunk.payload) {
                 chunk.fail(0..chunk.len(), |_| e.clone());
                 continue;
             }
@@ -542,7 +542,7 @@ impl Remote {
             }
             sent = true;
             self.posts
-                .post(self.members[m].agent.rank, self.tag, &batch)?;
+                .post(self.members[m].agent.rank, self.tag, batch)?;
         }
         Ok(sent)
     }

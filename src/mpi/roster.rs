@@ -132,7 +132,7 @@ fn greet(
                     reason: reason.clone(),
                 },
             };
-            posts.post(received.source, CONTROL, &message::one(&answer)?)?;
+            posts.post(received.source, CONTROL, message::one(&answer)?)?;
             if let Some(slot) = agents.get_mut(received.source as usize) {
                 *slot = Some(Agent {
                     rank: received.source,
@@ -190,10 +190,11 @@ pub(crate) fn end_job(world: &World) {
     if let Err(e) = roster.greet(world, Duration::from_secs(10)) {
         eprintln!("multiproc: at exit: {e}");
     }
-    let stop = message::one(&ToAgent::Stop).unwrap_or_default();
-    for rank in 1..world.size {
-        if roster.posts.post(rank, CONTROL, &stop).is_err() {
-            break;
+    if let Ok(stop) = message::one(&ToAgent::Stop) {
+        for rank in 1..world.size {
+            if roster.posts.post(rank, CONTROL, stop.clone()).is_err() {
+                break;
+            }
         }
     }
     // Read on until every agent has stopped: what they still send (the answers of pools that

@@ -142,9 +142,38 @@ unsafe impl Send for Posted {}
 
 struct Posted {
     request: Request<'static, [u8], StaticScope>,
-    /// The bytes `request` reads: a leaked box, freed once MPI is done with them (`progress`),
-    /// never while a request may read them.
-    bytes: NonNull<[u8]>,
+    /// The bytes `request` reads: a forgotten vector, freed once MPI is done with them
+    /// (`progress`), never while a request may read them.
+    bytes: Forgotten,
+}
+
+/// A vector's raw parts, its memory owned by nobody until [`release`] rebuilds it.
+struct Forgotten {
+    ptr: NonNull<u8>,
+    len: usize,
+    capacity: usize,
+}
+
+/// A message being written: its buffer starts with room for the length prefix that
+/// [`Posts::post`] fills in, so that a message of one piece is sent as it was written, never
+/// copied behind a prefix.
+#[derive(Clone)]
+pub(crate) struct Outgoing(Vec<u8>);
+
+impl Outgoing {
+    pub(crate) fn new() -> Self {
+        Outgoing(vec![0; LENGTH_PREFIX])
+    }
+
+    /// Whether nothing was written.
+    pub(crate) fn is_empty(&self) -> bool {
+        self.0.len() == LENGTH_PREFIX
+    }
+
+    /// The buffer to append to (its prefix must be left alone).
+    pub(crate) fn buffer(&mut self) -> &mut Vec<u8> {
+        &mut self.0
+    }
 }
 
 impl Posts {
@@ -154,30 +183,39 @@ impl Posts {
         }
     }
 
-    /// Sends `message` to `rank` with `tag`, without waiting for it to be received.
+    /// Sends `message` to `rank` with `tag`, without waiting for it to be received: as it is
+    /// when it fits one MPI message, in pieces (copied) when it does not.
     ///
     /// # Errors
     /// [`Error::Disconnected`] once the job has ended here.
-    pub(crate) fn post(&mut self, rank: u32, tag: i32, message: &[u8]) -> Result<()> {
+    pub(crate) fn post(&mut self, rank: u32, tag: i32, message: Outgoing) -> Result<()> {
+        let mut bytes = message.0;
+        let length = (bytes.len() - LENGTH_PREFIX) as u64;
+        bytes[..LENGTH_PREFIX].copy_from_slice(&length.to_le_bytes());
         let limit = piece_limit();
-        let mut first = Vec::with_capacity(LENGTH_PREFIX + message.len().min(limit));
-        first.extend_from_slice(&(message.len() as u64).to_le_bytes());
-        let head = message.len().min(limit - LENGTH_PREFIX);
-        first.extend_from_slice(&message[..head]);
-        self.post_piece(rank, tag, first.into_boxed_slice())?;
-        for piece in message[head..].chunks(limit) {
-            self.post_piece(rank, tag, piece.into())?;
+        if bytes.len() <= limit {
+            return self.post_piece(rank, tag, bytes);
+        }
+        for piece in bytes.chunks(limit) {
+            self.post_piece(rank, tag, piece.to_vec())?;
         }
         Ok(())
     }
 
-    fn post_piece(&mut self, rank: u32, tag: i32, bytes: Box<[u8]>) -> Result<()> {
-        let bytes = NonNull::from(Box::leak(bytes));
-        // SAFETY: `bytes` is a leaked allocation that nothing else refers to; it is freed only
-        // by `release`, once the request reading it has completed (or the send failed to
-        // start), and leaked for good if the request is abandoned: it outlives every use MPI
-        // makes of it, and nothing writes to it meanwhile.
-        let view: &'static [u8] = unsafe { bytes.as_ref() };
+    fn post_piece(&mut self, rank: u32, tag: i32, bytes: Vec<u8>) -> Result<()> {
+        let mut bytes = std::mem::ManuallyDrop::new(bytes);
+        let bytes = Forgotten {
+            ptr: NonNull::new(bytes.as_mut_ptr()).unwrap_or(NonNull::dangling()),
+            len: bytes.len(),
+            capacity: bytes.capacity(),
+        };
+        // SAFETY: `bytes` are a forgotten vector's parts: `len` initialized bytes at `ptr`,
+        // which nothing else refers to; they are freed only by `release`, once the request
+        // reading them has completed (or the send failed to start), and leaked for good if the
+        // request is abandoned: they outlive every use MPI makes of them, and nothing writes to
+        // them meanwhile.
+        let view: &'static [u8] =
+            unsafe { std::slice::from_raw_parts(bytes.ptr.as_ptr(), bytes.len) };
         let request = with(|comm| {
             comm.process_at_rank(rank as i32)
                 .immediate_send_with_tag(StaticScope, view, tag)
@@ -242,10 +280,11 @@ impl Drop for Posts {
 /// Frees the bytes of a send.
 ///
 /// # Safety
-/// `bytes` came from `Box::leak` in `post_piece`, and no request that reads them is pending.
-unsafe fn release(bytes: NonNull<[u8]>) {
-    // SAFETY: the caller's promise: a leaked box that nothing reads any more.
-    drop(unsafe { Box::from_raw(bytes.as_ptr()) });
+/// `bytes` are the parts of a vector forgotten in `post_piece`, and no request that reads them
+/// is pending.
+unsafe fn release(bytes: Forgotten) {
+    // SAFETY: the caller's promise: a forgotten vector's parts, which nothing reads any more.
+    drop(unsafe { Vec::from_raw_parts(bytes.ptr.as_ptr(), bytes.len, bytes.capacity) });
 }
 
 /// A message received whole, or what was wrong with it: the error is its sender's.
