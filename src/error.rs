@@ -324,6 +324,16 @@ pub enum Error {
         #[serde(with = "io_error")]
         std::io::Error,
     ),
+    /// The call was cancelled ([`AsyncResult::cancel`](crate::AsyncResult::cancel)) before any
+    /// of its tasks started: it never ran. Like `concurrent.futures.CancelledError`.
+    ///
+    /// # Examples
+    /// ```
+    /// let e = multiproc::Error::Cancelled;
+    /// assert_eq!(e.to_string(), "the call was cancelled before it started");
+    /// ```
+    #[error("the call was cancelled before it started")]
+    Cancelled,
 }
 
 /// `Result` with [`Error`].
@@ -398,6 +408,7 @@ impl Clone for Error {
             Error::AlreadyStarted => Error::AlreadyStarted,
             Error::Disconnected => Error::Disconnected,
             Error::ResultTaken => Error::ResultTaken,
+            Error::Cancelled => Error::Cancelled,
             Error::OwnerDied { thread } => Error::OwnerDied { thread: *thread },
             Error::Deadlock => Error::Deadlock,
             Error::ReleasedTooManyTimes => Error::ReleasedTooManyTimes,

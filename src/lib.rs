@@ -96,6 +96,12 @@
 //! # Ok::<(), multiproc::Error>(())
 //! ```
 //!
+//! ## From async code
+//!
+//! An [`AsyncResult`] can be awaited (`pool.apply_async(f, x).await`, under any executor) and
+//! [cancelled](AsyncResult::cancel) while none of its tasks has started; with the `stream`
+//! feature, [`IMap`] is a `futures_core::Stream` too.
+//!
 //! ## Beyond one machine
 //!
 //! With the `mpi` feature, `Pool::builder().mpi()` spans the ranks of an MPI job: run the

@@ -120,6 +120,7 @@ fn run_case(case: &str) {
         "start_method" => start_method(),
         "exit_with_pool" => exit_with_pool(),
         "rank0_panics" => rank0_panics(),
+        "cancel" => cancel(),
         other => panic!("no case {other}"),
     }
 }
@@ -186,6 +187,31 @@ fn calls() {
     pool.close();
     pool.join().unwrap();
     assert!(matches!(pool.apply(square, 1), Err(Error::PoolClosed)));
+}
+
+fn nap(ms: u64) -> u64 {
+    std::thread::sleep(Duration::from_millis(ms));
+    ms
+}
+
+/// A call whose tasks wait at rank 0 (every rank's room taken) can be cancelled; one handed
+/// to a rank cannot.
+fn cancel() {
+    let pool = mpi_pool(1);
+    // Two chunks per worker are handed out for a call not timed yet: four fill both ranks.
+    let busy = pool.map_async_chunked(nap, [300u64; 4], 1);
+    std::thread::sleep(Duration::from_millis(100));
+    let queued = pool.apply_async(square, 3);
+    let many = pool.map_async(square, 0..100u64);
+    let kept = pool.apply_async(square, 4);
+    assert!(queued.cancel() && many.cancel());
+    assert!(!busy.cancel());
+    assert!(matches!(queued.get(), Err(Error::Cancelled)));
+    assert!(matches!(many.get(), Err(Error::Cancelled)));
+    assert_eq!(busy.get().unwrap(), [300; 4]);
+    assert_eq!(kept.get().unwrap(), 16);
+    pool.close();
+    pool.join().unwrap();
 }
 
 /// A task that crashes its worker on a remote rank fails alone, naming the rank and host.
@@ -380,6 +406,15 @@ fn refused() {
 
 /// A task kills its agent: Open MPI ends the job (the driver times it).
 fn rank_killed() {
+    // What rank 0 says as the job ends goes to a file: mpirun's forwarding of output is torn
+    // down with the job, and lost the last lines now and then (1 run in 13 here).
+    if let Some(path) = std::env::var_os("RANK0_STDERR") {
+        use std::os::fd::AsRawFd;
+        let file = std::fs::File::create(path).unwrap();
+        // SAFETY: dup2(2) onto this process's own stderr, from a file it keeps open.
+        assert!(unsafe { libc::dup2(file.as_raw_fd(), 2) } == 2);
+        std::mem::forget(file);
+    }
     let pool = mpi_pool(1);
     let agents = pool.map_chunked(agent_pid, 0..16u64, 1).unwrap();
     println!("agents {agents:?}; killing one");
@@ -623,7 +658,15 @@ fn drive() {
         }
     };
 
-    for case in ["calls", "crash", "timeout", "handles", "idle", "slow_rank"] {
+    for case in [
+        "calls",
+        "crash",
+        "timeout",
+        "handles",
+        "idle",
+        "slow_rank",
+        "cancel",
+    ] {
         check(case, &|| {
             let (out, _) = mpirun(case, &[&exe], &[]);
             expect_pass(case, &out);
@@ -676,16 +719,30 @@ fn drive() {
         assert!(stderr.contains("refused by rank 0"), "{}", text(&out));
     });
     check("a killed rank ends the job, and nothing is left", &|| {
-        let (out, took) = mpirun("rank_killed", &[&exe], &[]);
-        let all = text(&out);
-        assert!(!out.status.success(), "{all}");
-        assert!(all.contains("killing one"), "{all}");
-        assert!(took < Duration::from_secs(30), "took {took:?}:\n{all}");
-        assert!(
-            all.contains("MPI rank 0 was told to stop"),
-            "rank 0 says why:\n{all}"
-        );
-        println!("the job ended {took:?} after mpirun started");
+        // Rank 0 says why when Open MPI ends it with SIGTERM; about 1 run in 20 here, Open MPI
+        // kills it without one (its stderr, a file, stays empty): a second run must say it.
+        let mut attempts = 0;
+        loop {
+            attempts += 1;
+            let said = dir.join("rank0.stderr");
+            let _ = std::fs::remove_file(&said);
+            let (out, took) = mpirun(
+                "rank_killed",
+                &[&exe],
+                &[("RANK0_STDERR", said.to_str().unwrap())],
+            );
+            let all = text(&out);
+            assert!(!out.status.success(), "{all}");
+            assert!(all.contains("killing one"), "{all}");
+            assert!(took < Duration::from_secs(30), "took {took:?}:\n{all}");
+            println!("the job ended {took:?} after mpirun started");
+            let said = std::fs::read_to_string(&said).unwrap_or_default();
+            if said.contains("MPI rank 0 was told to stop") {
+                break;
+            }
+            assert!(attempts < 2, "rank 0 says why:\n{said}\n{all}");
+            println!("rank 0 was not sent SIGTERM (it said nothing): once more");
+        }
         // Every process of the job is gone: none runs this binary any more.
         let left = Command::new("pgrep")
             .arg("-f")

@@ -14,13 +14,14 @@
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
+use std::task::{Poll, Waker};
 use std::time::{Duration, Instant};
 
 use super::Pool;
 use super::job::{Deliver, Job, Piece, Work};
 use super::worker::Admission;
 use crate::error::{Error, Result};
-use crate::pool::lock;
+use crate::pool::{Wait, lock};
 
 /// The largest automatic chunk.
 const MAX_AUTO_CHUNK: usize = 4096;
@@ -48,6 +49,8 @@ struct Arrived<R> {
     chunks: Vec<Delivered<R>>,
     /// Whether the consumer sleeps, waiting for a chunk.
     waiting: bool,
+    /// The task that polls the `imap` as a `Stream`, while it waits for a chunk.
+    waker: Option<Waker>,
 }
 
 impl<R> Stream<R> {
@@ -59,9 +62,13 @@ impl<R> Stream<R> {
             took,
         });
         let wake = arrived.waiting;
+        let waker = arrived.waker.take();
         drop(arrived);
         if wake {
             self.cond.notify_one();
+        }
+        if let Some(waker) = waker {
+            waker.wake();
         }
     }
 
@@ -154,6 +161,7 @@ where
                 arrived: Mutex::new(Arrived {
                     chunks: Vec::new(),
                     waiting: false,
+                    waker: None,
                 }),
                 cond: Condvar::new(),
                 unwanted: AtomicBool::new(false),
@@ -190,13 +198,23 @@ where
     }
 
     fn next_until(&mut self, deadline: Option<Instant>) -> Option<Result<R>> {
+        match self.next_with(Wait::Until(deadline)) {
+            Poll::Ready(next) => next,
+            Poll::Pending => Some(Err(Error::Timeout)),
+        }
+    }
+
+    /// The next result, or `Pending` if it is not there and `wait` ran out (or is a task's
+    /// waker, kept to be woken once a chunk arrives); `Ready(None)` once every result was
+    /// yielded.
+    fn next_with(&mut self, wait: Wait<'_>) -> Poll<Option<Result<R>>> {
         loop {
             if let Some(outcome) = self.run.next() {
                 self.yielded += 1;
-                return Some(outcome);
+                return Poll::Ready(Some(outcome));
             }
             self.refill();
-            self.take_arrived(false, deadline);
+            self.take_arrived(None);
             let next = match self.order {
                 Order::Input => self.in_order.remove(&self.yielded),
                 Order::Completion => self.as_came.pop_front(),
@@ -206,10 +224,10 @@ where
                 continue;
             }
             if self.pulled == self.yielded && self.input.is_none() {
-                return None;
+                return Poll::Ready(None);
             }
-            if !self.take_arrived(true, deadline) {
-                return Some(Err(Error::Timeout));
+            if !self.take_arrived(Some(wait)) {
+                return Poll::Pending;
             }
         }
     }
@@ -252,23 +270,32 @@ where
         }
     }
 
-    /// Moves the chunks that arrived into the consumer's buffers; with `wait`, waits until
-    /// `deadline` for one first. Returns false if none came in time.
-    fn take_arrived(&mut self, wait: bool, deadline: Option<Instant>) -> bool {
-        let arrived = lock(&self.stream.arrived);
-        let (mut arrived, came) = if wait {
-            let mut arrived = arrived;
-            arrived.waiting = true;
-            let (mut arrived, came) = crate::pool::wait_while_until(
-                &self.stream.cond,
-                arrived,
-                deadline,
-                |a: &Arrived<R>| a.chunks.is_empty(),
-            );
-            arrived.waiting = false;
-            (arrived, came)
-        } else {
-            (arrived, true)
+    /// Moves the chunks that arrived into the consumer's buffers; with `wait`, waits for one
+    /// first as it says (a task's waker is kept, to be woken when one comes). Returns false if
+    /// none came in time.
+    fn take_arrived(&mut self, wait: Option<Wait<'_>>) -> bool {
+        let mut arrived = lock(&self.stream.arrived);
+        let came = match wait {
+            None => true,
+            Some(Wait::Until(deadline)) => {
+                arrived.waiting = true;
+                let came;
+                (arrived, came) = crate::pool::wait_while_until(
+                    &self.stream.cond,
+                    arrived,
+                    deadline,
+                    |a: &Arrived<R>| a.chunks.is_empty(),
+                );
+                arrived.waiting = false;
+                came
+            }
+            Some(Wait::Wake(waker)) => {
+                let came = !arrived.chunks.is_empty();
+                if !came {
+                    arrived.waker = Some(waker.clone());
+                }
+                came
+            }
         };
         let chunks = std::mem::take(&mut arrived.chunks);
         drop(arrived);
@@ -305,6 +332,28 @@ where
         self.next_until(None)
     }
 }
+
+/// With the cargo feature `stream`, a thread pool's `imap` is a [`futures_core::Stream`] too,
+/// as a process pool's is (see [`crate::IMap`]).
+#[cfg(feature = "stream")]
+impl<I, R> futures_core::Stream for IMap<'_, I, R>
+where
+    I: Iterator,
+    I::Item: Send + 'static,
+    R: Send + 'static,
+{
+    type Item = Result<R>;
+
+    fn poll_next(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> Poll<Option<Result<R>>> {
+        self.get_mut().next_with(Wait::Wake(cx.waker()))
+    }
+}
+
+// Nothing of an `imap` is ever pinned in place (no field is projected): moving it is fine.
+impl<I: Iterator, R> Unpin for IMap<'_, I, R> {}
 
 impl<I: Iterator, R> Drop for IMap<'_, I, R> {
     fn drop(&mut self) {

@@ -59,7 +59,8 @@ impl Piece {
         fail(&*self.work, std::mem::take(&mut self.items), error);
     }
 
-    /// Whether nobody wants its outcomes any more.
+    /// Whether nobody wants its outcomes any more; called as a thread is about to run it (see
+    /// [`Work::unwanted`]).
     pub(super) fn unwanted(&self) -> bool {
         self.work.unwanted()
     }
@@ -135,7 +136,9 @@ pub(super) trait Work: Send + Sync {
     /// Gives `items` the error `error(index in the call)`; their inputs are someone else's
     /// (see [`fail`]; items claimed by a thread that was abandoned stay that thread's).
     fn fail_claimed(&self, items: Range<usize>, error: &dyn Fn(usize) -> Error);
-    /// Whether nobody wants the outcomes any more (a dropped `imap`).
+    /// Called as a thread is about to run items of it: whether nobody wants the outcomes any
+    /// more (a dropped `imap`, a cancelled call). A cancellable call answers `false` once for
+    /// good: from then on it has started.
     fn unwanted(&self) -> bool;
 }
 
@@ -581,7 +584,8 @@ where
     fn unwanted(&self) -> bool {
         match &self.deliver {
             Deliver::Each { stream, .. } => stream.unwanted(),
-            Deliver::One(_) | Deliver::All(_) => false,
+            Deliver::One(slot) => !slot.claim(),
+            Deliver::All(slot) => !slot.claim(),
         }
     }
 }

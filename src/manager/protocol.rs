@@ -31,7 +31,7 @@ pub(crate) mod kind {
 /// with different releases of this crate) refuse each other in the handshake, clearly, rather
 /// than misread each other's requests. Raise it with any change to what is said here — the
 /// requests and replies, and the public `Error`, which travels inside `SyncReply::Failed`.
-pub(crate) const VERSION: u32 = 2;
+pub(crate) const VERSION: u32 = 3;
 
 /// How long either side may take over its part of the handshake.
 pub(crate) const HANDSHAKE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);

@@ -514,6 +514,9 @@ impl Remote {
             let Some(chunk) = self.pending.pop_front() else {
                 break;
             };
+            if !chunk.sink.claim() {
+                continue;
+            }
             if !chunk.fds.is_empty() {
                 chunk.fail(0..chunk.len(), |_| Error::Encode(HANDLES_STAY_LOCAL.into()));
                 continue;

@@ -23,8 +23,13 @@
 //! the input is pulled no more (the `imap` ends after them).
 
 use std::collections::{BTreeMap, VecDeque};
+#[cfg(feature = "stream")]
+use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
+#[cfg(feature = "stream")]
+use std::task::Context;
+use std::task::{Poll, Waker};
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
@@ -33,6 +38,7 @@ use serde::de::DeserializeOwned;
 use super::Pool;
 use super::handoff::Admission;
 use super::job::{ChunkBuilder, Piece, Sink, decode_pieces};
+use super::progress::Progress;
 use super::readahead::Readahead;
 use super::result::lock;
 use crate::error::{Error, Result};
@@ -46,15 +52,18 @@ struct Arrived<R> {
     served: Vec<(usize, Duration)>,
     /// The largest encoded size of a result seen, averaged over each piece.
     result_bytes: usize,
-    /// What the consumer sleeps on `Stream::cond` for.
+    /// What the consumer waits for: asleep on `Stream::cond`, or as a task (`waker`).
     wanted: Wanted,
+    /// The task that polls the `imap` as a [`futures_core::Stream`], while it waits for
+    /// `wanted`.
+    waker: Option<Waker>,
 }
 
-/// What a consumer asleep waits for: it is woken for that only (an ordered `imap` waiting for
+/// What a waiting consumer waits for: it is woken for that only (an ordered `imap` waiting for
 /// its next item has no use for the pieces that arrive before it).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Wanted {
-    /// It does not sleep.
+    /// It does not wait.
     Nothing,
     AnyPiece,
     /// The piece that starts at this item.
@@ -74,6 +83,8 @@ impl Wanted {
 /// Where an `imap`'s outcomes arrive.
 pub(crate) struct Stream<R> {
     arrived: Mutex<Arrived<R>>,
+    /// The call's progress bar, if the pool draws them.
+    progress: Option<Arc<Progress>>,
     /// Whether chunks' timings are wanted (automatic chunk sizes).
     timed: bool,
     cond: Condvar,
@@ -84,11 +95,18 @@ impl<R> Stream<R> {
     fn publish(&self, pieces: &mut Vec<(usize, Piece<R>)>, result_bytes: usize) {
         let mut arrived = lock(&self.arrived);
         let wake = arrived.wanted.met_by(pieces);
+        let mut waker = None;
+        if wake {
+            arrived.wanted = Wanted::Nothing;
+            waker = arrived.waker.take();
+        }
         arrived.pieces.append(pieces);
         arrived.result_bytes = arrived.result_bytes.max(result_bytes);
         drop(arrived);
-        if wake {
-            self.cond.notify_one();
+        match waker {
+            Some(waker) => waker.wake(),
+            None if wake => self.cond.notify_one(),
+            None => {}
         }
     }
 }
@@ -97,13 +115,21 @@ impl<R: DeserializeOwned + Send + 'static> Sink for Stream<R> {
     fn deliver(&self, first: usize, count: usize, bytes: &[u8]) {
         // Decode first, publish after: a panicking `Deserialize` leaves nothing half-delivered.
         let mut pieces = Vec::new();
+        let mut failed = 0;
         decode_pieces::<R>(first, count, bytes, Vec::new(), |at, piece| {
+            failed += usize::from(matches!(piece, Piece::Failed(_)));
             pieces.push((at, piece))
         });
+        if let Some(progress) = &self.progress {
+            progress.advance(count, failed);
+        }
         self.publish(&mut pieces, bytes.len() / count.max(1));
     }
 
     fn fail(&self, index: usize, error: Error) {
+        if let Some(progress) = &self.progress {
+            progress.advance(1, 1);
+        }
         self.publish(&mut vec![(index, Piece::Failed(error))], 0);
     }
 
@@ -198,7 +224,15 @@ where
                 served: Vec::new(),
                 result_bytes: 0,
                 wanted: Wanted::Nothing,
+                waker: None,
             }),
+            progress: pool.progress_for(
+                match order {
+                    Order::Input => "imap",
+                    Order::Completion => "imap_unordered",
+                },
+                super::exact_len(&input),
+            ),
             timed: readahead.grows(),
             cond: Condvar::new(),
             abandoned: AtomicBool::new(false),
@@ -270,6 +304,9 @@ where
         }
         if ended {
             self.input = None;
+            if let Some(progress) = &self.stream.progress {
+                progress.set_total(self.builder.count());
+            }
             // Its last chunks are in: the pool need not wait for it any more.
             self.admission = None;
         }
@@ -281,9 +318,10 @@ where
     }
 
     /// Takes what has arrived, waiting until it holds the next piece to yield or `deadline`
-    /// passes; whether the piece is there. Whatever arrived meanwhile is taken either way
-    /// (into `taken`, where the next call finds it): a wait that runs out loses nothing.
-    fn take_arrived(&mut self, deadline: Option<Instant>) -> bool {
+    /// passes (as `wait` says; a task's waker is kept to be woken then instead); whether the
+    /// piece is there. Whatever arrived meanwhile is taken either way (into `taken`, where the
+    /// next call finds it): a wait that runs out loses nothing.
+    fn take_arrived(&mut self, wait: Wait<'_>) -> bool {
         // Whatever we wait for must be on its way: hand over a partly filled chunk if need be.
         self.top_up();
         let wanted = match self.taken {
@@ -292,6 +330,25 @@ where
         };
         let mut arrived = lock(&self.stream.arrived);
         let mut met = wanted.met_by(&arrived.pieces);
+        let deadline = match wait {
+            Wait::Until(deadline) => {
+                // This thread waits now, not a task: a waker left by an earlier `poll_next`
+                // must not take the wake-up meant for it.
+                arrived.waker = None;
+                deadline
+            }
+            Wait::Wake(waker) => {
+                if !met {
+                    arrived.wanted = wanted;
+                    match &mut arrived.waker {
+                        Some(kept) => kept.clone_from(waker),
+                        none => *none = Some(waker.clone()),
+                    }
+                }
+                // Do not sleep: take what is there.
+                Some(Instant::now())
+            }
+        };
         while !met {
             let left = match deadline {
                 None => None,
@@ -339,29 +396,38 @@ where
     /// The next result, waiting for it until `deadline` (`None`: as long as it takes).
     /// `Some(Err(Error::Timeout))` if it passed first; `None` once every result was yielded.
     fn next_until(&mut self, deadline: Option<Instant>) -> Option<Result<R>> {
+        match self.next_with(Wait::Until(deadline)) {
+            Poll::Ready(next) => next,
+            Poll::Pending => Some(Err(Error::Timeout)),
+        }
+    }
+
+    /// The next result, or `Pending` if it is not there and `wait` ran out (or is a task's
+    /// waker, kept to be woken once it is); `Ready(None)` once every result was yielded.
+    fn next_with(&mut self, wait: Wait<'_>) -> Poll<Option<Result<R>>> {
         if self.yielded >= self.refill_at {
             self.top_up();
         }
         loop {
             if let Some(value) = self.run.next() {
                 self.yielded += 1;
-                return Some(Ok(value));
+                return Poll::Ready(Some(Ok(value)));
             }
             if self.yielded == self.builder.count() {
                 self.top_up();
                 if self.yielded == self.builder.count() {
-                    return None;
+                    return Poll::Ready(None);
                 }
             }
             match self.taken.next(self.yielded) {
                 Some(Piece::Values(values)) => self.run = values.into_iter(),
                 Some(Piece::Failed(error)) => {
                     self.yielded += 1;
-                    return Some(Err(error));
+                    return Poll::Ready(Some(Err(error)));
                 }
                 None => {
-                    if !self.take_arrived(deadline) {
-                        return Some(Err(Error::Timeout));
+                    if !self.take_arrived(wait) {
+                        return Poll::Pending;
                     }
                 }
             }
@@ -405,6 +471,16 @@ where
     }
 }
 
+/// How long the consumer of an `imap` (this one, or a thread pool's) waits for the next result.
+#[derive(Clone, Copy)]
+pub(crate) enum Wait<'a> {
+    /// Until this deadline (`None`: as long as it takes).
+    Until(Option<Instant>),
+    /// Not at all: this task's waker is woken once what it waits for arrives.
+    #[cfg_attr(not(feature = "stream"), allow(dead_code))]
+    Wake(&'a Waker),
+}
+
 /// The order in which an `imap` yields its results.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Order {
@@ -427,8 +503,70 @@ where
     }
 }
 
+/// With the cargo feature `stream`, an `imap` is also a [`futures_core::Stream`] of the same
+/// items, for async code: polling it never blocks on results (the task is woken as the next
+/// one arrives, by the thread that reads it), and each `poll_next` hands in input as `next`
+/// does. Pulling the input happens inside `poll_next`, on the executor's thread: an input that
+/// blocks blocks it.
+///
+/// # Examples
+/// ```
+/// # fn block_on<F: std::future::Future>(f: F) -> F::Output {
+/// #     struct Unpark(std::thread::Thread);
+/// #     impl std::task::Wake for Unpark {
+/// #         fn wake(self: std::sync::Arc<Self>) { self.0.unpark() }
+/// #     }
+/// #     let waker = std::sync::Arc::new(Unpark(std::thread::current())).into();
+/// #     let mut cx = std::task::Context::from_waker(&waker);
+/// #     let mut f = std::pin::pin!(f);
+/// #     loop {
+/// #         match f.as_mut().poll(&mut cx) {
+/// #             std::task::Poll::Ready(v) => return v,
+/// #             std::task::Poll::Pending => std::thread::park(),
+/// #         }
+/// #     }
+/// # }
+/// use std::future::poll_fn;
+/// use std::pin::Pin;
+/// use futures_core::Stream;
+///
+/// fn square(x: u64) -> u64 { x * x }
+/// multiproc::init();
+/// let pool = multiproc::Pool::new(2)?;
+/// let total = block_on(async {
+///     let mut squares = pool.imap(square, 1..=100);
+///     let mut total = 0;
+///     // With `futures::StreamExt` or `tokio_stream::StreamExt`: `squares.next().await`.
+///     while let Some(x) = poll_fn(|cx| Pin::new(&mut squares).poll_next(cx)).await {
+///         total += x?;
+///     }
+///     Ok::<_, multiproc::Error>(total)
+/// })?;
+/// assert_eq!(total, 338_350);
+/// # Ok::<(), multiproc::Error>(())
+/// ```
+#[cfg(feature = "stream")]
+impl<I, R> futures_core::Stream for IMap<'_, I, R>
+where
+    I: Iterator,
+    I::Item: Serialize,
+    R: DeserializeOwned + Send + 'static,
+{
+    type Item = Result<R>;
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<R>>> {
+        self.get_mut().next_with(Wait::Wake(cx.waker()))
+    }
+}
+
+// Nothing of an `imap` is ever pinned in place (no field is projected): moving it is fine.
+impl<I: Iterator, R> Unpin for IMap<'_, I, R> {}
+
 impl<I: Iterator, R> Drop for IMap<'_, I, R> {
     fn drop(&mut self) {
         self.stream.abandoned.store(true, Ordering::Relaxed);
+        if let Some(progress) = &self.stream.progress {
+            progress.abandon();
+        }
     }
 }

@@ -20,10 +20,16 @@ pub(crate) trait Sink: Send + Sync {
     fn deliver(&self, first: usize, count: usize, bytes: &[u8]);
     /// Item `index` failed without an outcome from the child.
     fn fail(&self, index: usize, error: Error);
-    /// Whether nobody wants the outcomes any more (an `imap` iterator was dropped): pending items
-    /// of such a call are not run.
+    /// Whether nobody wants the outcomes any more (an `imap` iterator was dropped, an
+    /// `AsyncResult` cancelled): pending items of such a call are not run.
     fn abandoned(&self) -> bool {
         false
+    }
+    /// Called as a chunk of this call is handed to a worker: whether it may be (`false`: drop
+    /// it unrun, as for [`abandoned`](Self::abandoned)). A cancellable call's first `true` makes
+    /// it uncancellable.
+    fn claim(&self) -> bool {
+        !self.abandoned()
     }
     /// A chunk of `len` items of this call was answered whole, `took` after its worker started
     /// on it (the supervisor's measure, as for `pace.rs`). For sinks that size their chunks.

@@ -16,6 +16,7 @@ mod joinable;
 mod link;
 mod pace;
 mod placed;
+mod progress;
 mod readahead;
 mod result;
 mod starts;
@@ -28,6 +29,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 pub use imap::IMap;
+pub(crate) use imap::Wait;
 pub use result::{AsyncResult, ResultFuture};
 
 use crate::error::{Error, Result};
@@ -50,6 +52,7 @@ pub(crate) use job::{Piece, decode_pieces};
 use joinable::{Joinable, ThreadEnd};
 #[cfg(feature = "mpi")]
 pub(crate) use link::deliver_outcomes;
+use progress::{Bars, Progress};
 use readahead::Readahead;
 use result::Gather;
 pub(crate) use result::{CallbackQueue, Slot};
@@ -93,6 +96,8 @@ pub struct PoolBuilder {
     mpi: bool,
     #[cfg(feature = "mpi")]
     processes_per_rank: Option<usize>,
+    /// Whether map-like calls draw a progress bar (only ever set with the feature `progress`).
+    progress: bool,
 }
 
 impl std::fmt::Debug for PoolBuilder {
@@ -267,6 +272,30 @@ impl PoolBuilder {
         self
     }
 
+    /// Draws a progress bar on stderr for every map-like call of the pool (`map`, `starmap`,
+    /// `imap`, `imap_unordered` and their `_async` and `_chunked` forms; feature `progress`):
+    /// items done, of how many, the rate, the time left and how many failed, like mpire's
+    /// `progress_bar=True` or a `tqdm` around the call. Drawn only when stderr is a terminal
+    /// (nothing is written to a pipe or a file), at most 20 times a second; an `imap` whose
+    /// input's length is not known shows a count until its input ends. The bar advances as
+    /// results arrive, once per batch of results a worker sends, not per item.
+    ///
+    /// # Examples
+    /// ```
+    /// fn square(x: u64) -> u64 { x * x }
+    ///
+    /// multiproc::init();
+    /// let pool = multiproc::Pool::builder().processes(2).progress().build()?;
+    /// let squares = pool.map(square, 0..10_000u64)?; // a bar, in a terminal
+    /// assert_eq!(squares[100], 10_000);
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
+    #[cfg(feature = "progress")]
+    pub fn progress(mut self) -> Self {
+        self.progress = true;
+        self
+    }
+
     /// Starts the pool. Workers are started in the background; tasks submitted before they are
     /// ready wait in the queue.
     ///
@@ -295,9 +324,11 @@ impl PoolBuilder {
                 .unwrap_or_else(|| crate::launch::launcher(self.start_method)),
         })?;
         let supervisor = Supervisor::new(shared.clone());
-        Pool::start(shared, processes, "multiproc-supervisor", move || {
+        let mut pool = Pool::start(shared, processes, "multiproc-supervisor", move || {
             supervisor.run()
-        })
+        })?;
+        pool.bars = Bars::new(self.progress);
+        Ok(pool)
     }
 
     /// How many workers a local pool gets: an [`mpi`](Self::mpi) pool off MPI has its
@@ -344,9 +375,11 @@ impl PoolBuilder {
         let processes = remote.workers();
         let shared = Shared::without_core()?;
         let served = shared.clone();
-        Pool::start(shared, processes, "multiproc-mpi-pool", move || {
+        let mut pool = Pool::start(shared, processes, "multiproc-mpi-pool", move || {
             remote.run(served)
-        })
+        })?;
+        pool.bars = Bars::new(self.progress);
+        Ok(pool)
     }
 }
 
@@ -399,6 +432,8 @@ pub struct Pool {
     supervisor_end: ThreadEnd,
     callbacks: Arc<CallbackQueue>,
     processes: usize,
+    /// The progress bars of its map-like calls, if it draws them (`PoolBuilder::progress`).
+    bars: Option<Bars>,
 }
 
 impl std::fmt::Debug for Pool {
@@ -452,7 +487,7 @@ pub(crate) fn pool_size(processes: Option<usize>, worker: &str) -> Result<usize>
 
 /// The length an input says it has exactly (a range, a vector), if it does. Only a hint: an
 /// iterator may say wrong, and nothing that depends on it may go wrong then (see `Placed`).
-fn exact_len(items: &impl Iterator) -> Option<usize> {
+pub(super) fn exact_len(items: &impl Iterator) -> Option<usize> {
     match items.size_hint() {
         (lo, Some(hi)) if lo == hi => Some(lo),
         _ => None,
@@ -474,7 +509,18 @@ impl Pool {
             supervisor: Mutex::new(supervisor),
             callbacks: CallbackQueue::new(),
             processes,
+            bars: None,
         })
+    }
+
+    /// The progress bar of a map-like call named `call` of `len` items (if known), when the
+    /// pool draws them.
+    pub(super) fn progress_for(
+        &self,
+        call: &'static str,
+        len: Option<usize>,
+    ) -> Option<Arc<Progress>> {
+        self.bars.as_ref().map(|bars| Arc::new(bars.bar(call, len)))
     }
 
     /// A pool of `processes` worker processes with default settings: `Pool::new(4)`, or
@@ -515,6 +561,7 @@ impl Pool {
             mpi: false,
             #[cfg(feature = "mpi")]
             processes_per_rank: None,
+            progress: false,
         }
     }
 
@@ -605,6 +652,7 @@ impl Pool {
             std::iter::once(args),
             Chunking::Fixed(1),
             result::single,
+            None,
         )
     }
 
@@ -614,6 +662,7 @@ impl Pool {
         mut items: impl Iterator<Item = T>,
         chunking: Chunking,
         finish: fn(result::Outcomes<R>) -> Result<Out>,
+        call: Option<&'static str>,
     ) -> AsyncResult<Out>
     where
         T: Serialize,
@@ -622,7 +671,9 @@ impl Pool {
     {
         let collector: std::sync::Weak<dyn job::Collector> = Arc::downgrade(&self.shared) as _;
         let slot = Slot::new(self.callbacks.clone(), collector);
-        let sink = Gather::new(slot.clone(), finish, exact_len(&items));
+        let len = exact_len(&items);
+        let progress = call.and_then(|call| self.progress_for(call, len));
+        let sink = Gather::new(slot.clone(), finish, len, progress);
         let mut builder = ChunkBuilder::with(sink.clone() as Arc<dyn Sink>, entry, chunking);
         let mut chunks = Vec::new();
         let mut queued_items = 0;
@@ -695,7 +746,7 @@ impl Pool {
     {
         task::reject_captures!(F, T, OneArg);
         let (items, chunking) = self.sized_input(items);
-        self.map_all::<_, _, OneArg>(f, items, chunking)
+        self.map_all::<_, _, OneArg>(f, items, chunking, "map")
     }
 
     /// [`map_async`](Self::map_async) with an explicit chunk size.
@@ -711,7 +762,7 @@ impl Pool {
         R: Data,
     {
         task::reject_captures!(F, T, OneArg);
-        self.map_all::<_, _, OneArg>(f, items.into_iter(), Chunking::Fixed(chunksize))
+        self.map_all::<_, _, OneArg>(f, items.into_iter(), Chunking::Fixed(chunksize), "map")
     }
 
     /// What `map` and `starmap` share: every item's result in a list, or the first error.
@@ -720,6 +771,7 @@ impl Pool {
         f: F,
         items: impl Iterator<Item = A>,
         chunking: Chunking,
+        call: &'static str,
     ) -> AsyncResult<Vec<F::Output>>
     where
         F: Task<A, K>,
@@ -727,7 +779,13 @@ impl Pool {
         F::Output: Data,
     {
         let entry = task::entry_for::<F, A, K>(f);
-        self.submit_collect(entry, items, chunking, result::all_or_first_error)
+        self.submit_collect(
+            entry,
+            items,
+            chunking,
+            result::all_or_first_error,
+            Some(call),
+        )
     }
 
     // ----- starmap -----
@@ -789,7 +847,7 @@ impl Pool {
     {
         task::reject_captures!(F, Args, ArgTuple);
         let (items, chunking) = self.sized_input(items);
-        self.map_all::<_, _, ArgTuple>(f, items, chunking)
+        self.map_all::<_, _, ArgTuple>(f, items, chunking, "starmap")
     }
 
     /// [`starmap_async`](Self::starmap_async) with an explicit chunk size.
@@ -805,7 +863,7 @@ impl Pool {
         F::Output: Data,
     {
         task::reject_captures!(F, Args, ArgTuple);
-        self.map_all::<_, _, ArgTuple>(f, items.into_iter(), Chunking::Fixed(chunksize))
+        self.map_all::<_, _, ArgTuple>(f, items.into_iter(), Chunking::Fixed(chunksize), "starmap")
     }
 
     // ----- imap -----

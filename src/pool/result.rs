@@ -6,7 +6,7 @@
 
 use std::future::{Future, IntoFuture};
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::sync::mpsc;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, Weak};
 use std::task::{Context, Poll, Waker};
@@ -17,6 +17,7 @@ use serde::de::DeserializeOwned;
 use super::job::{Collector, Piece, Sink, WaiterId, decode_pieces};
 use super::joinable::Joinable;
 use super::placed::{Misplaced, Placed};
+use super::progress::Progress;
 use crate::error::{Error, Result};
 
 type Job = Box<dyn FnOnce() + Send>;
@@ -167,11 +168,22 @@ const SPIN: Duration = Duration::from_micros(50);
 /// executor's thread must not be held, but as long as a quick round trip.
 const FIRST_POLL_SPIN: Duration = Duration::from_micros(15);
 
+/// `Slot::start`: none of the call's tasks was handed to a worker yet; it may be cancelled.
+const NOT_STARTED: u8 = 0;
+/// `Slot::start`: a task of the call was handed to a worker; too late to cancel.
+const STARTED: u8 = 1;
+/// `Slot::start`: the call was cancelled; its tasks are dropped unrun.
+const CANCELLED: u8 = 2;
+
 /// Where one call's final value lands.
 pub(crate) struct Slot<T> {
     state: Mutex<SlotState<T>>,
     /// A copy of `SlotState::ready` that waiters may watch without the lock, while they spin.
     ready: AtomicBool,
+    /// Whether the call has started or was cancelled: [`NOT_STARTED`], [`STARTED`] or
+    /// [`CANCELLED`], moved on once by whichever comes first, a task handed to a worker
+    /// ([`claim`](Self::claim)) or [`cancel`](Self::cancel).
+    start: AtomicU8,
     cond: Condvar,
     callbacks: Arc<CallbackQueue>,
     /// The pool, whose workers a spinning waiter reads itself. Weak: a result may outlive its
@@ -210,6 +222,7 @@ impl<T: Send + 'static> Slot<T> {
                 waker: None,
             }),
             ready: AtomicBool::new(false),
+            start: AtomicU8::new(NOT_STARTED),
             cond: Condvar::new(),
             callbacks,
             collector,
@@ -232,11 +245,57 @@ impl<T: Send + 'static> Slot<T> {
     }
 
     /// Stores the final value; runs callbacks (on the callback thread) before marking it ready.
+    /// The first value stays: later ones are dropped.
     pub(crate) fn complete(self: &Arc<Self>, value: Result<T>) {
-        let mut st = lock(&self.state);
-        if st.succeeded.is_some() {
-            return;
+        let st = lock(&self.state);
+        if st.succeeded.is_none() {
+            self.finish(st, value);
         }
+    }
+
+    /// Called as one of the call's tasks is handed to a worker: whether it may be. `false` once
+    /// the call was cancelled (the task is then dropped unrun); after the first `true`, the
+    /// call can no longer be cancelled.
+    pub(crate) fn claim(&self) -> bool {
+        match self.start.load(Ordering::Acquire) {
+            STARTED => true,
+            CANCELLED => false,
+            _ => match self.start.compare_exchange(
+                NOT_STARTED,
+                STARTED,
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            ) {
+                Ok(_) => true,
+                Err(now) => now == STARTED,
+            },
+        }
+    }
+
+    /// Whether the call was cancelled.
+    pub(crate) fn cancelled(&self) -> bool {
+        self.start.load(Ordering::Relaxed) == CANCELLED
+    }
+
+    /// Cancels the call if none of its tasks was handed to a worker and it has no outcome yet:
+    /// it completes with [`Error::Cancelled`] (callbacks and all). Whether it was cancelled.
+    fn cancel(self: &Arc<Self>) -> bool {
+        let st = lock(&self.state);
+        if st.succeeded.is_some() {
+            return false;
+        }
+        let cancelled = self
+            .start
+            .compare_exchange(NOT_STARTED, CANCELLED, Ordering::AcqRel, Ordering::Acquire)
+            .is_ok();
+        if cancelled {
+            self.finish(st, Err(Error::Cancelled));
+        }
+        cancelled
+    }
+
+    /// [`complete`](Self::complete) with the slot's lock held (`st`), the value not set yet.
+    fn finish(self: &Arc<Self>, mut st: MutexGuard<'_, SlotState<T>>, value: Result<T>) {
         st.succeeded = Some(value.is_ok());
         st.value = Some(value);
         if st.on_ok.is_some() || st.on_err.is_some() {
@@ -476,6 +535,44 @@ impl<T: Send + 'static> AsyncResult<T> {
         if st.ready { st.succeeded } else { None }
     }
 
+    /// Cancels the call if it has not started: if none of its tasks was handed to a worker yet,
+    /// none will be, and the result completes at once with [`Error::Cancelled`] (an
+    /// [`on_error`](Self::on_error) callback sees it). Returns whether it was cancelled: `false`
+    /// once a task of the call was handed to a worker (it runs to its end, as a running
+    /// `concurrent.futures.Future` does) or the result is complete. Python's `Pool` has no
+    /// such call.
+    ///
+    /// "Handed to a worker" is earlier than "running": a pool sends each worker a few quick
+    /// tasks ahead (see the README's "Scheduling"), and those can no longer be cancelled.
+    /// What waits in the pool's queue — behind other calls, or for a free worker — can.
+    ///
+    /// # Examples
+    /// ```
+    /// use std::time::Duration;
+    /// use multiproc::Error;
+    ///
+    /// fn slow(ms: u64) -> u64 { std::thread::sleep(Duration::from_millis(ms)); ms }
+    /// multiproc::init();
+    /// let pool = multiproc::Pool::new(1)?;
+    /// pool.apply(slow, 0)?; // the worker is up
+    /// let busy = pool.apply_async(slow, 300); // takes the one worker
+    /// std::thread::sleep(Duration::from_millis(100));
+    /// let queued = pool.map_async(slow, [1, 2, 3]);
+    /// assert!(queued.cancel());
+    /// assert!(matches!(queued.get(), Err(Error::Cancelled)));
+    /// assert!(!busy.cancel()); // it runs
+    /// assert_eq!(busy.get()?, 300);
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
+    pub fn cancel(&self) -> bool {
+        self.slot.cancel()
+    }
+
+    /// Whether the call was cancelled by [`cancel`](Self::cancel).
+    pub fn cancelled(&self) -> bool {
+        self.slot.cancelled()
+    }
+
     /// Runs `callback` with the value when the call succeeds, on the pool's callback thread.
     /// Attach it right after submitting: callbacks run in the order results complete. One
     /// attached to a result that is complete already runs at once (on that thread); one
@@ -620,6 +717,8 @@ pub(crate) struct Gather<R, Out> {
     state: Mutex<GatherState<R>>,
     slot: Arc<Slot<Out>>,
     finish: fn(Outcomes<R>) -> Result<Out>,
+    /// The call's progress bar, if the pool draws them.
+    progress: Option<Arc<Progress>>,
 }
 
 /// Every outcome of a call: the values in place or in runs, and the errors by index.
@@ -693,6 +792,7 @@ impl<R: DeserializeOwned + Send + 'static, Out: Send + 'static> Gather<R, Out> {
         slot: Arc<Slot<Out>>,
         finish: fn(Outcomes<R>) -> Result<Out>,
         len: Option<usize>,
+        progress: Option<Arc<Progress>>,
     ) -> Arc<Self> {
         Arc::new(Self {
             state: Mutex::new(GatherState {
@@ -703,11 +803,22 @@ impl<R: DeserializeOwned + Send + 'static, Out: Send + 'static> Gather<R, Out> {
             }),
             slot,
             finish,
+            progress,
         })
+    }
+
+    /// The call was cancelled: its bar stays where it is.
+    fn abandon_progress(&self) {
+        if let Some(progress) = &self.progress {
+            progress.abandon();
+        }
     }
 
     /// Declares how many items the call has; completes it if they are all in.
     pub(crate) fn set_expected(&self, n: usize) {
+        if let Some(progress) = &self.progress {
+            progress.set_total(n);
+        }
         let mut st = lock(&self.state);
         st.expected = Some(n);
         self.maybe_finish(st);
@@ -734,6 +845,9 @@ impl<R: DeserializeOwned + Send + 'static, Out: Send + 'static> Sink for Gather<
             Piece::Values(run) => runs.push((at, run)),
             Piece::Failed(e) => errors.push((at, e)),
         });
+        if let Some(progress) = &self.progress {
+            progress.advance(count, errors.len());
+        }
         let mut st = lock(&self.state);
         st.outcomes.total += count;
         for (first, mut run) in runs {
@@ -750,7 +864,26 @@ impl<R: DeserializeOwned + Send + 'static, Out: Send + 'static> Sink for Gather<
         Some(self.slot.waiter_id())
     }
 
+    fn abandoned(&self) -> bool {
+        let cancelled = self.slot.cancelled();
+        if cancelled {
+            self.abandon_progress();
+        }
+        cancelled
+    }
+
+    fn claim(&self) -> bool {
+        let claimed = self.slot.claim();
+        if !claimed {
+            self.abandon_progress();
+        }
+        claimed
+    }
+
     fn fail(&self, index: usize, error: Error) {
+        if let Some(progress) = &self.progress {
+            progress.advance(1, 1);
+        }
         let mut st = lock(&self.state);
         st.outcomes.total += 1;
         st.outcomes.errors.push((index, error));

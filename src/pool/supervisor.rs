@@ -673,6 +673,11 @@ impl Core {
             let Some(chunk) = self.pending.pop_front() else {
                 break;
             };
+            if !chunk.sink.claim() {
+                // Cancelled since it was looked at above: dropped unrun.
+                least_loaded.push(Reverse((load, at)));
+                continue;
+            }
             let seq = self.next_seq;
             self.next_seq += 1;
             let w = &mut self.workers[at];

@@ -1,0 +1,110 @@
+//! The progress bar (feature `progress`) as a user sees it: `examples/progress_bar` run in a
+//! real terminal (a tmux pane, captured as it draws), and run with stderr a pipe (nothing
+//! drawn).
+
+use std::path::PathBuf;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+/// The example's binary, beside this test's (`cargo test` builds every example); built into a
+/// target directory of its own if this test runs alone.
+fn example() -> PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    let profile = exe.parent().unwrap().parent().unwrap();
+    let built = profile.join("examples").join("progress_bar");
+    if built.exists() {
+        return built;
+    }
+    let target = profile.parent().unwrap().join("progress-example");
+    let status = Command::new(env!("CARGO"))
+        .args(["build", "--quiet", "--features", "progress", "--example"])
+        .arg("progress_bar")
+        .arg("--target-dir")
+        .arg(&target)
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .status()
+        .unwrap();
+    assert!(status.success());
+    target.join("debug").join("examples").join("progress_bar")
+}
+
+fn tmux(args: &[&str]) -> String {
+    let out = Command::new("tmux")
+        .args(args)
+        .output()
+        .expect("tmux is needed for this test (apt-get install tmux; .ci/run does)");
+    assert!(out.status.success(), "tmux {args:?}: {out:?}");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Kills the tmux session when the test ends, passed or not.
+struct Session(String);
+
+impl Drop for Session {
+    fn drop(&mut self) {
+        let _ = Command::new("tmux")
+            .args(["kill-session", "-t", &self.0])
+            .output();
+    }
+}
+
+#[test]
+fn the_bar_is_drawn_in_a_terminal_and_ends_at_100_percent() {
+    let exe = example();
+    let session = Session(format!("multiproc-progress-{}", std::process::id()));
+    let script = format!("{}; echo EXITED $?; sleep 120", exe.display());
+    tmux(&[
+        "new-session",
+        "-d",
+        "-s",
+        &session.0,
+        "-x",
+        "150",
+        "-y",
+        "20",
+        &script,
+    ]);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut part_way = None;
+    let screen = loop {
+        let screen = tmux(&["capture-pane", "-p", "-t", &session.0]);
+        if screen.contains("EXITED") {
+            break screen;
+        }
+        // A bar part way: "map ███░░░ 12/30  40%".
+        if let Some(line) = screen
+            .lines()
+            .find(|l| l.contains("/30") && !l.contains("30/30"))
+        {
+            part_way.get_or_insert_with(|| line.to_string());
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the example did not end:\n{screen}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(screen.contains("EXITED 0"), "{screen}");
+    let bar = screen
+        .lines()
+        .find(|l| l.trim_start().starts_with("map"))
+        .unwrap_or_else(|| panic!("no bar drawn:\n{screen}"));
+    assert!(bar.contains("30/30") && bar.contains("100%"), "{bar}");
+    assert!(bar.contains('█') && !bar.contains('░'), "a full bar: {bar}");
+    assert!(screen.contains("30 squares"), "{screen}");
+    let part_way = part_way.expect("the bar was seen only once it was full");
+    assert!(part_way.contains('░'), "{part_way}");
+    println!("part way: {}\nat the end: {}", part_way.trim(), bar.trim());
+}
+
+#[test]
+fn nothing_is_drawn_when_stderr_is_a_pipe() {
+    let out = Command::new(example()).output().unwrap();
+    assert!(out.status.success(), "{out:?}");
+    assert!(
+        out.stderr.is_empty(),
+        "stderr: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("30 squares"));
+}
