@@ -102,6 +102,13 @@
 //! [cancelled](AsyncResult::cancel) while none of its tasks has started; with the `stream`
 //! feature, [`IMap`] is a `futures_core::Stream` too.
 //!
+//! ## Watching a pool
+//!
+//! [`Pool::stats`] tells what a pool has done (workers started, died by cause; tasks
+//! completed, failed, timed out, in flight; each worker's busy share); with the `progress`
+//! feature, `PoolBuilder::progress` draws a bar for every map-like call; with the `tracing`
+//! feature, a pool emits events for its workers' lives and a span for each call.
+//!
 //! ## Beyond one machine
 //!
 //! With the `mpi` feature, `Pool::builder().mpi()` spans the ranks of an MPI job: run the
@@ -243,7 +250,9 @@ pub use manager::{
     ValueProxy,
 };
 pub use pipe::{Connection, Pipe};
-pub use pool::{AsyncResult, IMap, Pool, PoolBuilder, ResultFuture};
+pub use pool::{
+    AsyncResult, IMap, Pool, PoolBuilder, PoolStats, ResultFuture, WorkerDeaths, WorkerStats,
+};
 pub use process::Process;
 pub use queue::{JoinableQueue, PutError, Queue, SimpleQueue};
 pub use shared::array::{Array, ArrayGuard, ArrayIter, RawArray};

@@ -191,7 +191,8 @@ fn cancel_takes_back_calls_that_have_not_started() {
         let dir = scratch_dir("cancel");
         let at = |name: &str| dir.join(name).to_string_lossy().into_owned();
         let pool = Pool::new(1).unwrap();
-        pool.apply(nap, 0).unwrap(); // the worker is up
+        // The worker is up, and the last task was not quick: the pool sends nothing ahead.
+        pool.apply(nap, 5).unwrap();
         let busy = pool.apply_async(nap, 400);
         // The one worker is busy: what follows waits in the pool's queue.
         std::thread::sleep(Duration::from_millis(100));

@@ -6,26 +6,36 @@ use std::path::PathBuf;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-/// The example's binary, beside this test's (`cargo test` builds every example); built into a
-/// target directory of its own if this test runs alone.
+/// The example's binary, built now (cargo has nothing to do when `cargo test` built it, as it
+/// does every example; run alone, this test would otherwise find a stale one).
 fn example() -> PathBuf {
     let exe = std::env::current_exe().unwrap();
     let profile = exe.parent().unwrap().parent().unwrap();
-    let built = profile.join("examples").join("progress_bar");
-    if built.exists() {
-        return built;
-    }
-    let target = profile.parent().unwrap().join("progress-example");
+    // The features this test was built with, so that nothing is built anew.
+    let features: Vec<&str> = [
+        ("progress", cfg!(feature = "progress")),
+        ("stream", cfg!(feature = "stream")),
+        ("tracing", cfg!(feature = "tracing")),
+        ("mpi", cfg!(feature = "mpi")),
+        ("fuzzing", cfg!(feature = "fuzzing")),
+    ]
+    .into_iter()
+    .filter_map(|(name, on)| on.then_some(name))
+    .collect();
     let status = Command::new(env!("CARGO"))
-        .args(["build", "--quiet", "--features", "progress", "--example"])
+        .args([
+            "build",
+            "--quiet",
+            "--features",
+            &features.join(","),
+            "--example",
+        ])
         .arg("progress_bar")
-        .arg("--target-dir")
-        .arg(&target)
         .current_dir(env!("CARGO_MANIFEST_DIR"))
         .status()
         .unwrap();
     assert!(status.success());
-    target.join("debug").join("examples").join("progress_bar")
+    profile.join("examples").join("progress_bar")
 }
 
 fn tmux(args: &[&str]) -> String {

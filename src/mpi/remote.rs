@@ -25,7 +25,7 @@ use super::message::{self, FromAgent, PoolSpec, ToAgent};
 use super::roster::{self, Agent};
 use super::world::{self, Outgoing, Pacer, Posts, World};
 use crate::error::{Error, Rank, Result};
-use crate::pool::{Chunk, PoolState, Shared, deliver_outcomes, lock};
+use crate::pool::{Chunk, Counters, PoolState, Shared, deliver_outcomes, lock};
 use crate::sys;
 
 /// How long rank 0 waits for the agents to answer: to open a pool, and to end one.
@@ -212,6 +212,8 @@ pub(crate) struct Remote {
     admitted: usize,
     /// Whether the agents were told to end the pool.
     ending: bool,
+    /// The pool's counters (`Pool::stats`): tasks dropped unrun are counted here.
+    stats: Arc<Counters>,
 }
 
 /// Opens a pool on every agent of the job, each running `per_rank` workers (by default its
@@ -220,7 +222,12 @@ pub(crate) struct Remote {
 /// # Errors
 /// An agent runs another program ([`Error::Spawn`], naming both), an agent could not open its
 /// pool (its error), or the agents did not answer.
-pub(crate) fn open(world: &World, template: PoolSpec, per_rank: Option<usize>) -> Result<Remote> {
+pub(crate) fn open(
+    world: &World,
+    template: PoolSpec,
+    per_rank: Option<usize>,
+    stats: Arc<Counters>,
+) -> Result<Remote> {
     let agents = roster::agents(world)?;
     if let Some(refused) = agents.iter().find_map(|a| a.refused.clone()) {
         return Err(Error::Spawn(refused));
@@ -252,6 +259,7 @@ pub(crate) fn open(world: &World, template: PoolSpec, per_rank: Option<usize>) -
         state: PoolState::Running,
         admitted: 0,
         ending: false,
+        stats,
     };
     let opened = remote.open_on_agents(&template, |a| per_rank.unwrap_or_else(|| share(a)));
     if let Err(e) = opened {
@@ -493,6 +501,7 @@ impl Remote {
         while let Some(chunk) = self.pending.front() {
             waiting -= chunk.len();
             if chunk.sink.abandoned() {
+                self.stats.cancelled(chunk.len());
                 self.pending.pop_front();
                 continue;
             }
@@ -515,6 +524,7 @@ impl Remote {
                 break;
             };
             if !chunk.sink.claim() {
+                self.stats.cancelled(chunk.len());
                 continue;
             }
             if !chunk.fds.is_empty() {

@@ -43,6 +43,7 @@ use std::time::Duration;
 use super::job::{Chunk, Collector, WaiterId};
 use super::link::Delivery;
 use super::result::{lock, wait_while_until};
+use super::stats::Counters;
 use super::supervisor::{Core, Wake};
 use crate::error::{Error, Result};
 use crate::launch::Launch;
@@ -141,6 +142,8 @@ pub(crate) struct Shared {
     /// How many threads other than the supervisor are handing over results they read.
     pub(super) in_hand: Mutex<usize>,
     pub(super) in_hand_done: Condvar,
+    /// What the pool has done (`Pool::stats`), counted by its calls, its sinks and its core.
+    pub(crate) stats: Arc<Counters>,
 }
 
 /// Why the inbox refused work.
@@ -169,13 +172,15 @@ impl Shared {
             admitted: 0,
             broken: None,
         }));
+        let stats = Counters::new();
         Ok(Arc::new(Self {
             inbox: inbox.clone(),
             waiters_collect: cfg.task_timeout.is_none() && cfg.max_tasks_per_child.is_none(),
-            core: Some(Mutex::new(Core::new(inbox, cfg, &waker)?)),
+            core: Some(Mutex::new(Core::new(inbox, cfg, &waker, stats.clone())?)),
             waker,
             in_hand: Mutex::new(0),
             in_hand_done: Condvar::new(),
+            stats,
         }))
     }
 
@@ -195,6 +200,7 @@ impl Shared {
             waker: Waker::new()?,
             in_hand: Mutex::new(0),
             in_hand_done: Condvar::new(),
+            stats: Counters::new(),
         }))
     }
 

@@ -38,9 +38,9 @@ use serde::de::DeserializeOwned;
 use super::Pool;
 use super::handoff::Admission;
 use super::job::{ChunkBuilder, Piece, Sink, decode_pieces};
-use super::progress::Progress;
 use super::readahead::Readahead;
 use super::result::lock;
+use super::stats::Report;
 use crate::error::{Error, Result};
 use crate::mem::parking;
 
@@ -83,8 +83,8 @@ impl Wanted {
 /// Where an `imap`'s outcomes arrive.
 pub(crate) struct Stream<R> {
     arrived: Mutex<Arrived<R>>,
-    /// The call's progress bar, if the pool draws them.
-    progress: Option<Arc<Progress>>,
+    /// What the call reports as its outcomes arrive (`stats.rs`).
+    report: Report,
     /// Whether chunks' timings are wanted (automatic chunk sizes).
     timed: bool,
     cond: Condvar,
@@ -117,19 +117,18 @@ impl<R: DeserializeOwned + Send + 'static> Sink for Stream<R> {
         let mut pieces = Vec::new();
         let mut failed = 0;
         decode_pieces::<R>(first, count, bytes, Vec::new(), |at, piece| {
-            failed += usize::from(matches!(piece, Piece::Failed(_)));
+            if let Piece::Failed(e) = &piece {
+                self.report.task_failed(at, e);
+                failed += 1;
+            }
             pieces.push((at, piece))
         });
-        if let Some(progress) = &self.progress {
-            progress.advance(count, failed);
-        }
+        self.report.answered(count, failed);
         self.publish(&mut pieces, bytes.len() / count.max(1));
     }
 
     fn fail(&self, index: usize, error: Error) {
-        if let Some(progress) = &self.progress {
-            progress.advance(1, 1);
-        }
+        self.report.failed(index, &error);
         self.publish(&mut vec![(index, Piece::Failed(error))], 0);
     }
 
@@ -187,6 +186,8 @@ pub struct IMap<'p, I: Iterator, R> {
     stream: Arc<Stream<R>>,
     readahead: Readahead,
     yielded: usize,
+    /// Of those, the errors.
+    failed: usize,
     /// The input is pulled again once `yielded` reaches this.
     refill_at: usize,
     taken: Taken<R>,
@@ -226,12 +227,13 @@ where
                 wanted: Wanted::Nothing,
                 waker: None,
             }),
-            progress: pool.progress_for(
+            report: pool.report(
                 match order {
                     Order::Input => "imap",
                     Order::Completion => "imap_unordered",
                 },
                 super::exact_len(&input),
+                true,
             ),
             timed: readahead.grows(),
             cond: Condvar::new(),
@@ -249,6 +251,7 @@ where
             stream,
             readahead,
             yielded: 0,
+            failed: 0,
             refill_at: 0,
             taken,
             run: Vec::new().into_iter(),
@@ -304,9 +307,7 @@ where
         }
         if ended {
             self.input = None;
-            if let Some(progress) = &self.stream.progress {
-                progress.set_total(self.builder.count());
-            }
+            self.stream.report.set_total(self.builder.count());
             // Its last chunks are in: the pool need not wait for it any more.
             self.admission = None;
         }
@@ -423,6 +424,7 @@ where
                 Some(Piece::Values(values)) => self.run = values.into_iter(),
                 Some(Piece::Failed(error)) => {
                     self.yielded += 1;
+                    self.failed += 1;
                     return Poll::Ready(Some(Err(error)));
                 }
                 None => {
@@ -565,8 +567,9 @@ impl<I: Iterator, R> Unpin for IMap<'_, I, R> {}
 impl<I: Iterator, R> Drop for IMap<'_, I, R> {
     fn drop(&mut self) {
         self.stream.abandoned.store(true, Ordering::Relaxed);
-        if let Some(progress) = &self.stream.progress {
-            progress.abandon();
+        if self.input.is_some() || self.yielded < self.builder.count() {
+            self.stream.report.abandon();
         }
+        self.stream.report.ended(self.yielded, self.failed);
     }
 }

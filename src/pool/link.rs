@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 use super::job::{Chunk, Sink, WaiterId};
 use super::pace::Pace;
 use super::starts::Starts;
+use super::stats::Meter;
 use crate::bootstrap::{self, ChildLink};
 use crate::child::protocol::STARTED_SLOT;
 use crate::error::{Death, Error, Result};
@@ -48,6 +49,8 @@ pub(super) enum KillReason {
 
 pub(super) struct WorkerLink {
     pub(super) link: ChildLink,
+    /// Its share of the work, for `Pool::stats` (`stats.rs`).
+    pub(super) meter: Arc<Meter>,
     pub(super) inflight: VecDeque<InFlight>,
     /// Items (as counted by the child's progress counter) of chunks already fully answered.
     pub(super) done_items: u64,
@@ -174,9 +177,13 @@ pub(super) fn send_chunk(w: &mut WorkerLink, seq: u64, chunk: Chunk, is_init: bo
         .push_parts(kind::TASK, fds, &[&head, &chunk.payload]);
     match pushed {
         Ok(()) => {
+            let sent = Instant::now();
+            if w.inflight.is_empty() {
+                w.meter.busy(sent);
+            }
             w.inflight.push_back(InFlight {
                 seq,
-                sent: Instant::now(),
+                sent,
                 waiter: chunk.sink.waiter(),
                 chunk,
                 reported: 0,
@@ -200,6 +207,7 @@ pub(super) fn send_chunk(w: &mut WorkerLink, seq: u64, chunk: Chunk, is_init: bo
 pub(super) fn note_serving(w: &mut WorkerLink, starts: &mut Starts) {
     if !w.serving && w.ready && !w.running_init() && w.killed.is_none() {
         w.serving = true;
+        w.meter.ready();
         starts.succeeded();
     }
 }
@@ -280,6 +288,7 @@ pub(super) fn apply_frame(
                 // The supervisor looks at the initializer's outcome as soon as it has read.
                 delivery.deliver();
             } else {
+                w.meter.answered(count);
                 deliveries.push(delivery);
             }
             front.reported += count;
@@ -293,6 +302,9 @@ pub(super) fn apply_frame(
                         pace.record(done.chunk.call, took);
                         done.chunk.sink.served(done.chunk.len(), took);
                     }
+                }
+                if w.inflight.is_empty() {
+                    w.meter.idle(now);
                 }
                 w.last_done = now;
             }

@@ -20,6 +20,7 @@ mod progress;
 mod readahead;
 mod result;
 mod starts;
+mod stats;
 mod supervisor;
 
 use std::sync::{Arc, Mutex};
@@ -31,6 +32,7 @@ use serde::de::DeserializeOwned;
 pub use imap::IMap;
 pub(crate) use imap::Wait;
 pub use result::{AsyncResult, ResultFuture};
+pub use stats::{PoolStats, WorkerDeaths, WorkerStats};
 
 use crate::error::{Error, Result};
 use crate::launch::{Launch, StartMethod};
@@ -52,11 +54,14 @@ pub(crate) use job::{Piece, decode_pieces};
 use joinable::{Joinable, ThreadEnd};
 #[cfg(feature = "mpi")]
 pub(crate) use link::deliver_outcomes;
-use progress::{Bars, Progress};
+use progress::Bars;
 use readahead::Readahead;
 use result::Gather;
 pub(crate) use result::{CallbackQueue, Slot};
 pub(crate) use result::{lock, wait_while_until};
+#[cfg(feature = "mpi")]
+pub(crate) use stats::Counters;
+use stats::{CallSpan, Report};
 use supervisor::Supervisor;
 
 /// How long work waits while no worker can be started (see [`PoolBuilder::start_timeout`]).
@@ -371,9 +376,14 @@ impl PoolBuilder {
                     .unwrap_or_else(crate::launch::get_start_method),
             ),
         };
-        let remote = crate::mpi::open(world, template, self.processes_per_rank)?;
-        let processes = remote.workers();
         let shared = Shared::without_core()?;
+        let remote = crate::mpi::open(
+            world,
+            template,
+            self.processes_per_rank,
+            shared.stats.clone(),
+        )?;
+        let processes = remote.workers();
         let served = shared.clone();
         let mut pool = Pool::start(shared, processes, "multiproc-mpi-pool", move || {
             remote.run(served)
@@ -513,14 +523,41 @@ impl Pool {
         })
     }
 
-    /// The progress bar of a map-like call named `call` of `len` items (if known), when the
+    /// What a call named `call` of `len` items (if known) reports as its outcomes arrive: to
+    /// the pool's counters, in its span, and to a progress bar if it is `map_like` and the
     /// pool draws them.
-    pub(super) fn progress_for(
-        &self,
-        call: &'static str,
-        len: Option<usize>,
-    ) -> Option<Arc<Progress>> {
-        self.bars.as_ref().map(|bars| Arc::new(bars.bar(call, len)))
+    pub(super) fn report(&self, call: &'static str, len: Option<usize>, map_like: bool) -> Report {
+        let bar = self
+            .bars
+            .as_ref()
+            .filter(|_| map_like)
+            .map(|bars| Arc::new(bars.bar(call, len)));
+        Report::new(self.shared.stats.clone(), bar, CallSpan::new(call, len))
+    }
+
+    /// What the pool has done since it was built: its workers (alive, started, retired, died
+    /// by cause, and each live one's tasks and busy share) and its tasks (submitted,
+    /// completed, failed, timed out, cancelled, in flight). Counted as things happen, with
+    /// atomic additions per batch of results: cheap enough to leave on, and always on.
+    ///
+    /// A pool over MPI ranks counts its tasks; its workers live on the ranks and are not
+    /// listed.
+    ///
+    /// # Examples
+    /// ```
+    /// fn square(x: u64) -> u64 { x * x }
+    ///
+    /// multiproc::init();
+    /// let pool = multiproc::Pool::new(2)?;
+    /// pool.map(square, 0..100u64)?;
+    /// let stats = pool.stats();
+    /// assert_eq!((stats.tasks_submitted, stats.tasks_completed), (100, 100));
+    /// assert_eq!(stats.workers_died.total(), 0);
+    /// assert!(stats.workers.iter().all(|w| (0.0..=1.0).contains(&w.busy)));
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
+    pub fn stats(&self) -> PoolStats {
+        self.shared.stats.snapshot()
     }
 
     /// A pool of `processes` worker processes with default settings: `Pool::new(4)`, or
@@ -574,6 +611,8 @@ impl Pool {
     /// Queues chunks (of an admitted call, if `admission`), or fails their items with the reason
     /// they were refused. Returns whether they were queued.
     pub(crate) fn submit_or_fail(&self, chunks: Vec<Chunk>, admission: Option<&Admission>) -> bool {
+        let tasks = chunks.iter().map(Chunk::len).sum();
+        self.shared.stats.submitted(tasks);
         match self.shared.submit(chunks, admission) {
             Ok(()) => true,
             Err((refusal, chunks)) => {
@@ -672,8 +711,8 @@ impl Pool {
         let collector: std::sync::Weak<dyn job::Collector> = Arc::downgrade(&self.shared) as _;
         let slot = Slot::new(self.callbacks.clone(), collector);
         let len = exact_len(&items);
-        let progress = call.and_then(|call| self.progress_for(call, len));
-        let sink = Gather::new(slot.clone(), finish, len, progress);
+        let report = self.report(call.unwrap_or("apply"), len, call.is_some());
+        let sink = Gather::new(slot.clone(), finish, len, report);
         let mut builder = ChunkBuilder::with(sink.clone() as Arc<dyn Sink>, entry, chunking);
         let mut chunks = Vec::new();
         let mut queued_items = 0;

@@ -75,8 +75,10 @@ mod with_bar {
         /// length it shows until [`set_total`](Self::set_total) tells the true one, which alone
         /// decides when it is finished (an input's size hint may be wrong).
         pub(crate) fn new(call: &'static str, len: Option<usize>) -> Self {
+            // Hidden until a pool's `Bars` takes it in (and draws it in its place): a bar drawn
+            // on its own first would leave a stray line.
             let bar =
-                ProgressBar::with_draw_target(len.map(|n| n as u64), ProgressDrawTarget::stderr());
+                ProgressBar::with_draw_target(len.map(|n| n as u64), ProgressDrawTarget::hidden());
             if let Some(style) = style(if len.is_some() { KNOWN } else { UNKNOWN }) {
                 bar.set_style(style);
             }

@@ -17,7 +17,7 @@ use serde::de::DeserializeOwned;
 use super::job::{Collector, Piece, Sink, WaiterId, decode_pieces};
 use super::joinable::Joinable;
 use super::placed::{Misplaced, Placed};
-use super::progress::Progress;
+use super::stats::Report;
 use crate::error::{Error, Result};
 
 type Job = Box<dyn FnOnce() + Send>;
@@ -542,9 +542,11 @@ impl<T: Send + 'static> AsyncResult<T> {
     /// `concurrent.futures.Future` does) or the result is complete. Python's `Pool` has no
     /// such call.
     ///
-    /// "Handed to a worker" is earlier than "running": a pool sends each worker a few quick
-    /// tasks ahead (see the README's "Scheduling"), and those can no longer be cancelled.
-    /// What waits in the pool's queue — behind other calls, or for a free worker — can.
+    /// "Handed to a worker" is earlier than "running". While the pool's recent tasks are quick
+    /// (under a millisecond), it sends each worker up to 4 tasks ahead of the one it runs, so
+    /// that a worker never waits for the next (see `pool/pace.rs`); a call sent ahead like this
+    /// can no longer be cancelled. What waits in the pool's queue behind that — behind slow
+    /// tasks, or for a free worker — can.
     ///
     /// # Examples
     /// ```
@@ -554,7 +556,7 @@ impl<T: Send + 'static> AsyncResult<T> {
     /// fn slow(ms: u64) -> u64 { std::thread::sleep(Duration::from_millis(ms)); ms }
     /// multiproc::init();
     /// let pool = multiproc::Pool::new(1)?;
-    /// pool.apply(slow, 0)?; // the worker is up
+    /// pool.apply(slow, 5)?; // the worker is up, and tasks are not quick
     /// let busy = pool.apply_async(slow, 300); // takes the one worker
     /// std::thread::sleep(Duration::from_millis(100));
     /// let queued = pool.map_async(slow, [1, 2, 3]);
@@ -717,8 +719,8 @@ pub(crate) struct Gather<R, Out> {
     state: Mutex<GatherState<R>>,
     slot: Arc<Slot<Out>>,
     finish: fn(Outcomes<R>) -> Result<Out>,
-    /// The call's progress bar, if the pool draws them.
-    progress: Option<Arc<Progress>>,
+    /// What the call reports as its outcomes arrive (`stats.rs`).
+    report: Report,
 }
 
 /// Every outcome of a call: the values in place or in runs, and the errors by index.
@@ -792,7 +794,7 @@ impl<R: DeserializeOwned + Send + 'static, Out: Send + 'static> Gather<R, Out> {
         slot: Arc<Slot<Out>>,
         finish: fn(Outcomes<R>) -> Result<Out>,
         len: Option<usize>,
-        progress: Option<Arc<Progress>>,
+        report: Report,
     ) -> Arc<Self> {
         Arc::new(Self {
             state: Mutex::new(GatherState {
@@ -803,22 +805,13 @@ impl<R: DeserializeOwned + Send + 'static, Out: Send + 'static> Gather<R, Out> {
             }),
             slot,
             finish,
-            progress,
+            report,
         })
-    }
-
-    /// The call was cancelled: its bar stays where it is.
-    fn abandon_progress(&self) {
-        if let Some(progress) = &self.progress {
-            progress.abandon();
-        }
     }
 
     /// Declares how many items the call has; completes it if they are all in.
     pub(crate) fn set_expected(&self, n: usize) {
-        if let Some(progress) = &self.progress {
-            progress.set_total(n);
-        }
+        self.report.set_total(n);
         let mut st = lock(&self.state);
         st.expected = Some(n);
         self.maybe_finish(st);
@@ -832,6 +825,7 @@ impl<R: DeserializeOwned + Send + 'static, Out: Send + 'static> Gather<R, Out> {
         let outcomes = std::mem::replace(&mut st.outcomes, Outcomes::new(None));
         st.spare = Vec::new();
         drop(st);
+        self.report.ended(outcomes.total, outcomes.errors.len());
         self.slot.complete((self.finish)(outcomes));
     }
 }
@@ -845,8 +839,9 @@ impl<R: DeserializeOwned + Send + 'static, Out: Send + 'static> Sink for Gather<
             Piece::Values(run) => runs.push((at, run)),
             Piece::Failed(e) => errors.push((at, e)),
         });
-        if let Some(progress) = &self.progress {
-            progress.advance(count, errors.len());
+        self.report.answered(count, errors.len());
+        for (at, e) in &errors {
+            self.report.task_failed(*at, e);
         }
         let mut st = lock(&self.state);
         st.outcomes.total += count;
@@ -867,7 +862,7 @@ impl<R: DeserializeOwned + Send + 'static, Out: Send + 'static> Sink for Gather<
     fn abandoned(&self) -> bool {
         let cancelled = self.slot.cancelled();
         if cancelled {
-            self.abandon_progress();
+            self.report.abandon();
         }
         cancelled
     }
@@ -875,15 +870,13 @@ impl<R: DeserializeOwned + Send + 'static, Out: Send + 'static> Sink for Gather<
     fn claim(&self) -> bool {
         let claimed = self.slot.claim();
         if !claimed {
-            self.abandon_progress();
+            self.report.abandon();
         }
         claimed
     }
 
     fn fail(&self, index: usize, error: Error) {
-        if let Some(progress) = &self.progress {
-            progress.advance(1, 1);
-        }
+        self.report.failed(index, &error);
         let mut st = lock(&self.state);
         st.outcomes.total += 1;
         st.outcomes.errors.push((index, error));

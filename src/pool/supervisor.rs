@@ -42,7 +42,8 @@ use super::link::{
 use super::pace::Pace;
 use super::result::lock;
 use super::starts::{Backlog, Starts};
-use crate::error::{Error, Result};
+use super::stats::{self, Counters, Ended, Meter};
+use crate::error::{Death, Error, Result};
 use crate::launch::Io;
 use crate::sys;
 use crate::sys::epoll::Epoll;
@@ -140,6 +141,8 @@ pub(crate) struct Core {
     asleep_on: Watch,
     /// Results read but not yet handed over (see [`Delivery`]).
     pub(super) deliveries: Vec<Delivery>,
+    /// The pool's counters (`stats.rs`): workers started and ended, tasks dropped unrun.
+    stats: Arc<Counters>,
 }
 
 /// What the supervisor does after a round of work.
@@ -251,7 +254,12 @@ impl Supervisor {
 
 impl Core {
     /// A core with no workers yet, whose poller watches `waker`.
-    pub(super) fn new(inbox: Arc<Mutex<Inbox>>, cfg: Config, waker: &Waker) -> Result<Self> {
+    pub(super) fn new(
+        inbox: Arc<Mutex<Inbox>>,
+        cfg: Config,
+        waker: &Waker,
+        stats: Arc<Counters>,
+    ) -> Result<Self> {
         let poller = Epoll::new()?;
         poller.add(waker.as_fd(), Source::Waker.key(), READ)?;
         Ok(Self {
@@ -272,6 +280,7 @@ impl Core {
             }),
             asleep_on: Watch::default(),
             deliveries: Vec::new(),
+            stats,
         })
     }
 
@@ -476,6 +485,7 @@ impl Core {
     /// A worker could not be started, or died before it could serve. With no worker serving,
     /// that is (part of) an outage, which everything waiting has now seen.
     fn start_failed(&mut self, cause: String) {
+        stats::start_failed(&cause);
         let now = Instant::now();
         self.starts.failed(now, cause);
         if !self.workers.iter().any(|w| w.usable() && w.serving) {
@@ -527,6 +537,7 @@ impl Core {
             .launch
             .launch(&name, Role::PoolWorker, Io::Polled)?;
         let mut w = WorkerLink {
+            meter: Meter::new(link.pid, name),
             link,
             inflight: VecDeque::new(),
             done_items: 0,
@@ -556,6 +567,8 @@ impl Core {
             send_chunk(&mut w, seq, chunk, true)?;
         }
         self.watch_new(&mut w, self.workers.len())?;
+        // Counted once it is the pool's: a worker that could not be set up is a failed start.
+        self.stats.worker_started(&w.meter, self.cfg.processes);
         self.workers.push(w);
         Ok(())
     }
@@ -649,6 +662,7 @@ impl Core {
             .collect();
         while let Some(chunk) = self.pending.front() {
             if chunk.sink.abandoned() {
+                self.stats.cancelled(chunk.len());
                 self.pending.pop_front();
                 continue;
             }
@@ -675,6 +689,7 @@ impl Core {
             };
             if !chunk.sink.claim() {
                 // Cancelled since it was looked at above: dropped unrun.
+                self.stats.cancelled(chunk.len());
                 least_loaded.push(Reverse((load, at)));
                 continue;
             }
@@ -797,7 +812,9 @@ impl Core {
         self.note_all_serving();
         let init_failure = lock(&self.init_sink.failure).take();
         if let Some(f) = init_failure {
-            self.set_broken(Broken::Init(f));
+            let broken = Broken::Init(f);
+            stats::initializer_failed(&broken.to_error());
+            self.set_broken(broken);
         }
         died.sort_unstable();
         died.dedup();
@@ -823,6 +840,7 @@ impl Core {
                 && w.killed.is_none()
                 && now - w.progress.1 >= limit
             {
+                stats::task_overran(w.link.pid, limit);
                 kill(w, KillReason::Timeout(limit, s));
             }
         }
@@ -886,6 +904,13 @@ impl Core {
             Some(KillReason::Protocol(_)) => Ending::Garbled,
             None => Ending::Died,
         };
+        let ended = match (&w.killed, &exit) {
+            (Some(KillReason::Timeout(..)), _) => Ended::TimedOut,
+            (Some(KillReason::Protocol(_)), _) => Ended::Misbehaved,
+            (None, Death::Exit(0)) if w.retiring => Ended::Retired,
+            (None, _) => Ended::Died,
+        };
+        self.stats.worker_ended(&w.meter, ended, &exit);
         let progress = Progress {
             done_items: w.done_items,
             started: w.started(),
@@ -965,7 +990,11 @@ impl Core {
             if !exited {
                 let _ = sys::proc::signal(w.link.pid, sys::proc::Stop::Kill);
             }
-            let _ = w.link.reap();
+            let death = w
+                .link
+                .reap()
+                .map_or(Death::Unknown, |exit| w.link.death(exit));
+            self.stats.worker_ended(&w.meter, Ended::Retired, &death);
         }
         self.workers.clear();
     }
@@ -978,7 +1007,11 @@ impl Core {
         }
         self.deliver_now();
         for mut w in self.workers.drain(..) {
-            let _ = w.link.reap();
+            let death = w
+                .link
+                .reap()
+                .map_or(Death::Unknown, |exit| w.link.death(exit));
+            self.stats.worker_ended(&w.meter, Ended::Retired, &death);
             for fl in w.inflight.iter().filter(|f| !f.is_init) {
                 fl.chunk
                     .fail(fl.reported..fl.chunk.len(), |_| Error::PoolTerminated);
