@@ -211,18 +211,25 @@ pub enum Error {
     InitializerFailed(Box<Error>),
     /// A value could not be encoded; the message says why in words: its `Serialize` failed
     /// (with that message), it is too large for one message, or it carries a handle where
-    /// none can go — a task's result never can, as handles travel only in arguments, queue
-    /// items and pipe messages.
+    /// none can go (the result of a task run on another MPI rank, which crosses machines as
+    /// bytes; a value serialized outside multiproc's own messages).
     ///
     /// # Examples
     /// ```
-    /// fn make_queue(_: ()) -> multiproc::Queue<u32> {
-    ///     multiproc::Queue::new().unwrap()
+    /// /// A value whose `Serialize` fails.
+    /// #[derive(serde::Deserialize)]
+    /// struct Refuses;
+    /// impl serde::Serialize for Refuses {
+    ///     fn serialize<S: serde::Serializer>(&self, _: S) -> Result<S::Ok, S::Error> {
+    ///         Err(serde::ser::Error::custom("not today"))
+    ///     }
     /// }
+    /// fn take(_: Refuses) {}
+    ///
     /// multiproc::init();
     /// let pool = multiproc::Pool::new(1)?;
-    /// match pool.apply(make_queue, ()) {
-    ///     Err(multiproc::Error::Encode(why)) => assert!(why.contains("cannot carry a multiproc handle")),
+    /// match pool.apply(take, Refuses) {
+    ///     Err(multiproc::Error::Encode(why)) => assert!(why.contains("not today")),
     ///     other => panic!("{other:?}"),
     /// }
     /// # Ok::<(), multiproc::Error>(())

@@ -117,8 +117,10 @@
 //!
 //! ## Queues and pipes
 //!
-//! Handles — queues, pipe ends, locks, shared values — travel inside arguments, with their
-//! file descriptors: pass them to a [`Process`], a pool task or a pool initializer.
+//! Handles — queues, pipe ends, locks, shared values, shared memory — travel inside arguments
+//! and results, with their file descriptors: pass them to a [`Process`], a pool task or a pool
+//! initializer, or return them from one (a task may make a `Queue` or a `Value` and hand it
+//! back).
 //!
 //! ```
 //! use multiproc::{Process, Queue};
@@ -214,6 +216,9 @@
 //!   same executable as its parent before accepting any task. [`StartMethod::Fork`] and
 //!   [`StartMethod::ForkServer`] are there too, per pool, per process, or for the program
 //!   ([`set_start_method`]); every child, however started, is supervised the same way.
+
+// On docs.rs (`--cfg docsrs`, see Cargo.toml), items say which cargo feature they need.
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod bootstrap;
 mod child;

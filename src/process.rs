@@ -390,7 +390,7 @@ impl<R: Data> Process<R> {
                 // the child has exited its answer is still in the socket, so `is_alive()` or
                 // `exitcode()` before `join()` loses nothing.
                 match link.channel.recv(deadline) {
-                    Ok(frame) => drop(st.outcome.set(decode_answer(&frame))),
+                    Ok(frame) => drop(st.outcome.set(decode_answer(frame))),
                     Err(Error::Disconnected) => {}
                     Err(e) => return Err(e),
                 }
@@ -495,13 +495,15 @@ impl<R: Data> Process<R> {
     }
 }
 
-fn decode_answer<R: DeserializeOwned>(frame: &crate::wire::Frame) -> Result<R> {
+/// The value in a process's answer; handles in it take their descriptors from the frame's.
+fn decode_answer<R: DeserializeOwned>(mut frame: crate::wire::Frame) -> Result<R> {
     if frame.kind != kind::RESULTS {
         return Err(Error::Protocol(format!(
             "expected a result, got frame kind {}",
             frame.kind
         )));
     }
+    let fds = std::mem::take(&mut frame.fds);
     let mut body = frame.payload();
     let header = ResultsHeader::read(&mut body)?;
     if header.count != 1 {
@@ -509,7 +511,7 @@ fn decode_answer<R: DeserializeOwned>(frame: &crate::wire::Frame) -> Result<R> {
             "a process answered with several results".into(),
         ));
     }
-    codec::decode_outcome::<R>(&mut body)?.map_err(Error::from)
+    fds::receive(fds, || codec::decode_outcome::<R>(&mut body))?.map_err(Error::from)
 }
 
 impl<R> Drop for Process<R> {

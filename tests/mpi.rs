@@ -76,6 +76,10 @@ fn queue_len(q: Queue<u32>) -> usize {
     q.qsize()
 }
 
+fn new_queue(_: u64) -> Queue<u32> {
+    Queue::new().unwrap()
+}
+
 fn bytes_back(v: Vec<u8>) -> Vec<u8> {
     v.iter().rev().copied().collect()
 }
@@ -357,6 +361,19 @@ fn handles() {
     let q = Queue::<u32>::new().unwrap();
     match pool.apply(queue_len, q) {
         Err(Error::Encode(why)) => assert!(why.contains("Manager"), "{why}"),
+        other => panic!("{other:?}"),
+    }
+    // Nor come back from one: each such item fails, saying why.
+    let back: Vec<_> = pool.imap_chunked(new_queue, 0..4u64, 2).collect();
+    assert_eq!(back.len(), 4);
+    for item in back {
+        match item {
+            Err(Error::Encode(why)) => assert!(why.contains("another MPI rank"), "{why}"),
+            other => panic!("{other:?}"),
+        }
+    }
+    match pool.apply(new_queue, 0) {
+        Err(Error::Encode(why)) => assert!(why.contains("another MPI rank"), "{why}"),
         other => panic!("{other:?}"),
     }
     assert_eq!(pool.apply(square, 3).unwrap(), 9);

@@ -155,3 +155,73 @@ fn an_imap_dropped_part_way_counts_what_it_never_ran() {
         );
     });
 }
+
+/// An argument whose `Serialize` fails for 7.
+#[derive(serde::Deserialize)]
+struct Picky(u64);
+
+impl serde::Serialize for Picky {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        if self.0 == 7 {
+            return Err(serde::ser::Error::custom("not 7"));
+        }
+        s.serialize_u64(self.0)
+    }
+}
+
+fn unpick(p: Picky) -> u64 {
+    p.0
+}
+
+fn setup() {
+    std::thread::sleep(Duration::from_millis(400));
+}
+
+/// Review: an item that did not encode was failed but never submitted; a cancelled call's
+/// tasks that `terminate` got to first were failed, not cancelled; an initializer counted as
+/// work.
+#[test]
+fn what_never_reached_a_worker_is_counted_as_such() {
+    within(SECS(60), || {
+        let pool = Pool::new(1).unwrap();
+        assert!(pool.map(unpick, (0..10).map(Picky)).is_err());
+        let stats = pool.stats();
+        assert_eq!(
+            (
+                stats.tasks_submitted,
+                stats.tasks_completed,
+                stats.tasks_failed
+            ),
+            (10, 9, 1),
+            "{stats}"
+        );
+        pool.apply(nap, 5).unwrap();
+        let busy = pool.apply_async(nap, 400);
+        std::thread::sleep(Duration::from_millis(100));
+        assert_eq!(pool.stats().tasks_in_flight, 1);
+        let queued = pool.map_async(nap, [1u64, 2, 3]);
+        assert!(queued.cancel());
+        pool.terminate();
+        assert!(busy.get().is_err());
+        let stats = pool.stats();
+        assert_eq!(stats.tasks_cancelled, 3, "{stats}");
+        assert_eq!(
+            stats.tasks_submitted,
+            stats.tasks_completed + stats.tasks_failed + stats.tasks_cancelled,
+            "{stats}"
+        );
+
+        let slow_start = Pool::builder()
+            .processes(1)
+            .initializer(setup, ())
+            .build()
+            .unwrap();
+        assert!(eventually(SECS(10), || slow_start.stats().workers_alive == 1));
+        std::thread::sleep(Duration::from_millis(600));
+        let w = &slow_start.stats().workers[0];
+        assert_eq!(w.busy, 0.0, "an initializer is not work: {w:?}");
+        slow_start.apply(nap, 200).unwrap();
+        let w = &slow_start.stats().workers[0];
+        assert!(w.busy > 0.0 && w.busy < 0.5, "{w:?}");
+    });
+}

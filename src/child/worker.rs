@@ -16,9 +16,10 @@
 use std::time::{Duration, Instant};
 
 use super::protocol::{EXIT_PROTOCOL, EXIT_TASK_FAILED, STARTED_SLOT};
+use crate::sys;
 use crate::sys::page::SharedPage;
 use crate::task::{self, Ran};
-use crate::wire::fds;
+use crate::wire::fds::{self, FdSet};
 use crate::wire::message::{Failure, ResultsHeader, Role, TaskHeader, kind};
 use crate::wire::{BULK_IDLE, Channel, HEADER, MAX_FRAME};
 
@@ -30,6 +31,8 @@ const REPLY_LIMIT: usize = 16 << 20;
 struct Replies {
     /// Start of the open `RESULTS` frame in the channel's output buffer.
     at: usize,
+    /// The descriptors of the handles that the open frame's results carry (see `run_batch`).
+    fds: FdSet,
     header: ResultsHeader,
     last_flush: Instant,
     last_check: Instant,
@@ -45,6 +48,7 @@ impl Replies {
         let now = Instant::now();
         Self {
             at,
+            fds: FdSet::passing(),
             header: ResultsHeader {
                 seq,
                 first,
@@ -58,6 +62,7 @@ impl Replies {
     }
 
     fn close(&mut self, ch: &mut Channel) -> crate::Result<()> {
+        let fds = std::mem::replace(&mut self.fds, FdSet::passing());
         if self.header.count == 0 {
             // Nothing since the last write: drop the empty frame.
             ch.out_buf().truncate(self.at);
@@ -66,7 +71,10 @@ impl Replies {
         let at = self.at + HEADER;
         self.header
             .write_at(&mut ch.out_buf()[at..at + ResultsHeader::LEN]);
-        ch.end_frame(self.at, kind::RESULTS, 0)
+        // Handed to the channel: as good as delivered for the handles' pins (a worker that
+        // dies before writing it out takes them along).
+        fds.sent();
+        ch.end_frame_with(self.at, kind::RESULTS, fds.into_fds())
     }
 
     /// Called after each run of `n` items (the last of whose outcomes starts at `large_at` in
@@ -80,7 +88,9 @@ impl Replies {
     ) -> crate::Result<()> {
         self.header.count += n;
         self.until_check = self.until_check.saturating_sub(n);
-        let big = ch.out_buf().len() - self.at > REPLY_LIMIT;
+        // Results that carry many handles go before their frame can take no more.
+        let big = ch.out_buf().len() - self.at > REPLY_LIMIT
+            || self.fds.len() >= sys::fd::MAX_FDS_PER_MSG / 2;
         if self.until_check > 0 && !big {
             return Ok(());
         }
@@ -143,6 +153,9 @@ impl Replies {
     #[cold]
     fn split_last(&mut self, ch: &mut Channel, last_at: usize) -> crate::Result<()> {
         let last = ch.out_buf().split_off(last_at);
+        // The last outcome's handles are numbered in the open frame's set: its own frame
+        // carries a copy of the whole set.
+        let fds = self.fds.duplicate()?;
         self.header.count -= 1;
         self.close(ch)?;
         let first = self.header.first + self.header.count;
@@ -153,18 +166,31 @@ impl Replies {
             count: 1,
         }
         .write_at(&mut head);
-        ch.push_parts(kind::RESULTS, Vec::new(), &[&head, &last])?;
+        ch.push_parts(kind::RESULTS, fds, &[&head, &last])?;
         self.restart(ch, first + 1);
         Ok(())
     }
 }
 
-/// Runs one `TASK` frame's items. Returns whether every item succeeded.
+/// Whether this worker's results may carry handles: not when it serves an MPI rank other than
+/// 0, whose answers cross to another machine's rank 0 as bytes.
+fn results_carry_handles() -> bool {
+    #[cfg(feature = "mpi")]
+    if crate::mpi::rank().is_some_and(|rank| rank > 0) {
+        return false;
+    }
+    true
+}
+
+/// Runs one `TASK` frame's items. Returns whether every item succeeded. Handles in the results
+/// travel with them (their descriptors in the `RESULTS` frame) if `carry_handles`; otherwise
+/// such a result fails its item with [`fds::IN_REMOTE_RESULT`].
 fn run_batch(
     ch: &mut Channel,
     page: &SharedPage,
     started: &mut u64,
     payload: &[u8],
+    carry_handles: bool,
 ) -> crate::Result<bool> {
     let mut input = payload;
     let header = TaskHeader::read(&mut input)?;
@@ -178,7 +204,12 @@ fn run_batch(
     while i < header.count {
         // Runs of items between two looks at the clock (see `Replies`).
         let max = (header.count - i).min(replies.until_check.max(1));
-        let run = entry(&mut input, ch.out_buf(), max, started, progress);
+        let run_items = || entry(&mut input, ch.out_buf(), max, started, progress);
+        let run = if carry_handles {
+            fds::results_into(&mut replies.fds, run_items)
+        } else {
+            fds::results_refused(fds::IN_REMOTE_RESULT, run_items)
+        };
         let n = run.items;
         if n == 0 || n > max {
             return Err(crate::Error::Protocol("a trampoline ran no items".into()));
@@ -213,6 +244,7 @@ const IDLE_SPIN: Duration = Duration::from_micros(50);
 /// Returns the exit status.
 pub(crate) fn serve(mut ch: Channel, page: &SharedPage, role: Role) -> i32 {
     let mut started = 0u64;
+    let carry_handles = results_carry_handles();
     loop {
         if !ch.has_frame() && ch.pending_out() > 0 && ch.flush().is_err() {
             return EXIT_PROTOCOL;
@@ -239,7 +271,7 @@ pub(crate) fn serve(mut ch: Channel, page: &SharedPage, role: Role) -> i32 {
         };
         match frame.kind {
             kind::TASK => match fds::receive(std::mem::take(&mut frame.fds), || {
-                run_batch(&mut ch, page, &mut started, frame.payload())
+                run_batch(&mut ch, page, &mut started, frame.payload(), carry_handles)
             }) {
                 Ok(all_ok) if role == Role::Process => {
                     return match ch.flush() {

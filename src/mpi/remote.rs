@@ -475,7 +475,7 @@ impl Remote {
 
     fn fail_everything(&mut self, error: impl Fn() -> Error) {
         for chunk in self.pending.drain(..) {
-            chunk.fail(0..chunk.len(), |_| error());
+            self.stats.never_run(&chunk, |_| error());
         }
         for m in &mut self.members {
             for (_, sent) in m.inflight.drain() {

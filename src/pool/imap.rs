@@ -115,16 +115,23 @@ impl<R: DeserializeOwned + Send + 'static> Sink for Stream<R> {
     fn deliver(&self, first: usize, count: usize, bytes: &[u8]) {
         // Decode first, publish after: a panicking `Deserialize` leaves nothing half-delivered.
         let mut pieces = Vec::new();
-        let mut failed = 0;
         decode_pieces::<R>(first, count, bytes, Vec::new(), |at, piece| {
-            if let Piece::Failed(e) = &piece {
-                self.report.task_failed(at, e);
-                failed += 1;
-            }
             pieces.push((at, piece))
         });
+        let mut failed = 0;
+        for (at, piece) in &pieces {
+            if let Piece::Failed(e) = piece {
+                self.report.task_failed(*at, e);
+                failed += 1;
+            }
+        }
         self.report.answered(count, failed);
         self.publish(&mut pieces, bytes.len() / count.max(1));
+    }
+
+    fn unsent(&self, index: usize, error: Error) {
+        self.report.unsent(index, &error);
+        self.publish(&mut vec![(index, Piece::Failed(error))], 0);
     }
 
     fn fail(&self, index: usize, error: Error) {

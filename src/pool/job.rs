@@ -20,6 +20,11 @@ pub(crate) trait Sink: Send + Sync {
     fn deliver(&self, first: usize, count: usize, bytes: &[u8]);
     /// Item `index` failed without an outcome from the child.
     fn fail(&self, index: usize, error: Error);
+    /// Item `index` could not even be handed to the pool (its argument did not encode): it
+    /// fails with `error`, never having been in a chunk.
+    fn unsent(&self, index: usize, error: Error) {
+        self.fail(index, error)
+    }
     /// Whether nobody wants the outcomes any more (an `imap` iterator was dropped, an
     /// `AsyncResult` cancelled): pending items of such a call are not run.
     fn abandoned(&self) -> bool {
@@ -571,7 +576,7 @@ impl ChunkBuilder {
             chunk.payload.truncate(at);
         }
         let done = self.take_current();
-        self.sink.fail(index, error);
+        self.sink.unsent(index, error);
         done
     }
 

@@ -20,8 +20,8 @@ use crate::child::protocol::STARTED_SLOT;
 use crate::error::{Death, Error, Result};
 use crate::sys;
 use crate::sys::fd::Interest;
-use crate::wire::Frame;
 use crate::wire::message::{ResultsHeader, TaskHeader, kind};
+use crate::wire::{Frame, fds};
 
 /// How long part of a message from a worker may wait for the rest before the worker is
 /// replaced: workers write each message whole, so one cut short for this long is garbage (a
@@ -124,13 +124,17 @@ pub(super) struct Delivery {
 }
 
 impl Delivery {
-    pub(super) fn deliver(self) {
-        deliver_outcomes(
-            &*self.sink,
-            self.first,
-            self.count,
-            &self.frame.payload()[self.body_at..],
-        );
+    /// Hands the results over; handles in them take their descriptors from the frame's.
+    pub(super) fn deliver(mut self) {
+        let fds = std::mem::take(&mut self.frame.fds);
+        fds::receive(fds, || {
+            deliver_outcomes(
+                &*self.sink,
+                self.first,
+                self.count,
+                &self.frame.payload()[self.body_at..],
+            )
+        });
     }
 }
 
@@ -178,7 +182,9 @@ pub(super) fn send_chunk(w: &mut WorkerLink, seq: u64, chunk: Chunk, is_init: bo
     match pushed {
         Ok(()) => {
             let sent = Instant::now();
-            if w.inflight.is_empty() {
+            // Busy from its first task on (an initializer is not work done for the pool's
+            // calls; tasks queued behind it count from its end).
+            if w.inflight.is_empty() && !is_init {
                 w.meter.busy(sent);
             }
             w.inflight.push_back(InFlight {
@@ -296,6 +302,9 @@ pub(super) fn apply_frame(
                 let done = w.inflight.pop_front();
                 let now = Instant::now();
                 if let Some(done) = done {
+                    if done.is_init && !w.inflight.is_empty() {
+                        w.meter.busy(now);
+                    }
                     w.done_items += done.chunk.len() as u64;
                     if !done.is_init {
                         let took = now - done.sent.max(w.last_done);

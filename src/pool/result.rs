@@ -817,6 +817,14 @@ impl<R: DeserializeOwned + Send + 'static, Out: Send + 'static> Gather<R, Out> {
         self.maybe_finish(st);
     }
 
+    /// Item `index` failed with `error` without an outcome from a worker.
+    fn keep_failure(&self, index: usize, error: Error) {
+        let mut st = lock(&self.state);
+        st.outcomes.total += 1;
+        st.outcomes.errors.push((index, error));
+        self.maybe_finish(st);
+    }
+
     fn maybe_finish(&self, mut st: MutexGuard<'_, GatherState<R>>) {
         if st.done || st.expected != Some(st.outcomes.total) {
             return;
@@ -862,7 +870,7 @@ impl<R: DeserializeOwned + Send + 'static, Out: Send + 'static> Sink for Gather<
     fn abandoned(&self) -> bool {
         let cancelled = self.slot.cancelled();
         if cancelled {
-            self.report.abandon();
+            self.report.cancelled();
         }
         cancelled
     }
@@ -870,17 +878,19 @@ impl<R: DeserializeOwned + Send + 'static, Out: Send + 'static> Sink for Gather<
     fn claim(&self) -> bool {
         let claimed = self.slot.claim();
         if !claimed {
-            self.report.abandon();
+            self.report.cancelled();
         }
         claimed
     }
 
+    fn unsent(&self, index: usize, error: Error) {
+        self.report.unsent(index, &error);
+        self.keep_failure(index, error);
+    }
+
     fn fail(&self, index: usize, error: Error) {
         self.report.failed(index, &error);
-        let mut st = lock(&self.state);
-        st.outcomes.total += 1;
-        st.outcomes.errors.push((index, error));
-        self.maybe_finish(st);
+        self.keep_failure(index, error);
     }
 }
 

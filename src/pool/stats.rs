@@ -12,10 +12,12 @@
 //! Without the feature `tracing`, [`report!`] expands to nothing and [`CallSpan`] is empty: no
 //! event is built, no field is formatted.
 
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::Ordering::{Acquire, Relaxed, Release};
+use std::sync::atomic::{AtomicBool, AtomicU64, fence};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use super::job::Chunk;
 use super::progress::Progress;
 use super::result::lock;
 use crate::error::{Death, Error};
@@ -113,8 +115,8 @@ pub struct WorkerStats {
     pub name: String,
     /// Tasks it has answered.
     pub tasks: u64,
-    /// The fraction of its life it has held work (tasks sent to it and not yet answered):
-    /// between 0 and 1.
+    /// The fraction of its life it has held work (tasks sent to it and not yet answered; its
+    /// initializer does not count): between 0 and 1.
     pub busy: f64,
     /// How long ago it was started.
     pub age: Duration,
@@ -165,13 +167,13 @@ impl std::fmt::Display for PoolStats {
 
 /// How a worker ended, as the pool tells it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Ended {
+pub(crate) enum Ended<'a> {
     /// The pool ended it (recycled, or at join or terminate).
     Retired,
     /// The pool killed it for overrunning `task_timeout`.
     TimedOut,
-    /// The pool killed it for breaking the protocol.
-    Misbehaved,
+    /// The pool killed it for breaking the protocol, as this says.
+    Misbehaved(&'a str),
     /// It died by itself (how: the `Death` given with it).
     Died,
 }
@@ -237,6 +239,17 @@ impl Counters {
         self.cancelled.fetch_add(n as u64, Relaxed);
     }
 
+    /// Ends `chunk`, which will never run (the pool is terminated or broken, or no worker
+    /// starts): if its call no longer wants it (cancelled, or its `imap` dropped) it is dropped
+    /// and counted as cancelled, as at dispatch; otherwise its items fail with `error`.
+    pub(crate) fn never_run(&self, chunk: &Chunk, error: impl Fn(usize) -> Error) {
+        if chunk.sink.abandoned() {
+            self.cancelled(chunk.len());
+        } else {
+            chunk.fail(0..chunk.len(), error);
+        }
+    }
+
     /// The worker of `meter` was started, one of a pool of `processes`.
     pub(crate) fn worker_started(&self, meter: &Arc<Meter>, processes: usize) {
         let before = self.started.fetch_add(1, Relaxed);
@@ -251,7 +264,7 @@ impl Counters {
                     info,
                     pid,
                     worker = name,
-                    "worker started, replacing one that ended"
+                    "worker started, replacing one that ended or is retiring"
                 );
             } else {
                 report!(debug, pid, worker = name, "worker started");
@@ -261,12 +274,12 @@ impl Counters {
     }
 
     /// The worker of `meter` has ended, as `how` says (`death`: how its process ended).
-    pub(crate) fn worker_ended(&self, meter: &Arc<Meter>, how: Ended, death: &Death) {
+    pub(crate) fn worker_ended(&self, meter: &Arc<Meter>, how: Ended<'_>, death: &Death) {
         lock(&self.workers).retain(|m| !Arc::ptr_eq(m, meter));
         let counter = match how {
             Ended::Retired => &self.retired,
             Ended::TimedOut => &self.killed_timed_out,
-            Ended::Misbehaved => &self.killed_misbehaved,
+            Ended::Misbehaved(_) => &self.killed_misbehaved,
             Ended::Died => match death {
                 Death::Signal { .. } | Death::StackOverflow { .. } => &self.signalled,
                 Death::Exit(_) | Death::Unknown => &self.exited,
@@ -282,8 +295,15 @@ impl Counters {
                 worker,
                 "worker killed: a task overran the pool's task timeout"
             ),
-            Ended::Misbehaved => {
-                report!(warn, pid, worker, "worker killed: it broke the protocol")
+            Ended::Misbehaved(why) => {
+                report!(
+                    warn,
+                    pid,
+                    worker,
+                    why,
+                    "worker killed: it broke the protocol"
+                );
+                let _ = why;
             }
             Ended::Died => report!(warn, pid, worker, cause = %death, "worker died"),
         }
@@ -320,11 +340,15 @@ impl Counters {
     }
 }
 
-/// One worker's share of the work: written by whoever holds the pool's core, read by `stats()`.
+/// One worker's share of the work: written by whoever holds the pool's core (one writer at a
+/// time), read by `stats()`. Its busy time is two numbers that change together: `version` is a
+/// sequence lock around them (odd while they change), so that a reader never adds a stretch of
+/// work twice, or misses one.
 pub(crate) struct Meter {
     pid: u32,
     name: String,
     born: Instant,
+    version: AtomicU64,
     /// Nanoseconds it held work, over its stretches of work that have ended.
     busy_ns: AtomicU64,
     /// When its current stretch of work began, in nanoseconds after `born`, plus one; 0 while
@@ -340,6 +364,7 @@ impl Meter {
             pid,
             name,
             born: Instant::now(),
+            version: AtomicU64::new(0),
             busy_ns: AtomicU64::new(0),
             busy_from: AtomicU64::new(0),
             tasks: AtomicU64::new(0),
@@ -350,17 +375,43 @@ impl Meter {
         at.saturating_duration_since(self.born).as_nanos() as u64
     }
 
+    /// Changes the busy time (`change` runs between the two steps of the sequence lock).
+    fn write(&self, change: impl FnOnce()) {
+        let v = self.version.load(Relaxed);
+        self.version.store(v + 1, Relaxed);
+        fence(Release);
+        change();
+        self.version.store(v + 2, Release);
+    }
+
     /// It was handed work at `at`, holding none before.
     pub(crate) fn busy(&self, at: Instant) {
-        self.busy_from.store(self.since_born(at) + 1, Relaxed);
+        let from = self.since_born(at) + 1;
+        self.write(|| self.busy_from.store(from, Relaxed));
     }
 
     /// It answered the last work it held at `at`.
     pub(crate) fn idle(&self, at: Instant) {
-        let from = self.busy_from.swap(0, Relaxed);
-        if from > 0 {
-            let stretch = self.since_born(at).saturating_sub(from - 1);
-            self.busy_ns.fetch_add(stretch, Relaxed);
+        let now = self.since_born(at);
+        self.write(|| {
+            let from = self.busy_from.swap(0, Relaxed);
+            if from > 0 {
+                self.busy_ns
+                    .fetch_add(now.saturating_sub(from - 1), Relaxed);
+            }
+        });
+    }
+
+    /// Its busy time so far and when its current stretch began (as `busy_from`), read whole.
+    fn read(&self) -> (u64, u64) {
+        loop {
+            let before = self.version.load(Acquire);
+            let (busy, from) = (self.busy_ns.load(Relaxed), self.busy_from.load(Relaxed));
+            fence(Acquire);
+            if before % 2 == 0 && self.version.load(Relaxed) == before {
+                return (busy, from);
+            }
+            std::hint::spin_loop();
         }
     }
 
@@ -381,8 +432,7 @@ impl Meter {
 
     fn stats(&self, now: Instant) -> WorkerStats {
         let age = self.since_born(now);
-        let from = self.busy_from.load(Relaxed);
-        let mut busy = self.busy_ns.load(Relaxed);
+        let (mut busy, from) = self.read();
         if from > 0 {
             busy += age.saturating_sub(from - 1);
         }
@@ -455,6 +505,8 @@ pub(crate) struct Report {
     stats: Arc<Counters>,
     progress: Option<Arc<Progress>>,
     span: CallSpan,
+    /// Whether the call was told cancelled (told once).
+    cancelled: AtomicBool,
 }
 
 impl Report {
@@ -467,6 +519,7 @@ impl Report {
             stats,
             progress,
             span,
+            cancelled: AtomicBool::new(false),
         }
     }
 
@@ -482,6 +535,13 @@ impl Report {
     /// Task `index` answered with an error.
     pub(crate) fn task_failed(&self, index: usize, error: &Error) {
         self.span.task_failed(index, error);
+    }
+
+    /// Task `index` could not be handed to the pool (its argument did not encode): it is
+    /// submitted, and failed, here.
+    pub(crate) fn unsent(&self, index: usize, error: &Error) {
+        self.stats.submitted(1);
+        self.failed(index, error);
     }
 
     /// Task `index` failed without an answer (its worker died, it timed out, the pool refused
@@ -512,6 +572,23 @@ impl Report {
     pub(crate) fn ended(&self, items: usize, failed: usize) {
         self.span.ended(items, failed);
     }
+
+    /// The call was cancelled (told as its chunks are dropped: the first time ends it).
+    pub(crate) fn cancelled(&self) {
+        if !self.cancelled.swap(true, Relaxed) {
+            self.abandon();
+            self.span.cancelled();
+        }
+    }
+}
+
+impl CallSpan {
+    /// The call was cancelled before any of its tasks started.
+    fn cancelled(&self) {
+        #[cfg(feature = "tracing")]
+        self.span
+            .in_scope(|| report!(debug, took = ?self.begun.elapsed(), "call cancelled"));
+    }
 }
 
 /// A worker overran the pool's task timeout and is being killed.
@@ -526,9 +603,10 @@ pub(crate) fn start_failed(cause: &str) {
     let _ = cause;
 }
 
-/// The initializer failed: the pool is broken.
-pub(crate) fn initializer_failed(error: &Error) {
-    report!(error, error = %error, "the pool's initializer failed: the pool takes no more work");
+/// The pool is broken for good (its initializer failed, or a child refused the handshake),
+/// for `error`: it takes no more work.
+pub(crate) fn pool_broken(error: &Error) {
+    report!(error, error = %error, "the pool is broken and takes no more work");
     let _ = error;
 }
 

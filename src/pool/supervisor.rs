@@ -295,7 +295,7 @@ impl Core {
         }
         if let Some(broken) = self.broken.clone() {
             for chunk in self.pending.take_all() {
-                chunk.fail(0..chunk.len(), |_| broken.to_error());
+                self.stats.never_run(&chunk, |_| broken.to_error());
             }
         }
         self.maintain_workers();
@@ -446,6 +446,7 @@ impl Core {
 
     fn set_broken(&mut self, why: Broken) {
         if self.broken.is_none() {
+            stats::pool_broken(&why.to_error());
             self.broken = Some(why.clone());
             lock(&self.inbox).broken = Some(why);
         }
@@ -511,7 +512,7 @@ impl Core {
             return;
         };
         for chunk in self.pending.take_decided() {
-            chunk.fail(0..chunk.len(), |_| Error::Spawn(why.clone()));
+            self.stats.never_run(&chunk, |_| Error::Spawn(why.clone()));
         }
     }
 
@@ -812,9 +813,7 @@ impl Core {
         self.note_all_serving();
         let init_failure = lock(&self.init_sink.failure).take();
         if let Some(f) = init_failure {
-            let broken = Broken::Init(f);
-            stats::initializer_failed(&broken.to_error());
-            self.set_broken(broken);
+            self.set_broken(Broken::Init(f));
         }
         died.sort_unstable();
         died.dedup();
@@ -904,13 +903,9 @@ impl Core {
             Some(KillReason::Protocol(_)) => Ending::Garbled,
             None => Ending::Died,
         };
-        let ended = match (&w.killed, &exit) {
-            (Some(KillReason::Timeout(..)), _) => Ended::TimedOut,
-            (Some(KillReason::Protocol(_)), _) => Ended::Misbehaved,
-            (None, Death::Exit(0)) if w.retiring => Ended::Retired,
-            (None, _) => Ended::Died,
-        };
-        self.stats.worker_ended(&w.meter, ended, &exit);
+        let asked = w.retiring && exit == Death::Exit(0);
+        self.stats
+            .worker_ended(&w.meter, ending_of(&w, asked), &exit);
         let progress = Progress {
             done_items: w.done_items,
             started: w.started(),
@@ -994,7 +989,10 @@ impl Core {
                 .link
                 .reap()
                 .map_or(Death::Unknown, |exit| w.link.death(exit));
-            self.stats.worker_ended(&w.meter, Ended::Retired, &death);
+            // Told to exit: it did, or was killed for taking too long about it.
+            let asked = !exited || death == Death::Exit(0);
+            self.stats
+                .worker_ended(&w.meter, ending_of(w, asked), &death);
         }
         self.workers.clear();
     }
@@ -1011,7 +1009,9 @@ impl Core {
                 .link
                 .reap()
                 .map_or(Death::Unknown, |exit| w.link.death(exit));
-            self.stats.worker_ended(&w.meter, Ended::Retired, &death);
+            // Killed above, unless the pool had killed it already (a timeout, garbage).
+            self.stats
+                .worker_ended(&w.meter, ending_of(&w, true), &death);
             for fl in w.inflight.iter().filter(|f| !f.is_init) {
                 fl.chunk
                     .fail(fl.reported..fl.chunk.len(), |_| Error::PoolTerminated);
@@ -1024,8 +1024,19 @@ impl Core {
             .for_each(|c| self.pending.push_back(c));
         drop(inbox);
         for chunk in self.pending.take_all() {
-            chunk.fail(0..chunk.len(), |_| Error::PoolTerminated);
+            self.stats.never_run(&chunk, |_| Error::PoolTerminated);
         }
+    }
+}
+
+/// How worker `w` ended, as the pool tells it (`stats.rs`): killed by the pool for a reason,
+/// ended because the pool `asked` it to (told to exit, or killed at `terminate`), or died.
+fn ending_of(w: &WorkerLink, asked: bool) -> Ended<'_> {
+    match &w.killed {
+        Some(KillReason::Timeout(..)) => Ended::TimedOut,
+        Some(KillReason::Protocol(why)) => Ended::Misbehaved(why),
+        None if asked => Ended::Retired,
+        None => Ended::Died,
     }
 }
 

@@ -162,23 +162,12 @@ impl Channel {
         fds: Vec<OwnedFd>,
         write: impl FnOnce(&mut Vec<u8>) -> Result<()>,
     ) -> Result<()> {
-        if fds.len() > sys::fd::MAX_FDS_PER_MSG {
-            return Err(Error::Protocol(format!(
-                "{} descriptors in one message (at most {})",
-                fds.len(),
-                sys::fd::MAX_FDS_PER_MSG
-            )));
-        }
         let at = self.begin_frame();
         if let Err(e) = write(&mut self.out) {
             self.out.truncate(at);
             return Err(e);
         }
-        let nfds = fds.len() as u8;
-        if !fds.is_empty() {
-            self.out_fds.push_back((at, fds));
-        }
-        self.end_frame(at, kind, nfds)
+        self.end_frame_with(at, kind, fds)
     }
 
     /// Starts a frame in the output buffer and returns where it starts; the payload is then
@@ -188,6 +177,24 @@ impl Channel {
         let at = self.out.len();
         self.out.extend_from_slice(&[0; HEADER]);
         at
+    }
+
+    /// [`end_frame`](Self::end_frame) for a frame that carries `fds` (at most
+    /// `MAX_FDS_PER_MSG`).
+    pub(crate) fn end_frame_with(&mut self, at: usize, kind: u8, fds: Vec<OwnedFd>) -> Result<()> {
+        if fds.len() > sys::fd::MAX_FDS_PER_MSG {
+            self.drop_frame(at);
+            return Err(Error::Protocol(format!(
+                "{} descriptors in one message (at most {})",
+                fds.len(),
+                sys::fd::MAX_FDS_PER_MSG
+            )));
+        }
+        let nfds = fds.len() as u8;
+        if !fds.is_empty() {
+            self.out_fds.push_back((at, fds));
+        }
+        self.end_frame(at, kind, nfds)
     }
 
     /// Closes the frame begun at `at`: writes its header. An oversized frame is dropped.

@@ -584,11 +584,9 @@ pub(crate) fn encode_ok<R: Serialize + ?Sized>(value: &R, out: &mut Vec<u8>) -> 
     if append_scalar(value, out) {
         return Ok(());
     }
-    // Outcomes travel back without descriptors: a handle inside says so, in those words.
-    fds::refuse(fds::IN_RESULT, || {
-        encode_capped(value, out, MAX_VALUE, "result")
-    })
-    .inspect_err(|_| out.truncate(at))
+    // A handle inside travels with the worker's reply (or is refused, with the reason).
+    fds::encode_result(|| encode_capped(value, out, MAX_VALUE, "result"))
+        .inspect_err(|_| out.truncate(at))
 }
 
 /// Appends the outcome of an item that failed.

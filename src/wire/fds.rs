@@ -10,9 +10,15 @@
 //! - [`receive`] runs a decoder with the frame's descriptors open; a handle's `Deserialize`
 //!   calls [`take`] with the index it decoded and gets its own duplicate.
 //!
+//! - A worker runs its tasks inside [`results_into`], with the set of the reply being written;
+//!   each result is encoded inside [`encode_result`], which collects into that set. So a task
+//!   may return a handle: its descriptors travel back with the reply. (The task itself runs
+//!   outside any context, as user code should.)
+//!
 //! Outside these contexts (a user encoding a handle with their own serializer) `attach` fails
-//! with an error that says where handles can go. Inside [`refuse`] (a task's result, which
-//! travels without descriptors) it fails with the reason that context gives.
+//! with an error that says where handles can go. Inside [`results_refused`] (the
+//! result of a task run on another MPI rank, which crosses machines as bytes) it fails with the
+//! reason that context gives.
 
 use std::cell::Cell;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
@@ -106,8 +112,11 @@ enum Outgoing {
 }
 
 thread_local! {
-    /// What the innermost `collect` or `refuse` running on this thread set up.
+    /// What the innermost `collect` or `encode_result` running on this thread set up.
     static OUTGOING: Cell<Outgoing> = const { Cell::new(Outgoing::Nothing) };
+    /// Where the results of the tasks this thread runs put their handles' descriptors: what
+    /// [`results_into`] or [`results_refused`] set up, for [`encode_result`].
+    static RESULTS: Cell<Outgoing> = const { Cell::new(Outgoing::Nothing) };
     /// The descriptors of the innermost `receive` running on this thread, or null.
     static INCOMING: Cell<*const Vec<OwnedFd>> = const { Cell::new(std::ptr::null()) };
 }
@@ -117,10 +126,11 @@ pub(crate) const NO_CONTEXT: &str = "a multiproc handle (Queue, Pipe end, Lock, 
     SharedMemory …) is encoded only by multiproc itself, inside an argument of a Process, a pool \
     task or a pool initializer, a Queue item or a Pipe message";
 
-/// Why a task's result cannot carry a handle: results travel back without descriptors.
-pub(crate) const IN_RESULT: &str = "a task's result cannot carry a multiproc handle (Queue, Pipe \
-    end, Lock, Value, Array, SharedMemory …); handles travel only in arguments (of a Process, a \
-    pool task or a pool initializer), Queue items and Pipe messages — return plain data instead";
+/// Why the result of a task run on another MPI rank cannot carry a handle: it crosses to rank 0,
+/// possibly on another machine, as bytes.
+pub(crate) const IN_REMOTE_RESULT: &str = "the result of a task run on another MPI rank cannot \
+    carry a multiproc handle (Queue, Pipe end, Lock, Value, Array, SharedMemory …): a handle \
+    lives in one machine's memory; return plain data, or share state through a Manager";
 
 /// Puts a thread-local context pointer back as it was, even if the encoder or decoder panics.
 struct Restore<T: Copy + 'static> {
@@ -140,8 +150,8 @@ impl<T: Copy + 'static> Drop for Restore<T> {
 pub(crate) fn between_processes() -> bool {
     match OUTGOING.get() {
         Outgoing::Collecting(_) => true,
-        // A task's result, on its way to the pool's owner.
-        Outgoing::Refusing(why) => std::ptr::eq(why, IN_RESULT),
+        // A task's result, on its way to rank 0 of an MPI job.
+        Outgoing::Refusing(why) => std::ptr::eq(why, IN_REMOTE_RESULT),
         Outgoing::Nothing => false,
     }
 }
@@ -156,13 +166,33 @@ pub(crate) fn collect<R>(set: &mut FdSet, encode: impl FnOnce() -> R) -> R {
     encode()
 }
 
-/// Runs `encode` for a message that cannot carry handles: a handle met inside fails to encode,
-/// and the error says `why` (one of this module's reasons, such as [`IN_RESULT`]), instead of
-/// the general [`NO_CONTEXT`]. Costs two stores, like [`collect`].
-pub(crate) fn refuse<R>(why: &'static str, encode: impl FnOnce() -> R) -> R {
+/// Runs `run` (a worker's tasks) with the handles in the results it encodes
+/// ([`encode_result`]) collected into `set`, the reply that carries them. The tasks themselves
+/// run outside that context: only their results' encoding is inside it.
+pub(crate) fn results_into<R>(set: &mut FdSet, run: impl FnOnce() -> R) -> R {
+    let _restore = Restore {
+        key: &RESULTS,
+        previous: RESULTS.replace(Outgoing::Collecting(set)),
+    };
+    run()
+}
+
+/// Runs `run` (a worker's tasks) with handles refused in the results it encodes, for `why`.
+pub(crate) fn results_refused<R>(why: &'static str, run: impl FnOnce() -> R) -> R {
+    let _restore = Restore {
+        key: &RESULTS,
+        previous: RESULTS.replace(Outgoing::Refusing(why)),
+    };
+    run()
+}
+
+/// Runs `encode` (a task's result) in the context the innermost [`results_into`] or
+/// [`results_refused`] set up on this thread (none outside them: a handle then fails with
+/// [`NO_CONTEXT`]). Costs two stores, like [`collect`].
+pub(crate) fn encode_result<R>(encode: impl FnOnce() -> R) -> R {
     let _restore = Restore {
         key: &OUTGOING,
-        previous: OUTGOING.replace(Outgoing::Refusing(why)),
+        previous: OUTGOING.replace(RESULTS.get()),
     };
     encode()
 }
@@ -261,18 +291,55 @@ mod tests {
         let file = std::fs::File::open("/dev/null").unwrap();
         let fd = file.as_fd();
         assert_eq!(attach(fd).unwrap_err(), NO_CONTEXT);
-        refuse(IN_RESULT, || {
-            assert_eq!(attach(fd).unwrap_err(), IN_RESULT);
-            // A message built inside (none is, today) would still collect its own handles.
+        assert_eq!(
+            encode_result(|| attach(fd)).unwrap_err(),
+            NO_CONTEXT,
+            "no worker here"
+        );
+        results_refused(IN_REMOTE_RESULT, || {
+            // Only a result's encoding is in the context: the task itself is not.
+            assert_eq!(attach(fd).unwrap_err(), NO_CONTEXT);
+            assert_eq!(encode_result(|| attach(fd)).unwrap_err(), IN_REMOTE_RESULT);
+            // A message built inside a result would still collect its own handles.
             let mut set = FdSet::default();
-            assert_eq!(collect(&mut set, || attach(fd)), Ok(0));
+            encode_result(|| {
+                assert_eq!(collect(&mut set, || attach(fd)), Ok(0));
+                assert_eq!(
+                    attach(fd).unwrap_err(),
+                    IN_REMOTE_RESULT,
+                    "restored after collect"
+                );
+            });
             assert_eq!(set.len(), 1);
-            assert_eq!(attach(fd).unwrap_err(), IN_RESULT, "restored after collect");
         });
-        assert_eq!(attach(fd).unwrap_err(), NO_CONTEXT, "restored after refuse");
+        assert_eq!(
+            encode_result(|| attach(fd)).unwrap_err(),
+            NO_CONTEXT,
+            "restored"
+        );
         // Restored on unwind too.
-        let unwound = std::panic::catch_unwind(|| refuse(IN_RESULT, || panic!("in a Serialize")));
+        let unwound = std::panic::catch_unwind(|| {
+            results_refused(IN_REMOTE_RESULT, || {
+                encode_result(|| -> () { panic!("in a Serialize") })
+            })
+        });
         assert!(unwound.is_err());
-        assert_eq!(attach(fd).unwrap_err(), NO_CONTEXT);
+        assert_eq!(encode_result(|| attach(fd)).unwrap_err(), NO_CONTEXT);
+    }
+
+    #[test]
+    fn a_results_handles_go_into_the_reply_being_written() {
+        let file = std::fs::File::open("/dev/null").unwrap();
+        let mut reply = FdSet::passing();
+        results_into(&mut reply, || {
+            assert_eq!(attach(file.as_fd()).unwrap_err(), NO_CONTEXT, "the task");
+            assert_eq!(encode_result(|| attach(file.as_fd())), Ok(0));
+            assert_eq!(
+                encode_result(|| attach(file.as_fd())),
+                Ok(0),
+                "one index each"
+            );
+        });
+        assert_eq!(reply.len(), 1);
     }
 }
