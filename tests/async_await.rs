@@ -28,6 +28,15 @@ fn die(_: u64) -> u64 {
     0
 }
 
+/// tokio's multi-thread runtime, two threads, with timers.
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_time()
+        .build()
+        .unwrap()
+}
+
 /// The smallest executor: runs `f` on this thread, parking while it is pending.
 fn block_on<F: IntoFuture>(f: F) -> F::Output {
     struct Unpark(std::thread::Thread);
@@ -72,10 +81,7 @@ fn join_all<F: Future + Unpin>(futures: Vec<F>) -> impl Future<Output = Vec<F::O
 fn ten_thousand_results_awaited_at_once_under_tokio() {
     within(SECS(120), || {
         let pool = Arc::new(Pool::new(2).unwrap());
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .build()
-            .unwrap();
+        let runtime = runtime();
         let sum: u64 = runtime.block_on(async {
             let tasks: Vec<_> = (0..10_000u64)
                 .map(|i| {
@@ -127,11 +133,7 @@ fn results_awaited_under_a_minimal_executor() {
 fn a_worker_killed_while_futures_wait_fails_only_its_own() {
     within(SECS(60), || {
         let pool = Arc::new(Pool::new(2).unwrap());
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_time()
-            .build()
-            .unwrap();
+        let runtime = runtime();
         runtime.block_on(async {
             let naps: Vec<_> = (0..8)
                 .map(|_| tokio::spawn(pool.apply_async(nap, 100).into_future()))
@@ -322,11 +324,7 @@ fn die_at_five(x: u64) -> u64 {
 fn imap_streams_under_tokio() {
     within(SECS(120), || {
         let pool = Pool::new(2).unwrap();
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_time()
-            .build()
-            .unwrap();
+        let runtime = runtime();
         runtime.block_on(async {
             // In order, 10,000 items, while the runtime's other tasks go on.
             let ticks = tokio::spawn(async {

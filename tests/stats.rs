@@ -7,6 +7,16 @@ use common::{SECS, eventually, within};
 use multiproc::{Error, Pool};
 use std::time::Duration;
 
+/// Every task submitted has ended one way, once the pool is joined or terminated.
+fn adds_up(stats: &multiproc::PoolStats) {
+    assert_eq!(
+        stats.tasks_submitted,
+        stats.tasks_completed + stats.tasks_failed + stats.tasks_cancelled,
+        "{stats}"
+    );
+    assert_eq!(stats.tasks_in_flight, 0, "{stats}");
+}
+
 fn square(x: u64) -> u64 {
     x * x
 }
@@ -123,11 +133,7 @@ fn recycled_workers_are_retired_and_cancelled_tasks_counted() {
         pool.join().unwrap();
         let stats = pool.stats();
         assert_eq!(stats.tasks_cancelled, 10, "{stats}");
-        assert_eq!(
-            stats.tasks_submitted,
-            stats.tasks_completed + stats.tasks_failed + stats.tasks_cancelled,
-            "{stats}"
-        );
+        adds_up(&stats);
         assert_eq!(stats.tasks_in_flight, 0);
         assert_eq!(stats.workers_died.total(), 0, "{stats}");
         assert_eq!(stats.workers_retired, stats.workers_started, "{stats}");
@@ -148,11 +154,7 @@ fn an_imap_dropped_part_way_counts_what_it_never_ran() {
         pool.join().unwrap();
         let stats = pool.stats();
         assert!(stats.tasks_cancelled > 0, "{stats}");
-        assert_eq!(
-            stats.tasks_submitted,
-            stats.tasks_completed + stats.tasks_failed + stats.tasks_cancelled,
-            "{stats}"
-        );
+        adds_up(&stats);
     });
 }
 
@@ -205,11 +207,7 @@ fn what_never_reached_a_worker_is_counted_as_such() {
         assert!(busy.get().is_err());
         let stats = pool.stats();
         assert_eq!(stats.tasks_cancelled, 3, "{stats}");
-        assert_eq!(
-            stats.tasks_submitted,
-            stats.tasks_completed + stats.tasks_failed + stats.tasks_cancelled,
-            "{stats}"
-        );
+        adds_up(&stats);
 
         let slow_start = Pool::builder()
             .processes(1)
