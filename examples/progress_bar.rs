@@ -16,7 +16,8 @@
 //! ```
 //!
 //! Here the pool draws the bar itself — items done, rate, time left, failures — on stderr, and
-//! only when stderr is a terminal. (`progress_callback` keeps the hand-made version.)
+//! only when stderr is a terminal. (`progress_callback` keeps the hand-made version.) Then the
+//! same with threads: a `dummy::Pool` draws its `imap`'s bar too.
 //!
 //! Run: `cargo run --release --features progress --example progress_bar`
 
@@ -41,6 +42,25 @@ fn main() -> Result<(), Error> {
         squares.len(),
         squares[squares.len() - 1],
         squares.iter().sum::<u64>()
+    );
+
+    let threads = multiproc::dummy::Pool::builder()
+        .processes(3)
+        .progress()
+        .build()?;
+    let cubes: Vec<u64> = threads
+        .imap_chunked(|n: u64| work(n) * n, 0..TASKS / 2, 1)
+        .collect::<Result<_, _>>()?;
+    println!(
+        "{} cubes on threads, sum {}",
+        cubes.len(),
+        cubes.iter().sum::<u64>()
+    );
+    let doubled = threads.map_chunked(|n: u64| work(n) * 2, 0..TASKS / 2, 1)?;
+    println!(
+        "{} doubled on threads, sum {}",
+        doubled.len(),
+        doubled.iter().sum::<u64>()
     );
     Ok(())
 }

@@ -102,6 +102,30 @@ fn the_bar_is_drawn_in_a_terminal_and_ends_at_100_percent() {
     assert!(bar.contains("30/30") && bar.contains("100%"), "{bar}");
     assert!(bar.contains('█') && !bar.contains('░'), "a full bar: {bar}");
     assert!(screen.contains("30 squares"), "{screen}");
+    // The thread pool's bar, below.
+    let threads = screen
+        .lines()
+        .find(|l| l.trim_start().starts_with("imap"))
+        .unwrap_or_else(|| panic!("no thread pool bar drawn:\n{screen}"));
+    assert!(
+        threads.contains("15/15") && threads.contains("100%"),
+        "{threads}"
+    );
+    assert!(screen.contains("15 cubes on threads"), "{screen}");
+    let maps: Vec<&str> = screen
+        .lines()
+        .filter(|l| l.trim_start().starts_with("map"))
+        .collect();
+    assert_eq!(
+        maps.len(),
+        2,
+        "the process pool's map, then the threads':\n{screen}"
+    );
+    assert!(
+        maps[1].contains("15/15") && maps[1].contains("100%"),
+        "{}",
+        maps[1]
+    );
     let part_way = part_way.expect("the bar was seen only once it was full");
     assert!(part_way.contains('░'), "{part_way}");
     println!("part way: {}\nat the end: {}", part_way.trim(), bar.trim());
@@ -116,5 +140,9 @@ fn nothing_is_drawn_when_stderr_is_a_pipe() {
         "stderr: {}",
         String::from_utf8_lossy(&out.stderr)
     );
-    assert!(String::from_utf8_lossy(&out.stdout).contains("30 squares"));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("30 squares") && stdout.contains("15 cubes"),
+        "{stdout}"
+    );
 }

@@ -21,7 +21,7 @@ use super::Pool;
 use super::job::{Deliver, Job, Piece, Work};
 use super::worker::Admission;
 use crate::error::{Error, Result};
-use crate::pool::{Wait, lock};
+use crate::pool::{Progress, Wait, lock};
 
 /// The largest automatic chunk.
 const MAX_AUTO_CHUNK: usize = 4096;
@@ -40,6 +40,8 @@ struct Delivered<R> {
 /// Where an `imap`'s chunks deliver their outcomes.
 pub(super) struct Stream<R> {
     arrived: Mutex<Arrived<R>>,
+    /// The call's progress bar, if the pool draws them (its chunks' jobs advance it).
+    progress: Option<Arc<Progress>>,
     cond: Condvar,
     /// The `imap` was dropped: chunks not started yet are skipped.
     unwanted: AtomicBool,
@@ -146,18 +148,28 @@ where
         let f = Arc::new(f);
         let make: MakeJob<'p, I::Item, R> = Box::new(move |items, first, stream| {
             let f = f.clone();
+            let progress = stream.progress.clone();
             let deliver = Deliver::Each {
                 stream,
                 born: Instant::now(),
             };
-            Job::new(move |x| f(x), items, first, deliver)
+            Job::new(move |x| f(x), items, first, deliver, progress)
         });
+        let call = match order {
+            Order::Input => "imap",
+            Order::Completion => "imap_unordered",
+        };
+        let len = match input.size_hint() {
+            (lo, Some(hi)) if lo == hi => Some(lo),
+            _ => None,
+        };
         IMap {
             pool,
             input: Some(input),
             admission: pool.shared.admit(),
             make,
             stream: Arc::new(Stream {
+                progress: pool.bar(call, len),
                 arrived: Mutex::new(Arrived {
                     chunks: Vec::new(),
                     waiting: false,
@@ -261,6 +273,9 @@ where
     fn end_input(&mut self) {
         self.input = None;
         self.admission = None;
+        if let Some(progress) = &self.stream.progress {
+            progress.set_total(self.pulled);
+        }
     }
 
     fn chunk_size(&self) -> usize {
@@ -358,6 +373,9 @@ impl<I: Iterator, R> Unpin for IMap<'_, I, R> {}
 impl<I: Iterator, R> Drop for IMap<'_, I, R> {
     fn drop(&mut self) {
         self.stream.unwanted.store(true, Ordering::Relaxed);
+        if let Some(progress) = &self.stream.progress {
+            progress.abandon();
+        }
     }
 }
 

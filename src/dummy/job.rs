@@ -26,7 +26,7 @@ use std::time::{Duration, Instant};
 use super::imap::Stream;
 use super::task::{catching, panic_error};
 use crate::error::{Error, Result};
-use crate::pool::{Slot, lock};
+use crate::pool::{Progress, Slot, lock};
 
 /// Items `items` of one call: the unit of the work queue.
 ///
@@ -385,6 +385,8 @@ pub(super) struct Job<T, R, F> {
     base: usize,
     tally: Mutex<Tally>,
     deliver: Deliver<R>,
+    /// The call's progress bar, if the pool draws them.
+    progress: Option<Arc<Progress>>,
 }
 
 impl<T, R, F> Job<T, R, F>
@@ -395,7 +397,14 @@ where
 {
     /// A job of `f` over `items`, the first being the call's item `base`. A job of no items
     /// delivers at once.
-    pub(super) fn new(f: F, items: Vec<T>, base: usize, deliver: Deliver<R>) -> Arc<Self> {
+    /// `progress` is the call's bar, if the pool draws them: advanced as pieces are done.
+    pub(super) fn new(
+        f: F,
+        items: Vec<T>,
+        base: usize,
+        deliver: Deliver<R>,
+        progress: Option<Arc<Progress>>,
+    ) -> Arc<Self> {
         let len = items.len();
         let job = Arc::new(Job {
             f,
@@ -406,6 +415,7 @@ where
                 errors: Vec::new(),
             }),
             deliver,
+            progress,
         });
         if len == 0 {
             job.finish(Vec::new());
@@ -460,10 +470,16 @@ where
     fn settle(&self, count: usize, errors: impl IntoIterator<Item = (usize, Error)>) {
         let mut tally = lock(&self.tally);
         tally.left -= count;
+        let before = tally.errors.len();
         tally.errors.extend(errors);
-        if tally.left == 0 {
-            let errors = std::mem::take(&mut tally.errors);
-            drop(tally);
+        let failed = tally.errors.len() - before;
+        let done = (tally.left == 0).then(|| std::mem::take(&mut tally.errors));
+        drop(tally);
+        // Outside the lock: a bar may draw.
+        if let Some(progress) = &self.progress {
+            progress.advance(count, failed);
+        }
+        if let Some(errors) = done {
             self.finish(errors);
         }
     }
@@ -582,10 +598,14 @@ where
     }
 
     fn unwanted(&self) -> bool {
-        match &self.deliver {
+        let unwanted = match &self.deliver {
             Deliver::Each { stream, .. } => stream.unwanted(),
             Deliver::One(slot) => !slot.claim(),
             Deliver::All(slot) => !slot.claim(),
+        };
+        if let Some(progress) = self.progress.as_ref().filter(|_| unwanted) {
+            progress.abandon();
         }
+        unwanted
     }
 }

@@ -14,7 +14,7 @@ use super::job::{Deliver, Job, Piece};
 use super::task::Task;
 use super::worker::{Config, Initializer, Shared};
 use crate::error::{Error, Result};
-use crate::pool::{AsyncResult, CallbackQueue, Slot, pool_size};
+use crate::pool::{AsyncResult, Bars, CallbackQueue, Progress, Slot, pool_size};
 use crate::task::ArgTuple;
 
 /// Pieces per thread that an automatic `map` is cut into: enough for a thread that finishes
@@ -49,6 +49,8 @@ pub struct PoolBuilder {
     init: Option<Initializer>,
     max_tasks_per_child: Option<usize>,
     task_timeout: Option<Duration>,
+    /// Whether map-like calls draw a progress bar (only ever set with the feature `progress`).
+    progress: bool,
 }
 
 impl std::fmt::Debug for PoolBuilder {
@@ -132,7 +134,17 @@ impl PoolBuilder {
             shared,
             callbacks: CallbackQueue::new(),
             threads,
+            bars: Bars::new(self.progress),
         })
+    }
+
+    /// Draws a progress bar on stderr for every map-like call, as the process pool's
+    /// [`PoolBuilder::progress`](crate::PoolBuilder::progress) does (feature `progress`): a
+    /// `map` advances piece by piece (a few pieces per thread), an `imap` chunk by chunk.
+    #[cfg(feature = "progress")]
+    pub fn progress(mut self) -> Self {
+        self.progress = true;
+        self
     }
 }
 
@@ -169,6 +181,8 @@ pub struct Pool {
     pub(super) shared: Arc<Shared>,
     callbacks: Arc<CallbackQueue>,
     threads: usize,
+    /// The progress bars of its map-like calls, if it draws them.
+    bars: Option<Bars>,
 }
 
 impl std::fmt::Debug for Pool {
@@ -201,6 +215,7 @@ impl Pool {
             init: None,
             max_tasks_per_child: None,
             task_timeout: None,
+            progress: false,
         }
     }
 
@@ -211,6 +226,12 @@ impl Pool {
 
     fn slot<T: Send + 'static>(&self) -> Arc<Slot<T>> {
         Slot::completed_by_threads(self.callbacks.clone())
+    }
+
+    /// The progress bar of a map-like call named `call` of `len` items (if known), when the
+    /// pool draws them.
+    pub(super) fn bar(&self, call: &'static str, len: Option<usize>) -> Option<Arc<Progress>> {
+        self.bars.as_ref().map(|bars| Arc::new(bars.bar(call, len)))
     }
 
     // ----- apply -----
@@ -275,6 +296,7 @@ impl Pool {
             vec![args],
             0,
             Deliver::One(slot.clone()),
+            None,
         );
         self.shared.submit([Piece::new(job, 0..1)], false);
         AsyncResult::new(slot)
@@ -341,7 +363,7 @@ impl Pool {
         T: Send + 'static,
         R: Send + 'static,
     {
-        self.map_all(f, items.into_iter().collect(), None)
+        self.map_all(f, items.into_iter().collect(), None, "map")
     }
 
     /// [`map_async`](Self::map_async) with an explicit chunk size.
@@ -356,11 +378,17 @@ impl Pool {
         T: Send + 'static,
         R: Send + 'static,
     {
-        self.map_all(f, items.into_iter().collect(), Some(chunksize))
+        self.map_all(f, items.into_iter().collect(), Some(chunksize), "map")
     }
 
     /// What `map` and `starmap` share: every item's result in a list, or the first error.
-    fn map_all<F, T, R>(&self, f: F, items: Vec<T>, chunksize: Option<usize>) -> AsyncResult<Vec<R>>
+    fn map_all<F, T, R>(
+        &self,
+        f: F,
+        items: Vec<T>,
+        chunksize: Option<usize>,
+        call: &'static str,
+    ) -> AsyncResult<Vec<R>>
     where
         F: Fn(T) -> R + Send + Sync + 'static,
         T: Send + 'static,
@@ -369,7 +397,11 @@ impl Pool {
         let len = items.len();
         let chunksize = chunksize.unwrap_or_else(|| len.div_ceil(self.threads * PIECES_PER_THREAD));
         let slot = self.slot();
-        let job = Job::new(f, items, 0, Deliver::All(slot.clone()));
+        let bar = self.bar(call, Some(len));
+        if let Some(bar) = &bar {
+            bar.set_total(len);
+        }
+        let job = Job::new(f, items, 0, Deliver::All(slot.clone()), bar);
         self.shared.submit(Piece::cover(job, len, chunksize), false);
         AsyncResult::new(slot)
     }
@@ -428,7 +460,12 @@ impl Pool {
         Args: Send + 'static,
         F::Output: Send + 'static,
     {
-        self.map_all(move |args| f.call(args), items.into_iter().collect(), None)
+        self.map_all(
+            move |args| f.call(args),
+            items.into_iter().collect(),
+            None,
+            "starmap",
+        )
     }
 
     /// [`starmap_async`](Self::starmap_async) with an explicit chunk size.
@@ -444,7 +481,7 @@ impl Pool {
         F::Output: Send + 'static,
     {
         let items = items.into_iter().collect();
-        self.map_all(move |args| f.call(args), items, Some(chunksize))
+        self.map_all(move |args| f.call(args), items, Some(chunksize), "starmap")
     }
 
     // ----- imap -----

@@ -54,7 +54,7 @@ pub(crate) use job::{Piece, decode_pieces};
 use joinable::{Joinable, ThreadEnd};
 #[cfg(feature = "mpi")]
 pub(crate) use link::deliver_outcomes;
-use progress::Bars;
+pub(crate) use progress::{Bars, Progress};
 use readahead::Readahead;
 use result::Gather;
 pub(crate) use result::{CallbackQueue, Slot};
