@@ -33,6 +33,8 @@ struct Replies {
     at: usize,
     /// The descriptors of the handles that the open frame's results carry (see `run_batch`).
     fds: FdSet,
+    /// The identity of the process the replies go to, which holds their handles from then on.
+    parent: Option<u64>,
     header: ResultsHeader,
     last_flush: Instant,
     last_check: Instant,
@@ -42,13 +44,14 @@ struct Replies {
 }
 
 impl Replies {
-    fn open(ch: &mut Channel, seq: u64, first: u32) -> Self {
+    fn open(ch: &mut Channel, seq: u64, first: u32, parent: Option<u64>) -> Self {
         let at = ch.begin_frame();
         ch.out_buf().extend_from_slice(&[0; ResultsHeader::LEN]);
         let now = Instant::now();
         Self {
             at,
-            fds: FdSet::passing(),
+            fds: FdSet::default(),
+            parent,
             header: ResultsHeader {
                 seq,
                 first,
@@ -62,7 +65,7 @@ impl Replies {
     }
 
     fn close(&mut self, ch: &mut Channel) -> crate::Result<()> {
-        let fds = std::mem::replace(&mut self.fds, FdSet::passing());
+        let fds = std::mem::take(&mut self.fds);
         if self.header.count == 0 {
             // Nothing since the last write: drop the empty frame.
             ch.out_buf().truncate(self.at);
@@ -71,9 +74,15 @@ impl Replies {
         let at = self.at + HEADER;
         self.header
             .write_at(&mut ch.out_buf()[at..at + ResultsHeader::LEN]);
-        // Handed to the channel: as good as delivered for the handles' pins (a worker that
-        // dies before writing it out takes them along).
-        fds.sent();
+        // A lasting message, as an argument is: the parent, which it goes to, counts as holding
+        // its handles until it exits (whether or not it ever decodes them), and this worker
+        // until the set is dropped, now. So a reply lost with a dying worker, or never
+        // decoded, or decoded twice, never leaves a queue's holders miscounted.
+        if !fds.is_empty() {
+            if let Some(parent) = self.parent {
+                fds.hand_to(parent);
+            }
+        }
         ch.end_frame_with(self.at, kind::RESULTS, fds.into_fds())
     }
 
@@ -88,13 +97,19 @@ impl Replies {
     ) -> crate::Result<()> {
         self.header.count += n;
         self.until_check = self.until_check.saturating_sub(n);
-        // Results that carry many handles go before their frame can take no more.
-        let big = ch.out_buf().len() - self.at > REPLY_LIMIT
-            || self.fds.len() >= sys::fd::MAX_FDS_PER_MSG / 2;
+        // Results that carry handles go at once, in a frame of their own run, and the items
+        // after them run one at a time: a frame's descriptors (at most `MAX_FDS_PER_MSG`) are
+        // then one item's.
+        let carrying = !self.fds.is_empty();
+        let big = ch.out_buf().len() - self.at > REPLY_LIMIT || carrying;
         if self.until_check > 0 && !big {
             return Ok(());
         }
-        self.checkpoint(ch, big, large_at)
+        self.checkpoint(ch, big, large_at)?;
+        if carrying {
+            (self.stride, self.until_check) = (1, 1);
+        }
+        Ok(())
     }
 
     /// Looks at the clock; writes the replies so far if it is time, or if they grew `big`.
@@ -172,32 +187,51 @@ impl Replies {
     }
 }
 
-/// Whether this worker's results may carry handles: not when it serves an MPI rank other than
-/// 0, whose answers cross to another machine's rank 0 as bytes.
-fn results_carry_handles() -> bool {
-    #[cfg(feature = "mpi")]
-    if crate::mpi::rank().is_some_and(|rank| rank > 0) {
-        return false;
+/// Where the handles in a worker's results go.
+#[derive(Clone, Copy, Debug)]
+enum ResultHandles {
+    /// With the reply, to the parent, whose identity (`sys::proc::process_identity`) this is
+    /// if it could be read.
+    Carried { parent: Option<u64> },
+    /// Nowhere: a result with a handle fails (the worker of an MPI rank other than 0, whose
+    /// answers cross to rank 0, maybe on another machine, as bytes).
+    #[cfg_attr(not(feature = "mpi"), allow(dead_code))]
+    Refused,
+}
+
+impl ResultHandles {
+    /// This worker's: asked once, as it starts serving.
+    fn here() -> Self {
+        #[cfg(feature = "mpi")]
+        if crate::mpi::serves_a_remote_rank() {
+            return ResultHandles::Refused;
+        }
+        ResultHandles::Carried {
+            parent: sys::proc::getppid().and_then(sys::proc::process_identity),
+        }
     }
-    true
 }
 
 /// Runs one `TASK` frame's items. Returns whether every item succeeded. Handles in the results
-/// travel with them (their descriptors in the `RESULTS` frame) if `carry_handles`; otherwise
-/// such a result fails its item with [`fds::IN_REMOTE_RESULT`].
+/// travel with them (their descriptors in the `RESULTS` frame) as `handles` says, or such a
+/// result fails its item with [`fds::IN_REMOTE_RESULT`].
 fn run_batch(
     ch: &mut Channel,
     page: &SharedPage,
     started: &mut u64,
     payload: &[u8],
-    carry_handles: bool,
+    handles: ResultHandles,
 ) -> crate::Result<bool> {
     let mut input = payload;
     let header = TaskHeader::read(&mut input)?;
     // SAFETY: the parent computed `entry` with `task::offset_of` in the same executable; the
     // handshake checked the executable identity before any task was accepted.
     let entry = unsafe { task::entry_at(header.entry) };
-    let mut replies = Replies::open(ch, header.seq, 0);
+    let parent = match handles {
+        ResultHandles::Carried { parent } => parent,
+        ResultHandles::Refused => None,
+    };
+    let mut replies = Replies::open(ch, header.seq, 0, parent);
     let progress = page.slot(STARTED_SLOT);
     let mut all_ok = true;
     let mut i = 0;
@@ -205,10 +239,9 @@ fn run_batch(
         // Runs of items between two looks at the clock (see `Replies`).
         let max = (header.count - i).min(replies.until_check.max(1));
         let run_items = || entry(&mut input, ch.out_buf(), max, started, progress);
-        let run = if carry_handles {
-            fds::results_into(&mut replies.fds, run_items)
-        } else {
-            fds::results_refused(fds::IN_REMOTE_RESULT, run_items)
+        let run = match handles {
+            ResultHandles::Carried { .. } => fds::results_into(&mut replies.fds, run_items),
+            ResultHandles::Refused => fds::results_refused(fds::IN_REMOTE_RESULT, run_items),
         };
         let n = run.items;
         if n == 0 || n > max {
@@ -244,7 +277,7 @@ const IDLE_SPIN: Duration = Duration::from_micros(50);
 /// Returns the exit status.
 pub(crate) fn serve(mut ch: Channel, page: &SharedPage, role: Role) -> i32 {
     let mut started = 0u64;
-    let carry_handles = results_carry_handles();
+    let handles = ResultHandles::here();
     loop {
         if !ch.has_frame() && ch.pending_out() > 0 && ch.flush().is_err() {
             return EXIT_PROTOCOL;
@@ -271,7 +304,7 @@ pub(crate) fn serve(mut ch: Channel, page: &SharedPage, role: Role) -> i32 {
         };
         match frame.kind {
             kind::TASK => match fds::receive(std::mem::take(&mut frame.fds), || {
-                run_batch(&mut ch, page, &mut started, frame.payload(), carry_handles)
+                run_batch(&mut ch, page, &mut started, frame.payload(), handles)
             }) {
                 Ok(all_ok) if role == Role::Process => {
                     return match ch.flush() {
@@ -304,7 +337,7 @@ mod tests {
         let (a, b) = crate::sys::fd::socketpair().unwrap();
         let mut ch = Channel::new(a, Io::Blocking).unwrap();
         let mut peer = Channel::new(b, Io::Blocking).unwrap();
-        let mut replies = Replies::open(&mut ch, 7, 0);
+        let mut replies = Replies::open(&mut ch, 7, 0, None);
         let mut last_at = 0;
         for x in [1u32, 2, 3] {
             last_at = ch.out_buf().len();

@@ -102,16 +102,32 @@ pub(crate) fn spanning() -> Option<&'static world::World> {
 /// Where this process runs: its own rank and the job's size, or those of the agent whose
 /// worker it is.
 fn placement() -> Option<(u32, u32)> {
-    static INHERITED: OnceLock<Option<(u32, u32)>> = OnceLock::new();
     // A forked copy of a rank runs where its rank does, though it is no rank itself.
     if let Some(w) = world::placement() {
         return Some((w.rank, w.size));
     }
+    inherited().map(|(rank, size, _)| (rank, size))
+}
+
+/// What a rank's child was told ([`child_environment`]): the rank, the job's size, and the
+/// process id of the rank itself.
+fn inherited() -> Option<(u32, u32, u32)> {
+    static INHERITED: OnceLock<Option<(u32, u32, u32)>> = OnceLock::new();
     *INHERITED.get_or_init(|| {
         let value = std::env::var(ENV).ok()?;
-        let (rank, size) = value.split_once(',')?;
-        Some((rank.parse().ok()?, size.parse().ok()?))
+        let mut fields = value.split(',').map(|f| f.parse().ok());
+        Some((fields.next()??, fields.next()??, fields.next()??))
     })
+}
+
+/// Whether this process is a worker that a rank other than 0 started itself (one of its
+/// agent's pools'): its answers go to rank 0 as bytes, maybe to another machine. A process
+/// that such a worker starts in turn (a pool of its own) answers its parent on this machine.
+pub(crate) fn serves_a_remote_rank() -> bool {
+    world::placement().is_none()
+        && inherited().is_some_and(|(rank, _, rank_pid)| {
+            rank > 0 && crate::sys::proc::getppid() == Some(rank_pid)
+        })
 }
 
 /// This process's rank in the MPI job — for a pool worker, the rank of the agent that started
@@ -149,6 +165,10 @@ pub fn host() -> String {
 /// variables. `None` outside a job.
 pub(crate) fn child_environment() -> Option<(String, Vec<std::ffi::OsString>)> {
     let (rank, size) = placement()?;
+    let rank_pid = match world::placement() {
+        Some(_) => crate::sys::proc::getpid(),
+        None => inherited()?.2,
+    };
     let remove = std::env::vars_os()
         .map(|(k, _)| k)
         .filter(|k| {
@@ -156,5 +176,5 @@ pub(crate) fn child_environment() -> Option<(String, Vec<std::ffi::OsString>)> {
             LAUNCHER_VARIABLES.iter().any(|p| k.starts_with(p))
         })
         .collect();
-    Some((format!("{rank},{size}"), remove))
+    Some((format!("{rank},{size},{rank_pid}"), remove))
 }

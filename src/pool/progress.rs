@@ -3,8 +3,9 @@
 //! A call's sink (`Gather` for `map` and the `*_async` calls, `imap::Stream` for `imap`)
 //! advances its call's [`Progress`] as outcomes arrive: once per delivered run of results, not
 //! per item, so a bar costs a few atomic additions per frame. The bar is indicatif's, drawn on
-//! stderr at most 20 times a second, and only when stderr is a terminal (indicatif hides it
-//! otherwise). It knows its length once the call's input is all handed in (at once for a sized
+//! stderr at most 20 times a second, only when stderr is a terminal (indicatif hides it
+//! otherwise), and only once the call has run 50 ms (`SHOW_AFTER`, `tqdm`'s `delay`): a quicker
+//! call shows nothing. It knows its length once the call's input is all handed in (at once for a sized
 //! `map`; when an `imap`'s input ends) and finishes when that many items have an outcome.
 //!
 //! Without the feature, [`Progress`] is a type with no values: the sinks' `Option<Arc<Progress>>`
@@ -20,9 +21,17 @@ pub(crate) use without::{Bars, Progress};
 
 #[cfg(feature = "progress")]
 mod with_bar {
-    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Mutex;
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+    use std::time::{Duration, Instant};
 
     use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressState, ProgressStyle};
+
+    use crate::pool::lock;
+
+    /// How long a call runs before its bar is shown (`tqdm`'s `delay`): a call done sooner
+    /// draws nothing — there is nothing to watch, and drawing would cost it more than 1 %.
+    const SHOW_AFTER: Duration = Duration::from_millis(50);
 
     /// A pool's bars: one line each on stderr, so that calls in flight at once do not draw over
     /// each other.
@@ -34,10 +43,11 @@ mod with_bar {
             wanted.then(|| Bars(MultiProgress::with_draw_target(ProgressDrawTarget::stderr())))
         }
 
-        /// The bar of a call named `call` (`map`, `imap`, …) of about `len` items, if known.
+        /// The bar of a call named `call` (`map`, `imap`, …) of about `len` items, if known:
+        /// shown among the pool's once the call has run [`SHOW_AFTER`].
         pub(crate) fn bar(&self, call: &'static str, len: Option<usize>) -> Progress {
             let progress = Progress::new(call, len);
-            self.0.add(progress.bar.clone());
+            *lock(&progress.shown_in) = Some(self.0.clone());
             progress
         }
     }
@@ -45,6 +55,11 @@ mod with_bar {
     /// The bar of one call.
     pub(crate) struct Progress {
         bar: ProgressBar,
+        born: Instant,
+        /// Where it is to be shown, until it is (see [`SHOW_AFTER`]).
+        shown_in: Mutex<Option<MultiProgress>>,
+        /// Whether it is shown, or nowhere to be (a copy of `shown_in` being empty).
+        shown: AtomicBool,
         /// Items with an outcome.
         done: AtomicUsize,
         failed: AtomicUsize,
@@ -85,14 +100,30 @@ mod with_bar {
             bar.set_prefix(call);
             Self {
                 bar,
+                born: Instant::now(),
+                shown_in: Mutex::new(None),
+                shown: AtomicBool::new(false),
                 done: AtomicUsize::new(0),
                 failed: AtomicUsize::new(0),
                 total: AtomicUsize::new(usize::MAX),
             }
         }
 
+        /// Shows the bar once the call has run [`SHOW_AFTER`].
+        fn show_when_due(&self) {
+            if self.shown.load(Ordering::Relaxed) || self.born.elapsed() < SHOW_AFTER {
+                return;
+            }
+            if let Some(bars) = lock(&self.shown_in).take() {
+                bars.add(self.bar.clone());
+                self.bar.tick();
+            }
+            self.shown.store(true, Ordering::Relaxed);
+        }
+
         /// `done` more items have an outcome, `failed` of them an error.
         pub(crate) fn advance(&self, done: usize, failed: usize) {
+            self.show_when_due();
             if failed > 0 {
                 let failed = self.failed.fetch_add(failed, Ordering::Relaxed) + failed;
                 self.bar.set_message(format!("· {failed} failed"));
@@ -106,6 +137,7 @@ mod with_bar {
 
         /// The call has `total` items: its input is all handed in.
         pub(crate) fn set_total(&self, total: usize) {
+            self.show_when_due();
             if self.bar.length().is_none() {
                 if let Some(style) = style(KNOWN) {
                     self.bar.set_style(style);
