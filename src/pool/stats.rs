@@ -420,7 +420,8 @@ impl Meter {
         self.tasks.fetch_add(n as u64, Relaxed);
     }
 
-    /// It is ready to serve: greeted back, and through its initializer.
+    /// It is ready to serve: greeted back, and past its initializer (which may have failed: the
+    /// pool then says it is broken, once, in `pool_broken`).
     pub(crate) fn ready(&self) {
         report!(
             debug,
