@@ -4,9 +4,7 @@
 //!
 //! Run: `cargo bench --bench await_vs_get` (`N` sets the round trips per way; default 5,000).
 
-use std::future::{Future, IntoFuture};
-use std::sync::Arc;
-use std::task::{Context, Poll, Wake};
+use std::future::IntoFuture;
 use std::time::Instant;
 
 use multiproc::Pool;
@@ -15,23 +13,9 @@ fn square(x: u64) -> u64 {
     x * x
 }
 
-fn block_on<F: IntoFuture>(f: F) -> F::Output {
-    struct Unpark(std::thread::Thread);
-    impl Wake for Unpark {
-        fn wake(self: Arc<Self>) {
-            self.0.unpark()
-        }
-    }
-    let waker = Arc::new(Unpark(std::thread::current())).into();
-    let mut cx = Context::from_waker(&waker);
-    let mut f = std::pin::pin!(f.into_future());
-    loop {
-        match f.as_mut().poll(&mut cx) {
-            Poll::Ready(v) => return v,
-            Poll::Pending => std::thread::park(),
-        }
-    }
-}
+#[path = "../tests/common/block_on.rs"]
+mod executor;
+use executor::block_on;
 
 /// One round's (p50, p99) for `get()`, the minimal executor and tokio.
 type Round = ((f64, f64), (f64, f64), (f64, f64));

@@ -3,13 +3,13 @@
 //! while futures wait, and a future dropped before its result.
 
 mod common;
-use common::{SECS, within};
+use common::{SECS, block_on, within};
 #[cfg(feature = "stream")]
 use futures_core::Stream;
 use multiproc::{Error, Pool};
 use std::future::{Future, IntoFuture};
 use std::sync::Arc;
-use std::task::{Context, Poll, Wake};
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 fn square(x: u64) -> u64 {
@@ -35,25 +35,6 @@ fn runtime() -> tokio::runtime::Runtime {
         .enable_time()
         .build()
         .unwrap()
-}
-
-/// The smallest executor: runs `f` on this thread, parking while it is pending.
-fn block_on<F: IntoFuture>(f: F) -> F::Output {
-    struct Unpark(std::thread::Thread);
-    impl Wake for Unpark {
-        fn wake(self: Arc<Self>) {
-            self.0.unpark()
-        }
-    }
-    let waker = Arc::new(Unpark(std::thread::current())).into();
-    let mut cx = Context::from_waker(&waker);
-    let mut f = std::pin::pin!(f.into_future());
-    loop {
-        match f.as_mut().poll(&mut cx) {
-            Poll::Ready(v) => return v,
-            Poll::Pending => std::thread::park(),
-        }
-    }
 }
 
 /// Polls every future until all are ready: `join_all` without the `futures` crate.

@@ -159,10 +159,7 @@ where
             Order::Input => "imap",
             Order::Completion => "imap_unordered",
         };
-        let len = match input.size_hint() {
-            (lo, Some(hi)) if lo == hi => Some(lo),
-            _ => None,
-        };
+        let len = crate::pool::exact_len(&input);
         IMap {
             pool,
             input: Some(input),

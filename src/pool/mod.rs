@@ -497,7 +497,7 @@ pub(crate) fn pool_size(processes: Option<usize>, worker: &str) -> Result<usize>
 
 /// The length an input says it has exactly (a range, a vector), if it does. Only a hint: an
 /// iterator may say wrong, and nothing that depends on it may go wrong then (see `Placed`).
-pub(super) fn exact_len(items: &impl Iterator) -> Option<usize> {
+pub(crate) fn exact_len(items: &impl Iterator) -> Option<usize> {
     match items.size_hint() {
         (lo, Some(hi)) if lo == hi => Some(lo),
         _ => None,

@@ -4,6 +4,10 @@
 use std::sync::mpsc;
 use std::time::Duration;
 
+mod block_on;
+#[allow(unused_imports)] // used by the async tests only
+pub use block_on::block_on;
+
 /// Runs `f` on another thread and fails the test if it does not finish within `limit`:
 /// "never hangs" is checked, not hoped for.
 pub fn within<T: Send + 'static>(limit: Duration, f: impl FnOnce() -> T + Send + 'static) -> T {
